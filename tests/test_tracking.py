@@ -1,0 +1,401 @@
+"""The W&B mirror: mode resolution, offline runs per trial, resume, failure isolation, the report summary run.
+
+No network: offline runs, a closed loopback port for "unreachable", and a planted fake API key that must never
+reach any file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import struct
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tlsweep.errors import SpecError
+from tlsweep.tracking import (
+    NullTracker,
+    WandbSettings,
+    WandbTracker,
+    api_key_configured,
+    flatten_config,
+    log_report_summary,
+    make_tracker,
+    resolve_mode,
+)
+from tlsweep.tracking import settings as settings_module
+
+PLANTED_KEY = "tlsweepPlantedKey0123456789abcdefghijklmnopqrstuv"  # 48 chars, W&B's key format
+VENV_BIN = Path(sys.executable).parent
+
+
+# -- reading what wandb wrote -----------------------------------------------------------------------------------
+
+
+def read_records(path: Path) -> list[object]:
+    """Records of a ``.wandb`` transaction log (W&B's LevelDB-style log: 7-byte header, 32 KiB blocks)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B", f"{path} is not a W&B transaction log"
+    records, pos, pending = [], 7, b""
+    while pos + 7 <= len(data):
+        if 32768 - pos % 32768 < 7:
+            pos += 32768 - pos % 32768
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
+        if kind in (2, 3):  # FIRST, MIDDLE
+            pending += chunk
+            continue
+        if kind in (1, 4):  # FULL, LAST
+            record = pb.Record()
+            record.ParseFromString(pending + chunk)
+            records.append(record)
+            pending = b""
+    return records
+
+
+def _key(item: object) -> str:
+    return item.key or ".".join(item.nested_key)  # type: ignore[attr-defined]
+
+
+def run_contents(run_dir: Path) -> dict[str, object]:
+    """run id, group, job type, name, tags, config, logged steps and summary of one offline run directory."""
+    (log_file,) = run_dir.glob("run-*.wandb")
+    out: dict[str, object] = {"config": {}, "steps": [], "summary": {}, "history": []}
+    for record in read_records(log_file):
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            run = record.run
+            out.update(run_id=run.run_id, group=run.run_group, job_type=run.job_type, name=run.display_name,
+                       tags=list(run.tags), project=run.project)
+            out["config"].update({_key(i): json.loads(i.value_json) for i in run.config.update})
+        elif kind == "config":
+            out["config"].update({_key(i): json.loads(i.value_json) for i in record.config.update})
+        elif kind == "history":
+            out["steps"].append(record.history.step.num)
+            out["history"].append({_key(i): json.loads(i.value_json) for i in record.history.item})
+        elif kind == "summary":
+            out["summary"].update({_key(i): json.loads(i.value_json) for i in record.summary.update if _key(i)})
+    return out
+
+
+def offline_run_dirs(results_dir: Path) -> list[Path]:
+    return sorted((results_dir / "wandb").glob("offline-run-*"))
+
+
+def files_containing(root: Path, needle: str) -> list[Path]:
+    hits = []
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink() and needle.encode() in path.read_bytes():
+            hits.append(path)
+    return hits
+
+
+def fake_trial_config(cell: int, seed: int) -> dict[str, object]:
+    return {
+        "factors": {"init": "imagenet" if cell else "scratch", "train_fraction": 0.25},
+        "params": {"lr": 0.01 * (cell + 1), "weight_decay": 1e-4},
+        "cell_id": f"cell{cell}",
+        "seed": seed,
+        "phase": "tune",
+        "levels": [1, 2],  # not a scalar: dropped
+    }
+
+
+def drive(tracker: object, trial_ids: list[str], epochs: int = 2, finish: bool = True) -> None:
+    for index, trial_id in enumerate(trial_ids):
+        tracker.trial_started(trial_id, name=f"trial-{index}", config=fake_trial_config(index, seed=index),
+                              job_type="tune")
+    for epoch in range(epochs):
+        for trial_id in trial_ids:
+            tracker.trial_epoch(trial_id, epoch, {"val_acc": 0.5 + 0.1 * epoch, "train_loss": 1.0 / (epoch + 1)})
+    if finish:
+        for trial_id in trial_ids:
+            tracker.trial_finished(trial_id, summary={"val_acc": 0.6, "best": {"epoch": 1}}, status="completed")
+
+
+# -- pure rules -------------------------------------------------------------------------------------------------
+
+
+def test_flatten_config_keeps_scalars_and_dots_nested_keys() -> None:
+    np = pytest.importorskip("numpy")
+    flat = flatten_config({"a": {"b": 1, "c": {"d": "x"}}, "lr": np.float32(0.5), "n": np.int64(3),
+                           "flag": True, "skip": [1, 2], "none": None, "path": Path("/tmp")})
+    assert flat == {"a.b": 1, "a.c.d": "x", "lr": 0.5, "n": 3, "flag": True}
+    assert type(flat["n"]) is int
+
+
+@pytest.mark.parametrize(
+    ("spec_mode", "env_mode", "override", "has_key", "expected"),
+    [
+        (None, None, None, False, "offline"),
+        (None, None, None, True, "online"),
+        ("offline", None, None, True, "offline"),
+        ("online", None, "disabled", True, "disabled"),
+        (None, None, "online", False, "online"),
+        ("online", "disabled", None, True, "disabled"),
+        ("offline", "dryrun", None, True, "offline"),
+        ("offline", "disabled", "offline", False, "offline"),
+    ],
+)
+def test_resolve_mode(monkeypatch: pytest.MonkeyPatch, spec_mode: str | None, env_mode: str | None,
+                      override: str | None, has_key: bool, expected: str) -> None:
+    if env_mode is None:
+        monkeypatch.delenv("WANDB_MODE", raising=False)
+    else:
+        monkeypatch.setenv("WANDB_MODE", env_mode)
+    monkeypatch.setattr(settings_module, "api_key_configured", lambda: has_key)
+    assert resolve_mode(WandbSettings(mode=spec_mode), override) == expected
+
+
+def test_resolve_mode_rejects_an_unknown_override() -> None:
+    with pytest.raises(SpecError, match=r"--wandb: .*online, offline, disabled.*'upload'"):
+        resolve_mode(WandbSettings(), "upload")
+
+
+def test_settings_forbid_unknown_keys() -> None:
+    with pytest.raises(ValueError, match="api_key"):
+        WandbSettings.model_validate({"mode": "offline", "api_key": "x"})
+
+
+def test_api_key_configured_reads_env_and_netrc(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from urllib.parse import urlsplit
+
+    from wandb.sdk import wandb_setup
+
+    monkeypatch.delenv("WANDB_IDENTITY_TOKEN_FILE", raising=False)
+    monkeypatch.setenv("WANDB_API_KEY", PLANTED_KEY)
+    assert api_key_configured()
+    monkeypatch.delenv("WANDB_API_KEY")
+    empty = tmp_path / "empty-netrc"
+    empty.write_text("")
+    monkeypatch.setenv("NETRC", str(empty))
+    monkeypatch.setattr(wandb_setup.singleton().settings, "api_key", None, raising=False)
+    assert not api_key_configured()
+    host = urlsplit(wandb_setup.singleton().settings.base_url).netloc
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine {host}\n  login user\n  password {PLANTED_KEY}\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    assert api_key_configured()
+
+
+# -- the tracker ------------------------------------------------------------------------------------------------
+
+
+def test_disabled_mode_is_a_null_tracker_that_writes_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    results = tmp_path / "results"
+    tracker = make_tracker(WandbSettings(mode="online"), sweep_name="s", results_dir=results)
+    assert isinstance(tracker, NullTracker)
+    drive(tracker, ["a", "b"])
+    tracker.close()
+    assert tracker.sync_command() is None
+    assert not results.exists()
+
+
+def test_offline_tracker_writes_one_run_per_trial_with_flat_config(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("WANDB_API_KEY", PLANTED_KEY)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    results = tmp_path / "results"
+    settings = WandbSettings(project="proj", tags=["demo", "ci"])
+    tracker = make_tracker(settings, sweep_name="age_sweep", results_dir=results)
+    assert isinstance(tracker, WandbTracker)
+    trial_ids = ["t0a1b2c3", "t1d4e5f6", "t2a7b8c9"]
+    started = time.monotonic()
+    drive(tracker, trial_ids)
+    assert time.monotonic() - started < 0.5, "driver-side calls must only enqueue"
+    tracker.close(timeout_s=60)
+
+    run_dirs = offline_run_dirs(results)
+    assert [d.name.rsplit("-", 1)[-1] for d in run_dirs] == sorted(trial_ids)
+    for run_dir in run_dirs:
+        run = run_contents(run_dir)
+        index = trial_ids.index(run["run_id"])
+        assert run["group"] == "age_sweep" and run["job_type"] == "tune" and run["project"] == "proj"
+        assert run["name"] == f"trial-{index}" and run["tags"] == ["demo", "ci"]
+        config = {k: v for k, v in run["config"].items() if k != "_wandb"}
+        assert config == {
+            "factors.init": "imagenet" if index else "scratch",
+            "factors.train_fraction": 0.25,
+            "params.lr": pytest.approx(0.01 * (index + 1)),
+            "params.weight_decay": 1e-4,
+            "cell_id": f"cell{index}",
+            "seed": index,
+            "phase": "tune",
+        }
+        assert run["steps"] == [0, 1]
+        assert [h["val_acc"] for h in run["history"]] == pytest.approx([0.5, 0.6])
+        assert run["summary"]["status"] == "completed"
+        assert run["summary"]["val_acc"] == 0.6 and run["summary"]["best.epoch"] == 1
+
+    command = tracker.sync_command()
+    assert command == f"wandb sync {results.absolute() / 'wandb'}"
+    synced = subprocess.run([str(VENV_BIN / "wandb"), "sync", "--dry-run", *map(str, run_dirs)],
+                            capture_output=True, text=True, timeout=60)
+    assert synced.returncode == 0, synced.stderr
+    assert "Would sync 3 run(s)" in synced.stdout + synced.stderr
+    assert files_containing(results, PLANTED_KEY) == []
+
+
+def test_restarted_tracker_continues_the_same_run(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    settings = WandbSettings(mode="offline")
+    first = WandbTracker(settings, sweep_name="s", results_dir=results, mode="offline")
+    first.trial_started("trialX", name="x", config={"seed": 1}, job_type="tune")
+    first.trial_epoch("trialX", 0, {"val_acc": 0.4})
+    first.close(timeout_s=60)  # the driver dies before the trial ends
+
+    second = WandbTracker(settings, sweep_name="s", results_dir=results, mode="offline")
+    second.trial_started("trialX", name="x", config={"seed": 1}, job_type="tune")
+    second.trial_epoch("trialX", 1, {"val_acc": 0.5})
+    second.trial_finished("trialX", summary={"val_acc": 0.5}, status="completed")
+    second.close(timeout_s=60)
+
+    runs = [run_contents(d) for d in offline_run_dirs(results)]
+    assert [r["run_id"] for r in runs] == ["trialX", "trialX"]
+    assert [r["steps"] for r in runs] == [[0], [1]]
+    synced = subprocess.run([str(VENV_BIN / "wandb"), "sync", "--dry-run", str(results / "wandb")],
+                            capture_output=True, text=True, timeout=60)
+    assert synced.returncode == 0, synced.stderr
+
+
+def test_wandb_failures_never_reach_the_driver(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import wandb
+    from wandb.sdk.wandb_run import Run
+
+    def broken_log(self: object, *args: object, **kwargs: object) -> None:
+        raise RuntimeError("injected log failure")
+
+    monkeypatch.setattr(Run, "log", broken_log)
+    results = tmp_path / "results"
+    tracker = WandbTracker(WandbSettings(), sweep_name="s", results_dir=results, mode="offline")
+    with caplog.at_level(logging.WARNING, logger="tlsweep.tracking"):
+        drive(tracker, ["a", "b"])
+        tracker.close(timeout_s=60)
+    failures = [r for r in caplog.records if "injected log failure" in r.getMessage()]
+    assert len(failures) == 1, "one warning per kind of failure"
+    assert {run_contents(d)["summary"]["status"] for d in offline_run_dirs(results)} == {"completed"}
+
+    def broken_init(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("injected init failure")
+
+    monkeypatch.setattr(wandb, "init", broken_init)
+    tracker = WandbTracker(WandbSettings(), sweep_name="s", results_dir=tmp_path / "other", mode="offline")
+    with caplog.at_level(logging.WARNING, logger="tlsweep.tracking"):
+        drive(tracker, ["c", "d"])
+        tracker.close(timeout_s=10)
+    assert any("injected init failure" in r.getMessage() for r in caplog.records)
+
+
+def test_a_hung_wandb_neither_blocks_the_driver_nor_close(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    import wandb
+
+    release = __import__("threading").Event()
+
+    def hung_init(*args: object, **kwargs: object) -> None:
+        release.wait(30)
+        raise RuntimeError("released")
+
+    monkeypatch.setattr(wandb, "init", hung_init)
+    tracker = WandbTracker(WandbSettings(), sweep_name="s", results_dir=tmp_path, mode="offline", queue_size=3)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="tlsweep.tracking"):
+        drive(tracker, ["a", "b", "c"], epochs=5)
+        assert time.monotonic() - started < 0.5
+        tracker.close(timeout_s=1.0)
+        tracker.trial_epoch("a", 9, {"val_acc": 1.0})  # after close: ignored, no error
+    assert time.monotonic() - started < 3.0
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "dropping new ones" in messages and "still busy after 1 s" in messages
+    release.set()
+
+
+def test_unreachable_server_degrades_to_offline_and_never_writes_the_key(tmp_path: Path) -> None:
+    # A fresh process, because wandb reads its environment (base URL, key) once per process.
+    script = textwrap.dedent(
+        """
+        import sys, time
+        from pathlib import Path
+        from tlsweep.tracking import WandbSettings, make_tracker
+        tracker = make_tracker(WandbSettings(init_timeout_s=2, finish_timeout_s=5), sweep_name="s",
+                               results_dir=Path(sys.argv[1]))
+        assert tracker.mode == "online", tracker.mode
+        started = time.monotonic()
+        for trial_id in ("u1", "u2"):
+            tracker.trial_started(trial_id, name=trial_id, config={"seed": 0}, job_type="tune")
+            tracker.trial_epoch(trial_id, 0, {"val_acc": 0.5})
+            tracker.trial_finished(trial_id, summary={"val_acc": 0.5}, status="completed")
+        assert time.monotonic() - started < 0.5
+        tracker.close(timeout_s=60)
+        print("MODE", tracker.mode)
+        print("SYNC", tracker.sync_command())
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(WANDB_API_KEY=PLANTED_KEY, WANDB_BASE_URL="http://127.0.0.1:9", HOME=str(tmp_path / "home"))
+    results = tmp_path / "results"
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script, str(results)], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 40
+    assert "MODE offline" in done.stdout and f"SYNC wandb sync {results / 'wandb'}" in done.stdout
+    assert "could not start an online run within 2 s" in done.stderr
+    assert done.stderr.count("could not start an online run") == 1
+    assert sorted(run_contents(d)["run_id"] for d in offline_run_dirs(results)) == ["u1", "u2"]
+    assert files_containing(tmp_path, PLANTED_KEY) == []
+    assert PLANTED_KEY not in done.stdout + done.stderr
+
+
+# -- the report's summary run -----------------------------------------------------------------------------------
+
+
+def test_log_report_summary_offline_logs_tables_images_and_verdict(tmp_path: Path) -> None:
+    pd = pytest.importorskip("pandas")
+    from PIL import Image
+
+    figure = tmp_path / "figures" / "effect_by_cell.png"
+    figure.parent.mkdir()
+    Image.new("RGB", (8, 6), (200, 30, 30)).save(figure)
+    cells = pd.DataFrame({"delta": [0.05, float("nan")], "arm": ["imagenet", None]},
+                         index=pd.Index(["c1", "c2"], name="cell"))
+    results = tmp_path / "results"
+    location = log_report_summary(
+        WandbSettings(), sweep_name="age_sweep", results_dir=results, tables={"cells": cells},
+        figures=[figure], verdict="H1 holds in 2 of 2 cells", mode_override="offline",
+    )
+    (run_dir,) = offline_run_dirs(results)
+    assert location == str(run_dir)
+    run = run_contents(run_dir)
+    assert run["job_type"] == "report" and run["group"] == "age_sweep"
+    assert run["summary"]["verdict_text"] == "H1 holds in 2 of 2 cells"
+    (table_file,) = (run_dir / "files" / "media" / "table").rglob("cells_*.table.json")
+    table = json.loads(table_file.read_text())
+    assert table["columns"] == ["cell", "delta", "arm"]
+    assert table["data"][0] == ["c1", 0.05, "imagenet"] and table["data"][1][0] == "c2"
+    assert list((run_dir / "files" / "media" / "images").rglob("effect_by_cell_*.png"))
+    assert list((run_dir / "files" / "media" / "html").rglob("verdict_*.html"))
+
+
+def test_log_report_summary_disabled_or_failing_returns_none(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import wandb
+
+    kwargs = dict(sweep_name="s", results_dir=tmp_path / "r", tables={}, figures=[], verdict="v")
+    assert log_report_summary(WandbSettings(), mode_override="disabled", **kwargs) is None
+    assert not (tmp_path / "r").exists()
+    monkeypatch.setattr(wandb, "init", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("injected")))
+    assert log_report_summary(WandbSettings(), mode_override="offline", **kwargs) is None

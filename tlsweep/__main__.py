@@ -1,0 +1,3 @@
+from tlsweep.cli import main
+
+main()

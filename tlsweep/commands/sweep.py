@@ -1,0 +1,111 @@
+"""``tlsweep run``, ``tlsweep validate`` and ``tlsweep status``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from tlsweep.errors import StoreError
+
+_SET_HELP = "Override any spec field: --set confirm.seeds=8 --set dataset.root=/data/faces (repeatable)."
+
+
+@click.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
+def validate(spec_path: Path, overrides: tuple[str, ...]) -> None:
+    """Check a sweep spec without running it; print the design and the number of trials per phase."""
+    from tlsweep.spec import load_spec
+
+    spec = load_spec(spec_path, list(overrides))
+    counts = spec.trial_counts()
+    console = Console()
+    console.print(f"[green]✓[/] {spec_path}: sweep [bold]{spec.name}[/] is valid")
+    factors = ", ".join(f"{k} {v}" for k, v in spec.design.factors.items())
+    console.print(f"  factors: {factors}  → {len(spec.studies())} studies (cell × arm)")
+    console.print(f"  tuned: {', '.join(spec.design.tune) or 'nothing'} with {spec.design.budget.sampler}, "
+                  f"{spec.design.budget.trials_per_cell} trials per study (the recipe first)")
+    console.print(f"  tune phase: {counts['tune']} trials")
+    console.print(f"  confirm phase: {counts['confirm']} trials ({spec.confirm.seeds} paired seeds × "
+                  f"{'/'.join(spec.confirm.configs)})")
+    console.print(f"  total: {sum(counts.values())} trials; hypothesis: {spec.hypothesis.metric} "
+                  f"{spec.compared_arms[0]} {spec.hypothesis.direction} than {spec.compared_arms[1]}, "
+                  f"alpha {spec.hypothesis.alpha} ({spec.hypothesis.correction})")
+
+
+@click.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
+@click.option("--storage", default=None, metavar="URI",
+              help="Where results go: a path (shared FS on a cluster), s3://bucket/prefix or gs://bucket/prefix. "
+                   "Default: the spec's `storage` (runs).")
+@click.option("--address", default=None, metavar="auto|HOST:PORT",
+              help="Join an existing Ray cluster instead of starting a local instance sized to this machine.")
+@click.option("--new", is_flag=True, help="Start over when the results directory holds a different spec's results "
+                                            "(the old ones are moved aside, never deleted).")
+@click.option("--wandb", "wandb_mode", type=click.Choice(["online", "offline", "disabled"]), default=None,
+              help="W&B mirror mode (default: online with an API key configured, else offline).")
+@click.option("--num-cpus", type=int, default=None, help="CPUs of the local Ray instance (default: all).")
+@click.option("--no-report", is_flag=True, help="Skip the report at the end.")
+def run(spec_path: Path, overrides: tuple[str, ...], storage: str | None, address: str | None, new: bool,
+        wandb_mode: str | None, num_cpus: int | None, no_report: bool) -> None:
+    """Run (or resume) a sweep: data → pretraining → tune → confirm → Parquet → report."""
+    from tlsweep.spec import load_spec
+    from tlsweep.sweep import run_sweep
+
+    spec = load_spec(spec_path, list(overrides))
+    console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+    outcome = run_sweep(spec, source=str(spec_path), storage=storage, address=address, new=new,
+                        wandb_mode=wandb_mode, num_cpus=num_cpus, report=not no_report, console=console)
+    rerun = f"tlsweep run {spec_path}" + "".join(f" --set {o}" for o in overrides)
+    if storage:
+        rerun += f" --storage {storage}"
+    console.print(f"recorded {outcome.trials_recorded} trials in {outcome.wall_time_s / 60:.1f} min → {outcome.location}")
+    for line in outcome.skipped:
+        console.print(f"[yellow]not confirmed[/] {line}")
+    if outcome.wandb_sync:
+        console.print(f"W&B runs are offline; upload them with:\n  {outcome.wandb_sync}")
+    if outcome.interrupted:
+        console.print(f"[yellow]stopped before the end.[/] Resume with:\n  {rerun}")
+        raise SystemExit(130)
+    if outcome.report_path:
+        console.print(f"[bold green]report:[/] {outcome.report_path}")
+        click.echo(outcome.report_path)
+
+
+@click.command()
+@click.argument("results", metavar="DIR")
+def status(results: str) -> None:
+    """Progress per cell and arm of a sweep's results directory (running or finished)."""
+    import yaml
+
+    from tlsweep.progress import StatusBoard, expected_counts
+    from tlsweep.spec import parse_spec
+    from tlsweep.store import ResultsStore
+    from tlsweep.sweep import RESOLVED_SPEC, STATUS_FILE
+
+    store = ResultsStore(results)
+    text = store.read_text(RESOLVED_SPEC)
+    if text is None:
+        raise StoreError(f"{results}: no {RESOLVED_SPEC} here; is this a results directory (runs/<name>)? "
+                         "Start a sweep with `tlsweep run SPEC`.")
+    doc = yaml.safe_load(text)
+    doc.pop("tlsweep", None)
+    spec = parse_spec(doc, source=f"{results}/{RESOLVED_SPEC}")
+    board = StatusBoard(expected_counts(spec), mode=spec.objective.mode)
+    for row in store.read_trials().to_pylist():
+        board.add_row(row)
+    live = json.loads(store.read_text(STATUS_FILE) or "{}")
+    fresh = not live.get("finished") and time.time() - float(live.get("updated_at", 0)) < 120
+    for item in live.get("running", []) if fresh else []:
+        phase, study = item["phase"], item["study"]
+        cell, _, arm = study.rpartition("|init=")
+        board.line(phase, cell, arm).running.add(item["trial_id"])
+    state = "running" if fresh else "not running"
+    Console(width=None if sys.stdout.isatty() else 140).print(board.table(title=f"{spec.name} ({state}) · {store.location.uri}",
+                                concurrency=spec.resources.max_concurrent_trials or 1))

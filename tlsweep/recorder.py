@@ -1,0 +1,230 @@
+"""The driver's single writer: a Ray Tune callback that turns trial events into Parquet rows, W&B runs and progress.
+
+Rows are upserted by trial id (``trials.parquet``) and by (trial id, epoch) (``epochs.parquet``) and the files are
+rewritten atomically after every finished trial, so a driver killed at any moment loses at most the trials that
+were running, and a rerun never duplicates a row.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import time
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+from ray.tune import Callback
+
+from tlsweep.design import PlannedTrial
+from tlsweep.schema import EPOCHS_SCHEMA, TRIALS_SCHEMA
+from tlsweep.store import ResultsStore, merge_rows, rows_to_table
+
+if TYPE_CHECKING:
+    from ray.tune.experiment import Trial
+
+    from tlsweep.progress import Progress
+    from tlsweep.spec import SweepSpec
+    from tlsweep.tracking import Tracker
+
+EPOCH_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s")
+RESULT_KEYS = (
+    "best_val_acc", "best_val_loss", "best_epoch", "final_val_acc", "chance", "num_classes",
+    "n_train", "n_val", "n_test", "subset_hash", "epochs_run", "optimizer_steps", "wall_time_s",
+)  # fmt: skip
+TEST_KEYS = ("test_acc", "test_balanced_acc", "test_loss", "test_mae", "test_off_by_one")
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float) and math.isinf(value):
+        return None
+    return value
+
+
+class ResultsRecorder(Callback):
+    def __init__(
+        self,
+        spec: SweepSpec,
+        store: ResultsStore,
+        *,
+        metadata: dict[str, str],
+        tracker: Tracker,
+        progress: Progress | None = None,
+    ) -> None:
+        self.spec = spec
+        self.store = store
+        self.metadata = metadata
+        self.tracker = tracker
+        self.progress = progress
+        self.trials = store.read_trials()
+        self.epochs = store.read_epochs()
+        self._epochs_buffer: dict[str, dict[int, dict[str, Any]]] = {}
+        self._final: dict[str, dict[str, Any]] = {}
+        self._started: dict[str, float] = {}
+        self.recorded = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tuner pickles its callbacks for Tuner.restore; tlsweep resumes from trials.parquet instead, and the live
+        # store/tracker/progress objects cannot travel. A restored copy records nothing.
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    # ---- helpers -----------------------------------------------------------------------------------------------
+    @staticmethod
+    def _planned(trial: Trial) -> PlannedTrial:
+        return PlannedTrial.from_meta(trial.config["meta"])
+
+    def _base_row(self, trial: Trial, planned: PlannedTrial) -> dict[str, Any]:
+        config = trial.config["trial"]
+        pretrained = planned.arm != "scratch"
+        return {
+            "sweep": self.spec.name,
+            "trial_id": planned.trial_id,
+            "phase": planned.phase,
+            "cell_id": planned.cell_id,
+            "config_kind": planned.config_kind,
+            "tune_index": planned.tune_index,
+            "replicate": planned.replicate,
+            "seed": planned.seed,
+            "arm": planned.arm,
+            "init": planned.arm,
+            "train_fraction": config["train_fraction"],
+            "epochs": config["epochs"],
+            "augmentation": config["augmentation"],
+            "freeze_depth": config["freeze_depth"] if pretrained else None,
+            "lr": config["lr"],
+            "weight_decay": config["weight_decay"],
+            "params_json": json.dumps(
+                {"tuned": planned.params, "levels": planned.levels, "config": config}, sort_keys=True
+            ),
+            "attempts": 1 + int(getattr(trial, "num_failures", 0) or 0),
+            "hostname": None,
+            "node_id": None,
+            "finished_at": datetime.now(timezone.utc),
+        }
+
+    def _flush(self) -> None:
+        self.store.write_trials(self.trials, metadata=self.metadata)
+        self.store.write_epochs(self.epochs, metadata=self.metadata)
+
+    def _record(self, trial: Trial, row: dict[str, Any]) -> None:
+        tid = row["trial_id"]
+        epoch_rows = [
+            {
+                "sweep": self.spec.name,
+                "trial_id": tid,
+                "phase": row["phase"],
+                "cell_id": row["cell_id"],
+                "arm": row["arm"],
+                "seed": row["seed"],
+                **values,
+            }
+            for _, values in sorted(self._epochs_buffer.pop(trial.trial_id, {}).items())
+        ]
+        self.trials = merge_rows(self.trials, rows_to_table([row], TRIALS_SCHEMA), key=["trial_id"])
+        if epoch_rows:
+            self.epochs = merge_rows(self.epochs, rows_to_table(epoch_rows, EPOCHS_SCHEMA), key=["trial_id", "epoch"])
+        self._flush()
+        self.recorded += 1
+        summary = {k: row.get(k) for k in ("objective", "best_val_acc", "test_acc", "status", "epochs_run")}
+        self.tracker.trial_finished(tid, summary=summary, status=row["status"])
+        if self.progress is not None:
+            self.progress.finished(PlannedTrial.from_meta(trial.config["meta"]), row)
+
+    # ---- Tune callback API -------------------------------------------------------------------------------------
+    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        planned = self._planned(trial)
+        self._started.setdefault(trial.trial_id, time.time())
+        flat = {**planned.meta(), **{f"param.{k}": v for k, v in planned.params.items()}, **trial.config["trial"]}
+        flat.pop("levels", None)
+        flat.pop("params", None)
+        flat.update({f"factor.{k}": v for k, v in planned.levels.items()})
+        flat["sweep"] = self.spec.name
+        name = f"{planned.phase}-{planned.cell_id}-{planned.arm}-{planned.config_kind}-{planned.seed}"
+        self.tracker.trial_started(planned.trial_id, name=name, config=flat, job_type=planned.phase)
+        if self.progress is not None:
+            self.progress.started(planned)
+
+    def on_trial_recover(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        if self.progress is not None:
+            self.progress.retried(self._planned(trial))
+
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
+        planned = self._planned(trial)
+        if result.get("final"):
+            self._final[trial.trial_id] = dict(result)
+            return
+        if "epoch" not in result:
+            return
+        epoch = int(result["epoch"])
+        values = {k: _finite_or_none(result.get(k)) for k in EPOCH_KEYS}
+        values.update(epoch=epoch, step=int(result.get("step", 0)))
+        self._epochs_buffer.setdefault(trial.trial_id, {})[epoch] = values
+        self.tracker.trial_epoch(planned.trial_id, epoch, {k: v for k, v in values.items() if v is not None})
+        if self.progress is not None:
+            self.progress.epoch(planned, epoch, result.get("val_acc"))
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        planned = self._planned(trial)
+        row = self._base_row(trial, planned)
+        final = self._final.pop(trial.trial_id, None)
+        if final is not None:
+            row.update({k: _finite_or_none(final.get(k)) for k in RESULT_KEYS})
+            if planned.phase == "confirm":
+                row.update({k: _finite_or_none(final.get(k)) for k in TEST_KEYS})
+            row.update(
+                status=final["status"],
+                objective=_finite_or_none(final["objective"]),
+                node_id=final.get("node_id"),
+                hostname=final.get("hostname"),
+            )
+        else:  # stopped by ASHA before its last epoch: an outcome of the tune phase, scored on what it reached
+            epochs = self._epochs_buffer.get(trial.trial_id, {})
+            last = trial.last_result or {}
+            vals = [(v["val_acc"], -(v["val_loss"] or 0), e) for e, v in epochs.items() if v["val_acc"] is not None]
+            best = max(vals) if vals else None
+            row.update(
+                status="pruned",
+                epochs_run=max(epochs) if epochs else 0,
+                best_val_acc=best[0] if best else None,
+                best_val_loss=-best[1] if best else None,
+                best_epoch=best[2] if best else None,
+                final_val_acc=epochs[max(epochs)]["val_acc"] if epochs else None,
+                node_id=last.get("node_id"),
+                hostname=last.get("hostname"),
+            )
+            column = self.spec.objective.column
+            row["objective"] = row.get(column)
+        row["wall_time_s"] = row.get("wall_time_s") or time.time() - self._started.pop(trial.trial_id, time.time())
+        self._record(trial, row)
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        planned = self._planned(trial)
+        row = self._base_row(trial, planned)
+        message = None
+        error_file = getattr(trial, "error_file", None)
+        try:
+            if error_file:
+                with open(error_file) as fh:
+                    message = fh.read().strip().splitlines()[-1][:2000]
+        except OSError:
+            pass
+        row.update(
+            status="failed",
+            error=message or str(getattr(trial, "error_msg", None) or "trial failed"),
+            node_id=(trial.last_result or {}).get("node_id"),
+            wall_time_s=time.time() - self._started.pop(trial.trial_id, time.time()),
+        )
+        self._final.pop(trial.trial_id, None)
+        self._record(trial, row)
+
+
+def table_rows(table: pa.Table) -> list[dict[str, Any]]:
+    return table.to_pylist()
+
+
+def hostname() -> str:
+    return socket.gethostname()

@@ -1,0 +1,207 @@
+"""Run the statistics of the report on loaded results: per-cell families, the design model, tuning, attrition."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tlsweep.report.load import Results, is_accuracy_like
+from tlsweep.stats import (
+    Contrast,
+    Decision,
+    DesignModel,
+    TuningCurve,
+    compare_arms,
+    decide_family,
+    fit_design_model,
+    gate_alpha,
+    tuning_curve,
+)
+
+PRIMARY_KIND = "best"
+SECONDARY_KIND = "recipe"
+
+
+@dataclass(frozen=True)
+class CellResult:
+    cell_id: str
+    levels: dict[str, Any]  # factor → level (train_fraction, epochs, ...)
+    contrast: Contrast
+    decision: Decision
+
+
+@dataclass(frozen=True)
+class Family:
+    config_kind: str  # "best" (primary, equal budget) | "recipe" (secondary, fixed recipe)
+    correction: str
+    gate: float
+    cells: list[CellResult]
+
+
+@dataclass(frozen=True)
+class TuningCell:
+    cell_id: str
+    levels: dict[str, Any]
+    arm: str
+    values: np.ndarray  # objective per tuning trial, in tune_index order (diverged → chance)
+    recipe_value: float  # tune_index 0
+    curve: TuningCurve | None
+
+
+@dataclass
+class Analysis:
+    primary: Family | None
+    secondary: Family | None
+    model: DesignModel | None
+    tuning: list[TuningCell]
+    attrition: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+
+def cell_levels(results: Results) -> dict[str, dict[str, Any]]:
+    """cell_id → {factor: level}, sorted by the levels (numeric factors ascending)."""
+    trials = results.trials
+    levels: dict[str, dict[str, Any]] = {}
+    for cell_id, rows in trials.groupby("cell_id", sort=False):
+        preferred = rows[rows["arm"] == results.hypothesis.treated]
+        source = preferred if not preferred.empty else rows
+        levels[str(cell_id)] = {name: _first_level(source[name]) for name in results.cell_factors}
+    return dict(sorted(levels.items(), key=lambda item: _sort_key(item[1], results.cell_factors)))
+
+
+def _first_level(column: pd.Series) -> Any:
+    values = column.dropna()
+    if values.empty:
+        return None
+    value = values.iloc[0]
+    return value.item() if hasattr(value, "item") else value
+
+
+def _sort_key(levels: dict[str, Any], factors: list[str]) -> tuple:
+    key = []
+    for name in factors:
+        value = levels.get(name)
+        key.append((value is None, 0 if isinstance(value, (int, float)) else 1,
+                    value if isinstance(value, (int, float)) else str(value)))
+    return tuple(key)
+
+
+def analyse_family(results: Results, config_kind: str, correction: str, *, rng: np.random.Generator,
+                   n_resamples: int = 9999) -> Family | None:
+    """Contrast treated − baseline in every cell of the confirm phase for one config kind, then decide."""
+    hyp = results.hypothesis
+    confirm = results.trials[(results.trials["phase"] == "confirm") & (results.trials["config_kind"] == config_kind)]
+    if confirm.empty:
+        return None
+    levels = cell_levels(results)
+    cells = [cell for cell in levels if cell in set(confirm["cell_id"])]
+    gate = gate_alpha(hyp.alpha, correction, len(cells))
+    contrasts = []
+    for cell in cells:
+        rows = confirm[(confirm["cell_id"] == cell) & confirm["value"].notna()]
+        arm_a = _per_seed(rows[rows["arm"] == hyp.treated])
+        arm_b = _per_seed(rows[rows["arm"] == hyp.baseline])
+        contrasts.append(compare_arms(
+            arm_a.to_numpy(), arm_b.to_numpy(), treated_seeds=arm_a.index.to_numpy(),
+            baseline_seeds=arm_b.index.to_numpy(), alternative=hyp.alternative, margin=hyp.margin,
+            gate_alpha=gate, rng=rng, n_resamples=n_resamples,
+        ))
+    decisions = decide_family(contrasts, alpha=hyp.alpha, correction=correction)
+    results_ = [CellResult(cell, levels[cell], c, d) for cell, c, d in zip(cells, contrasts, decisions)]
+    return Family(config_kind, correction, gate, results_)
+
+
+def _per_seed(rows: pd.DataFrame) -> pd.Series:
+    """One value per seed (the mean if a seed was somehow run twice)."""
+    return rows.groupby("seed")["value"].mean().astype(float)
+
+
+def design_frame(results: Results, config_kind: str = PRIMARY_KIND) -> pd.DataFrame:
+    hyp = results.hypothesis
+    trials = results.trials
+    rows = trials[(trials["phase"] == "confirm") & (trials["config_kind"] == config_kind)
+                  & trials["arm"].isin([hyp.treated, hyp.baseline]) & trials["value"].notna()]
+    frame = pd.DataFrame({
+        "value": rows["value"].astype(float),
+        "treated": (rows["arm"] == hyp.treated).astype(int),
+        "log2_fraction": np.log2(rows["train_fraction"].astype(float)),
+        "epochs": rows["epochs"].astype(float),
+        "seed": rows["seed"].astype("int64").astype(str),
+    })
+    for name in extra_factors(results):
+        frame[name] = rows[name].astype(str)
+    return frame.reset_index(drop=True)
+
+
+def extra_factors(results: Results) -> tuple[str, ...]:
+    return tuple(name for name in results.cell_factors if name not in ("train_fraction", "epochs"))
+
+
+def analyse_tuning(results: Results, *, rng: np.random.Generator, n_resamples: int = 2000) -> list[TuningCell]:
+    trials = results.trials
+    tune = trials[trials["phase"] == "tune"].copy()
+    if tune.empty:
+        return []
+    objective = pd.to_numeric(tune["objective"], errors="coerce").astype(float)
+    diverged = (tune["status"] == "diverged") & objective.isna()
+    if is_accuracy_like(results.objective_metric):
+        objective[diverged] = tune.loc[diverged, "chance"].astype(float)
+    objective[tune["status"] == "failed"] = np.nan
+    tune["objective_value"] = objective
+    levels = cell_levels(results)
+    mode = "min" if results.objective_mode == "min" else "max"
+    out = []
+    for cell in levels:
+        for arm in (results.hypothesis.treated, results.hypothesis.baseline):
+            rows = tune[(tune["cell_id"] == cell) & (tune["arm"] == arm)].sort_values("tune_index")
+            values = rows["objective_value"].dropna().to_numpy(dtype=float)
+            if values.size == 0:
+                continue
+            recipe = rows.loc[rows["tune_index"] == 0, "objective_value"]
+            recipe_value = float(recipe.iloc[0]) if not recipe.empty and pd.notna(recipe.iloc[0]) else math.nan
+            curve = tuning_curve(values, rng=rng, mode=mode, n_resamples=n_resamples)
+            out.append(TuningCell(cell, levels[cell], arm, values, recipe_value, curve))
+    return out
+
+
+def attrition_table(results: Results) -> pd.DataFrame:
+    """Runs per phase, cell and arm by status; always reported, even when everything succeeded."""
+    trials = results.trials
+    counts = (trials.assign(n=1).pivot_table(index=["phase", "cell_id", "arm"], columns="status", values="n",
+                                             aggfunc="sum", fill_value=0))
+    for status in ("ok", "diverged", "failed"):
+        if status not in counts.columns:
+            counts[status] = 0
+    counts = counts[["ok", "diverged", "failed"]].astype(int)
+    counts["total"] = counts.sum(axis=1)
+    nan_metric = trials[(trials["phase"] == "confirm") & (trials["status"] == "ok") & trials["value"].isna()]
+    missing = nan_metric.groupby(["phase", "cell_id", "arm"]).size()
+    counts["missing metric"] = missing.reindex(counts.index, fill_value=0).astype(int)
+    order = {cell: i for i, cell in enumerate(cell_levels(results))}
+    table = counts.reset_index()
+    table["_phase"] = table["phase"].map({"tune": 0, "confirm": 1}).fillna(2)
+    table["_cell"] = table["cell_id"].map(order).fillna(len(order))
+    return table.sort_values(["_phase", "_cell", "arm"]).drop(columns=["_phase", "_cell"]).reset_index(drop=True)
+
+
+def analyse(results: Results, *, rng: np.random.Generator, n_resamples: int = 9999) -> Analysis:
+    hyp = results.hypothesis
+    notes: list[str] = []
+    primary = analyse_family(results, PRIMARY_KIND, hyp.correction, rng=rng, n_resamples=n_resamples)
+    if primary is None:
+        notes.append("no confirm-phase runs of the tuned ('best') configs yet: the primary tests are not computed")
+    secondary = analyse_family(results, SECONDARY_KIND, "bh", rng=rng, n_resamples=n_resamples)
+    model = None
+    if primary is not None:
+        frame = design_frame(results)
+        if frame.empty:
+            notes.append("no usable confirm runs for the design model")
+        else:
+            model = fit_design_model(frame, logit=results.accuracy_like, points_per_unit=results.scale,
+                                     extra_factors=extra_factors(results))
+    tuning = analyse_tuning(results, rng=rng, n_resamples=min(n_resamples, 2000))
+    return Analysis(primary, secondary, model, tuning, attrition_table(results), notes)

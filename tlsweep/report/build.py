@@ -1,0 +1,191 @@
+"""``build_report``: load → analyse → tables, verdicts, figures → report.md / report.html."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tlsweep.errors import TlsweepError
+from tlsweep.report.analysis import Analysis, Family, analyse
+from tlsweep.report.formatting import CORRECTION_NAMES, describe_cell
+from tlsweep.report.load import Results, load_results
+from tlsweep.report.render import (
+    METHODS,
+    figures_markdown,
+    hypothesis_lines,
+    markdown_table,
+    markdown_to_html,
+    model_sentences,
+)
+from tlsweep.report.tables import (
+    attrition_display,
+    family_display,
+    family_table,
+    model_table,
+    power_notes,
+    tuning_table,
+    tuning_verdicts,
+)
+from tlsweep.report.verdicts import Verdict, cell_verdict, crossover, overall_verdict
+
+FORMATS = ("md", "html")
+
+
+@dataclass
+class ReportResult:
+    """Paths written and the report's content as data (tables in the metric's own units)."""
+
+    out_dir: Path
+    markdown_path: Path | None
+    html_path: Path | None
+    figures: dict[str, Path]
+    cell_table: pd.DataFrame  # primary family (equal budget), one row per cell
+    recipe_table: pd.DataFrame  # secondary family (fixed recipe), may be empty
+    attrition: pd.DataFrame
+    tuning: pd.DataFrame
+    model: pd.DataFrame  # design-model coefficients (estimate, CI, p, points), may be empty
+    overall: Verdict
+    cell_verdicts: dict[str, Verdict]  # cell_id → verdict
+    crossover: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def verdict_text(self) -> str:
+        return f"{self.overall.label}: {self.overall.sentence} {self.crossover}"
+
+
+def build_report(results_dir: Path, *, out_dir: Path | None = None, seed: int = 0,
+                 formats: Sequence[str] = FORMATS, n_resamples: int = 9999) -> ReportResult:
+    """Write the statistical report of ``results_dir``; every resample is driven by ``seed``.
+
+    Raises StoreError when the directory holds no results (run ``tlsweep run SPEC`` first).
+    """
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise TlsweepError(f"unknown report format(s) {unknown}; choose from {list(FORMATS)}")
+    results = load_results(Path(results_dir))
+    out = Path(out_dir) if out_dir is not None else results.root / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    analysis = analyse(results, rng=rng, n_resamples=n_resamples)
+    from tlsweep.report.figures import write_figures
+
+    figures = write_figures(results, analysis, out / "figures", rng=rng)
+    cell_table = family_table(analysis.primary, results) if analysis.primary else pd.DataFrame()
+    recipe_table = family_table(analysis.secondary, results) if analysis.secondary else pd.DataFrame()
+    tuning = tuning_table(analysis.tuning, results)
+    model = analysis.model.coefficients if analysis.model is not None else pd.DataFrame()
+    overall = overall_verdict(analysis.primary, results)
+    cross = crossover(analysis.primary, results)
+    verdicts = {c.cell_id: cell_verdict(c, results, analysis.primary) for c in analysis.primary.cells} \
+        if analysis.primary else {}
+    notes = _could_not_compute(results, analysis)
+    markdown = _markdown(results, analysis, out, figures, cell_table, recipe_table, tuning, overall, cross,
+                         verdicts, notes)
+    md_path = html_path = None
+    if "md" in formats:
+        md_path = out / "report.md"
+        md_path.write_text(markdown, encoding="utf-8")
+    if "html" in formats:
+        html_path = out / "report.html"
+        html_path.write_text(markdown_to_html(markdown, title=f"tlsweep report: {results.name}", base_dir=out),
+                             encoding="utf-8")
+    return ReportResult(out, md_path, html_path, figures, cell_table, recipe_table, analysis.attrition, tuning,
+                        model, overall, verdicts, cross, notes)
+
+
+def _could_not_compute(results: Results, analysis: Analysis) -> list[str]:
+    notes = list(results.notes) + list(analysis.notes)
+    for family in (analysis.primary, analysis.secondary):
+        if family is None:
+            continue
+        for cell in family.cells:
+            for note in cell.contrast.notes:
+                notes.append(f"({family.config_kind}) {describe_cell(cell.levels)}: {note}")
+    if analysis.model is not None:
+        notes += [f"design model: {note}" for note in analysis.model.notes]
+        if not analysis.model.fitted:
+            notes.append(f"design model {analysis.model.method}")
+    if not analysis.tuning:
+        notes.append("no tuning-phase trials with an objective value: no tuning curves")
+    return list(dict.fromkeys(notes))
+
+
+def _family_section(title: str, family: Family, table: pd.DataFrame, results: Results) -> list[str]:
+    lines = [f"## {title}", ""]
+    lines.append(f"{CORRECTION_NAMES[family.correction]}-corrected over {len(family.cells)} cell(s); "
+                 f"a lone effect must reach p ≤ {family.gate:.3g}. Means and differences in {results.unit}.")
+    lines += ["", markdown_table(family_display(table, results)), ""]
+    lines += [f"- **{cell_verdict(c, results, family).label}** — {cell_verdict(c, results, family).sentence}"
+              for c in family.cells]
+    disagreements = [
+        describe_cell(c.levels) for c in family.cells
+        if c.decision.significant and c.contrast.robustness.pvalue > family.gate
+    ]
+    if disagreements:
+        lines += ["", f"Robustness: the exact test ({family.cells[0].contrast.robustness.name}) does not reach "
+                      f"{family.gate:.3g} at " + "; ".join(disagreements) + "; read those cells with care."]
+    return lines + [""]
+
+
+def _markdown(results: Results, analysis: Analysis, out: Path, figures: dict[str, Path], cell_table: pd.DataFrame,
+              recipe_table: pd.DataFrame, tuning: pd.DataFrame, overall: Verdict, cross: str,
+              verdicts: dict[str, Verdict], notes: list[str]) -> str:
+    hyp = results.hypothesis
+    trials, epochs = results.trials, results.epochs
+    family_size = len(analysis.primary.cells) if analysis.primary else 0
+    lines = [
+        f"# tlsweep report: {results.name}", "",
+        f"Results directory `{results.root}`: {len(trials)} trial(s) ({int((trials['phase'] == 'tune').sum())} "
+        f"tuning, {int((trials['phase'] == 'confirm').sum())} confirm), {len(epochs)} epoch row(s).", "",
+        "## Verdict", "",
+        f"**Overall: {overall.label}.** {overall.sentence}", "",
+        cross, "",
+    ]
+    if verdicts:
+        lines += [f"- {describe_cell(next(c.levels for c in analysis.primary.cells if c.cell_id == cell_id))}: "
+                  f"**{verdict.label}**" for cell_id, verdict in verdicts.items()] + [""]
+    lines += ["## Hypothesis and design", "", *hypothesis_lines(results, family_size), ""]
+    if analysis.primary is not None:
+        lines += _family_section("(B) Equal tuning budget — primary family", analysis.primary, cell_table, results)
+    if analysis.secondary is not None:
+        lines += _family_section("(A) Fixed recipe — secondary family (recipe tuned for fine-tuning; biased toward "
+                                 "pretrained)", analysis.secondary, recipe_table, results)
+    lines += ["## The whole design", ""]
+    if analysis.model is None:
+        lines += ["Not fitted: no confirm-phase results.", ""]
+    else:
+        model = analysis.model
+        if model.fitted:
+            lines += [f"Model: `{model.formula}` — {model.method}, {model.n_obs} runs.", ""]
+        lines += [" ".join(model_sentences(model, results)), ""]
+        table = model_table(model, results)
+        if not table.empty:
+            lines += [markdown_table(table), ""]
+    if not cell_table.empty:
+        lines += ["## Seeds and power", "", *[f"- {n}" for n in power_notes(cell_table, results)], ""]
+    lines += ["## Tuning fairness", ""]
+    if tuning.empty:
+        lines += ["No tuning-phase trials with an objective value.", ""]
+    else:
+        lines += [f"- {s}" for s in tuning_verdicts(tuning, results)]
+        display = tuning.drop(columns=["cell_id"]).round(2)
+        lines += ["", f"Validation `{results.objective_metric}` "
+                      f"({'points' if results.objective_metric.endswith('acc') else 'units'}); expected best after "
+                      "k trials by the U-estimator, band = 95% bootstrap.", "", markdown_table(display), ""]
+        if "recipe" in set(results.trials["config_kind"]) and analysis.secondary is not None:
+            lines += ["The test-set verdict at k = 1 is comparison (A) above (fixed recipe, confirm runs); at k = K "
+                      "it is comparison (B).", ""]
+    lines += ["## Attrition", "", "Runs by phase, cell and arm. Diverged runs count at chance level in the "
+              "statistics; failed runs are excluded.", "", markdown_table(attrition_display(analysis.attrition, results)), ""]
+    if figures:
+        lines += ["## Figures", "", figures_markdown(figures, out), ""]
+    lines += ["## What could not be computed", ""]
+    lines += [f"- {note}" for note in notes] if notes else ["Everything was computed."]
+    sided = "two-sided" if hyp.direction == "two-sided" else "one-sided"
+    lines += ["", "## Methods", "", METHODS.format(treated=hyp.treated, baseline=hyp.baseline, sided=sided), ""]
+    return "\n".join(lines)

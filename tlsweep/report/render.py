@@ -1,0 +1,148 @@
+"""Markdown and self-contained HTML (figures embedded as base64 PNG) of the report."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from tlsweep.report.formatting import CORRECTION_NAMES, fmt_interval, fmt_level, p_text
+from tlsweep.report.load import Results
+from tlsweep.stats import DesignModel
+
+FIGURE_CAPTIONS = {
+    "accuracy_vs_fraction": "Accuracy vs train fraction per arm, one panel per epochs level (mean and 95% CI ribbon; "
+                            "dots are seeds).",
+    "difference_heatmap": "Difference treated − baseline over train fraction × epochs, with significance marks and "
+                          "the cells where the baseline has caught up (equivalence, outlined).",
+    "validation_curves": "Validation accuracy by epoch (median and interquartile band over seeds; thin lines are "
+                         "seeds).",
+    "freeze_depth": "Accuracy vs freeze depth.",
+    "tuning_curves": "Tuning curves: expected best validation score after k tuning trials, per cell and arm.",
+}
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "_(empty)_\n"
+
+    def cell(value: object) -> str:
+        if isinstance(value, float):
+            text = "–" if math.isnan(value) else f"{value:.4g}"
+        else:
+            text = str(value)
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    header = "| " + " | ".join(cell(c) for c in frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *body]) + "\n"
+
+
+def model_sentences(model: DesignModel, results: Results) -> list[str]:
+    hyp = results.hypothesis
+    if not model.fitted:
+        return [f"The whole-design model was not fitted: {model.method.removeprefix('not fitted: ')}."]
+    table = model.coefficients.set_index("term")
+    unit = results.unit
+    sentences = []
+
+    def interval(term: str) -> str:
+        row = table.loc[term]
+        return (fmt_interval(row["points"], row["points_low"], row["points_high"], digits=2, signed=True)
+                + f" {unit}, {p_text(row['p'])}")
+
+    if "treated" in table.index:
+        sentences.append(f"At the average design point, {hyp.treated} − {hyp.baseline} = {interval('treated')}.")
+    for term, what in (("treated:log2_fraction", "per doubling of the training data"),
+                       ("treated:epochs", "per additional epoch")):
+        if term in table.index:
+            value = table.loc[term, "points"]
+            trend = "grows" if value > 0 else "shrinks"
+            sentences.append(f"The advantage of {hyp.treated} over {hyp.baseline} {trend} by "
+                             f"{abs(value):.2f} {unit} {what} ({interval(term)}).")
+    if model.scale == "logit":
+        sentences.append(f"(Fitted on the logit of {hyp.metric}; coefficients converted to {unit} at the mean "
+                         f"accuracy {model.mean_level * 100:.1f}%.)")
+    return sentences
+
+
+def _figure_block(name: str, path: Path, out_dir: Path) -> str:
+    rel = path.relative_to(out_dir).as_posix()
+    return f"![{name}]({rel})\n\n*{FIGURE_CAPTIONS.get(name, name)}*\n"
+
+
+def figures_markdown(figures: dict[str, Path], out_dir: Path) -> str:
+    return "\n".join(_figure_block(name, path, out_dir) for name, path in figures.items())
+
+
+_CSS = """
+body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; max-width: 1200px; margin: 2em auto;
+       padding: 0 1em; color: #222; line-height: 1.45; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.8em 0; display: block; overflow-x: auto; }
+th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: left; white-space: nowrap; }
+th { background: #f3f3f3; } tr:nth-child(even) td { background: #fafafa; }
+img { max-width: 100%; border: 1px solid #eee; } code { background: #f5f5f5; padding: 0 3px; }
+h1 { border-bottom: 2px solid #0072B2; } h2 { border-bottom: 1px solid #ddd; margin-top: 1.6em; }
+"""
+
+
+def markdown_to_html(markdown: str, *, title: str, base_dir: Path) -> str:
+    """Render the report markdown to one HTML file, embedding every local PNG as a base64 data URI."""
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)
+
+    def embed(match: re.Match[str]) -> str:
+        source = html.unescape(match.group(1))
+        path = base_dir / source
+        if not path.exists():
+            return match.group(0)
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        return f'src="data:image/png;base64,{data}"'
+
+    body = re.sub(r'src="([^"]+\.png)"', embed, body)
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>\n{body}</body></html>\n")
+
+
+def hypothesis_lines(results: Results, family_size: int) -> list[str]:
+    hyp = results.hypothesis
+    sign = {"greater": ">", "less": "<", "two-sided": "≠"}[hyp.direction]
+    factors = (results.spec.get("design") or {}).get("factors") or {}
+    confirm = results.spec.get("confirm") or {}
+    lines = [
+        f"- Claim: {hyp.treated} {sign} {hyp.baseline} on `{hyp.metric}`, contrast {hyp.treated} − {hyp.baseline} "
+        "paired by seed (same seed → same training subset, order and augmentation in both arms).",
+        f"- Tests at alpha {fmt_level(hyp.alpha)}, {CORRECTION_NAMES[hyp.correction]} over the primary family of "
+        f"{family_size} cell(s); \"caught up\" only with a TOST at ±{fmt_level(hyp.margin * results.scale)} "
+        f"{results.unit}.",
+    ]
+    if factors:
+        lines.append("- Factors: " + "; ".join(f"{name} ∈ {{{', '.join(fmt_level(v) for v in levels)}}}"
+                                               for name, levels in factors.items()))
+    if confirm:
+        lines.append(f"- Confirm phase: {confirm.get('seeds', '?')} seed(s) per cell and arm for the configs "
+                     f"{', '.join(confirm.get('configs', []))}.")
+    if results.trials_per_cell:
+        lines.append(f"- Equal tuning budget: {results.trials_per_cell} trial(s) per cell and arm, selected on "
+                     f"validation `{results.objective_metric}` ({results.objective_mode}); trial 0 is the fixed "
+                     "recipe.")
+    return lines
+
+
+METHODS = (
+    "Per cell, the {treated} − {baseline} contrast uses the confirm runs paired by seed: mean difference with a "
+    "95% BCa bootstrap CI (percentile when BCa is degenerate), ratio of means with a bootstrap CI, d_z and Hedges' "
+    "g, P(improvement) = Mann–Whitney AUC with a bootstrap CI, a {sided} paired t-test (primary p) and an exact "
+    "sign-flip permutation test (robustness p). Cells whose runs lack partners use Welch's t and Mann–Whitney U. "
+    "A cell gets a p-value only when its exact test can reach the threshold a lone effect must pass (alpha/m "
+    "under a correction); otherwise it reads \"insufficient replicates (need n)\". Diverged runs count at chance "
+    "level; failed runs are excluded and counted in the attrition table. The tuning curves use the unbiased "
+    "U-estimator of the expected best of k trials (Tang et al. 2020) with a 95% bootstrap band; tuning trials "
+    "are sequential (TPE), so the curve describes the pool of trials, not random search."
+)

@@ -1,0 +1,159 @@
+"""Tables of the report: numeric DataFrames (for W&B and tests) and their display forms (for markdown/HTML)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from tlsweep.report.analysis import Family, TuningCell, cell_levels
+from tlsweep.report.formatting import describe_cell, fmt_interval, fmt_level, fmt_num, fmt_p
+from tlsweep.report.load import Results
+from tlsweep.report.verdicts import cell_verdict
+from tlsweep.stats import DesignModel
+
+
+def family_table(family: Family, results: Results) -> pd.DataFrame:
+    """One row per cell, numbers in the metric's own units (accuracies as fractions) and verdicts."""
+    rows = []
+    for cell in family.cells:
+        c, d = cell.contrast, cell.decision
+        rows.append({
+            "cell_id": cell.cell_id, **cell.levels, "design": c.design, "n_pairs": c.n_pairs,
+            "n_treated": c.n_treated, "n_baseline": c.n_baseline, "mean_treated": c.mean_treated,
+            "mean_baseline": c.mean_baseline, "difference": c.difference.estimate,
+            "difference_low": c.difference.low, "difference_high": c.difference.high,
+            "difference_ci_method": c.difference.method, "ratio": c.ratio.estimate, "ratio_low": c.ratio.low,
+            "ratio_high": c.ratio.high, "d_z": c.d_z, "hedges_g": c.hedges_g,
+            "p_improvement": c.p_improvement.estimate, "p_improvement_low": c.p_improvement.low,
+            "p_improvement_high": c.p_improvement.high, "test": c.test.name, "p_value": float(c.test.pvalue),
+            "robust_test": c.robustness.name, "robust_p_value": float(c.robustness.pvalue),
+            "p_adjusted": d.p_adjusted, "tost_p_value": float(c.tost.pvalue), "tost_p_adjusted": d.tost_adjusted,
+            "exact_floor": c.exact_floor, "needed_replicates": c.needed_replicates,
+            "seeds_for_power": c.seeds_for_power, "verdict": d.label, "reason": d.reason,
+            "sentence": cell_verdict(cell, results, family).sentence, "notes": "; ".join(c.notes),
+        })
+    return pd.DataFrame(rows)
+
+
+def family_display(table: pd.DataFrame, results: Results) -> pd.DataFrame:
+    """The per-cell table as the reader sees it (points, CIs in brackets, gated p-values)."""
+    hyp, s = results.hypothesis, results.scale
+    out = []
+    for row in table.to_dict("records"):
+        levels = {name: row[name] for name in results.cell_factors if name in row}
+        insufficient = str(row["reason"]).startswith("insufficient")
+        computable = not str(row["design"]).startswith("not computed")
+        gated = f"insufficient replicates (need {row['needed_replicates']})"
+        n = row["n_pairs"] if row["design"] == "paired" else f"{row['n_treated']}+{row['n_baseline']}"
+        out.append({
+            "cell": describe_cell(levels),
+            "design": "paired" if row["design"] == "paired" else ("unpaired" if computable else "–"),
+            "n": n,
+            f"{hyp.treated}": fmt_num(row["mean_treated"] * s),
+            f"{hyp.baseline}": fmt_num(row["mean_baseline"] * s),
+            f"Δ [95% CI] ({results.unit})": fmt_interval(row["difference"], row["difference_low"],
+                                                         row["difference_high"], scale=s, signed=True),
+            "ratio [95% CI]": fmt_interval(row["ratio"], row["ratio_low"], row["ratio_high"], digits=2),
+            "d_z": fmt_num(row["d_z"], 2), "g": fmt_num(row["hedges_g"], 2),
+            "P(improve) [95% CI]": fmt_interval(row["p_improvement"], row["p_improvement_low"],
+                                                row["p_improvement_high"], digits=2),
+            "p": gated if insufficient else fmt_p(row["p_value"]),
+            "p (robust)": gated if insufficient else fmt_p(row["robust_p_value"]),
+            "p adjusted": "–" if insufficient else fmt_p(row["p_adjusted"]),
+            "TOST p adjusted": "–" if insufficient else fmt_p(row["tost_p_adjusted"]),
+            "verdict": row["verdict"] if row["verdict"] != "equivalent" else "equivalent (caught up)",
+        })
+    return pd.DataFrame(out)
+
+
+def power_notes(table: pd.DataFrame, results: Results) -> list[str]:
+    notes = []
+    for row in table.to_dict("records"):
+        if str(row["design"]).startswith("not computed"):
+            continue
+        levels = {name: row[name] for name in results.cell_factors if name in row}
+        have = row["n_pairs"] if row["design"] == "paired" else min(row["n_treated"], row["n_baseline"])
+        unit = "paired seeds" if row["design"] == "paired" else "seeds per arm"
+        effect = row["d_z"] if row["design"] == "paired" else row["hedges_g"]
+        needed_power = row["seeds_for_power"]
+        if needed_power is None or (isinstance(needed_power, float) and math.isnan(needed_power)):
+            notes.append(f"{describe_cell(levels)}: observed effect size {fmt_num(effect, 2)} is zero or points away "
+                         f"from the hypothesis, so no number of seeds gives it power; an equivalence claim needs "
+                         f"a TOST (have {have} {unit}).")
+            continue
+        needed = max(int(needed_power), int(row["needed_replicates"]))
+        status = "enough" if have >= needed else f"need {needed - have} more"
+        notes.append(f"{describe_cell(levels)}: observed effect size {fmt_num(effect, 2)} needs {needed} {unit} for "
+                     f"80% power at p ≤ {_gate(results, table):.3g} (have {have}: {status}).")
+    return notes
+
+
+def _gate(results: Results, table: pd.DataFrame) -> float:
+    hyp = results.hypothesis
+    return hyp.alpha if hyp.correction == "none" else hyp.alpha / max(len(table), 1)
+
+
+def model_table(model: DesignModel, results: Results) -> pd.DataFrame:
+    if not model.fitted or model.coefficients.empty:
+        return pd.DataFrame()
+    table = model.coefficients.copy()
+    return pd.DataFrame({
+        "term": table["term"],
+        f"coefficient ({model.scale})": [fmt_interval(e, lo, hi, digits=3, signed=True)
+                                         for e, lo, hi in zip(table["estimate"], table["ci_low"], table["ci_high"])],
+        f"{results.unit} [95% CI]": [fmt_interval(e, lo, hi, digits=2, signed=True) for e, lo, hi in
+                                     zip(table["points"], table["points_low"], table["points_high"])],
+        "p": [fmt_p(p) for p in table["p"]],
+    })
+
+
+def tuning_table(cells: list[TuningCell], results: Results) -> pd.DataFrame:
+    """Per cell and arm: recipe (k = 1) validation score, expected best at k = 1 and at k = K."""
+    s = results.scale if results.objective_metric.endswith("acc") else 1.0
+    rows = []
+    for cell in cells:
+        curve = cell.curve
+        k_max = len(cell.values)
+        rows.append({
+            "cell_id": cell.cell_id, **cell.levels, "arm": cell.arm, "trials": k_max,
+            "recipe (k=1)": cell.recipe_value * s,
+            "expected best k=1": curve.expected[0] * s if curve is not None else np.nan,
+            "expected best k=K": curve.expected[-1] * s if curve is not None else np.nan,
+            "band low k=K": curve.low[-1] * s if curve is not None else np.nan,
+            "band high k=K": curve.high[-1] * s if curve is not None else np.nan,
+        })
+    return pd.DataFrame(rows)
+
+
+def tuning_verdicts(table: pd.DataFrame, results: Results) -> list[str]:
+    """At k = 1 (the recipe) and at k = K: which arm leads on validation, by how much."""
+    hyp = results.hypothesis
+    sentences = []
+    if table.empty:
+        return sentences
+    higher_better = results.objective_mode != "min"
+    for cell_id, rows in table.groupby("cell_id", sort=False):
+        by_arm = rows.set_index("arm")
+        if hyp.treated not in by_arm.index or hyp.baseline not in by_arm.index:
+            continue
+        levels = {name: by_arm.iloc[0][name] for name in results.cell_factors if name in by_arm.columns}
+        parts = []
+        for label, column in (("k = 1 (recipe)", "recipe (k=1)"), (f"k = K = {int(by_arm['trials'].max())}",
+                                                                    "expected best k=K")):
+            gap = by_arm.loc[hyp.treated, column] - by_arm.loc[hyp.baseline, column]
+            if not np.isfinite(gap):
+                parts.append(f"at {label} not computable")
+                continue
+            leader = hyp.treated if (gap > 0) == higher_better else hyp.baseline
+            parts.append(f"at {label} {leader} leads by {abs(gap):.1f}")
+        sentences.append(f"{describe_cell(levels)}: {'; '.join(parts)} (validation {results.objective_metric}).")
+    return sentences
+
+
+def attrition_display(table: pd.DataFrame, results: Results) -> pd.DataFrame:
+    levels = cell_levels(results)
+    shown = table.copy()
+    shown["cell_id"] = [describe_cell(levels[c]) if c in levels else c for c in shown["cell_id"]]
+    return shown.rename(columns={"cell_id": "cell"})

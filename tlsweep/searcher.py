@@ -1,0 +1,182 @@
+"""A Ray Tune ``Searcher`` that runs one Optuna study per study key (cell × arm) with an equal, fixed budget.
+
+Tune asks for configs; this searcher hands out, round-robin over the studies that still have budget, either a
+fixed planned trial (confirm phase) or a trial asked from that study's own Optuna study (tune phase). Each study
+only ever sees its own trials, so one cell's results never steer another's, and every study gets exactly
+``trials_per_cell`` trials. The recipe is enqueued as the first trial of every study.
+
+Trials already finished in an earlier run (read back from ``trials.parquet``) are replayed into their studies and
+not run again; that, not Ray's experiment restore, is how a sweep resumes.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections import deque
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+from tlsweep.design import PlannedTrial, plan_tune_trial, recipe_params, study_key, trial_config
+from tlsweep.space import distributions_for, grid_points
+from tlsweep.spec import SweepSpec
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _sampler(spec: SweepSpec, levels: dict[str, Any], index: int) -> optuna.samplers.BaseSampler:
+    seed = spec.design.budget.seed * 10_007 + index
+    name = spec.design.budget.sampler
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+    if name == "grid":
+        return optuna.samplers.GridSampler(grid_points(spec.design.tune, levels) or {}, seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, spec.design.budget.trials_per_cell // 3))
+
+
+class _Study:
+    """One Optuna study and the tune indices it has handed out."""
+
+    def __init__(self, spec: SweepSpec, levels: dict[str, Any], index: int) -> None:
+        self.levels = levels
+        self.distributions = distributions_for(spec.design.tune, levels)
+        direction = "maximize" if spec.objective.mode == "max" else "minimize"
+        self.study = optuna.create_study(direction=direction, sampler=_sampler(spec, levels, index))
+        self.free_indices = list(range(spec.design.budget.trials_per_cell))
+        self.recipe = recipe_params(spec, levels)
+
+    def replay(self, tune_index: int, params: dict[str, Any], status: str, objective: float | None) -> None:
+        """Add a trial finished in an earlier run, so the sampler knows it and its index is not handed out again."""
+        if tune_index in self.free_indices:
+            self.free_indices.remove(tune_index)
+        dists = {k: v for k, v in self.distributions.items() if k in params}
+        values = {k: params[k] for k in dists}
+        if status in ("ok", "diverged") and objective is not None and objective == objective:
+            frozen = optuna.trial.create_trial(params=values, distributions=dists, value=objective)
+        else:
+            state = TrialState.PRUNED if status == "pruned" else TrialState.FAIL
+            frozen = optuna.trial.create_trial(params=values, distributions=dists, state=state)
+        self.study.add_trial(frozen)
+
+    def ask(self) -> tuple[int, optuna.trial.Trial]:
+        tune_index = self.free_indices.pop(0)
+        if tune_index == 0:
+            self.study.enqueue_trial(self.recipe, skip_if_exists=False)
+        return tune_index, self.study.ask(self.distributions)
+
+
+class PlanSearcher(Searcher):
+    """Hands out the trials of one phase: asked from per-study Optuna studies (tune) or from a fixed list (confirm).
+
+    ``metric`` is the objective column name in the final result of every trial; ``done`` holds rows of trials
+    finished earlier (columns of ``trials.parquet``, with ``params_json``) that must not run again.
+    """
+
+    def __init__(
+        self,
+        spec: SweepSpec,
+        *,
+        phase: str,
+        fixed: list[PlannedTrial] | None = None,
+        done: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(metric="val_metric", mode=spec.objective.mode)
+        self.spec = spec
+        self.phase = phase
+        self.num_threads = max(1, int(spec.resources.cpus_per_trial))
+        self._studies: dict[str, _Study] = {}
+        self._queue: deque[PlannedTrial] = deque()
+        self._live: dict[str, tuple[PlannedTrial, optuna.trial.Trial | None]] = {}
+        done_ids = {row["trial_id"] for row in done or []}
+        if phase == "tune":
+            import json
+
+            for index, levels in enumerate(spec.studies()):
+                self._studies[study_key(levels)] = _Study(spec, levels, index)
+            for row in done or []:
+                if row["phase"] != "tune":
+                    continue
+                info = json.loads(row["params_json"])
+                study = self._studies.get(study_key(info["levels"]))
+                if study is not None:
+                    study.replay(int(row["tune_index"]), info["tuned"], row["status"], row.get("objective"))
+        else:
+            self._queue.extend(t for t in fixed or [] if t.trial_id not in done_ids)
+        self._order = deque(self._studies)
+
+    # ---- what is left -------------------------------------------------------------------------------------------
+    def remaining(self) -> int:
+        """Trials not yet handed out."""
+        if self.phase == "tune":
+            return sum(len(s.free_indices) for s in self._studies.values())
+        return len(self._queue)
+
+    def _next_tune_trial(self) -> tuple[PlannedTrial, optuna.trial.Trial] | None:
+        for _ in range(len(self._order)):
+            key = self._order[0]
+            self._order.rotate(-1)
+            study = self._studies[key]
+            if study.free_indices:
+                tune_index, ot = study.ask()
+                planned = plan_tune_trial(self.spec, study.levels, tune_index, dict(ot.params))
+                return planned, ot
+        return None
+
+    # ---- Searcher API -------------------------------------------------------------------------------------------
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        return True
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.phase == "tune":
+            nxt = self._next_tune_trial()
+            if nxt is None:
+                return Searcher.FINISHED
+            planned, ot = nxt
+            self._live[trial_id] = (planned, ot)
+        else:
+            if not self._queue:
+                return Searcher.FINISHED
+            planned = self._queue.popleft()
+            self._live[trial_id] = (planned, None)
+        config = trial_config(self.spec, planned.levels, planned.params, planned.seed, num_threads=self.num_threads)
+        return {"meta": planned.meta(), "trial": config.to_dict(), "objective_metric": self.spec.objective.metric}
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        planned, ot = self._live.pop(trial_id, (None, None))
+        if planned is None or ot is None:
+            return
+        study = self._studies[planned.study_key].study
+        status = (result or {}).get("status")
+        if error or not result or status is None:
+            study.tell(ot, state=TrialState.FAIL)
+        elif status == "pruned" or not result.get("final"):
+            study.tell(ot, state=TrialState.PRUNED)
+        else:
+            value = result.get("objective")
+            if value is None or value != value:
+                study.tell(ot, state=TrialState.FAIL)
+            else:
+                study.tell(ot, float(value))
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        planned, ot = self._live.get(trial_id, (None, None))
+        if ot is None or result.get("final") or "val_metric" not in result:
+            return
+        value = result["val_metric"]
+        if value == value:
+            try:
+                ot.report(float(value), int(result["epoch"]))
+            except Exception:  # noqa: BLE001 - a duplicate step after a retry must not stop the sweep
+                pass
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as fh:
+            pickle.dump(self.__dict__, fh)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as fh:
+            self.__dict__.update(pickle.load(fh))

@@ -1,0 +1,414 @@
+"""The sweep spec: a validated, frozen description of one experiment, loaded from YAML plus ``--set`` overrides.
+
+``load_spec(path, overrides)`` → ``SweepSpec``. Every error names the file, the dotted field path, what was
+given and what is allowed. Nothing here imports torch or ray.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tlsweep.config import TrialConfig
+from tlsweep.data.config import DatasetSpec
+from tlsweep.errors import SpecError
+from tlsweep.space import ParamEntry, ParamValue
+from tlsweep.tracking import WandbSettings
+
+INIT_LEVELS = ("imagenet", "checkpoint", "scratch")
+PRETRAINED_LEVELS = ("imagenet", "checkpoint")
+FACTOR_NAMES = ("init", "train_fraction", "epochs", "augmentation", "freeze_depth")
+# TrialConfig fields a sweep may tune or fix in its recipe (everything else comes from `model:` or the design)
+TUNABLE = (
+    "lr", "weight_decay", "momentum", "freeze_depth", "augmentation", "label_smoothing",
+    "backbone_lr_mult", "warmup_epochs", "batch_size",
+)  # fmt: skip
+OBJECTIVE_COLUMNS = {"val_acc": "best_val_acc", "val_loss": "best_val_loss"}
+HYPOTHESIS_METRICS = ("test_acc", "test_balanced_acc", "test_off_by_one", "test_mae", "test_loss")
+# Fields whose change makes existing results incomparable (resume is refused unless --new).
+RESULT_FIELDS = ("dataset", "model", "design", "confirm", "objective")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OptimizerSpec(_Model):
+    name: Literal["sgd", "adamw"] = "sgd"
+    momentum: float = Field(0.9, ge=0, lt=1)
+
+
+class ScheduleSpec(_Model):
+    name: Literal["constant", "step", "cosine"] = "cosine"
+    warmup_epochs: float = Field(0.0, ge=0)
+    step_size: int = Field(0, ge=0)
+    gamma: float = Field(0.1, gt=0, le=1)
+
+
+class PretrainedSpec(_Model):
+    """What the pretrained init levels mean in this sweep."""
+
+    imagenet: str | None = None  # torchvision weights enum name (None → the architecture's default)
+    checkpoint: Path | None = None  # backbone state dict for init=checkpoint (built by `pretrain:` when missing)
+
+
+class PretrainSpec(_Model):
+    """Build ``model.pretrained.checkpoint`` first, by training the backbone on a source dataset."""
+
+    dataset: DatasetSpec
+    epochs: int = Field(5, ge=1)
+    lr: float = Field(0.05, gt=0)
+    batch_size: int = Field(128, ge=1)
+    weight_decay: float = Field(5e-4, ge=0)
+    augmentation: str = "flip"
+    seed: int = 0
+
+
+class ModelSpec(_Model):
+    backbone: str = "resnet_tiny"
+    image_size: int = Field(32, ge=8)
+    batch_size: int = Field(64, ge=1)
+    eval_batch_size: int = Field(512, ge=1)
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    backbone_lr_mult: float = Field(1.0, gt=0)
+    pretrained: PretrainedSpec = Field(default_factory=PretrainedSpec)
+    pretrain: PretrainSpec | None = None
+
+
+class BudgetSpec(_Model):
+    trials_per_cell: int = Field(8, ge=1)
+    sampler: Literal["tpe", "random", "qmc", "grid"] = "tpe"
+    seed: int = 0  # sampler seeds and the tune-phase replicate seeds derive from it
+
+
+class EarlyStoppingSpec(_Model):
+    """ASHA inside the tune phase only, per study (never comparing trials across epochs levels)."""
+
+    type: Literal["asha"] = "asha"
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: float = Field(2.0, gt=1)
+
+
+class DesignSpec(_Model):
+    factors: dict[str, list[ParamValue]]
+    tune: dict[str, ParamEntry] = Field(default_factory=dict)
+    recipe: dict[str, ParamValue] = Field(default_factory=dict)
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    early_stopping: EarlyStoppingSpec | None = None
+
+    @field_validator("factors")
+    @classmethod
+    def _check_factors(cls, factors: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        unknown = sorted(set(factors) - set(FACTOR_NAMES))
+        if unknown:
+            raise ValueError(f"unknown factor(s) {unknown}; allowed factors: {list(FACTOR_NAMES)}")
+        if "init" not in factors:
+            raise ValueError(f"`init` must be a factor, e.g. init: [checkpoint, scratch]; levels: {list(INIT_LEVELS)}")
+        for name, levels in factors.items():
+            if not levels:
+                raise ValueError(f"factor {name!r} needs at least one level")
+            if len(set(map(json.dumps, levels))) != len(levels):
+                raise ValueError(f"factor {name!r} has repeated levels {levels}")
+        bad_init = [lvl for lvl in factors["init"] if lvl not in INIT_LEVELS]
+        if bad_init:
+            raise ValueError(f"init levels {bad_init} are unknown; allowed: {list(INIT_LEVELS)}")
+        for frac in factors.get("train_fraction", []):
+            if not isinstance(frac, (int, float)) or not 0 < float(frac) <= 1:
+                raise ValueError(f"train_fraction levels must be numbers in (0, 1], got {frac!r}")
+        for ep in factors.get("epochs", []):
+            if not isinstance(ep, int) or isinstance(ep, bool) or ep < 1:
+                raise ValueError(f"epochs levels must be whole numbers >= 1, got {ep!r}")
+        for depth in factors.get("freeze_depth", []):
+            if not isinstance(depth, int) or not 0 <= depth <= 5:
+                raise ValueError(f"freeze_depth levels must be whole numbers 0..5, got {depth!r}")
+        if "freeze_depth" in factors and "scratch" in factors["init"]:
+            raise ValueError(
+                "freeze_depth cannot be a factor together with init level `scratch` (a frozen random body is not an "
+                "arm); tune it instead: design.tune.freeze_depth: {type: categorical, choices: [...], "
+                "when: {init: [checkpoint]}}"
+            )
+        return factors
+
+    @model_validator(mode="after")
+    def _check_tune(self) -> DesignSpec:
+        for name, entry in self.tune.items():
+            if name not in TUNABLE:
+                raise ValueError(f"tune.{name}: cannot be tuned; tunable parameters: {list(TUNABLE)}")
+            if name in self.factors:
+                raise ValueError(f"tune.{name}: {name!r} is already a factor; a parameter is a factor or tuned, not both")
+            for cond in entry.when:
+                if cond not in self.factors:
+                    raise ValueError(f"tune.{name}.when: {cond!r} is not a factor; factors: {sorted(self.factors)}")
+        for name, value in self.recipe.items():
+            if name not in TUNABLE:
+                raise ValueError(f"recipe.{name}: not a recipe parameter; allowed: {list(TUNABLE)}")
+            entry = self.tune.get(name)
+            if entry is not None and value is not None and not entry.contains(value):
+                raise ValueError(f"recipe.{name}: {value!r} lies outside the tuned range of tune.{name}")
+        missing = [name for name in self.tune if name not in self.recipe]
+        if missing:
+            raise ValueError(
+                f"recipe is missing {missing}: every tuned parameter needs its recipe value (the original study's "
+                "setting), which is the first trial of every cell"
+            )
+        return self
+
+
+class ConfirmSpec(_Model):
+    seeds: int = Field(5, ge=1)
+    configs: list[Literal["best", "recipe"]] = Field(default_factory=lambda: ["best"])  # type: ignore[arg-type]
+    seed_base: int = 1000  # replicate seeds are seed_base + 0..seeds-1, distinct from the tune phase's
+
+    @field_validator("configs")
+    @classmethod
+    def _unique(cls, configs: list[str]) -> list[str]:
+        if not configs or len(set(configs)) != len(configs):
+            raise ValueError("configs must be a non-empty list of distinct values from [best, recipe]")
+        return configs
+
+
+class ObjectiveSpec(_Model):
+    metric: Literal["val_acc", "val_loss"] = "val_acc"
+    mode: Literal["max", "min"] = "max"
+
+    @property
+    def column(self) -> str:
+        return OBJECTIVE_COLUMNS[self.metric]
+
+
+class HypothesisSpec(_Model):
+    metric: Literal["test_acc", "test_balanced_acc", "test_off_by_one", "test_mae", "test_loss"] = "test_acc"
+    compare: dict[str, list[str]] | None = None  # {init: [treated, baseline]}; default: first pretrained level vs scratch
+    direction: Literal["greater", "less", "two-sided"] = "greater"
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+    correction: Literal["holm", "bonferroni", "bh", "none"] = "holm"
+    equivalence_margin: float = Field(0.02, gt=0)
+
+
+class ResourcesSpec(_Model):
+    cpus_per_trial: float = Field(1.0, gt=0)
+    gpus_per_trial: float = Field(0.0, ge=0)
+    max_concurrent_trials: int | None = Field(None, ge=1)  # None → as many as the cluster's CPUs allow
+    reuse_actors: bool = True
+
+
+class FailuresSpec(_Model):
+    max_retries: int = Field(2, ge=-1)
+
+
+class TrackingSpec(_Model):
+    wandb: WandbSettings = Field(default_factory=WandbSettings)
+
+
+class SweepSpec(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    dataset: DatasetSpec
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    design: DesignSpec
+    confirm: ConfirmSpec = Field(default_factory=ConfirmSpec)
+    objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
+    hypothesis: HypothesisSpec = Field(default_factory=HypothesisSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    failures: FailuresSpec = Field(default_factory=FailuresSpec)
+    storage: str = "runs"
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+
+    @model_validator(mode="after")
+    def _check(self) -> SweepSpec:
+        inits = self.design.factors["init"]
+        if "checkpoint" in inits and self.model.pretrained.checkpoint is None:
+            raise ValueError(
+                "init level `checkpoint` needs model.pretrained.checkpoint: PATH (with a model.pretrain block to "
+                "build it when the file does not exist yet)"
+            )
+        if self.model.pretrain is not None and self.model.pretrained.checkpoint is None:
+            raise ValueError("model.pretrain needs model.pretrained.checkpoint: the path where it saves the backbone")
+        if "epochs" not in self.design.factors and "epochs" not in self.design.recipe:
+            pass  # TrialConfig's default applies; allowed
+        treated, baseline = self.compared_arms
+        for arm in (treated, baseline):
+            if arm not in inits:
+                raise ValueError(f"hypothesis.compare.init: {arm!r} is not an init level of design.factors.init {inits}")
+        if self.objective.metric == "val_loss" and self.objective.mode != "min":
+            raise ValueError("objective: val_loss must be minimised (mode: min)")
+        if self.objective.metric == "val_acc" and self.objective.mode != "max":
+            raise ValueError("objective: val_acc must be maximised (mode: max)")
+        if self.design.budget.sampler == "grid":
+            from tlsweep.space import grid_points
+
+            for levels in self.studies():
+                grid = grid_points(self.design.tune, levels)
+                if grid is None:
+                    raise ValueError("budget.sampler grid needs categorical or linear int tune entries only")
+                size = 1
+                for values in grid.values():
+                    size *= len(values)
+                if size != self.design.budget.trials_per_cell:
+                    raise ValueError(
+                        f"budget.trials_per_cell must equal the grid size ({size}) with sampler grid, "
+                        f"got {self.design.budget.trials_per_cell}"
+                    )
+        return self
+
+    # ---- the design ------------------------------------------------------------------------------------------
+    @property
+    def compared_arms(self) -> tuple[str, str]:
+        if self.hypothesis.compare and "init" in self.hypothesis.compare:
+            pair = self.hypothesis.compare["init"]
+            if len(pair) != 2:
+                raise ValueError("hypothesis.compare.init must list exactly two levels: [treated, baseline]")
+            return pair[0], pair[1]
+        inits = self.design.factors["init"]
+        treated = next((lvl for lvl in inits if lvl in PRETRAINED_LEVELS), inits[0])
+        baseline = "scratch" if "scratch" in inits else inits[-1]
+        return str(treated), str(baseline)
+
+    def cell_factors(self) -> list[str]:
+        """Factor names that define a cell (every factor but init), in spec order."""
+        return [name for name in self.design.factors if name != "init"]
+
+    def studies(self) -> list[dict[str, Any]]:
+        """Every combination of factor levels (cell × arm): one Optuna study each, in a stable order."""
+        names = list(self.design.factors)
+        return [dict(zip(names, combo)) for combo in itertools.product(*(self.design.factors[n] for n in names))]
+
+    def trial_counts(self) -> dict[str, int]:
+        n_studies = len(self.studies())
+        return {
+            "tune": n_studies * self.design.budget.trials_per_cell,
+            "confirm": n_studies * self.confirm.seeds * len(self.confirm.configs),
+        }
+
+    def base_trial_config(self) -> TrialConfig:
+        """TrialConfig with everything the model block and the recipe fix (factors and tuned values go on top)."""
+        m = self.model
+        return TrialConfig(
+            backbone=m.backbone,
+            batch_size=m.batch_size,
+            eval_batch_size=m.eval_batch_size,
+            optimizer=m.optimizer.name,
+            momentum=m.optimizer.momentum,
+            schedule=m.schedule.name,
+            warmup_epochs=m.schedule.warmup_epochs,
+            step_size=m.schedule.step_size,
+            step_gamma=m.schedule.gamma,
+            label_smoothing=m.label_smoothing,
+            backbone_lr_mult=m.backbone_lr_mult,
+        ).replace(**{k: v for k, v in self.design.recipe.items() if v is not None})
+
+    # ---- persistence -----------------------------------------------------------------------------------------
+    def resolved(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def result_hash(self) -> str:
+        """Hash of the fields that decide results (not resources, storage, tracking or the report's settings)."""
+        resolved = self.resolved()
+        payload = json.dumps({k: resolved[k] for k in RESULT_FIELDS}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+# ---- loading -------------------------------------------------------------------------------------------------
+def apply_overrides(data: dict[str, Any], overrides: list[str], *, source: str) -> dict[str, Any]:
+    """Apply ``dotted.key=value`` overrides (values parsed as YAML) to a nested dict."""
+    result = json.loads(json.dumps(data))
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(f"{source}: --set {item!r}: expected dotted.key=value, e.g. --set confirm.seeds=8")
+        value = yaml.safe_load(raw) if raw.strip() else ""
+        node = result
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise SpecError(f"{source}: --set {key}: {part!r} holds a {type(child).__name__}, not a mapping")
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def _allowed_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
+    """Field names allowed at the parent of ``loc`` (for 'unknown key' messages), when it can be found."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return None
+        current = field.annotation
+        args = getattr(current, "__args__", ())
+        models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+        if models:
+            current = models[0]
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return None
+
+
+def format_validation_error(exc: ValidationError, *, source: str) -> str:
+    lines = [f"{source}: invalid sweep spec ({exc.error_count()} problem{'s' if exc.error_count() > 1 else ''}):"]
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        # drop discriminator tags pydantic inserts for unions (e.g. 'synthetic' in dataset.synthetic.root)
+        path = ".".join(str(p) for p in loc) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_fields(SweepSpec, loc)
+            hint = f"; allowed keys here: {allowed}" if allowed else ""
+            lines.append(f"  {path}: unknown key{hint}")
+        elif err["type"] == "missing":
+            lines.append(f"  {path}: required field is missing")
+        else:
+            given = err.get("input")
+            given_text = "" if isinstance(given, dict) else f" (got {given!r})"
+            lines.append(f"  {path}: {msg}{given_text}")
+    return "\n".join(lines)
+
+
+def parse_spec(data: Any, *, source: str = "<spec>") -> SweepSpec:
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: a sweep spec must be a YAML mapping at the top level, got {type(data).__name__}")
+    try:
+        return SweepSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(exc, source=source)) from None
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None) -> SweepSpec:
+    """Read a sweep YAML, apply ``--set`` overrides, validate."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SpecError(f"{source}: no such file; the specs shipped with tlsweep are in sweeps/*.yaml") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{source}: not valid YAML: {exc}") from None
+    data = apply_overrides(data or {}, overrides or [], source=source) if isinstance(data, dict) else data
+    return parse_spec(data, source=source)
+
+
+def diff_resolved(old: dict[str, Any], new: dict[str, Any], *, prefix: str = "") -> list[str]:
+    """Dotted paths whose values differ between two resolved specs."""
+    changed: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        path = f"{prefix}{key}"
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed.extend(diff_resolved(a, b, prefix=f"{path}."))
+        elif a != b:
+            changed.append(f"{path}: {a!r} → {b!r}")
+    return changed

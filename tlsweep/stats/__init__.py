@@ -1,0 +1,43 @@
+"""Pure statistical functions of the report (numpy, scipy, statsmodels; explicit ``numpy.random.Generator``).
+
+Convention: *treated* is the arm the hypothesis favours, *baseline* the other; every contrast is
+treated − baseline; paired samples are aligned by seed; batched functions take the replicates on the last axis.
+"""
+
+from __future__ import annotations
+
+from tlsweep.stats._checks import StatsInputError
+from tlsweep.stats.contrast import Contrast, compare_arms
+from tlsweep.stats.design_model import DesignModel, fit_design_model
+from tlsweep.stats.effects import (
+    Interval,
+    bootstrap_interval,
+    cohens_dz,
+    hedges_g,
+    mean_difference,
+    mean_interval,
+    probability_of_improvement,
+    ratio_of_means,
+)
+from tlsweep.stats.family import Decision, decide_family, gate_alpha
+from tlsweep.stats.multiplicity import adjust_pvalues
+from tlsweep.stats.power import exact_test_floor, min_replicates, seeds_for_power
+from tlsweep.stats.significance import (
+    TestResult,
+    mann_whitney_test,
+    paired_t_test,
+    sign_flip_test,
+    tost_paired,
+    tost_unpaired,
+    welch_t_test,
+)
+from tlsweep.stats.tuning import TuningCurve, expected_best_curve, tuning_curve, u_estimator_weights
+
+__all__ = [
+    "Contrast", "Decision", "DesignModel", "Interval", "StatsInputError", "TestResult", "TuningCurve",
+    "adjust_pvalues", "bootstrap_interval", "cohens_dz", "compare_arms", "decide_family", "exact_test_floor",
+    "expected_best_curve", "fit_design_model", "gate_alpha", "hedges_g", "mann_whitney_test", "mean_difference",
+    "mean_interval", "min_replicates", "paired_t_test", "probability_of_improvement", "ratio_of_means",
+    "seeds_for_power", "sign_flip_test", "tost_paired", "tost_unpaired", "tuning_curve", "u_estimator_weights",
+    "welch_t_test",
+]

@@ -1,0 +1,170 @@
+"""Effect sizes and their bootstrap confidence intervals (treated − baseline).
+
+Every resampling takes an explicit ``rng: numpy.random.Generator``. Bootstrap intervals are BCa
+(``scipy.stats.bootstrap``) where BCa is defined, and fall back to the percentile method for degenerate data
+(constant differences, too few distinct values); ``Interval.method`` says which one was used.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.stats
+
+from tlsweep.stats._checks import StatsInputError, as_pair, as_sample
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with a confidence interval; NaN bounds when it could not be computed (see ``method``)."""
+
+    estimate: float
+    low: float
+    high: float
+    method: str  # "BCa" | "percentile" | "constant" | "not computed: <why>"
+
+
+def _not_computed(estimate: float, why: str) -> Interval:
+    return Interval(float(estimate), float("nan"), float("nan"), f"not computed: {why}")
+
+
+def bootstrap_interval(
+    samples: tuple[np.ndarray, ...],
+    statistic: Callable[..., np.ndarray],
+    *,
+    paired: bool,
+    rng: np.random.Generator,
+    n_resamples: int = 9999,
+    confidence: float = 0.95,
+) -> Interval:
+    """Bootstrap CI of ``statistic(*samples, axis=-1)`` (vectorised); BCa with a percentile fallback.
+
+    ``paired=True`` resamples positions jointly (the seeds), otherwise each sample independently.
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise StatsInputError(f"rng must be a numpy.random.Generator, but got {type(rng).__name__}")
+    estimate = float(statistic(*samples, axis=-1))
+    if n_resamples <= 0:
+        return _not_computed(estimate, "bootstrap disabled (n_resamples=0)")
+    if min(s.size for s in samples) < 2:
+        return _not_computed(estimate, "fewer than 2 replicates")
+    if not np.isfinite(estimate):
+        return _not_computed(estimate, "the estimate is not finite")
+    if all(np.ptp(s) == 0 for s in samples):
+        return Interval(estimate, estimate, estimate, "constant")
+    for method in ("BCa", "percentile"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", scipy.stats.DegenerateDataWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            try:
+                result = scipy.stats.bootstrap(
+                    samples,
+                    statistic,
+                    paired=paired,
+                    vectorized=True,
+                    n_resamples=n_resamples,
+                    confidence_level=confidence,
+                    method=method,
+                    rng=rng,
+                )
+            except (scipy.stats.DegenerateDataWarning, ValueError, ZeroDivisionError):
+                continue
+        low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+        if np.isfinite(low) and np.isfinite(high):
+            return Interval(estimate, low, high, method)
+    return _not_computed(estimate, "the bootstrap distribution is degenerate")
+
+
+def _mean_difference(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(a, axis=axis) - np.mean(b, axis=axis)
+
+
+def _mean(a: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(a, axis=axis)
+
+
+def _ratio_of_means(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.mean(a, axis=axis) / np.mean(b, axis=axis)
+
+
+def mean_interval(values: object, *, rng: np.random.Generator, n_resamples: int = 9999,
+                  confidence: float = 0.95) -> Interval:
+    """The mean of one sample with a bootstrap CI (used for per-arm ribbons)."""
+    x = as_sample(values, "values")
+    return bootstrap_interval((x,), _mean, paired=False, rng=rng, n_resamples=n_resamples, confidence=confidence)
+
+
+def mean_difference(treated: object, baseline: object, *, paired: bool, rng: np.random.Generator,
+                    n_resamples: int = 9999, confidence: float = 0.95) -> Interval:
+    """mean(treated) − mean(baseline) with a bootstrap CI (paired: resample seeds jointly)."""
+    a, b = _samples(treated, baseline, paired)
+    return bootstrap_interval((a, b), _mean_difference, paired=paired, rng=rng, n_resamples=n_resamples,
+                              confidence=confidence)
+
+
+def ratio_of_means(treated: object, baseline: object, *, paired: bool, rng: np.random.Generator,
+                   n_resamples: int = 9999, confidence: float = 0.95) -> Interval:
+    """mean(treated) / mean(baseline) with a bootstrap CI; not computed when the baseline mean is 0."""
+    a, b = _samples(treated, baseline, paired)
+    if np.mean(b) == 0:
+        return _not_computed(float("nan"), "the baseline mean is 0")
+    if np.any(b <= 0) or np.any(a < 0):
+        return _not_computed(float(np.mean(a) / np.mean(b)), "a ratio needs positive values")
+    return bootstrap_interval((a, b), _ratio_of_means, paired=paired, rng=rng, n_resamples=n_resamples,
+                              confidence=confidence)
+
+
+def _auc(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    a = np.moveaxis(a, axis, -1)[..., :, None]
+    b = np.moveaxis(b, axis, -1)[..., None, :]
+    return np.mean((a > b) + 0.5 * (a == b), axis=(-2, -1))
+
+
+def probability_of_improvement(treated: object, baseline: object, *, paired: bool,
+                               rng: np.random.Generator, n_resamples: int = 9999,
+                               confidence: float = 0.95) -> Interval:
+    """P(treated > baseline) + ½·P(tie) over all treated × baseline runs (Mann–Whitney AUC), with a bootstrap CI.
+
+    This is rliable's probability of improvement; the CI resamples seeds jointly when ``paired``. For a
+    "lower is better" metric pass the samples swapped.
+    """
+    a, b = _samples(treated, baseline, paired)
+    return bootstrap_interval((a, b), _auc, paired=paired, rng=rng, n_resamples=n_resamples,
+                              confidence=confidence)
+
+
+def cohens_dz(treated: object, baseline: object) -> float:
+    """Standardised mean of the paired differences, mean(d)/sd(d); NaN for n < 2, ±inf for constant d ≠ 0."""
+    a, b = as_pair(treated, baseline)
+    d = a - b
+    if d.size < 2:
+        return float("nan")
+    sd = np.std(d, ddof=1)
+    if sd == 0:
+        return 0.0 if np.mean(d) == 0 else float(np.sign(np.mean(d)) * np.inf)
+    return float(np.mean(d) / sd)
+
+
+def hedges_g(treated: object, baseline: object) -> float:
+    """(mean_a − mean_b)/pooled SD × (1 − 3/(4(n_a+n_b) − 9)), the small-sample corrected Cohen's d."""
+    a = as_sample(treated, "treated")
+    b = as_sample(baseline, "baseline")
+    n_a, n_b = a.size, b.size
+    if n_a < 2 or n_b < 2:
+        return float("nan")
+    pooled = np.sqrt(((n_a - 1) * np.var(a, ddof=1) + (n_b - 1) * np.var(b, ddof=1)) / (n_a + n_b - 2))
+    diff = np.mean(a) - np.mean(b)
+    if pooled == 0:
+        return 0.0 if diff == 0 else float(np.sign(diff) * np.inf)
+    correction = 1.0 - 3.0 / (4.0 * (n_a + n_b) - 9.0)
+    return float(diff / pooled * correction)
+
+
+def _samples(treated: object, baseline: object, paired: bool) -> tuple[np.ndarray, np.ndarray]:
+    if paired:
+        return as_pair(treated, baseline)
+    return as_sample(treated, "treated"), as_sample(baseline, "baseline")

@@ -1,0 +1,332 @@
+"""The results store: a sweep's Parquet files and text files on a local disk or an object store.
+
+The driver is the only writer. Every write replaces a whole file atomically, so a reader (``tlsweep status``,
+``tlsweep report``, a resumed driver) sees either the old or the new version, never a partial one:
+
+* Local filesystem: the file is written as ``.tmp-<uuid>.<suffix>`` in the same directory, flushed to disk and
+  renamed over the target with ``os.replace`` (atomic within one directory on POSIX, also on NFS). A crash in
+  between leaves the old file and a hidden temp file that every reader ignores.
+* Object stores (S3, GCS): the bytes are first serialised in memory, then written through
+  ``open_output_stream``. An S3 object (single PUT or multipart upload) and a GCS object (resumable upload)
+  become visible only when the upload is completed on ``close()``, and then replace the old object as a
+  whole; a driver killed before that leaves the old object untouched. Serialising first matters: pyarrow's
+  S3 stream completes the upload when it is closed, even on an error path, so a Parquet writer that failed
+  midway must never be writing into it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from tlsweep.errors import StoreError
+from tlsweep.schema import EPOCHS_SCHEMA, TRIALS_SCHEMA
+from tlsweep.storage import RAY_SUBDIR, Location, resolve_location
+
+TRIALS_FILE = "trials.parquet"
+EPOCHS_FILE = "epochs.parquet"
+SPEC_FILE = "spec.resolved.yaml"
+REPORT_DIR = "report"
+TMP_PREFIX = ".tmp-"
+
+_PARQUET_SCHEMAS: dict[str, pa.Schema] = {TRIALS_FILE: TRIALS_SCHEMA, EPOCHS_FILE: EPOCHS_SCHEMA}
+_ARROW_SCHEMA_KEY = b"ARROW:schema"
+
+
+class ResultsStore:
+    """Reads and writes one sweep's results directory (``runs/<name>`` or ``s3://bucket/prefix/<name>``)."""
+
+    def __init__(self, location: Location | str | Path) -> None:
+        self.location: Location = location if isinstance(location, Location) else resolve_location(location)
+
+    def __repr__(self) -> str:
+        return f"ResultsStore({self.location.uri!r})"
+
+    # ---- queries -------------------------------------------------------------------------------------------
+    def exists(self) -> bool:
+        """True when the location already holds results (``trials.parquet``) or a resolved spec."""
+        return self._is_file(TRIALS_FILE) or self._is_file(SPEC_FILE)
+
+    def local_dir(self) -> Path | None:
+        """The results directory when it is on the local filesystem, else None."""
+        return Path(self.location.path) if self.location.is_local else None
+
+    # ---- Parquet -------------------------------------------------------------------------------------------
+    def read_trials(self) -> pa.Table:
+        """``trials.parquet`` as a table of :data:`TRIALS_SCHEMA` (empty when the file does not exist yet)."""
+        return self._read_parquet(TRIALS_FILE)
+
+    def read_epochs(self) -> pa.Table:
+        """``epochs.parquet`` as a table of :data:`EPOCHS_SCHEMA` (empty when the file does not exist yet)."""
+        return self._read_parquet(EPOCHS_FILE)
+
+    def write_trials(self, table: pa.Table, *, metadata: Mapping[str, str] | None = None) -> None:
+        """Replace ``trials.parquet`` with ``table`` (validated against :data:`TRIALS_SCHEMA`)."""
+        self._write_parquet(TRIALS_FILE, table, metadata)
+
+    def write_epochs(self, table: pa.Table, *, metadata: Mapping[str, str] | None = None) -> None:
+        """Replace ``epochs.parquet`` with ``table`` (validated against :data:`EPOCHS_SCHEMA`)."""
+        self._write_parquet(EPOCHS_FILE, table, metadata)
+
+    def read_metadata(self, name: str) -> dict[str, str]:
+        """The key-value metadata written with a Parquet file (``"trials.parquet"`` or ``"trials"``).
+
+        Returns an empty dict when the file does not exist. Arrow's own schema entry is left out.
+        """
+        file_name = name if name.endswith(".parquet") else f"{name}.parquet"
+        if not self._is_file(file_name):
+            return {}
+        try:
+            raw = pq.read_metadata(self._path(file_name), filesystem=self.location.filesystem).metadata or {}
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise StoreError(f"{self._uri(file_name)} is not a readable Parquet file: {exc}") from exc
+        return {key.decode(): value.decode() for key, value in raw.items() if key != _ARROW_SCHEMA_KEY}
+
+    # ---- text files ----------------------------------------------------------------------------------------
+    def read_text(self, name: str) -> str | None:
+        """A UTF-8 text file of the results directory (``"spec.resolved.yaml"``), or None when absent."""
+        if not self._is_file(name):
+            return None
+        with self.location.filesystem.open_input_stream(self._path(name)) as stream:
+            return stream.read().decode("utf-8")
+
+    def write_text(self, name: str, text: str) -> None:
+        """Replace a text file of the results directory atomically."""
+        self._write_bytes(name, text.encode("utf-8"))
+
+    # ---- copies --------------------------------------------------------------------------------------------
+    def download(self, dest: Path) -> Path:
+        """Copy the results (every top-level file and ``report/``, not Ray's state) into the local ``dest``."""
+        dest = Path(dest).expanduser().resolve()
+        dest.mkdir(parents=True, exist_ok=True)
+        if self.location.is_local and Path(self.location.path) == dest:
+            return dest
+        local = pafs.LocalFileSystem()
+        filesystem = self.location.filesystem
+        for info in self._list_top_level():
+            base = info.base_name
+            if base.startswith((TMP_PREFIX, ".")):
+                continue
+            target = dest / base
+            if info.type == pafs.FileType.File:
+                pafs.copy_files(info.path, target.as_posix(), filesystem, local)
+            elif info.type == pafs.FileType.Directory and base == REPORT_DIR:
+                target.mkdir(parents=True, exist_ok=True)
+                pafs.copy_files(info.path, target.as_posix(), filesystem, local)
+        return dest
+
+    def upload_dir(self, src: Path, name: str) -> None:
+        """Replace ``<location>/<name>`` with a copy of the local directory ``src`` (e.g. the report)."""
+        src = Path(src).expanduser().resolve()
+        if not src.is_dir():
+            raise StoreError(f"cannot upload {src}: it is not a directory")
+        target = self.location.join(name)
+        top = name.strip("/").split("/")[0]
+        if top in (TRIALS_FILE, EPOCHS_FILE, SPEC_FILE, RAY_SUBDIR):
+            raise StoreError(f"refusing to replace {target.uri}: it belongs to the sweep's own state")
+        if target.is_local and Path(target.path) == src:
+            return
+        filesystem = self.location.filesystem
+        info = filesystem.get_file_info(target.path)
+        if info.type == pafs.FileType.Directory:
+            filesystem.delete_dir(target.path)
+        elif info.type == pafs.FileType.File:
+            raise StoreError(f"cannot upload {src} to {target.uri}: a file of that name exists there")
+        if target.is_local:
+            filesystem.create_dir(target.path, recursive=True)
+        pafs.copy_files(src.as_posix(), target.path, pafs.LocalFileSystem(), filesystem)
+
+    # ---- internals -----------------------------------------------------------------------------------------
+    def _path(self, name: str) -> str:
+        return self.location.join(name).path
+
+    def _uri(self, name: str) -> str:
+        return self.location.join(name).uri
+
+    def _is_file(self, name: str) -> bool:
+        return self.location.filesystem.get_file_info(self._path(name)).type == pafs.FileType.File
+
+    def _list_top_level(self) -> list[pafs.FileInfo]:
+        selector = pafs.FileSelector(self.location.path, allow_not_found=True, recursive=False)
+        return self.location.filesystem.get_file_info(selector)
+
+    def _read_parquet(self, name: str) -> pa.Table:
+        schema = _PARQUET_SCHEMAS[name]
+        if not self._is_file(name):
+            return schema.empty_table()
+        try:
+            table = pq.read_table(self._path(name), filesystem=self.location.filesystem)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise StoreError(f"{self._uri(name)} is not a readable Parquet file: {exc}") from exc
+        return conform_table(table, schema, source=self._uri(name))
+
+    def _write_parquet(self, name: str, table: pa.Table, metadata: Mapping[str, str] | None) -> None:
+        schema = _PARQUET_SCHEMAS[name]
+        table = conform_table(table, schema, source=f"the table written to {self._uri(name)}")
+        if metadata:
+            for key, value in metadata.items():
+                if not isinstance(key, str) or not isinstance(value, str):
+                    raise StoreError(f"metadata for {self._uri(name)} must map str to str, got {key!r}: {value!r}")
+            table = table.replace_schema_metadata(dict(metadata))
+        else:
+            table = table.replace_schema_metadata(None)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd")
+        self._write_bytes(name, sink.getvalue().to_pybytes())
+
+    def _write_bytes(self, name: str, data: bytes) -> None:
+        target = self._path(name)
+        if self.location.is_local:
+            _atomic_local_write(Path(target), data)
+            return
+        with self.location.filesystem.open_output_stream(target) as stream:
+            stream.write(data)
+
+
+def _atomic_local_write(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex}{''.join(target.suffixes) or '.tmp'}")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable; not possible on every filesystem
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def conform_table(table: pa.Table, schema: pa.Schema, *, source: str) -> pa.Table:
+    """``table`` with exactly ``schema``'s columns, in its order and types.
+
+    Columns are reordered and cast when the cast is safe (no overflow, no truncation). Missing or extra columns
+    and unsafe casts raise :class:`StoreError` naming ``source``, the column and both types.
+    """
+    names = set(table.schema.names)
+    if len(names) != len(table.schema.names):
+        duplicated = sorted({n for n in table.schema.names if table.schema.names.count(n) > 1})
+        raise StoreError(f"{source}: duplicated column(s) {', '.join(duplicated)}")
+    missing = [name for name in schema.names if name not in names]
+    extra = [name for name in table.schema.names if name not in set(schema.names)]
+    if missing or extra:
+        details = []
+        if missing:
+            details.append(f"missing column(s) {', '.join(missing)}")
+        if extra:
+            details.append(f"unexpected column(s) {', '.join(extra)}")
+        raise StoreError(
+            f"{source} does not match the tlsweep results schema: {'; '.join(details)} "
+            "(results written by another tlsweep version? rerun the sweep with --new into a fresh location)"
+        )
+    columns = []
+    for field in schema:
+        column = table.column(field.name)
+        if not column.type.equals(field.type):
+            try:
+                column = column.cast(field.type, safe=True)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+                raise StoreError(
+                    f"{source}: column {field.name!r} has type {column.type}, expected {field.type}, "
+                    f"and cannot be converted safely ({exc})"
+                ) from exc
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=schema.remove_metadata())
+
+
+def rows_to_table(rows: Iterable[Mapping[str, object]], schema: pa.Schema) -> pa.Table:
+    """Build a table of ``schema`` from dicts keyed by column name.
+
+    A missing key (or None) is null; a key the schema does not have raises :class:`StoreError`. NaN stays NaN in
+    float columns and becomes null in integer columns (the way pandas spells a missing int); a float with a
+    fractional part in an integer column is an error. Naive datetimes in timestamp columns are taken as UTC.
+    """
+    rows = list(rows)
+    allowed = set(schema.names)
+    for index, row in enumerate(rows):
+        extra = [key for key in row if key not in allowed]
+        if extra:
+            raise StoreError(
+                f"row {index} has key(s) {', '.join(map(repr, sorted(extra)))} that are not columns of the "
+                f"results schema (columns: {', '.join(schema.names)})"
+            )
+    arrays = [_column_array(field, [row.get(field.name) for row in rows]) for field in schema]
+    return pa.Table.from_arrays(arrays, schema=schema.remove_metadata())
+
+
+def _column_array(field: pa.Field, values: list[object]) -> pa.Array:
+    if pa.types.is_integer(field.type):
+        values = [_integer_value(field.name, index, value) for index, value in enumerate(values)]
+    try:
+        return pa.array(values, type=field.type, from_pandas=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
+        pass
+    for index, value in enumerate(values):  # find the first offending value for the message
+        try:
+            pa.array([value], type=field.type, from_pandas=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError) as exc:
+            raise StoreError(
+                f"row {index}, column {field.name!r}: value {value!r} ({type(value).__name__}) does not fit "
+                f"type {field.type} ({exc})"
+            ) from exc
+    raise StoreError(f"column {field.name!r}: values do not fit type {field.type}")
+
+
+def _integer_value(column: str, index: int, value: object) -> object:
+    if isinstance(value, bool):
+        raise StoreError(f"row {index}, column {column!r}: got a bool ({value}) where an integer is expected")
+    if isinstance(value, float) or type(value).__name__ in ("float16", "float32", "float64"):
+        number = float(value)  # type: ignore[arg-type]
+        if math.isnan(number):
+            return None
+        if not number.is_integer():
+            raise StoreError(f"row {index}, column {column!r}: {value!r} is not a whole number")
+        return int(number)
+    return value
+
+
+def merge_rows(existing: pa.Table, new: pa.Table, *, key: list[str]) -> pa.Table:
+    """Upsert ``new`` into ``existing``: rows of ``new`` replace rows with the same ``key``; others are kept.
+
+    Within ``new`` the last row of a key wins. The result has no duplicated key and is sorted by ``key``
+    (ascending, nulls last), so equal inputs always give byte-identical files.
+    """
+    if not key:
+        raise StoreError("merge_rows needs at least one key column")
+    if not existing.schema.equals(new.schema, check_metadata=False):
+        raise StoreError(
+            "merge_rows: the two tables have different schemas; build both with rows_to_table or read them "
+            f"from the store (existing: {existing.schema.names}, new: {new.schema.names})"
+        )
+    missing = [name for name in key if name not in new.schema.names]
+    if missing:
+        raise StoreError(f"merge_rows: key column(s) {', '.join(missing)} are not in the table")
+    combined = pa.concat_tables([existing, new.replace_schema_metadata(existing.schema.metadata)])
+    last_index: dict[tuple[object, ...], int] = {}
+    for index, value in enumerate(_key_tuples(combined, key)):
+        last_index[value] = index
+    merged = combined.take(pa.array(sorted(last_index.values()), pa.int64()))
+    merged = merged.replace_schema_metadata(existing.schema.metadata)
+    if merged.num_rows == 0:
+        return merged
+    return merged.sort_by([(name, "ascending") for name in key])
+
+
+def _key_tuples(table: pa.Table, key: list[str]) -> list[tuple[object, ...]]:
+    columns = [table.column(name).to_pylist() for name in key]
+    return list(zip(*columns)) if columns else []

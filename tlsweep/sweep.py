@@ -1,0 +1,383 @@
+"""``run_sweep``: the product's main job. Data → (pretrain) → tune phase → confirm phase → Parquet → report.
+
+Ray Tune runs the trials (function trainable, per-trial resources, bounded concurrency, retries from per-epoch
+checkpoints); ``tlsweep.searcher.PlanSearcher`` decides what runs (one Optuna study per cell × arm, equal budget);
+``tlsweep.recorder.ResultsRecorder`` on the driver is the single writer of the results. A rerun of the same spec
+resumes from ``trials.parquet``: finished trials are replayed, never rerun.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import logging
+import os
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+
+from tlsweep import __version__
+from tlsweep.design import plan_confirm
+from tlsweep.errors import StoreError
+from tlsweep.progress import StatusBoard, expected_counts
+from tlsweep.spec import RESULT_FIELDS, SweepSpec, diff_resolved
+from tlsweep.storage import Location, resolve_location
+from tlsweep.store import ResultsStore
+
+log = logging.getLogger(__name__)
+# Every epoch's checkpoint forces an experiment snapshot (num_to_keep=1); that is intended, not a warning.
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+RESOLVED_SPEC = "spec.resolved.yaml"
+STATUS_FILE = "status.json"
+
+
+@dataclass
+class SweepOutcome:
+    location: str
+    trials_recorded: int
+    counts: dict[str, int]
+    skipped: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    report_path: str | None = None
+    wandb_sync: str | None = None
+    wall_time_s: float = 0.0
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"tlsweep": __version__, "python": platform.python_version()}
+    for dist in ("torch", "torchvision", "ray", "optuna", "pyarrow", "pandas", "wandb"):
+        try:
+            versions[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            versions[dist] = "absent"
+    return versions
+
+
+def results_location(spec: SweepSpec, storage: str | None = None) -> Location:
+    return resolve_location(storage or spec.storage).join(spec.name)
+
+
+def resolved_document(spec: SweepSpec, *, source: str | None) -> dict[str, Any]:
+    doc = spec.resolved()
+    doc["tlsweep"] = {
+        "spec_hash": spec.result_hash(),
+        "source": source,
+        "versions": library_versions(),
+        "trial_counts": spec.trial_counts(),
+        "compared_arms": list(spec.compared_arms),
+    }
+    return doc
+
+
+def check_resume(spec: SweepSpec, store: ResultsStore, *, new: bool) -> None:
+    """Refuse to mix results of a changed spec into an existing results directory (unless ``new``)."""
+    text = store.read_text(RESOLVED_SPEC)
+    if text is None:
+        return
+    old = yaml.safe_load(text) or {}
+    if old.get("tlsweep", {}).get("spec_hash") == spec.result_hash():
+        return
+    changes = diff_resolved({k: old.get(k) for k in RESULT_FIELDS}, {k: spec.resolved()[k] for k in RESULT_FIELDS})
+    if not new:
+        listed = "\n  ".join(changes[:20]) or "(spec hash differs)"
+        raise StoreError(
+            f"{store.location.uri} holds results of a different spec; changed:\n  {listed}\n"
+            "Results of different specs are not mixed. Rerun with --new to start over (the old results are kept "
+            "beside it), or restore the spec, or give the sweep another name."
+        )
+    local = store.local_dir()
+    if local is None:
+        raise StoreError(
+            f"--new on remote storage ({store.location.uri}) would overwrite results; give the sweep another name "
+            "(--set name=...) or another --storage prefix"
+        )
+    archived = local.with_name(f"{local.name}.replaced-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}")
+    shutil.move(str(local), archived)
+    log.warning("moved the previous results to %s", archived)
+
+
+def _prepare_checkpoint(spec: SweepSpec, console: Console, num_threads: int) -> Path | None:
+    """The backbone file for init=checkpoint, pretrained first (as a Ray task) when it does not exist yet."""
+    path = spec.model.pretrained.checkpoint
+    if path is None or "checkpoint" not in spec.design.factors["init"]:
+        return None
+    path = Path(path)
+    if path.exists():
+        return path
+    if spec.model.pretrain is None:
+        from tlsweep.errors import WeightsError
+
+        raise WeightsError(
+            f"model.pretrained.checkpoint: {path} does not exist; create it with `tlsweep pretrain --out {path}` "
+            "or add a model.pretrain block to the spec"
+        )
+    import ray
+
+    from tlsweep.config import TrialConfig
+
+    pre = spec.model.pretrain
+    console.print(f"[bold]pretraining[/] {spec.model.backbone} on {pre.dataset.root} → {path}")
+    config = TrialConfig(
+        backbone=spec.model.backbone,
+        init="scratch",
+        epochs=pre.epochs,
+        lr=pre.lr,
+        batch_size=pre.batch_size,
+        weight_decay=pre.weight_decay,
+        augmentation=pre.augmentation,
+        seed=pre.seed,
+        optimizer=spec.model.optimizer.name,
+        momentum=spec.model.optimizer.momentum,
+        schedule="cosine",
+        warmup_epochs=min(1.0, pre.epochs / 5),
+        num_threads=num_threads,
+    )
+    task = ray.remote(num_cpus=spec.resources.cpus_per_trial, num_gpus=spec.resources.gpus_per_trial)(_pretrain_task)
+    started = time.time()
+    blob, metrics = ray.get(task.remote(config.to_dict(), pre.dataset, spec.model.image_size))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(blob)
+    os.replace(tmp, path)
+    console.print(
+        f"pretrained in {time.time() - started:.0f} s: source val acc {metrics.get('best_val_acc', float('nan')):.3f}"
+    )
+    return path
+
+
+def _pretrain_task(config: dict[str, Any], dataset_spec: Any, image_size: int) -> tuple[bytes, dict[str, Any]]:
+    from tlsweep.config import TrialConfig
+    from tlsweep.data.loading import load_dataset
+    from tlsweep.train import pretrain
+
+    data = load_dataset(dataset_spec, image_size=image_size)
+    with tempfile.TemporaryDirectory() as directory:
+        out = Path(directory) / "backbone.pt"
+        metrics = pretrain(TrialConfig.from_dict(config), data, out)
+        return out.read_bytes(), metrics
+
+
+def _init_ray(address: str | None, num_cpus: int | None, object_store_memory: int | None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    common: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
+    if address:
+        ray.init(address=address, **common)
+    else:
+        ray.init(
+            address="local",
+            num_cpus=num_cpus or os.cpu_count() or 1,
+            include_dashboard=False,
+            object_store_memory=object_store_memory,
+            **common,
+        )
+
+
+def _concurrency(spec: SweepSpec) -> int:
+    import ray
+
+    if spec.resources.max_concurrent_trials:
+        return spec.resources.max_concurrent_trials
+    cpus = ray.cluster_resources().get("CPU", 1)
+    by_cpu = int(cpus // spec.resources.cpus_per_trial)
+    if spec.resources.gpus_per_trial:
+        gpus = ray.cluster_resources().get("GPU", 0)
+        by_cpu = min(by_cpu, int(gpus // spec.resources.gpus_per_trial))
+    return max(1, by_cpu)
+
+
+def _trial_dirname(trial: Any) -> str:
+    meta = trial.config["meta"]
+    return f"{meta['phase']}-{meta['trial_id']}"
+
+
+def _run_phase(
+    spec: SweepSpec,
+    *,
+    phase: str,
+    searcher: Any,
+    payload_trainable: Any,
+    location: Location,
+    recorder: Any,
+    concurrency: int,
+) -> bool:
+    """One Tuner over one phase; returns True when every planned trial of the phase was handed out and finished."""
+    from ray import tune
+
+    from tlsweep.storage import ray_storage_args
+
+    total = searcher.remaining()
+    if total == 0:
+        return True
+    scheduler = None
+    if phase == "tune" and spec.design.early_stopping is not None:
+        from tlsweep.schedulers import PerStudyASHA
+
+        scheduler = PerStudyASHA(spec.design.early_stopping, mode=spec.objective.mode)
+    tuner = tune.Tuner(
+        payload_trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=total,
+            max_concurrent_trials=concurrency,
+            reuse_actors=spec.resources.reuse_actors,
+            trial_dirname_creator=_trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=f"{phase}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}",
+            failure_config=tune.FailureConfig(max_failures=spec.failures.max_retries),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=[recorder],
+            verbose=0,
+            **ray_storage_args(location),
+        ),
+    )
+    tuner.fit()
+    return searcher.remaining() == 0
+
+
+def run_sweep(
+    spec: SweepSpec,
+    *,
+    source: str | None = None,
+    storage: str | None = None,
+    address: str | None = None,
+    new: bool = False,
+    wandb_mode: str | None = None,
+    num_cpus: int | None = None,
+    object_store_memory: int | None = None,
+    live: bool = True,
+    report: bool = True,
+    console: Console | None = None,
+    fault: dict[str, Any] | None = None,
+) -> SweepOutcome:
+    """Run (or resume) a whole sweep; returns where the results are and what was recorded."""
+    import ray
+    from ray import tune
+
+    from tlsweep.data.loading import load_dataset
+    from tlsweep.progress import Progress
+    from tlsweep.recorder import ResultsRecorder
+    from tlsweep.searcher import PlanSearcher
+    from tlsweep.tracking import make_tracker
+    from tlsweep.trainable import make_payload, sweep_trainable
+
+    console = console or Console(stderr=True)
+    started = time.time()
+    location = results_location(spec, storage)
+    store = ResultsStore(location)
+    check_resume(spec, store, new=new)
+    store.write_text(RESOLVED_SPEC, yaml.safe_dump(resolved_document(spec, source=source), sort_keys=False))
+    metadata = {"spec_hash": spec.result_hash(), **{f"version.{k}": v for k, v in library_versions().items()}}
+
+    console.print(f"[bold]{spec.name}[/]: results in {location.uri}")
+    data = load_dataset(spec.dataset, image_size=spec.model.image_size)
+    console.print(
+        f"data: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test images, "
+        f"{data.num_classes} classes"
+    )
+    _init_ray(address, num_cpus, object_store_memory)
+    num_threads = max(1, int(spec.resources.cpus_per_trial))
+    checkpoint = _prepare_checkpoint(spec, console, num_threads)
+    concurrency = _concurrency(spec)
+    payload = make_payload(data, checkpoint, fault)
+    trainable = tune.with_resources(
+        tune.with_parameters(sweep_trainable, payload=payload),
+        {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial},
+    )
+    del payload  # it lives in the object store now
+
+    local_dir = store.local_dir()
+    wandb_dir = local_dir if local_dir is not None else Path(tempfile.mkdtemp(prefix=f"tlsweep-{spec.name}-"))
+    tracker = make_tracker(spec.tracking.wandb, sweep_name=spec.name, results_dir=wandb_dir, mode_override=wandb_mode)
+    board = StatusBoard(expected_counts(spec), mode=spec.objective.mode)
+    for row in store.read_trials().to_pylist():
+        board.add_row(row)
+    outcome = SweepOutcome(location=location.uri, trials_recorded=0, counts=spec.trial_counts())
+    progress = Progress(
+        board,
+        title=spec.name,
+        concurrency=concurrency,
+        write_status=lambda text: store.write_text(STATUS_FILE, text),
+        console=console,
+        live=live,
+    )
+    recorder = ResultsRecorder(spec, store, metadata=metadata, tracker=tracker, progress=progress)
+    try:
+        with progress:
+            done = recorder.trials.to_pylist()
+            progress.title = f"{spec.name} · tune"
+            tune_complete = _run_phase(
+                spec,
+                phase="tune",
+                searcher=PlanSearcher(spec, phase="tune", done=done),
+                payload_trainable=trainable,
+                location=location,
+                recorder=recorder,
+                concurrency=concurrency,
+            )
+            if tune_complete:
+                rows = recorder.trials.to_pylist()
+                planned, outcome.skipped = plan_confirm(spec, [r for r in rows if r["phase"] == "tune"])
+                progress.title = f"{spec.name} · confirm"
+                outcome.interrupted = not _run_phase(
+                    spec,
+                    phase="confirm",
+                    searcher=PlanSearcher(spec, phase="confirm", fixed=planned, done=rows),
+                    payload_trainable=trainable,
+                    location=location,
+                    recorder=recorder,
+                    concurrency=concurrency,
+                )
+            else:
+                outcome.interrupted = True
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+    finally:
+        tracker.close()
+        outcome.wandb_sync = tracker.sync_command()
+        store.write_text(STATUS_FILE, '{"running": [], "finished": true}')
+    outcome.trials_recorded = recorder.recorded
+    if report and not outcome.interrupted:
+        outcome.report_path = render_report(spec, store, wandb_mode=wandb_mode, console=console)
+    outcome.wall_time_s = time.time() - started
+    return outcome
+
+
+def render_report(spec: SweepSpec, store: ResultsStore, *, wandb_mode: str | None, console: Console) -> str | None:
+    """Build the report next to the results (downloading and uploading them when the storage is remote)."""
+    try:
+        from tlsweep.report import build_report
+    except ImportError:  # the report module is optional in a partial checkout
+        return None
+    local = store.local_dir()
+    staging = local or store.download(Path(tempfile.mkdtemp(prefix="tlsweep-report-")))
+    result = build_report(staging)
+    if local is None:
+        store.upload_dir(staging / "report", "report")
+    try:
+        from tlsweep.tracking import log_report_summary
+
+        log_report_summary(
+            spec.tracking.wandb,
+            sweep_name=spec.name,
+            results_dir=staging,
+            tables=getattr(result, "tables", {}) or {},
+            figures=list(getattr(result, "figures", []) or []),
+            verdict=str(getattr(result, "verdict", "")),
+            mode_override=wandb_mode,
+        )
+    except Exception as exc:  # noqa: BLE001 - the W&B mirror never breaks a sweep
+        log.warning("W&B report summary skipped: %s", exc)
+    report_md = getattr(result, "markdown_path", None) or staging / "report" / "report.md"
+    return str(report_md) if local is not None else f"{store.location.uri}/report/report.md"

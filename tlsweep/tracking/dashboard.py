@@ -1,0 +1,246 @@
+"""A saved W&B workspace view for one sweep, built with W&B's workspace API (the optional ``wandb-workspaces``).
+
+The view shows the runs of the sweep's group: parallel coordinates of the factors and tuned parameters against
+the objective, parameter importance for the objective, validation curves grouped by arm (``config.init``) and a
+runs table with the objective and the test metric. It is saved under a name derived from the sweep name, so
+running the command again updates the same view instead of adding one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from tlsweep.errors import StoreError, TlsweepError
+from tlsweep.tracking.settings import api_key_configured
+
+if TYPE_CHECKING:
+    import wandb_workspaces.workspaces as ws
+
+SPEC_FILE = "spec.resolved.yaml"
+INSTALL_HINT = "pip install 'tlsweep[dashboards]'"
+ARM_FACTOR = "init"
+
+
+class DashboardError(TlsweepError):
+    """The W&B dashboard cannot be built or saved here (package missing, no key, server unreachable)."""
+
+
+@dataclass(frozen=True)
+class DashboardSpec:
+    """What the view needs from a sweep's resolved spec."""
+
+    name: str
+    factors: tuple[str, ...]
+    tuned: tuple[str, ...]
+    objective_metric: str
+    test_metric: str | None
+    project: str
+    entity: str | None
+
+
+def load_dashboard_spec(results_dir: Path) -> DashboardSpec:
+    """Read ``results_dir/spec.resolved.yaml`` (read only).
+
+    Raises:
+        StoreError: the file is missing, is not YAML, or lacks a field the view needs.
+    """
+    path = Path(results_dir) / SPEC_FILE
+    if not path.is_file():
+        raise StoreError(f"{path}: not found; is {results_dir} a results directory written by `tlsweep run`?")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise StoreError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise StoreError(f"{path}: expected a mapping at the top level, but got {type(raw).__name__}")
+
+    def field(dotted: str, *, required: bool = True) -> Any:
+        node: Any = raw
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                if required:
+                    raise StoreError(f"{path}: field `{dotted}` is missing; re-run `tlsweep run` to rewrite the spec")
+                return None
+            node = node[part]
+        return node
+
+    name = field("name")
+    factors = field("design.factors") or {}
+    tuned = field("design.tune", required=False) or {}
+    if not isinstance(factors, dict) or not isinstance(tuned, dict):
+        raise StoreError(f"{path}: `design.factors` and `design.tune` must be mappings of name -> levels/space")
+    wandb_block = field("tracking.wandb", required=False) or {}
+    return DashboardSpec(
+        name=str(name),
+        factors=tuple(str(key) for key in factors),
+        tuned=tuple(str(key) for key in tuned),
+        objective_metric=str(field("objective.metric")),
+        test_metric=_optional_str(field("hypothesis.metric", required=False)),
+        project=str(wandb_block.get("project") or "tlsweep"),
+        entity=_optional_str(wandb_block.get("entity")),
+    )
+
+
+def _optional_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def view_internal_name(sweep_name: str) -> str:
+    """The workspace view's stable internal name (``nw-<id>-v``, W&B's format) for a sweep."""
+    return f"nw-tlsweep{hashlib.sha1(sweep_name.encode()).hexdigest()[:12]}-v"
+
+
+def require_workspaces_package() -> None:
+    """Raises DashboardError naming the fix when ``wandb-workspaces`` is not importable."""
+    try:
+        import wandb_workspaces.reports.v2  # noqa: F401
+        import wandb_workspaces.workspaces  # noqa: F401
+    except ImportError as exc:
+        raise DashboardError(
+            f"the W&B workspace API is not installed (package wandb-workspaces: {exc}); "
+            f"install it with: {INSTALL_HINT}"
+        ) from exc
+
+
+def build_workspace(spec: DashboardSpec, *, entity: str) -> ws.Workspace:
+    """The workspace view for ``spec`` (not saved). Needs ``wandb-workspaces``; makes no network call."""
+    require_workspaces_package()
+    import wandb_workspaces.reports.v2 as wr
+    import wandb_workspaces.workspaces as ws
+
+    objective = spec.objective_metric
+    parameters = [*spec.factors, *(name for name in spec.tuned if name not in spec.factors)]
+    summary_metrics = [objective, *([spec.test_metric] if spec.test_metric and spec.test_metric != objective else [])]
+    columns = [wr.ParallelCoordinatesPlotColumn(metric=wr.Config(name)) for name in parameters]
+    columns += [wr.ParallelCoordinatesPlotColumn(metric=wr.SummaryMetric(name)) for name in summary_metrics]
+    arm = wr.Config(ARM_FACTOR) if ARM_FACTOR in spec.factors else None
+
+    search = ws.Section(
+        name="Factors and tuned parameters vs objective",
+        is_open=True,
+        panels=[
+            wr.ParallelCoordinatesPlot(title=f"{', '.join(parameters)} -> {objective}", columns=columns),
+            wr.ParameterImportancePlot(with_respect_to=objective),
+        ],
+    )
+    curves = ws.Section(
+        name="Validation curves by arm",
+        is_open=True,
+        panels=[
+            wr.LinePlot(
+                title=f"{objective} by {ARM_FACTOR}" if arm else objective,
+                x="Step",
+                y=[objective],
+                groupby=arm,
+                groupby_aggfunc="mean" if arm else None,
+                groupby_rangefunc="stderr" if arm else None,
+            )
+        ],
+    )
+    sections = [search, curves]
+    if spec.test_metric:
+        sections.append(
+            ws.Section(
+                name="Test accuracy",
+                is_open=True,
+                panels=[
+                    wr.BarPlot(
+                        title=f"{spec.test_metric} by {ARM_FACTOR}" if arm else spec.test_metric,
+                        metrics=[spec.test_metric],
+                        groupby=arm,
+                        groupby_aggfunc="mean" if arm else None,
+                        groupby_rangefunc="stderr" if arm else None,
+                    ),
+                    wr.RunComparer(diff_only="split"),
+                ],
+            )
+        )
+    pinned = [f"config:{name}" for name in [*parameters, "cell_id", "seed"]]
+    pinned += [f"summary:{name}" for name in summary_metrics]
+    order_by = spec.test_metric or objective
+    workspace = ws.Workspace(
+        entity=entity,
+        project=spec.project,
+        name=f"tlsweep: {spec.name}",
+        sections=sections,
+        settings=ws.WorkspaceSettings(x_axis="Step", max_runs=100),
+        runset_settings=ws.RunsetSettings(
+            filters=[ws.Metric("Group") == spec.name],
+            pinned_columns=pinned,
+            order=[ws.Ordering(ws.Summary(order_by), ascending=False)],
+        ),
+    )
+    workspace._internal_name = view_internal_name(spec.name)
+    return workspace
+
+
+def check_server(base_url: str, timeout_s: float) -> None:
+    """Raises DashboardError when nothing accepts a TCP connection at ``base_url`` within ``timeout_s``."""
+    parts = urlsplit(base_url)
+    host = parts.hostname
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    if not host:
+        raise DashboardError(f"the W&B server URL {base_url!r} has no host; fix WANDB_BASE_URL or `wandb login --host`")
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise DashboardError(
+            f"the W&B server at {base_url} is not reachable ({exc}); check the network or WANDB_BASE_URL, "
+            "then run the command again (the sweep's results are untouched)"
+        ) from exc
+
+
+def _base_url() -> str:
+    from wandb.sdk import wandb_setup
+
+    return str(wandb_setup.singleton().settings.base_url)
+
+
+def save_dashboard(results_dir: Path, *, timeout_s: float = 10.0) -> str:
+    """Create or update the sweep's saved workspace view on the W&B server; return its URL.
+
+    Reads ``results_dir/spec.resolved.yaml`` and writes nothing locally.
+
+    Raises:
+        StoreError: the spec cannot be read.
+        DashboardError: ``wandb-workspaces`` is missing, no API key is configured, or the server is unreachable
+            or rejects the request; the message says which and how to fix it.
+    """
+    spec = load_dashboard_spec(results_dir)
+    require_workspaces_package()
+    if not api_key_configured():
+        raise DashboardError(
+            "no W&B API key is configured; run `wandb login` (or set WANDB_API_KEY) and run the command again"
+        )
+    base_url = _base_url()
+    check_server(base_url, timeout_s)
+    try:
+        import wandb
+        from wandb_workspaces.workspaces import internal
+
+        entity = spec.entity or wandb.Api(timeout=int(max(1, timeout_s))).default_entity
+        if not entity:
+            raise DashboardError("no W&B entity: set tracking.wandb.entity in the spec or log in with `wandb login`")
+        workspace = build_workspace(spec, entity=entity)
+        try:
+            existing = internal.get_view_dict(entity, spec.project, workspace._internal_name)
+            workspace._internal_id = existing["id"]
+        except ValueError:
+            pass  # no view yet: save() creates it
+        workspace.save()
+        return str(workspace.url)
+    except DashboardError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a server-side refusal is a user-facing condition, not a bug
+        raise DashboardError(
+            f"the W&B server at {base_url} refused the workspace view ({type(exc).__name__}: {exc}); "
+            "check the API key, entity and project"
+        ) from exc

@@ -1,0 +1,400 @@
+"""Mirror trials to Weights & Biases from the sweep driver, on a background thread that can never hold a sweep up.
+
+One W&B run per trial: ``id`` = trial id (``resume="allow"``, so a resumed trial continues its run), ``group`` =
+sweep name, ``job_type`` = phase, a flat scalar config, per-epoch metrics with ``step`` = epoch and the final
+numbers in the summary. The driver calls the ``Tracker`` methods; they only enqueue. A daemon thread owns every
+wandb call, catches every exception (one warning per kind) and degrades an unreachable server to offline.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import queue
+import shlex
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tlsweep.tracking.settings import WandbSettings, resolve_mode
+
+if TYPE_CHECKING:
+    from wandb.sdk.wandb_run import Run
+
+_log = logging.getLogger("tlsweep.tracking")
+
+_QUEUE_SIZE = 10_000
+_POLL_S = 0.1
+
+
+class Tracker(abc.ABC):
+    """Receives the life of each trial from the sweep driver.
+
+    **Contract.** Every method is safe to call from the driver thread, returns quickly and never raises;
+    failures are logged once per kind. Calls for one trial arrive in order: ``trial_started``, any number of
+    ``trial_epoch``, ``trial_finished``. A trial whose start was missed (a restored driver) is started on its
+    first event. ``close`` is idempotent and waits at most its timeout.
+    """
+
+    @abc.abstractmethod
+    def trial_started(self, trial_id: str, *, name: str, config: dict[str, object], job_type: str) -> None:
+        """A trial began (or began again after a retry or a resume)."""
+
+    @abc.abstractmethod
+    def trial_epoch(self, trial_id: str, epoch: int, metrics: dict[str, float]) -> None:
+        """One epoch's metrics, logged with ``step = epoch``."""
+
+    @abc.abstractmethod
+    def trial_finished(self, trial_id: str, *, summary: dict[str, object], status: str) -> None:
+        """A trial ended; ``summary`` holds the objective and final metrics, ``status`` its outcome."""
+
+    @abc.abstractmethod
+    def close(self, timeout_s: float | None = None) -> None:
+        """Flush and finish every run, waiting at most ``timeout_s`` seconds (None: the configured bound)."""
+
+    @abc.abstractmethod
+    def sync_command(self) -> str | None:
+        """The one ``wandb sync`` command that uploads the offline runs, or None when there is nothing to sync."""
+
+
+class NullTracker(Tracker):
+    """Mode ``disabled``: does nothing and writes nothing."""
+
+    def trial_started(self, trial_id: str, *, name: str, config: dict[str, object], job_type: str) -> None:
+        pass
+
+    def trial_epoch(self, trial_id: str, epoch: int, metrics: dict[str, float]) -> None:
+        pass
+
+    def trial_finished(self, trial_id: str, *, summary: dict[str, object], status: str) -> None:
+        pass
+
+    def close(self, timeout_s: float | None = None) -> None:
+        pass
+
+    def sync_command(self) -> str | None:
+        return None
+
+
+def flatten_config(config: Mapping[str, object], prefix: str = "") -> dict[str, bool | int | float | str]:
+    """Nested dicts become dotted keys; only scalars (bool, int, float, str, numpy scalars) are kept."""
+    flat: dict[str, bool | int | float | str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_config(value, prefix=f"{name}."))
+            continue
+        scalar = _scalar(value)
+        if scalar is not None:
+            flat[name] = scalar
+    return flat
+
+
+def _scalar(value: object) -> bool | int | float | str | None:
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    item = getattr(value, "item", None)
+    if type(value).__module__ == "numpy" and callable(item):
+        try:
+            result = item()
+        except (TypeError, ValueError):
+            return None
+        return result if isinstance(result, (bool, int, float, str)) else None
+    return None
+
+
+def _numeric_metrics(metrics: Mapping[str, object]) -> dict[str, float]:
+    """Metric values as floats (NaN and inf included: a diverged run shows as such); non-numbers are dropped."""
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        scalar = _scalar(value)
+        if isinstance(scalar, (bool, int, float)):
+            out[str(key)] = float(scalar)
+    return out
+
+
+def sync_command_for(results_dir: Path) -> str:
+    """``wandb sync <results_dir>/wandb``: uploads every not-yet-synced offline run in that directory."""
+    return f"wandb sync {shlex.quote(str(Path(results_dir).absolute() / 'wandb'))}"
+
+
+class _WarnOnce:
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, kind: str, message: str, *args: object) -> None:
+        with self._lock:
+            if kind in self._seen:
+                return
+            self._seen.add(kind)
+        self._logger.warning(message, *args)
+
+
+def run_settings(settings: WandbSettings) -> Any:
+    """wandb.Settings for a mirror run: bounded init/finish, no console capture, no system metrics, quiet."""
+    import wandb
+
+    return wandb.Settings(
+        init_timeout=settings.init_timeout_s,
+        finish_timeout=settings.finish_timeout_s,
+        console="off",
+        silent=True,
+        x_disable_stats=True,
+        x_disable_meta=True,
+        x_save_requirements=False,
+        save_code=False,
+        disable_git=True,
+        disable_job_creation=True,
+    )
+
+
+def init_run(
+    settings: WandbSettings,
+    *,
+    mode: str,
+    results_dir: Path,
+    warn: _WarnOnce,
+    **init_kwargs: Any,
+) -> tuple[Run, str]:
+    """``wandb.init`` in ``mode``; an online init that fails (unreachable server, timeout) is retried offline.
+
+    Returns the run and the mode it actually runs in.
+    """
+    import wandb
+
+    common: dict[str, Any] = dict(
+        project=settings.project,
+        entity=settings.entity,
+        dir=str(results_dir),
+        resume="allow",
+        reinit="create_new",
+        settings=run_settings(settings),
+        **init_kwargs,
+    )
+    if mode == "online":
+        try:
+            return wandb.init(mode="online", **common), "online"
+        except Exception as exc:  # noqa: BLE001 - any failure to reach W&B means offline
+            warn(
+                "degraded",
+                "W&B: could not start an online run within %.0f s (%s: %s); logging offline to %s instead. "
+                "Upload later with: %s",
+                settings.init_timeout_s,
+                type(exc).__name__,
+                _first_line(exc),
+                Path(results_dir) / "wandb",
+                sync_command_for(results_dir),
+            )
+    return wandb.init(mode="offline", **common), "offline"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
+class WandbTracker(Tracker):
+    """Mirrors trials to W&B (mode ``online`` or ``offline``) from one background thread.
+
+    The queue holds at most ``queue_size`` events; when it is full new events are dropped with one warning,
+    so a stalled W&B never grows memory or blocks the driver.
+    """
+
+    def __init__(
+        self,
+        settings: WandbSettings,
+        *,
+        sweep_name: str,
+        results_dir: Path,
+        mode: str,
+        queue_size: int = _QUEUE_SIZE,
+    ) -> None:
+        if mode not in ("online", "offline"):
+            raise ValueError(f"WandbTracker needs mode online or offline, but got {mode!r}; use NullTracker")
+        self._settings = settings
+        self._sweep_name = sweep_name
+        self._results_dir = Path(results_dir)
+        self._mode = mode
+        self._queue: queue.Queue[tuple[str, str, dict[str, Any]]] = queue.Queue(maxsize=queue_size)
+        self._warn = _WarnOnce(_log)
+        self._runs: dict[str, Run] = {}
+        self._failed: set[str] = set()
+        self._stop = threading.Event()
+        self._closed = False
+        self._dropped = 0
+        self._thread = threading.Thread(target=self._work, name="tlsweep-wandb", daemon=True)
+        self._thread.start()
+
+    @property
+    def mode(self) -> str:
+        """``online``, or ``offline`` (as configured, or after an unreachable server degraded it)."""
+        return self._mode
+
+    # -- driver side: enqueue only ------------------------------------------------------------------------------
+
+    def trial_started(self, trial_id: str, *, name: str, config: dict[str, object], job_type: str) -> None:
+        try:
+            self._put("start", trial_id, {"name": name, "config": flatten_config(config), "job_type": job_type})
+        except Exception as exc:  # noqa: BLE001 - the mirror never breaks a sweep
+            self._warn(f"enqueue:{type(exc).__name__}", "W&B mirror: could not queue a trial start: %r", exc)
+
+    def trial_epoch(self, trial_id: str, epoch: int, metrics: dict[str, float]) -> None:
+        try:
+            self._put("epoch", trial_id, {"epoch": int(epoch), "metrics": _numeric_metrics(metrics)})
+        except Exception as exc:  # noqa: BLE001
+            self._warn(f"enqueue:{type(exc).__name__}", "W&B mirror: could not queue an epoch: %r", exc)
+
+    def trial_finished(self, trial_id: str, *, summary: dict[str, object], status: str) -> None:
+        try:
+            self._put("finish", trial_id, {"summary": flatten_config(summary), "status": str(status)})
+        except Exception as exc:  # noqa: BLE001
+            self._warn(f"enqueue:{type(exc).__name__}", "W&B mirror: could not queue a trial end: %r", exc)
+
+    def close(self, timeout_s: float | None = None) -> None:
+        try:
+            timeout = self._settings.finish_timeout_s if timeout_s is None else max(0.0, float(timeout_s))
+            self._closed = True
+            self._stop.set()
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                self._warn(
+                    "close-timeout",
+                    "W&B mirror: still busy after %.0f s; leaving it behind. Local W&B data is in %s%s",
+                    timeout,
+                    self._results_dir / "wandb",
+                    f"; upload it with: {self.sync_command()}" if self.sync_command() else "",
+                )
+        except Exception as exc:  # noqa: BLE001
+            self._warn(f"close:{type(exc).__name__}", "W&B mirror: error while closing: %r", exc)
+
+    def sync_command(self) -> str | None:
+        return sync_command_for(self._results_dir) if self._mode == "offline" else None
+
+    def _put(self, kind: str, trial_id: str, payload: dict[str, Any]) -> None:
+        if self._closed:
+            self._warn("after-close", "W&B mirror: events after close() are ignored (first: %s %s)", kind, trial_id)
+            return
+        try:
+            self._queue.put_nowait((kind, str(trial_id), payload))
+        except queue.Full:
+            self._dropped += 1
+            self._warn(
+                "queue-full",
+                "W&B mirror: %d events waiting; dropping new ones so the sweep is not held up "
+                "(Parquet still has every number)",
+                self._queue.maxsize,
+            )
+
+    # -- worker side: every wandb call happens here -------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            try:
+                kind, trial_id, payload = self._queue.get(timeout=_POLL_S)
+            except queue.Empty:
+                if self._stop.is_set():
+                    break
+                continue
+            self._handle(kind, trial_id, payload)
+        self._finish_open_runs()
+
+    def _handle(self, kind: str, trial_id: str, payload: dict[str, Any]) -> None:
+        try:
+            if kind == "start":
+                self._start(trial_id, **payload)
+            elif kind == "epoch":
+                self._epoch(trial_id, **payload)
+            elif kind == "finish":
+                self._finish(trial_id, **payload)
+        except Exception as exc:  # noqa: BLE001 - W&B failures are logged, never raised
+            self._warn(
+                f"{kind}:{type(exc).__name__}",
+                "W&B mirror: %s of trial %s failed (%s: %s); the sweep continues and Parquet keeps every number",
+                kind,
+                trial_id,
+                type(exc).__name__,
+                _first_line(exc),
+            )
+
+    def _start(self, trial_id: str, *, name: str, config: dict[str, Any], job_type: str | None) -> None:
+        run = self._runs.get(trial_id)
+        if run is not None:
+            run.config.update(config, allow_val_change=True)
+            return
+        self._failed.discard(trial_id)
+        try:
+            run, self._mode = init_run(
+                self._settings,
+                mode=self._mode,
+                results_dir=self._results_dir,
+                warn=self._warn,
+                id=trial_id,
+                name=name,
+                group=self._sweep_name,
+                job_type=job_type,
+                config=config,
+                tags=list(self._settings.tags),
+            )
+        except Exception:
+            self._failed.add(trial_id)
+            raise
+        self._runs[trial_id] = run
+
+    def _run_for(self, trial_id: str) -> Run | None:
+        if trial_id in self._failed:
+            return None
+        run = self._runs.get(trial_id)
+        if run is None:
+            self._start(trial_id, name=trial_id, config={}, job_type=None)
+            run = self._runs.get(trial_id)
+        return run
+
+    def _epoch(self, trial_id: str, *, epoch: int, metrics: dict[str, float]) -> None:
+        run = self._run_for(trial_id)
+        if run is not None:
+            run.log(metrics, step=epoch)
+
+    def _finish(self, trial_id: str, *, summary: dict[str, Any], status: str) -> None:
+        run = self._run_for(trial_id)
+        if run is None:
+            return
+        self._runs.pop(trial_id, None)
+        run.summary.update({**summary, "status": status})
+        run.finish(exit_code=1 if status in ("error", "failed") else 0)
+
+    def _finish_open_runs(self) -> None:
+        """Runs of trials that never finished (an interrupted sweep) end as failed; a resume continues them."""
+        for trial_id in list(self._runs):
+            run = self._runs.pop(trial_id)
+            try:
+                run.finish(exit_code=1)
+            except Exception as exc:  # noqa: BLE001
+                self._warn(f"finish-open:{type(exc).__name__}", "W&B mirror: could not finish run %s: %r", trial_id, exc)
+
+
+def make_tracker(
+    settings: WandbSettings,
+    *,
+    sweep_name: str,
+    results_dir: Path,
+    mode_override: str | None = None,
+) -> Tracker:
+    """The tracker for a sweep: ``NullTracker`` when the resolved mode is ``disabled``, else ``WandbTracker``.
+
+    Raises:
+        SpecError: ``mode_override`` is not a W&B mode.
+    """
+    mode = resolve_mode(settings, mode_override)
+    if mode == "disabled":
+        return NullTracker()
+    try:
+        import wandb  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - a broken wandb install must not stop a sweep
+        _log.warning("W&B mirror disabled: wandb cannot be imported (%s)", exc)
+        return NullTracker()
+    Path(results_dir).mkdir(parents=True, exist_ok=True)
+    return WandbTracker(settings, sweep_name=sweep_name, results_dir=Path(results_dir), mode=mode)
+

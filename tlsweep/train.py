@@ -1,0 +1,443 @@
+"""One training run, plain PyTorch (no Ray): ``run_trial(config, data, *, report) -> TrialResult``.
+
+Seeding. The replicate seed ``config.seed`` alone decides the training subset (``nested_subset``), and, through
+independent streams derived from it with ``numpy.random.SeedSequence``, the data order, the augmentation, the
+random initialization (head; body too for scratch) and the global torch RNG (dropout). The streams do not depend on
+the init, the freeze depth or the learning rate, so two arms run with the same seed see the same subset, the same
+batches and the same augmentation: their comparison is paired. On CPU a run is reproducible bit for bit.
+
+Divergence. A non-finite training (or validation) loss stops the run at once; the result has ``status="diverged"``
+and chance-level metrics: every accuracy (val, test, balanced) equals ``1/num_classes``, every loss and the ordinal
+errors are NaN, ``best_epoch`` is 0 and ``best_state`` is None. It is an outcome, not an exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tlsweep.errors import DataError, StoreError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from tlsweep.config import TrialConfig
+    from tlsweep.data.types import DatasetTensors
+
+Report = Callable[[dict[str, float], Callable[[], dict[str, Any]]], None]
+STATE_FORMAT = 1
+# Settings that may differ between a run and its resumption (they do not change what is computed on CPU).
+RUNTIME_SETTINGS = frozenset({"device", "num_threads", "eval_batch_size", "amp"})
+
+
+@dataclass
+class TrialResult:
+    """The outcome of one run; ``to_dict()`` is JSON-ready (it leaves out ``best_state``)."""
+
+    status: str  # "ok" | "diverged"
+    best_val_acc: float
+    best_val_loss: float
+    best_epoch: int  # 1-based; 0 when diverged
+    final_val_acc: float
+    test_acc: float
+    test_balanced_acc: float
+    test_loss: float
+    test_mae: float | None  # None unless the labels are ordinal
+    test_off_by_one: float | None
+    chance: float
+    num_classes: int
+    n_train: int
+    n_val: int
+    n_test: int
+    subset_hash: str
+    epochs_run: int
+    optimizer_steps: int
+    wall_time_s: float
+    history: list[dict[str, float]]
+    best_state: dict[str, Any] | None = field(default=None, repr=False)  # model state dict of the best val epoch
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name != "best_state"}
+
+
+@dataclass(frozen=True)
+class Streams:
+    """Seeds of the independent random streams of one replicate."""
+
+    order: int
+    augment: int
+    model: int
+    global_torch: int
+
+
+def derive_streams(seed: int) -> Streams:
+    children = np.random.SeedSequence([int(seed) & (2**63 - 1), 0x74726961]).spawn(4)
+    values = [int(child.generate_state(1, np.uint64)[0] >> 1) for child in children]
+    return Streams(*values)
+
+
+def resolve_device(name: str) -> torch.device:
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DataError(f"device {name!r} requested but CUDA is not available; use device 'cpu' or 'auto'")
+    return device
+
+
+def use_amp(config: TrialConfig, device: torch.device) -> bool:
+    """bf16 autocast + channels_last: only on a CUDA device that supports bf16, and only if ``config.amp``."""
+    import torch
+
+    return bool(config.amp and device.type == "cuda" and torch.cuda.is_bf16_supported())
+
+
+@contextlib.contextmanager
+def torch_settings(config: TrialConfig, device: torch.device) -> Iterator[None]:
+    """Thread count and deterministic algorithms (CPU) for the run; the previous settings are restored after."""
+    import torch
+
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        if config.num_threads > 0:
+            torch.set_num_threads(config.num_threads)
+        if device.type == "cpu":
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+
+
+def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {key: value.detach().clone().cpu() for key, value in state.items()}
+
+
+@dataclass
+class _Progress:
+    """What changes from epoch to epoch; saved and restored with the training state."""
+
+    epoch: int = 0
+    step: int = 0
+    elapsed_s: float = 0.0
+    best_val_acc: float = -math.inf
+    best_val_loss: float = math.inf
+    best_epoch: int = 0
+    best_state: dict[str, Any] | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def improves(self, val_acc: float, val_loss: float) -> bool:
+        return val_acc > self.best_val_acc or (val_acc == self.best_val_acc and val_loss < self.best_val_loss)
+
+
+def run_trial(
+    config: TrialConfig,
+    data: DatasetTensors,
+    *,
+    report: Report | None = None,
+    resume_state: dict[str, Any] | None = None,
+) -> TrialResult:
+    """Train ``config.backbone`` on ``data`` for ``config.epochs`` epochs and test the best-validation weights.
+
+    ``report(epoch_metrics, get_state)`` is called after each epoch; ``get_state()`` (call it during ``report``)
+    returns a ``torch.save``-able dict that ``run_trial(..., resume_state=...)`` continues from exactly.
+    """
+    device = resolve_device(config.device)
+    with torch_settings(config, device):
+        return _run(config, data, device, report, resume_state)
+
+
+def _run(
+    config: TrialConfig,
+    data: DatasetTensors,
+    device: torch.device,
+    report: Report | None,
+    resume_state: dict[str, Any] | None,
+) -> TrialResult:
+    import torch
+    from torch import nn
+
+    from tlsweep.data.augment import TensorAugment
+    from tlsweep.data.batches import num_batches
+    from tlsweep.data.subsets import nested_subset, subset_hash
+    from tlsweep.models import create_model
+    from tlsweep.schedules import build_optimizer, build_scheduler, schedule_for
+
+    started = time.perf_counter()
+    # 1) the training subset of this replicate, and the random streams
+    train_indices = nested_subset(data.train.labels, config.train_fraction, config.seed)
+    val_indices, test_indices = np.arange(len(data.val)), np.arange(len(data.test))
+    if len(train_indices) < 2 or len(val_indices) == 0:
+        raise DataError(
+            f"dataset {data.name!r}: a run needs at least 2 training images (got {len(train_indices)} with "
+            f"train_fraction={config.train_fraction}) and 1 validation image (got {len(val_indices)})"
+        )
+    hashed = subset_hash(train_indices)
+    streams = derive_streams(config.seed)
+    torch.manual_seed(streams.global_torch)
+
+    # 2) the model: init, freeze, new head
+    model = create_model(
+        config.backbone, data.num_classes, init=config.init, freeze_depth=config.freeze_depth, seed=streams.model
+    ).to(device)
+    amp = use_amp(config, device)
+    if amp:
+        model = model.to(memory_format=torch.channels_last)
+
+    # 3) optimizer and per-step learning-rate schedule
+    drop_last = len(train_indices) % config.batch_size == 1  # a batch of one breaks BatchNorm
+    steps_per_epoch = num_batches(len(train_indices), config.batch_size, drop_last)
+    optimizer = build_optimizer(config, model)
+    scheduler = build_scheduler(optimizer, schedule_for(config, steps_per_epoch))
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    augment = TensorAugment(config.augmentation)
+    order_generator = torch.Generator().manual_seed(streams.order)
+    augment_generator = torch.Generator().manual_seed(streams.augment)
+    progress = _Progress()
+
+    def get_state() -> dict[str, Any]:
+        return {
+            "format": STATE_FORMAT,
+            "config": config.to_dict(),
+            "subset_hash": hashed,
+            "progress": {
+                "epoch": progress.epoch,
+                "step": progress.step,
+                "elapsed_s": progress.elapsed_s + (time.perf_counter() - started),
+                "best_val_acc": progress.best_val_acc,
+                "best_val_loss": progress.best_val_loss,
+                "best_epoch": progress.best_epoch,
+                "best_state": progress.best_state,  # already a private CPU copy, never mutated
+                "history": copy.deepcopy(progress.history),
+            },
+            "model": _cpu_copy(model.state_dict()),
+            "optimizer": copy.deepcopy(optimizer.state_dict()),
+            "scheduler": copy.deepcopy(scheduler.state_dict()),
+            "rng": {
+                "order": order_generator.get_state(),
+                "augment": augment_generator.get_state(),
+                "torch": torch.get_rng_state(),
+                "cuda": list(torch.cuda.get_rng_state_all()) if device.type == "cuda" else [],
+            },
+        }
+
+    if resume_state is not None:
+        _check_resumable(resume_state, config, hashed)
+        saved = resume_state["progress"]
+        progress = _Progress(**{**saved, "history": copy.deepcopy(saved["history"])})
+        started -= saved["elapsed_s"]
+        progress.elapsed_s = 0.0
+        model.load_state_dict(resume_state["model"])
+        optimizer.load_state_dict(resume_state["optimizer"])
+        scheduler.load_state_dict(resume_state["scheduler"])
+        order_generator.set_state(resume_state["rng"]["order"])
+        augment_generator.set_state(resume_state["rng"]["augment"])
+        torch.set_rng_state(resume_state["rng"]["torch"])
+        if device.type == "cuda" and resume_state["rng"]["cuda"]:
+            torch.cuda.set_rng_state_all(resume_state["rng"]["cuda"])
+
+    def evaluate(split_name: str, indices: np.ndarray) -> dict[str, float | None]:
+        from tlsweep.metrics import classification_metrics, predict_probabilities
+
+        probabilities, labels, loss = predict_probabilities(
+            model,
+            getattr(data, split_name),
+            indices,
+            batch_size=config.eval_batch_size,
+            device=device,
+            use_amp=amp,
+            channels_last=amp,
+        )
+        return classification_metrics(probabilities, labels, ordinal=data.ordinal, loss=loss)
+
+    # 4) epochs of train + validate
+    diverged = False
+    for epoch in range(progress.epoch + 1, config.epochs + 1):
+        epoch_started = time.perf_counter()
+        train = _train_epoch(
+            model, data, train_indices, config, device, amp, drop_last,
+            optimizer=optimizer, scheduler=scheduler, criterion=criterion, augment=augment,
+            order_generator=order_generator, augment_generator=augment_generator,
+        )
+        progress.step += train["steps"]
+        if not math.isfinite(train["loss"]):
+            diverged = True
+            break
+        val = evaluate("val", val_indices)
+        val_loss, val_acc = float(val["loss"]), float(val["acc"])  # type: ignore[arg-type]
+        if not math.isfinite(val_loss):
+            diverged = True
+            break
+        row = {
+            "epoch": epoch,
+            "step": progress.step,
+            "train_loss": train["loss"],
+            "train_acc": train["acc"],
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "lr": train["lr"],
+            "epoch_time_s": time.perf_counter() - epoch_started,
+        }
+        progress.epoch = epoch
+        progress.history.append(row)
+        if progress.improves(val_acc, val_loss):
+            progress.best_val_acc, progress.best_val_loss, progress.best_epoch = val_acc, val_loss, epoch
+            progress.best_state = _cpu_copy(model.state_dict())
+        if report is not None:
+            report(dict(row), get_state)
+
+    # 5) test the best-validation weights
+    base = {
+        "chance": 1.0 / data.num_classes,
+        "num_classes": data.num_classes,
+        "n_train": len(train_indices),
+        "n_val": len(val_indices),
+        "n_test": len(test_indices),
+        "subset_hash": hashed,
+        "epochs_run": len(progress.history) + (1 if diverged else 0),
+        "optimizer_steps": progress.step,
+        "history": progress.history,
+    }
+    if diverged or progress.best_state is None:
+        return _diverged_result(base, data.ordinal, wall_time_s=time.perf_counter() - started)
+    model.load_state_dict(progress.best_state)
+    test = evaluate("test", test_indices)
+    return TrialResult(
+        status="ok",
+        best_val_acc=progress.best_val_acc,
+        best_val_loss=progress.best_val_loss,
+        best_epoch=progress.best_epoch,
+        final_val_acc=progress.history[-1]["val_acc"],
+        test_acc=float(test["acc"]),  # type: ignore[arg-type]
+        test_balanced_acc=float(test["balanced_acc"]),  # type: ignore[arg-type]
+        test_loss=float(test["loss"]),  # type: ignore[arg-type]
+        test_mae=test["mae"],
+        test_off_by_one=test["off_by_one"],
+        wall_time_s=time.perf_counter() - started,
+        best_state=progress.best_state,
+        **base,
+    )
+
+
+def _train_epoch(
+    model: nn.Module,
+    data: DatasetTensors,
+    indices: np.ndarray,
+    config: TrialConfig,
+    device: torch.device,
+    amp: bool,
+    drop_last: bool,
+    *,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    criterion: nn.Module,
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
+    order_generator: torch.Generator,
+    augment_generator: torch.Generator,
+) -> dict[str, float]:
+    """One pass over the shuffled subset; ``loss`` is NaN/inf as soon as one batch's loss is not finite."""
+    import torch
+
+    from tlsweep.data.batches import iterate_batches
+    from tlsweep.models import train_mode
+
+    train_mode(model)
+    loss_sum, correct, seen, steps, lr = 0.0, 0, 0, 0, optimizer.param_groups[0]["lr"]
+    for images, labels in iterate_batches(
+        data.train, indices, config.batch_size, shuffle=True, generator=order_generator, device=device,
+        drop_last=drop_last,
+    ):
+        x = augment(images, augment_generator)
+        if amp:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(x)
+            loss = criterion(logits.float(), labels)
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            return {"loss": loss_value, "acc": math.nan, "lr": lr, "steps": steps}
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        lr = optimizer.param_groups[0]["lr"]
+        optimizer.step()
+        scheduler.step()
+        steps += 1
+        loss_sum += loss_value * len(labels)
+        correct += int((logits.detach().argmax(dim=1) == labels).sum())
+        seen += len(labels)
+    return {"loss": loss_sum / seen, "acc": correct / seen, "lr": lr, "steps": steps}
+
+
+def _diverged_result(base: dict[str, Any], ordinal: bool, *, wall_time_s: float) -> TrialResult:
+    chance, nan = base["chance"], math.nan
+    return TrialResult(
+        status="diverged",
+        best_val_acc=chance,
+        best_val_loss=nan,
+        best_epoch=0,
+        final_val_acc=chance,
+        test_acc=chance,
+        test_balanced_acc=chance,
+        test_loss=nan,
+        test_mae=nan if ordinal else None,
+        test_off_by_one=nan if ordinal else None,
+        wall_time_s=wall_time_s,
+        **base,
+    )
+
+
+def _check_resumable(state: dict[str, Any], config: TrialConfig, hashed: str) -> None:
+    if state.get("format") != STATE_FORMAT:
+        raise StoreError(f"training state has format {state.get('format')!r}; this tlsweep reads {STATE_FORMAT}")
+    saved = {k: v for k, v in state["config"].items() if k not in RUNTIME_SETTINGS}
+    current = {k: v for k, v in config.to_dict().items() if k not in RUNTIME_SETTINGS}
+    changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    if changed:
+        details = ", ".join(f"{k}: saved {saved.get(k)!r} vs now {current.get(k)!r}" for k in changed)
+        raise StoreError(f"cannot resume a run with different settings ({details})")
+    if state["subset_hash"] != hashed:
+        raise StoreError(
+            f"cannot resume: the training subset changed (saved {state['subset_hash']}, now {hashed}); "
+            "the dataset differs from the one the run started on"
+        )
+
+
+def pretrain(config: TrialConfig, data: DatasetTensors, out: Path, *, report: Report | None = None) -> dict[str, Any]:
+    """Train ``config.backbone`` on a source dataset and save its best-validation body for ``init: checkpoint:``.
+
+    Writes ``{"backbone": body state dict, "arch", "classes", "metrics", "config"}`` to ``out`` atomically and
+    returns the metrics (``TrialResult.to_dict()``).
+    """
+    from tlsweep.models import body_state_dict
+    from tlsweep.predict import atomic_torch_save
+
+    result = run_trial(config, data, report=report)
+    if result.status != "ok" or result.best_state is None:
+        raise DataError(
+            f"pretraining {config.backbone} on {data.name!r} diverged (lr={config.lr}); lower --lr and run again"
+        )
+    metrics = result.to_dict()
+    atomic_torch_save(
+        {
+            "backbone": body_state_dict(result.best_state, config.backbone),
+            "arch": config.backbone,
+            "classes": list(data.class_names),
+            "metrics": {k: v for k, v in metrics.items() if k != "history"},
+            "history": metrics["history"],
+            "config": config.to_dict(),
+        },
+        Path(out),
+    )
+    return metrics

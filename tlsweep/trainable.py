@@ -1,0 +1,132 @@
+"""The Ray Tune function trainable: one planned trial = one ``run_trial`` call, checkpointed every epoch.
+
+The dataset arrives once per node through Ray's object store (``tune.with_parameters``), as read-only numpy arrays
+that concurrent trials on a node share; the trial wraps them as tensors without copying. Each epoch is reported
+with a checkpoint holding the complete training state, so a retried trial (lost node, worker crash) continues from
+its last epoch instead of starting over. The last report carries ``final=True`` and the test metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tlsweep.config import TrialConfig
+from tlsweep.data.types import DatasetTensors, SplitTensors
+
+SPLITS = ("train", "val", "test")
+_DATASETS: dict[str, DatasetTensors] = {}  # per worker process: reused actors skip even the zero-copy wrap
+
+
+def make_payload(data: DatasetTensors, checkpoint: Path | None, fault: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What every trial needs besides its config, as plain numpy (zero-copy in Ray's object store)."""
+    payload: dict[str, Any] = {
+        "class_names": list(data.class_names),
+        "ordinal": data.ordinal,
+        "name": data.name,
+        "fault": fault,
+    }
+    digest = hashlib.sha256()
+    for split in SPLITS:
+        part: SplitTensors = getattr(data, split)
+        images = np.ascontiguousarray(part.images.numpy())
+        labels = np.ascontiguousarray(part.labels.numpy())
+        payload[f"{split}_images"], payload[f"{split}_labels"] = images, labels
+        digest.update(f"{split}:{images.shape}:{len(part.files)}".encode())
+        digest.update(labels.tobytes())
+    payload["key"] = digest.hexdigest()[:16]
+    payload["checkpoint_bytes"] = checkpoint.read_bytes() if checkpoint is not None else None
+    return payload
+
+
+def _dataset(payload: dict[str, Any]) -> DatasetTensors:
+    import torch
+
+    key = payload["key"]
+    if key not in _DATASETS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # read-only shared arrays; training never writes to them
+            splits = {
+                split: SplitTensors(
+                    images=torch.from_numpy(payload[f"{split}_images"]),
+                    labels=torch.from_numpy(payload[f"{split}_labels"]),
+                    files=[],
+                )
+                for split in SPLITS
+            }
+        _DATASETS.clear()
+        _DATASETS[key] = DatasetTensors(
+            **splits, class_names=payload["class_names"], ordinal=payload["ordinal"], name=payload["name"]
+        )
+    return _DATASETS[key]
+
+
+def _local_init(init: str, payload: dict[str, Any]) -> str:
+    """``checkpoint:PATH`` whose file is not on this node → a local copy of the driver's file."""
+    if not init.startswith("checkpoint:") or Path(init.split(":", 1)[1]).exists():
+        return init
+    blob = payload.get("checkpoint_bytes")
+    if blob is None:
+        return init
+    path = Path(tempfile.gettempdir()) / f"tlsweep-backbone-{hashlib.sha256(blob).hexdigest()[:16]}.pt"
+    if not path.exists():
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(blob)
+        os.replace(tmp, path)
+    return f"checkpoint:{path}"
+
+
+def _maybe_fail(meta: dict[str, Any], fault: dict[str, Any] | None) -> None:
+    """Test hook: raise in trials whose meta matches ``fault['match']`` (infrastructure failure simulation)."""
+    if fault and all(meta.get(k) == v for k, v in fault.get("match", {}).items()):
+        raise RuntimeError(f"injected fault in trial {meta['trial_id']}")
+
+
+def sweep_trainable(config: dict[str, Any], payload: dict[str, Any]) -> None:
+    import ray
+    import torch
+    from ray import tune
+
+    from tlsweep.train import run_trial
+
+    meta = config["meta"]
+    trial = TrialConfig.from_dict(config["trial"])
+    trial = trial.replace(init=_local_init(trial.init, payload))
+    data = _dataset(payload)
+    _maybe_fail(meta, payload.get("fault"))
+    metric = "val_acc" if config["objective_metric"] == "val_acc" else "val_loss"
+    node_id = ray.get_runtime_context().get_node_id()
+
+    resume_state = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            resume_state = torch.load(Path(directory) / "state.pt", map_location="cpu", weights_only=False)
+
+    def report(epoch_metrics: dict[str, float], get_state: Any) -> None:
+        metrics = {**epoch_metrics, "val_metric": epoch_metrics[metric], "node_id": node_id}
+        with tempfile.TemporaryDirectory() as directory:
+            torch.save(get_state(), Path(directory) / "state.pt")
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+
+    result = run_trial(trial, data, report=report, resume_state=resume_state)
+    final = result.to_dict()
+    history = final.pop("history")
+    objective = final["best_val_acc"] if metric == "val_acc" else final["best_val_loss"]
+    tune.report(
+        {
+            **final,
+            "final": True,
+            "objective": objective,
+            "val_metric": objective,
+            "epoch": result.epochs_run,
+            "node_id": node_id,
+            "history_len": len(history),
+        }
+    )
