@@ -180,3 +180,11 @@ def _epoch_rows(trial: dict[str, Any], rng: np.random.Generator) -> list[dict[st
                      "step": steps * epoch, "train_loss": 2.0 - val, "train_acc": val + 0.05, "val_loss": 2.0 - val,
                      "val_acc": val, "lr": 0.01, "epoch_time_s": 0.5})
     return rows
+
+
+def filter_trials(path: Path, keep: Callable[[Any], Any]) -> None:
+    """Rewrite ``path/trials.parquet`` keeping the rows where ``keep(frame)`` is True (schema unchanged)."""
+    table = pq.read_table(path / "trials.parquet")
+    frame = table.to_pandas()
+    kept = frame[keep(frame)]
+    pq.write_table(pa.Table.from_pandas(kept, schema=TRIALS_SCHEMA, preserve_index=False), path / "trials.parquet")

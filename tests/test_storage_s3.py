@@ -13,6 +13,7 @@ import pyarrow.fs as pafs
 import pytest
 from moto_server import S3Bucket, moto_endpoint, s3_bucket, s3_env  # noqa: F401  (fixtures)
 
+from tlsweep import store as store_module
 from tlsweep.errors import StoreError
 from tlsweep.schema import EPOCHS_SCHEMA, TRIALS_SCHEMA
 from tlsweep.storage import Location, ray_storage_args, resolve_location
@@ -64,6 +65,13 @@ def test_bad_endpoint_variable_is_reported(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "ftp://somewhere")
     with pytest.raises(StoreError, match="AWS_ENDPOINT_URL"):
         resolve_location("s3://bucket/demo")
+
+
+def test_missing_bucket_is_a_store_error(s3_env: S3Bucket) -> None:
+    store = ResultsStore("s3://tlsweep-no-such-bucket/demo")
+    assert not store.exists()
+    with pytest.raises(StoreError, match="cannot write s3://tlsweep-no-such-bucket/demo/trials.parquet.*bucket exists"):
+        store.write_trials(_trials("a"))
 
 
 def test_round_trip_on_s3(s3_env: S3Bucket, tmp_path: Path) -> None:
@@ -150,6 +158,32 @@ def test_s3_object_appears_only_when_the_stream_is_closed(s3_env: S3Bucket) -> N
     assert location.filesystem.get_file_info(location.path).size < 2**20
     stream.close()
     assert location.filesystem.get_file_info(location.path).size == len(new_object)
+
+
+def test_a_failed_serialisation_never_replaces_the_s3_object(
+    s3_env: S3Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pyarrow's S3 stream commits whatever it holds when closed, even on an error path; the store must not."""
+    location = resolve_location(s3_env.uri("demo"))
+    hazard = location.join("hazard.bin")
+    with pytest.raises(RuntimeError):
+        with location.filesystem.open_output_stream(hazard.path) as stream:
+            stream.write(b"half")
+            raise RuntimeError("writer failed midway")
+    assert location.filesystem.get_file_info(hazard.path).size == 4  # the partial object was committed
+
+    store = ResultsStore(location)
+    store.write_trials(_trials("old"))
+
+    def failing_write_table(table, where, **kwargs) -> None:
+        where.write(b"PAR1 half a file")
+        raise OSError("serialisation failed midway")
+
+    monkeypatch.setattr(store_module.pq, "write_table", failing_write_table)
+    with pytest.raises(OSError, match="serialisation failed midway"):
+        store.write_trials(_trials("new"))
+    monkeypatch.undo()
+    assert store.read_trials().column("trial_id").to_pylist() == ["old"]
 
 
 def test_pickled_filesystem_reaches_the_endpoint_without_the_variable(s3_env: S3Bucket) -> None:

@@ -227,7 +227,7 @@ def test_failed_rename_keeps_old_file_and_cleans_temp(tmp_path: Path, monkeypatc
         raise OSError("disk gone")
 
     monkeypatch.setattr(store_module.os, "replace", failing_replace)
-    with pytest.raises(OSError, match="disk gone"):
+    with pytest.raises(StoreError, match="cannot write .*trials.parquet: disk gone"):
         store.write_trials(rows_to_table([trial_row("new")], TRIALS_SCHEMA))
     assert seen_during_write[0] == ["old"]  # readers see the old version while the temp file exists
     assert seen_during_write[1] == [f"{tmp_path.as_posix()}/trials.parquet"]  # datasets skip ".tmp-" files
@@ -264,7 +264,7 @@ def test_text_writes_are_atomic_too(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     store = ResultsStore(tmp_path)
     store.write_text("spec.resolved.yaml", "v1\n")
     monkeypatch.setattr(store_module.os, "replace", lambda src, dst: (_ for _ in ()).throw(OSError("boom")))
-    with pytest.raises(OSError):
+    with pytest.raises(StoreError, match="boom"):
         store.write_text("spec.resolved.yaml", "v2\n")
     monkeypatch.undo()
     assert store.read_text("spec.resolved.yaml") == "v1\n"

@@ -213,6 +213,7 @@ class ResultsRecorder(Callback):
         except OSError:
             pass
         row.update(
+            attempts=max(1, int(getattr(trial, "num_failures", 1) or 1)),  # every attempt failed
             status="failed",
             error=message or str(getattr(trial, "error_msg", None) or "trial failed"),
             node_id=(trial.last_result or {}).get("node_id"),

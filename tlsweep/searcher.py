@@ -150,10 +150,9 @@ class PlanSearcher(Searcher):
         if planned is None or ot is None:
             return
         study = self._studies[planned.study_key].study
-        status = (result or {}).get("status")
-        if error or not result or status is None:
+        if error or not result:
             study.tell(ot, state=TrialState.FAIL)
-        elif status == "pruned" or not result.get("final"):
+        elif not result.get("final"):  # stopped by ASHA: its intermediate values were already reported
             study.tell(ot, state=TrialState.PRUNED)
         else:
             value = result.get("objective")

@@ -102,7 +102,13 @@ def resolve_location(uri: str | Path) -> Location:
         else:
             filesystem, _ = pafs.FileSystem.from_uri(f"gs://{path}" + (f"?{parts.query}" if parts.query else ""))
     except (OSError, ValueError) as exc:
-        raise StoreError(f"cannot open results location {normalised}: {exc}") from exc
+        hint = (
+            "check the bucket name, the network and the credentials; for an S3-compatible server set "
+            "AWS_ENDPOINT_URL=http(s)://host:port"
+            if scheme == "s3"
+            else "check the bucket name, the network and the credentials (gcloud auth application-default login)"
+        )
+        raise StoreError(f"cannot open results location {normalised}: {exc} ({hint})") from exc
     return Location(uri=normalised, filesystem=filesystem, path=path)
 
 

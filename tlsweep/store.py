@@ -20,7 +20,7 @@ import contextlib
 import math
 import os
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import pyarrow as pa
@@ -95,8 +95,13 @@ class ResultsStore:
         """A UTF-8 text file of the results directory (``"spec.resolved.yaml"``), or None when absent."""
         if not self._is_file(name):
             return None
-        with self.location.filesystem.open_input_stream(self._path(name)) as stream:
-            return stream.read().decode("utf-8")
+        with _storage_errors("read", self._uri(name), self.location):
+            with self.location.filesystem.open_input_stream(self._path(name)) as stream:
+                data = stream.read()
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise StoreError(f"{self._uri(name)} is not UTF-8 text: {exc}") from exc
 
     def write_text(self, name: str, text: str) -> None:
         """Replace a text file of the results directory atomically."""
@@ -111,16 +116,17 @@ class ResultsStore:
             return dest
         local = pafs.LocalFileSystem()
         filesystem = self.location.filesystem
-        for info in self._list_top_level():
-            base = info.base_name
-            if base.startswith((TMP_PREFIX, ".")):
-                continue
-            target = dest / base
-            if info.type == pafs.FileType.File:
-                pafs.copy_files(info.path, target.as_posix(), filesystem, local)
-            elif info.type == pafs.FileType.Directory and base == REPORT_DIR:
-                target.mkdir(parents=True, exist_ok=True)
-                pafs.copy_files(info.path, target.as_posix(), filesystem, local)
+        with _storage_errors("download", self.location.uri, self.location):
+            for info in self._list_top_level():
+                base = info.base_name
+                if base.startswith((TMP_PREFIX, ".")):
+                    continue
+                target = dest / base
+                if info.type == pafs.FileType.File:
+                    pafs.copy_files(info.path, target.as_posix(), filesystem, local)
+                elif info.type == pafs.FileType.Directory and base == REPORT_DIR:
+                    target.mkdir(parents=True, exist_ok=True)
+                    pafs.copy_files(info.path, target.as_posix(), filesystem, local)
         return dest
 
     def upload_dir(self, src: Path, name: str) -> None:
@@ -135,14 +141,15 @@ class ResultsStore:
         if target.is_local and Path(target.path) == src:
             return
         filesystem = self.location.filesystem
-        info = filesystem.get_file_info(target.path)
-        if info.type == pafs.FileType.Directory:
-            filesystem.delete_dir(target.path)
-        elif info.type == pafs.FileType.File:
-            raise StoreError(f"cannot upload {src} to {target.uri}: a file of that name exists there")
-        if target.is_local:
-            filesystem.create_dir(target.path, recursive=True)
-        pafs.copy_files(src.as_posix(), target.path, pafs.LocalFileSystem(), filesystem)
+        with _storage_errors("upload to", target.uri, self.location):
+            info = filesystem.get_file_info(target.path)
+            if info.type == pafs.FileType.File:
+                raise StoreError(f"cannot upload {src} to {target.uri}: a file of that name exists there")
+            if info.type == pafs.FileType.Directory:
+                filesystem.delete_dir(target.path)
+            if target.is_local:
+                filesystem.create_dir(target.path, recursive=True)
+            pafs.copy_files(src.as_posix(), target.path, pafs.LocalFileSystem(), filesystem)
 
     # ---- internals -----------------------------------------------------------------------------------------
     def _path(self, name: str) -> str:
@@ -152,7 +159,8 @@ class ResultsStore:
         return self.location.join(name).uri
 
     def _is_file(self, name: str) -> bool:
-        return self.location.filesystem.get_file_info(self._path(name)).type == pafs.FileType.File
+        with _storage_errors("look up", self._uri(name), self.location):
+            return self.location.filesystem.get_file_info(self._path(name)).type == pafs.FileType.File
 
     def _list_top_level(self) -> list[pafs.FileInfo]:
         selector = pafs.FileSelector(self.location.path, allow_not_found=True, recursive=False)
@@ -184,11 +192,27 @@ class ResultsStore:
 
     def _write_bytes(self, name: str, data: bytes) -> None:
         target = self._path(name)
-        if self.location.is_local:
-            _atomic_local_write(Path(target), data)
-            return
-        with self.location.filesystem.open_output_stream(target) as stream:
-            stream.write(data)
+        with _storage_errors("write", self._uri(name), self.location):
+            if self.location.is_local:
+                _atomic_local_write(Path(target), data)
+                return
+            with self.location.filesystem.open_output_stream(target) as stream:
+                stream.write(data)
+
+
+@contextlib.contextmanager
+def _storage_errors(action: str, uri: str, location: Location) -> Iterator[None]:
+    """Turn the filesystem's OSError into a StoreError that names the file and what to check."""
+    try:
+        yield
+    except OSError as exc:
+        hint = (
+            "check that the directory is writable and the disk has space"
+            if location.is_local
+            else "check that the bucket exists and that these credentials (environment, ~/.aws or the instance "
+            "profile / service account) may read and write it"
+        )
+        raise StoreError(f"cannot {action} {uri}: {exc} ({hint})") from exc
 
 
 def _atomic_local_write(target: Path, data: bytes) -> None:
@@ -317,16 +341,13 @@ def merge_rows(existing: pa.Table, new: pa.Table, *, key: list[str]) -> pa.Table
     if missing:
         raise StoreError(f"merge_rows: key column(s) {', '.join(missing)} are not in the table")
     combined = pa.concat_tables([existing, new.replace_schema_metadata(existing.schema.metadata)])
-    last_index: dict[tuple[object, ...], int] = {}
-    for index, value in enumerate(_key_tuples(combined, key)):
-        last_index[value] = index
-    merged = combined.take(pa.array(sorted(last_index.values()), pa.int64()))
-    merged = merged.replace_schema_metadata(existing.schema.metadata)
-    if merged.num_rows == 0:
-        return merged
+    if combined.num_rows == 0:
+        return combined
+    position = "__tlsweep_row__"
+    while position in combined.schema.names:
+        position += "_"
+    numbered = combined.append_column(position, pa.array(range(combined.num_rows), pa.int64()))
+    last = numbered.group_by(key, use_threads=False).aggregate([(position, "max")])
+    merged = combined.take(last.column(f"{position}_max"))
     return merged.sort_by([(name, "ascending") for name in key])
 
-
-def _key_tuples(table: pa.Table, key: list[str]) -> list[tuple[object, ...]]:
-    columns = [table.column(name).to_pylist() for name in key]
-    return list(zip(*columns)) if columns else []

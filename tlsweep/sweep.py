@@ -277,11 +277,10 @@ def run_sweep(
     location = results_location(spec, storage)
     store = ResultsStore(location)
     check_resume(spec, store, new=new)
-    store.write_text(RESOLVED_SPEC, yaml.safe_dump(resolved_document(spec, source=source), sort_keys=False))
-    metadata = {"spec_hash": spec.result_hash(), **{f"version.{k}": v for k, v in library_versions().items()}}
-
     console.print(f"[bold]{spec.name}[/]: results in {location.uri}")
     data = load_dataset(spec.dataset, image_size=spec.model.image_size)
+    store.write_text(RESOLVED_SPEC, yaml.safe_dump(resolved_document(spec, source=source), sort_keys=False))
+    metadata = {"spec_hash": spec.result_hash(), **{f"version.{k}": v for k, v in library_versions().items()}}
     console.print(
         f"data: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test images, "
         f"{data.num_classes} classes"

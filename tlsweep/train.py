@@ -104,21 +104,21 @@ def use_amp(config: TrialConfig, device: torch.device) -> bool:
 
 
 @contextlib.contextmanager
-def torch_settings(config: TrialConfig, device: torch.device) -> Iterator[None]:
-    """Thread count and deterministic algorithms (CPU) for the run; the previous settings are restored after."""
+def torch_settings(config: TrialConfig) -> Iterator[None]:
+    """The run's CPU thread count; the previous one is restored after.
+
+    ``torch.use_deterministic_algorithms`` is not set: the CPU kernels a trial uses are deterministic already
+    (tested), and setting it imports torch._inductor (seconds per process).
+    """
     import torch
 
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    threads = torch.get_num_threads()
     try:
         if config.num_threads > 0:
             torch.set_num_threads(config.num_threads)
-        if device.type == "cpu":
-            torch.use_deterministic_algorithms(True, warn_only=True)
         yield
     finally:
         torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
 
 def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -155,7 +155,7 @@ def run_trial(
     returns a ``torch.save``-able dict that ``run_trial(..., resume_state=...)`` continues from exactly.
     """
     device = resolve_device(config.device)
-    with torch_settings(config, device):
+    with torch_settings(config):
         return _run(config, data, device, report, resume_state)
 
 

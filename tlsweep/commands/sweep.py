@@ -24,7 +24,7 @@ def validate(spec_path: Path, overrides: tuple[str, ...]) -> None:
 
     spec = load_spec(spec_path, list(overrides))
     counts = spec.trial_counts()
-    console = Console()
+    console = Console(soft_wrap=True)
     console.print(f"[green]✓[/] {spec_path}: sweep [bold]{spec.name}[/] is valid")
     factors = ", ".join(f"{k} {v}" for k, v in spec.design.factors.items())
     console.print(f"  factors: {factors}  → {len(spec.studies())} studies (cell × arm)")

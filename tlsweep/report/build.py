@@ -31,6 +31,7 @@ from tlsweep.report.tables import (
     tuning_verdicts,
 )
 from tlsweep.report.verdicts import Verdict, cell_verdict, crossover, overall_verdict
+from tlsweep.stats import adjust_pvalues
 
 FORMATS = ("md", "html")
 
@@ -122,13 +123,12 @@ def _family_section(title: str, family: Family, table: pd.DataFrame, results: Re
     lines += ["", markdown_table(family_display(table, results)), ""]
     lines += [f"- **{cell_verdict(c, results, family).label}** — {cell_verdict(c, results, family).sentence}"
               for c in family.cells]
-    disagreements = [
-        describe_cell(c.levels) for c in family.cells
-        if c.decision.significant and c.contrast.robustness.pvalue > family.gate
-    ]
+    robust = adjust_pvalues([float(c.contrast.robustness.pvalue) for c in family.cells], family.correction)
+    disagreements = [describe_cell(c.levels) for c, p in zip(family.cells, robust)
+                     if c.decision.significant and not p <= results.hypothesis.alpha]
     if disagreements:
-        lines += ["", f"Robustness: the exact test ({family.cells[0].contrast.robustness.name}) does not reach "
-                      f"{family.gate:.3g} at " + "; ".join(disagreements) + "; read those cells with care."]
+        lines += ["", "Robustness: the exact test (sign-flip, or Mann–Whitney when unpaired) is not significant "
+                      "after the same correction at " + "; ".join(disagreements) + "; read those cells with care."]
     return lines + [""]
 
 
@@ -180,8 +180,9 @@ def _markdown(results: Results, analysis: Analysis, out: Path, figures: dict[str
         if "recipe" in set(results.trials["config_kind"]) and analysis.secondary is not None:
             lines += ["The test-set verdict at k = 1 is comparison (A) above (fixed recipe, confirm runs); at k = K "
                       "it is comparison (B).", ""]
+    attrition = markdown_table(attrition_display(analysis.attrition, results))
     lines += ["## Attrition", "", "Runs by phase, cell and arm. Diverged runs count at chance level in the "
-              "statistics; failed runs are excluded.", "", markdown_table(attrition_display(analysis.attrition, results)), ""]
+              "statistics; failed runs are excluded.", "", attrition, ""]
     if figures:
         lines += ["## Figures", "", figures_markdown(figures, out), ""]
     lines += ["## What could not be computed", ""]

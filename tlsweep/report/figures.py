@@ -11,22 +11,22 @@ import numpy as np
 import pandas as pd
 
 from tlsweep.report.analysis import Analysis, Family, cell_levels, extra_factors
-from tlsweep.report.formatting import CORRECTION_NAMES, describe_cell, fmt_level
+from tlsweep.report.formatting import CORRECTION_NAMES, describe_cell_short, fmt_level
 from tlsweep.report.load import Results, is_accuracy_like
 from tlsweep.stats import mean_interval
 
 _PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9")
 
 
-def _pyplot():
-    import matplotlib
+_STYLE = {"font.size": 9, "axes.titlesize": 9.5, "axes.labelsize": 9, "legend.fontsize": 8, "figure.titlesize": 11}
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"font.size": 9, "axes.titlesize": 9.5, "axes.labelsize": 9, "legend.fontsize": 8,
-                         "figure.titlesize": 11})
-    return plt
+def _subplots(n_rows: int, n_cols: int, figsize: tuple[float, float], **kwargs: Any) -> tuple[Any, Any]:
+    """A figure on matplotlib's Agg canvas without pyplot: no global backend or figure state is touched."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.subplots(n_rows, n_cols, **kwargs)
 
 
 def arm_colors(results: Results) -> dict[str, str]:
@@ -63,8 +63,9 @@ def _outside_legend(fig, axes) -> None:
             if label not in handles:
                 handles[label] = handle
     if handles:
-        fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=min(len(handles), 4),
-                   frameon=False)
+        width = fig.get_size_inches()[0]
+        ncols = max(1, min(len(handles), int(width // 2.9)))
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=ncols, frameon=False)
 
 
 def _combo_text(combo: tuple[tuple[str, Any], ...]) -> str:
@@ -81,15 +82,14 @@ def accuracy_vs_fraction(results: Results, path: Path, *, rng: np.random.Generat
     rows = _confirm_rows(results)
     if rows.empty:
         return None
-    plt = _pyplot()
     colors = arm_colors(results)
     hyp = results.hypothesis
     arms = [a for a in (hyp.treated, hyp.baseline) if a in set(rows["arm"])]
     epochs_levels = sorted(rows["epochs"].dropna().unique())
     combos = _extra_combos(results)
     fractions = sorted(rows["train_fraction"].dropna().unique())
-    fig, axes = plt.subplots(len(combos), len(epochs_levels), figsize=(3.4 * len(epochs_levels) + 0.6,
-                             2.9 * len(combos) + 0.6), squeeze=False, sharey=True, layout="constrained")
+    fig, axes = _subplots(len(combos), len(epochs_levels), figsize=(3.4 * len(epochs_levels) + 0.6,
+                             2.9 * len(combos) + 0.6), squeeze=False, sharey=True)
     s = results.scale
     chance = rows["chance"].dropna()
     for (i, combo), (j, n_epochs) in itertools.product(enumerate(combos), enumerate(epochs_levels)):
@@ -128,7 +128,6 @@ def accuracy_vs_fraction(results: Results, path: Path, *, rng: np.random.Generat
     _outside_legend(fig, axes)
     fig.suptitle(f"{_metric_label(hyp.metric)} vs training-set size\n(confirm phase, tuned configs; dots = seeds)")
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -136,7 +135,6 @@ def difference_heatmap(results: Results, family: Family | None, path: Path) -> P
     """Δ = treated − baseline over train fraction × epochs; * significant, outline = equivalent (caught up)."""
     if family is None or not family.cells:
         return None
-    plt = _pyplot()
     from matplotlib.patches import Rectangle
 
     hyp = results.hypothesis
@@ -149,8 +147,8 @@ def difference_heatmap(results: Results, family: Family | None, path: Path) -> P
              if math.isfinite(c.contrast.difference.estimate)]
     vmax = max(diffs) if diffs else 1.0
     vmax = vmax if vmax > 0 else 1.0
-    fig, axes = plt.subplots(1, len(combos), figsize=(max(6.4 / len(combos), 1.7 * len(fractions) + 2.2)
-                             * len(combos), 1.1 * len(epochs_levels) + 2.2), squeeze=False, layout="constrained")
+    fig, axes = _subplots(1, len(combos), figsize=(max(6.4 / len(combos), 1.7 * len(fractions) + 2.2)
+                             * len(combos), 1.1 * len(epochs_levels) + 2.2), squeeze=False)
     image = None
     for ax, combo in zip(axes[0], combos):
         grid = np.full((len(epochs_levels), len(fractions)), np.nan)
@@ -189,7 +187,6 @@ def difference_heatmap(results: Results, family: Family | None, path: Path) -> P
     fig.supxlabel(f"* significant ({corr}, alpha {fmt_level(hyp.alpha)})\ngreen outline = {hyp.baseline} "
              f"caught up: equivalent within ±{fmt_level(hyp.margin * s)} {results.unit} (TOST)", fontsize=8.5)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -219,15 +216,14 @@ def validation_curves(results: Results, path: Path) -> Path | None:
     data = epochs[epochs["trial_id"].isin(ids) & epochs["val_acc"].notna()]
     if data.empty:
         return None
-    plt = _pyplot()
     colors = arm_colors(results)
     hyp = results.hypothesis
     cells = [c for c in cell_levels(results) if c in set(data["cell_id"])]
     grid, _ = _cell_grid(results, cells)
     levels = cell_levels(results)
     n_rows, n_cols = len(grid), len(grid[0])
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.2 * n_cols + 0.4, 2.5 * n_rows + 0.7), squeeze=False,
-                             sharey=True, layout="constrained")
+    fig, axes = _subplots(n_rows, n_cols, figsize=(3.2 * n_cols + 0.4, 2.5 * n_rows + 0.7), squeeze=False,
+                             sharey=True)
     for r, c in itertools.product(range(n_rows), range(n_cols)):
         ax = axes[r][c]
         cell = grid[r][c]
@@ -244,7 +240,7 @@ def validation_curves(results: Results, path: Path) -> Path | None:
             q25, q50, q75 = (wide.quantile(q, axis=1) for q in (0.25, 0.5, 0.75))
             ax.fill_between(wide.index, q25, q75, color=colors[arm], alpha=0.2, linewidth=0)
             ax.plot(wide.index, q50, color=colors[arm], lw=2, label=f"{arm} median (IQR band)")
-        ax.set_title(describe_cell(levels[cell]))
+        ax.set_title(describe_cell_short(levels[cell]))
         ax.set_xlabel("epoch")
         if c == 0:
             ax.set_ylabel("validation accuracy (%)")
@@ -253,7 +249,6 @@ def validation_curves(results: Results, path: Path) -> Path | None:
     _outside_legend(fig, axes)
     fig.suptitle("Validation accuracy during training\n(confirm runs of the tuned configs; thin lines = seeds)")
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -273,15 +268,14 @@ def freeze_depth_figure(results: Results, path: Path) -> Path | None:
     frozen = rows[rows["freeze_depth"].notna()]
     if frozen["freeze_depth"].nunique() < 2:
         return None
-    plt = _pyplot()
     colors = arm_colors(results)
     group_cols = [n for n in results.cell_factors if n != "freeze_depth" and n in rows.columns]
     groups = list(rows.groupby(group_cols, sort=True))
     n = len(groups)
     n_cols = min(n, 4)
     n_rows = math.ceil(n / n_cols)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.2 * n_cols + 0.4, 2.6 * n_rows + 0.7), squeeze=False,
-                             sharey=True, layout="constrained")
+    fig, axes = _subplots(n_rows, n_cols, figsize=(3.2 * n_cols + 0.4, 2.6 * n_rows + 0.7), squeeze=False,
+                             sharey=True)
     for index, (ax, (key, group)) in enumerate(zip(axes.flat, groups)):
         values = y.loc[group.index].astype(float) * scale
         depth_rows = group[group["freeze_depth"].notna()]
@@ -297,7 +291,7 @@ def freeze_depth_figure(results: Results, path: Path) -> Path | None:
             level = float(values.loc[arm_rows.index].median())
             ax.axhline(level, color=colors.get(arm, "0.3"), ls="--", lw=1.2, label=f"{arm} (median, no freezing)")
         key = key if isinstance(key, tuple) else (key,)
-        ax.set_title(describe_cell(dict(zip(group_cols, key))))
+        ax.set_title(describe_cell_short(dict(zip(group_cols, key))))
         ax.set_xlabel("freeze depth")
         if index % n_cols == 0:
             ax.set_ylabel(ylabel)
@@ -310,7 +304,6 @@ def freeze_depth_figure(results: Results, path: Path) -> Path | None:
     fig.suptitle(f"Accuracy vs freeze depth ({source}; dots = runs)\n"
                  "freeze depth 0 = full fine-tuning, 1 = stem frozen, …, 5 = linear probe")
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -318,15 +311,14 @@ def tuning_curves(results: Results, analysis: Analysis, path: Path) -> Path | No
     """Expected best validation score after k trials (U-estimator, 95% bootstrap band) and each trial's score."""
     if not analysis.tuning:
         return None
-    plt = _pyplot()
     colors = arm_colors(results)
     scale = 100.0 if is_accuracy_like(results.objective_metric) else 1.0
     cells = list(dict.fromkeys(t.cell_id for t in analysis.tuning))
     grid, _ = _cell_grid(results, cells)
     levels = cell_levels(results)
     n_rows, n_cols = len(grid), len(grid[0])
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.2 * n_cols + 0.4, 2.6 * n_rows + 0.7), squeeze=False,
-                             sharey=True, layout="constrained")
+    fig, axes = _subplots(n_rows, n_cols, figsize=(3.2 * n_cols + 0.4, 2.6 * n_rows + 0.7), squeeze=False,
+                             sharey=True)
     for r, c in itertools.product(range(n_rows), range(n_cols)):
         ax = axes[r][c]
         cell = grid[r][c]
@@ -347,7 +339,7 @@ def tuning_curves(results: Results, analysis: Analysis, path: Path) -> Path | No
             if math.isfinite(tuning.recipe_value):
                 ax.scatter([1 + (k - 0.5) * 0.12], [tuning.recipe_value * scale], marker="D", s=28,
                            facecolors="none", edgecolors=color, zorder=4, label=f"{tuning.arm}: fixed recipe")
-        ax.set_title(describe_cell(levels[cell]))
+        ax.set_title(describe_cell_short(levels[cell]))
         ax.set_xlabel("tuning budget k (trials)")
         if c == 0:
             ax.set_ylabel(_metric_label(results.objective_metric))
@@ -357,19 +349,26 @@ def tuning_curves(results: Results, analysis: Analysis, path: Path) -> Path | No
     fig.suptitle("Tuning curves: expected best validation score after k trials\n(U-estimator with 95% bootstrap "
                  "band; dots = single trials; diamond = fixed recipe)")
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
 def write_figures(results: Results, analysis: Analysis, directory: Path, *,
                   rng: np.random.Generator) -> dict[str, Path]:
     """Write every figure that has data; returns name → path (missing names = nothing to plot)."""
+    import matplotlib
+
     directory.mkdir(parents=True, exist_ok=True)
-    made = {
+    with matplotlib.rc_context(_STYLE):
+        made = _draw_all(results, analysis, directory, rng=rng)
+    return {name: path for name, path in made.items() if path is not None}
+
+
+def _draw_all(results: Results, analysis: Analysis, directory: Path, *,
+              rng: np.random.Generator) -> dict[str, Path | None]:
+    return {
         "accuracy_vs_fraction": accuracy_vs_fraction(results, directory / "accuracy_vs_fraction.png", rng=rng),
         "difference_heatmap": difference_heatmap(results, analysis.primary, directory / "difference_heatmap.png"),
         "validation_curves": validation_curves(results, directory / "validation_curves.png"),
         "freeze_depth": freeze_depth_figure(results, directory / "freeze_depth.png"),
         "tuning_curves": tuning_curves(results, analysis, directory / "tuning_curves.png"),
     }
-    return {name: path for name, path in made.items() if path is not None}

@@ -53,3 +53,13 @@ def describe_cell(levels: dict[str, Any]) -> str:
         else:
             parts.append(f"{FACTOR_LABELS.get(name, name)} {fmt_level(value)}")
     return ", ".join(parts) if parts else "the single cell"
+
+
+_SHORT = {"train_fraction": "fraction", "augmentation": "aug", "freeze_depth": "freeze"}
+
+
+def describe_cell_short(levels: dict[str, Any]) -> str:
+    """"fraction 0.1 · 2 epochs · aug flip" (panel titles)."""
+    parts = [f"{fmt_level(v)} epochs" if k == "epochs" else f"{_SHORT.get(k, k)} {fmt_level(v)}"
+             for k, v in levels.items()]
+    return " · ".join(parts) if parts else "all runs"

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from tlsweep.report.analysis import Family, TuningCell, cell_levels
-from tlsweep.report.formatting import describe_cell, fmt_interval, fmt_level, fmt_num, fmt_p
+from tlsweep.report.formatting import describe_cell, fmt_interval, fmt_num, fmt_p
 from tlsweep.report.load import Results
 from tlsweep.report.verdicts import cell_verdict
 from tlsweep.stats import DesignModel

@@ -84,7 +84,8 @@ def overall_verdict(family: Family | None, results: Results) -> Verdict:
 
 
 def crossover(family: Family | None, results: Results) -> str:
-    """The smallest (train fraction, epochs) cells where the baseline is equivalent (Pareto-minimal), per extra level."""
+    """The smallest (train fraction, epochs) cells where the baseline is equivalent (Pareto-minimal), per level of
+    any other factor."""
     hyp = results.hypothesis
     margin = f"±{fmt_level(hyp.margin * results.scale)} {results.unit}"
     if family is None or not family.cells:

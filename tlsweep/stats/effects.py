@@ -53,7 +53,7 @@ def bootstrap_interval(
         return _not_computed(estimate, "fewer than 2 replicates")
     if not np.isfinite(estimate):
         return _not_computed(estimate, "the estimate is not finite")
-    if all(np.ptp(s) == 0 for s in samples):
+    if _jackknife_is_constant(samples, statistic, estimate, paired):
         return Interval(estimate, estimate, estimate, "constant")
     for method in ("BCa", "percentile"):
         with warnings.catch_warnings():
@@ -76,6 +76,17 @@ def bootstrap_interval(
         if np.isfinite(low) and np.isfinite(high):
             return Interval(estimate, low, high, method)
     return _not_computed(estimate, "the bootstrap distribution is degenerate")
+
+
+def _jackknife_is_constant(samples: tuple[np.ndarray, ...], statistic: Callable[..., np.ndarray], estimate: float,
+                           paired: bool) -> bool:
+    """True when leaving out any one replicate leaves the statistic unchanged (e.g. identical differences)."""
+    if paired:
+        values = [statistic(*(np.delete(s, i) for s in samples), axis=-1) for i in range(samples[0].size)]
+    else:
+        values = [statistic(*(np.delete(s, i) if j == k else s for k, s in enumerate(samples)), axis=-1)
+                  for j, sample in enumerate(samples) for i in range(sample.size)]
+    return bool(np.allclose(values, estimate, rtol=1e-9, atol=1e-12))
 
 
 def _mean_difference(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -9,16 +9,15 @@ running the command again updates the same view instead of adding one.
 from __future__ import annotations
 
 import hashlib
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import yaml
 
 from tlsweep.errors import StoreError, TlsweepError
 from tlsweep.tracking.settings import api_key_configured
+from tlsweep.tracking.tracker import unreachable_reason, wandb_base_url
 
 if TYPE_CHECKING:
     import wandb_workspaces.workspaces as ws
@@ -183,25 +182,12 @@ def build_workspace(spec: DashboardSpec, *, entity: str) -> ws.Workspace:
 
 def check_server(base_url: str, timeout_s: float) -> None:
     """Raises DashboardError when nothing accepts a TCP connection at ``base_url`` within ``timeout_s``."""
-    parts = urlsplit(base_url)
-    host = parts.hostname
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    if not host:
-        raise DashboardError(f"the W&B server URL {base_url!r} has no host; fix WANDB_BASE_URL or `wandb login --host`")
-    try:
-        with socket.create_connection((host, port), timeout=timeout_s):
-            pass
-    except OSError as exc:
+    reason = unreachable_reason(base_url, timeout_s)
+    if reason is not None:
         raise DashboardError(
-            f"the W&B server at {base_url} is not reachable ({exc}); check the network or WANDB_BASE_URL, "
+            f"the W&B server at {base_url} is not reachable ({reason}); check the network or WANDB_BASE_URL, "
             "then run the command again (the sweep's results are untouched)"
-        ) from exc
-
-
-def _base_url() -> str:
-    from wandb.sdk import wandb_setup
-
-    return str(wandb_setup.singleton().settings.base_url)
+        )
 
 
 def save_dashboard(results_dir: Path, *, timeout_s: float = 10.0) -> str:
@@ -220,7 +206,7 @@ def save_dashboard(results_dir: Path, *, timeout_s: float = 10.0) -> str:
         raise DashboardError(
             "no W&B API key is configured; run `wandb login` (or set WANDB_API_KEY) and run the command again"
         )
-    base_url = _base_url()
+    base_url = wandb_base_url()
     check_server(base_url, timeout_s)
     try:
         import wandb

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tlsweep.tracking.settings import WandbSettings, resolve_mode
-from tlsweep.tracking.tracker import _WarnOnce, init_run
+from tlsweep.tracking.tracker import ModeState, _WarnOnce, init_run
 
 if TYPE_CHECKING:
     import pandas
@@ -95,7 +95,7 @@ def log_report_summary(
 
     worker = threading.Thread(target=work, name="tlsweep-wandb-report", daemon=True)
     worker.start()
-    bound = settings.init_timeout_s * 2 + settings.finish_timeout_s
+    bound = settings.init_timeout_s * 3 + settings.finish_timeout_s
     worker.join(bound)
     if worker.is_alive():
         warn("summary-timeout", "W&B report summary still busy after %.0f s; leaving it behind", bound)
@@ -117,9 +117,10 @@ def _log_summary(
     import wandb
 
     results_dir.mkdir(parents=True, exist_ok=True)
-    run, actual_mode = init_run(
+    state = ModeState(mode)
+    run = init_run(
         settings,
-        mode=mode,
+        state=state,
         results_dir=results_dir,
         warn=warn,
         id=report_run_id(sweep_name),
@@ -143,7 +144,7 @@ def _log_summary(
         payload["verdict"] = wandb.Html(f"<pre>{html.escape(verdict)}</pre>")
         run.log(payload)
         run.summary["verdict_text"] = verdict
-        location = run.url if actual_mode == "online" else run.settings.sync_dir
+        location = run.url if state.mode == "online" else run.settings.sync_dir
     finally:
         run.finish()
     return location

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from tlsweep.tracking.settings import WandbSettings, resolve_mode
 
@@ -151,17 +152,66 @@ def run_settings(settings: WandbSettings) -> Any:
     )
 
 
+class ModeState:
+    """The mode runs are started in; an online mode turns offline for good once the server proves unreachable."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+
+
+def wandb_base_url() -> str:
+    """The W&B server URL as wandb itself resolves it (``WANDB_BASE_URL``, settings files, default)."""
+    from wandb.sdk import wandb_setup
+
+    return str(wandb_setup.singleton().settings.base_url)
+
+
+def unreachable_reason(base_url: str, timeout_s: float) -> str | None:
+    """Why the server at ``base_url`` gives no HTTP answer within ``timeout_s``, or None when it answers.
+
+    Any HTTP status counts as an answer, and so does a TLS error (wandb may trust a CA that urllib does not);
+    refused connections, DNS failures and silence do not.
+    """
+    import http.client
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    if not urlsplit(base_url).hostname:
+        return f"the URL {base_url!r} has no host"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(base_url, method="GET"), timeout=timeout_s):
+            return None
+    except urllib.error.HTTPError:
+        return None
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, ssl.SSLError):
+            return None
+        if isinstance(exc.reason, TimeoutError):
+            return f"no answer within {timeout_s:g} s"
+        return str(exc.reason)
+    except ssl.SSLError:
+        return None
+    except TimeoutError:
+        return f"no answer within {timeout_s:g} s"
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
 def init_run(
     settings: WandbSettings,
     *,
-    mode: str,
+    state: ModeState,
     results_dir: Path,
     warn: _WarnOnce,
     **init_kwargs: Any,
-) -> tuple[Run, str]:
-    """``wandb.init`` in ``mode``; an online init that fails (unreachable server, timeout) is retried offline.
+) -> Run:
+    """``wandb.init`` in ``state.mode``. Online, the server is probed first: when it cannot be reached within
+    ``init_timeout_s`` (or the online init fails) ``state.mode`` turns ``offline`` and the run starts offline.
 
-    Returns the run and the mode it actually runs in.
+    NOTE: a failed online ``wandb.init`` leaves its run id registered in wandb-core for the rest of the process
+    (and releasing it can hang wandb-core), hence the HTTP probe first. Should the online init still fail, the
+    offline retry of that one id fails with "run ID ... is in use": that trial is not mirrored, later ones are.
     """
     import wandb
 
@@ -174,21 +224,26 @@ def init_run(
         settings=run_settings(settings),
         **init_kwargs,
     )
-    if mode == "online":
-        try:
-            return wandb.init(mode="online", **common), "online"
-        except Exception as exc:  # noqa: BLE001 - any failure to reach W&B means offline
-            warn(
-                "degraded",
-                "W&B: could not start an online run within %.0f s (%s: %s); logging offline to %s instead. "
-                "Upload later with: %s",
-                settings.init_timeout_s,
-                type(exc).__name__,
-                _first_line(exc),
-                Path(results_dir) / "wandb",
-                sync_command_for(results_dir),
-            )
-    return wandb.init(mode="offline", **common), "offline"
+    if state.mode == "online":
+        base_url = wandb_base_url()
+        reason = unreachable_reason(base_url, settings.init_timeout_s)
+        if reason is None:
+            try:
+                return wandb.init(mode="online", **common)
+            except Exception as exc:  # noqa: BLE001 - any failure to reach W&B means offline
+                reason = f"{type(exc).__name__}: {_first_line(exc)}"
+        state.mode = "offline"
+        warn(
+            "degraded",
+            "W&B: the server at %s cannot be used within %.0f s (%s); logging offline to %s instead. "
+            "Upload later with: %s",
+            base_url,
+            settings.init_timeout_s,
+            reason,
+            Path(results_dir) / "wandb",
+            sync_command_for(results_dir),
+        )
+    return wandb.init(mode="offline", **common)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -217,7 +272,7 @@ class WandbTracker(Tracker):
         self._settings = settings
         self._sweep_name = sweep_name
         self._results_dir = Path(results_dir)
-        self._mode = mode
+        self._state = ModeState(mode)
         self._queue: queue.Queue[tuple[str, str, dict[str, Any]]] = queue.Queue(maxsize=queue_size)
         self._warn = _WarnOnce(_log)
         self._runs: dict[str, Run] = {}
@@ -231,7 +286,7 @@ class WandbTracker(Tracker):
     @property
     def mode(self) -> str:
         """``online``, or ``offline`` (as configured, or after an unreachable server degraded it)."""
-        return self._mode
+        return self._state.mode
 
     # -- driver side: enqueue only ------------------------------------------------------------------------------
 
@@ -271,7 +326,7 @@ class WandbTracker(Tracker):
             self._warn(f"close:{type(exc).__name__}", "W&B mirror: error while closing: %r", exc)
 
     def sync_command(self) -> str | None:
-        return sync_command_for(self._results_dir) if self._mode == "offline" else None
+        return sync_command_for(self._results_dir) if self._state.mode == "offline" else None
 
     def _put(self, kind: str, trial_id: str, payload: dict[str, Any]) -> None:
         if self._closed:
@@ -326,9 +381,9 @@ class WandbTracker(Tracker):
             return
         self._failed.discard(trial_id)
         try:
-            run, self._mode = init_run(
+            run = init_run(
                 self._settings,
-                mode=self._mode,
+                state=self._state,
                 results_dir=self._results_dir,
                 warn=self._warn,
                 id=trial_id,

@@ -1,0 +1,60 @@
+"""A tiny generated dataset, a tiny backbone checkpoint and tiny sweep specs, shared by the sweep tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TINY_AGE = {"format": "synthetic", "task": "age", "seed": 0, "resolution": 16, "n_identities": 24,
+            "images_per_identity": 5}  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A generated 16 px age dataset and a backbone checkpoint of resnet_tiny (random weights: fast, valid)."""
+    import torch
+
+    from tlsweep.data.config import parse_dataset_spec
+    from tlsweep.data.loading import load_dataset
+    from tlsweep.models import backbone_state_dict, create_model
+
+    root = tmp_path_factory.mktemp("assets")
+    data_root = root / "age"
+    load_dataset(parse_dataset_spec({**TINY_AGE, "root": str(data_root)}), image_size=16)
+    checkpoint = root / "backbone.pt"
+    torch.manual_seed(0)
+    torch.save({"backbone": backbone_state_dict(create_model("resnet_tiny", 8))}, checkpoint)
+    return {"data": data_root, "checkpoint": checkpoint}
+
+
+def tiny_spec_dict(assets: dict[str, Path], storage: Path, **changes: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "name": "tiny",
+        "dataset": {**TINY_AGE, "root": str(assets["data"])},
+        "model": {
+            "backbone": "resnet_tiny",
+            "image_size": 16,
+            "batch_size": 16,
+            "pretrained": {"checkpoint": str(assets["checkpoint"])},
+        },
+        "design": {
+            "factors": {"init": ["checkpoint", "scratch"], "train_fraction": [0.5, 1.0], "epochs": [1]},
+            "tune": {"lr": {"type": "float", "low": 1.0e-3, "high": 0.3, "log": True}},
+            "recipe": {"lr": 0.01},
+            "budget": {"trials_per_cell": 2, "sampler": "tpe"},
+        },
+        "confirm": {"seeds": 2, "configs": ["best"]},
+        "resources": {"cpus_per_trial": 1, "max_concurrent_trials": 2},
+        "failures": {"max_retries": 1},
+        "storage": str(storage),
+        "tracking": {"wandb": {"mode": "disabled"}},
+    }
+    for dotted, value in changes.items():
+        node = spec
+        *parents, last = dotted.split("__")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return spec

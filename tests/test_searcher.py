@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import yaml
+from ray.tune.search import Searcher
+
+from tlsweep.design import plan_tune_trial, recipe_params
+from tlsweep.searcher import PlanSearcher
+from tlsweep.spec import parse_spec
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _spec(trials: int = 3, sampler: str = "tpe"):
+    data = yaml.safe_load((REPO / "sweeps" / "demo.yaml").read_text())
+    data["design"]["budget"].update(trials_per_cell=trials, sampler=sampler)
+    return parse_spec(data)
+
+
+def _drain(searcher: PlanSearcher, *, tell: bool = True) -> list[dict]:
+    configs = []
+    n = 0
+    while True:
+        config = searcher.suggest(f"t{n}")
+        if config == Searcher.FINISHED:
+            return configs
+        configs.append(config)
+        if tell:
+            result = {"final": True, "status": "ok", "objective": 0.1 + 0.01 * n, "val_metric": 0.1}
+            searcher.on_trial_complete(f"t{n}", result)
+        n += 1
+
+
+def test_every_study_gets_exactly_its_budget_with_the_recipe_first() -> None:
+    spec = _spec(trials=3)
+    configs = _drain(PlanSearcher(spec, phase="tune"))
+    per_study = Counter(c["meta"]["study_key"] for c in configs)
+    assert len(per_study) == len(spec.studies()) and set(per_study.values()) == {3}
+    for levels in spec.studies():
+        mine = [c["meta"] for c in configs if c["meta"]["levels"] == levels]
+        assert sorted(m["tune_index"] for m in mine) == [0, 1, 2]
+        recipe = next(m for m in mine if m["tune_index"] == 0)
+        assert recipe["config_kind"] == "recipe" and recipe["params"] == recipe_params(spec, levels)
+    # round-robin: the first len(studies) suggestions cover every study once
+    assert len({c["meta"]["study_key"] for c in configs[: len(spec.studies())]}) == len(spec.studies())
+
+
+def test_each_study_only_learns_from_its_own_trials() -> None:
+    spec = _spec(trials=4)
+    searcher = PlanSearcher(spec, phase="tune")
+    _drain(searcher)
+    for study in searcher._studies.values():
+        assert len(study.study.trials) == 4
+
+
+def test_finished_trials_are_replayed_not_rerun() -> None:
+    spec = _spec(trials=3)
+    done = []
+    for levels in spec.studies()[:2]:
+        for index in (0, 2):
+            planned = plan_tune_trial(spec, levels, index, {"lr": 0.05, "augmentation": "none"})
+            done.append({"trial_id": planned.trial_id, "phase": "tune", "tune_index": index, "status": "ok",
+                         "objective": 0.3, "params_json": json.dumps({"tuned": planned.params, "levels": levels})})  # fmt: skip
+    searcher = PlanSearcher(spec, phase="tune", done=done)
+    assert searcher.remaining() == len(spec.studies()) * 3 - 4
+    configs = _drain(searcher)
+    for levels in spec.studies()[:2]:
+        indices = [c["meta"]["tune_index"] for c in configs if c["meta"]["levels"] == levels]
+        assert indices == [1]
+    study = searcher._studies[configs[0]["meta"]["study_key"]]
+    assert len(study.study.trials) >= 1
+
+
+def test_grid_sampler_covers_the_grid_exactly() -> None:
+    data = yaml.safe_load((REPO / "sweeps" / "demo.yaml").read_text())
+    data["design"]["tune"] = {"augmentation": {"type": "categorical", "choices": ["none", "flip"]},
+                              "lr": {"type": "categorical", "choices": [0.01, 0.1]}}  # fmt: skip
+    data["design"]["budget"].update(trials_per_cell=4, sampler="grid")
+    spec = parse_spec(data)
+    configs = _drain(PlanSearcher(spec, phase="tune"))
+    levels = spec.studies()[0]
+    points = {(c["meta"]["params"]["lr"], c["meta"]["params"]["augmentation"])
+              for c in configs if c["meta"]["levels"] == levels}  # fmt: skip
+    assert points == {(0.01, "none"), (0.01, "flip"), (0.1, "none"), (0.1, "flip")}
+
+
+def test_failed_and_pruned_trials_are_told_to_optuna_as_such() -> None:
+    from optuna.trial import TrialState
+
+    spec = _spec(trials=3)
+    searcher = PlanSearcher(spec, phase="tune")
+    a, b = searcher.suggest("a"), searcher.suggest("b")
+    searcher.on_trial_complete("a", None, error=True)
+    searcher.on_trial_complete("b", {"epoch": 1, "val_metric": 0.2})  # stopped early: no final result
+    states = {t.state for s in searcher._studies.values() for t in s.study.trials}
+    assert states == {TrialState.FAIL, TrialState.PRUNED}
+    assert a["trial"]["seed"] == b["trial"]["seed"]  # tune index 0 of two studies share the replicate seed

@@ -1,0 +1,187 @@
+"""Tiny sweeps on a private local Ray instance: the engine end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from sweep_fixtures import tiny_assets, tiny_spec_dict  # noqa: F401 - fixture
+from tlsweep.design import plan_confirm
+from tlsweep.errors import StoreError
+from tlsweep.schema import EPOCHS_SCHEMA, TRIALS_SCHEMA
+from tlsweep.spec import parse_spec
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=80 * 2**20,
+             log_to_driver=False)  # fmt: skip
+    yield
+    ray.shutdown()
+
+
+def _run(spec, **kwargs):
+    from tlsweep.sweep import run_sweep
+
+    return run_sweep(spec, live=False, report=kwargs.pop("report", False), **kwargs)
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(ray_local, tiny_assets, tmp_path_factory):  # noqa: F811
+    """One tiny sweep with an injected infrastructure fault and a diverging recipe, run to the end."""
+    storage = tmp_path_factory.mktemp("runs")
+    data = tiny_spec_dict(tiny_assets, storage)
+    # the recipe lr diverges: tune index 0 of every study is an outcome "diverged", not a crash
+    data["design"]["tune"]["lr"]["high"] = 1.0e6
+    data["design"]["recipe"]["lr"] = 1.0e5
+    spec = parse_spec(data)
+    fault = {"match": {"phase": "confirm", "replicate": 1, "arm": "scratch"}}
+    outcome = _run(spec, fault=fault)
+    return spec, storage / "tiny", outcome
+
+
+def test_trial_counts_match_the_design_and_budgets_are_equal(finished_sweep) -> None:
+    spec, results, outcome = finished_sweep
+    trials = pq.read_table(results / "trials.parquet").to_pylist()
+    assert not outcome.interrupted
+    tune = [r for r in trials if r["phase"] == "tune"]
+    confirm = [r for r in trials if r["phase"] == "confirm"]
+    assert len(tune) == spec.trial_counts()["tune"] and len(confirm) == spec.trial_counts()["confirm"]
+    per_study = Counter((r["cell_id"], r["arm"]) for r in tune)
+    assert set(per_study.values()) == {spec.design.budget.trials_per_cell}
+    assert len({r["trial_id"] for r in trials}) == len(trials)
+
+
+def test_parquet_files_have_the_declared_schema_and_metadata(finished_sweep) -> None:
+    spec, results, _ = finished_sweep
+    trials = pq.read_table(results / "trials.parquet")
+    epochs = pq.read_table(results / "epochs.parquet")
+    assert trials.schema.remove_metadata() == TRIALS_SCHEMA
+    assert epochs.schema.remove_metadata() == EPOCHS_SCHEMA
+    meta = {k.decode(): v.decode() for k, v in trials.schema.metadata.items()}
+    assert meta["spec_hash"] == spec.result_hash() and "version.torch" in meta and "version.ray" in meta
+    resolved = yaml.safe_load((results / "spec.resolved.yaml").read_text())
+    assert resolved["tlsweep"]["spec_hash"] == spec.result_hash() and resolved["name"] == "tiny"
+    ok = [r for r in trials.to_pylist() if r["status"] == "ok"]
+    rows_per_trial = Counter(r["trial_id"] for r in epochs.to_pylist())
+    assert all(rows_per_trial[r["trial_id"]] == r["epochs_run"] for r in ok)
+
+
+def test_same_seed_gives_the_same_subset_in_every_arm(finished_sweep) -> None:
+    _, results, _ = finished_sweep
+    rows = [r for r in pq.read_table(results / "trials.parquet").to_pylist() if r["subset_hash"]]
+    by_key: dict = {}
+    for r in rows:
+        by_key.setdefault((r["cell_id"], r["seed"]), set()).add(r["subset_hash"])
+    assert by_key and all(len(hashes) == 1 for hashes in by_key.values())
+    fractions = {r["train_fraction"]: r["n_train"] for r in rows}
+    assert fractions[0.5] < fractions[1.0]
+
+
+def test_diverging_lr_is_an_outcome_and_failures_are_retried_then_recorded(finished_sweep) -> None:
+    _, results, _ = finished_sweep
+    rows = pq.read_table(results / "trials.parquet").to_pylist()
+    recipe = [r for r in rows if r["phase"] == "tune" and r["tune_index"] == 0]
+    assert {r["status"] for r in recipe} == {"diverged"}
+    assert all(r["best_val_acc"] == pytest.approx(r["chance"]) for r in recipe)
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert failed and all(r["phase"] == "confirm" and r["arm"] == "scratch" and r["replicate"] == 1 for r in failed)
+    assert all(r["attempts"] == 2 and "injected fault" in (r["error"] or "") for r in failed), [
+        (r["attempts"], r["error"]) for r in failed
+    ]
+    assert all(r["test_acc"] is not None for r in rows if r["phase"] == "confirm" and r["status"] == "ok")
+    assert all(r["test_acc"] is None for r in rows if r["phase"] == "tune")
+
+
+def test_confirm_phase_reruns_the_selected_configs_with_fresh_paired_seeds(finished_sweep) -> None:
+    spec, results, _ = finished_sweep
+    rows = pq.read_table(results / "trials.parquet").to_pylist()
+    expected, skipped = plan_confirm(spec, [r for r in rows if r["phase"] == "tune"])
+    assert not skipped
+    assert {p.trial_id for p in expected} == {r["trial_id"] for r in rows if r["phase"] == "confirm"}
+
+
+def test_rerun_resumes_without_running_or_duplicating_anything(finished_sweep) -> None:
+    spec, results, _ = finished_sweep
+    before = pq.read_table(results / "trials.parquet").to_pylist()
+    outcome = _run(spec, storage=str(results.parent))
+    after = pq.read_table(results / "trials.parquet").to_pylist()
+    assert outcome.trials_recorded == 0
+    assert sorted(r["trial_id"] for r in after) == sorted(r["trial_id"] for r in before)
+
+
+def test_status_command_reads_the_results_directory(finished_sweep) -> None:
+    from tlsweep.cli import cli
+
+    spec, results, _ = finished_sweep
+    result = CliRunner().invoke(cli, ["status", str(results)])
+    assert result.exit_code == 0, result.output
+    assert "not running" in result.output and f"{spec.design.budget.trials_per_cell}/{spec.design.budget.trials_per_cell}" in result.output
+
+
+def test_a_changed_spec_is_refused_and_new_keeps_the_old_results(finished_sweep, tiny_assets, tmp_path) -> None:  # noqa: F811
+    from tlsweep.store import ResultsStore
+    from tlsweep.sweep import check_resume
+
+    spec, results, _ = finished_sweep
+    data = json.loads(json.dumps(spec.resolved()))
+    data["confirm"]["seeds"] = 3
+    changed = parse_spec(data)
+    with pytest.raises(StoreError, match=r"confirm\.seeds: 2 → 3"):
+        check_resume(changed, ResultsStore(results), new=False)
+    copy = tmp_path / "tiny"
+    subprocess.run(["cp", "-r", str(results), str(copy)], check=True)
+    check_resume(changed, ResultsStore(copy), new=True)
+    assert not copy.exists() and len(list(tmp_path.glob("tiny.replaced-*"))) == 1
+
+
+def test_a_driver_killed_with_sigkill_resumes_to_exactly_the_planned_trials(tiny_assets, tmp_path) -> None:  # noqa: F811
+    spec_dict = tiny_spec_dict(tiny_assets, tmp_path / "runs", name="killed")
+    spec_dict["design"]["factors"]["epochs"] = [2]
+    spec_dict["design"]["early_stopping"] = {"type": "asha", "grace_period": 1, "reduction_factor": 2}
+    path = tmp_path / "killed.yaml"
+    path.write_text(yaml.safe_dump(spec_dict))
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    command = [sys.executable, "-m", "tlsweep", "run", str(path), "--num-cpus", "2", "--no-report"]
+    trials_file = tmp_path / "runs" / "killed" / "trials.parquet"
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if trials_file.exists() and pq.read_table(trials_file).num_rows >= 3:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the sweep finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    subprocess.run(["ray", "stop", "--force"], capture_output=True) if False else None
+    killed_rows = pq.read_table(trials_file).num_rows
+    assert 3 <= killed_rows < 16
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = pq.read_table(trials_file).to_pylist()
+    spec = parse_spec(spec_dict)
+    tune = [r for r in rows if r["phase"] == "tune"]
+    assert len(rows) == len({r["trial_id"] for r in rows})
+    per_study = Counter((r["cell_id"], r["arm"]) for r in tune)
+    assert set(per_study.values()) == {2} and len(per_study) == len(spec.studies())
+    for key in per_study:
+        assert sorted(r["tune_index"] for r in tune if (r["cell_id"], r["arm"]) == key) == [0, 1]
+    expected, _ = plan_confirm(spec, tune)
+    assert {p.trial_id for p in expected} == {r["trial_id"] for r in rows if r["phase"] == "confirm"}
+    assert {r["status"] for r in tune} <= {"ok", "pruned", "diverged"}
