@@ -64,6 +64,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes of the baseline")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads of the main process (DataLoader workers always use 1)")
     args = parser.parse_args()
 
     from tlsweep.data.augment import TensorAugment
@@ -72,7 +74,7 @@ def main() -> None:
     from tlsweep.data.loading import load_dataset
     from tlsweep.data.synth import generate_dataset
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     scratch = Path(tempfile.mkdtemp(prefix="tlsweep-bench-"))
     try:
         root = args.root
@@ -112,7 +114,7 @@ def main() -> None:
         base_rate, ours_rate = base_n / base_time, ours_n / ours_time
         n_total = len(data.train) + len(data.val) + len(data.test)
         print(f"train split: {len(data.train)} images, {args.image_size}x{args.image_size}, batch {args.batch_size}, "
-              f"{args.epochs} epochs each")
+              f"{args.epochs} epochs each, torch threads {args.threads}")
         print(f"(a) PIL + torchvision.transforms DataLoader, num_workers={args.workers}: "
               f"{base_rate:9.0f} images/s ({base_time:.2f} s)")
         print(f"(b) tlsweep cache + iterate_batches + TensorAugment('flip'):       "

@@ -44,7 +44,8 @@ def test_report_files_are_written_and_self_contained(demo: tuple[Path, ReportRes
         assert result.figures[name].stat().st_size > 10_000
     markdown = result.markdown_path.read_text()
     for heading in ("## Verdict", "(B) Equal tuning budget", "(A) Fixed recipe", "## The whole design",
-                    "## Seeds and power", "## Tuning fairness", "## Attrition", "## What could not be computed"):
+                    "## Seeds and power", "## Tuning fairness", "## Attrition",
+                    "## Caveats and what could not be computed"):
         assert heading in markdown
 
 
@@ -170,6 +171,23 @@ def test_nan_and_failed_runs_fall_back_to_unpaired(tmp_path: Path) -> None:
     assert failed["missing metric"].sum() == 4
 
 
+def test_declared_metric_direction_and_correction_are_used(tmp_path: Path) -> None:
+    hypothesis = {"metric": "test_balanced_acc", "compare": {"init": ["checkpoint", "scratch"]},
+                  "direction": "two-sided", "alpha": 0.01, "correction": "bonferroni", "equivalence_margin": 0.05}
+    root = simulate_results(tmp_path / "r", train_fractions=(0.1, 1.0), epochs=(2,), seeds=9, hypothesis=hypothesis)
+    result, markdown = _build(root)
+    trials = pq.read_table(root / "trials.parquet").to_pandas()
+    rows = trials[(trials["phase"] == "confirm") & (trials["config_kind"] == "best")
+                  & (trials["cell_id"] == "train_fraction=0.1|epochs=2")]
+    a = rows[rows["arm"] == "checkpoint"].sort_values("seed")["test_balanced_acc"].to_numpy()
+    b = rows[rows["arm"] == "scratch"].sort_values("seed")["test_balanced_acc"].to_numpy()
+    row = result.cell_table.set_index("cell_id").loc["train_fraction=0.1|epochs=2"]
+    assert row["p_value"] == pytest.approx(scipy.stats.ttest_rel(a, b).pvalue)
+    assert row["p_adjusted"] == pytest.approx(min(1.0, 2 * row["p_value"]))
+    assert result.cell_table.set_index("epochs").loc[2, "verdict"].tolist() == ["supported", "equivalent"]
+    assert "Bonferroni over the primary family of 2 cell(s)" in markdown and "±5 points" in markdown
+
+
 def test_insufficient_replicates_replace_p_values(tmp_path: Path) -> None:
     result, markdown = _build(simulate_results(tmp_path / "r", seeds=5))
     assert (result.cell_table["reason"] == "insufficient replicates (need 7)").all()
@@ -218,7 +236,8 @@ def test_report_imports_neither_torch_nor_ray(tmp_path: Path, entry: str) -> Non
     code = ("import sys; from pathlib import Path\n" + call +
             "\nheavy = sorted(m for m in ('torch', 'ray', 'torchvision') if m in sys.modules)"
             "\nassert not heavy, heavy"
-            "\nassert 'matplotlib.pyplot' not in sys.modules or sys.modules['matplotlib'].get_backend().lower() == 'agg'")
+            "\nassert 'matplotlib.pyplot' not in sys.modules"
+            " or sys.modules['matplotlib'].get_backend().lower() == 'agg'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr[-2000:]

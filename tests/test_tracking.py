@@ -140,6 +140,13 @@ def test_flatten_config_keeps_scalars_and_dots_nested_keys() -> None:
     assert type(flat["n"]) is int
 
 
+def test_wandb_run_id_is_the_trial_id_without_reserved_characters() -> None:
+    from tlsweep.tracking.tracker import wandb_run_id
+
+    assert wandb_run_id("3f9a0c1d2e") == "3f9a0c1d2e"
+    assert wandb_run_id("tune:cell/1 #2") == "tune-cell-1--2"
+
+
 @pytest.mark.parametrize(
     ("spec_mode", "env_mode", "override", "has_key", "expected"),
     [

@@ -13,7 +13,7 @@ import torch
 
 from tlsweep.config import TrialConfig
 from tlsweep.data.types import DatasetTensors, SplitTensors
-from tlsweep.errors import StoreError
+from tlsweep.errors import SpecError, StoreError
 from tlsweep.models import backbone_state_dict, create_model
 from tlsweep.schedules import Schedule, build_optimizer, build_scheduler, schedule_for
 from tlsweep.train import derive_streams, pretrain, resolve_device, run_trial, use_amp
@@ -179,3 +179,19 @@ def test_pretrain_saves_a_body_checkpoint_usable_as_init(data: DatasetTensors, t
     assert not any(key.startswith("fc.") for key in saved["backbone"])
     model = create_model("resnet_tiny", 4, init=f"checkpoint:{out}")
     assert torch.equal(model.conv1.weight, saved["backbone"]["conv1.weight"])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"epochs": 0}, "epochs must be an integer >= 1, got 0"),
+        ({"train_fraction": 1.5}, r"train_fraction must be in \(0, 1\], got 1.5"),
+        ({"augmentation": "mixup"}, "augmentation must be one of none, flip, flip_color, trivial"),
+        ({"warmup_epochs": 5.0}, r"warmup_epochs must be in \[0, epochs\], got 5.0"),
+        ({"init": "imagenet1k"}, "'imagenet1k' is not understood"),
+        ({"freeze_depth": 9}, "freeze_depth must be an integer in 0..5"),
+    ],
+)
+def test_invalid_settings_are_named_before_training(data: DatasetTensors, change: dict, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        run_trial(FAST.replace(**change), data)

@@ -101,7 +101,7 @@ def backbone_info(name: str) -> dict[str, Any]:
 
 @register_backbone("resnet", torchvision_name="resnet18")
 def resnet18(num_classes: int) -> nn.Module:
-    """ResNet-18 (torchvision), 224 px ImageNet stem."""
+    """torchvision ResNet-18."""
     from torchvision import models
 
     return models.resnet18(weights=None, num_classes=num_classes)
@@ -109,7 +109,7 @@ def resnet18(num_classes: int) -> nn.Module:
 
 @register_backbone("resnet", torchvision_name="resnet34")
 def resnet34(num_classes: int) -> nn.Module:
-    """ResNet-34 (torchvision), 224 px ImageNet stem."""
+    """torchvision ResNet-34."""
     from torchvision import models
 
     return models.resnet34(weights=None, num_classes=num_classes)
@@ -117,7 +117,7 @@ def resnet34(num_classes: int) -> nn.Module:
 
 @register_backbone("resnet", torchvision_name="resnet50")
 def resnet50(num_classes: int) -> nn.Module:
-    """ResNet-50 (torchvision), 224 px ImageNet stem."""
+    """torchvision ResNet-50."""
     from torchvision import models
 
     return models.resnet50(weights=None, num_classes=num_classes)
@@ -125,7 +125,7 @@ def resnet50(num_classes: int) -> nn.Module:
 
 @register_backbone("resnet", torchvision_name="resnet101")
 def resnet101(num_classes: int) -> nn.Module:
-    """ResNet-101 (torchvision), 224 px ImageNet stem."""
+    """torchvision ResNet-101."""
     from torchvision import models
 
     return models.resnet101(weights=None, num_classes=num_classes)
@@ -133,7 +133,7 @@ def resnet101(num_classes: int) -> nn.Module:
 
 @register_backbone("vgg", torchvision_name="vgg16_bn")
 def vgg16_bn(num_classes: int) -> nn.Module:
-    """VGG-16 with batch norm (torchvision)."""
+    """torchvision VGG-16 with batch norm."""
     from torchvision import models
 
     return models.vgg16_bn(weights=None, num_classes=num_classes)
@@ -185,7 +185,7 @@ class TinyResNet(nn.Module):
 
 @register_backbone("resnet")
 def resnet_tiny(num_classes: int) -> nn.Module:
-    """Narrow ResNet (widths 16-128, 1 block per stage, small-image stem) for CPU demos and tests."""
+    """Narrow ResNet for small images on CPU (widths 16-128, 1 block per stage)."""
     return TinyResNet(num_classes, width=16)
 
 

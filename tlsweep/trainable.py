@@ -82,10 +82,16 @@ def _local_init(init: str, payload: dict[str, Any]) -> str:
     return f"checkpoint:{path}"
 
 
-def _maybe_fail(meta: dict[str, Any], fault: dict[str, Any] | None) -> None:
-    """Test hook: raise in trials whose meta matches ``fault['match']`` (infrastructure failure simulation)."""
-    if fault and all(meta.get(k) == v for k, v in fault.get("match", {}).items()):
-        raise RuntimeError(f"injected fault in trial {meta['trial_id']}")
+def _maybe_fail(meta: dict[str, Any], fault: dict[str, Any] | None, *, epoch: int, resumed: bool) -> None:
+    """Test hook simulating an infrastructure failure in trials whose meta matches ``fault['match']``.
+
+    ``after_epoch`` (default 0: before training) picks the moment; ``first_attempt_only`` spares retries, which
+    then continue from the checkpoint of that epoch.
+    """
+    if not fault or not all(meta.get(k) == v for k, v in fault.get("match", {}).items()):
+        return
+    if epoch == int(fault.get("after_epoch", 0)) and not (resumed and fault.get("first_attempt_only")):
+        raise RuntimeError(f"injected fault in trial {meta['trial_id']} after epoch {epoch}")
 
 
 def sweep_trainable(config: dict[str, Any], payload: dict[str, Any]) -> None:
@@ -99,7 +105,7 @@ def sweep_trainable(config: dict[str, Any], payload: dict[str, Any]) -> None:
     trial = TrialConfig.from_dict(config["trial"])
     trial = trial.replace(init=_local_init(trial.init, payload))
     data = _dataset(payload)
-    _maybe_fail(meta, payload.get("fault"))
+    fault = payload.get("fault")
     metric = "val_acc" if config["objective_metric"] == "val_acc" else "val_loss"
     node_id = ray.get_runtime_context().get_node_id()
 
@@ -108,12 +114,14 @@ def sweep_trainable(config: dict[str, Any], payload: dict[str, Any]) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             resume_state = torch.load(Path(directory) / "state.pt", map_location="cpu", weights_only=False)
+    _maybe_fail(meta, fault, epoch=0, resumed=resume_state is not None)
 
     def report(epoch_metrics: dict[str, float], get_state: Any) -> None:
         metrics = {**epoch_metrics, "val_metric": epoch_metrics[metric], "node_id": node_id}
         with tempfile.TemporaryDirectory() as directory:
             torch.save(get_state(), Path(directory) / "state.pt")
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+        _maybe_fail(meta, fault, epoch=int(epoch_metrics["epoch"]), resumed=resume_state is not None)
 
     result = run_trial(trial, data, report=report, resume_state=resume_state)
     final = result.to_dict()

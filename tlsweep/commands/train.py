@@ -145,6 +145,9 @@ def resolve_run_settings(
         settings.update(from_yaml)
     settings.update({k: v for k, v in flags.items() if v is not None})
     config = TrialConfig.from_dict(settings)
+    from tlsweep.train import check_config
+
+    check_config(config)
     if dataset_root is not None and synthetic is not None:
         raise click.UsageError("use just one of --dataset-root and --synthetic")
     if dataset_root is not None:
@@ -275,8 +278,9 @@ def _label_index(value: str, class_names: list[str]) -> int | None:
 
 
 def prediction_inputs(images: Path | None, csv_file: Path | None, path_column: str | None,
-                      label_column: str | None, class_names: list[str]) -> list[tuple[str, Path, int | None]]:
-    """(name as written, file, known label index or None) for every image to predict."""
+                      label_column: str | None, class_names: list[str], image_dir: Path | None = None,
+                      ) -> list[tuple[str, Path, str | None, int | None]]:
+    """(name as written, file, label as written or None, label's class index or None) for every image."""
     if (images is None) == (csv_file is None):
         raise click.UsageError("give exactly one of --images DIR and --csv FILE")
     if images is not None:
@@ -286,8 +290,8 @@ def prediction_inputs(images: Path | None, csv_file: Path | None, path_column: s
         rows = []
         for file in files:
             relative = file.relative_to(images)
-            label = class_names.index(relative.parts[0]) if len(relative.parts) > 1 and relative.parts[0] in class_names else None
-            rows.append((str(relative), file, label))
+            folder = relative.parts[0] if len(relative.parts) > 1 else None
+            rows.append((str(relative), file, folder, _label_index(folder, class_names) if folder else None))
         return rows
     assert csv_file is not None
     with csv_file.open(newline="", encoding="utf-8") as stream:
@@ -303,11 +307,12 @@ def prediction_inputs(images: Path | None, csv_file: Path | None, path_column: s
         rows = []
         for line, record in enumerate(reader, start=2):
             raw = record[path_column]
-            file = Path(raw) if Path(raw).is_absolute() else csv_file.parent / raw
+            file = Path(raw) if Path(raw).is_absolute() else (image_dir or csv_file.parent) / raw
             if not file.is_file():
-                raise DataError(f"{csv_file} line {line}: image {raw!r} not found (looked at {file})")
-            label = _label_index(record[label_column], class_names) if label_column else None
-            rows.append((raw, file, label))
+                raise DataError(f"{csv_file} line {line}: image {raw!r} not found (looked at {file}); "
+                                "set the folder relative paths start from with --image-dir")
+            label = record[label_column] if label_column else None
+            rows.append((raw, file, label, _label_index(label, class_names) if label is not None else None))
     return rows
 
 
@@ -318,14 +323,16 @@ def prediction_inputs(images: Path | None, csv_file: Path | None, path_column: s
               help="Predict every image under DIR; DIR/<class name>/... gives the label.")
 @click.option("--csv", "csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Predict the images listed in a CSV (paths relative to the CSV's folder).")
+@click.option("--image-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Folder the CSV's relative paths start from [default: the CSV's folder].")
 @click.option("--path-column", default=None, help="CSV column with the image path [default: the first column].")
 @click.option("--label-column", default=None, help="CSV column with the label (class name or index) [default: label].")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("predictions.csv"),
               show_default=True, help="Output CSV.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu | cuda | cuda:N.")
-def predict(checkpoint: Path, images: Path | None, csv_file: Path | None, path_column: str | None,
-            label_column: str | None, out: Path, batch_size: int, device: str) -> None:
+def predict(checkpoint: Path, images: Path | None, csv_file: Path | None, image_dir: Path | None,
+            path_column: str | None, label_column: str | None, out: Path, batch_size: int, device: str) -> None:
     """Predict classes with a trained model; write file, predicted_class, class_name, confidence(, label)."""
     import numpy as np
     import torch
@@ -334,29 +341,28 @@ def predict(checkpoint: Path, images: Path | None, csv_file: Path | None, path_c
     from tlsweep.predict import load_trained_model, predict_images
 
     trained = load_trained_model(checkpoint)
-    rows = prediction_inputs(images, csv_file, path_column, label_column, trained.class_names)
+    rows = prediction_inputs(images, csv_file, path_column, label_column, trained.class_names, image_dir)
     decoded = []
-    for name, file, _ in rows:
+    for name, file, _, _ in rows:
         try:
             decoded.append(_decode(str(file), trained.image_size))
         except Exception as exc:
             raise DataError(f"cannot decode image {file}: {exc}") from exc
     tensor = torch.from_numpy(np.stack(decoded))
     predicted, confidence = predict_images(trained.model, tensor, batch_size=batch_size, device=device)
-    with_label = any(label is not None for _, _, label in rows)
+    with_label = any(label is not None for _, _, label, _ in rows)
     out.parent.mkdir(parents=True, exist_ok=True)
+    correct = labelled = 0
     with out.open("w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream)
         writer.writerow(["file", "predicted_class", "class_name", "confidence"] + (["label", "correct"] if with_label else []))
-        correct = 0
-        for (name, _, label), cls, conf in zip(rows, predicted, confidence):
+        for (name, _, label, index), cls, conf in zip(rows, predicted, confidence):
             row: list[Any] = [name, int(cls), trained.class_names[int(cls)], f"{conf:.6f}"]
-            if with_label:
-                known = label is not None
-                row += [trained.class_names[label] if known else "", (int(cls) == label) if known else ""]
-                correct += int(known and int(cls) == label)
+            if with_label:  # "correct" only where the label names one of the model's classes
+                row += [label if label is not None else "", "" if index is None else int(cls) == index]
+                labelled += index is not None
+                correct += index is not None and int(cls) == index
             writer.writerow(row)
-    labelled = sum(label is not None for _, _, label in rows)
     summary = f"; accuracy on {labelled} labelled images {correct / labelled:.4f}" if labelled else ""
     click.echo(f"wrote {len(rows)} predictions to {out}{summary}")
 

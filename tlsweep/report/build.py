@@ -123,6 +123,10 @@ def _family_section(title: str, family: Family, table: pd.DataFrame, results: Re
     lines += ["", markdown_table(family_display(table, results)), ""]
     lines += [f"- **{cell_verdict(c, results, family).label}** — {cell_verdict(c, results, family).sentence}"
               for c in family.cells]
+    unpaired = [f"{describe_cell(c.levels)} ({c.contrast.design})" for c in family.cells
+                if c.contrast.computable and not c.contrast.paired]
+    if unpaired:
+        lines += ["", "Unpaired fallback: " + "; ".join(unpaired) + "."]
     robust = adjust_pvalues([float(c.contrast.robustness.pvalue) for c in family.cells], family.correction)
     disagreements = [describe_cell(c.levels) for c, p in zip(family.cells, robust)
                      if c.decision.significant and not p <= results.hypothesis.alpha]
@@ -185,7 +189,7 @@ def _markdown(results: Results, analysis: Analysis, out: Path, figures: dict[str
               "statistics; failed runs are excluded.", "", attrition, ""]
     if figures:
         lines += ["## Figures", "", figures_markdown(figures, out), ""]
-    lines += ["## What could not be computed", ""]
+    lines += ["## Caveats and what could not be computed", ""]
     lines += [f"- {note}" for note in notes] if notes else ["Everything was computed."]
     sided = "two-sided" if hyp.direction == "two-sided" else "one-sided"
     lines += ["", "## Methods", "", METHODS.format(treated=hyp.treated, baseline=hyp.baseline, sided=sided), ""]

@@ -153,7 +153,8 @@ def difference_heatmap(results: Results, family: Family | None, path: Path) -> P
     for ax, combo in zip(axes[0], combos):
         grid = np.full((len(epochs_levels), len(fractions)), np.nan)
         for cell in family.cells:
-            if not _matches(cell.levels, combo):
+            if not _matches(cell.levels, combo) or cell.levels.get("epochs") not in epochs_levels \
+                    or cell.levels.get("train_fraction") not in fractions:
                 continue
             r = epochs_levels.index(cell.levels.get("epochs"))
             c = fractions.index(cell.levels.get("train_fraction"))

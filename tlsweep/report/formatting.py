@@ -27,6 +27,7 @@ def p_text(p: float) -> str:
 def fmt_num(x: float, digits: int = 1, signed: bool = False) -> str:
     if x is None or not math.isfinite(x):
         return "∞" if x is not None and x == math.inf else ("−∞" if x == -math.inf else "–")
+    x = round(x, digits) + 0.0  # no "-0.0"
     return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
 
 

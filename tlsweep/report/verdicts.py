@@ -64,15 +64,18 @@ def overall_verdict(family: Family | None, results: Results) -> Verdict:
     labels = [cell.decision.label for cell in family.cells]
     m = len(labels)
     counts = {label: labels.count(label) for label in ("supported", "equivalent", "not supported", "inconclusive")}
-    tally = (f"supported in {counts['supported']} of {m} cell(s), equivalent in {counts['equivalent']}, "
+    tally = (f"supported in {counts['supported']} of {m} cell(s), equivalent (caught up) in {counts['equivalent']}, "
              f"not supported in {counts['not supported']}, inconclusive in {counts['inconclusive']}")
+    short = [c for c in family.cells if c.decision.reason.startswith("insufficient replicates")]
+    if short:
+        need = max(c.contrast.needed_replicates for c in short)
+        tally += f"; {len(short)} cell(s) have too few replicates to be tested (need {need} seeds)"
     claim = f"{hyp.treated} {'>' if hyp.direction == 'greater' else '<' if hyp.direction == 'less' else '≠'} " \
             f"{hyp.baseline} on {hyp.metric}"
     setting = f"alpha {fmt_level(hyp.alpha)}, {CORRECTION_NAMES[family.correction]} over {m} cell(s)"
     if counts["supported"]:
         where = "; ".join(describe_cell(c.levels) for c in family.cells if c.decision.label == "supported")
-        return Verdict("supported", f"The hypothesis ({claim}) is supported where tested significant ({where}): "
-                                    f"{tally} ({setting}).")
+        return Verdict("supported", f"The hypothesis ({claim}) is supported at {where} — {tally} ({setting}).")
     if counts["not supported"]:
         return Verdict("not supported", f"The hypothesis ({claim}) is not supported: {tally} ({setting}).")
     if counts["equivalent"] == m:

@@ -80,15 +80,20 @@ def fit_design_model(frame: pd.DataFrame, *, logit: bool, points_per_unit: float
     result, method = None, ""
     if n_seeds >= 3:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
                 fit = smf.mixedlm(formula, data, groups=data["seed"]).fit(reml=True)
+            seed_var = float(np.asarray(fit.cov_re)[0, 0])
             if not fit.converged or not np.all(np.isfinite(fit.bse.reindex(fit.fe_params.index))):
-                raise ValueError("did not converge")
+                raise ValueError("the fit did not converge")
+            if not seed_var > 1e-8 * max(float(fit.scale), 1e-12):
+                raise ValueError("the seed variance is estimated at 0 (singular fit)")
             result, method = fit, "mixedlm (seed random intercept)"
+            if any("boundary" in str(w.message) for w in caught):
+                notes.append(f"statsmodels warns the seed variance ({seed_var:.3g}) may be near the boundary; "
+                             "the mixed-model estimates are kept")
         except Exception as exc:  # noqa: BLE001 — any failure of the mixed model means: use the fallback
-            notes.append(f"the mixed model failed ({type(exc).__name__}: {str(exc)[:80]}); used OLS with seed "
-                         "fixed effects instead")
+            notes.append(f"the mixed model failed ({str(exc)[:90]}); used OLS with seed fixed effects instead")
     else:
         notes.append(f"only {n_seeds} seed(s): a seed random effect cannot be estimated; used OLS")
     if result is None:

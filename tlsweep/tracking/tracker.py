@@ -115,6 +115,15 @@ def _numeric_metrics(metrics: Mapping[str, object]) -> dict[str, float]:
     return out
 
 
+_RESERVED_IN_RUN_IDS = ":;,#?/'"
+
+
+def wandb_run_id(trial_id: str) -> str:
+    """The W&B run id of a trial: the trial id, with the characters W&B reserves (``:;,#?/'``) and whitespace
+    replaced by ``-`` (deterministic, so a resumed trial finds its run again)."""
+    return "".join("-" if char in _RESERVED_IN_RUN_IDS or char.isspace() else char for char in trial_id.strip())
+
+
 def sync_command_for(results_dir: Path) -> str:
     """``wandb sync <results_dir>/wandb``: uploads every not-yet-synced offline run in that directory."""
     return f"wandb sync {shlex.quote(str(Path(results_dir).absolute() / 'wandb'))}"
@@ -157,6 +166,27 @@ class ModeState:
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
+        self.server_answered = False  # probed once; later online inits skip the probe
+        if mode == "offline":
+            quiet_wandb_analytics()
+
+    def go_offline(self) -> None:
+        self.mode = "offline"
+        quiet_wandb_analytics()
+
+
+def quiet_wandb_analytics() -> None:
+    """Stop wandb's own usage analytics (OpenTelemetry export to the W&B server) for this process.
+
+    wandb skips them for offline runs only when the whole process is offline; a sweep that is offline through
+    tlsweep's settings (or after an unreachable server) otherwise blocks at exit for ~10 s per export attempt.
+    """
+    try:
+        from wandb.analytics.opentelemetry import opentelemetry_proxy
+
+        opentelemetry_proxy.disable()
+    except Exception:  # noqa: BLE001, S110 - wandb internals moved: nothing to quiet
+        pass
 
 
 def wandb_base_url() -> str:
@@ -226,13 +256,14 @@ def init_run(
     )
     if state.mode == "online":
         base_url = wandb_base_url()
-        reason = unreachable_reason(base_url, settings.init_timeout_s)
+        reason = None if state.server_answered else unreachable_reason(base_url, settings.init_timeout_s)
+        state.server_answered = reason is None
         if reason is None:
             try:
                 return wandb.init(mode="online", **common)
             except Exception as exc:  # noqa: BLE001 - any failure to reach W&B means offline
                 reason = f"{type(exc).__name__}: {_first_line(exc)}"
-        state.mode = "offline"
+        state.go_offline()
         warn(
             "degraded",
             "W&B: the server at %s cannot be used within %.0f s (%s); logging offline to %s instead. "
@@ -314,6 +345,8 @@ class WandbTracker(Tracker):
             self._closed = True
             self._stop.set()
             self._thread.join(timeout)
+            if self._dropped:
+                _log.warning("W&B mirror: %d events were dropped while W&B was slow", self._dropped)
             if self._thread.is_alive():
                 self._warn(
                     "close-timeout",
@@ -386,7 +419,7 @@ class WandbTracker(Tracker):
                 state=self._state,
                 results_dir=self._results_dir,
                 warn=self._warn,
-                id=trial_id,
+                id=wandb_run_id(trial_id),
                 name=name,
                 group=self._sweep_name,
                 job_type=job_type,

@@ -1,0 +1,120 @@
+"""Multi-node behaviour on one machine: a head that runs no trials and two workers with fake GPUs."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pyarrow.parquet as pq
+import pytest
+from sweep_fixtures import tiny_assets, tiny_spec_dict  # noqa: F401 - fixture
+
+from tlsweep.design import plan_confirm
+from tlsweep.spec import parse_spec
+
+pytestmark = pytest.mark.ray
+MB = 2**20
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    import ray
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 0,
+            "include_dashboard": False,
+            "object_store_memory": 80 * MB,
+            "_system_config": {"health_check_initial_delay_ms": 0, "health_check_period_ms": 1000,
+                               "health_check_failure_threshold": 5},  # fmt: skip
+        },
+    )
+    workers = [c.add_node(num_cpus=2, num_gpus=1, object_store_memory=80 * MB) for _ in range(2)]
+    c.wait_for_nodes()
+    ray.init(address=c.address, log_to_driver=False)
+    yield c, workers
+    ray.shutdown()
+    c.shutdown()
+
+
+def _spec(assets, storage, name):
+    data = tiny_spec_dict(assets, storage, name=name)
+    data["design"]["factors"]["epochs"] = [3]
+    data["resources"] = {"cpus_per_trial": 1, "gpus_per_trial": 0.5, "max_concurrent_trials": 4}
+    data["failures"] = {"max_retries": 2}
+    return parse_spec(data)
+
+
+def _max_overlap(rows) -> int:
+    events = []
+    for r in rows:
+        end = r["finished_at"].timestamp()
+        events += [(end - r["wall_time_s"], 1), (end, -1)]
+    level = peak = 0
+    for _, step in sorted(events):
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
+def test_trials_spread_over_workers_pack_fractional_gpus_and_resume_from_checkpoints(
+    cluster, tiny_assets, tmp_path  # noqa: F811
+) -> None:
+    from tlsweep.config import TrialConfig
+    from tlsweep.data.loading import load_dataset
+    from tlsweep.sweep import run_sweep
+    from tlsweep.train import run_trial
+
+    spec = _spec(tiny_assets, tmp_path, "cluster")
+    fault = {"match": {"phase": "confirm", "replicate": 0, "arm": "checkpoint"}, "after_epoch": 2,
+             "first_attempt_only": True}  # fmt: skip
+    outcome = run_sweep(spec, live=False, report=False, fault=fault)
+    rows = pq.read_table(tmp_path / "cluster" / "trials.parquet").to_pylist()
+    assert not outcome.interrupted and len(rows) == sum(spec.trial_counts().values())
+    head_id = cluster[0].head_node.node_id
+    nodes = {r["node_id"] for r in rows}
+    assert len(nodes) == 2 and head_id not in nodes  # both workers, never the CPU-less head
+    assert _max_overlap(rows) > 2  # more trials at once than GPUs: 0.5 GPU each packs two per GPU
+    retried = [r for r in rows if r["attempts"] > 1]
+    assert retried and all(r["status"] == "ok" for r in retried)
+    # a retried trial continued from its epoch-2 checkpoint; its result equals an uninterrupted run's
+    import json
+
+    data = load_dataset(spec.dataset, image_size=spec.model.image_size)
+    for row in retried:
+        config = TrialConfig.from_dict(json.loads(row["params_json"])["config"]).replace(num_threads=1)
+        fresh = run_trial(config, data)
+        assert (fresh.best_val_acc, fresh.test_acc, fresh.best_epoch) == (
+            row["best_val_acc"], row["test_acc"], row["best_epoch"])  # fmt: skip
+
+
+def test_a_lost_worker_node_costs_retries_not_trials(cluster, tiny_assets, tmp_path) -> None:  # noqa: F811
+    from tlsweep.sweep import run_sweep
+
+    c, workers = cluster
+    spec = _spec(tiny_assets, tmp_path, "nodeloss")
+    trials_file = tmp_path / "nodeloss" / "trials.parquet"
+
+    def kill_a_worker() -> None:
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            if trials_file.exists() and pq.read_table(trials_file).num_rows >= 2:
+                c.remove_node(workers[1], allow_graceful=False)
+                return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_a_worker, daemon=True)
+    killer.start()
+    outcome = run_sweep(spec, live=False, report=False)
+    killer.join(timeout=5)
+    rows = pq.read_table(trials_file).to_pylist()
+    assert not outcome.interrupted
+    assert {r["status"] for r in rows} <= {"ok", "diverged"}  # nothing lost to the node
+    tune = [r for r in rows if r["phase"] == "tune"]
+    assert len(tune) == spec.trial_counts()["tune"]
+    expected, _ = plan_confirm(spec, tune)
+    assert {p.trial_id for p in expected} == {r["trial_id"] for r in rows if r["phase"] == "confirm"}
+    assert len({r["trial_id"] for r in rows}) == len(rows)
+    assert any(r["attempts"] > 1 for r in rows)  # the trials running on the lost node were retried elsewhere
