@@ -29,7 +29,7 @@ def tiny_assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"data": data_root, "checkpoint": checkpoint}
 
 
-def tiny_spec_dict(assets: dict[str, Path], storage: Path, **changes: Any) -> dict[str, Any]:
+def tiny_spec_dict(assets: dict[str, Path], storage: Path | str, **changes: Any) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "name": "tiny",
         "dataset": {**TINY_AGE, "root": str(assets["data"])},

@@ -111,8 +111,8 @@ def analyse_family(results: Results, config_kind: str, correction: str, *, rng: 
             gate_alpha=gate, rng=rng, n_resamples=n_resamples,
         ))
     decisions = decide_family(contrasts, alpha=hyp.alpha, correction=correction)
-    results_ = [CellResult(cell, levels[cell], c, d) for cell, c, d in zip(cells, contrasts, decisions)]
-    return Family(config_kind, correction, gate, results_)
+    cell_results = [CellResult(cell, levels[cell], c, d) for cell, c, d in zip(cells, contrasts, decisions)]
+    return Family(config_kind, correction, gate, cell_results)
 
 
 def _per_seed(rows: pd.DataFrame) -> pd.Series:

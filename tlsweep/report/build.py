@@ -12,7 +12,7 @@ import pandas as pd
 from tlsweep.errors import TlsweepError
 from tlsweep.report.analysis import Analysis, Family, analyse
 from tlsweep.report.formatting import CORRECTION_NAMES, describe_cell
-from tlsweep.report.load import Results, load_results
+from tlsweep.report.load import Results, is_accuracy_like, load_results
 from tlsweep.report.render import (
     METHODS,
     figures_markdown,
@@ -179,7 +179,7 @@ def _markdown(results: Results, analysis: Analysis, out: Path, figures: dict[str
         lines += [f"- {s}" for s in tuning_verdicts(tuning, results)]
         display = tuning.drop(columns=["cell_id"]).round(2)
         lines += ["", f"Validation `{results.objective_metric}` "
-                      f"({'points' if results.objective_metric.endswith('acc') else 'units'}); expected best after "
+                      f"({'points' if is_accuracy_like(results.objective_metric) else 'units'}); expected best after "
                       "k trials by the U-estimator, band = 95% bootstrap.", "", markdown_table(display), ""]
         if "recipe" in set(results.trials["config_kind"]) and analysis.secondary is not None:
             lines += ["The test-set verdict at k = 1 is comparison (A) above (fixed recipe, confirm runs); at k = K "

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from tlsweep.report.analysis import Analysis, Family, cell_levels, extra_factors
-from tlsweep.report.formatting import CORRECTION_NAMES, describe_cell_short, fmt_level
+from tlsweep.report.formatting import CORRECTION_NAMES, describe_cell_short, fmt_level, fmt_num
 from tlsweep.report.load import Results, is_accuracy_like
 from tlsweep.stats import mean_interval
 
@@ -164,9 +164,9 @@ def difference_heatmap(results: Results, family: Family | None, path: Path) -> P
                 text = "not\ncomputed"
             else:
                 mark = "*" if cell.decision.significant else ""
-                text = f"{diff.estimate * s:+.1f}{mark}"
+                text = f"{fmt_num(diff.estimate * s, 1, True)}{mark}"
                 if math.isfinite(diff.low):
-                    text += f"\n[{diff.low * s:+.1f}, {diff.high * s:+.1f}]"
+                    text += f"\n[{fmt_num(diff.low * s, 1, True)}, {fmt_num(diff.high * s, 1, True)}]"
                 if cell.decision.reason.startswith("insufficient"):
                     text += f"\nneed {cell.contrast.needed_replicates} seeds"
             value = grid[r, c]
@@ -179,7 +179,8 @@ def difference_heatmap(results: Results, family: Family | None, path: Path) -> P
         ax.set_yticks(range(len(epochs_levels)), [fmt_level(e) for e in epochs_levels])
         ax.set_xlabel("train fraction")
         ax.set_ylabel("epochs")
-        ax.set_title(_combo_text(combo) or f"{hyp.treated} − {hyp.baseline}")
+        if combo:
+            ax.set_title(_combo_text(combo))
     if image is not None:
         bar = fig.colorbar(image, ax=axes[0].tolist(), shrink=0.9)
         bar.set_label(f"Δ {hyp.metric} ({results.unit})")

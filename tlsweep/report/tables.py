@@ -9,7 +9,7 @@ import pandas as pd
 
 from tlsweep.report.analysis import Family, TuningCell, cell_levels
 from tlsweep.report.formatting import describe_cell, fmt_interval, fmt_num, fmt_p
-from tlsweep.report.load import Results
+from tlsweep.report.load import Results, is_accuracy_like
 from tlsweep.report.verdicts import cell_verdict
 from tlsweep.stats import DesignModel
 
@@ -111,7 +111,7 @@ def model_table(model: DesignModel, results: Results) -> pd.DataFrame:
 
 def tuning_table(cells: list[TuningCell], results: Results) -> pd.DataFrame:
     """Per cell and arm: recipe (k = 1) validation score, expected best at k = 1 and at k = K."""
-    s = results.scale if results.objective_metric.endswith("acc") else 1.0
+    s = 100.0 if is_accuracy_like(results.objective_metric) else 1.0
     rows = []
     for cell in cells:
         curve = cell.curve

@@ -57,7 +57,8 @@ class Contrast:
     opposite: TestResult  # primary test in the opposite direction (NaN for two-sided hypotheses)
     tost: TestResult
     exact_floor: float  # the smallest p-value the exact test can reach with these replicates
-    needed_replicates: int  # seeds needed for the exact test to reach the gate threshold
+    gate_alpha: float  # the threshold the exact test must be able to reach
+    needed_replicates: int  # seeds (pairs, or per arm) needed for the exact test to reach gate_alpha
     seeds_for_power: int | None  # seeds a t-test needs for 80% power at the observed effect
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -67,8 +68,7 @@ class Contrast:
 
     @property
     def sufficient(self) -> bool:
-        n = self.n_pairs if self.paired else min(self.n_treated, self.n_baseline)
-        return self.computable and n >= self.needed_replicates
+        return self.computable and self.exact_floor <= self.gate_alpha
 
 
 def _opposite(alternative: str) -> str | None:
@@ -134,7 +134,6 @@ def compare_arms(
             a.size, b.size, mean_a, mean_b,
         )
 
-    n = a.size if paired else min(a.size, b.size)
     floor = exact_test_floor(a.size, b.size, paired=paired, alternative=alternative)
     needed = min_replicates(gate_alpha, paired=paired, alternative=alternative)
     opposite = _opposite(alternative)
@@ -161,14 +160,15 @@ def compare_arms(
         effect_for_power = hedges_g(a, b)
     g = hedges_g(a, b)
     seeds_power = _seeds_for_observed(effect_for_power, alternative, gate_alpha, paired, power)
-    if n < needed:
-        notes.append(f"insufficient replicates (need {needed}): with {n} the exact test cannot reach p ≤ "
+    if floor > gate_alpha:
+        have = f"{a.size} pairs" if paired else f"{a.size} + {b.size} runs"
+        notes.append(f"insufficient replicates (need {needed}): with {have} the exact test cannot reach p ≤ "
                      f"{gate_alpha:.3g} (its floor is {floor:.3g})")
     return Contrast(
         design=design, paired=paired, n_treated=int(a.size), n_baseline=int(b.size),
         n_pairs=len(common), mean_treated=mean_a, mean_baseline=mean_b, difference=difference, ratio=ratio,
         d_z=d_z, hedges_g=g, p_improvement=p_improvement, test=test, robustness=robustness,
-        opposite=opposite_test, tost=tost, exact_floor=floor, needed_replicates=needed,
+        opposite=opposite_test, tost=tost, exact_floor=floor, gate_alpha=gate_alpha, needed_replicates=needed,
         seeds_for_power=seeds_power, notes=tuple(notes),
     )
 
@@ -187,5 +187,5 @@ def _empty(design: str, n_a: int, n_b: int, mean_a: float, mean_b: float) -> Con
         design=design, paired=False, n_treated=n_a, n_baseline=n_b, n_pairs=0, mean_treated=mean_a,
         mean_baseline=mean_b, difference=_NO_INTERVAL, ratio=_NO_INTERVAL, d_z=_NAN, hedges_g=_NAN,
         p_improvement=_NO_INTERVAL, test=_NO_TEST, robustness=_NO_TEST, opposite=_NO_TEST, tost=_NO_TEST,
-        exact_floor=1.0, needed_replicates=0, seeds_for_power=None, notes=(design.removeprefix("not computed: "),),
+        exact_floor=1.0, gate_alpha=0.0, needed_replicates=0, seeds_for_power=None, notes=(design.removeprefix("not computed: "),),
     )

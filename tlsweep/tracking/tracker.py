@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from tlsweep.tracking.settings import WandbSettings, resolve_mode
+from tlsweep.tracking.settings import WandbSettings, api_key_configured, resolve_mode
 
 if TYPE_CHECKING:
     from wandb.sdk.wandb_run import Run
@@ -58,9 +58,18 @@ class Tracker(abc.ABC):
     def sync_command(self) -> str | None:
         """The one ``wandb sync`` command that uploads the offline runs, or None when there is nothing to sync."""
 
+    @property
+    @abc.abstractmethod
+    def mode(self) -> str:
+        """``online``, ``offline`` or ``disabled``: where runs go now (online may have degraded to offline)."""
+
 
 class NullTracker(Tracker):
     """Mode ``disabled``: does nothing and writes nothing."""
+
+    @property
+    def mode(self) -> str:
+        return "disabled"
 
     def trial_started(self, trial_id: str, *, name: str, config: dict[str, object], job_type: str) -> None:
         pass
@@ -256,7 +265,12 @@ def init_run(
     )
     if state.mode == "online":
         base_url = wandb_base_url()
-        reason = None if state.server_answered else unreachable_reason(base_url, settings.init_timeout_s)
+        if not api_key_configured():  # wandb would prompt for a key on the driver's terminal
+            reason: str | None = "no API key is configured; run `wandb login` or set WANDB_API_KEY"
+        elif state.server_answered:
+            reason = None
+        else:
+            reason = unreachable_reason(base_url, settings.init_timeout_s)
         state.server_answered = reason is None
         if reason is None:
             try:
@@ -266,10 +280,8 @@ def init_run(
         state.go_offline()
         warn(
             "degraded",
-            "W&B: the server at %s cannot be used within %.0f s (%s); logging offline to %s instead. "
-            "Upload later with: %s",
+            "W&B: cannot log online to %s (%s); logging offline to %s instead. Upload later with: %s",
             base_url,
-            settings.init_timeout_s,
             reason,
             Path(results_dir) / "wandb",
             sync_command_for(results_dir),
