@@ -68,9 +68,9 @@ def test_workspace_has_the_sweep_panels_filtered_to_its_group(results_dir: Path)
                            "RunComparer"}
     assert [column.metric for column in panels["ParallelCoordinatesPlot"].columns] == [
         wr.Config("init"), wr.Config("train_fraction"), wr.Config("lr"), wr.Config("weight_decay"),
-        wr.SummaryMetric("val_acc"), wr.SummaryMetric("test_acc"),
+        wr.SummaryMetric("objective"), wr.SummaryMetric("test_acc"),
     ]
-    assert panels["ParameterImportancePlot"].with_respect_to == "val_acc"
+    assert panels["ParameterImportancePlot"].with_respect_to == "objective"
     assert panels["LinePlot"].y == ["val_acc"] and panels["LinePlot"].groupby == wr.Config("init")
     assert panels["BarPlot"].metrics == ["test_acc"] and panels["BarPlot"].groupby == wr.Config("init")
 
@@ -80,7 +80,7 @@ def test_workspace_has_the_sweep_panels_filtered_to_its_group(results_dir: Path)
     assert runset["filters"]["filters"] == [
         {"key": {"section": "run", "name": "group"}, "op": "=", "value": "age_hypothesis", "disabled": False}
     ]
-    assert {"config:init", "config:lr", "config:cell_id", "config:seed", "summary:val_acc",
+    assert {"config:init", "config:lr", "config:cell_id", "config:seed", "summary:objective",
             "summary:test_acc"} <= set(runset["runFeed"]["columnOrder"])
     assert runset["sort"]["keys"][0]["key"] == {"section": "summary", "name": "test_acc"}
 

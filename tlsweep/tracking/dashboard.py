@@ -1,7 +1,8 @@
 """A saved W&B workspace view for one sweep, built with W&B's workspace API (the optional ``wandb-workspaces``).
 
-The view shows the runs of the sweep's group: parallel coordinates of the factors and tuned parameters against
-the objective, parameter importance for the objective, validation curves grouped by arm (``config.init``) and a
+The view shows the runs of the sweep's group: parallel coordinates of the factors and tuned parameters (their
+top-level config keys, the ``TrialConfig`` field names) against the summary ``objective``, parameter importance
+for it, validation curves grouped by arm (``config.init``) and a
 runs table with the objective and the test metric. It is saved under a name derived from the sweep name, so
 running the command again updates the same view instead of adding one.
 """
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
 SPEC_FILE = "spec.resolved.yaml"
 INSTALL_HINT = "pip install 'tlsweep[dashboards]'"
 ARM_FACTOR = "init"
+# The summary key under which the sweep driver stores each trial's objective value (tlsweep.recorder); per-epoch
+# curves use the metric's own name (``objective.metric``, e.g. val_acc) from the run history.
+OBJECTIVE_SUMMARY_KEY = "objective"
 
 
 class DashboardError(TlsweepError):
@@ -116,7 +120,7 @@ def build_workspace(spec: DashboardSpec, *, entity: str) -> ws.Workspace:
 
     objective = spec.objective_metric
     parameters = [*spec.factors, *(name for name in spec.tuned if name not in spec.factors)]
-    summary_metrics = [objective, *([spec.test_metric] if spec.test_metric and spec.test_metric != objective else [])]
+    summary_metrics = [OBJECTIVE_SUMMARY_KEY, *([spec.test_metric] if spec.test_metric else [])]
     columns = [wr.ParallelCoordinatesPlotColumn(metric=wr.Config(name)) for name in parameters]
     columns += [wr.ParallelCoordinatesPlotColumn(metric=wr.SummaryMetric(name)) for name in summary_metrics]
     arm = wr.Config(ARM_FACTOR) if ARM_FACTOR in spec.factors else None
@@ -125,8 +129,8 @@ def build_workspace(spec: DashboardSpec, *, entity: str) -> ws.Workspace:
         name="Factors and tuned parameters vs objective",
         is_open=True,
         panels=[
-            wr.ParallelCoordinatesPlot(title=f"{', '.join(parameters)} -> {objective}", columns=columns),
-            wr.ParameterImportancePlot(with_respect_to=objective),
+            wr.ParallelCoordinatesPlot(title=f"{', '.join(parameters)} -> objective ({objective})", columns=columns),
+            wr.ParameterImportancePlot(with_respect_to=OBJECTIVE_SUMMARY_KEY),
         ],
     )
     curves = ws.Section(
@@ -163,7 +167,7 @@ def build_workspace(spec: DashboardSpec, *, entity: str) -> ws.Workspace:
         )
     pinned = [f"config:{name}" for name in [*parameters, "cell_id", "seed"]]
     pinned += [f"summary:{name}" for name in summary_metrics]
-    order_by = spec.test_metric or objective
+    order_by = spec.test_metric or OBJECTIVE_SUMMARY_KEY
     workspace = ws.Workspace(
         entity=entity,
         project=spec.project,
