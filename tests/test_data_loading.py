@@ -185,3 +185,18 @@ def test_concurrent_builds_of_the_same_entry_both_succeed(tmp_path: Path) -> Non
     leftovers = [p.name for p in (root / ".tlsweep-cache").iterdir() if p.name.startswith(".")]
     assert leftovers == []
     assert len(list((root / ".tlsweep-cache").glob("*.npy"))) == 3
+
+
+def test_imagefolder_class_missing_from_train_is_named(tmp_path: Path) -> None:
+    root = write_imagefolder(tmp_path / "cats", {"cat": 2, "dog": 2}, splits=("train", "val", "test"))
+    write_image(root / "val" / "fox" / "fox_0.png", 1)
+    with pytest.raises(DataError, match="class folder 'fox'.*known classes: \\['cat', 'dog'\\]"):
+        load_dataset(ImageFolderDatasetSpec(root=root), image_size=4)
+
+
+def test_unwritable_cache_dir_is_a_data_error(tmp_path: Path) -> None:
+    root = write_csv_dataset(tmp_path / "ds", per_split=2)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(DataError, match="cannot write the tensor cache"):
+        load_dataset(csv_spec(root), image_size=4, cache_dir=blocker / "cache")

@@ -118,7 +118,8 @@ def test_effect_sizes_by_hand() -> None:
 def test_bootstrap_intervals_equal_scipy_with_the_same_generator() -> None:
     interval = mean_difference(A, B, paired=True, rng=np.random.default_rng(7), n_resamples=999)
     expected = scipy.stats.bootstrap((A, B), lambda a, b, axis: np.mean(a, axis=axis) - np.mean(b, axis=axis),
-                                     paired=True, vectorized=True, n_resamples=999, method="BCa", rng=np.random.default_rng(7))
+                                     paired=True, vectorized=True, n_resamples=999, method="BCa",
+                                     rng=np.random.default_rng(7))
     assert interval.method == "BCa"
     assert interval.estimate == pytest.approx(np.mean(A - B))
     assert (interval.low, interval.high) == pytest.approx(

@@ -77,15 +77,16 @@ def power_notes(table: pd.DataFrame, results: Results) -> list[str]:
         have = row["n_pairs"] if row["design"] == "paired" else min(row["n_treated"], row["n_baseline"])
         unit = "paired seeds" if row["design"] == "paired" else "seeds per arm"
         effect = row["d_z"] if row["design"] == "paired" else row["hedges_g"]
+        effect_name = "d_z" if row["design"] == "paired" else "Hedges' g"
         needed_power = row["seeds_for_power"]
         if needed_power is None or (isinstance(needed_power, float) and math.isnan(needed_power)):
-            notes.append(f"{describe_cell(levels)}: observed effect size {fmt_num(effect, 2)} is zero or points away "
+            notes.append(f"{describe_cell(levels)}: observed {effect_name} {fmt_num(effect, 2)} is zero or points away "
                          f"from the hypothesis, so no number of seeds gives it power; an equivalence claim needs "
                          f"a TOST (have {have} {unit}).")
             continue
         needed = max(int(needed_power), int(row["needed_replicates"]))
         status = "enough" if have >= needed else f"need {needed - have} more"
-        notes.append(f"{describe_cell(levels)}: observed effect size {fmt_num(effect, 2)} needs {needed} {unit} for "
+        notes.append(f"{describe_cell(levels)}: observed {effect_name} {fmt_num(effect, 2)} needs {needed} {unit} for "
                      f"80% power at p ≤ {_gate(results, table):.3g} (have {have}: {status}).")
     return notes
 
@@ -134,6 +135,7 @@ def tuning_verdicts(table: pd.DataFrame, results: Results) -> list[str]:
     if table.empty:
         return sentences
     higher_better = results.objective_mode != "min"
+    unit = " points" if is_accuracy_like(results.objective_metric) else ""
     for cell_id, rows in table.groupby("cell_id", sort=False):
         by_arm = rows.set_index("arm")
         if hyp.treated not in by_arm.index or hyp.baseline not in by_arm.index:
@@ -147,7 +149,7 @@ def tuning_verdicts(table: pd.DataFrame, results: Results) -> list[str]:
                 parts.append(f"at {label} not computable")
                 continue
             leader = hyp.treated if (gap > 0) == higher_better else hyp.baseline
-            parts.append(f"at {label} {leader} leads by {abs(gap):.1f}")
+            parts.append(f"at {label} {leader} leads by {abs(gap):.1f}{unit}")
         sentences.append(f"{describe_cell(levels)}: {'; '.join(parts)} (validation {results.objective_metric}).")
     return sentences
 

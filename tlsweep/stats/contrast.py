@@ -187,5 +187,6 @@ def _empty(design: str, n_a: int, n_b: int, mean_a: float, mean_b: float) -> Con
         design=design, paired=False, n_treated=n_a, n_baseline=n_b, n_pairs=0, mean_treated=mean_a,
         mean_baseline=mean_b, difference=_NO_INTERVAL, ratio=_NO_INTERVAL, d_z=_NAN, hedges_g=_NAN,
         p_improvement=_NO_INTERVAL, test=_NO_TEST, robustness=_NO_TEST, opposite=_NO_TEST, tost=_NO_TEST,
-        exact_floor=1.0, gate_alpha=0.0, needed_replicates=0, seeds_for_power=None, notes=(design.removeprefix("not computed: "),),
+        exact_floor=1.0, gate_alpha=0.0, needed_replicates=0, seeds_for_power=None,
+        notes=(design.removeprefix("not computed: "),),
     )

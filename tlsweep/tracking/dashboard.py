@@ -2,9 +2,9 @@
 
 The view shows the runs of the sweep's group: parallel coordinates of the factors and tuned parameters (their
 top-level config keys, the ``TrialConfig`` field names) against the summary ``objective``, parameter importance
-for it, validation curves grouped by arm (``config.init``) and a
-runs table with the objective and the test metric. It is saved under a name derived from the sweep name, so
-running the command again updates the same view instead of adding one.
+for it, validation curves grouped by arm (``config.init``) and a runs table with the objective and the test
+metric. It is saved under a name derived from the sweep name, so running the command again updates the same
+view instead of adding one.
 """
 
 from __future__ import annotations

@@ -1,0 +1,41 @@
+"""The README and the CLI stay in step: every command is documented and has help text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from tlsweep import __version__
+from tlsweep.cli import cli
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def _commands(group: click.Group, prefix: str = "tlsweep") -> list[tuple[str, click.Command]]:
+    found = []
+    for name, command in group.commands.items():
+        found.append((f"{prefix} {name}", command))
+        if isinstance(command, click.Group):
+            found.extend(_commands(command, f"{prefix} {name}"))
+    return found
+
+
+@pytest.mark.parametrize(("path", "command"), _commands(cli), ids=[p for p, _ in _commands(cli)])
+def test_every_command_is_documented_and_has_help(path: str, command: click.Command) -> None:
+    assert command.help, f"{path} has no help text"
+    assert f"`{path}" in README, f"{path} is not in README.md"
+
+
+def test_the_readme_starts_with_the_two_commands() -> None:
+    head = README[:1500]
+    assert "make demo" in head and "make test" in head
+
+
+def test_version_and_help() -> None:
+    runner = CliRunner()
+    assert runner.invoke(cli, ["--version"]).output.strip() == f"tlsweep, version {__version__}"
+    result = runner.invoke(cli, ["--help"])
+    assert result.exit_code == 0 and "run" in result.output and "report" in result.output
