@@ -27,6 +27,7 @@ from tlsweep import __version__
 from tlsweep.design import plan_confirm
 from tlsweep.errors import StoreError
 from tlsweep.progress import StatusBoard, expected_counts
+from tlsweep.publish import RESOLVED_SPEC
 from tlsweep.spec import RESULT_FIELDS, SweepSpec, diff_resolved
 from tlsweep.storage import Location, resolve_location
 from tlsweep.store import ResultsStore
@@ -34,7 +35,6 @@ from tlsweep.store import ResultsStore
 log = logging.getLogger(__name__)
 # Every epoch's checkpoint forces an experiment snapshot (num_to_keep=1); that is intended, not a warning.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-RESOLVED_SPEC = "spec.resolved.yaml"
 STATUS_FILE = "status.json"
 
 
@@ -262,7 +262,6 @@ def run_sweep(
     fault: dict[str, Any] | None = None,
 ) -> SweepOutcome:
     """Run (or resume) a whole sweep; returns where the results are and what was recorded."""
-    import ray
     from ray import tune
 
     from tlsweep.data.loading import load_dataset
@@ -348,35 +347,8 @@ def run_sweep(
         store.write_text(STATUS_FILE, '{"running": [], "finished": true}')
     outcome.trials_recorded = recorder.recorded
     if report and not outcome.interrupted:
-        outcome.report_path = render_report(spec, store, wandb_mode=wandb_mode, console=console)
+        from tlsweep.publish import publish_report
+
+        _, outcome.report_path = publish_report(store, wandb_mode=wandb_mode)
     outcome.wall_time_s = time.time() - started
     return outcome
-
-
-def render_report(spec: SweepSpec, store: ResultsStore, *, wandb_mode: str | None, console: Console) -> str | None:
-    """Build the report next to the results (downloading and uploading them when the storage is remote)."""
-    try:
-        from tlsweep.report import build_report
-    except ImportError:  # the report module is optional in a partial checkout
-        return None
-    local = store.local_dir()
-    staging = local or store.download(Path(tempfile.mkdtemp(prefix="tlsweep-report-")))
-    result = build_report(staging)
-    if local is None:
-        store.upload_dir(staging / "report", "report")
-    try:
-        from tlsweep.tracking import log_report_summary
-
-        log_report_summary(
-            spec.tracking.wandb,
-            sweep_name=spec.name,
-            results_dir=staging,
-            tables=getattr(result, "tables", {}) or {},
-            figures=list(getattr(result, "figures", []) or []),
-            verdict=str(getattr(result, "verdict", "")),
-            mode_override=wandb_mode,
-        )
-    except Exception as exc:  # noqa: BLE001 - the W&B mirror never breaks a sweep
-        log.warning("W&B report summary skipped: %s", exc)
-    report_md = getattr(result, "markdown_path", None) or staging / "report" / "report.md"
-    return str(report_md) if local is not None else f"{store.location.uri}/report/report.md"

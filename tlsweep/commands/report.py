@@ -16,19 +16,25 @@ def _formats(ctx: click.Context, param: click.Parameter, value: str) -> tuple[st
 
 
 @click.command("report")
-@click.argument("results_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("results", metavar="RESULTS")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Where to write the report (default: RESULTS_DIR/report).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every bootstrap and permutation.")
 @click.option("--format", "formats", default="md,html", show_default=True, callback=_formats,
               help="Comma-separated outputs: md, html.")
-def report(results_dir: Path, out_dir: Path | None, seed: int, formats: tuple[str, ...]) -> None:
-    """Write report.md, report.html and figures/ for RESULTS_DIR (trials.parquet + epochs.parquet)."""
-    from tlsweep.report import build_report
+@click.option("--wandb", "wandb_mode", type=click.Choice(["online", "offline", "disabled"]), default=None,
+              help="Mirror the report to the sweep's W&B summary run (default: the spec's tracking settings).")
+def report(results: str, out_dir: Path | None, seed: int, formats: tuple[str, ...], wandb_mode: str | None) -> None:
+    """Write report.md, report.html and figures/ for RESULTS (a results directory, or s3://... / gs://...)."""
+    from tlsweep.publish import publish_report
+    from tlsweep.store import ResultsStore
 
-    result = build_report(results_dir, out_dir=out_dir, seed=seed, formats=formats)
+    result, where = publish_report(ResultsStore(results), wandb_mode=wandb_mode, seed=seed, out_dir=out_dir,
+                                   formats=formats)
     for path in (result.markdown_path, result.html_path):
         if path is not None:
             click.echo(f"wrote {path}")
+    if where.startswith(("s3://", "gs://")):
+        click.echo(f"uploaded to {where.rsplit('/', 1)[0]}")
     click.echo(f"verdict: {result.overall.label} — {result.overall.sentence}")
     click.echo(result.crossover)

@@ -57,7 +57,7 @@ def _matches(levels: dict[str, Any], combo: tuple[tuple[str, Any], ...]) -> bool
 
 def _outside_legend(fig, axes) -> None:
     """One legend for the whole figure, below the panels (never over the data)."""
-    handles, labels = {}, []
+    handles = {}
     for ax in axes.flat:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             if label not in handles:

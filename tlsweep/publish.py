@@ -1,0 +1,75 @@
+"""Render a sweep's report wherever its results live, and mirror it to W&B.
+
+Local results: the report is written next to them. Remote results (``s3://``, ``gs://``): the Parquet files are
+downloaded to a temporary directory, the report is built there and uploaded to ``<results>/report``. Either way
+the report's tables, figures and verdict are logged to the sweep's W&B summary run when tracking is on.
+Imports neither torch nor ray.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+
+from tlsweep.store import ResultsStore
+
+if TYPE_CHECKING:
+    from tlsweep.report import ReportResult
+
+log = logging.getLogger(__name__)
+RESOLVED_SPEC = "spec.resolved.yaml"
+
+
+def publish_report(
+    store: ResultsStore,
+    *,
+    wandb_mode: str | None = None,
+    seed: int = 0,
+    out_dir: Path | None = None,
+    formats: Sequence[str] = ("md", "html"),
+) -> tuple[ReportResult, str]:
+    """Build the report of ``store``'s results; returns it and where report.md is (a path or a URI)."""
+    from tlsweep.report import build_report
+
+    local = store.local_dir()
+    staging = local if local is not None else store.download(Path(tempfile.mkdtemp(prefix="tlsweep-report-")))
+    result = build_report(staging, out_dir=out_dir, seed=seed, formats=formats)
+    if local is None and out_dir is None:
+        store.upload_dir(staging / "report", "report")
+        where = f"{store.location.uri}/report/report.md"
+    else:
+        where = str(result.markdown_path or result.out_dir)
+    _mirror_to_wandb(store, staging, result, wandb_mode)
+    return result, where
+
+
+def _mirror_to_wandb(store: ResultsStore, staging: Path, result: ReportResult, wandb_mode: str | None) -> None:
+    from tlsweep.tracking import WandbSettings, log_report_summary
+
+    doc = yaml.safe_load(store.read_text(RESOLVED_SPEC) or "{}") or {}
+    try:
+        settings = WandbSettings.model_validate((doc.get("tracking") or {}).get("wandb") or {})
+    except ValueError as exc:
+        log.warning("W&B summary skipped: tracking.wandb in %s is not valid: %s", RESOLVED_SPEC, exc)
+        return
+    tables = {
+        "cells": result.cell_table,
+        "recipe": result.recipe_table,
+        "attrition": result.attrition,
+        "tuning": result.tuning,
+        "design_model": result.model,
+    }
+    log_report_summary(
+        settings,
+        sweep_name=str(doc.get("name") or staging.name),
+        results_dir=staging,
+        tables={name: table for name, table in tables.items() if table is not None and not table.empty},
+        figures=list(result.figures.values()),
+        verdict=result.verdict_text,
+        mode_override=wandb_mode,
+    )
