@@ -158,19 +158,34 @@ def test_a_driver_killed_with_sigkill_resumes_to_exactly_the_planned_trials(tiny
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
     command = [sys.executable, "-m", "tlsweep", "run", str(path), "--num-cpus", "2", "--no-report"]
     trials_file = tmp_path / "runs" / "killed" / "trials.parquet"
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if trials_file.exists() and pq.read_table(trials_file).num_rows >= 3:
-            break
-        time.sleep(0.2)
-    assert proc.poll() is None, "the sweep finished before it could be killed"
+
+    def start_and_wait_for_rows(rows: int) -> subprocess.Popen:
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)  # fmt: skip
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            if trials_file.exists() and pq.read_table(trials_file).num_rows >= rows:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "the sweep finished before it could be stopped"
+        return proc
+
+    # Ctrl-C: a clean stop that says how to resume, and nothing half-done recorded
+    proc = start_and_wait_for_rows(2)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, output[-2000:]
+    assert f"Resume with:\n  tlsweep run {path}" in output
+    interrupted = pq.read_table(trials_file).to_pylist()
+    assert {r["status"] for r in interrupted} <= {"ok", "diverged", "pruned"}
+    assert all(r["epochs_run"] == 2 or r["status"] == "pruned" for r in interrupted)
+
+    # kill -9 of the whole process group at a later moment
+    proc = start_and_wait_for_rows(len(interrupted) + 2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    subprocess.run(["ray", "stop", "--force"], capture_output=True) if False else None
     killed_rows = pq.read_table(trials_file).num_rows
-    assert 3 <= killed_rows < 16
+    assert len(interrupted) + 2 <= killed_rows < 16
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = pq.read_table(trials_file).to_pylist()

@@ -63,6 +63,7 @@ class ResultsRecorder(Callback):
         self._final: dict[str, dict[str, Any]] = {}
         self._started: dict[str, float] = {}
         self.recorded = 0
+        self.pruned: set[str] = set()  # Ray trial ids stopped early by the scheduler (shared with it)
 
     def __getstate__(self) -> dict[str, Any]:
         # Tuner pickles its callbacks for Tuner.restore; tlsweep resumes from trials.parquet instead, and the live
@@ -181,6 +182,12 @@ class ResultsRecorder(Callback):
                 node_id=final.get("node_id"),
                 hostname=final.get("hostname"),
             )
+        elif trial.trial_id not in self.pruned:
+            # stopped without a result and not by the scheduler (Ctrl-C, the end of the experiment): nothing to
+            # record; the trial runs again when the sweep resumes
+            self._epochs_buffer.pop(trial.trial_id, None)
+            self._started.pop(trial.trial_id, None)
+            return
         else:  # stopped by ASHA before its last epoch: an outcome of the tune phase, scored on what it reached
             epochs = self._epochs_buffer.get(trial.trial_id, {})
             last = trial.last_result or {}

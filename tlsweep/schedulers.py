@@ -22,6 +22,7 @@ class PerStudyASHA(FIFOScheduler):
         self.settings = settings
         self.mode = mode
         self._by_study: dict[str, AsyncHyperBandScheduler] = {}
+        self.stopped: set[str] = set()  # Ray trial ids this scheduler stopped early (recorded as "pruned")
 
     def _asha(self, trial: Trial) -> AsyncHyperBandScheduler:
         key = trial.config["meta"]["study_key"]
@@ -47,7 +48,10 @@ class PerStudyASHA(FIFOScheduler):
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
         if result.get("final"):
             return TrialScheduler.CONTINUE
-        return self._asha(trial).on_trial_result(tune_controller, trial, result)
+        decision = self._asha(trial).on_trial_result(tune_controller, trial, result)
+        if decision == TrialScheduler.STOP:
+            self.stopped.add(trial.trial_id)
+        return decision
 
     def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict) -> None:
         self._asha(trial).on_trial_complete(tune_controller, trial, result)

@@ -105,7 +105,8 @@ class PlanSearcher(Searcher):
                 if study is not None:
                     study.replay(int(row["tune_index"]), info["tuned"], row["status"], row.get("objective"))
         else:
-            self._queue.extend(t for t in fixed or [] if t.trial_id not in done_ids)
+            self.planned = list(fixed or [])
+            self._queue.extend(t for t in self.planned if t.trial_id not in done_ids)
         self._order = deque(self._studies)
 
     # ---- what is left -------------------------------------------------------------------------------------------

@@ -223,6 +223,7 @@ def _run_phase(
         from tlsweep.schedulers import PerStudyASHA
 
         scheduler = PerStudyASHA(spec.design.early_stopping, mode=spec.objective.mode)
+        recorder.pruned = scheduler.stopped
     tuner = tune.Tuner(
         payload_trainable,
         tune_config=tune.TuneConfig(
@@ -243,7 +244,22 @@ def _run_phase(
         ),
     )
     tuner.fit()
-    return searcher.remaining() == 0
+    return searcher.remaining() == 0 and phase_complete(spec, phase, recorder.trials.to_pylist(), searcher)
+
+
+def phase_complete(spec: SweepSpec, phase: str, rows: list[dict[str, Any]], searcher: Any) -> bool:
+    """Every planned trial of the phase has a recorded row (an interrupted Tuner may have handed out more)."""
+    mine = [r for r in rows if r["phase"] == phase]
+    if phase == "tune":
+        per_study: dict[tuple[str, str], int] = {}
+        for row in mine:
+            key = (row["cell_id"], row["arm"])
+            per_study[key] = per_study.get(key, 0) + 1
+        return len(per_study) == len(spec.studies()) and all(
+            n >= spec.design.budget.trials_per_cell for n in per_study.values()
+        )
+    recorded = {r["trial_id"] for r in mine}
+    return all(trial.trial_id in recorded for trial in searcher.planned)
 
 
 def run_sweep(
