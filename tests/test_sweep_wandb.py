@@ -11,6 +11,7 @@ import pytest
 from sweep_fixtures import tiny_assets, tiny_spec_dict  # noqa: F401 - fixture
 
 from tlsweep.spec import parse_spec
+from tlsweep.tracking.summary import report_run_id
 
 pytestmark = pytest.mark.ray
 PLANTED_KEY = "tlsweepplantedkey0123456789abcdef01234567"
@@ -39,11 +40,13 @@ def test_offline_sweep_mirrors_every_trial_without_leaking_the_key(ray_local, ti
     monkeypatch.setenv("WANDB_API_KEY", PLANTED_KEY)
     monkeypatch.delenv("WANDB_MODE", raising=False)
     spec = _small(tiny_assets, tmp_path, "mirrored")
-    outcome = run_sweep(spec, live=False, report=False, wandb_mode="offline")
+    outcome = run_sweep(spec, live=False, report=True, wandb_mode="offline")
     results = tmp_path / "mirrored"
     trial_ids = set(pq.read_table(results / "trials.parquet")["trial_id"].to_pylist())
     run_dirs = sorted((results / "wandb").glob("offline-run-*"))
-    assert {d.name.rsplit("-", 1)[-1] for d in run_dirs} == trial_ids  # one offline run per trial, id = trial id
+    report_run = report_run_id("mirrored")
+    assert {d.name.rsplit("-", 1)[-1] for d in run_dirs} == trial_ids | {report_run.rsplit("-", 1)[-1]}
+    assert outcome.report_path == str(results / "report" / "report.md")
     assert outcome.wandb_sync and outcome.wandb_sync.startswith("wandb sync ")
     dry = subprocess.run([str(Path(sys.executable).parent / "wandb"), "sync", "--dry-run", *map(str, run_dirs)],
                          capture_output=True, text=True, timeout=120)  # fmt: skip
@@ -66,3 +69,24 @@ def test_a_broken_mirror_never_costs_results(ray_local, tiny_assets, tmp_path, m
     outcome = run_sweep(spec, live=False, report=False, wandb_mode="offline")
     rows = pq.read_table(tmp_path / "broken" / "trials.parquet").num_rows
     assert not outcome.interrupted and rows == sum(spec.trial_counts().values())
+
+
+def test_the_report_of_a_real_sweep_matches_its_parquet(ray_local, tiny_assets, tmp_path):  # noqa: F811
+    import scipy.stats
+
+    from tlsweep.report import build_report
+    from tlsweep.sweep import run_sweep
+
+    spec = _small(tiny_assets, tmp_path, "reported")
+    run_sweep(spec, live=False, report=False, wandb_mode="disabled")
+    result = build_report(tmp_path / "reported")
+    trials = pq.read_table(tmp_path / "reported" / "trials.parquet").to_pandas()
+    confirm = trials[trials["phase"] == "confirm"]
+    a = confirm[confirm["arm"] == "checkpoint"].set_index("seed")["test_acc"].sort_index()
+    b = confirm[confirm["arm"] == "scratch"].set_index("seed")["test_acc"].sort_index()
+    row = result.cell_table.set_index("cell_id").loc["train_fraction=1|epochs=1"]
+    assert row["n_pairs"] == len(a) == len(b) == spec.confirm.seeds
+    assert row["difference"] == pytest.approx((a - b).mean())
+    if (a - b).std() > 0:
+        assert row["p_value"] == pytest.approx(scipy.stats.ttest_rel(a, b, alternative="greater").pvalue)
+    assert "insufficient replicates" in result.markdown_path.read_text()  # 2 seeds cannot reach alpha
