@@ -93,9 +93,12 @@ def test_invalid_specs_are_refused_with_the_fix(tmp_path: Path, change, message:
 
 
 def test_trial_counts_and_studies() -> None:
-    spec = parse_spec(_base())
+    data = _base()
+    data["design"]["budget"]["trials_per_cell"] = 4
+    data["confirm"].update(seeds=5, configs=["best", "recipe"])
+    spec = parse_spec(data)
     assert len(spec.studies()) == 2 * 2 * 2
-    assert spec.trial_counts() == {"tune": 8 * 4, "confirm": 8 * 5}
+    assert spec.trial_counts() == {"tune": 8 * 4, "confirm": 8 * 5 * 2}
     assert spec.compared_arms == ("checkpoint", "scratch")
 
 
@@ -105,15 +108,18 @@ def test_result_hash_ignores_resources_and_tracking_but_not_the_design() -> None
     data["resources"]["max_concurrent_trials"] = 7
     data["tracking"]["wandb"]["mode"] = "offline"
     assert parse_spec(data).result_hash() == base.result_hash()
-    data["design"]["budget"]["trials_per_cell"] = 5
+    data["design"]["budget"]["trials_per_cell"] = 7
     changed = parse_spec(data)
     assert changed.result_hash() != base.result_hash()
     diff = diff_resolved(base.resolved(), changed.resolved())
-    assert any(line.startswith("design.budget.trials_per_cell: 4 → 5") for line in diff)
+    before = base.design.budget.trials_per_cell
+    assert any(line.startswith(f"design.budget.trials_per_cell: {before} → 7") for line in diff)
 
 
 def test_validate_command_prints_trials_per_phase(tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["validate", str(REPO / "sweeps" / "demo.yaml"), "--set", "confirm.seeds=6"])
+    demo = REPO / "sweeps" / "demo.yaml"
+    result = CliRunner().invoke(cli, ["validate", str(demo), "--set", "confirm.seeds=6",
+                                      "--set", "design.budget.trials_per_cell=4"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "tune phase: 32 trials" in result.output and "confirm phase: 48 trials" in result.output
 
