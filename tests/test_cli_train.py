@@ -38,7 +38,16 @@ def test_train_writes_metrics_epochs_model_and_curves(dataset: Path, tmp_path: P
     assert metrics["result"]["status"] == "ok" and metrics["result"]["num_classes"] == 8
     assert metrics["config"]["epochs"] == 2 and metrics["dataset"]["image_size"] == 16
     table = pq.read_table(out / "epochs.parquet")
-    assert table.column_names == ["epoch", "step", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s"]
+    assert table.column_names == [
+        "epoch",
+        "step",
+        "train_loss",
+        "train_acc",
+        "val_loss",
+        "val_acc",
+        "lr",
+        "epoch_time_s",
+    ]
     assert str(table.schema.field("epoch").type) == "int32" and table.column("epoch").to_pylist() == [1, 2]
     saved = torch.load(out / "model.pt", weights_only=True)
     assert saved["arch"] == "resnet_tiny" and saved["image_size"] == 16 and len(saved["class_names"]) == 8
@@ -84,8 +93,18 @@ def test_pretrain_then_fine_tune_then_predict(dataset: Path, tmp_path: Path) -> 
     assert checkpoint.is_file() and f"--init checkpoint:{checkpoint}" in result.output
 
     out = tmp_path / "run"
-    result = invoke("train", "--dataset-root", dataset, *FAST, "--init", f"checkpoint:{checkpoint}",
-                    "--freeze-depth", "5", "--out", out)
+    result = invoke(
+        "train",
+        "--dataset-root",
+        dataset,
+        *FAST,
+        "--init",
+        f"checkpoint:{checkpoint}",
+        "--freeze-depth",
+        "5",
+        "--out",
+        out,
+    )
     assert result.exit_code == 0, result.output
     model = torch.load(out / "model.pt", weights_only=True)
     body = torch.load(checkpoint, weights_only=True)["backbone"]
@@ -109,8 +128,17 @@ def test_pretrain_then_fine_tune_then_predict(dataset: Path, tmp_path: Path) -> 
 
     listing = tmp_path / "list.csv"
     listing.write_text("path\n" + "\n".join(image.name for image in images) + "\n")
-    result = invoke("predict", "--checkpoint", out / "model.pt", "--csv", listing, "--image-dir",
-                    dataset / "test_images", "--out", predictions)
+    result = invoke(
+        "predict",
+        "--checkpoint",
+        out / "model.pt",
+        "--csv",
+        listing,
+        "--image-dir",
+        dataset / "test_images",
+        "--out",
+        predictions,
+    )
     assert result.exit_code == 0, result.output
     with_csv = list(csv.DictReader(predictions.open()))
     assert [row["file"] for row in with_csv] == [image.name for image in images] and "label" not in with_csv[0]
@@ -133,7 +161,9 @@ def test_weights_download_fills_the_torch_hub_cache(tmp_path: Path, monkeypatch:
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     result = CliRunner().invoke(cli, ["weights", "download", "resnet18"])
     assert result.exit_code != 0
-    assert "https://download.pytorch.org/models/resnet18-f37072fd.pth" in result.output and str(expected) in result.output
+    assert (
+        "https://download.pytorch.org/models/resnet18-f37072fd.pth" in result.output and str(expected) in result.output
+    )
 
     def fake_download(url: str, dst: str, *args: object, **kwargs: object) -> None:
         torch.save({"fake": torch.zeros(1)}, dst)

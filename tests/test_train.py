@@ -56,7 +56,9 @@ def test_warmup_is_linear_then_cosine_reaches_zero() -> None:
     assert [schedule.lr_factor(s) for s in range(4)] == pytest.approx([0.2, 0.4, 0.6, 0.8])
     assert schedule.lr_factor(4) == 1.0
     assert schedule.lr_factor(12) == pytest.approx(0.5)
-    assert schedule.lr_factor(20) == pytest.approx(0.0, abs=1e-12) and schedule.lr_factor(25) == pytest.approx(0.0, abs=1e-12)
+    assert schedule.lr_factor(20) == pytest.approx(0.0, abs=1e-12) and schedule.lr_factor(25) == pytest.approx(
+        0.0, abs=1e-12
+    )
     assert 0 < schedule.lr_factor(19) < 0.02
 
 
@@ -138,7 +140,11 @@ def test_resume_from_a_reported_state_gives_the_same_run(data: DatasetTensors) -
     config = FAST.replace(epochs=3, augmentation="flip_color", schedule="cosine", warmup_epochs=0.5)
     uninterrupted = run_trial(config, data)
     states: list[dict] = []
-    run_trial(config.replace(epochs=3), data, report=lambda m, get_state: states.append(get_state()) if m["epoch"] == 2 else None)
+    run_trial(
+        config.replace(epochs=3),
+        data,
+        report=lambda m, get_state: states.append(get_state()) if m["epoch"] == 2 else None,
+    )
     buffer = io.BytesIO()
     torch.save(states[0], buffer)  # what the sweep engine does with it (a Ray Tune checkpoint)
     buffer.seek(0)

@@ -21,8 +21,13 @@ def classification_metrics(
     ``mae`` (mean absolute class-index error) and ``off_by_one`` (accuracy within one class; else None)."""
     if len(labels) == 0:
         nan = float("nan")
-        return {"loss": nan, "acc": nan, "balanced_acc": nan, "mae": nan if ordinal else None,
-                "off_by_one": nan if ordinal else None}
+        return {
+            "loss": nan,
+            "acc": nan,
+            "balanced_acc": nan,
+            "mae": nan if ordinal else None,
+            "off_by_one": nan if ordinal else None,
+        }
     predicted = probabilities.argmax(axis=1)
     correct = predicted == labels
     recalls = [float(correct[labels == cls].mean()) for cls in np.unique(labels)]

@@ -62,7 +62,9 @@ def register_backbone(
     def decorate(fn: Callable[[int], nn.Module]) -> Callable[[int], nn.Module]:
         name = fn.__name__
         if name in _BACKBONES:
-            warnings.warn(f"backbone {name!r} registered twice; the later definition replaces the earlier", stacklevel=2)
+            warnings.warn(
+                f"backbone {name!r} registered twice; the later definition replaces the earlier", stacklevel=2
+            )
         doc = (fn.__doc__ or "").strip().splitlines()
         _BACKBONES[name] = BackboneEntry(name, fn, family, torchvision_name, doc[0] if doc else "")
         return fn

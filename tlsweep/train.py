@@ -300,9 +300,19 @@ def _run(
     for epoch in range(progress.epoch + 1, config.epochs + 1):
         epoch_started = time.perf_counter()
         train = _train_epoch(
-            model, data, train_indices, config, device, amp, drop_last,
-            optimizer=optimizer, scheduler=scheduler, criterion=criterion, augment=augment,
-            order_generator=order_generator, augment_generator=augment_generator,
+            model,
+            data,
+            train_indices,
+            config,
+            device,
+            amp,
+            drop_last,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            criterion=criterion,
+            augment=augment,
+            order_generator=order_generator,
+            augment_generator=augment_generator,
         )
         progress.step += train["steps"]
         if not math.isfinite(train["loss"]):
@@ -389,7 +399,12 @@ def _train_epoch(
     train_mode(model)
     loss_sum, correct, seen, steps, lr = 0.0, 0, 0, 0, optimizer.param_groups[0]["lr"]
     for images, labels in iterate_batches(
-        data.train, indices, config.batch_size, shuffle=True, generator=order_generator, device=device,
+        data.train,
+        indices,
+        config.batch_size,
+        shuffle=True,
+        generator=order_generator,
+        device=device,
         drop_last=drop_last,
     ):
         x = augment(images, augment_generator)

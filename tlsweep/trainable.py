@@ -113,7 +113,7 @@ def sweep_trainable(config: dict[str, Any], payload: dict[str, Any]) -> None:
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
-            resume_state = torch.load(Path(directory) / "state.pt", map_location="cpu", weights_only=False)
+            resume_state = torch.load(Path(directory) / "state.pt", map_location="cpu", weights_only=True)
     _maybe_fail(meta, fault, epoch=0, resumed=resume_state is not None)
 
     def report(epoch_metrics: dict[str, float], get_state: Any) -> None:

@@ -157,7 +157,9 @@ def resolve_run_settings(
     elif dataset_block is not None:
         spec = parse_dataset_spec(dataset_block, source=str(config_file))
     else:
-        raise click.UsageError("no dataset: give --dataset-root DIR, --synthetic age|source or a `dataset:` block in --config")
+        raise click.UsageError(
+            "no dataset: give --dataset-root DIR, --synthetic age|source or a `dataset:` block in --config"
+        )
     size = image_size or yaml_image_size or getattr(spec, "image_size", None)
     if size is None:
         raise click.UsageError("no image size: give --image-size N (or image_size in --config)")
@@ -174,28 +176,52 @@ def _load(spec: Any, image_size: int, console: Any) -> Any:
 def _run_with_progress(config: TrialConfig, data: Any, console: Any, run: Callable[..., Any]) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[metrics]}")]
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[metrics]}"),
+    ]
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(f"{config.backbone} {config.init}", total=config.epochs, metrics="")
 
         def report(metrics: dict[str, float], get_state: Callable[[], dict]) -> None:
-            text = (f"loss {metrics['train_loss']:.3f}/{metrics['val_loss']:.3f} "
-                    f"acc {metrics['train_acc']:.3f}/{metrics['val_acc']:.3f} (train/val)")
+            text = (
+                f"loss {metrics['train_loss']:.3f}/{metrics['val_loss']:.3f} "
+                f"acc {metrics['train_acc']:.3f}/{metrics['val_acc']:.3f} (train/val)"
+            )
             progress.update(task, advance=1, metrics=text)
 
         return run(config, data, report=report)
 
 
 _DATA_OPTIONS = [
-    click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                 help="YAML with TrialConfig settings, optionally `dataset:` and `image_size:`; flags override it."),
-    click.option("--dataset-root", type=click.Path(file_okay=False, path_type=Path), default=None,
-                 help="A dataset directory: generated, CSV layout (custom_train_dataset.csv...) or ImageFolder."),
-    click.option("--synthetic", type=click.Choice(["age", "source"]), default=None,
-                 help="Use (and generate if needed) a generated dataset under --data-dir."),
-    click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data"),
-                 show_default=True, help="Where --synthetic datasets live."),
+    click.option(
+        "--config",
+        "config_file",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="YAML with TrialConfig settings, optionally `dataset:` and `image_size:`; flags override it.",
+    ),
+    click.option(
+        "--dataset-root",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="A dataset directory: generated, CSV layout (custom_train_dataset.csv...) or ImageFolder.",
+    ),
+    click.option(
+        "--synthetic",
+        type=click.Choice(["age", "source"]),
+        default=None,
+        help="Use (and generate if needed) a generated dataset under --data-dir.",
+    ),
+    click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("data"),
+        show_default=True,
+        help="Where --synthetic datasets live.",
+    ),
     click.option("--image-size", type=click.IntRange(min=8), default=None, help="Images are resized to N×N."),
 ]
 
@@ -208,11 +234,23 @@ def _data_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.command()
 @_data_options
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/train"),
-              show_default=True, help="Output directory.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs/train"),
+    show_default=True,
+    help="Output directory.",
+)
 @trial_options()
-def train(config_file: Path | None, dataset_root: Path | None, synthetic: str | None, data_dir: Path,
-          image_size: int | None, out: Path, **flags: Any) -> None:
+def train(
+    config_file: Path | None,
+    dataset_root: Path | None,
+    synthetic: str | None,
+    data_dir: Path,
+    image_size: int | None,
+    out: Path,
+    **flags: Any,
+) -> None:
     """Train one model; write metrics.json, epochs.parquet, model.pt and curves.png into --out."""
     from rich.console import Console
 
@@ -220,17 +258,27 @@ def train(config_file: Path | None, dataset_root: Path | None, synthetic: str | 
     from tlsweep.train_outputs import write_train_outputs
 
     console = Console(stderr=True)
-    config, spec, size = resolve_run_settings(config_file=config_file, flags=flags, dataset_root=dataset_root,
-                                              synthetic=synthetic, data_dir=data_dir, image_size=image_size)
+    config, spec, size = resolve_run_settings(
+        config_file=config_file,
+        flags=flags,
+        dataset_root=dataset_root,
+        synthetic=synthetic,
+        data_dir=data_dir,
+        image_size=image_size,
+    )
     data = _load(spec, size, console)
     result = _run_with_progress(config, data, console, run_trial)
     written = write_train_outputs(out, config=config, data=data, image_size=size, result=result)
     if result.status == "ok":
-        click.echo(f"{result.status}: best val acc {result.best_val_acc:.4f} (epoch {result.best_epoch}), "
-                   f"test acc {result.test_acc:.4f}, chance {result.chance:.4f}, n_train {result.n_train}")
+        click.echo(
+            f"{result.status}: best val acc {result.best_val_acc:.4f} (epoch {result.best_epoch}), "
+            f"test acc {result.test_acc:.4f}, chance {result.chance:.4f}, n_train {result.n_train}"
+        )
     else:
-        click.echo(f"{result.status}: the loss became non-finite after {result.optimizer_steps} steps; "
-                   f"lower --lr (was {config.lr})")
+        click.echo(
+            f"{result.status}: the loss became non-finite after {result.optimizer_steps} steps; "
+            f"lower --lr (was {config.lr})"
+        )
     click.echo("wrote " + ", ".join(str(path) for path in written))
 
 
@@ -239,11 +287,22 @@ PRETRAIN_DEFAULTS = {"epochs": 15, "lr": 0.05, "augmentation": "flip", "warmup_e
 
 @click.command()
 @_data_options
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Checkpoint file [default: checkpoints/<backbone>-source.pt].")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Checkpoint file [default: checkpoints/<backbone>-source.pt].",
+)
 @trial_options(**PRETRAIN_DEFAULTS)
-def pretrain(config_file: Path | None, dataset_root: Path | None, synthetic: str | None, data_dir: Path,
-             image_size: int | None, out: Path | None, **flags: Any) -> None:
+def pretrain(
+    config_file: Path | None,
+    dataset_root: Path | None,
+    synthetic: str | None,
+    data_dir: Path,
+    image_size: int | None,
+    out: Path | None,
+    **flags: Any,
+) -> None:
     """Train a backbone on a source dataset (default: the generated source task at 32 px) for init checkpoint:PATH."""
     from rich.console import Console
 
@@ -252,14 +311,24 @@ def pretrain(config_file: Path | None, dataset_root: Path | None, synthetic: str
     console = Console(stderr=True)
     if dataset_root is None and synthetic is None and config_file is None:
         synthetic = "source"
-    config, spec, size = resolve_run_settings(config_file=config_file, flags=flags, dataset_root=dataset_root,
-                                              synthetic=synthetic, data_dir=data_dir, image_size=image_size or 32,
-                                              defaults=PRETRAIN_DEFAULTS)
+    config, spec, size = resolve_run_settings(
+        config_file=config_file,
+        flags=flags,
+        dataset_root=dataset_root,
+        synthetic=synthetic,
+        data_dir=data_dir,
+        image_size=image_size or 32,
+        defaults=PRETRAIN_DEFAULTS,
+    )
     out = out or Path("checkpoints") / f"{config.backbone}-source.pt"
     data = _load(spec, size, console)
-    metrics = _run_with_progress(config, data, console, lambda c, d, report: training.pretrain(c, d, out, report=report))
-    click.echo(f"pretrained {config.backbone} on {data.name}: best val acc {metrics['best_val_acc']:.4f}, "
-               f"test acc {metrics['test_acc']:.4f} ({data.num_classes} classes)")
+    metrics = _run_with_progress(
+        config, data, console, lambda c, d, report: training.pretrain(c, d, out, report=report)
+    )
+    click.echo(
+        f"pretrained {config.backbone} on {data.name}: best val acc {metrics['best_val_acc']:.4f}, "
+        f"test acc {metrics['test_acc']:.4f} ({data.num_classes} classes)"
+    )
     click.echo(f"wrote {out}; use it with --init checkpoint:{out}")
 
 
@@ -277,9 +346,14 @@ def _label_index(value: str, class_names: list[str]) -> int | None:
     return None
 
 
-def prediction_inputs(images: Path | None, csv_file: Path | None, path_column: str | None,
-                      label_column: str | None, class_names: list[str], image_dir: Path | None = None,
-                      ) -> list[tuple[str, Path, str | None, int | None]]:
+def prediction_inputs(
+    images: Path | None,
+    csv_file: Path | None,
+    path_column: str | None,
+    label_column: str | None,
+    class_names: list[str],
+    image_dir: Path | None = None,
+) -> list[tuple[str, Path, str | None, int | None]]:
     """(name as written, file, label as written or None, label's class index or None) for every image."""
     if (images is None) == (csv_file is None):
         raise click.UsageError("give exactly one of --images DIR and --csv FILE")
@@ -299,7 +373,9 @@ def prediction_inputs(images: Path | None, csv_file: Path | None, path_column: s
         columns = reader.fieldnames or []
         path_column = path_column or (columns[0] if columns else None)
         if path_column not in columns:
-            raise DataError(f"{csv_file}: no column {path_column!r}; columns are {columns}; pick one with --path-column")
+            raise DataError(
+                f"{csv_file}: no column {path_column!r}; columns are {columns}; pick one with --path-column"
+            )
         if label_column is None and "label" in columns:
             label_column = "label"
         if label_column is not None and label_column not in columns:
@@ -309,35 +385,68 @@ def prediction_inputs(images: Path | None, csv_file: Path | None, path_column: s
             raw = record[path_column]
             file = Path(raw) if Path(raw).is_absolute() else (image_dir or csv_file.parent) / raw
             if not file.is_file():
-                raise DataError(f"{csv_file} line {line}: image {raw!r} not found (looked at {file}); "
-                                "set the folder relative paths start from with --image-dir")
+                raise DataError(
+                    f"{csv_file} line {line}: image {raw!r} not found (looked at {file}); "
+                    "set the folder relative paths start from with --image-dir"
+                )
             label = record[label_column] if label_column else None
             rows.append((raw, file, label, _label_index(label, class_names) if label is not None else None))
     return rows
 
 
 @click.command()
-@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
-              help="A model.pt written by `tlsweep train`.")
-@click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Predict every image under DIR; DIR/<class name>/... gives the label.")
-@click.option("--csv", "csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Predict the images listed in a CSV (paths relative to the CSV's folder).")
-@click.option("--image-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Folder the CSV's relative paths start from [default: the CSV's folder].")
+@click.option(
+    "--checkpoint",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="A model.pt written by `tlsweep train`.",
+)
+@click.option(
+    "--images",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Predict every image under DIR; DIR/<class name>/... gives the label.",
+)
+@click.option(
+    "--csv",
+    "csv_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Predict the images listed in a CSV (paths relative to the CSV's folder).",
+)
+@click.option(
+    "--image-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Folder the CSV's relative paths start from [default: the CSV's folder].",
+)
 @click.option("--path-column", default=None, help="CSV column with the image path [default: the first column].")
 @click.option("--label-column", default=None, help="CSV column with the label (class name or index) [default: label].")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("predictions.csv"),
-              show_default=True, help="Output CSV.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("predictions.csv"),
+    show_default=True,
+    help="Output CSV.",
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu | cuda | cuda:N.")
-def predict(checkpoint: Path, images: Path | None, csv_file: Path | None, image_dir: Path | None,
-            path_column: str | None, label_column: str | None, out: Path, batch_size: int, device: str) -> None:
+def predict(
+    checkpoint: Path,
+    images: Path | None,
+    csv_file: Path | None,
+    image_dir: Path | None,
+    path_column: str | None,
+    label_column: str | None,
+    out: Path,
+    batch_size: int,
+    device: str,
+) -> None:
     """Predict classes with a trained model; write file, predicted_class, class_name, confidence(, label)."""
     import numpy as np
     import torch
 
-    from tlsweep.data.cache import _decode
+    from tlsweep.data.cache import decode_image
     from tlsweep.predict import load_trained_model, predict_images
 
     trained = load_trained_model(checkpoint)
@@ -345,7 +454,7 @@ def predict(checkpoint: Path, images: Path | None, csv_file: Path | None, image_
     decoded = []
     for name, file, _, _ in rows:
         try:
-            decoded.append(_decode(str(file), trained.image_size))
+            decoded.append(decode_image(file, trained.image_size))
         except Exception as exc:
             raise DataError(f"cannot decode image {file}: {exc}") from exc
     tensor = torch.from_numpy(np.stack(decoded))
@@ -355,7 +464,9 @@ def predict(checkpoint: Path, images: Path | None, csv_file: Path | None, image_
     correct = labelled = 0
     with out.open("w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream)
-        writer.writerow(["file", "predicted_class", "class_name", "confidence"] + (["label", "correct"] if with_label else []))
+        writer.writerow(
+            ["file", "predicted_class", "class_name", "confidence"] + (["label", "correct"] if with_label else [])
+        )
         for (name, _, label, index), cls, conf in zip(rows, predicted, confidence):
             row: list[Any] = [name, int(cls), trained.class_names[int(cls)], f"{conf:.6f}"]
             if with_label:  # "correct" only where the label names one of the model's classes
@@ -377,8 +488,13 @@ def models(pattern: str) -> None:
     from tlsweep.models import backbone_info, list_backbones
 
     table = Table(title="backbones")
-    for column, justify in (("name", "left"), ("family", "left"), ("parameters", "right"),
-                            ("ImageNet weights", "left"), ("description", "left")):
+    for column, justify in (
+        ("name", "left"),
+        ("family", "left"),
+        ("parameters", "right"),
+        ("ImageNet weights", "left"),
+        ("description", "left"),
+    ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for name in list_backbones(pattern):
         info = backbone_info(name)
