@@ -1,0 +1,1 @@
+"""Datasets on disk → decoded tensor cache → nested seeded subsets → tensor augmentation."""

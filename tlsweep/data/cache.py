@@ -1,0 +1,192 @@
+"""Decode-once tensor cache: each split is decoded and resized once into a uint8 ``.npy`` and memory-mapped on load.
+
+Key = sha256 of (format version, preprocessing parameters, every file's relative path, size, mtime and label), so a
+changed, added or removed file (or a relabelled row) invalidates the entry. Files are written to a temporary name and
+``os.replace``d into place, the JSON sidecar last: two processes building the same entry at once both succeed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from tlsweep.errors import DataError
+
+if TYPE_CHECKING:
+    from tlsweep.data.types import SplitTensors
+
+CACHE_VERSION = 1
+RESIZE = "pil-bilinear-stretch"  # resize to image_size x image_size, aspect ratio not kept (as Resize((s, s)))
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    """One image of a split: where it is, its class index, and where it was declared (for error messages)."""
+
+    path: Path
+    rel: str  # path relative to the dataset root, recorded in SplitTensors.files
+    label: int
+    origin: str  # e.g. "custom_train_dataset.csv line 7"
+
+
+@dataclass(frozen=True)
+class CachedSplit:
+    tensors: SplitTensors
+    path: Path  # the .npy holding the images
+    hit: bool  # True when nothing was decoded
+
+
+def _decode(path: str, image_size: int) -> np.ndarray:
+    """Decode one image as RGB, resized to image_size x image_size: uint8 array 3 x H x W."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img.load()
+        if img.mode != "RGB":
+            if img.mode in ("RGBA", "LA", "P", "PA") or "transparency" in img.info:
+                img = img.convert("RGBA")
+                background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+                img = Image.alpha_composite(background, img)
+            img = img.convert("RGB")
+        if img.size != (image_size, image_size):
+            img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
+        return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
+
+
+def cache_key(fingerprints: Sequence[tuple[str, int, int, int]], image_size: int) -> str:
+    payload = {"version": CACHE_VERSION, "image_size": image_size, "channels": 3, "resize": RESIZE}
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode())
+    for rel, size, mtime_ns, label in fingerprints:
+        digest.update(f"{rel}\0{size}\0{mtime_ns}\0{label}\n".encode())
+    return digest.hexdigest()
+
+
+def default_workers() -> int:
+    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+def _atomic_write_bytes(target: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _bad_file_error(split: str, bad: list[tuple[ImageEntry, str]]) -> DataError:
+    lines = [f"  {entry.rel} ({entry.origin}): {reason}" for entry, reason in bad]
+    return DataError(
+        f"{len(bad)} unreadable image(s) in split '{split}'; fix or remove these files/rows:\n" + "\n".join(lines)
+    )
+
+
+def _memory_map(images_path: Path, meta: dict[str, object]) -> SplitTensors:
+    import torch
+
+    from tlsweep.data.types import SplitTensors
+
+    # copy-on-write map: pages are shared between processes, and torch gets a writable array (no warning)
+    images = np.load(images_path, mmap_mode="c")
+    labels = np.asarray(meta["labels"], dtype=np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        image_tensor = torch.from_numpy(images)
+    return SplitTensors(images=image_tensor, labels=torch.from_numpy(labels), files=list(meta["files"]))  # type: ignore[arg-type]
+
+
+def load_or_build_split(
+    entries: Sequence[ImageEntry],
+    *,
+    split: str,
+    image_size: int,
+    cache_dir: Path,
+    workers: int | None = None,
+) -> CachedSplit:
+    """Return the split's tensors from the cache, decoding (once, in a thread pool) only on a miss."""
+    bad: list[tuple[ImageEntry, str]] = []
+    fingerprints = []
+    for entry in entries:
+        try:
+            st = entry.path.stat()
+        except OSError as exc:
+            bad.append((entry, f"cannot read file ({exc.strerror or exc})"))
+            continue
+        if not entry.path.is_file():
+            bad.append((entry, "not a regular file"))
+            continue
+        fingerprints.append((entry.rel, st.st_size, st.st_mtime_ns, entry.label))
+    if not bad and not entries:
+        raise DataError(f"split '{split}' has no images")
+
+    key = cache_key(fingerprints, image_size)[:24]
+    stem = f"{split}-{image_size}px-{key}"
+    images_path = cache_dir / f"{stem}.npy"
+    meta_path = cache_dir / f"{stem}.json"
+    if not bad and meta_path.is_file() and images_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        return CachedSplit(_memory_map(images_path, meta), images_path, hit=True)
+
+    good = [e for e in entries if not any(e is b for b, _ in bad)] if bad else list(entries)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=cache_dir, prefix=f".{stem}.", suffix=".npy.tmp")
+    except OSError as exc:
+        raise DataError(
+            f"cannot write the tensor cache in {cache_dir}: {exc}; make it writable or pass another cache_dir"
+        ) from exc
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(good), 3, image_size, image_size))
+        decode_errors: list[tuple[ImageEntry, str] | None] = [None] * len(good)
+
+        def decode_range(start: int, stop: int) -> None:
+            for i in range(start, stop):
+                try:
+                    array[i] = _decode(str(good[i].path), image_size)
+                except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad file to report
+                    decode_errors[i] = (good[i], f"{type(exc).__name__}: {exc}")
+
+        chunk = 64
+        with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
+            list(pool.map(lambda s: decode_range(s, min(s + chunk, len(good))), range(0, len(good), chunk)))
+        bad.extend(e for e in decode_errors if e is not None)
+        if bad:
+            order = {id(e): i for i, e in enumerate(entries)}
+            bad.sort(key=lambda item: order[id(item[0])])
+            raise _bad_file_error(split, bad)
+        array.flush()
+        del array
+        os.replace(tmp, images_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    meta = {
+        "version": CACHE_VERSION,
+        "key": key,
+        "split": split,
+        "image_size": image_size,
+        "resize": RESIZE,
+        "files": [e.rel for e in good],
+        "labels": [e.label for e in good],
+    }
+    _atomic_write_bytes(meta_path, json.dumps(meta).encode())
+    return CachedSplit(_memory_map(images_path, meta), images_path, hit=False)
+
+
+def decode_image(path: str | Path, image_size: int) -> np.ndarray:
+    """Decode one image exactly as the cache does (RGB, alpha over white, bilinear resize): uint8 3×H×W."""
+    return _decode(str(path), image_size)
