@@ -58,3 +58,14 @@ def tiny_spec_dict(assets: dict[str, Path], storage: Path | str, **changes: Any)
             node = node.setdefault(part, {})
         node[last] = value
     return spec
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A private local Ray instance (2 CPUs, small object store) for one test module."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=80 * 2**20,
+             log_to_driver=False)  # fmt: skip
+    yield
+    ray.shutdown()

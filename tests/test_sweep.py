@@ -15,23 +15,13 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from sweep_fixtures import tiny_assets, tiny_spec_dict  # noqa: F401 - fixture
+from sweep_fixtures import ray_local, tiny_assets, tiny_spec_dict  # noqa: F401 - fixtures
 from tlsweep.design import plan_confirm
 from tlsweep.errors import StoreError
 from tlsweep.schema import EPOCHS_SCHEMA, TRIALS_SCHEMA
 from tlsweep.spec import parse_spec
 
 pytestmark = pytest.mark.ray
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=80 * 2**20,
-             log_to_driver=False)  # fmt: skip
-    yield
-    ray.shutdown()
 
 
 def _run(spec, **kwargs):

@@ -8,23 +8,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from sweep_fixtures import tiny_assets, tiny_spec_dict  # noqa: F401 - fixture
+from sweep_fixtures import ray_local, tiny_assets, tiny_spec_dict  # noqa: F401 - fixtures
 
 from tlsweep.spec import parse_spec
 from tlsweep.tracking.summary import report_run_id
 
 pytestmark = pytest.mark.ray
 PLANTED_KEY = "tlsweepplantedkey0123456789abcdef01234567"
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=80 * 2**20,
-             log_to_driver=False)  # fmt: skip
-    yield
-    ray.shutdown()
 
 
 def _small(assets, storage, name):
