@@ -35,6 +35,8 @@ from tlsweep.store import ResultsStore
 log = logging.getLogger(__name__)
 # Every epoch's checkpoint forces an experiment snapshot (num_to_keep=1); that is intended, not a warning.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+# tlsweep draws its own one-line-per-study progress table; Ray's legacy reporter at verbose=0 stays silent.
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 STATUS_FILE = "status.json"
 
 

@@ -65,6 +65,7 @@ def run(spec_path: Path, overrides: tuple[str, ...], storage: str | None, addres
     rerun = f"tlsweep run {spec_path}" + "".join(f" --set {o}" for o in overrides)
     if storage:
         rerun += f" --storage {storage}"
+    console.print()
     console.print(f"recorded {outcome.trials_recorded} trials in {outcome.wall_time_s / 60:.1f} min → {outcome.location}")
     for line in outcome.skipped:
         console.print(f"[yellow]not confirmed[/] {line}")
