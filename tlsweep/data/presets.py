@@ -59,7 +59,8 @@ PRESETS: dict[str, CsvPreset] = {
         class_names=list(AGE_CLASS_NAMES),
         ordinal=True,
         how_to_get=(
-            "the dataset is 'custom_korean_family_dataset_resolution_128' (custom_{train,val,test}_dataset.csv "
+            "the dataset is 'custom_korean_family_dataset_resolution_128', the 128-px preprocessed release of AI "
+            "Hub's Korean family face images (aihub.or.kr, free account; custom_{train,val,test}_dataset.csv "
             "with columns image_path,age_class and {train,val,test}_images/); put it at the path given by "
             "dataset.root or pass `--set dataset.root=...`; for an offline stand-in run "
             "`tlsweep data synth DIR --task age` and use format: synthetic"
