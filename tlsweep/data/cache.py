@@ -153,16 +153,18 @@ def load_or_build_split(
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(good), 3, image_size, image_size))
         decode_errors: list[tuple[ImageEntry, str] | None] = [None] * len(good)
 
-        def decode_range(start: int, stop: int) -> None:
+        def decode_range(out: np.ndarray, start: int, stop: int) -> None:
             for i in range(start, stop):
                 try:
-                    array[i] = _decode(str(good[i].path), image_size)
+                    out[i] = _decode(str(good[i].path), image_size)
                 except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad file to report
                     decode_errors[i] = (good[i], f"{type(exc).__name__}: {exc}")
 
         chunk = 64
         with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
-            list(pool.map(lambda s: decode_range(s, min(s + chunk, len(good))), range(0, len(good), chunk)))
+            jobs = [pool.submit(decode_range, array, s, min(s + chunk, len(good))) for s in range(0, len(good), chunk)]
+            for job in jobs:
+                job.result()
         bad.extend(e for e in decode_errors if e is not None)
         if bad:
             order = {id(e): i for i, e in enumerate(entries)}
