@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -39,3 +40,24 @@ def test_version_and_help() -> None:
     assert runner.invoke(cli, ["--version"]).output.strip() == f"tlsweep, version {__version__}"
     result = runner.invoke(cli, ["--help"])
     assert result.exit_code == 0 and "run" in result.output and "report" in result.output
+
+
+def _field_names(model: type, prefix: str = "") -> list[str]:
+    from pydantic import BaseModel
+
+    names = []
+    for name, field in model.model_fields.items():
+        names.append(name)
+        annotation = field.annotation
+        for candidate in (annotation, *getattr(annotation, "__args__", ())):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel) and name not in ("dataset",):
+                names.extend(_field_names(candidate))
+    return names
+
+
+def test_every_spec_field_is_in_the_readme_reference() -> None:
+    from tlsweep.spec import SweepSpec
+
+    reference = README.split("## The sweep spec", 1)[1].split("\n## ", 1)[0]
+    missing = sorted({n for n in _field_names(SweepSpec) if not re.search(rf"\b{n}\b", reference)})
+    assert missing == []

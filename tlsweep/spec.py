@@ -224,6 +224,12 @@ class SweepSpec(_Model):
     @model_validator(mode="after")
     def _check(self) -> SweepSpec:
         inits = self.design.factors["init"]
+        declared_size = getattr(self.dataset, "image_size", None)
+        if declared_size is not None and declared_size != self.model.image_size:
+            raise ValueError(
+                f"dataset.image_size ({declared_size}) differs from model.image_size ({self.model.image_size}); "
+                "images are resized to model.image_size: drop dataset.image_size or make them equal"
+            )
         if "checkpoint" in inits and self.model.pretrained.checkpoint is None:
             raise ValueError(
                 "init level `checkpoint` needs model.pretrained.checkpoint: PATH (with a model.pretrain block to "
