@@ -189,3 +189,44 @@ def test_a_driver_killed_with_sigkill_resumes_to_exactly_the_planned_trials(tiny
     expected, _ = plan_confirm(spec, tune)
     assert {p.trial_id for p in expected} == {r["trial_id"] for r in rows if r["phase"] == "confirm"}
     assert {r["status"] for r in tune} <= {"ok", "pruned", "diverged"}
+
+
+def test_a_trial_running_when_the_driver_died_continues_from_its_checkpoint(tiny_assets, tmp_path) -> None:  # noqa: F811
+    from tlsweep.config import TrialConfig
+    from tlsweep.data.loading import load_dataset
+    from tlsweep.train import run_trial
+
+    spec_dict = tiny_spec_dict(tiny_assets, tmp_path / "runs", name="reborn")
+    spec_dict["design"]["factors"].update(train_fraction=[1.0], epochs=[3])
+    path = tmp_path / "reborn.yaml"
+    path.write_text(yaml.safe_dump(spec_dict))
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    command = [sys.executable, "-m", "tlsweep", "run", str(path), "--num-cpus", "2", "--no-report"]
+    # the driver SIGKILLs itself once tune trial 1 of the scratch study has checkpointed epoch 1
+    fault = {"match": {"phase": "tune", "tune_index": 1, "arm": "scratch"}, "driver_dies_after_epoch": 1}
+    proc = subprocess.Popen([*command, "--fault", json.dumps(fault)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    try:
+        assert proc.wait(timeout=300) == -signal.SIGKILL
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the dead driver's Ray processes
+        except ProcessLookupError:
+            pass
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = tmp_path / "runs" / "reborn"
+    rows = pq.read_table(results / "trials.parquet").to_pylist()
+    reborn = [r for r in rows if r["resumed_from_epoch"] is not None]  # every trial running at the death
+    assert ("tune", 1, "scratch") in [(r["phase"], r["tune_index"], r["arm"]) for r in reborn]
+    spec = parse_spec(spec_dict)
+    assert len(rows) == len({r["trial_id"] for r in rows}) == sum(spec.trial_counts().values())
+    epochs = pq.read_table(results / "epochs.parquet").to_pylist()
+    data = load_dataset(spec.dataset, image_size=spec.model.image_size)
+    for row in reborn:
+        assert row["resumed_from_epoch"] >= 1 and row["epochs_run"] == 3
+        # the epochs run before the death are kept too
+        assert sorted(e["epoch"] for e in epochs if e["trial_id"] == row["trial_id"]) == [1, 2, 3]
+        config = TrialConfig.from_dict(json.loads(row["params_json"])["config"]).replace(num_threads=1)
+        fresh = run_trial(config, data)
+        assert (fresh.best_val_acc, fresh.final_val_acc) == (row["best_val_acc"], row["final_val_acc"])

@@ -150,8 +150,9 @@ class Progress:
             "study": study_key(planned.levels),
             "epoch": 0,
             "started_at": time.time(),
+            "meta": planned.meta(),  # lets a rerun hand out the same trial again and continue its checkpoint
         }
-        self.refresh()
+        self.refresh(force=True)
 
     def retried(self, planned: PlannedTrial) -> None:
         self.refresh()
@@ -164,7 +165,7 @@ class Progress:
     def finished(self, planned: PlannedTrial, row: dict[str, Any]) -> None:
         self._running.pop(planned.trial_id, None)
         self.board.add_row(row)
-        self.refresh()
+        self.refresh(force=True)
 
 
 def expected_counts(spec: Any) -> dict[tuple[str, str, str], int]:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-import socket
+import os
+import signal
 import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 from ray.tune import Callback
 
 from tlsweep.design import PlannedTrial
@@ -51,12 +51,14 @@ class ResultsRecorder(Callback):
         metadata: dict[str, str],
         tracker: Tracker,
         progress: Progress | None = None,
+        fault: dict[str, Any] | None = None,
     ) -> None:
         self.spec = spec
         self.store = store
         self.metadata = metadata
         self.tracker = tracker
         self.progress = progress
+        self.fault = fault or {}
         self.trials = store.read_trials()
         self.epochs = store.read_epochs()
         self._epochs_buffer: dict[str, dict[int, dict[str, Any]]] = {}
@@ -161,18 +163,30 @@ class ResultsRecorder(Callback):
         if "epoch" not in result:
             return
         epoch = int(result["epoch"])
-        values = {k: _finite_or_none(result.get(k)) for k in EPOCH_KEYS}
-        values.update(epoch=epoch, step=int(result.get("step", 0)))
-        self._epochs_buffer.setdefault(trial.trial_id, {})[epoch] = values
+        self._epochs_buffer.setdefault(trial.trial_id, {})[epoch] = values = _epoch_values(result)
         self.tracker.trial_epoch(planned.trial_id, epoch, {k: v for k, v in values.items() if v is not None})
         if self.progress is not None:
             self.progress.epoch(planned, epoch, result.get("val_acc"))
+        self._maybe_die(planned, epoch)
+
+    def _maybe_die(self, planned: PlannedTrial, epoch: int) -> None:
+        """Test hook: the driver is killed (SIGKILL, no cleanup) once a matching trial has reported ``epoch``."""
+        die_after = self.fault.get("driver_dies_after_epoch")
+        meta = planned.meta()
+        if die_after is not None and epoch >= int(die_after) and all(
+            meta.get(k) == v for k, v in self.fault.get("match", {}).items()
+        ):
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         planned = self._planned(trial)
         row = self._base_row(trial, planned)
         final = self._final.pop(trial.trial_id, None)
         if final is not None:
+            history = final.get("history") or []
+            if history:  # complete even when the trial resumed from a dead driver's checkpoint
+                self._epochs_buffer[trial.trial_id] = {int(h["epoch"]): _epoch_values(h) for h in history}
+            row["resumed_from_epoch"] = final.get("resumed_from_epoch")
             row.update({k: _finite_or_none(final.get(k)) for k in RESULT_KEYS})
             if planned.phase == "confirm":
                 row.update({k: _finite_or_none(final.get(k)) for k in TEST_KEYS})
@@ -230,9 +244,7 @@ class ResultsRecorder(Callback):
         self._record(trial, row)
 
 
-def table_rows(table: pa.Table) -> list[dict[str, Any]]:
-    return table.to_pylist()
-
-
-def hostname() -> str:
-    return socket.gethostname()
+def _epoch_values(result: dict[str, Any]) -> dict[str, Any]:
+    values = {k: _finite_or_none(result.get(k)) for k in EPOCH_KEYS}
+    values.update(epoch=int(result["epoch"]), step=int(result.get("step", 0)))
+    return values

@@ -48,6 +48,7 @@ class _Study:
         self.study = optuna.create_study(direction=direction, sampler=_sampler(spec, levels, index))
         self.free_indices = list(range(spec.design.budget.trials_per_cell))
         self.recipe = recipe_params(spec, levels)
+        self.reissued: list[PlannedTrial] = []
 
     def replay(self, tune_index: int, params: dict[str, Any], status: str, objective: float | None) -> None:
         """Add a trial finished in an earlier run, so the sampler knows it and its index is not handed out again."""
@@ -62,11 +63,24 @@ class _Study:
             frozen = optuna.trial.create_trial(params=values, distributions=dists, state=state)
         self.study.add_trial(frozen)
 
+    def reissue(self, trial: PlannedTrial) -> None:
+        """Hand out this exact trial (a dead driver's unfinished one) before asking the sampler for new ones."""
+        self.free_indices.remove(int(trial.tune_index or 0))
+        self.reissued.append(trial)
+
     def ask(self) -> tuple[int, optuna.trial.Trial]:
+        if self.reissued:
+            trial = self.reissued.pop(0)
+            self.study.enqueue_trial(trial.params, skip_if_exists=False)
+            return int(trial.tune_index or 0), self.study.ask(self.distributions)
         tune_index = self.free_indices.pop(0)
         if tune_index == 0:
             self.study.enqueue_trial(self.recipe, skip_if_exists=False)
         return tune_index, self.study.ask(self.distributions)
+
+    @property
+    def budget_left(self) -> int:
+        return len(self.free_indices) + len(self.reissued)
 
 
 class PlanSearcher(Searcher):
@@ -83,6 +97,7 @@ class PlanSearcher(Searcher):
         phase: str,
         fixed: list[PlannedTrial] | None = None,
         done: list[dict[str, Any]] | None = None,
+        pending: list[PlannedTrial] | None = None,
     ) -> None:
         super().__init__(metric="val_metric", mode=spec.objective.mode)
         self.spec = spec
@@ -104,6 +119,10 @@ class PlanSearcher(Searcher):
                 study = self._studies.get(study_key(info["levels"]))
                 if study is not None:
                     study.replay(int(row["tune_index"]), info["tuned"], row["status"], row.get("objective"))
+            for trial in pending or []:  # started by a driver that died: same index and params, so same id
+                study = self._studies.get(trial.study_key)
+                if study is not None and trial.tune_index in study.free_indices:
+                    study.reissue(trial)
         else:
             self.planned = list(fixed or [])
             self._queue.extend(t for t in self.planned if t.trial_id not in done_ids)
@@ -113,7 +132,7 @@ class PlanSearcher(Searcher):
     def remaining(self) -> int:
         """Trials not yet handed out."""
         if self.phase == "tune":
-            return sum(len(s.free_indices) for s in self._studies.values())
+            return sum(s.budget_left for s in self._studies.values())
         return len(self._queue)
 
     def _next_tune_trial(self) -> tuple[PlannedTrial, optuna.trial.Trial] | None:
@@ -121,7 +140,7 @@ class PlanSearcher(Searcher):
             key = self._order[0]
             self._order.rotate(-1)
             study = self._studies[key]
-            if study.free_indices:
+            if study.budget_left:
                 tune_index, ot = study.ask()
                 planned = plan_tune_trial(self.spec, study.levels, tune_index, dict(ot.params))
                 return planned, ot

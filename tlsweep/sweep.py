@@ -9,6 +9,7 @@ resumes from ``trials.parquet``: finished trials are replayed, never rerun.
 from __future__ import annotations
 
 import importlib.metadata as md
+import json
 import logging
 import os
 import platform
@@ -24,12 +25,12 @@ import yaml
 from rich.console import Console
 
 from tlsweep import __version__
-from tlsweep.design import plan_confirm
+from tlsweep.design import PlannedTrial, plan_confirm
 from tlsweep.errors import StoreError
 from tlsweep.progress import StatusBoard, expected_counts
 from tlsweep.publish import RESOLVED_SPEC
 from tlsweep.spec import RESULT_FIELDS, SweepSpec, diff_resolved
-from tlsweep.storage import Location, resolve_location
+from tlsweep.storage import RAY_SUBDIR, Location, resolve_location
 from tlsweep.store import ResultsStore
 
 log = logging.getLogger(__name__)
@@ -198,8 +199,20 @@ def _concurrency(spec: SweepSpec) -> int:
 
 
 def _trial_dirname(trial: Any) -> str:
-    meta = trial.config["meta"]
-    return f"{meta['phase']}-{meta['trial_id']}"
+    from tlsweep.trainable import trial_dirname
+
+    return trial_dirname(trial.config["meta"])
+
+
+def pending_trials(store: ResultsStore, phase: str, done_ids: set[str]) -> list[PlannedTrial]:
+    """Trials the last driver had started but not recorded (from its ``status.json``), to be run again as-is."""
+    try:
+        status = json.loads(store.read_text(STATUS_FILE) or "{}")
+    except ValueError:
+        return []
+    running = [item.get("meta") for item in status.get("running", [])]
+    planned = [PlannedTrial.from_meta(meta) for meta in running if meta and meta.get("phase") == phase]
+    return [p for p in planned if p.trial_id not in done_ids]
 
 
 def _run_phase(
@@ -306,7 +319,7 @@ def run_sweep(
     num_threads = max(1, int(spec.resources.cpus_per_trial))
     checkpoint = _prepare_checkpoint(spec, console, num_threads)
     concurrency = _concurrency(spec)
-    payload = make_payload(data, checkpoint, fault)
+    payload = make_payload(data, checkpoint, ray_location=location.join(RAY_SUBDIR), fault=fault)
     trainable = tune.with_resources(
         tune.with_parameters(sweep_trainable, payload=payload),
         {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial},
@@ -328,15 +341,16 @@ def run_sweep(
         console=console,
         live=live,
     )
-    recorder = ResultsRecorder(spec, store, metadata=metadata, tracker=tracker, progress=progress)
+    recorder = ResultsRecorder(spec, store, metadata=metadata, tracker=tracker, progress=progress, fault=fault)
     try:
         with progress:
             done = recorder.trials.to_pylist()
+            pending = pending_trials(store, "tune", {row["trial_id"] for row in done})
             progress.title = f"{spec.name} · tune"
             tune_complete = _run_phase(
                 spec,
                 phase="tune",
-                searcher=PlanSearcher(spec, phase="tune", done=done),
+                searcher=PlanSearcher(spec, phase="tune", done=done, pending=pending),
                 payload_trainable=trainable,
                 location=location,
                 recorder=recorder,

@@ -19,18 +19,30 @@ import numpy as np
 
 from tlsweep.config import TrialConfig
 from tlsweep.data.types import DatasetTensors, SplitTensors
+from tlsweep.storage import Location
 
 SPLITS = ("train", "val", "test")
 _DATASETS: dict[str, DatasetTensors] = {}  # per worker process: reused actors skip even the zero-copy wrap
 
 
-def make_payload(data: DatasetTensors, checkpoint: Path | None, fault: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What every trial needs besides its config, as plain numpy (zero-copy in Ray's object store)."""
+def make_payload(
+    data: DatasetTensors,
+    checkpoint: Path | None,
+    *,
+    ray_location: Location | None = None,
+    fault: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What every trial needs besides its config, as plain numpy (zero-copy in Ray's object store).
+
+    ``ray_location`` is where Ray Tune keeps this sweep's experiments: a trial that finds no checkpoint of its
+    own looks there for one an earlier (killed) driver's run of the same trial id left behind.
+    """
     payload: dict[str, Any] = {
         "class_names": list(data.class_names),
         "ordinal": data.ordinal,
         "name": data.name,
         "fault": fault,
+        "ray_location": ray_location,
     }
     digest = hashlib.sha256()
     for split in SPLITS:
@@ -68,11 +80,10 @@ def _dataset(payload: dict[str, Any]) -> DatasetTensors:
 
 
 def _local_init(init: str, payload: dict[str, Any]) -> str:
-    """``checkpoint:PATH`` whose file is not on this node → a local copy of the driver's file."""
-    if not init.startswith("checkpoint:") or Path(init.split(":", 1)[1]).exists():
-        return init
+    """``checkpoint:PATH`` → a node-local copy of the driver's file (same path on every node, so a trial's saved
+    settings match wherever Ray retries it)."""
     blob = payload.get("checkpoint_bytes")
-    if blob is None:
+    if not init.startswith("checkpoint:") or blob is None:
         return init
     path = Path(tempfile.gettempdir()) / f"tlsweep-backbone-{hashlib.sha256(blob).hexdigest()[:16]}.pt"
     if not path.exists():
@@ -88,10 +99,43 @@ def _maybe_fail(meta: dict[str, Any], fault: dict[str, Any] | None, *, epoch: in
     ``after_epoch`` (default 0: before training) picks the moment; ``first_attempt_only`` spares retries, which
     then continue from the checkpoint of that epoch.
     """
-    if not fault or not all(meta.get(k) == v for k, v in fault.get("match", {}).items()):
+    if not fault or "driver_dies_after_epoch" in fault:  # that one is the driver's (tlsweep.recorder)
+        return
+    if not all(meta.get(k) == v for k, v in fault.get("match", {}).items()):
         return
     if epoch == int(fault.get("after_epoch", 0)) and not (resumed and fault.get("first_attempt_only")):
         raise RuntimeError(f"injected fault in trial {meta['trial_id']} after epoch {epoch}")
+
+
+def trial_dirname(meta: dict[str, Any]) -> str:
+    """The trial's directory inside a Ray experiment: stable across drivers, so a rerun can find its checkpoints."""
+    return f"{meta['phase']}-{meta['trial_id']}"
+
+
+def previous_state(ray_location: Location | None, phase: str, dirname: str) -> dict[str, Any] | None:
+    """The newest checkpoint an earlier experiment of this sweep saved for the same trial, if any."""
+    import io
+
+    import torch
+    from pyarrow.fs import FileSelector, FileType
+
+    if ray_location is None:
+        return None
+    fs = ray_location.filesystem
+
+    def subdirs(path: str, prefix: str) -> list[Any]:
+        infos = fs.get_file_info(FileSelector(path, allow_not_found=True))
+        return [i for i in infos if i.type == FileType.Directory and i.base_name.startswith(prefix)]
+
+    for experiment in sorted(subdirs(ray_location.path, f"{phase}-"), key=lambda i: i.base_name, reverse=True):
+        checkpoints = subdirs(f"{experiment.path}/{dirname}", "checkpoint_")
+        for latest in sorted(checkpoints, key=lambda i: i.base_name, reverse=True):
+            try:
+                with fs.open_input_file(f"{latest.path}/state.pt") as fh:
+                    return torch.load(io.BytesIO(fh.read()), map_location="cpu", weights_only=True)
+            except (OSError, RuntimeError, EOFError):  # half-written by the dead driver's trial: try an older one
+                continue
+    return None
 
 
 def sweep_trainable(config: dict[str, Any], payload: dict[str, Any]) -> None:
@@ -110,10 +154,15 @@ def sweep_trainable(config: dict[str, Any], payload: dict[str, Any]) -> None:
     node_id = ray.get_runtime_context().get_node_id()
 
     resume_state = None
+    resumed_from_epoch = None
     checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
+    if checkpoint is not None:  # a retry within this run (lost worker, crashed trial)
         with checkpoint.as_directory() as directory:
             resume_state = torch.load(Path(directory) / "state.pt", map_location="cpu", weights_only=True)
+    else:  # a trial that was running when an earlier driver died
+        resume_state = previous_state(payload.get("ray_location"), meta["phase"], trial_dirname(meta))
+        if resume_state is not None:
+            resumed_from_epoch = int(resume_state["progress"]["epoch"])
     _maybe_fail(meta, fault, epoch=0, resumed=resume_state is not None)
 
     def report(epoch_metrics: dict[str, float], get_state: Any) -> None:
@@ -125,16 +174,15 @@ def sweep_trainable(config: dict[str, Any], payload: dict[str, Any]) -> None:
 
     result = run_trial(trial, data, report=report, resume_state=resume_state)
     final = result.to_dict()
-    history = final.pop("history")
     objective = final["best_val_acc"] if metric == "val_acc" else final["best_val_loss"]
     tune.report(
         {
-            **final,
+            **final,  # history holds every epoch, also those run before a resume
             "final": True,
             "objective": objective,
             "val_metric": objective,
             "epoch": result.epochs_run,
             "node_id": node_id,
-            "history_len": len(history),
+            "resumed_from_epoch": resumed_from_epoch,
         }
     )
