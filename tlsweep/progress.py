@@ -142,6 +142,11 @@ class Progress:
                 )
             )
 
+    def finish(self) -> None:
+        """Mark the driver as stopped; trials still running (cut short) stay listed for the next run."""
+        self._write_status(json.dumps({"pid": os.getpid(), "updated_at": time.time(), "finished": True,
+                                       "running": list(self._running.values())}, indent=1))  # fmt: skip
+
     def started(self, planned: PlannedTrial) -> None:
         self.board.line(planned.phase, planned.cell_id, planned.arm).running.add(planned.trial_id)
         self._running[planned.trial_id] = {

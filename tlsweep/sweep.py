@@ -376,7 +376,8 @@ def run_sweep(
     finally:
         tracker.close()
         outcome.wandb_sync = tracker.sync_command()
-        store.write_text(STATUS_FILE, '{"running": [], "finished": true}')
+        # trials still listed as running were cut short: a rerun hands them out again (tlsweep.sweep.pending_trials)
+        progress.finish()
     outcome.trials_recorded = recorder.recorded
     if report and not outcome.interrupted:
         from tlsweep.publish import publish_report
