@@ -39,7 +39,7 @@ TRIALS_SCHEMA = pa.schema(
         ("status", pa.string()),  # "ok" | "diverged" | "pruned" | "failed"
         ("error", pa.string()),  # last error message for failed trials, else null
         ("attempts", pa.int32()),  # 1 + retries Ray made
-        ("resumed_from_epoch", pa.int32()),  # continued from a checkpoint a dead driver's run left; else null
+        ("resumed_from_epoch", pa.int32()),  # continued from a checkpoint (Ray retry or dead driver); else null
         ("best_val_acc", pa.float64()),  # the objective's usual metric, on the best-validation epoch
         ("best_val_loss", pa.float64()),
         ("best_epoch", pa.int32()),  # 1-based

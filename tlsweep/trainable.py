@@ -161,8 +161,8 @@ def sweep_trainable(config: dict[str, Any], payload: dict[str, Any]) -> None:
             resume_state = torch.load(Path(directory) / "state.pt", map_location="cpu", weights_only=True)
     else:  # a trial that was running when an earlier driver died
         resume_state = previous_state(payload.get("ray_location"), meta["phase"], trial_dirname(meta))
-        if resume_state is not None:
-            resumed_from_epoch = int(resume_state["progress"]["epoch"])
+    if resume_state is not None:
+        resumed_from_epoch = int(resume_state["progress"]["epoch"])
     _maybe_fail(meta, fault, epoch=0, resumed=resume_state is not None)
 
     def report(epoch_metrics: dict[str, float], get_state: Any) -> None:
