@@ -400,3 +400,21 @@ def test_location_prints_as_its_uri(tmp_path: Path) -> None:
     location = resolve_location(tmp_path)
     assert isinstance(location, Location)
     assert str(location) == location.uri
+
+
+def test_files_of_an_older_schema_read_with_the_new_nullable_columns_null(tmp_path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tlsweep.schema import TRIALS_SCHEMA
+    from tlsweep.store import ResultsStore, rows_to_table
+
+    table = rows_to_table([{"sweep": "s", "trial_id": "t1", "phase": "tune", "status": "ok"}], TRIALS_SCHEMA)
+    older = table.drop_columns(["resumed_from_epoch"])
+    pq.write_table(older, tmp_path / "trials.parquet")
+    read = ResultsStore(tmp_path).read_trials()
+    assert read.schema == TRIALS_SCHEMA.remove_metadata() and read["resumed_from_epoch"].null_count == 1
+    assert read["trial_id"].to_pylist() == ["t1"]
+    pq.write_table(table.append_column("surprise", pa.array([1])), tmp_path / "trials.parquet")
+    with pytest.raises(StoreError, match="unexpected column"):
+        ResultsStore(tmp_path).read_trials()

@@ -19,6 +19,8 @@ FACTOR_COLUMNS: dict[str, pa.DataType] = {
 }
 
 PHASES = ("tune", "confirm")
+# Columns added after the first release: files written before them are read with these columns all null.
+ADDED_COLUMNS = frozenset({"resumed_from_epoch"})
 STATUSES = ("ok", "diverged", "pruned", "failed")  # pruned: stopped early by ASHA (tune phase only)
 
 TRIALS_SCHEMA = pa.schema(

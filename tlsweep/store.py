@@ -28,7 +28,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from tlsweep.errors import StoreError
-from tlsweep.schema import EPOCHS_SCHEMA, TRIALS_SCHEMA
+from tlsweep.schema import ADDED_COLUMNS, EPOCHS_SCHEMA, TRIALS_SCHEMA
 from tlsweep.storage import RAY_SUBDIR, Location, resolve_location
 
 TRIALS_FILE = "trials.parquet"
@@ -174,7 +174,7 @@ class ResultsStore:
             table = pq.read_table(self._path(name), filesystem=self.location.filesystem)
         except (OSError, pa.ArrowInvalid) as exc:
             raise StoreError(f"{self._uri(name)} is not a readable Parquet file: {exc}") from exc
-        return conform_table(table, schema, source=self._uri(name))
+        return conform_table(table, schema, source=self._uri(name), fill_missing=True)
 
     def _write_parquet(self, name: str, table: pa.Table, metadata: Mapping[str, str] | None) -> None:
         schema = _PARQUET_SCHEMAS[name]
@@ -236,12 +236,18 @@ def _atomic_local_write(target: Path, data: bytes) -> None:
             os.close(dir_fd)
 
 
-def conform_table(table: pa.Table, schema: pa.Schema, *, source: str) -> pa.Table:
+def conform_table(table: pa.Table, schema: pa.Schema, *, source: str, fill_missing: bool = False) -> pa.Table:
     """``table`` with exactly ``schema``'s columns, in its order and types.
 
-    Columns are reordered and cast when the cast is safe (no overflow, no truncation). Missing or extra columns
-    and unsafe casts raise :class:`StoreError` naming ``source``, the column and both types.
+    Columns are reordered and cast when the cast is safe (no overflow, no truncation). Extra columns, unsafe
+    casts and (unless ``fill_missing``) missing columns raise :class:`StoreError` naming ``source``, the column
+    and both types. ``fill_missing`` reads files of an older tlsweep that lack a column added since
+    (``tlsweep.schema.ADDED_COLUMNS``): the column comes back all null.
     """
+    if fill_missing:
+        for field in schema:
+            if field.name not in table.schema.names and field.name in ADDED_COLUMNS:
+                table = table.append_column(field, pa.nulls(table.num_rows, type=field.type))
     names = set(table.schema.names)
     if len(names) != len(table.schema.names):
         duplicated = sorted({n for n in table.schema.names if table.schema.names.count(n) > 1})
