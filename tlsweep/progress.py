@@ -130,22 +130,21 @@ class Progress:
         now = time.time()
         if force or now - self._last_write > 1.0:
             self._last_write = now
-            self._write_status(
-                json.dumps(
-                    {
-                        "pid": os.getpid(),
-                        "updated_at": now,
-                        "phase": self.title,
-                        "running": list(self._running.values()),
-                    },
-                    indent=1,
-                )
-            )
+            self._write_status_document(finished=False)
 
     def finish(self) -> None:
         """Mark the driver as stopped; trials still running (cut short) stay listed for the next run."""
-        self._write_status(json.dumps({"pid": os.getpid(), "updated_at": time.time(), "finished": True,
-                                       "running": list(self._running.values())}, indent=1))  # fmt: skip
+        self._write_status_document(finished=True)
+
+    def _write_status_document(self, *, finished: bool) -> None:
+        document = {
+            "pid": os.getpid(),
+            "updated_at": time.time(),
+            "phase": self.title,
+            "finished": finished,
+            "running": list(self._running.values()),
+        }
+        self._write_status(json.dumps(document, indent=1))
 
     def started(self, planned: PlannedTrial) -> None:
         self.board.line(planned.phase, planned.cell_id, planned.arm).running.add(planned.trial_id)

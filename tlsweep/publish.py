@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from tlsweep.store import ResultsStore
+from tlsweep.store import SPEC_FILE, ResultsStore
 
 if TYPE_CHECKING:
     from tlsweep.report import ReportResult
 
 log = logging.getLogger(__name__)
-RESOLVED_SPEC = "spec.resolved.yaml"
 
 
 def publish_report(
@@ -51,11 +50,11 @@ def publish_report(
 def _mirror_to_wandb(store: ResultsStore, staging: Path, result: ReportResult, wandb_mode: str | None) -> None:
     from tlsweep.tracking import WandbSettings, log_report_summary
 
-    doc = yaml.safe_load(store.read_text(RESOLVED_SPEC) or "{}") or {}
+    doc = yaml.safe_load(store.read_text(SPEC_FILE) or "{}") or {}
     try:
         settings = WandbSettings.model_validate((doc.get("tracking") or {}).get("wandb") or {})
     except ValueError as exc:
-        log.warning("W&B summary skipped: tracking.wandb in %s is not valid: %s", RESOLVED_SPEC, exc)
+        log.warning("W&B summary skipped: tracking.wandb in %s is not valid: %s", SPEC_FILE, exc)
         return
     tables = {
         "cells": result.cell_table,

@@ -20,6 +20,7 @@ from ray.tune import Callback
 from tlsweep.design import PlannedTrial
 from tlsweep.schema import EPOCHS_SCHEMA, TRIALS_SCHEMA
 from tlsweep.store import ResultsStore, merge_rows, rows_to_table
+from tlsweep.trainable import fault_matches
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
@@ -172,10 +173,7 @@ class ResultsRecorder(Callback):
     def _maybe_die(self, planned: PlannedTrial, epoch: int) -> None:
         """Test hook: the driver is killed (SIGKILL, no cleanup) once a matching trial has reported ``epoch``."""
         die_after = self.fault.get("driver_dies_after_epoch")
-        meta = planned.meta()
-        if die_after is not None and epoch >= int(die_after) and all(
-            meta.get(k) == v for k, v in self.fault.get("match", {}).items()
-        ):
+        if die_after is not None and epoch >= int(die_after) and fault_matches(planned.meta(), self.fault):
             os.kill(os.getpid(), signal.SIGKILL)
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:

@@ -28,10 +28,9 @@ from tlsweep import __version__
 from tlsweep.design import PlannedTrial, plan_confirm
 from tlsweep.errors import StoreError
 from tlsweep.progress import StatusBoard, expected_counts
-from tlsweep.publish import RESOLVED_SPEC
 from tlsweep.spec import RESULT_FIELDS, SweepSpec, diff_resolved
 from tlsweep.storage import RAY_SUBDIR, Location, resolve_location
-from tlsweep.store import ResultsStore
+from tlsweep.store import SPEC_FILE, ResultsStore
 
 log = logging.getLogger(__name__)
 # Every epoch's checkpoint forces an experiment snapshot (num_to_keep=1); that is intended, not a warning.
@@ -81,7 +80,7 @@ def resolved_document(spec: SweepSpec, *, source: str | None) -> dict[str, Any]:
 
 def check_resume(spec: SweepSpec, store: ResultsStore, *, new: bool) -> None:
     """Refuse to mix results of a changed spec into an existing results directory (unless ``new``)."""
-    text = store.read_text(RESOLVED_SPEC)
+    text = store.read_text(SPEC_FILE)
     if text is None:
         return
     old = yaml.safe_load(text) or {}
@@ -309,7 +308,7 @@ def run_sweep(
     check_resume(spec, store, new=new)
     console.print(f"[bold]{spec.name}[/]: results in {location.uri}")
     data = load_dataset(spec.dataset, image_size=spec.model.image_size)
-    store.write_text(RESOLVED_SPEC, yaml.safe_dump(resolved_document(spec, source=source), sort_keys=False))
+    store.write_text(SPEC_FILE, yaml.safe_dump(resolved_document(spec, source=source), sort_keys=False))
     metadata = {"spec_hash": spec.result_hash(), **{f"version.{k}": v for k, v in library_versions().items()}}
     console.print(
         f"data: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test images, "

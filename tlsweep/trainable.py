@@ -93,6 +93,11 @@ def _local_init(init: str, payload: dict[str, Any]) -> str:
     return f"checkpoint:{path}"
 
 
+def fault_matches(meta: dict[str, Any], fault: dict[str, Any]) -> bool:
+    """Test hooks target trials whose plan has every ``fault['match']`` value."""
+    return all(meta.get(k) == v for k, v in fault.get("match", {}).items())
+
+
 def _maybe_fail(meta: dict[str, Any], fault: dict[str, Any] | None, *, epoch: int, resumed: bool) -> None:
     """Test hook simulating an infrastructure failure in trials whose meta matches ``fault['match']``.
 
@@ -101,7 +106,7 @@ def _maybe_fail(meta: dict[str, Any], fault: dict[str, Any] | None, *, epoch: in
     """
     if not fault or "driver_dies_after_epoch" in fault:  # that one is the driver's (tlsweep.recorder)
         return
-    if not all(meta.get(k) == v for k, v in fault.get("match", {}).items()):
+    if not fault_matches(meta, fault):
         return
     if epoch == int(fault.get("after_epoch", 0)) and not (resumed and fault.get("first_attempt_only")):
         raise RuntimeError(f"injected fault in trial {meta['trial_id']} after epoch {epoch}")

@@ -89,17 +89,17 @@ def status(results: str) -> None:
 
     from tlsweep.progress import StatusBoard, expected_counts
     from tlsweep.spec import parse_spec
-    from tlsweep.store import ResultsStore
-    from tlsweep.sweep import RESOLVED_SPEC, STATUS_FILE
+    from tlsweep.store import SPEC_FILE, ResultsStore
+    from tlsweep.sweep import STATUS_FILE
 
     store = ResultsStore(results)
-    text = store.read_text(RESOLVED_SPEC)
+    text = store.read_text(SPEC_FILE)
     if text is None:
-        raise StoreError(f"{results}: no {RESOLVED_SPEC} here; is this a results directory (runs/<name>)? "
+        raise StoreError(f"{results}: no {SPEC_FILE} here; is this a results directory (runs/<name>)? "
                          "Start a sweep with `tlsweep run SPEC`.")
     doc = yaml.safe_load(text)
     doc.pop("tlsweep", None)
-    spec = parse_spec(doc, source=f"{results}/{RESOLVED_SPEC}")
+    spec = parse_spec(doc, source=f"{results}/{SPEC_FILE}")
     board = StatusBoard(expected_counts(spec), mode=spec.objective.mode)
     for row in store.read_trials().to_pylist():
         board.add_row(row)

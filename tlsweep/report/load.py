@@ -14,6 +14,7 @@ import pandas as pd
 
 from tlsweep.errors import StoreError
 from tlsweep.schema import ADDED_COLUMNS, EPOCHS_SCHEMA, FACTOR_COLUMNS, TRIALS_SCHEMA
+from tlsweep.store import SPEC_FILE
 
 CELL_FACTORS_ORDER = ("train_fraction", "epochs", "augmentation", "freeze_depth")
 DIRECTIONS = ("greater", "less", "two-sided")
@@ -85,7 +86,7 @@ def _read_table(path: Path, schema_names: list[str]) -> pd.DataFrame:
 def _read_spec(root: Path, notes: list[str]) -> dict[str, Any]:
     import yaml
 
-    path = root / "spec.resolved.yaml"
+    path = root / SPEC_FILE
     if not path.exists():
         notes.append(f"{path.name} is missing: the hypothesis defaults (test_acc, greater, alpha 0.05, Holm, "
                      "margin 0.02) and the arms found in the data are used")
@@ -150,7 +151,7 @@ def load_results(results_dir: Path) -> Results:
         epochs = pd.DataFrame({name: pd.Series(dtype=object) for name in EPOCHS_SCHEMA.names})
     spec = _read_spec(root, notes)
     arms = sorted(trials["arm"].dropna().unique().tolist())
-    hypothesis = _hypothesis(spec, arms, root / "spec.resolved.yaml", notes)
+    hypothesis = _hypothesis(spec, arms, root / SPEC_FILE, notes)
     if hypothesis.metric not in trials.columns:
         raise StoreError(f"{root / 'spec.resolved.yaml'}: hypothesis.metric {hypothesis.metric!r} is not a column "
                          f"of trials.parquet; use one of test_acc, test_balanced_acc, test_off_by_one, test_mae")

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from tlsweep.errors import StoreError, TlsweepError
+from tlsweep.store import SPEC_FILE
 from tlsweep.tracking.settings import api_key_configured
 from tlsweep.tracking.tracker import unreachable_reason, wandb_base_url
 
 if TYPE_CHECKING:
     import wandb_workspaces.workspaces as ws
 
-SPEC_FILE = "spec.resolved.yaml"
 INSTALL_HINT = "pip install 'tlsweep[dashboards]'"
 ARM_FACTOR = "init"
 # The summary key under which the sweep driver stores each trial's objective value (tlsweep.recorder); per-epoch
