@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 from ray.tune.search import Searcher
 
-from tlsweep.design import plan_tune_trial, recipe_params
+from tlsweep.design import PlannedTrial, plan_tune_trial, recipe_params
 from tlsweep.searcher import PlanSearcher
 from tlsweep.spec import parse_spec
 
@@ -20,7 +20,7 @@ def _spec(trials: int = 3, sampler: str = "tpe"):
     return parse_spec(data)
 
 
-def _drain(searcher: PlanSearcher, *, tell: bool = True) -> list[dict]:
+def _drain(searcher: PlanSearcher) -> list[dict]:
     configs = []
     n = 0
     while True:
@@ -28,9 +28,8 @@ def _drain(searcher: PlanSearcher, *, tell: bool = True) -> list[dict]:
         if config == Searcher.FINISHED:
             return configs
         configs.append(config)
-        if tell:
-            result = {"final": True, "status": "ok", "objective": 0.1 + 0.01 * n, "val_metric": 0.1}
-            searcher.on_trial_complete(f"t{n}", result)
+        result = {"final": True, "status": "ok", "objective": 0.1 + 0.01 * n, "val_metric": 0.1}
+        searcher.on_trial_complete(f"t{n}", result)
         n += 1
 
 
@@ -98,3 +97,38 @@ def test_failed_and_pruned_trials_are_told_to_optuna_as_such() -> None:
     states = {t.state for s in searcher._studies.values() for t in s.study.trials}
     assert states == {TrialState.FAIL, TrialState.PRUNED}
     assert a["trial"]["seed"] == b["trial"]["seed"]  # tune index 0 of two studies share the replicate seed
+
+
+def test_a_trial_lost_with_its_node_is_handed_out_again_unchanged() -> None:
+    spec = _spec(trials=2)
+    searcher = PlanSearcher(spec, phase="tune")
+    total = searcher.remaining()
+    first = [searcher.suggest(f"t{n}") for n in range(total)]
+    # everything is handed out, but trials still run: Tune must keep asking (a lost one may come back)
+    assert searcher.suggest("waiting") is None
+    lost = first[3]
+    searcher.on_trial_complete("t3", None, error=True)
+    searcher.requeue(PlannedTrial.from_meta(lost["meta"]))
+    again = searcher.suggest("t3-again")
+    assert again["meta"] == lost["meta"] and again["trial"] == lost["trial"]  # same plan, same id, same seed
+    for n in [*(n for n in range(total) if n != 3), "3-again"]:
+        searcher.on_trial_complete(f"t{n}", {"final": True, "status": "ok", "objective": 0.2, "val_metric": 0.2})
+    assert searcher.suggest("late") == Searcher.FINISHED
+    study = searcher._studies[lost["meta"]["study_key"]]
+    assert len(study.study.trials) == 3  # the lost attempt (FAIL) and its rerun; the budget is not charged twice
+
+
+def test_a_confirm_trial_lost_with_its_node_is_handed_out_again() -> None:
+    spec = _spec(trials=2)
+    levels = spec.studies()[0]
+    fixed = [plan_tune_trial(spec, levels, i, {"lr": 0.05, "augmentation": "none"}) for i in range(2)]
+    searcher = PlanSearcher(spec, phase="confirm", fixed=fixed)
+    a = searcher.suggest("a")
+    searcher.suggest("b")
+    searcher.on_trial_complete("a", None, error=True)
+    searcher.requeue(PlannedTrial.from_meta(a["meta"]))
+    assert searcher.suggest("a2")["meta"]["trial_id"] == fixed[0].trial_id
+    searcher.on_trial_complete("a2", {"final": True, "objective": 0.2})
+    assert searcher.suggest("c") is None  # "b" still runs
+    searcher.on_trial_complete("b", {"final": True, "objective": 0.2})
+    assert searcher.suggest("c") == Searcher.FINISHED

@@ -230,3 +230,34 @@ def test_a_trial_running_when_the_driver_died_continues_from_its_checkpoint(tiny
         config = TrialConfig.from_dict(json.loads(row["params_json"])["config"]).replace(num_threads=1)
         fresh = run_trial(config, data)
         assert (fresh.best_val_acc, fresh.final_val_acc) == (row["best_val_acc"], row["final_val_acc"])
+
+
+def test_a_trial_whose_worker_process_dies_runs_again_and_continues(ray_local, tiny_assets, tmp_path) -> None:  # noqa: F811
+    """Ray's retries are all spent (max_retries 0), yet a worker lost mid-trial costs a rerun, not a result."""
+    spec_dict = tiny_spec_dict(tiny_assets, tmp_path, name="lostworker")
+    spec_dict["design"]["factors"].update(train_fraction=[1.0], epochs=[2])
+    spec_dict["design"]["budget"]["trials_per_cell"] = 1
+    spec_dict["confirm"]["seeds"] = 1
+    spec_dict["failures"] = {"max_retries": 0, "node_loss_requeues": 1}
+    spec = parse_spec(spec_dict)
+    # the worker process exits (as with a reclaimed node) after epoch 1 of the scratch tune trial, once
+    fault = {"match": {"phase": "tune", "arm": "scratch"}, "after_epoch": 1, "exit": True, "first_attempt_only": True}
+    outcome = _run(spec, fault=fault)
+    rows = pq.read_table(tmp_path / "lostworker" / "trials.parquet").to_pylist()
+    assert not outcome.interrupted and len(rows) == sum(spec.trial_counts().values())
+    assert {r["status"] for r in rows} == {"ok"}
+    lost = next(r for r in rows if r["phase"] == "tune" and r["arm"] == "scratch")
+    assert lost["attempts"] == 2 and lost["resumed_from_epoch"] == 1 and lost["epochs_run"] == 2
+    assert all(r["attempts"] == 1 for r in rows if r is not lost)
+    epochs = pq.read_table(tmp_path / "lostworker" / "epochs.parquet").to_pylist()
+    assert sorted(e["epoch"] for e in epochs if e["trial_id"] == lost["trial_id"]) == [1, 2]
+
+    # with no rerun left, the same loss is recorded as a failure, and the sweep goes on
+    spec_dict.update(name="lostworker0", failures={"max_retries": 0, "node_loss_requeues": 0})
+    spec = parse_spec(spec_dict)
+    fault["first_attempt_only"] = False
+    outcome = _run(spec, fault=fault)
+    rows = pq.read_table(tmp_path / "lostworker0" / "trials.parquet").to_pylist()
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert [(r["phase"], r["arm"]) for r in failed] == [("tune", "scratch")] and failed[0]["attempts"] == 1
+    assert "Actor" in (failed[0]["error"] or "") or "died" in (failed[0]["error"] or ""), failed[0]["error"]

@@ -13,11 +13,13 @@ import os
 import signal
 import time
 from datetime import datetime, timezone
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ray.tune import Callback
 
 from tlsweep.design import PlannedTrial
+from tlsweep.failures import is_node_loss, trial_error
 from tlsweep.schema import EPOCHS_SCHEMA, TRIALS_SCHEMA
 from tlsweep.store import ResultsStore, merge_rows, rows_to_table
 from tlsweep.trainable import fault_matches
@@ -67,6 +69,9 @@ class ResultsRecorder(Callback):
         self._started: dict[str, float] = {}
         self.recorded = 0
         self.pruned: set[str] = set()  # Ray trial ids stopped early by the scheduler (shared with it)
+        self.requeue: Callable[[PlannedTrial], None] | None = None  # the phase's searcher.requeue
+        self._requeues: dict[str, int] = {}  # planned trial id -> runs it was given after losing its node
+        self._lost_attempts: dict[str, int] = {}  # planned trial id -> attempts lost with nodes
 
     def __getstate__(self) -> dict[str, Any]:
         # Tuner pickles its callbacks for Tuner.restore; tlsweep resumes from trials.parquet instead, and the live
@@ -104,7 +109,7 @@ class ResultsRecorder(Callback):
             "params_json": json.dumps(
                 {"tuned": planned.params, "levels": planned.levels, "config": config}, sort_keys=True
             ),
-            "attempts": 1 + int(getattr(trial, "num_failures", 0) or 0),
+            "attempts": 1 + int(getattr(trial, "num_failures", 0) or 0) + self._lost_attempts.get(planned.trial_id, 0),
             "hostname": None,
             "node_id": None,
             "finished_at": datetime.now(timezone.utc),
@@ -220,8 +225,27 @@ class ResultsRecorder(Callback):
         row["wall_time_s"] = row.get("wall_time_s") or time.time() - self._started.pop(trial.trial_id, time.time())
         self._record(trial, row)
 
+    def _requeued_after_node_loss(self, trial: Trial, planned: PlannedTrial, attempts: int) -> bool:
+        """A trial whose Ray retries were all spent by a lost node or worker runs again instead of failing."""
+        tid = planned.trial_id
+        if self.requeue is None or self._requeues.get(tid, 0) >= self.spec.failures.node_loss_requeues:
+            return False
+        if not is_node_loss(trial_error(trial)):
+            return False
+        self._requeues[tid] = self._requeues.get(tid, 0) + 1
+        self._lost_attempts[tid] = self._lost_attempts.get(tid, 0) + attempts
+        self._epochs_buffer.pop(trial.trial_id, None)
+        self._final.pop(trial.trial_id, None)
+        self.requeue(planned)  # same plan, same id: it continues from its last checkpoint (previous_state)
+        if self.progress is not None:
+            self.progress.retried(planned)
+        return True
+
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         planned = self._planned(trial)
+        attempts = max(1, int(getattr(trial, "num_failures", 1) or 1))  # every attempt failed
+        if self._requeued_after_node_loss(trial, planned, attempts):
+            return
         row = self._base_row(trial, planned)
         message = None
         error_file = getattr(trial, "error_file", None)
@@ -232,7 +256,7 @@ class ResultsRecorder(Callback):
         except OSError:
             pass
         row.update(
-            attempts=max(1, int(getattr(trial, "num_failures", 1) or 1)),  # every attempt failed
+            attempts=attempts + self._lost_attempts.get(planned.trial_id, 0),
             status="failed",
             error=message or str(getattr(trial, "error_msg", None) or "trial failed"),
             node_id=(trial.last_result or {}).get("node_id"),

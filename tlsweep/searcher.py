@@ -150,16 +150,27 @@ class PlanSearcher(Searcher):
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         return True
 
+    def requeue(self, planned: PlannedTrial) -> None:
+        """Hand this trial out again, next, with the same index, params and seed (so the same id): its node was lost."""
+        if self.phase == "tune":
+            self._studies[planned.study_key].reissued.insert(0, planned)
+        else:
+            self._queue.appendleft(planned)
+
+    def _finished_or_wait(self) -> str | None:
+        # while trials run, one may still come back through requeue(): Tune must keep asking
+        return None if self._live else Searcher.FINISHED
+
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if self.phase == "tune":
             nxt = self._next_tune_trial()
             if nxt is None:
-                return Searcher.FINISHED
+                return self._finished_or_wait()
             planned, ot = nxt
             self._live[trial_id] = (planned, ot)
         else:
             if not self._queue:
-                return Searcher.FINISHED
+                return self._finished_or_wait()
             planned = self._queue.popleft()
             self._live[trial_id] = (planned, None)
         config = trial_config(self.spec, planned.levels, planned.params, planned.seed, num_threads=self.num_threads)

@@ -201,7 +201,8 @@ class ResourcesSpec(_Model):
 
 
 class FailuresSpec(_Model):
-    max_retries: int = Field(2, ge=-1)
+    max_retries: int = Field(2, ge=-1)  # Ray retries of a failing trial (-1: without limit)
+    node_loss_requeues: int = Field(3, ge=0)  # extra runs of a trial whose retries were all lost with their node
 
 
 class TrackingSpec(_Model):

@@ -238,12 +238,13 @@ def _run_phase(
 
         scheduler = PerStudyASHA(spec.design.early_stopping, mode=spec.objective.mode)
         recorder.pruned = scheduler.stopped
+    recorder.requeue = searcher.requeue
     tuner = tune.Tuner(
         payload_trainable,
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             scheduler=scheduler,
-            num_samples=total,
+            num_samples=total * (1 + spec.failures.node_loss_requeues),  # the searcher says when it is done
             max_concurrent_trials=concurrency,
             reuse_actors=spec.resources.reuse_actors,
             trial_dirname_creator=_trial_dirname,

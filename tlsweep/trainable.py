@@ -102,13 +102,16 @@ def _maybe_fail(meta: dict[str, Any], fault: dict[str, Any] | None, *, epoch: in
     """Test hook simulating an infrastructure failure in trials whose meta matches ``fault['match']``.
 
     ``after_epoch`` (default 0: before training) picks the moment; ``first_attempt_only`` spares retries, which
-    then continue from the checkpoint of that epoch.
+    then continue from the checkpoint of that epoch. ``exit`` kills the trial's worker process instead of raising,
+    as a lost node does.
     """
     if not fault or "driver_dies_after_epoch" in fault:  # that one is the driver's (tlsweep.recorder)
         return
     if not fault_matches(meta, fault):
         return
     if epoch == int(fault.get("after_epoch", 0)) and not (resumed and fault.get("first_attempt_only")):
+        if fault.get("exit"):
+            os._exit(1)
         raise RuntimeError(f"injected fault in trial {meta['trial_id']} after epoch {epoch}")
 
 
