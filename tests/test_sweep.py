@@ -71,6 +71,13 @@ def test_parquet_files_have_the_declared_schema_and_metadata(finished_sweep) -> 
     assert all(rows_per_trial[r["trial_id"]] == r["epochs_run"] for r in ok)
 
 
+def test_ray_keeps_checkpoints_but_no_second_copy_of_the_results(finished_sweep) -> None:
+    _, results, _ = finished_sweep
+    files = [p.name for p in (results / "ray").rglob("*") if p.is_file()]
+    assert "state.pt" in files
+    assert not [f for f in files if f in ("result.json", "progress.csv") or f.startswith("events.out")]
+
+
 def test_same_seed_gives_the_same_subset_in_every_arm(finished_sweep) -> None:
     _, results, _ = finished_sweep
     rows = [r for r in pq.read_table(results / "trials.parquet").to_pylist() if r["subset_hash"]]

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 # tlsweep draws its own one-line-per-study progress table; Ray's legacy reporter at verbose=0 stays silent.
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+# Parquet is the record and W&B the mirror: Ray's per-trial result.json/progress.csv/TensorBoard copies would only
+# add writes to shared storage (and a warning for every trial's epoch history, a list TensorBoard cannot log).
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 STATUS_FILE = "status.json"
 
 
