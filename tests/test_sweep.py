@@ -76,6 +76,14 @@ def test_ray_keeps_checkpoints_but_no_second_copy_of_the_results(finished_sweep)
     files = [p.name for p in (results / "ray").rglob("*") if p.is_file()]
     assert "state.pt" in files
     assert not [f for f in files if f in ("result.json", "progress.csv") or f.startswith("events.out")]
+    # and Tune's end-of-fit complaint that they are missing is not shown, while its other warnings are
+    import logging
+
+    tune_log = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    record = tune_log.makeRecord(tune_log.name, logging.WARNING, __file__, 1, "%s", ("x",), None)
+    assert tune_log.filter(record)
+    record.args = ("Failed to fetch metrics for 24 trial(s):\n- sweep_trainable_1: FileNotFoundError()",)
+    assert not tune_log.filter(record)
 
 
 def test_same_seed_gives_the_same_subset_in_every_arm(finished_sweep) -> None:

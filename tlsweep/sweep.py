@@ -40,6 +40,16 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 # Parquet is the record and W&B the mirror: Ray's per-trial result.json/progress.csv/TensorBoard copies would only
 # add writes to shared storage (and a warning for every trial's epoch history, a list TensorBoard cannot log).
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+
+
+class _NoResultFilesWarning(logging.Filter):
+    """Tuner.fit() ends by looking for those files (one warning line per trial); tlsweep never reads them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Failed to fetch metrics for")
+
+
+logging.getLogger("ray.tune.analysis.experiment_analysis").addFilter(_NoResultFilesWarning())
 STATUS_FILE = "status.json"
 
 
