@@ -132,3 +132,14 @@ def test_a_confirm_trial_lost_with_its_node_is_handed_out_again() -> None:
     assert searcher.suggest("c") is None  # "b" still runs
     searcher.on_trial_complete("b", {"final": True, "objective": 0.2})
     assert searcher.suggest("c") == Searcher.FINISHED
+
+
+def test_an_epoch_reported_again_by_a_retry_reaches_optuna_once(recwarn) -> None:
+    spec = _spec(trials=2)
+    searcher = PlanSearcher(spec, phase="tune")
+    searcher.suggest("a")
+    for epoch, value in [(1, 0.2), (2, 0.3), (2, 0.35), (3, 0.4)]:  # retried from the epoch-1 checkpoint
+        searcher.on_trial_result("a", {"epoch": epoch, "val_metric": value})
+    trial = next(t for s in searcher._studies.values() for t in s.study.trials)
+    assert trial.intermediate_values == {1: 0.2, 2: 0.3, 3: 0.4}
+    assert not [w for w in recwarn if "already reported" in str(w.message)]

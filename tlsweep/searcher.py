@@ -106,6 +106,7 @@ class PlanSearcher(Searcher):
         self._studies: dict[str, _Study] = {}
         self._queue: deque[PlannedTrial] = deque()
         self._live: dict[str, tuple[PlannedTrial, optuna.trial.Trial | None]] = {}
+        self._reported: dict[str, set[int]] = {}  # Ray trial id -> epochs already reported to Optuna
         done_ids = {row["trial_id"] for row in done or []}
         if phase == "tune":
             import json
@@ -178,6 +179,7 @@ class PlanSearcher(Searcher):
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         planned, ot = self._live.pop(trial_id, (None, None))
+        self._reported.pop(trial_id, None)
         if planned is None or ot is None:
             return
         study = self._studies[planned.study_key].study
@@ -196,12 +198,11 @@ class PlanSearcher(Searcher):
         planned, ot = self._live.get(trial_id, (None, None))
         if ot is None or result.get("final") or "val_metric" not in result:
             return
-        value = result["val_metric"]
-        if value == value:
-            try:
-                ot.report(float(value), int(result["epoch"]))
-            except Exception:  # noqa: BLE001 - a duplicate step after a retry must not stop the sweep
-                pass
+        value, step = result["val_metric"], int(result["epoch"])
+        reported = self._reported.setdefault(trial_id, set())
+        if value == value and step not in reported:  # a Ray retry from a checkpoint may report an epoch again
+            reported.add(step)
+            ot.report(float(value), step)
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as fh:
