@@ -8,7 +8,6 @@ reclaimed spot node costs time, never a result.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -28,8 +27,7 @@ def is_node_loss(error: BaseException | None) -> bool:
     if error is None:
         return False
     if isinstance(error, RayTaskError):  # the trial's code raised, unless what it wraps is an actor's loss
-        cause = getattr(error, "cause", None)
-        return cause is not error and is_node_loss(cause)
+        return is_node_loss(getattr(error, "cause", None))
     return any(cls.__name__ in NODE_LOSS_ERRORS for cls in type(error).__mro__)
 
 
@@ -38,11 +36,11 @@ def trial_error(trial: Trial) -> BaseException | None:
     import ray.cloudpickle as cloudpickle
 
     path = getattr(trial, "pickled_error_file", None)
-    if not path or not Path(path).is_file():
+    if not path:
         return None
     try:
         with open(path, "rb") as fh:
             error = cloudpickle.load(fh)
-    except Exception:  # noqa: BLE001 - an unreadable pickle only means "no verdict"
+    except Exception:  # noqa: BLE001 - a missing or unreadable pickle only means "no verdict"
         return None
     return error if isinstance(error, BaseException) else None

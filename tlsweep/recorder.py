@@ -12,8 +12,8 @@ import math
 import os
 import signal
 import time
-from datetime import datetime, timezone
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ray.tune import Callback
@@ -236,6 +236,7 @@ class ResultsRecorder(Callback):
         self._lost_attempts[tid] = self._lost_attempts.get(tid, 0) + attempts
         self._epochs_buffer.pop(trial.trial_id, None)
         self._final.pop(trial.trial_id, None)
+        self._started.pop(trial.trial_id, None)
         self.requeue(planned)  # same plan, same id: it continues from its last checkpoint (previous_state)
         if self.progress is not None:
             self.progress.retried(planned)
