@@ -88,7 +88,7 @@ def main() -> None:
 
         def baseline_epoch(_: int) -> int:
             n = 0
-            for images, labels in loader:
+            for images, _labels in loader:
                 n += images.shape[0]
             return n
 
@@ -103,7 +103,7 @@ def main() -> None:
 
         def tlsweep_epoch(_: int) -> int:
             n = 0
-            for images, labels in iterate_batches(data.train, indices, args.batch_size, shuffle=True,
+            for images, _labels in iterate_batches(data.train, indices, args.batch_size, shuffle=True,
                                                   generator=generator):
                 batch = augment(images, generator)
                 n += batch.shape[0]

@@ -11,3 +11,6 @@ os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+# Fixture modules (their helpers are imported by name where a test needs them).
+pytest_plugins = ("sweep_fixtures", "moto_server")

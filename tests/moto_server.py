@@ -1,6 +1,6 @@
 """Pytest fixtures: a local S3-compatible server (moto's server mode) on 127.0.0.1 and a fresh bucket per test.
 
-Use in a test module with ``from moto_server import moto_endpoint, s3_bucket, s3_env  # noqa: F401``.
+Its fixtures (``moto_endpoint``, ``s3_bucket``, ``s3_env``) are registered for every test by ``conftest.py``.
 ``s3_env`` also points the standard AWS variables (endpoint, keys, region) at the server, the way a user would
 configure an S3-compatible store, and disables the EC2 metadata lookup so nothing leaves the machine.
 Everything is skipped, with the reason, when moto is not installed.

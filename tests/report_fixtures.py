@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from tlsweep.schema import EPOCHS_SCHEMA, TRIALS_SCHEMA
+from tlsweep.results.schema import EPOCHS_SCHEMA, TRIALS_SCHEMA
 
 StatusOf = Callable[[str, str, str, int, int | None], str]  # (phase, cell_id, arm, seed, tune_index) -> status
 

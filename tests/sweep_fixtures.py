@@ -18,7 +18,7 @@ def tiny_assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     from tlsweep.data.config import parse_dataset_spec
     from tlsweep.data.loading import load_dataset
-    from tlsweep.models import backbone_state_dict, create_model
+    from tlsweep.training.backbones import backbone_state_dict, create_model
 
     root = tmp_path_factory.mktemp("assets")
     data_root = root / "age"

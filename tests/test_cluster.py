@@ -7,7 +7,7 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
-from sweep_fixtures import tiny_assets, tiny_spec_dict  # noqa: F401 - fixture
+from sweep_fixtures import tiny_spec_dict
 
 from tlsweep.design import plan_confirm
 from tlsweep.spec import parse_spec
@@ -28,7 +28,7 @@ def cluster():
             "include_dashboard": False,
             "object_store_memory": 80 * MB,
             "_system_config": {"health_check_initial_delay_ms": 0, "health_check_period_ms": 1000,
-                               "health_check_failure_threshold": 5},  # fmt: skip
+                               "health_check_failure_threshold": 5},
         },
     )
     workers = [c.add_node(num_cpus=2, num_gpus=1, object_store_memory=80 * MB) for _ in range(2)]
@@ -60,12 +60,12 @@ def _max_overlap(rows) -> int:
 
 
 def test_trials_spread_over_workers_pack_fractional_gpus_and_resume_from_checkpoints(
-    cluster, tiny_assets, tmp_path  # noqa: F811
+    cluster, tiny_assets, tmp_path
 ) -> None:
-    from tlsweep.config import TrialConfig
     from tlsweep.data.loading import load_dataset
-    from tlsweep.sweep import run_sweep
-    from tlsweep.train import run_trial
+    from tlsweep.engine.run import run_sweep
+    from tlsweep.training.config import TrialConfig
+    from tlsweep.training.loop import run_trial
 
     spec = _spec(tiny_assets, tmp_path, "cluster")
     fault = {"match": {"phase": "confirm", "replicate": 0, "arm": "checkpoint"}, "after_epoch": 2,
@@ -90,8 +90,8 @@ def test_trials_spread_over_workers_pack_fractional_gpus_and_resume_from_checkpo
             row["best_val_acc"], row["test_acc"], row["best_epoch"])  # fmt: skip
 
 
-def test_a_lost_worker_node_costs_retries_not_trials(cluster, tiny_assets, tmp_path) -> None:  # noqa: F811
-    from tlsweep.sweep import run_sweep
+def test_a_lost_worker_node_costs_retries_not_trials(cluster, tiny_assets, tmp_path) -> None:
+    from tlsweep.engine.run import run_sweep
 
     c, workers = cluster
     spec = _spec(tiny_assets, tmp_path, "nodeloss")

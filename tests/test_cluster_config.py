@@ -155,7 +155,7 @@ def test_the_weights_prefetch_command_exists() -> None:
     from tlsweep.cli import cli
 
     if "weights" not in cli.commands:
-        pytest.skip("tlsweep.commands.train (the `weights` group) is not in this checkout")
+        pytest.skip("tlsweep.cli.train (the `weights` group) is not in this checkout")
     result = CliRunner().invoke(cli, ["weights", "download", "--help"])
     assert result.exit_code == 0, result.output
 

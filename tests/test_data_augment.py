@@ -54,7 +54,7 @@ def test_none_is_plain_normalization_and_flip_only_mirrors() -> None:
     plain, mirrored = normalize(images), normalize(images.flip(-1))
     same = [torch.equal(flipped[i], plain[i]) for i in range(32)]
     swapped = [torch.equal(flipped[i], mirrored[i]) for i in range(32)]
-    assert all(s or m for s, m in zip(same, swapped)) and 0 < sum(swapped) < 32
+    assert all(s or m for s, m in zip(same, swapped, strict=False)) and 0 < sum(swapped) < 32
 
 
 def test_flip_color_jitter_stays_within_twenty_percent_brightness() -> None:

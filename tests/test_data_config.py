@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from tlsweep.data.config import (
     CsvDatasetSpec,
@@ -32,7 +33,7 @@ def test_explicit_fields_override_the_preset_and_specs_are_frozen() -> None:
     )
     assert spec.label_column == "group" and spec.class_names == ["X", "Y"] and spec.ordinal is False
     assert spec.path_column == "image_path"
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         spec.root = Path("elsewhere")  # type: ignore[misc]
 
 

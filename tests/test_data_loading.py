@@ -190,7 +190,7 @@ def test_concurrent_builds_of_the_same_entry_both_succeed(tmp_path: Path) -> Non
 def test_imagefolder_class_missing_from_train_is_named(tmp_path: Path) -> None:
     root = write_imagefolder(tmp_path / "cats", {"cat": 2, "dog": 2}, splits=("train", "val", "test"))
     write_image(root / "val" / "fox" / "fox_0.png", 1)
-    with pytest.raises(DataError, match="class folder 'fox'.*known classes: \\['cat', 'dog'\\]"):
+    with pytest.raises(DataError, match=r"class folder 'fox'.*known classes: \['cat', 'dog'\]"):
         load_dataset(ImageFolderDatasetSpec(root=root), image_size=4)
 
 

@@ -67,7 +67,7 @@ def test_synthetic_root_holding_other_files_is_never_overwritten(tmp_path: Path)
     root = tmp_path / "mine"
     root.mkdir()
     (root / "thesis.tex").write_text("precious")
-    with pytest.raises(DataError, match="thesis.tex"):
+    with pytest.raises(DataError, match=r"thesis.tex"):
         load_dataset(SyntheticDatasetSpec(root=root, n_identities=4, images_per_identity=1), image_size=8)
     assert (root / "thesis.tex").read_text() == "precious"
 

@@ -13,7 +13,7 @@ from ray.exceptions import (
     WorkerCrashedError,
 )
 
-from tlsweep.failures import is_node_loss, trial_error
+from tlsweep.engine.node_loss import is_node_loss, trial_error
 
 
 def _task_error(cause: BaseException) -> RayTaskError:
@@ -22,7 +22,7 @@ def _task_error(cause: BaseException) -> RayTaskError:
 
 @pytest.mark.parametrize(
     "error", [RayActorError(), ActorDiedError(), ActorUnavailableError("gone", None), NodeDiedError("n"),
-              WorkerCrashedError()],  # fmt: skip
+              WorkerCrashedError()],
 )
 def test_errors_of_a_lost_node_or_process_are_node_loss(error) -> None:
     assert is_node_loss(error)

@@ -8,10 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from tlsweep import models
-from tlsweep.config import TrialConfig
 from tlsweep.errors import SpecError, UnknownNameError, WeightsError
-from tlsweep.models import (
+from tlsweep.training import backbones as models
+from tlsweep.training.backbones import (
     apply_freeze,
     backbone_info,
     backbone_state_dict,
@@ -21,7 +20,8 @@ from tlsweep.models import (
     train_mode,
     weights_cache_path,
 )
-from tlsweep.schedules import build_optimizer
+from tlsweep.training.config import TrialConfig
+from tlsweep.training.optim import build_optimizer
 
 pytestmark = pytest.mark.filterwarnings("ignore:TF32 acceleration")
 
@@ -49,7 +49,7 @@ def test_registry_lists_and_describes() -> None:
 
 
 def test_unknown_backbone_lists_the_known_ones() -> None:
-    with pytest.raises(UnknownNameError, match="unknown backbone 'resnet7'.*resnet18.*resnet_tiny"):
+    with pytest.raises(UnknownNameError, match=r"unknown backbone 'resnet7'.*resnet18.*resnet_tiny"):
         create_model("resnet7", 3)
 
 
@@ -124,9 +124,9 @@ def test_missing_imagenet_weights_name_the_file_and_the_command(
 
 
 def test_imagenet_init_errors() -> None:
-    with pytest.raises(WeightsError, match="no published ImageNet weights.*checkpoint:PATH"):
+    with pytest.raises(WeightsError, match=r"no published ImageNet weights.*checkpoint:PATH"):
         create_model("resnet_tiny", 3, init="imagenet")
-    with pytest.raises(UnknownNameError, match="IMAGENET1K_V9.*IMAGENET1K_V1, IMAGENET1K_V2"):
+    with pytest.raises(UnknownNameError, match=r"IMAGENET1K_V9.*IMAGENET1K_V1, IMAGENET1K_V2"):
         create_model("resnet50", 3, init="imagenet:IMAGENET1K_V9")
     with pytest.raises(SpecError, match="'pretrained' is not understood"):
         create_model("resnet18", 3, init="pretrained")
@@ -159,7 +159,7 @@ def test_checkpoint_mismatch_names_the_keys_and_shapes(tmp_path: Path) -> None:
     torch.save(state, path)
     with pytest.raises(WeightsError, match=r"missing \(1\): layer4.0.bn2.running_var"):
         create_model("resnet_tiny", 3, init=f"checkpoint:{path}")
-    with pytest.raises(WeightsError, match="does not exist.*tlsweep pretrain"):
+    with pytest.raises(WeightsError, match=r"does not exist.*tlsweep pretrain"):
         create_model("resnet_tiny", 3, init=f"checkpoint:{tmp_path / 'none.pt'}")
 
 

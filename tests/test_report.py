@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 import scipy.stats
 from click.testing import CliRunner
+from report_fixtures import filter_trials, simulate_results
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import ttost_paired
 
-from report_fixtures import filter_trials, simulate_results
 from tlsweep.errors import StoreError
 from tlsweep.report import ReportResult, build_report
 
@@ -71,7 +71,7 @@ def test_report_numbers_equal_those_recomputed_from_parquet(demo: tuple[Path, Re
         p_values[cell] = row["p_value"]
     cells = list(p_values)
     holm = multipletests([p_values[c] for c in cells], method="holm")[1]
-    for cell, expected in zip(cells, holm):
+    for cell, expected in zip(cells, holm, strict=False):
         assert table.loc[cell, "p_adjusted"] == pytest.approx(expected)
     markdown = result.markdown_path.read_text()
     first = table.iloc[0]
@@ -132,7 +132,7 @@ def test_all_diverged_arm_counts_at_chance(tmp_path: Path) -> None:
     def status(phase: str, cell: str, arm: str, seed: int, index: int | None) -> str:
         return "diverged" if arm == "scratch" else "ok"
 
-    result, markdown = _build(simulate_results(tmp_path / "r", seeds=8, status_of=status))
+    result, _markdown = _build(simulate_results(tmp_path / "r", seeds=8, status_of=status))
     table = result.cell_table
     assert np.allclose(table["mean_baseline"], 0.125)
     assert (table["verdict"] == "supported").all()
@@ -205,7 +205,7 @@ def test_missing_or_empty_results_raise_store_errors(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="does not exist; run `tlsweep run SPEC` first"):
         build_report(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(StoreError, match="holds no trials.parquet"):
+    with pytest.raises(StoreError, match=r"holds no trials.parquet"):
         build_report(tmp_path / "empty")
     root = simulate_results(tmp_path / "r", seeds=2, trials_per_cell=1)
     filter_trials(root, lambda frame: frame["phase"] == "nothing")

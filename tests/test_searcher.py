@@ -8,7 +8,7 @@ import yaml
 from ray.tune.search import Searcher
 
 from tlsweep.design import PlannedTrial, plan_tune_trial, recipe_params
-from tlsweep.searcher import PlanSearcher
+from tlsweep.engine.searchers import PlanSearcher
 from tlsweep.spec import parse_spec
 
 REPO = Path(__file__).resolve().parents[1]

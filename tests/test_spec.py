@@ -64,9 +64,9 @@ def test_overrides_change_any_field_with_yaml_types(tmp_path: Path) -> None:
     spec = load_spec(path, ["confirm.seeds=8", "design.factors.epochs=[1, 3]", "dataset.root=/elsewhere"])
     assert spec.confirm.seeds == 8 and spec.design.factors["epochs"] == [1, 3]
     assert str(spec.dataset.root) == "/elsewhere"
-    with pytest.raises(SpecError, match="expected dotted.key=value"):
+    with pytest.raises(SpecError, match=r"expected dotted.key=value"):
         load_spec(path, ["confirm.seeds"])
-    with pytest.raises(SpecError, match="confirm.seeds"):
+    with pytest.raises(SpecError, match=r"confirm.seeds"):
         load_spec(path, ["confirm.seeds=zero"])
 
 

@@ -61,7 +61,7 @@ def test_holm_keeps_the_familywise_rate_at_alpha(m: int, n: int) -> None:
     p = paired_t_test(treated, baseline, alternative="greater").pvalue
     holm_fwer = np.mean(np.any(adjust_pvalues(p, "holm") <= ALPHA, axis=-1))
     raw_fwer = np.mean(np.any(p <= ALPHA, axis=-1))
-    low, high = band(ALPHA, families)
+    _low, high = band(ALPHA, families)
     assert holm_fwer <= high
     assert holm_fwer >= 1 - (1 - ALPHA / m) ** m - 4 * np.sqrt(ALPHA / families)  # not over-conservative
     assert raw_fwer > 1.5 * ALPHA  # without correction the family-wise rate is inflated: the check has teeth

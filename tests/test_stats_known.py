@@ -45,7 +45,7 @@ def test_adjust_pvalues_matches_statsmodels(method: str, sm_method: str) -> None
     expected = multipletests(p, method=sm_method)[1]
     np.testing.assert_allclose(adjust_pvalues(p, method), expected)
     batch = np.stack([p, p[::-1], np.roll(p, 2)])
-    for row, adjusted in zip(batch, adjust_pvalues(batch, method)):
+    for row, adjusted in zip(batch, adjust_pvalues(batch, method), strict=False):
         np.testing.assert_allclose(adjusted, multipletests(row, method=sm_method)[1])
 
 
@@ -138,7 +138,7 @@ def test_bootstrap_degenerate_inputs() -> None:
     single = mean_difference([0.6], [0.5], paired=True, rng=rng, n_resamples=999)
     assert single.method.startswith("not computed") and np.isnan(single.low)
     assert ratio_of_means([0.1, 0.2], [0.0, 0.0], paired=True, rng=rng).method.startswith("not computed")
-    with pytest.raises(StatsInputError, match="numpy.random.Generator"):
+    with pytest.raises(StatsInputError, match=r"numpy.random.Generator"):
         mean_difference(A, B, paired=True, rng=np.random.RandomState(0))  # type: ignore[arg-type]
 
 

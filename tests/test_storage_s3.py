@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 import pytest
-from moto_server import S3Bucket, moto_endpoint, s3_bucket, s3_env  # noqa: F401  (fixtures)
+from moto_server import S3Bucket
 
-from tlsweep import store as store_module
 from tlsweep.errors import StoreError
-from tlsweep.schema import EPOCHS_SCHEMA, TRIALS_SCHEMA
-from tlsweep.storage import Location, ray_storage_args, resolve_location
-from tlsweep.store import ResultsStore, merge_rows, rows_to_table
+from tlsweep.results import store as store_module
+from tlsweep.results.location import Location, ray_storage_args, resolve_location
+from tlsweep.results.schema import EPOCHS_SCHEMA, TRIALS_SCHEMA
+from tlsweep.results.store import ResultsStore, merge_rows, rows_to_table
 
 
 def _trials(*ids: str, status: str = "ok") -> object:
@@ -70,7 +70,7 @@ def test_bad_endpoint_variable_is_reported(monkeypatch: pytest.MonkeyPatch) -> N
 def test_missing_bucket_is_a_store_error(s3_env: S3Bucket) -> None:
     store = ResultsStore("s3://tlsweep-no-such-bucket/demo")
     assert not store.exists()
-    with pytest.raises(StoreError, match="cannot write s3://tlsweep-no-such-bucket/demo/trials.parquet.*bucket exists"):
+    with pytest.raises(StoreError, match=r"cannot write s3://tlsweep-no-such-bucket/demo/trials.parquet.*bucket exists"):
         store.write_trials(_trials("a"))
 
 
@@ -195,7 +195,7 @@ def test_pickled_filesystem_reaches_the_endpoint_without_the_variable(s3_env: S3
     script = textwrap.dedent(
         """
         import pickle, sys
-        from tlsweep.store import ResultsStore
+        from tlsweep.results.store import ResultsStore
         location = pickle.loads(sys.stdin.buffer.read())
         print(ResultsStore(location).read_trials().column("trial_id").to_pylist())
         """

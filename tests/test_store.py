@@ -16,11 +16,11 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pytest
 
-from tlsweep import store as store_module
 from tlsweep.errors import StoreError
-from tlsweep.schema import EPOCHS_SCHEMA, TRIALS_SCHEMA
-from tlsweep.storage import Location, ray_storage_args, resolve_location
-from tlsweep.store import ResultsStore, merge_rows, rows_to_table
+from tlsweep.results import store as store_module
+from tlsweep.results.location import Location, ray_storage_args, resolve_location
+from tlsweep.results.schema import EPOCHS_SCHEMA, TRIALS_SCHEMA
+from tlsweep.results.store import ResultsStore, merge_rows, rows_to_table
 
 UTC = dt.timezone.utc
 
@@ -197,10 +197,10 @@ def test_foreign_parquet_file_is_reported_on_read(tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
     pq.write_table(pa.table({"trial_id": ["a"], "whatever": [1]}), tmp_path / "trials.parquet")
-    with pytest.raises(StoreError, match="trials.parquet does not match.*missing column"):
+    with pytest.raises(StoreError, match=r"trials.parquet does not match.*missing column"):
         ResultsStore(tmp_path).read_trials()
     (tmp_path / "epochs.parquet").write_bytes(b"not parquet")
-    with pytest.raises(StoreError, match="epochs.parquet is not a readable Parquet file"):
+    with pytest.raises(StoreError, match=r"epochs.parquet is not a readable Parquet file"):
         ResultsStore(tmp_path).read_epochs()
 
 
@@ -227,7 +227,7 @@ def test_failed_rename_keeps_old_file_and_cleans_temp(tmp_path: Path, monkeypatc
         raise OSError("disk gone")
 
     monkeypatch.setattr(store_module.os, "replace", failing_replace)
-    with pytest.raises(StoreError, match="cannot write .*trials.parquet: disk gone"):
+    with pytest.raises(StoreError, match=r"cannot write .*trials.parquet: disk gone"):
         store.write_trials(rows_to_table([trial_row("new")], TRIALS_SCHEMA))
     assert seen_during_write[0] == ["old"]  # readers see the old version while the temp file exists
     assert seen_during_write[1] == [f"{tmp_path.as_posix()}/trials.parquet"]  # datasets skip ".tmp-" files
@@ -242,9 +242,9 @@ def test_crash_between_temp_write_and_rename_leaves_old_file(tmp_path: Path) -> 
     script = textwrap.dedent(
         f"""
         import os
-        from tlsweep import store as store_module
-        from tlsweep.schema import TRIALS_SCHEMA
-        from tlsweep.store import ResultsStore, rows_to_table
+        from tlsweep.results import store as store_module
+        from tlsweep.results.schema import TRIALS_SCHEMA
+        from tlsweep.results.store import ResultsStore, rows_to_table
         store_module.os.replace = lambda src, dst: os._exit(9)   # the process dies before the rename
         row = {{"trial_id": "new", "sweep": "demo"}}
         ResultsStore({str(tmp_path)!r}).write_trials(rows_to_table([row], TRIALS_SCHEMA))
@@ -406,8 +406,8 @@ def test_files_of_an_older_schema_read_with_the_new_nullable_columns_null(tmp_pa
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from tlsweep.schema import TRIALS_SCHEMA
-    from tlsweep.store import ResultsStore, rows_to_table
+    from tlsweep.results.schema import TRIALS_SCHEMA
+    from tlsweep.results.store import ResultsStore, rows_to_table
 
     table = rows_to_table([{"sweep": "s", "trial_id": "t1", "phase": "tune", "status": "ok"}], TRIALS_SCHEMA)
     older = table.drop_columns(["resumed_from_epoch"])

@@ -14,24 +14,24 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from click.testing import CliRunner
+from sweep_fixtures import tiny_spec_dict
 
-from sweep_fixtures import ray_local, tiny_assets, tiny_spec_dict  # noqa: F401 - fixtures
 from tlsweep.design import plan_confirm
 from tlsweep.errors import StoreError
-from tlsweep.schema import EPOCHS_SCHEMA, TRIALS_SCHEMA
+from tlsweep.results.schema import EPOCHS_SCHEMA, TRIALS_SCHEMA
 from tlsweep.spec import parse_spec
 
 pytestmark = pytest.mark.ray
 
 
 def _run(spec, **kwargs):
-    from tlsweep.sweep import run_sweep
+    from tlsweep.engine.run import run_sweep
 
     return run_sweep(spec, live=False, report=kwargs.pop("report", False), **kwargs)
 
 
 @pytest.fixture(scope="module")
-def finished_sweep(ray_local, tiny_assets, tmp_path_factory):  # noqa: F811
+def finished_sweep(ray_local, tiny_assets, tmp_path_factory):
     """One tiny sweep with an injected infrastructure fault and a diverging recipe, run to the end."""
     storage = tmp_path_factory.mktemp("runs")
     data = tiny_spec_dict(tiny_assets, storage)
@@ -138,9 +138,9 @@ def test_status_command_reads_the_results_directory(finished_sweep) -> None:
     assert "not running" in result.output and f"{spec.design.budget.trials_per_cell}/{spec.design.budget.trials_per_cell}" in result.output
 
 
-def test_a_changed_spec_is_refused_and_new_keeps_the_old_results(finished_sweep, tiny_assets, tmp_path) -> None:  # noqa: F811
-    from tlsweep.store import ResultsStore
-    from tlsweep.sweep import check_resume
+def test_a_changed_spec_is_refused_and_new_keeps_the_old_results(finished_sweep, tiny_assets, tmp_path) -> None:
+    from tlsweep.engine.run import check_resume
+    from tlsweep.results.store import ResultsStore
 
     spec, results, _ = finished_sweep
     data = json.loads(json.dumps(spec.resolved()))
@@ -154,7 +154,7 @@ def test_a_changed_spec_is_refused_and_new_keeps_the_old_results(finished_sweep,
     assert not copy.exists() and len(list(tmp_path.glob("tiny.replaced-*"))) == 1
 
 
-def test_a_driver_killed_with_sigkill_resumes_to_exactly_the_planned_trials(tiny_assets, tmp_path) -> None:  # noqa: F811
+def test_a_driver_killed_with_sigkill_resumes_to_exactly_the_planned_trials(tiny_assets, tmp_path) -> None:
     spec_dict = tiny_spec_dict(tiny_assets, tmp_path / "runs", name="killed")
     spec_dict["design"]["factors"]["epochs"] = [2]
     spec_dict["design"]["early_stopping"] = {"type": "asha", "grace_period": 1, "reduction_factor": 2}
@@ -206,10 +206,10 @@ def test_a_driver_killed_with_sigkill_resumes_to_exactly_the_planned_trials(tiny
     assert {r["status"] for r in tune} <= {"ok", "pruned", "diverged"}
 
 
-def test_a_trial_running_when_the_driver_died_continues_from_its_checkpoint(tiny_assets, tmp_path) -> None:  # noqa: F811
-    from tlsweep.config import TrialConfig
+def test_a_trial_running_when_the_driver_died_continues_from_its_checkpoint(tiny_assets, tmp_path) -> None:
     from tlsweep.data.loading import load_dataset
-    from tlsweep.train import run_trial
+    from tlsweep.training.config import TrialConfig
+    from tlsweep.training.loop import run_trial
 
     spec_dict = tiny_spec_dict(tiny_assets, tmp_path / "runs", name="reborn")
     spec_dict["design"]["factors"].update(train_fraction=[1.0], epochs=[3])
@@ -247,7 +247,7 @@ def test_a_trial_running_when_the_driver_died_continues_from_its_checkpoint(tiny
         assert (fresh.best_val_acc, fresh.final_val_acc) == (row["best_val_acc"], row["final_val_acc"])
 
 
-def test_a_trial_whose_worker_process_dies_runs_again_and_continues(ray_local, tiny_assets, tmp_path) -> None:  # noqa: F811
+def test_a_trial_whose_worker_process_dies_runs_again_and_continues(ray_local, tiny_assets, tmp_path) -> None:
     """Ray's retries are all spent (max_retries 0), yet a worker lost mid-trial costs a rerun, not a result."""
     spec_dict = tiny_spec_dict(tiny_assets, tmp_path, name="lostworker")
     spec_dict["design"]["factors"].update(train_fraction=[1.0], epochs=[2])

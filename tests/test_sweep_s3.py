@@ -5,20 +5,19 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from moto_server import moto_endpoint, s3_bucket, s3_env  # noqa: F401 - fixtures
-from sweep_fixtures import tiny_assets, tiny_spec_dict  # noqa: F401 - fixture
+from sweep_fixtures import tiny_spec_dict
 
 from tlsweep.design import plan_confirm
+from tlsweep.results.store import ResultsStore
 from tlsweep.spec import parse_spec
-from tlsweep.store import ResultsStore
 
 pytestmark = pytest.mark.ray
 
 
-def test_sweep_on_s3_resumes_from_storage_alone(s3_env, tiny_assets, tmp_path, monkeypatch) -> None:  # noqa: F811
+def test_sweep_on_s3_resumes_from_storage_alone(s3_env, tiny_assets, tmp_path, monkeypatch) -> None:
     import ray
 
-    from tlsweep.sweep import run_sweep
+    from tlsweep.engine.run import run_sweep
 
     monkeypatch.chdir(tmp_path)
     storage = s3_env.uri("sweeps")

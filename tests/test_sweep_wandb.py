@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from sweep_fixtures import ray_local, tiny_assets, tiny_spec_dict  # noqa: F401 - fixtures
+from sweep_fixtures import tiny_spec_dict
 
 from tlsweep.spec import parse_spec
 from tlsweep.tracking.summary import report_run_id
@@ -24,8 +24,8 @@ def _small(assets, storage, name):
     return parse_spec(data)
 
 
-def test_offline_sweep_mirrors_every_trial_without_leaking_the_key(ray_local, tiny_assets, tmp_path, monkeypatch):  # noqa: F811
-    from tlsweep.sweep import run_sweep
+def test_offline_sweep_mirrors_every_trial_without_leaking_the_key(ray_local, tiny_assets, tmp_path, monkeypatch):
+    from tlsweep.engine.run import run_sweep
 
     monkeypatch.setenv("WANDB_API_KEY", PLANTED_KEY)
     monkeypatch.delenv("WANDB_MODE", raising=False)
@@ -45,10 +45,10 @@ def test_offline_sweep_mirrors_every_trial_without_leaking_the_key(ray_local, ti
     assert leaks == []
 
 
-def test_a_broken_mirror_never_costs_results(ray_local, tiny_assets, tmp_path, monkeypatch):  # noqa: F811
+def test_a_broken_mirror_never_costs_results(ray_local, tiny_assets, tmp_path, monkeypatch):
     import wandb
 
-    from tlsweep.sweep import run_sweep
+    from tlsweep.engine.run import run_sweep
 
     def broken_init(*args, **kwargs):
         raise RuntimeError("W&B is down")
@@ -61,11 +61,11 @@ def test_a_broken_mirror_never_costs_results(ray_local, tiny_assets, tmp_path, m
     assert not outcome.interrupted and rows == sum(spec.trial_counts().values())
 
 
-def test_the_report_of_a_real_sweep_matches_its_parquet(ray_local, tiny_assets, tmp_path):  # noqa: F811
+def test_the_report_of_a_real_sweep_matches_its_parquet(ray_local, tiny_assets, tmp_path):
     import scipy.stats
 
+    from tlsweep.engine.run import run_sweep
     from tlsweep.report import build_report
-    from tlsweep.sweep import run_sweep
 
     spec = _small(tiny_assets, tmp_path, "reported")
     run_sweep(spec, live=False, report=False, wandb_mode="disabled")

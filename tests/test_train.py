@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from tlsweep.config import TrialConfig
 from tlsweep.data.types import DatasetTensors, SplitTensors
 from tlsweep.errors import SpecError, StoreError
-from tlsweep.models import backbone_state_dict, create_model
-from tlsweep.schedules import Schedule, build_optimizer, build_scheduler, schedule_for
-from tlsweep.train import derive_streams, pretrain, resolve_device, run_trial, use_amp
+from tlsweep.training.backbones import backbone_state_dict, create_model
+from tlsweep.training.config import TrialConfig
+from tlsweep.training.loop import derive_streams, pretrain, resolve_device, run_trial, use_amp
+from tlsweep.training.optim import Schedule, build_optimizer, build_scheduler, schedule_for
 
 pytestmark = pytest.mark.filterwarnings("ignore:TF32 acceleration")
 
@@ -127,7 +127,7 @@ def test_test_metrics_use_the_best_validation_weights(data: DatasetTensors) -> N
     assert result.best_val_acc == max(row["val_acc"] for row in result.history)
     model = create_model("resnet_tiny", 3)
     model.load_state_dict(result.best_state)  # type: ignore[arg-type]
-    from tlsweep.metrics import classification_metrics, predict_probabilities
+    from tlsweep.training.evaluate import classification_metrics, predict_probabilities
 
     probabilities, labels, loss = predict_probabilities(
         model, data.test, np.arange(len(data.test)), batch_size=64, device=torch.device("cpu")
@@ -153,7 +153,7 @@ def test_resume_from_a_reported_state_gives_the_same_run(data: DatasetTensors) -
     resumed = run_trial(config, data, resume_state=restored, report=lambda m, g: resumed_epochs.append(m["epoch"]))
     assert resumed_epochs == [3]
     assert _metrics(resumed) == _metrics(uninterrupted)
-    with pytest.raises(StoreError, match="lr: saved 0.05 vs now 0.1"):
+    with pytest.raises(StoreError, match=r"lr: saved 0.05 vs now 0.1"):
         run_trial(config.replace(lr=0.1), data, resume_state=restored)
 
 

@@ -1,7 +1,7 @@
 """The experimental design as plain data: studies (cell × arm), trial ids, seeds, and resolved trial configs.
 
 Pure functions over a ``SweepSpec`` and rows of ``trials.parquet``; no ray, no torch. The sweep engine asks this
-module *what* to run; ``tlsweep.searcher`` and ``tlsweep.sweep`` decide *when*.
+module *what* to run; ``tlsweep.engine.searchers`` and ``tlsweep.engine.run`` decide *when*.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from tlsweep.config import TrialConfig
 from tlsweep.spec import FACTOR_NAMES, PRETRAINED_LEVELS, SweepSpec
+from tlsweep.training.config import TrialConfig
 
 
 def _fmt(value: Any) -> str:

@@ -15,11 +15,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tlsweep.config import TrialConfig
 from tlsweep.data.config import DatasetSpec
 from tlsweep.errors import SpecError
 from tlsweep.space import ParamEntry, ParamValue
 from tlsweep.tracking import WandbSettings
+from tlsweep.training.config import TrialConfig
 
 INIT_LEVELS = ("imagenet", "checkpoint", "scratch")
 PRETRAINED_LEVELS = ("imagenet", "checkpoint")
@@ -285,7 +285,7 @@ class SweepSpec(_Model):
     def studies(self) -> list[dict[str, Any]]:
         """Every combination of factor levels (cell × arm): one Optuna study each, in a stable order."""
         names = list(self.design.factors)
-        return [dict(zip(names, combo)) for combo in itertools.product(*(self.design.factors[n] for n in names))]
+        return [dict(zip(names, combo, strict=False)) for combo in itertools.product(*(self.design.factors[n] for n in names))]
 
     def trial_counts(self) -> dict[str, int]:
         n_studies = len(self.studies())

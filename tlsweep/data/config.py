@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
@@ -134,7 +134,7 @@ class SyntheticDatasetSpec(_Model):
 
 
 DatasetSpec = Annotated[
-    Union[CsvDatasetSpec, ImageFolderDatasetSpec, SyntheticDatasetSpec], Field(discriminator="format")
+    CsvDatasetSpec | ImageFolderDatasetSpec | SyntheticDatasetSpec, Field(discriminator="format")
 ]
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(DatasetSpec)
 FORMATS: tuple[str, ...] = ("csv", "imagefolder", "synthetic")

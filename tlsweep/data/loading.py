@@ -225,7 +225,7 @@ def imagefolder_entries(spec: ImageFolderDatasetSpec) -> tuple[dict[str, list[Im
         labels = np.array([e.label for e in pool])
         ratios = spec.split_ratios
         parts = _stratified_split(labels, (ratios.train, ratios.val, ratios.test), spec.split_seed)
-        for split, part in zip(SPLITS, parts):
+        for split, part in zip(SPLITS, parts, strict=False):
             files[split] = [pool[i] for i in part]
     else:
         missing = [s for s in ("val", "test") if s not in files]

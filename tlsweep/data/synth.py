@@ -185,14 +185,14 @@ def render_face(ident: Identity, look: Look, rng: np.random.Generator, resolutio
     lw = max(1, int(round(C * 0.008)))
 
     shirt = tuple(int(v) for v in rng.integers(0, 256, 3))
-    draw.ellipse((cx - 0.48 * C, bottom + 0.02 * H, cx + 0.48 * C, bottom + 1.2 * H), fill=shirt + (255,))
-    draw.rectangle((cx - 0.2 * W, cy + 0.25 * H, cx + 0.2 * W, bottom + 0.3 * H), fill=_shade(skin_c, 0.9) + (255,))
+    draw.ellipse((cx - 0.48 * C, bottom + 0.02 * H, cx + 0.48 * C, bottom + 1.2 * H), fill=(*shirt, 255))
+    draw.rectangle((cx - 0.2 * W, cy + 0.25 * H, cx + 0.2 * W, bottom + 0.3 * H), fill=(*_shade(skin_c, 0.9), 255))
     if ident.hair_style == 1:  # long hair behind the face
-        draw.ellipse((cx - 0.64 * W, top - 0.08 * H, cx + 0.64 * W, cy + 0.55 * H), fill=hair_c + (255,))
+        draw.ellipse((cx - 0.64 * W, top - 0.08 * H, cx + 0.64 * W, cy + 0.55 * H), fill=(*hair_c, 255))
     for side in (-1, 1):  # ears
         ex = cx + side * 0.49 * W
-        draw.ellipse((ex - 0.07 * W, cy - 0.12 * H, ex + 0.07 * W, cy + 0.08 * H), fill=_shade(skin_c, 0.93) + (255,))
-    draw.ellipse((cx - W / 2, top, cx + W / 2, bottom), fill=skin_c + (255,))
+        draw.ellipse((ex - 0.07 * W, cy - 0.12 * H, ex + 0.07 * W, cy + 0.08 * H), fill=(*_shade(skin_c, 0.93), 255))
+    draw.ellipse((cx - W / 2, top, cx + W / 2, bottom), fill=(*skin_c, 255))
 
     # hair on top: an ellipse cut off at the hairline, minus a bald patch that grows with ``recede``
     hairline = top + H * (0.17 + 0.03 * look.child + 0.20 * look.recede + (0.07 if ident.hair_style == 2 else 0.0))
@@ -207,7 +207,7 @@ def render_face(ident: Identity, look: Look, rng: np.random.Generator, resolutio
         r = 0.42 * W * look.recede
         mdraw.ellipse((cx - r, top - 0.1 * H, cx + r, top + 0.1 * H + 0.28 * H * look.recede), fill=0)
     alpha = 120 if ident.hair_style == 3 else 255
-    layer.paste(Image.new("RGBA", (C, C), hair_c + (alpha,)), (0, 0), mask.point(lambda v: v * alpha // 255))
+    layer.paste(Image.new("RGBA", (C, C), (*hair_c, alpha)), (0, 0), mask.point(lambda v: v * alpha // 255))
 
     # eyes, brows, bags and crow's feet
     eye_y = top + H * (0.45 + 0.11 * look.child)
@@ -216,19 +216,19 @@ def render_face(ident: Identity, look: Look, rng: np.random.Generator, resolutio
     for side in (-1, 1):
         ex = cx + side * W * ident.eye_spacing
         draw.ellipse((ex - er, eye_y - 0.6 * er, ex + er, eye_y + 0.6 * er), fill=(240, 240, 235, 255))
-        draw.ellipse((ex - 0.55 * er, eye_y - 0.55 * er, ex + 0.55 * er, eye_y + 0.55 * er), fill=iris + (255,))
+        draw.ellipse((ex - 0.55 * er, eye_y - 0.55 * er, ex + 0.55 * er, eye_y + 0.55 * er), fill=(*iris, 255))
         draw.ellipse((ex - 0.22 * er, eye_y - 0.22 * er, ex + 0.22 * er, eye_y + 0.22 * er), fill=(10, 10, 10, 255))
         brow_y = eye_y - er * (1.5 + 0.3 * look.child)
-        draw.line((ex - 1.2 * er, brow_y + 0.2 * er, ex + 1.2 * er, brow_y - 0.1 * er * side), fill=hair_c + (255,),
+        draw.line((ex - 1.2 * er, brow_y + 0.2 * er, ex + 1.2 * er, brow_y - 0.1 * er * side), fill=(*hair_c, 255),
                   width=max(1, int(lw * ident.brow_width * 1.5)))
         if look.wrinkles > 0.12:
             a = int(90 + 150 * look.wrinkles)
-            draw.arc((ex - er, eye_y, ex + er, eye_y + 1.3 * er), 20, 160, fill=line_c + (a,), width=lw)
+            draw.arc((ex - er, eye_y, ex + er, eye_y + 1.3 * er), 20, 160, fill=(*line_c, a), width=lw)
             corner = ex + side * 1.15 * er
             for k in range(1 + int(look.wrinkles * 3)):
                 dy = (k - 1) * 0.45 * er
                 draw.line((corner, eye_y + 0.3 * dy, corner + side * er * (0.4 + 0.8 * look.wrinkles), eye_y + dy),
-                          fill=line_c + (a,), width=lw)
+                          fill=(*line_c, a), width=lw)
         if look.glasses:
             gr = 1.55 * er
             draw.ellipse((ex - gr, eye_y - gr, ex + gr, eye_y + gr), outline=(15, 15, 20, 255), width=lw + 1)
@@ -244,30 +244,30 @@ def render_face(ident: Identity, look: Look, rng: np.random.Generator, resolutio
         for k in range(n_lines):
             y = y_lo - (k + 0.5) * max(1.0, (y_lo - y_hi)) / n_lines
             half = W * rng.uniform(0.18, 0.30)
-            draw.arc((cx - half, y - 0.05 * H, cx + half, y + 0.05 * H), 200, 340, fill=line_c + (a,), width=lw)
+            draw.arc((cx - half, y - 0.05 * H, cx + half, y + 0.05 * H), 200, 340, fill=(*line_c, a), width=lw)
 
     # nose and mouth; nasolabial folds with ``wrinkles``
     nose_y = eye_y + H * (0.13 + 0.06 * (1 - look.child)) * ident.nose_length
     nose_c = _shade(skin_c, 0.78)
-    draw.line((cx, eye_y + 0.3 * er, cx - 0.05 * W, nose_y), fill=nose_c + (255,), width=lw)
-    draw.line((cx - 0.05 * W, nose_y, cx + 0.04 * W, nose_y), fill=nose_c + (255,), width=lw)
+    draw.line((cx, eye_y + 0.3 * er, cx - 0.05 * W, nose_y), fill=(*nose_c, 255), width=lw)
+    draw.line((cx - 0.05 * W, nose_y, cx + 0.04 * W, nose_y), fill=(*nose_c, 255), width=lw)
     mouth_y = nose_y + H * (0.11 - 0.02 * look.child)
     mw = W * ident.mouth_width * (1 - 0.15 * look.child) / 2
     lip_c = _mix(skin_c, (170, 60, 70), 0.45)
-    draw.arc((cx - mw, mouth_y - 0.06 * H, cx + mw, mouth_y + 0.04 * H), 20, 160, fill=lip_c + (255,), width=lw + 1)
+    draw.arc((cx - mw, mouth_y - 0.06 * H, cx + mw, mouth_y + 0.04 * H), 20, 160, fill=(*lip_c, 255), width=lw + 1)
     if look.wrinkles > 0.2:
         a = int(60 + 190 * look.wrinkles)
         for side in (-1, 1):
             x0 = cx + side * 0.09 * W
-            draw.line((x0, nose_y - 0.01 * H, x0 + side * (mw * 0.4), mouth_y + 0.04 * H), fill=line_c + (a,), width=lw)
+            draw.line((x0, nose_y - 0.01 * H, x0 + side * (mw * 0.4), mouth_y + 0.04 * H), fill=(*line_c, a), width=lw)
     if look.beard > 0.05:
         beard_c = _mix(hair_c, skin_c, 0.35)
         a = int(200 * look.beard)
-        draw.chord((cx - 0.46 * W, mouth_y - 0.35 * H, cx + 0.46 * W, bottom + 0.02 * H), 10, 170, fill=beard_c + (a,))
+        draw.chord((cx - 0.46 * W, mouth_y - 0.35 * H, cx + 0.46 * W, bottom + 0.02 * H), 10, 170, fill=(*beard_c, a))
     for _ in range(int(look.spots * 10)):
         sx, sy = cx + rng.uniform(-0.35, 0.35) * W, cy + rng.uniform(-0.3, 0.25) * H
         sr = C * rng.uniform(0.004, 0.01)
-        draw.ellipse((sx - sr, sy - sr, sx + sr, sy + sr), fill=_shade(skin_c, 0.7) + (200,))
+        draw.ellipse((sx - sr, sy - sr, sx + sr, sy + sr), fill=(*_shade(skin_c, 0.7), 200))
 
     angle = float(np.clip(rng.normal(0, 7), -18, 18))
     shift = tuple(float(v) for v in rng.uniform(-0.07, 0.07, 2) * C)
@@ -418,7 +418,7 @@ def generate_dataset(
             "params": params,
             "counts": counts,
             "preset": "korean_face_age" if task == "age" else "synthetic_source",
-            "identities": {s: int(len(m)) for s, m in members.items()},
+            "identities": {s: len(m) for s, m in members.items()},
         }
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
         _install(tmp, root, params)
@@ -467,4 +467,4 @@ def read_manifest(root: Path | str) -> dict[str, Any] | None:
     return _read_manifest(Path(root))
 
 
-__all__ = ["generate_dataset", "ensure_generated", "read_manifest", "render_face", "Identity", "Look", "asdict"]
+__all__ = ["Identity", "Look", "asdict", "ensure_generated", "generate_dataset", "read_manifest", "render_face"]

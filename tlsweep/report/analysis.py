@@ -111,7 +111,7 @@ def analyse_family(results: Results, config_kind: str, correction: str, *, rng: 
             gate_alpha=gate, rng=rng, n_resamples=n_resamples,
         ))
     decisions = decide_family(contrasts, alpha=hyp.alpha, correction=correction)
-    cell_results = [CellResult(cell, levels[cell], c, d) for cell, c, d in zip(cells, contrasts, decisions)]
+    cell_results = [CellResult(cell, levels[cell], c, d) for cell, c, d in zip(cells, contrasts, decisions, strict=False)]
     return Family(config_kind, correction, gate, cell_results)
 
 

@@ -128,12 +128,12 @@ def _family_section(title: str, family: Family, table: pd.DataFrame, results: Re
     if unpaired:
         lines += ["", "Unpaired fallback: " + "; ".join(unpaired) + "."]
     robust = adjust_pvalues([float(c.contrast.robustness.pvalue) for c in family.cells], family.correction)
-    disagreements = [describe_cell(c.levels) for c, p in zip(family.cells, robust)
+    disagreements = [describe_cell(c.levels) for c, p in zip(family.cells, robust, strict=False)
                      if c.decision.significant and not p <= results.hypothesis.alpha]
     if disagreements:
         lines += ["", "Robustness: the exact test (sign-flip, or Mann–Whitney when unpaired) is not significant "
                       "after the same correction at " + "; ".join(disagreements) + "; read those cells with care."]
-    return lines + [""]
+    return [*lines, ""]
 
 
 def _markdown(results: Results, analysis: Analysis, out: Path, figures: dict[str, Path], cell_table: pd.DataFrame,

@@ -31,7 +31,7 @@ def _subplots(n_rows: int, n_cols: int, figsize: tuple[float, float], **kwargs: 
 
 def arm_colors(results: Results) -> dict[str, str]:
     hyp = results.hypothesis
-    arms = [hyp.treated, hyp.baseline] + sorted(set(results.trials["arm"].dropna()) - {hyp.treated, hyp.baseline})
+    arms = [hyp.treated, hyp.baseline, *sorted(set(results.trials["arm"].dropna()) - {hyp.treated, hyp.baseline})]
     return {arm: _PALETTE[i % len(_PALETTE)] for i, arm in enumerate(arms)}
 
 
@@ -59,7 +59,7 @@ def _outside_legend(fig, axes) -> None:
     """One legend for the whole figure, below the panels (never over the data)."""
     handles = {}
     for ax in axes.flat:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=False):
             if label not in handles:
                 handles[label] = handle
     if handles:
@@ -150,7 +150,7 @@ def difference_heatmap(results: Results, family: Family | None, path: Path) -> P
     fig, axes = _subplots(1, len(combos), figsize=(max(6.4 / len(combos), 1.7 * len(fractions) + 2.2)
                              * len(combos), 1.1 * len(epochs_levels) + 2.2), squeeze=False)
     image = None
-    for ax, combo in zip(axes[0], combos):
+    for ax, combo in zip(axes[0], combos, strict=False):
         grid = np.full((len(epochs_levels), len(fractions)), np.nan)
         for cell in family.cells:
             if not _matches(cell.levels, combo) or cell.levels.get("epochs") not in epochs_levels \
@@ -278,7 +278,7 @@ def freeze_depth_figure(results: Results, path: Path) -> Path | None:
     n_rows = math.ceil(n / n_cols)
     fig, axes = _subplots(n_rows, n_cols, figsize=(3.2 * n_cols + 0.4, 2.6 * n_rows + 0.7), squeeze=False,
                              sharey=True)
-    for index, (ax, (key, group)) in enumerate(zip(axes.flat, groups)):
+    for index, (ax, (key, group)) in enumerate(zip(axes.flat, groups, strict=False)):
         values = y.loc[group.index].astype(float) * scale
         depth_rows = group[group["freeze_depth"].notna()]
         for arm, arm_rows in depth_rows.groupby("arm"):
@@ -293,7 +293,7 @@ def freeze_depth_figure(results: Results, path: Path) -> Path | None:
             level = float(values.loc[arm_rows.index].median())
             ax.axhline(level, color=colors.get(arm, "0.3"), ls="--", lw=1.2, label=f"{arm} (median, no freezing)")
         key = key if isinstance(key, tuple) else (key,)
-        ax.set_title(describe_cell_short(dict(zip(group_cols, key))))
+        ax.set_title(describe_cell_short(dict(zip(group_cols, key, strict=False))))
         ax.set_xlabel("freeze depth")
         if index % n_cols == 0:
             ax.set_ylabel(ylabel)

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from tlsweep.errors import StoreError
-from tlsweep.schema import ADDED_COLUMNS, EPOCHS_SCHEMA, FACTOR_COLUMNS, TRIALS_SCHEMA
-from tlsweep.store import SPEC_FILE
+from tlsweep.results.schema import ADDED_COLUMNS, EPOCHS_SCHEMA, FACTOR_COLUMNS, TRIALS_SCHEMA
+from tlsweep.results.store import SPEC_FILE
 
 CELL_FACTORS_ORDER = ("train_fraction", "epochs", "augmentation", "freeze_depth")
 DIRECTIONS = ("greater", "less", "two-sided")
@@ -74,7 +74,7 @@ def _read_table(path: Path, schema_names: list[str]) -> pd.DataFrame:
 
     try:
         table = pq.read_table(path)
-    except Exception as exc:  # noqa: BLE001 — any unreadable file is a store error with its path
+    except Exception as exc:
         raise StoreError(f"{path}: cannot be read as Parquet ({exc}); rerun `tlsweep run SPEC` to rewrite it") from exc
     missing = [name for name in schema_names if name not in table.column_names and name not in ADDED_COLUMNS]
     if missing:

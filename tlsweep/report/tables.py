@@ -103,9 +103,9 @@ def model_table(model: DesignModel, results: Results) -> pd.DataFrame:
     return pd.DataFrame({
         "term": table["term"],
         f"coefficient ({model.scale})": [fmt_interval(e, lo, hi, digits=3, signed=True)
-                                         for e, lo, hi in zip(table["estimate"], table["ci_low"], table["ci_high"])],
+                                         for e, lo, hi in zip(table["estimate"], table["ci_low"], table["ci_high"], strict=False)],
         f"{results.unit} [95% CI]": [fmt_interval(e, lo, hi, digits=2, signed=True) for e, lo, hi in
-                                     zip(table["points"], table["points_low"], table["points_high"])],
+                                     zip(table["points"], table["points_low"], table["points_high"], strict=False)],
         "p": [fmt_p(p) for p in table["p"]],
     })
 
@@ -136,7 +136,7 @@ def tuning_verdicts(table: pd.DataFrame, results: Results) -> list[str]:
         return sentences
     higher_better = results.objective_mode != "min"
     unit = " points" if is_accuracy_like(results.objective_metric) else ""
-    for cell_id, rows in table.groupby("cell_id", sort=False):
+    for _cell_id, rows in table.groupby("cell_id", sort=False):
         by_arm = rows.set_index("arm")
         if hyp.treated not in by_arm.index or hyp.baseline not in by_arm.index:
             continue

@@ -177,7 +177,7 @@ def _seeds_for_observed(effect: float, alternative: str, alpha: float, paired: b
     if not np.isfinite(effect) or effect == 0:
         return None
     direction = "two-sided" if alternative == "two-sided" else "greater"
-    if alternative == "greater" and effect < 0 or alternative == "less" and effect > 0:
+    if (alternative == "greater" and effect < 0) or (alternative == "less" and effect > 0):
         return None  # the observed effect points away from the hypothesis: no n detects it in that direction
     return seeds_for_power(effect, alpha=alpha, power=power, paired=paired, alternative=direction)
 

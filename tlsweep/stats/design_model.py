@@ -114,4 +114,4 @@ def fit_design_model(frame: pd.DataFrame, *, logit: bool, points_per_unit: float
         rows.append({"term": term, "estimate": estimate, "ci_low": low, "ci_high": high,
                      "p": float(pvalues[term]), "points": estimate * slope,
                      "points_low": low * slope, "points_high": high * slope})
-    return DesignModel(method, scale, formula, pd.DataFrame(rows), mean_level, int(len(data)), tuple(notes))
+    return DesignModel(method, scale, formula, pd.DataFrame(rows), mean_level, len(data), tuple(notes))

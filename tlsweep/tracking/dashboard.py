@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from tlsweep.errors import StoreError, TlsweepError
-from tlsweep.store import SPEC_FILE
+from tlsweep.results.store import SPEC_FILE
 from tlsweep.tracking.settings import api_key_configured
 from tlsweep.tracking.tracker import unreachable_reason, wandb_base_url
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 INSTALL_HINT = "pip install 'tlsweep[dashboards]'"
 ARM_FACTOR = "init"
-# The summary key under which the sweep driver stores each trial's objective value (tlsweep.recorder); per-epoch
+# The summary key under which the sweep driver stores each trial's objective value (tlsweep.engine.recorder); per-epoch
 # curves use the metric's own name (``objective.metric``, e.g. val_acc) from the run history.
 OBJECTIVE_SUMMARY_KEY = "objective"
 
@@ -103,7 +103,7 @@ def view_internal_name(sweep_name: str) -> str:
 def require_workspaces_package() -> None:
     """Raises DashboardError naming the fix when ``wandb-workspaces`` is not importable."""
     try:
-        import wandb_workspaces.reports.v2  # noqa: F401
+        import wandb_workspaces.reports.v2
         import wandb_workspaces.workspaces  # noqa: F401
     except ImportError as exc:
         raise DashboardError(
@@ -229,7 +229,7 @@ def save_dashboard(results_dir: Path, *, timeout_s: float = 10.0) -> str:
         return str(workspace.url)
     except DashboardError:
         raise
-    except Exception as exc:  # noqa: BLE001 - a server-side refusal is a user-facing condition, not a bug
+    except Exception as exc:
         raise DashboardError(
             f"the W&B server at {base_url} refused the workspace view ({type(exc).__name__}: {exc}); "
             "check the API key, entity and project"

@@ -194,7 +194,7 @@ def quiet_wandb_analytics() -> None:
         from wandb.analytics.opentelemetry import opentelemetry_proxy
 
         opentelemetry_proxy.disable()
-    except Exception:  # noqa: BLE001, S110 - wandb internals moved: nothing to quiet
+    except Exception:  # noqa: BLE001 - wandb internals moved: nothing to quiet
         pass
 
 

@@ -65,7 +65,7 @@ def save_trained_model(
 
 
 def _head_prefix(arch: str) -> str:
-    from tlsweep.models import head_prefix
+    from tlsweep.training.backbones import head_prefix
 
     return head_prefix(arch)
 
@@ -83,7 +83,7 @@ def load_trained_model(path: str | Path) -> TrainedModel:
     """The classifier saved by ``tlsweep train`` at ``path``, in eval mode on CPU."""
     import torch
 
-    from tlsweep.models import create_model
+    from tlsweep.training.backbones import create_model
 
     path = Path(path)
     if not path.is_file():

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from tlsweep.config import TrialConfig
+    from tlsweep.training.config import TrialConfig
 
 SCHEDULES = ("constant", "step", "cosine")
 OPTIMIZERS = ("sgd", "adamw")
@@ -64,7 +64,7 @@ def build_optimizer(config: TrialConfig, model: nn.Module) -> torch.optim.Optimi
     """SGD (momentum, no Nesterov) or AdamW over the trainable parameters: head at lr, body at lr·backbone_lr_mult."""
     import torch
 
-    from tlsweep.models import parameter_groups
+    from tlsweep.training.backbones import parameter_groups
 
     groups = parameter_groups(model, config.lr, config.backbone_lr_mult)
     if config.optimizer == "sgd":

@@ -1,7 +1,7 @@
 """The Parquet schema of a results directory: the contract between the sweep engine, the report and W&B.
 
 ``trials.parquet`` holds one row per trial, ``epochs.parquet`` one row per trial × epoch. Both are written by
-the driver only (see ``tlsweep.store``). Columns are fixed; the factor columns are the factors tlsweep knows
+the driver only (see ``tlsweep.results.store``). Columns are fixed; the factor columns are the factors tlsweep knows
 (``FACTOR_COLUMNS``); a factor a sweep does not vary holds the value the sweep used for it.
 """
 

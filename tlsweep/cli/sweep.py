@@ -56,8 +56,8 @@ def validate(spec_path: Path, overrides: tuple[str, ...]) -> None:
 def run(spec_path: Path, overrides: tuple[str, ...], storage: str | None, address: str | None, new: bool,
         wandb_mode: str | None, num_cpus: int | None, no_report: bool, fault_json: str | None) -> None:
     """Run (or resume) a sweep: data → pretraining → tune → confirm → Parquet → report."""
+    from tlsweep.engine.run import run_sweep
     from tlsweep.spec import load_spec
-    from tlsweep.sweep import run_sweep
 
     spec = load_spec(spec_path, list(overrides))
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
@@ -87,10 +87,10 @@ def status(results: str) -> None:
     """Progress per cell and arm of a sweep's results directory (running or finished)."""
     import yaml
 
-    from tlsweep.progress import StatusBoard, expected_counts
+    from tlsweep.engine.progress import StatusBoard, expected_counts
+    from tlsweep.engine.run import STATUS_FILE
+    from tlsweep.results.store import SPEC_FILE, ResultsStore
     from tlsweep.spec import parse_spec
-    from tlsweep.store import SPEC_FILE, ResultsStore
-    from tlsweep.sweep import STATUS_FILE
 
     store = ResultsStore(results)
     text = store.read_text(SPEC_FILE)

@@ -195,7 +195,7 @@ class PlanSearcher(Searcher):
                 study.tell(ot, float(value))
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        planned, ot = self._live.get(trial_id, (None, None))
+        _planned, ot = self._live.get(trial_id, (None, None))
         if ot is None or result.get("final") or "val_metric" not in result:
             return
         value, step = result["val_metric"], int(result["epoch"])

@@ -28,8 +28,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from tlsweep.errors import StoreError
-from tlsweep.schema import ADDED_COLUMNS, EPOCHS_SCHEMA, TRIALS_SCHEMA
-from tlsweep.storage import RAY_SUBDIR, Location, resolve_location
+from tlsweep.results.location import RAY_SUBDIR, Location, resolve_location
+from tlsweep.results.schema import ADDED_COLUMNS, EPOCHS_SCHEMA, TRIALS_SCHEMA
 
 TRIALS_FILE = "trials.parquet"
 EPOCHS_FILE = "epochs.parquet"
@@ -242,7 +242,7 @@ def conform_table(table: pa.Table, schema: pa.Schema, *, source: str, fill_missi
     Columns are reordered and cast when the cast is safe (no overflow, no truncation). Extra columns, unsafe
     casts and (unless ``fill_missing``) missing columns raise :class:`StoreError` naming ``source``, the column
     and both types. ``fill_missing`` reads files of an older tlsweep that lack a column added since
-    (``tlsweep.schema.ADDED_COLUMNS``): the column comes back all null.
+    (``tlsweep.results.schema.ADDED_COLUMNS``): the column comes back all null.
     """
     if fill_missing:
         for field in schema:

@@ -250,7 +250,7 @@ def _stage_modules(model: nn.Module) -> list[list[nn.Module]]:
         return [[model.conv1, model.bn1], [model.layer1], [model.layer2], [model.layer3]]
     features: nn.Sequential = model.features
     ends = [i + 1 for i, m in enumerate(features) if isinstance(m, nn.MaxPool2d)]
-    return [[features[start:end]] for start, end in zip([0, *ends[:3]], ends[:4])]
+    return [[features[start:end]] for start, end in zip([0, *ends[:3]], ends[:4], strict=False)]
 
 
 def check_freeze_depth(depth: int) -> None:

@@ -19,15 +19,15 @@ from typing import TYPE_CHECKING, Any
 from ray.tune import Callback
 
 from tlsweep.design import PlannedTrial
-from tlsweep.failures import is_node_loss, trial_error
-from tlsweep.schema import EPOCHS_SCHEMA, TRIALS_SCHEMA
-from tlsweep.store import ResultsStore, merge_rows, rows_to_table
-from tlsweep.trainable import fault_matches
+from tlsweep.engine.node_loss import is_node_loss, trial_error
+from tlsweep.engine.trainable import fault_matches
+from tlsweep.results.schema import EPOCHS_SCHEMA, TRIALS_SCHEMA
+from tlsweep.results.store import ResultsStore, merge_rows, rows_to_table
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
-    from tlsweep.progress import Progress
+    from tlsweep.engine.progress import Progress
     from tlsweep.spec import SweepSpec
     from tlsweep.tracking import Tracker
 

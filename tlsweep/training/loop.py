@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from tlsweep.config import TrialConfig
     from tlsweep.data.types import DatasetTensors
+    from tlsweep.training.config import TrialConfig
 
 Report = Callable[[dict[str, float], Callable[[], dict[str, Any]]], None]
 STATE_FORMAT = 1
@@ -124,8 +124,8 @@ def torch_settings(config: TrialConfig) -> Iterator[None]:
 def check_config(config: TrialConfig) -> None:
     """Raise SpecError (or UnknownNameError) naming the first invalid setting, before any data is touched."""
     from tlsweep.data.augment import POLICIES
-    from tlsweep.models import check_freeze_depth, get_backbone, parse_init
-    from tlsweep.schedules import OPTIMIZERS, SCHEDULES
+    from tlsweep.training.backbones import check_freeze_depth, get_backbone, parse_init
+    from tlsweep.training.optim import OPTIMIZERS, SCHEDULES
 
     get_backbone(config.backbone)
     parse_init(config.init)
@@ -205,8 +205,8 @@ def _run(
     from tlsweep.data.augment import TensorAugment
     from tlsweep.data.batches import num_batches
     from tlsweep.data.subsets import nested_subset, subset_hash
-    from tlsweep.models import create_model
-    from tlsweep.schedules import build_optimizer, build_scheduler, schedule_for
+    from tlsweep.training.backbones import create_model
+    from tlsweep.training.optim import build_optimizer, build_scheduler, schedule_for
 
     started = time.perf_counter()
     # 1) the training subset of this replicate, and the random streams
@@ -282,7 +282,7 @@ def _run(
             torch.cuda.set_rng_state_all(resume_state["rng"]["cuda"])
 
     def evaluate(split_name: str, indices: np.ndarray) -> dict[str, float | None]:
-        from tlsweep.metrics import classification_metrics, predict_probabilities
+        from tlsweep.training.evaluate import classification_metrics, predict_probabilities
 
         probabilities, labels, loss = predict_probabilities(
             model,
@@ -394,7 +394,7 @@ def _train_epoch(
     import torch
 
     from tlsweep.data.batches import iterate_batches
-    from tlsweep.models import train_mode
+    from tlsweep.training.backbones import train_mode
 
     train_mode(model)
     loss_sum, correct, seen, steps, lr = 0.0, 0, 0, 0, optimizer.param_groups[0]["lr"]
@@ -468,8 +468,8 @@ def pretrain(config: TrialConfig, data: DatasetTensors, out: Path, *, report: Re
     Writes ``{"backbone": body state dict, "arch", "classes", "metrics", "config"}`` to ``out`` atomically and
     returns the metrics (``TrialResult.to_dict()``).
     """
-    from tlsweep.models import body_state_dict
-    from tlsweep.predict import atomic_torch_save
+    from tlsweep.training.backbones import body_state_dict
+    from tlsweep.training.predict import atomic_torch_save
 
     result = run_trial(config, data, report=report)
     if result.status != "ok" or result.best_state is None:

@@ -1,7 +1,7 @@
 """``TrialConfig``: every setting one training run needs, as plain values (no torch, no ray, no pydantic).
 
 The sweep engine resolves a spec + cell + tuned parameters + seed into one of these; ``tlsweep train`` builds one
-from flags or YAML. ``tlsweep.train.run_trial`` consumes it.
+from flags or YAML. ``tlsweep.training.loop.run_trial`` consumes it.
 """
 
 from __future__ import annotations

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from tlsweep.config import TrialConfig
 from tlsweep.data.types import DatasetTensors, SplitTensors
-from tlsweep.storage import Location
+from tlsweep.results.location import Location
+from tlsweep.training.config import TrialConfig
 
 SPLITS = ("train", "val", "test")
 _DATASETS: dict[str, DatasetTensors] = {}  # per worker process: reused actors skip even the zero-copy wrap
@@ -105,7 +105,7 @@ def _maybe_fail(meta: dict[str, Any], fault: dict[str, Any] | None, *, epoch: in
     then continue from the checkpoint of that epoch. ``exit`` kills the trial's worker process instead of raising,
     as a lost node does.
     """
-    if not fault or "driver_dies_after_epoch" in fault:  # that one is the driver's (tlsweep.recorder)
+    if not fault or "driver_dies_after_epoch" in fault:  # that one is the driver's (tlsweep.engine.recorder)
         return
     if not fault_matches(meta, fault):
         return
@@ -151,7 +151,7 @@ def sweep_trainable(config: dict[str, Any], payload: dict[str, Any]) -> None:
     import torch
     from ray import tune
 
-    from tlsweep.train import run_trial
+    from tlsweep.training.loop import run_trial
 
     meta = config["meta"]
     trial = TrialConfig.from_dict(config["trial"])

@@ -14,8 +14,8 @@ from typing import Any
 
 import click
 
-from tlsweep.config import TrialConfig
 from tlsweep.errors import DataError, SpecError
+from tlsweep.training.config import TrialConfig
 
 SETTING_HELP: dict[str, str] = {
     "backbone": "Architecture (see `tlsweep models`).",
@@ -145,7 +145,7 @@ def resolve_run_settings(
         settings.update(from_yaml)
     settings.update({k: v for k, v in flags.items() if v is not None})
     config = TrialConfig.from_dict(settings)
-    from tlsweep.train import check_config
+    from tlsweep.training.loop import check_config
 
     check_config(config)
     if dataset_root is not None and synthetic is not None:
@@ -254,8 +254,8 @@ def train(
     """Train one model; write metrics.json, epochs.parquet, model.pt and curves.png into --out."""
     from rich.console import Console
 
-    from tlsweep.train import run_trial
-    from tlsweep.train_outputs import write_train_outputs
+    from tlsweep.training.loop import run_trial
+    from tlsweep.training.outputs import write_train_outputs
 
     console = Console(stderr=True)
     config, spec, size = resolve_run_settings(
@@ -306,7 +306,7 @@ def pretrain(
     """Train a backbone on a source dataset (default: the generated source task at 32 px) for init checkpoint:PATH."""
     from rich.console import Console
 
-    from tlsweep import train as training
+    from tlsweep.training import loop as training
 
     console = Console(stderr=True)
     if dataset_root is None and synthetic is None and config_file is None:
@@ -447,12 +447,12 @@ def predict(
     import torch
 
     from tlsweep.data.cache import decode_image
-    from tlsweep.predict import load_trained_model, predict_images
+    from tlsweep.training.predict import load_trained_model, predict_images
 
     trained = load_trained_model(checkpoint)
     rows = prediction_inputs(images, csv_file, path_column, label_column, trained.class_names, image_dir)
     decoded = []
-    for name, file, _, _ in rows:
+    for _, file, _, _ in rows:
         try:
             decoded.append(decode_image(file, trained.image_size))
         except Exception as exc:
@@ -467,7 +467,7 @@ def predict(
         writer.writerow(
             ["file", "predicted_class", "class_name", "confidence"] + (["label", "correct"] if with_label else [])
         )
-        for (name, _, label, index), cls, conf in zip(rows, predicted, confidence):
+        for (name, _, label, index), cls, conf in zip(rows, predicted, confidence, strict=False):
             row: list[Any] = [name, int(cls), trained.class_names[int(cls)], f"{conf:.6f}"]
             if with_label:  # "correct" only where the label names one of the model's classes
                 row += [label if label is not None else "", "" if index is None else int(cls) == index]
@@ -485,7 +485,7 @@ def models(pattern: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from tlsweep.models import backbone_info, list_backbones
+    from tlsweep.training.backbones import backbone_info, list_backbones
 
     table = Table(title="backbones")
     for column, justify in (
@@ -512,7 +512,7 @@ def weights() -> None:
 @click.argument("names", nargs=-1, required=True, metavar="BACKBONE[:WEIGHTS]...")
 def download(names: tuple[str, ...]) -> None:
     """Download torchvision ImageNet weights into the torch.hub cache (e.g. resnet50, resnet50:IMAGENET1K_V1)."""
-    from tlsweep.models import download_imagenet_weights
+    from tlsweep.training.backbones import download_imagenet_weights
 
     for name in names:
         backbone, _, weights_name = name.partition(":")

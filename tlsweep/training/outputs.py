@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tlsweep.config import TrialConfig
     from tlsweep.data.types import DatasetTensors
-    from tlsweep.train import TrialResult
+    from tlsweep.training.config import TrialConfig
+    from tlsweep.training.loop import TrialResult
 
 EPOCH_COLUMNS = ("epoch", "step", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s")
 
@@ -36,10 +36,10 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 
 def epochs_schema() -> Any:
-    """The per-epoch columns of ``tlsweep.schema.EPOCHS_SCHEMA`` (same names and types)."""
+    """The per-epoch columns of ``tlsweep.results.schema.EPOCHS_SCHEMA`` (same names and types)."""
     import pyarrow as pa
 
-    from tlsweep.schema import EPOCHS_SCHEMA
+    from tlsweep.results.schema import EPOCHS_SCHEMA
 
     return pa.schema([EPOCHS_SCHEMA.field(name) for name in EPOCH_COLUMNS])
 
@@ -82,7 +82,7 @@ def write_train_outputs(
     out: Path, *, config: TrialConfig, data: DatasetTensors, image_size: int, result: TrialResult
 ) -> list[Path]:
     """Write every output of one run into ``out``; returns the files written."""
-    from tlsweep.predict import save_trained_model
+    from tlsweep.training.predict import save_trained_model
 
     out.mkdir(parents=True, exist_ok=True)
     written = []

@@ -1,8 +1,8 @@
 """``run_sweep``: the product's main job. Data → (pretrain) → tune phase → confirm phase → Parquet → report.
 
 Ray Tune runs the trials (function trainable, per-trial resources, bounded concurrency, retries from per-epoch
-checkpoints); ``tlsweep.searcher.PlanSearcher`` decides what runs (one Optuna study per cell × arm, equal budget);
-``tlsweep.recorder.ResultsRecorder`` on the driver is the single writer of the results. A rerun of the same spec
+checkpoints); ``tlsweep.engine.searchers.PlanSearcher`` decides what runs (one Optuna study per cell × arm, equal budget);
+``tlsweep.engine.recorder.ResultsRecorder`` on the driver is the single writer of the results. A rerun of the same spec
 resumes from ``trials.parquet``: finished trials are replayed, never rerun.
 """
 
@@ -26,11 +26,11 @@ from rich.console import Console
 
 from tlsweep import __version__
 from tlsweep.design import PlannedTrial, plan_confirm
+from tlsweep.engine.progress import StatusBoard, expected_counts
 from tlsweep.errors import StoreError
-from tlsweep.progress import StatusBoard, expected_counts
+from tlsweep.results.location import RAY_SUBDIR, Location, resolve_location
+from tlsweep.results.store import SPEC_FILE, ResultsStore
 from tlsweep.spec import RESULT_FIELDS, SweepSpec, diff_resolved
-from tlsweep.storage import RAY_SUBDIR, Location, resolve_location
-from tlsweep.store import SPEC_FILE, ResultsStore
 
 log = logging.getLogger(__name__)
 # Every epoch's checkpoint forces an experiment snapshot (num_to_keep=1); that is intended, not a warning.
@@ -135,7 +135,7 @@ def _prepare_checkpoint(spec: SweepSpec, console: Console, num_threads: int) -> 
         )
     import ray
 
-    from tlsweep.config import TrialConfig
+    from tlsweep.training.config import TrialConfig
 
     pre = spec.model.pretrain
     console.print(f"[bold]pretraining[/] {spec.model.backbone} on {pre.dataset.root} → {path}")
@@ -168,9 +168,9 @@ def _prepare_checkpoint(spec: SweepSpec, console: Console, num_threads: int) -> 
 
 
 def _pretrain_task(config: dict[str, Any], dataset_spec: Any, image_size: int) -> tuple[bytes, dict[str, Any]]:
-    from tlsweep.config import TrialConfig
     from tlsweep.data.loading import load_dataset
-    from tlsweep.train import pretrain
+    from tlsweep.training.config import TrialConfig
+    from tlsweep.training.loop import pretrain
 
     data = load_dataset(dataset_spec, image_size=image_size)
     with tempfile.TemporaryDirectory() as directory:
@@ -211,7 +211,7 @@ def _concurrency(spec: SweepSpec) -> int:
 
 
 def _trial_dirname(trial: Any) -> str:
-    from tlsweep.trainable import trial_dirname
+    from tlsweep.engine.trainable import trial_dirname
 
     return trial_dirname(trial.config["meta"])
 
@@ -240,14 +240,14 @@ def _run_phase(
     """One Tuner over one phase; returns True when every planned trial of the phase was handed out and finished."""
     from ray import tune
 
-    from tlsweep.storage import ray_storage_args
+    from tlsweep.results.location import ray_storage_args
 
     total = searcher.remaining()
     if total == 0:
         return True
     scheduler = None
     if phase == "tune" and spec.design.early_stopping is not None:
-        from tlsweep.schedulers import PerStudyASHA
+        from tlsweep.engine.asha import PerStudyASHA
 
         scheduler = PerStudyASHA(spec.design.early_stopping, mode=spec.objective.mode)
         recorder.pruned = scheduler.stopped
@@ -309,11 +309,11 @@ def run_sweep(
     from ray import tune
 
     from tlsweep.data.loading import load_dataset
-    from tlsweep.progress import Progress
-    from tlsweep.recorder import ResultsRecorder
-    from tlsweep.searcher import PlanSearcher
+    from tlsweep.engine.progress import Progress
+    from tlsweep.engine.recorder import ResultsRecorder
+    from tlsweep.engine.searchers import PlanSearcher
+    from tlsweep.engine.trainable import make_payload, sweep_trainable
     from tlsweep.tracking import make_tracker
-    from tlsweep.trainable import make_payload, sweep_trainable
 
     console = console or Console(stderr=True)
     started = time.time()
@@ -389,11 +389,11 @@ def run_sweep(
     finally:
         tracker.close()
         outcome.wandb_sync = tracker.sync_command()
-        # trials still listed as running were cut short: a rerun hands them out again (tlsweep.sweep.pending_trials)
+        # trials still listed as running were cut short: a rerun hands them out again (tlsweep.engine.run.pending_trials)
         progress.finish()
     outcome.trials_recorded = recorder.recorded
     if report and not outcome.interrupted:
-        from tlsweep.publish import publish_report
+        from tlsweep.report.publish import publish_report
 
         _, outcome.report_path = publish_report(store, wandb_mode=wandb_mode)
     outcome.wall_time_s = time.time() - started

@@ -26,8 +26,8 @@ def _formats(ctx: click.Context, param: click.Parameter, value: str) -> tuple[st
               help="Mirror the report to the sweep's W&B summary run (default: the spec's tracking settings).")
 def report(results: str, out_dir: Path | None, seed: int, formats: tuple[str, ...], wandb_mode: str | None) -> None:
     """Write report.md, report.html and figures/ for RESULTS (a results directory, or s3://... / gs://...)."""
-    from tlsweep.publish import publish_report
-    from tlsweep.store import ResultsStore
+    from tlsweep.report.publish import publish_report
+    from tlsweep.results.store import ResultsStore
 
     result, where = publish_report(ResultsStore(results), wandb_mode=wandb_mode, seed=seed, out_dir=out_dir,
                                    formats=formats)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from tlsweep.store import SPEC_FILE, ResultsStore
+from tlsweep.results.store import SPEC_FILE, ResultsStore
 
 if TYPE_CHECKING:
     from tlsweep.report import ReportResult
