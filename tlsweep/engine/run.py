@@ -27,29 +27,13 @@ from rich.console import Console
 from tlsweep import __version__
 from tlsweep.design import PlannedTrial, plan_confirm
 from tlsweep.engine.progress import StatusBoard, expected_counts
+from tlsweep.engine.settings import sweep_settings
 from tlsweep.errors import StoreError
 from tlsweep.results.location import RAY_SUBDIR, Location, resolve_location
 from tlsweep.results.store import SPEC_FILE, ResultsStore
 from tlsweep.spec import RESULT_FIELDS, SweepSpec, diff_resolved
 
 log = logging.getLogger(__name__)
-# Every epoch's checkpoint forces an experiment snapshot (num_to_keep=1); that is intended, not a warning.
-os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-# tlsweep draws its own one-line-per-study progress table; Ray's legacy reporter at verbose=0 stays silent.
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-# Parquet is the record and W&B the mirror: Ray's per-trial result.json/progress.csv/TensorBoard copies would only
-# add writes to shared storage (and a warning for every trial's epoch history, a list TensorBoard cannot log).
-os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-
-
-class _NoResultFilesWarning(logging.Filter):
-    """Tuner.fit() ends by looking for those files (one warning line per trial); tlsweep never reads them."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Failed to fetch metrics for")
-
-
-logging.getLogger("ray.tune.analysis.experiment_analysis").addFilter(_NoResultFilesWarning())
 STATUS_FILE = "status.json"
 
 
@@ -290,6 +274,7 @@ def phase_complete(spec: SweepSpec, phase: str, rows: list[dict[str, Any]], sear
     return all(trial.trial_id in recorded for trial in searcher.planned)
 
 
+@sweep_settings()
 def run_sweep(
     spec: SweepSpec,
     *,

@@ -23,8 +23,6 @@ from tlsweep.design import PlannedTrial, plan_tune_trial, recipe_params, study_k
 from tlsweep.space import distributions_for, grid_points
 from tlsweep.spec import SweepSpec
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-
 
 def _sampler(spec: SweepSpec, levels: dict[str, Any], index: int) -> optuna.samplers.BaseSampler:
     seed = spec.design.budget.seed * 10_007 + index
