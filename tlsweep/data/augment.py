@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 from tlsweep.errors import UnknownNameError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import torch
 
 POLICIES: tuple[str, ...] = ("none", "flip", "flip_color", "trivial")
@@ -45,7 +47,7 @@ class TensorAugment:
         if policy not in POLICIES:
             raise UnknownNameError(f"unknown augmentation policy {policy!r}; known policies: {', '.join(POLICIES)}")
         self.policy = policy
-        self._trivial = None
+        self._trivial: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def __repr__(self) -> str:
         return f"TensorAugment({self.policy!r})"
@@ -81,7 +83,8 @@ class TensorAugment:
 
         if self._trivial is None:
             self._trivial = v2.TrivialAugmentWide()
+        trivial = self._trivial
         seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device).item())
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return torch.stack([self._trivial(image) for image in images])
+            return torch.stack([trivial(image) for image in images])

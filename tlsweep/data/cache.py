@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -93,7 +93,7 @@ def _bad_file_error(split: str, bad: list[tuple[ImageEntry, str]]) -> DataError:
     )
 
 
-def _memory_map(images_path: Path, meta: dict[str, object]) -> SplitTensors:
+def _memory_map(images_path: Path, meta: dict[str, Any]) -> SplitTensors:
     import torch
 
     from tlsweep.data.types import SplitTensors
@@ -104,7 +104,7 @@ def _memory_map(images_path: Path, meta: dict[str, object]) -> SplitTensors:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         image_tensor = torch.from_numpy(images)
-    return SplitTensors(images=image_tensor, labels=torch.from_numpy(labels), files=list(meta["files"]))  # type: ignore[arg-type]
+    return SplitTensors(images=image_tensor, labels=torch.from_numpy(labels), files=[str(f) for f in meta["files"]])
 
 
 def load_or_build_split(

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 def _as_numpy(labels: np.ndarray | torch.Tensor) -> np.ndarray:
     if hasattr(labels, "detach"):
-        labels = labels.detach().cpu().numpy()  # type: ignore[union-attr]
+        labels = labels.detach().cpu().numpy()
     return np.asarray(labels).reshape(-1)
 
 

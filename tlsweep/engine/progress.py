@@ -75,7 +75,7 @@ class StatusBoard:
         table = Table(title=f"{title}   ETA {eta_text}", title_justify="left", expand=False, pad_edge=False)
         for name in ("phase", "cell", "arm", "done", "running", "failed", "diverged", "pruned", "best val"):
             left = name in ("phase", "cell", "arm")
-            table.add_column(name, justify="left" if left else "right", no_wrap=True, overflow="fold" if left else None)
+            table.add_column(name, justify="left" if left else "right", no_wrap=True, overflow="fold")
         for (phase, _, _), line in sorted(self.lines.items(), key=lambda kv: (kv[0][0] != "tune", kv[0][1:])):
             table.add_row(
                 phase,

@@ -150,7 +150,7 @@ def _markdown(results: Results, analysis: Analysis, out: Path, figures: dict[str
         f"**Overall: {overall.label}.** {overall.sentence}", "",
         cross, "",
     ]
-    if verdicts:
+    if verdicts and analysis.primary is not None:
         lines += [f"- {describe_cell(next(c.levels for c in analysis.primary.cells if c.cell_id == cell_id))}: "
                   f"**{verdict.label}**" for cell_id, verdict in verdicts.items()] + [""]
     lines += ["## Hypothesis and design", "", *hypothesis_lines(results, family_size), ""]

@@ -105,7 +105,9 @@ def accuracy_vs_fraction(results: Results, path: Path, *, rng: np.random.Generat
                 offset = (k - (len(arms) - 1) / 2) * 0.04
                 jitter = 10 ** (offset + rng.uniform(-0.012, 0.012, values.size))
                 ax.scatter(fraction * jitter, values, s=14, color=colors[arm], alpha=0.55, linewidths=0, zorder=3)
-                interval = mean_interval(values, rng=rng, n_resamples=2000) if values.size else None
+                if not values.size:
+                    continue
+                interval = mean_interval(values, rng=rng, n_resamples=2000)
                 xs.append(fraction)
                 means.append(interval.estimate)
                 lows.append(interval.low if math.isfinite(interval.low) else interval.estimate)
@@ -140,9 +142,8 @@ def difference_heatmap(results: Results, family: Family | None, path: Path) -> P
     hyp = results.hypothesis
     s = results.scale
     combos = _extra_combos(results)
-    fractions = sorted({c.levels.get("train_fraction") for c in family.cells if c.levels.get("train_fraction")
-                        is not None})
-    epochs_levels = sorted({c.levels.get("epochs") for c in family.cells if c.levels.get("epochs") is not None})
+    fractions = sorted({c.levels["train_fraction"] for c in family.cells if c.levels.get("train_fraction") is not None})
+    epochs_levels = sorted({c.levels["epochs"] for c in family.cells if c.levels.get("epochs") is not None})
     diffs = [abs(c.contrast.difference.estimate * s) for c in family.cells
              if math.isfinite(c.contrast.difference.estimate)]
     vmax = max(diffs) if diffs else 1.0
@@ -330,6 +331,8 @@ def tuning_curves(results: Results, analysis: Analysis, path: Path) -> Path | No
         for k, tuning in enumerate(t for t in analysis.tuning if t.cell_id == cell):
             color = colors.get(tuning.arm, "0.3")
             curve = tuning.curve
+            if curve is None:
+                continue
             ax.plot(curve.k, curve.expected * scale, "-", color=color, lw=1.8,
                     label=f"{tuning.arm}: expected best of k (95% band)")
             if np.all(np.isfinite(curve.low)):

@@ -131,7 +131,7 @@ def tuning_table(cells: list[TuningCell], results: Results) -> pd.DataFrame:
 def tuning_verdicts(table: pd.DataFrame, results: Results) -> list[str]:
     """At k = 1 (the recipe) and at k = K: which arm leads on validation, by how much."""
     hyp = results.hypothesis
-    sentences = []
+    sentences: list[str] = []
     if table.empty:
         return sentences
     higher_better = results.objective_mode != "min"

@@ -86,6 +86,11 @@ def overall_verdict(family: Family | None, results: Results) -> Verdict:
                                    f"({setting}).")
 
 
+def _grid_position(cell: CellResult) -> tuple[float, float]:
+    """(train fraction, epochs) of a cell; a factor the design does not vary counts as one level (0)."""
+    return float(cell.levels.get("train_fraction") or 0), float(cell.levels.get("epochs") or 0)
+
+
 def crossover(family: Family | None, results: Results) -> str:
     """The smallest (train fraction, epochs) cells where the baseline is equivalent (Pareto-minimal), per level of
     any other factor."""
@@ -105,10 +110,10 @@ def crossover(family: Family | None, results: Results) -> str:
     for key, cells in groups.items():
         minimal = []
         for cell in cells:
-            f, e = cell.levels.get("train_fraction"), cell.levels.get("epochs")
+            f, e = _grid_position(cell)
             dominated = any(
-                other is not cell and other.levels.get("train_fraction") <= f and other.levels.get("epochs") <= e
-                and (other.levels.get("train_fraction"), other.levels.get("epochs")) != (f, e)
+                other is not cell and _grid_position(other)[0] <= f and _grid_position(other)[1] <= e
+                and _grid_position(other) != (f, e)
                 for other in cells
             )
             if not dominated:

@@ -58,6 +58,7 @@ def decide_family(contrasts: list[Contrast], *, alpha: float, correction: str) -
     for i, contrast in enumerate(contrasts):
         significant = bool(usable[i] and p_adj[i] <= alpha)
         equivalent = bool(usable[i] and tost_adj[i] <= alpha)
+        label: Label
         if not contrast.computable:
             label, reason = "inconclusive", contrast.design.removeprefix("not computed: ")
         elif not contrast.sufficient:
