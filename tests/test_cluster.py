@@ -7,6 +7,7 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
+from faults import TrialFault, injected
 from sweep_fixtures import tiny_spec_dict
 
 from tlsweep.design import plan_confirm
@@ -68,9 +69,9 @@ def test_trials_spread_over_workers_pack_fractional_gpus_and_resume_from_checkpo
     from tlsweep.training.loop import run_trial
 
     spec = _spec(tiny_assets, tmp_path, "cluster")
-    fault = {"match": {"phase": "confirm", "replicate": 0, "arm": "checkpoint"}, "after_epoch": 2,
-             "first_attempt_only": True}  # fmt: skip
-    outcome = run_sweep(spec, live=False, report=False, fault=fault)
+    fault = TrialFault({"phase": "confirm", "replicate": 0, "arm": "checkpoint"}, after_epoch=2, first_attempt_only=True)
+    with injected(fault):
+        outcome = run_sweep(spec, live=False, report=False)
     rows = pq.read_table(tmp_path / "cluster" / "trials.parquet").to_pylist()
     assert not outcome.interrupted and len(rows) == sum(spec.trial_counts().values())
     head_id = cluster[0].head_node.node_id

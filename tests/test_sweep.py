@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from click.testing import CliRunner
+from faults import INJECTED, TrialFault, injected, kill_driver_command
 from sweep_fixtures import tiny_spec_dict
 
 from tlsweep.design import plan_confirm
@@ -39,8 +41,8 @@ def finished_sweep(ray_local, tiny_assets, tmp_path_factory):
     data["design"]["tune"]["lr"]["high"] = 1.0e6
     data["design"]["recipe"]["lr"] = 1.0e5
     spec = parse_spec(data)
-    fault = {"match": {"phase": "confirm", "replicate": 1, "arm": "scratch"}}
-    outcome = _run(spec, fault=fault)
+    with injected(TrialFault({"phase": "confirm", "replicate": 1, "arm": "scratch"})):
+        outcome = _run(spec)
     return spec, storage / "tiny", outcome
 
 
@@ -105,7 +107,7 @@ def test_diverging_lr_is_an_outcome_and_failures_are_retried_then_recorded(finis
     assert all(r["best_val_acc"] == pytest.approx(r["chance"]) for r in recipe)
     failed = [r for r in rows if r["status"] == "failed"]
     assert failed and all(r["phase"] == "confirm" and r["arm"] == "scratch" and r["replicate"] == 1 for r in failed)
-    assert all(r["attempts"] == 2 and "injected fault" in (r["error"] or "") for r in failed), [
+    assert all(r["attempts"] == 2 and INJECTED in (r["error"] or "") for r in failed), [
         (r["attempts"], r["error"]) for r in failed
     ]
     assert all(r["test_acc"] is not None for r in rows if r["phase"] == "confirm" and r["status"] == "ok")
@@ -216,11 +218,12 @@ def test_a_trial_running_when_the_driver_died_continues_from_its_checkpoint(tiny
     path = tmp_path / "reborn.yaml"
     path.write_text(yaml.safe_dump(spec_dict))
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
-    command = [sys.executable, "-m", "tlsweep", "run", str(path), "--num-cpus", "2", "--no-report"]
+    run_args = [str(path), "--num-cpus", "2", "--no-report"]
+    command = [sys.executable, "-m", "tlsweep", "run", *run_args]
     # the driver SIGKILLs itself once tune trial 1 of the scratch study has checkpointed epoch 1
-    fault = {"match": {"phase": "tune", "tune_index": 1, "arm": "scratch"}, "driver_dies_after_epoch": 1}
-    proc = subprocess.Popen([*command, "--fault", json.dumps(fault)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    dying = kill_driver_command({"phase": "tune", "tune_index": 1, "arm": "scratch"}, after_epoch=1, run_args=run_args)
+    proc = subprocess.Popen(dying, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
     try:
         assert proc.wait(timeout=300) == -signal.SIGKILL
     finally:
@@ -256,8 +259,9 @@ def test_a_trial_whose_worker_process_dies_runs_again_and_continues(ray_local, t
     spec_dict["failures"] = {"max_retries": 0, "node_loss_requeues": 1}
     spec = parse_spec(spec_dict)
     # the worker process exits (as with a reclaimed node) after epoch 1 of the scratch tune trial, once
-    fault = {"match": {"phase": "tune", "arm": "scratch"}, "after_epoch": 1, "exit": True, "first_attempt_only": True}
-    outcome = _run(spec, fault=fault)
+    fault = TrialFault({"phase": "tune", "arm": "scratch"}, after_epoch=1, kill_worker=True, first_attempt_only=True)
+    with injected(fault):
+        outcome = _run(spec)
     rows = pq.read_table(tmp_path / "lostworker" / "trials.parquet").to_pylist()
     assert not outcome.interrupted and len(rows) == sum(spec.trial_counts().values())
     assert {r["status"] for r in rows} == {"ok"}
@@ -270,8 +274,8 @@ def test_a_trial_whose_worker_process_dies_runs_again_and_continues(ray_local, t
     # with no rerun left, the same loss is recorded as a failure, and the sweep goes on
     spec_dict.update(name="lostworker0", failures={"max_retries": 0, "node_loss_requeues": 0})
     spec = parse_spec(spec_dict)
-    fault["first_attempt_only"] = False
-    outcome = _run(spec, fault=fault)
+    with injected(dataclasses.replace(fault, first_attempt_only=False)):
+        outcome = _run(spec)
     rows = pq.read_table(tmp_path / "lostworker0" / "trials.parquet").to_pylist()
     failed = [r for r in rows if r["status"] == "failed"]
     assert [(r["phase"], r["arm"]) for r in failed] == [("tune", "scratch")] and failed[0]["attempts"] == 1

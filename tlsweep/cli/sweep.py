@@ -52,9 +52,8 @@ def validate(spec_path: Path, overrides: tuple[str, ...]) -> None:
               help="W&B mirror mode (default: online with an API key configured, else offline).")
 @click.option("--num-cpus", type=int, default=None, help="CPUs of the local Ray instance (default: all).")
 @click.option("--no-report", is_flag=True, help="Skip the report at the end.")
-@click.option("--fault", "fault_json", default=None, hidden=True, help="Test hook: a fault to inject (JSON).")
 def run(spec_path: Path, overrides: tuple[str, ...], storage: str | None, address: str | None, new: bool,
-        wandb_mode: str | None, num_cpus: int | None, no_report: bool, fault_json: str | None) -> None:
+        wandb_mode: str | None, num_cpus: int | None, no_report: bool) -> None:
     """Run (or resume) a sweep: data → pretraining → tune → confirm → Parquet → report."""
     from tlsweep.engine.run import run_sweep
     from tlsweep.spec import load_spec
@@ -62,8 +61,7 @@ def run(spec_path: Path, overrides: tuple[str, ...], storage: str | None, addres
     spec = load_spec(spec_path, list(overrides))
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
     outcome = run_sweep(spec, source=str(spec_path), storage=storage, address=address, new=new,
-                        wandb_mode=wandb_mode, num_cpus=num_cpus, report=not no_report, console=console,
-                        fault=json.loads(fault_json) if fault_json else None)
+                        wandb_mode=wandb_mode, num_cpus=num_cpus, report=not no_report, console=console)
     rerun = f"tlsweep run {spec_path}" + "".join(f" --set {o}" for o in overrides)
     if storage:
         rerun += f" --storage {storage}"

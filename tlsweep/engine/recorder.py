@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -20,7 +18,6 @@ from ray.tune import Callback
 
 from tlsweep.design import PlannedTrial
 from tlsweep.engine.node_loss import is_node_loss, trial_error
-from tlsweep.engine.trainable import fault_matches
 from tlsweep.results.schema import EPOCHS_SCHEMA, TRIALS_SCHEMA
 from tlsweep.results.store import ResultsStore, merge_rows, rows_to_table
 
@@ -54,14 +51,12 @@ class ResultsRecorder(Callback):
         metadata: dict[str, str],
         tracker: Tracker,
         progress: Progress | None = None,
-        fault: dict[str, Any] | None = None,
     ) -> None:
         self.spec = spec
         self.store = store
         self.metadata = metadata
         self.tracker = tracker
         self.progress = progress
-        self.fault = fault or {}
         self.trials = store.read_trials()
         self.epochs = store.read_epochs()
         self._epochs_buffer: dict[str, dict[int, dict[str, Any]]] = {}
@@ -173,13 +168,6 @@ class ResultsRecorder(Callback):
         self.tracker.trial_epoch(planned.trial_id, epoch, {k: v for k, v in values.items() if v is not None})
         if self.progress is not None:
             self.progress.epoch(planned, epoch, result.get("val_acc"))
-        self._maybe_die(planned, epoch)
-
-    def _maybe_die(self, planned: PlannedTrial, epoch: int) -> None:
-        """Test hook: the driver is killed (SIGKILL, no cleanup) once a matching trial has reported ``epoch``."""
-        die_after = self.fault.get("driver_dies_after_epoch")
-        if die_after is not None and epoch >= int(die_after) and fault_matches(planned.meta(), self.fault):
-            os.kill(os.getpid(), signal.SIGKILL)
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         planned = self._planned(trial)

@@ -288,7 +288,6 @@ def run_sweep(
     live: bool = True,
     report: bool = True,
     console: Console | None = None,
-    fault: dict[str, Any] | None = None,
 ) -> SweepOutcome:
     """Run (or resume) a whole sweep; returns where the results are and what was recorded."""
     from ray import tune
@@ -317,7 +316,7 @@ def run_sweep(
     num_threads = max(1, int(spec.resources.cpus_per_trial))
     checkpoint = _prepare_checkpoint(spec, console, num_threads)
     concurrency = _concurrency(spec)
-    payload = make_payload(data, checkpoint, ray_location=location.join(RAY_SUBDIR), fault=fault)
+    payload = make_payload(data, checkpoint, ray_location=location.join(RAY_SUBDIR))
     trainable = tune.with_resources(
         tune.with_parameters(sweep_trainable, payload=payload),
         {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial},
@@ -339,7 +338,7 @@ def run_sweep(
         console=console,
         live=live,
     )
-    recorder = ResultsRecorder(spec, store, metadata=metadata, tracker=tracker, progress=progress, fault=fault)
+    recorder = ResultsRecorder(spec, store, metadata=metadata, tracker=tracker, progress=progress)
     try:
         with progress:
             done = recorder.trials.to_pylist()

@@ -30,7 +30,6 @@ def make_payload(
     checkpoint: Path | None,
     *,
     ray_location: Location | None = None,
-    fault: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What every trial needs besides its config, as plain numpy (zero-copy in Ray's object store).
 
@@ -41,7 +40,6 @@ def make_payload(
         "class_names": list(data.class_names),
         "ordinal": data.ordinal,
         "name": data.name,
-        "fault": fault,
         "ray_location": ray_location,
     }
     digest = hashlib.sha256()
@@ -93,28 +91,6 @@ def _local_init(init: str, payload: dict[str, Any]) -> str:
     return f"checkpoint:{path}"
 
 
-def fault_matches(meta: dict[str, Any], fault: dict[str, Any]) -> bool:
-    """Test hooks target trials whose plan has every ``fault['match']`` value."""
-    return all(meta.get(k) == v for k, v in fault.get("match", {}).items())
-
-
-def _maybe_fail(meta: dict[str, Any], fault: dict[str, Any] | None, *, epoch: int, resumed: bool) -> None:
-    """Test hook simulating an infrastructure failure in trials whose meta matches ``fault['match']``.
-
-    ``after_epoch`` (default 0: before training) picks the moment; ``first_attempt_only`` spares retries, which
-    then continue from the checkpoint of that epoch. ``exit`` kills the trial's worker process instead of raising,
-    as a lost node does.
-    """
-    if not fault or "driver_dies_after_epoch" in fault:  # that one is the driver's (tlsweep.engine.recorder)
-        return
-    if not fault_matches(meta, fault):
-        return
-    if epoch == int(fault.get("after_epoch", 0)) and not (resumed and fault.get("first_attempt_only")):
-        if fault.get("exit"):
-            os._exit(1)
-        raise RuntimeError(f"injected fault in trial {meta['trial_id']} after epoch {epoch}")
-
-
 def trial_dirname(meta: dict[str, Any]) -> str:
     """The trial's directory inside a Ray experiment: stable across drivers, so a rerun can find its checkpoints."""
     return f"{meta['phase']}-{meta['trial_id']}"
@@ -157,7 +133,6 @@ def sweep_trainable(config: dict[str, Any], payload: dict[str, Any]) -> None:
     trial = TrialConfig.from_dict(config["trial"])
     trial = trial.replace(init=_local_init(trial.init, payload))
     data = _dataset(payload)
-    fault = payload.get("fault")
     metric = "val_acc" if config["objective_metric"] == "val_acc" else "val_loss"
     node_id = ray.get_runtime_context().get_node_id()
 
@@ -171,14 +146,12 @@ def sweep_trainable(config: dict[str, Any], payload: dict[str, Any]) -> None:
         resume_state = previous_state(payload.get("ray_location"), meta["phase"], trial_dirname(meta))
     if resume_state is not None:
         resumed_from_epoch = int(resume_state["progress"]["epoch"])
-    _maybe_fail(meta, fault, epoch=0, resumed=resume_state is not None)
 
     def report(epoch_metrics: dict[str, float], get_state: Any) -> None:
         metrics = {**epoch_metrics, "val_metric": epoch_metrics[metric], "node_id": node_id}
         with tempfile.TemporaryDirectory() as directory:
             torch.save(get_state(), Path(directory) / "state.pt")
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
-        _maybe_fail(meta, fault, epoch=int(epoch_metrics["epoch"]), resumed=resume_state is not None)
 
     result = run_trial(trial, data, report=report, resume_state=resume_state)
     final = result.to_dict()
