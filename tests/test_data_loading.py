@@ -13,6 +13,7 @@ from tlsweep.data import cache as cache_module
 from tlsweep.data.config import CsvDatasetSpec, ImageFolderDatasetSpec, parse_dataset_spec
 from tlsweep.data.loading import load_dataset
 from tlsweep.errors import DataError
+from tlsweep.results.atomic import TMP_PREFIX
 
 
 def csv_spec(root: Path, **extra: object) -> CsvDatasetSpec:
@@ -53,7 +54,7 @@ def test_corrupt_and_missing_images_give_one_error_listing_all_with_csv_lines(tm
     assert "3 unreadable image(s) in split 'train'" in message
     for name, line in (("F0001", 3), ("F0003", 5), ("F0004", 6)):
         assert f"{name}_AGE_D_18_a{int(name[-1])}.png (custom_train_dataset.csv line {line})" in message
-    assert not list((root / ".tlsweep-cache").glob("*.tmp")), "no temporary file is left behind"
+    assert not list((root / ".tlsweep-cache").glob(f"{TMP_PREFIX}*")), "no temporary file is left behind"
 
 
 def test_path_escaping_the_root_is_rejected(tmp_path: Path) -> None:

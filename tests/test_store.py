@@ -17,7 +17,7 @@ import pyarrow.fs as pafs
 import pytest
 
 from tlsweep.errors import StoreError
-from tlsweep.results import store as store_module
+from tlsweep.results import atomic as atomic_module
 from tlsweep.results.location import Location, ray_storage_args, resolve_location
 from tlsweep.results.schema import EPOCHS_SCHEMA, TRIALS_SCHEMA
 from tlsweep.results.store import ResultsStore, merge_rows, rows_to_table
@@ -226,7 +226,7 @@ def test_failed_rename_keeps_old_file_and_cleans_temp(tmp_path: Path, monkeypatc
         seen_during_write.append(ds.dataset(tmp_path, format="parquet").files)
         raise OSError("disk gone")
 
-    monkeypatch.setattr(store_module.os, "replace", failing_replace)
+    monkeypatch.setattr(atomic_module.os, "replace", failing_replace)
     with pytest.raises(StoreError, match=r"cannot write .*trials.parquet: disk gone"):
         store.write_trials(rows_to_table([trial_row("new")], TRIALS_SCHEMA))
     assert seen_during_write[0] == ["old"]  # readers see the old version while the temp file exists
@@ -242,10 +242,10 @@ def test_crash_between_temp_write_and_rename_leaves_old_file(tmp_path: Path) -> 
     script = textwrap.dedent(
         f"""
         import os
-        from tlsweep.results import store as store_module
+        from tlsweep.results import atomic
         from tlsweep.results.schema import TRIALS_SCHEMA
         from tlsweep.results.store import ResultsStore, rows_to_table
-        store_module.os.replace = lambda src, dst: os._exit(9)   # the process dies before the rename
+        atomic.os.replace = lambda src, dst: os._exit(9)   # the process dies before the rename
         row = {{"trial_id": "new", "sweep": "demo"}}
         ResultsStore({str(tmp_path)!r}).write_trials(rows_to_table([row], TRIALS_SCHEMA))
         """
@@ -263,7 +263,7 @@ def test_crash_between_temp_write_and_rename_leaves_old_file(tmp_path: Path) -> 
 def test_text_writes_are_atomic_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = ResultsStore(tmp_path)
     store.write_text("spec.resolved.yaml", "v1\n")
-    monkeypatch.setattr(store_module.os, "replace", lambda src, dst: (_ for _ in ()).throw(OSError("boom")))
+    monkeypatch.setattr(atomic_module.os, "replace", lambda src, dst: (_ for _ in ()).throw(OSError("boom")))
     with pytest.raises(StoreError, match="boom"):
         store.write_text("spec.resolved.yaml", "v2\n")
     monkeypatch.undo()

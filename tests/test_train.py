@@ -196,6 +196,7 @@ def test_pretrain_saves_a_body_checkpoint_usable_as_init(data: DatasetTensors, t
         ({"warmup_epochs": 5.0}, r"warmup_epochs must be in \[0, epochs\], got 5.0"),
         ({"init": "imagenet1k"}, "'imagenet1k' is not understood"),
         ({"freeze_depth": 9}, "freeze_depth must be an integer in 0..5"),
+        ({"backbone_lr_mult": 0.0}, "backbone_lr_mult must be > 0"),
     ],
 )
 def test_invalid_settings_are_named_before_training(data: DatasetTensors, change: dict, message: str) -> None:

@@ -25,3 +25,8 @@ class WeightsError(TlsweepError):
 
 class StoreError(TlsweepError):
     """A results directory cannot be read, or does not match the spec it is resumed with."""
+
+
+class InputChoiceError(TlsweepError):
+    """A command was given none of the inputs it needs one of (a dataset, an image size), or two that exclude each
+    other; the CLI reports it as a usage error."""

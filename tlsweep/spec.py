@@ -10,16 +10,25 @@ import hashlib
 import itertools
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tlsweep.data.config import DatasetSpec
 from tlsweep.errors import SpecError
 from tlsweep.space import ParamEntry, ParamValue
 from tlsweep.tracking import WandbSettings
-from tlsweep.training.config import TrialConfig
+from tlsweep.training.config import (
+    PRETRAIN_DEFAULTS,
+    SETTING_RULES,
+    OptimizerName,
+    ScheduleName,
+    TrialConfig,
+    requirement,
+    rule_problem,
+    type_problem,
+)
 
 INIT_LEVELS = ("imagenet", "checkpoint", "scratch")
 PRETRAINED_LEVELS = ("imagenet", "checkpoint")
@@ -39,16 +48,33 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _rule(setting: str) -> AfterValidator:
+    """The rule of TrialConfig's ``setting`` (``tlsweep.training.config.SETTING_RULES``) as a field validator."""
+    rule = SETTING_RULES[setting]
+
+    def check(value: Any) -> Any:
+        if not rule.holds(value):
+            raise ValueError(f"must be {requirement(setting)}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _setting_problem(setting: str, value: Any) -> str | None:
+    """Why ``value`` is not a valid TrialConfig ``setting`` (wrong type or against its rule), or None."""
+    return type_problem(setting, value) or rule_problem(setting, value)
+
+
 class OptimizerSpec(_Model):
-    name: Literal["sgd", "adamw"] = "sgd"
-    momentum: float = Field(0.9, ge=0, lt=1)
+    name: OptimizerName = "sgd"
+    momentum: Annotated[float, _rule("momentum")] = 0.9
 
 
 class ScheduleSpec(_Model):
-    name: Literal["constant", "step", "cosine"] = "cosine"
-    warmup_epochs: float = Field(0.0, ge=0)
-    step_size: int = Field(0, ge=0)
-    gamma: float = Field(0.1, gt=0, le=1)
+    name: ScheduleName = "cosine"
+    warmup_epochs: Annotated[float, _rule("warmup_epochs")] = 0.0
+    step_size: Annotated[int, _rule("step_size")] = 0
+    gamma: Annotated[float, _rule("step_gamma")] = 0.1
 
 
 class PretrainedSpec(_Model):
@@ -59,26 +85,29 @@ class PretrainedSpec(_Model):
 
 
 class PretrainSpec(_Model):
-    """Build ``model.pretrained.checkpoint`` first, by training the backbone on a source dataset."""
+    """Build ``model.pretrained.checkpoint`` first, by training the backbone on a source dataset.
+
+    The defaults are the pretraining recipe's (``tlsweep.training.config.pretrain_config``).
+    """
 
     dataset: DatasetSpec
-    epochs: int = Field(5, ge=1)
-    lr: float = Field(0.05, gt=0)
-    batch_size: int = Field(128, ge=1)
-    weight_decay: float = Field(5e-4, ge=0)
-    augmentation: str = "flip"
-    seed: int = 0
+    epochs: Annotated[int, _rule("epochs")] = PRETRAIN_DEFAULTS["epochs"]
+    lr: Annotated[float, _rule("lr")] = PRETRAIN_DEFAULTS["lr"]
+    batch_size: Annotated[int, _rule("batch_size")] = PRETRAIN_DEFAULTS["batch_size"]
+    weight_decay: Annotated[float, _rule("weight_decay")] = PRETRAIN_DEFAULTS["weight_decay"]
+    augmentation: Annotated[str, _rule("augmentation")] = PRETRAIN_DEFAULTS["augmentation"]
+    seed: int = PRETRAIN_DEFAULTS["seed"]
 
 
 class ModelSpec(_Model):
     backbone: str = "resnet_tiny"
     image_size: int = Field(32, ge=8)
-    batch_size: int = Field(64, ge=1)
-    eval_batch_size: int = Field(512, ge=1)
+    batch_size: Annotated[int, _rule("batch_size")] = 64
+    eval_batch_size: Annotated[int, _rule("eval_batch_size")] = 512
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
-    backbone_lr_mult: float = Field(1.0, gt=0)
+    label_smoothing: Annotated[float, _rule("label_smoothing")] = 0.0
+    backbone_lr_mult: Annotated[float, _rule("backbone_lr_mult")] = 1.0
     pretrained: PretrainedSpec = Field(default_factory=PretrainedSpec)
     pretrain: PretrainSpec | None = None
 
@@ -120,15 +149,10 @@ class DesignSpec(_Model):
         bad_init = [lvl for lvl in factors["init"] if lvl not in INIT_LEVELS]
         if bad_init:
             raise ValueError(f"init levels {bad_init} are unknown; allowed: {list(INIT_LEVELS)}")
-        for frac in factors.get("train_fraction", []):
-            if not isinstance(frac, (int, float)) or not 0 < float(frac) <= 1:
-                raise ValueError(f"train_fraction levels must be numbers in (0, 1], got {frac!r}")
-        for ep in factors.get("epochs", []):
-            if not isinstance(ep, int) or isinstance(ep, bool) or ep < 1:
-                raise ValueError(f"epochs levels must be whole numbers >= 1, got {ep!r}")
-        for depth in factors.get("freeze_depth", []):
-            if not isinstance(depth, int) or not 0 <= depth <= 5:
-                raise ValueError(f"freeze_depth levels must be whole numbers 0..5, got {depth!r}")
+        for name in ("train_fraction", "epochs", "augmentation", "freeze_depth"):
+            for level in factors.get(name, []):
+                if _setting_problem(name, level) is not None:
+                    raise ValueError(f"{name} levels must be {requirement(name, levels=True)}, got {level!r}")
         if "freeze_depth" in factors and "scratch" in factors["init"]:
             raise ValueError(
                 "freeze_depth cannot be a factor together with init level `scratch` (a frozen random body is not an "
@@ -150,6 +174,9 @@ class DesignSpec(_Model):
         for name, value in self.recipe.items():
             if name not in TUNABLE:
                 raise ValueError(f"recipe.{name}: not a recipe parameter; allowed: {list(TUNABLE)}")
+            problem = None if value is None else _setting_problem(name, value)
+            if problem is not None:
+                raise ValueError(f"recipe.{name}: {problem}")
             entry = self.tune.get(name)
             if entry is not None and value is not None and not entry.contains(value):
                 raise ValueError(f"recipe.{name}: {value!r} lies outside the tuned range of tune.{name}")

@@ -1,21 +1,21 @@
 """``tlsweep train``, ``predict``, ``pretrain``, ``models`` and ``weights download``: single runs without Ray.
 
-Settings come from (lowest to highest priority) ``TrialConfig``'s defaults, a ``--config`` YAML file and flags.
+Settings come from (lowest to highest priority) ``TrialConfig``'s defaults (the pretraining recipe's for
+``pretrain``), a ``--config`` YAML file and flags; ``tlsweep.training.settings`` resolves and checks them.
 """
 
 from __future__ import annotations
 
-import csv
-import dataclasses
+import contextlib
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
-from tlsweep.errors import DataError, SpecError
-from tlsweep.training.config import TrialConfig
+from tlsweep.errors import InputChoiceError
+from tlsweep.training.config import PRETRAIN_DEFAULTS, PRETRAIN_WARMUP, SETTING_TYPES, SETTINGS, TrialConfig
 
 SETTING_HELP: dict[str, str] = {
     "backbone": "Architecture (see `tlsweep models`).",
@@ -41,13 +41,11 @@ SETTING_HELP: dict[str, str] = {
     "amp": "bf16 autocast + channels_last (CUDA only).",
     "num_threads": "Torch CPU threads (0: torch's default).",
 }
-_SETTINGS = [field.name for field in dataclasses.fields(TrialConfig)]
-_TYPES = typing.get_type_hints(TrialConfig)
 _DEFAULTS = TrialConfig()
 
 
 def _click_type(name: str) -> Any:
-    hint = _TYPES[name]
+    hint = SETTING_TYPES[name]
     if typing.get_origin(hint) is typing.Literal:
         return click.Choice(list(typing.get_args(hint)))
     return {int: int, float: float, str: str}[hint]
@@ -57,11 +55,11 @@ def trial_options(**defaults: Any) -> Callable[[Callable[..., Any]], Callable[..
     """One flag per ``TrialConfig`` field (``--freeze-depth``, ``--amp/--no-amp``...); unset flags are None."""
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
-        for name in reversed(_SETTINGS):
+        for name in reversed(SETTINGS):
             default = defaults.get(name, getattr(_DEFAULTS, name))
             help_text = f"{SETTING_HELP.get(name, '')} [default: {default}]"
             flag = name.replace("_", "-")
-            if _TYPES[name] is bool:
+            if SETTING_TYPES[name] is bool:
                 option = click.option(f"--{flag}/--no-{flag}", name, default=None, help=help_text)
             else:
                 option = click.option(f"--{flag}", name, type=_click_type(name), default=None, help=help_text)
@@ -71,99 +69,13 @@ def trial_options(**defaults: Any) -> Callable[[Callable[..., Any]], Callable[..
     return decorate
 
 
-def _check_type(name: str, value: Any, source: str) -> Any:
-    hint = _TYPES[name]
-    if typing.get_origin(hint) is typing.Literal:
-        allowed = typing.get_args(hint)
-        if value not in allowed:
-            raise SpecError(f"{source}: {name}: must be one of {', '.join(map(str, allowed))}, got {value!r}")
-        return value
-    ok = isinstance(value, hint) and not (hint is not bool and isinstance(value, bool))
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if not ok:
-        raise SpecError(f"{source}: {name}: expected {hint.__name__}, got {value!r}")
-    return value
-
-
-def read_train_yaml(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None, int | None]:
-    """(TrialConfig settings, ``dataset:`` block or None, ``image_size`` or None) from a training YAML."""
-    import yaml
-
+@contextlib.contextmanager
+def _usage_errors() -> Iterator[None]:
+    """A missing or conflicting input is a usage error (usage line, exit code 2)."""
     try:
-        content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise SpecError(f"{path}: cannot read the training YAML: {exc}") from exc
-    if not isinstance(content, dict):
-        raise SpecError(f"{path}: expected a mapping of settings, got {type(content).__name__}")
-    dataset = content.pop("dataset", None)
-    image_size = content.pop("image_size", None)
-    unknown = sorted(set(content) - set(_SETTINGS))
-    if unknown:
-        raise SpecError(
-            f"{path}: unknown setting(s) {', '.join(unknown)}; known: dataset, image_size, {', '.join(_SETTINGS)}"
-        )
-    if dataset is not None and not isinstance(dataset, dict):
-        raise SpecError(f"{path}: dataset: expected a mapping (format, root, ...), got {dataset!r}")
-    if image_size is not None and (not isinstance(image_size, int) or image_size <= 0):
-        raise SpecError(f"{path}: image_size: expected a positive integer, got {image_size!r}")
-    return {k: _check_type(k, v, str(path)) for k, v in content.items()}, dataset, image_size
-
-
-def dataset_spec_for_root(root: Path) -> Any:
-    """A dataset spec for a directory: a generated dataset, the CSV layout, or an ImageFolder tree."""
-    from tlsweep.data.config import CsvDatasetSpec, ImageFolderDatasetSpec
-    from tlsweep.data.synth import read_manifest
-
-    if not root.is_dir():
-        raise DataError(f"--dataset-root {root} is not a directory")
-    manifest = read_manifest(root)
-    if manifest is not None:
-        return CsvDatasetSpec(root=root, preset=manifest["preset"])
-    if (root / "custom_train_dataset.csv").is_file():
-        return CsvDatasetSpec(root=root)
-    return ImageFolderDatasetSpec(root=root)
-
-
-def resolve_run_settings(
-    *,
-    config_file: Path | None,
-    flags: dict[str, Any],
-    dataset_root: Path | None,
-    synthetic: str | None,
-    data_dir: Path,
-    image_size: int | None,
-    defaults: dict[str, Any] | None = None,
-) -> tuple[TrialConfig, Any, int]:
-    """(config, dataset spec, image size) from defaults < YAML < flags."""
-    from tlsweep.data.config import SyntheticDatasetSpec, parse_dataset_spec
-
-    settings: dict[str, Any] = dict(defaults or {})
-    dataset_block, yaml_image_size = None, None
-    if config_file is not None:
-        from_yaml, dataset_block, yaml_image_size = read_train_yaml(config_file)
-        settings.update(from_yaml)
-    settings.update({k: v for k, v in flags.items() if v is not None})
-    config = TrialConfig.from_dict(settings)
-    from tlsweep.training.loop import check_config
-
-    check_config(config)
-    if dataset_root is not None and synthetic is not None:
-        raise click.UsageError("use just one of --dataset-root and --synthetic")
-    if dataset_root is not None:
-        spec = dataset_spec_for_root(dataset_root)
-    elif synthetic is not None:
-        spec = SyntheticDatasetSpec(root=data_dir / f"synthetic-{synthetic}", task=synthetic)
-    elif dataset_block is not None:
-        spec = parse_dataset_spec(dataset_block, source=str(config_file))
-    else:
-        raise click.UsageError(
-            "no dataset: give --dataset-root DIR, --synthetic age|source or a `dataset:` block in --config"
-        )
-    size = image_size or yaml_image_size or getattr(spec, "image_size", None)
-    if size is None:
-        raise click.UsageError("no image size: give --image-size N (or image_size in --config)")
-    return config, spec, int(size)
+        yield
+    except InputChoiceError as exc:
+        raise click.UsageError(str(exc)) from exc
 
 
 def _load(spec: Any, image_size: int, console: Any) -> Any:
@@ -256,17 +168,20 @@ def train(
 
     from tlsweep.training.loop import run_trial
     from tlsweep.training.outputs import write_train_outputs
+    from tlsweep.training.settings import resolve_run_settings
 
     console = Console(stderr=True)
-    config, spec, size = resolve_run_settings(
-        config_file=config_file,
-        flags=flags,
-        dataset_root=dataset_root,
-        synthetic=synthetic,
-        data_dir=data_dir,
-        image_size=image_size,
-    )
-    data = _load(spec, size, console)
+    with _usage_errors():
+        settings = resolve_run_settings(
+            config_file=config_file,
+            flags=flags,
+            dataset_root=dataset_root,
+            synthetic=synthetic,
+            data_dir=data_dir,
+            image_size=image_size,
+        )
+    config, size = settings.config, settings.image_size
+    data = _load(settings.dataset, size, console)
     result = _run_with_progress(config, data, console, run_trial)
     written = write_train_outputs(out, config=config, data=data, image_size=size, result=result)
     if result.status == "ok":
@@ -282,9 +197,6 @@ def train(
     click.echo("wrote " + ", ".join(str(path) for path in written))
 
 
-PRETRAIN_DEFAULTS = {"epochs": 15, "lr": 0.05, "augmentation": "flip", "warmup_epochs": 0.5}
-
-
 @click.command()
 @_data_options
 @click.option(
@@ -293,7 +205,7 @@ PRETRAIN_DEFAULTS = {"epochs": 15, "lr": 0.05, "augmentation": "flip", "warmup_e
     default=None,
     help="Checkpoint file [default: checkpoints/<backbone>-source.pt].",
 )
-@trial_options(**PRETRAIN_DEFAULTS)
+@trial_options(**PRETRAIN_DEFAULTS, warmup_epochs=PRETRAIN_WARMUP)
 def pretrain(
     config_file: Path | None,
     dataset_root: Path | None,
@@ -307,21 +219,25 @@ def pretrain(
     from rich.console import Console
 
     from tlsweep.training import loop as training
+    from tlsweep.training.config import pretrain_config
+    from tlsweep.training.settings import resolve_run_settings
 
     console = Console(stderr=True)
     if dataset_root is None and synthetic is None and config_file is None:
         synthetic = "source"
-    config, spec, size = resolve_run_settings(
-        config_file=config_file,
-        flags=flags,
-        dataset_root=dataset_root,
-        synthetic=synthetic,
-        data_dir=data_dir,
-        image_size=image_size or 32,
-        defaults=PRETRAIN_DEFAULTS,
-    )
+    with _usage_errors():
+        settings = resolve_run_settings(
+            config_file=config_file,
+            flags=flags,
+            dataset_root=dataset_root,
+            synthetic=synthetic,
+            data_dir=data_dir,
+            image_size=image_size or 32,
+            make_config=pretrain_config,
+        )
+    config = settings.config
     out = out or Path("checkpoints") / f"{config.backbone}-source.pt"
-    data = _load(spec, size, console)
+    data = _load(settings.dataset, settings.image_size, console)
     metrics = _run_with_progress(
         config, data, console, lambda c, d, report: training.pretrain(c, d, out, report=report)
     )
@@ -330,68 +246,6 @@ def pretrain(
         f"test acc {metrics['test_acc']:.4f} ({data.num_classes} classes)"
     )
     click.echo(f"wrote {out}; use it with --init checkpoint:{out}")
-
-
-def _images_in(folder: Path) -> list[Path]:
-    from tlsweep.data.config import DEFAULT_EXTENSIONS
-
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in DEFAULT_EXTENSIONS)
-
-
-def _label_index(value: str, class_names: list[str]) -> int | None:
-    if value in class_names:
-        return class_names.index(value)
-    if value.strip().lstrip("-").isdigit() and 0 <= int(value) < len(class_names):
-        return int(value)
-    return None
-
-
-def prediction_inputs(
-    images: Path | None,
-    csv_file: Path | None,
-    path_column: str | None,
-    label_column: str | None,
-    class_names: list[str],
-    image_dir: Path | None = None,
-) -> list[tuple[str, Path, str | None, int | None]]:
-    """(name as written, file, label as written or None, label's class index or None) for every image."""
-    if (images is None) == (csv_file is None):
-        raise click.UsageError("give exactly one of --images DIR and --csv FILE")
-    if images is not None:
-        files = _images_in(images)
-        if not files:
-            raise DataError(f"--images {images}: no image files found (looked recursively for common extensions)")
-        rows = []
-        for file in files:
-            relative = file.relative_to(images)
-            folder = relative.parts[0] if len(relative.parts) > 1 else None
-            rows.append((str(relative), file, folder, _label_index(folder, class_names) if folder else None))
-        return rows
-    assert csv_file is not None
-    with csv_file.open(newline="", encoding="utf-8") as stream:
-        reader = csv.DictReader(stream)
-        columns = reader.fieldnames or []
-        path_column = path_column or (columns[0] if columns else None)
-        if path_column not in columns:
-            raise DataError(
-                f"{csv_file}: no column {path_column!r}; columns are {columns}; pick one with --path-column"
-            )
-        if label_column is None and "label" in columns:
-            label_column = "label"
-        if label_column is not None and label_column not in columns:
-            raise DataError(f"{csv_file}: no label column {label_column!r}; columns are {columns}")
-        rows = []
-        for line, record in enumerate(reader, start=2):
-            raw = record[path_column]
-            file = Path(raw) if Path(raw).is_absolute() else (image_dir or csv_file.parent) / raw
-            if not file.is_file():
-                raise DataError(
-                    f"{csv_file} line {line}: image {raw!r} not found (looked at {file}); "
-                    "set the folder relative paths start from with --image-dir"
-                )
-            label = record[label_column] if label_column else None
-            rows.append((raw, file, label, _label_index(label, class_names) if label is not None else None))
-    return rows
 
 
 @click.command()
@@ -443,39 +297,29 @@ def predict(
     device: str,
 ) -> None:
     """Predict classes with a trained model; write file, predicted_class, class_name, confidence(, label)."""
-    import numpy as np
-    import torch
-
-    from tlsweep.data.cache import decode_image
-    from tlsweep.training.predict import load_trained_model, predict_images
+    from tlsweep.training.predict import (
+        decode_inputs,
+        load_trained_model,
+        predict_images,
+        prediction_inputs,
+        write_predictions,
+    )
 
     trained = load_trained_model(checkpoint)
-    rows = prediction_inputs(images, csv_file, path_column, label_column, trained.class_names, image_dir)
-    decoded = []
-    for _, file, _, _ in rows:
-        try:
-            decoded.append(decode_image(file, trained.image_size))
-        except Exception as exc:
-            raise DataError(f"cannot decode image {file}: {exc}") from exc
-    tensor = torch.from_numpy(np.stack(decoded))
-    predicted, confidence = predict_images(trained.model, tensor, batch_size=batch_size, device=device)
-    with_label = any(label is not None for _, _, label, _ in rows)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    correct = labelled = 0
-    with out.open("w", newline="", encoding="utf-8") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(
-            ["file", "predicted_class", "class_name", "confidence"] + (["label", "correct"] if with_label else [])
+    with _usage_errors():
+        inputs = prediction_inputs(
+            images=images,
+            csv_file=csv_file,
+            path_column=path_column,
+            label_column=label_column,
+            class_names=trained.class_names,
+            image_dir=image_dir,
         )
-        for (name, _, label, index), cls, conf in zip(rows, predicted, confidence, strict=False):
-            row: list[Any] = [name, int(cls), trained.class_names[int(cls)], f"{conf:.6f}"]
-            if with_label:  # "correct" only where the label names one of the model's classes
-                row += [label if label is not None else "", "" if index is None else int(cls) == index]
-                labelled += index is not None
-                correct += index is not None and int(cls) == index
-            writer.writerow(row)
-    summary = f"; accuracy on {labelled} labelled images {correct / labelled:.4f}" if labelled else ""
-    click.echo(f"wrote {len(rows)} predictions to {out}{summary}")
+    tensor = decode_inputs(inputs, trained.image_size)
+    predicted, confidence = predict_images(trained.model, tensor, batch_size=batch_size, device=device)
+    summary = write_predictions(out, inputs, predicted, confidence, trained.class_names)
+    accuracy = f"; accuracy on {summary.labelled} labelled images {summary.accuracy:.4f}" if summary.labelled else ""
+    click.echo(f"wrote {summary.count} predictions to {out}{accuracy}")
 
 
 @click.command()

@@ -1,8 +1,8 @@
 """Decode-once tensor cache: each split is decoded and resized once into a uint8 ``.npy`` and memory-mapped on load.
 
 Key = sha256 of (format version, preprocessing parameters, every file's relative path, size, mtime and label), so a
-changed, added or removed file (or a relabelled row) invalidates the entry. Files are written to a temporary name and
-``os.replace``d into place, the JSON sidecar last: two processes building the same entry at once both succeed.
+changed, added or removed file (or a relabelled row) invalidates the entry. Files are written atomically
+(``tlsweep.results.atomic``), the JSON sidecar last: two processes building the same entry at once both succeed.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tlsweep.errors import DataError
+from tlsweep.results.atomic import atomic_write, atomic_write_bytes
 
 if TYPE_CHECKING:
     from tlsweep.data.types import SplitTensors
@@ -73,17 +73,6 @@ def cache_key(fingerprints: Sequence[tuple[str, int, int, int]], image_size: int
 
 def default_workers() -> int:
     return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
-
-
-def _atomic_write_bytes(target: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _bad_file_error(split: str, bad: list[tuple[ImageEntry, str]]) -> DataError:
@@ -140,16 +129,8 @@ def load_or_build_split(
         return CachedSplit(_memory_map(images_path, meta), images_path, hit=True)
 
     good = [e for e in entries if not any(e is b for b, _ in bad)] if bad else list(entries)
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=cache_dir, prefix=f".{stem}.", suffix=".npy.tmp")
-    except OSError as exc:
-        raise DataError(
-            f"cannot write the tensor cache in {cache_dir}: {exc}; make it writable or pass another cache_dir"
-        ) from exc
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+
+    def build(tmp: Path) -> None:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(good), 3, image_size, image_size))
         decode_errors: list[tuple[ImageEntry, str] | None] = [None] * len(good)
 
@@ -172,10 +153,13 @@ def load_or_build_split(
             raise _bad_file_error(split, bad)
         array.flush()
         del array
-        os.replace(tmp, images_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    try:
+        atomic_write(images_path, build)
+    except OSError as exc:
+        raise DataError(
+            f"cannot write the tensor cache in {cache_dir}: {exc}; make it writable or pass another cache_dir"
+        ) from exc
     meta = {
         "version": CACHE_VERSION,
         "key": key,
@@ -185,7 +169,7 @@ def load_or_build_split(
         "files": [e.rel for e in good],
         "labels": [e.label for e in good],
     }
-    _atomic_write_bytes(meta_path, json.dumps(meta).encode())
+    atomic_write_bytes(meta_path, json.dumps(meta).encode())
     return CachedSplit(_memory_map(images_path, meta), images_path, hit=False)
 
 

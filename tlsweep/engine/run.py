@@ -29,9 +29,11 @@ from tlsweep.design import PlannedTrial, plan_confirm
 from tlsweep.engine.progress import StatusBoard, expected_counts
 from tlsweep.engine.settings import sweep_settings
 from tlsweep.errors import StoreError
+from tlsweep.results.atomic import atomic_write_bytes
 from tlsweep.results.location import RAY_SUBDIR, Location, resolve_location
 from tlsweep.results.store import SPEC_FILE, ResultsStore
 from tlsweep.spec import RESULT_FIELDS, SweepSpec, diff_resolved
+from tlsweep.training.config import TrialConfig
 
 log = logging.getLogger(__name__)
 STATUS_FILE = "status.json"
@@ -119,41 +121,45 @@ def _prepare_checkpoint(spec: SweepSpec, console: Console, num_threads: int) -> 
         )
     import ray
 
-    from tlsweep.training.config import TrialConfig
-
     pre = spec.model.pretrain
     console.print(f"[bold]pretraining[/] {spec.model.backbone} on {pre.dataset.root} → {path}")
-    config = TrialConfig(
-        backbone=spec.model.backbone,
-        init="scratch",
-        epochs=pre.epochs,
-        lr=pre.lr,
-        batch_size=pre.batch_size,
-        weight_decay=pre.weight_decay,
-        augmentation=pre.augmentation,
-        seed=pre.seed,
-        optimizer=spec.model.optimizer.name,
-        momentum=spec.model.optimizer.momentum,
-        schedule="cosine",
-        warmup_epochs=min(1.0, pre.epochs / 5),
-        num_threads=num_threads,
-    )
+    config = pretrain_trial_config(spec, num_threads=num_threads)
     task = ray.remote(num_cpus=spec.resources.cpus_per_trial, num_gpus=spec.resources.gpus_per_trial)(_pretrain_task)
     started = time.time()
     blob, metrics = ray.get(task.remote(config.to_dict(), pre.dataset, spec.model.image_size))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(blob)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, blob)
     console.print(
         f"pretrained in {time.time() - started:.0f} s: source val acc {metrics.get('best_val_acc', float('nan')):.3f}"
     )
     return path
 
 
+def pretrain_trial_config(spec: SweepSpec, *, num_threads: int = 0) -> TrialConfig:
+    """The config that pretrains the sweep's backbone: the pretraining recipe with the spec's ``model.pretrain``
+    values and the sweep's optimizer (``model.pretrain`` must be set)."""
+    from tlsweep.training.config import pretrain_config
+
+    pre = spec.model.pretrain
+    if pre is None:
+        raise ValueError(f"sweep {spec.name!r} has no model.pretrain block")
+    return pretrain_config(
+        {
+            "backbone": spec.model.backbone,
+            "epochs": pre.epochs,
+            "lr": pre.lr,
+            "batch_size": pre.batch_size,
+            "weight_decay": pre.weight_decay,
+            "augmentation": pre.augmentation,
+            "seed": pre.seed,
+            "optimizer": spec.model.optimizer.name,
+            "momentum": spec.model.optimizer.momentum,
+            "num_threads": num_threads,
+        }
+    )
+
+
 def _pretrain_task(config: dict[str, Any], dataset_spec: Any, image_size: int) -> tuple[bytes, dict[str, Any]]:
     from tlsweep.data.loading import load_dataset
-    from tlsweep.training.config import TrialConfig
     from tlsweep.training.loop import pretrain
 
     data = load_dataset(dataset_spec, image_size=image_size)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from tlsweep.data.types import DatasetTensors, SplitTensors
+from tlsweep.results.atomic import atomic_write_bytes
 from tlsweep.results.location import Location
 from tlsweep.training.config import TrialConfig
 
@@ -85,9 +86,7 @@ def _local_init(init: str, payload: dict[str, Any]) -> str:
         return init
     path = Path(tempfile.gettempdir()) / f"tlsweep-backbone-{hashlib.sha256(blob).hexdigest()[:16]}.pt"
     if not path.exists():
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(blob)
-        os.replace(tmp, path)
+        atomic_write_bytes(path, blob)
     return f"checkpoint:{path}"
 
 

@@ -3,9 +3,10 @@
 The driver is the only writer. Every write replaces a whole file atomically, so a reader (``tlsweep status``,
 ``tlsweep report``, a resumed driver) sees either the old or the new version, never a partial one:
 
-* Local filesystem: the file is written as ``.tmp-<uuid>.<suffix>`` in the same directory, flushed to disk and
-  renamed over the target with ``os.replace`` (atomic within one directory on POSIX, also on NFS). A crash in
-  between leaves the old file and a hidden temp file that every reader ignores.
+* Local filesystem: ``tlsweep.results.atomic.atomic_write_bytes``: the file is written as
+  ``.tmp-<uuid>.<name>`` in the same directory, flushed to disk and renamed over the target with ``os.replace``
+  (atomic within one directory on POSIX, also on NFS). A crash in between leaves the old file and a hidden temp
+  file that every reader ignores.
 * Object stores (S3, GCS): the bytes are first serialised in memory, then written through
   ``open_output_stream``. An S3 object (single PUT or multipart upload) and a GCS object (resumable upload)
   become visible only when the upload is completed on ``close()``, and then replace the old object as a
@@ -18,8 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
-import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from tlsweep.errors import StoreError
+from tlsweep.results.atomic import TMP_PREFIX, atomic_write_bytes
 from tlsweep.results.location import RAY_SUBDIR, Location, resolve_location
 from tlsweep.results.schema import ADDED_COLUMNS, EPOCHS_SCHEMA, TRIALS_SCHEMA
 
@@ -35,7 +35,6 @@ TRIALS_FILE = "trials.parquet"
 EPOCHS_FILE = "epochs.parquet"
 SPEC_FILE = "spec.resolved.yaml"
 REPORT_DIR = "report"
-TMP_PREFIX = ".tmp-"
 
 _PARQUET_SCHEMAS: dict[str, pa.Schema] = {TRIALS_FILE: TRIALS_SCHEMA, EPOCHS_FILE: EPOCHS_SCHEMA}
 _ARROW_SCHEMA_KEY = b"ARROW:schema"
@@ -194,7 +193,7 @@ class ResultsStore:
         target = self._path(name)
         with _storage_errors("write", self._uri(name), self.location):
             if self.location.is_local:
-                _atomic_local_write(Path(target), data)
+                atomic_write_bytes(Path(target), data, durable=True)
                 return
             with self.location.filesystem.open_output_stream(target) as stream:
                 stream.write(data)
@@ -213,27 +212,6 @@ def _storage_errors(action: str, uri: str, location: Location) -> Iterator[None]
             "profile / service account) may read and write it"
         )
         raise StoreError(f"cannot {action} {uri}: {exc} ({hint})") from exc
-
-
-def _atomic_local_write(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex}{''.join(target.suffixes) or '.tmp'}")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable; not possible on every filesystem
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def conform_table(table: pa.Table, schema: pa.Schema, *, source: str, fill_missing: bool = False) -> pa.Table:

@@ -35,9 +35,8 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from tlsweep.errors import SpecError, UnknownNameError, WeightsError
-
-MAX_FREEZE_DEPTH = 5
+from tlsweep.errors import UnknownNameError, WeightsError
+from tlsweep.training.config import MAX_FREEZE_DEPTH, check_setting, parse_init
 
 
 @dataclass(frozen=True)
@@ -254,11 +253,8 @@ def _stage_modules(model: nn.Module) -> list[list[nn.Module]]:
 
 
 def check_freeze_depth(depth: int) -> None:
-    if not isinstance(depth, int) or isinstance(depth, bool) or not 0 <= depth <= MAX_FREEZE_DEPTH:
-        raise SpecError(
-            f"freeze_depth must be an integer in 0..{MAX_FREEZE_DEPTH} (0 trains everything, 1 freezes the stem, "
-            f"{MAX_FREEZE_DEPTH} freezes the whole body), got {depth!r}"
-        )
+    """Raise SpecError unless ``depth`` is a valid ``freeze_depth`` (the rule in ``tlsweep.training.config``)."""
+    check_setting("freeze_depth", depth)
 
 
 def apply_freeze(model: nn.Module, depth: int) -> nn.Module:
@@ -293,27 +289,7 @@ def train_mode(model: nn.Module) -> nn.Module:
 
 
 # ---------------------------------------------------------------------------------------------- initialization
-
-
-@dataclass(frozen=True)
-class InitSpec:
-    kind: Literal["scratch", "imagenet", "checkpoint"]
-    argument: str | None = None  # weights enum name for imagenet, file path for checkpoint
-
-
-def parse_init(init: str) -> InitSpec:
-    """``scratch`` | ``imagenet`` | ``imagenet:WEIGHTS`` | ``checkpoint:PATH``."""
-    kind, sep, argument = init.partition(":")
-    if kind == "scratch" and not sep:
-        return InitSpec("scratch")
-    if kind == "imagenet":
-        return InitSpec("imagenet", argument or None)
-    if kind == "checkpoint" and argument:
-        return InitSpec("checkpoint", argument)
-    raise SpecError(
-        f"init {init!r} is not understood; use 'scratch', 'imagenet', 'imagenet:WEIGHTS' "
-        "(a torchvision weights name such as IMAGENET1K_V2) or 'checkpoint:PATH'"
-    )
+# ``init`` strings are parsed by ``tlsweep.training.config.parse_init`` (no torch needed to validate a setting).
 
 
 def _default_weights_name(entry: BackboneEntry) -> str | None:

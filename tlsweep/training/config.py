@@ -2,15 +2,30 @@
 
 The sweep engine resolves a spec + cell + tuned parameters + seed into one of these; ``tlsweep train`` builds one
 from flags or YAML. ``tlsweep.training.loop.run_trial`` consumes it.
+
+This module is also the one definition of what a valid setting is (``SETTING_RULES``, :func:`check_setting`,
+:func:`check_trial_config`; the sweep spec applies the same rules to the settings it declares) and of the recipe
+that pretrains a backbone (:func:`pretrain_config`). It imports neither torch nor pydantic.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import numbers
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from tlsweep.data.augment import POLICIES
+from tlsweep.errors import SpecError
+
 Init = str  # "scratch" | "imagenet" | "imagenet:WEIGHTS_ENUM" | "checkpoint:/path/to/backbone.pt"
+OptimizerName = Literal["sgd", "adamw"]
+ScheduleName = Literal["constant", "step", "cosine"]
+OPTIMIZERS: tuple[str, ...] = typing.get_args(OptimizerName)
+SCHEDULES: tuple[str, ...] = typing.get_args(ScheduleName)
+MAX_FREEZE_DEPTH = 5
 
 
 @dataclass(frozen=True)
@@ -21,12 +36,12 @@ class TrialConfig:
     epochs: int = 2
     train_fraction: float = 1.0
     batch_size: int = 128
-    optimizer: Literal["sgd", "adamw"] = "sgd"
+    optimizer: OptimizerName = "sgd"
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 0.0
     backbone_lr_mult: float = 1.0  # lr of unfrozen body parameters relative to the head
-    schedule: Literal["constant", "step", "cosine"] = "cosine"
+    schedule: ScheduleName = "cosine"
     warmup_epochs: float = 0.0  # linear warm-up length in epochs (fractions allowed)
     step_size: int = 0  # epochs between ×gamma decays for schedule=step (0 → epochs // 3, at least 1)
     step_gamma: float = 0.1
@@ -51,3 +66,189 @@ class TrialConfig:
         if unknown:
             raise ValueError(f"unknown trial setting(s) {unknown}; known: {sorted(known)}")
         return cls(**values)
+
+
+SETTINGS: tuple[str, ...] = tuple(field.name for field in dataclasses.fields(TrialConfig))
+SETTING_TYPES: dict[str, Any] = typing.get_type_hints(TrialConfig)
+
+
+# ---- validation ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SettingRule:
+    """What one setting must satisfy beyond its type.
+
+    ``holds(value)`` is called with a value of the right type only. ``bound`` completes "<name> must be ...";
+    integer settings read "must be an integer <bound>" (see :func:`requirement`).
+    """
+
+    holds: Callable[[Any], bool]
+    bound: str
+
+
+def _one_of(choices: tuple[str, ...]) -> SettingRule:
+    return SettingRule(lambda value: value in choices, f"one of {', '.join(choices)}")
+
+
+# backbone_lr_mult > 0, not >= 0: with the whole body frozen (freeze_depth 5) there is no body parameter group and
+# the multiplier is unused, and with a trainable body a 0 would keep its weights fixed while its BatchNorm running
+# statistics still move: a half-frozen body that freeze_depth expresses properly (frozen BatchNorm included).
+SETTING_RULES: dict[str, SettingRule] = {
+    "freeze_depth": SettingRule(
+        lambda value: 0 <= value <= MAX_FREEZE_DEPTH,
+        f"in 0..{MAX_FREEZE_DEPTH} (0 trains everything, 1 freezes the stem, {MAX_FREEZE_DEPTH} freezes the whole body)",
+    ),
+    "epochs": SettingRule(lambda value: value >= 1, ">= 1"),
+    "train_fraction": SettingRule(lambda value: 0 < value <= 1, "in (0, 1]"),
+    "batch_size": SettingRule(lambda value: value >= 1, ">= 1"),
+    "optimizer": _one_of(OPTIMIZERS),
+    "lr": SettingRule(lambda value: value > 0, "> 0"),
+    "momentum": SettingRule(lambda value: 0 <= value < 1, "in [0, 1)"),
+    "weight_decay": SettingRule(lambda value: value >= 0, ">= 0"),
+    "backbone_lr_mult": SettingRule(
+        lambda value: value > 0, "> 0 (to keep the body fixed, freeze it with freeze_depth)"
+    ),
+    "schedule": _one_of(SCHEDULES),
+    "warmup_epochs": SettingRule(lambda value: value >= 0, "in [0, epochs]"),  # <= epochs: check_trial_config
+    "step_size": SettingRule(lambda value: value >= 0, ">= 0 (0: epochs // 3)"),
+    "step_gamma": SettingRule(lambda value: 0 < value <= 1, "in (0, 1]"),
+    "label_smoothing": SettingRule(lambda value: 0 <= value < 1, "in [0, 1)"),
+    "augmentation": _one_of(POLICIES),
+    "eval_batch_size": SettingRule(lambda value: value >= 1, ">= 1"),
+    "num_threads": SettingRule(lambda value: value >= 0, ">= 0 (0: torch's default)"),
+}
+
+
+def _base_type(name: str) -> type | None:
+    """The Python type of setting ``name``; None for a Literal (its rule lists the allowed values)."""
+    hint = SETTING_TYPES[name]
+    return None if typing.get_origin(hint) is Literal else hint
+
+
+def requirement(name: str, *, levels: bool = False) -> str:
+    """What setting ``name`` must be, e.g. ``"an integer >= 1"`` (``levels``: ``"whole numbers >= 1"``)."""
+    rule = SETTING_RULES[name]
+    kind = _base_type(name)
+    if kind is int:
+        return f"{'whole numbers' if levels else 'an integer'} {rule.bound}"
+    if kind is float and levels:
+        return f"numbers {rule.bound}"
+    return rule.bound
+
+
+def type_problem(name: str, value: Any) -> str | None:
+    """``"expected int, got 'two'"`` when ``value`` has the wrong type for setting ``name``, else None.
+
+    A whole number is a valid float; a bool is not a number.
+    """
+    kind = _base_type(name)
+    if kind is None:
+        return None
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, kind)
+    return None if ok else f"expected {kind.__name__}, got {value!r}"
+
+
+def rule_problem(name: str, value: Any) -> str | None:
+    """``"must be > 0, got 0"`` when ``value`` (of the right type) breaks the rule of setting ``name``, else None."""
+    rule = SETTING_RULES.get(name)
+    if rule is None or rule.holds(value):
+        return None
+    return f"must be {requirement(name)}, got {value!r}"
+
+
+def check_setting(name: str, value: Any, *, source: str | None = None) -> Any:
+    """``value`` as setting ``name`` (a whole number becomes a float where the setting is one).
+
+    Raises:
+        SpecError: naming ``source`` (a file) when given, the setting and what it must be:
+            ``"train.yaml: epochs: expected int, got 'two'"``, ``"epochs must be an integer >= 1, got 0"``.
+    """
+    if name not in SETTING_TYPES:
+        raise SpecError(f"{source + ': ' if source else ''}unknown setting {name!r}; known: {', '.join(SETTINGS)}")
+    problem = type_problem(name, value)
+    if problem is not None:
+        if source:
+            raise SpecError(f"{source}: {name}: {problem}")
+        if name in SETTING_RULES:
+            raise SpecError(f"{name} must be {requirement(name)}, got {value!r}")
+        raise SpecError(f"{name}: {problem}")
+    if _base_type(name) is float:
+        value = float(value)
+    problem = rule_problem(name, value)
+    if problem is not None:
+        raise SpecError(f"{source}: {name}: {problem}" if source else f"{name} {problem}")
+    return value
+
+
+def check_trial_config(config: TrialConfig) -> None:
+    """Raise SpecError naming the first invalid setting of ``config`` (all but the backbone's name).
+
+    Whether the backbone is registered needs the registry in ``tlsweep.training.backbones`` (torch);
+    ``tlsweep.training.loop.check_config`` checks it and then calls this.
+    """
+    parse_init(config.init)
+    for name in SETTINGS:
+        check_setting(name, getattr(config, name))
+    if config.warmup_epochs > config.epochs:
+        raise SpecError(f"warmup_epochs must be {requirement('warmup_epochs')}, got {config.warmup_epochs!r}")
+
+
+@dataclass(frozen=True)
+class InitSpec:
+    kind: Literal["scratch", "imagenet", "checkpoint"]
+    argument: str | None = None  # weights enum name for imagenet, file path for checkpoint
+
+
+def parse_init(init: str) -> InitSpec:
+    """``scratch`` | ``imagenet`` | ``imagenet:WEIGHTS`` | ``checkpoint:PATH``."""
+    kind, sep, argument = init.partition(":") if isinstance(init, str) else ("", "", "")
+    if kind == "scratch" and not sep:
+        return InitSpec("scratch")
+    if kind == "imagenet":
+        return InitSpec("imagenet", argument or None)
+    if kind == "checkpoint" and argument:
+        return InitSpec("checkpoint", argument)
+    raise SpecError(
+        f"init {init!r} is not understood; use 'scratch', 'imagenet', 'imagenet:WEIGHTS' "
+        "(a torchvision weights name such as IMAGENET1K_V2) or 'checkpoint:PATH'"
+    )
+
+
+# ---- the pretraining recipe ------------------------------------------------------------------------------------
+PRETRAIN_DEFAULTS: dict[str, Any] = {
+    "init": "scratch",
+    "epochs": 5,
+    "lr": 0.05,
+    "batch_size": 128,
+    "weight_decay": 5e-4,
+    "augmentation": "flip",
+    "seed": 0,
+    "schedule": "cosine",
+}
+PRETRAIN_WARMUP = "min(1, epochs / 5)"
+
+
+def pretrain_warmup_epochs(epochs: int) -> float:
+    """The pretraining recipe's warm-up: a fifth of the epochs, at most one epoch."""
+    return min(1.0, epochs / 5)
+
+
+def pretrain_config(settings: Mapping[str, Any] | None = None) -> TrialConfig:
+    """The TrialConfig that pretrains a backbone on a source dataset (``tlsweep pretrain``, a spec's ``pretrain:``).
+
+    Args:
+        settings: TrialConfig settings that override ``PRETRAIN_DEFAULTS`` (the backbone, the epochs, ...).
+            ``warmup_epochs`` defaults to :func:`pretrain_warmup_epochs` of the resulting epochs.
+
+    Returns:
+        The config; not validated (``check_trial_config`` / ``run_trial`` do that).
+    """
+    values = {**PRETRAIN_DEFAULTS, **(settings or {})}
+    values.setdefault("warmup_epochs", pretrain_warmup_epochs(values["epochs"]))
+    return TrialConfig.from_dict(values)

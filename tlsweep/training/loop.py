@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tlsweep.errors import DataError, SpecError, StoreError
+from tlsweep.errors import DataError, StoreError
 
 if TYPE_CHECKING:
     import torch
@@ -122,35 +122,16 @@ def torch_settings(config: TrialConfig) -> Iterator[None]:
 
 
 def check_config(config: TrialConfig) -> None:
-    """Raise SpecError (or UnknownNameError) naming the first invalid setting, before any data is touched."""
-    from tlsweep.data.augment import POLICIES
-    from tlsweep.training.backbones import check_freeze_depth, get_backbone, parse_init
-    from tlsweep.training.optim import OPTIMIZERS, SCHEDULES
+    """Raise UnknownNameError for an unregistered backbone, else SpecError naming the first invalid setting.
+
+    Runs before any data is touched. The rules are ``tlsweep.training.config``'s (``check_trial_config``); only
+    the backbone registry needs torch.
+    """
+    from tlsweep.training.backbones import get_backbone
+    from tlsweep.training.config import check_trial_config
 
     get_backbone(config.backbone)
-    parse_init(config.init)
-    check_freeze_depth(config.freeze_depth)
-    rules = [
-        ("epochs", config.epochs >= 1, "an integer >= 1"),
-        ("train_fraction", 0 < config.train_fraction <= 1, "in (0, 1]"),
-        ("batch_size", config.batch_size >= 1, "an integer >= 1"),
-        ("eval_batch_size", config.eval_batch_size >= 1, "an integer >= 1"),
-        ("lr", config.lr > 0, "> 0"),
-        ("momentum", 0 <= config.momentum < 1, "in [0, 1)"),
-        ("weight_decay", config.weight_decay >= 0, ">= 0"),
-        ("backbone_lr_mult", config.backbone_lr_mult >= 0, ">= 0"),
-        ("warmup_epochs", 0 <= config.warmup_epochs <= config.epochs, "in [0, epochs]"),
-        ("step_size", config.step_size >= 0, ">= 0 (0: epochs // 3)"),
-        ("step_gamma", 0 < config.step_gamma <= 1, "in (0, 1]"),
-        ("label_smoothing", 0 <= config.label_smoothing < 1, "in [0, 1)"),
-        ("num_threads", config.num_threads >= 0, ">= 0 (0: torch's default)"),
-        ("optimizer", config.optimizer in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
-        ("schedule", config.schedule in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
-        ("augmentation", config.augmentation in POLICIES, f"one of {', '.join(POLICIES)}"),
-    ]
-    for name, ok, requirement in rules:
-        if not ok:
-            raise SpecError(f"{name} must be {requirement}, got {getattr(config, name)!r}")
+    check_trial_config(config)
 
 
 def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

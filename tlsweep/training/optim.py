@@ -7,15 +7,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tlsweep.errors import SpecError
+from tlsweep.training.config import OPTIMIZERS, SCHEDULES, TrialConfig
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
-
-    from tlsweep.training.config import TrialConfig
-
-SCHEDULES = ("constant", "step", "cosine")
-OPTIMIZERS = ("sgd", "adamw")
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from tlsweep.results.atomic import atomic_write, atomic_write_text
 
 if TYPE_CHECKING:
     from tlsweep.data.types import DatasetTensors
@@ -28,13 +28,6 @@ def json_ready(value: Any) -> Any:
     return value
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(handle, "w", encoding="utf-8") as stream:
-        stream.write(text)
-    os.replace(tmp, path)
-
-
 def epochs_schema() -> Any:
     """The per-epoch columns of ``tlsweep.results.schema.EPOCHS_SCHEMA`` (same names and types)."""
     import pyarrow as pa
@@ -45,14 +38,13 @@ def epochs_schema() -> Any:
 
 
 def write_epochs_parquet(history: list[dict[str, float]], path: Path) -> None:
+    """One row per epoch of ``history`` with :func:`epochs_schema`'s columns, written atomically."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     schema = epochs_schema()
     table = pa.Table.from_pylist([{name: row[name] for name in EPOCH_COLUMNS} for row in history], schema=schema)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def plot_curves(history: list[dict[str, float]], path: Path, *, title: str = "") -> None:
@@ -97,7 +89,7 @@ def write_train_outputs(
             **dict(data.extra),
         },
     }
-    _atomic_write_text(out / "metrics.json", json.dumps(json_ready(metrics), indent=2) + "\n")
+    atomic_write_text(out / "metrics.json", json.dumps(json_ready(metrics), indent=2) + "\n")
     written.append(out / "metrics.json")
     write_epochs_parquet(result.history, out / "epochs.parquet")
     written.append(out / "epochs.parquet")

@@ -1,5 +1,8 @@
 """Trained-model files (``model.pt``) and prediction with them, for ``tlsweep train`` / ``tlsweep predict``.
 
+Prediction: :func:`prediction_inputs` lists the images (a folder or a CSV), :func:`decode_inputs` decodes them,
+:func:`predict_images` classifies them and :func:`write_predictions` writes the predictions CSV.
+
 A ``model.pt`` holds ``{"arch", "num_classes", "class_names", "image_size", "init", "state_dict", ...}`` and is
 read with ``torch.load(weights_only=True)``. Its ``state_dict`` is a whole classifier, so the file also works as
 ``init: checkpoint:model.pt`` (the head is dropped there).
@@ -7,15 +10,15 @@ read with ``torch.load(weights_only=True)``. Its ``state_dict`` is a whole class
 
 from __future__ import annotations
 
-import os
-import tempfile
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tlsweep.errors import WeightsError
+from tlsweep.errors import DataError, InputChoiceError, WeightsError
+from tlsweep.results.atomic import atomic_write
 
 if TYPE_CHECKING:
     import torch
@@ -25,18 +28,10 @@ REQUIRED_KEYS = ("arch", "num_classes", "class_names", "image_size", "state_dict
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then ``os.replace`` it into place."""
+    """``torch.save`` ``obj`` to ``path`` atomically (``tlsweep.results.atomic``), creating its directory."""
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(obj, stream)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def save_trained_model(
@@ -128,3 +123,168 @@ def predict_images(
     if not predicted:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
     return np.concatenate(predicted).astype(np.int64), np.concatenate(confidence).astype(np.float64)
+
+
+# ---- prediction inputs and the predictions CSV ---------------------------------------------------------------
+@dataclass(frozen=True)
+class PredictionInput:
+    """One image to predict, as ``tlsweep predict`` lists it."""
+
+    name: str  # as written in the predictions CSV: the path under --images, or the CSV's path value
+    file: Path
+    label: str | None  # as written (class folder or CSV value); None when the image has none
+    label_index: int | None  # the label's class index; None when it names none of the model's classes
+
+
+@dataclass(frozen=True)
+class PredictionSummary:
+    """What :func:`write_predictions` wrote: ``count`` rows, ``correct`` of the ``labelled`` ones right."""
+
+    count: int
+    labelled: int
+    correct: int
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.labelled if self.labelled else None
+
+
+def images_in(folder: Path) -> list[Path]:
+    """Every image file (common extensions, any case) under ``folder``, recursively, sorted."""
+    from tlsweep.data.config import DEFAULT_EXTENSIONS
+
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in DEFAULT_EXTENSIONS)
+
+
+def label_index(value: str, class_names: list[str]) -> int | None:
+    """The class index a label names: a class name, or an index in range; None otherwise."""
+    if value in class_names:
+        return class_names.index(value)
+    if value.strip().lstrip("-").isdigit() and 0 <= int(value) < len(class_names):
+        return int(value)
+    return None
+
+
+def prediction_inputs(
+    *,
+    images: Path | None = None,
+    csv_file: Path | None = None,
+    path_column: str | None = None,
+    label_column: str | None = None,
+    class_names: list[str],
+    image_dir: Path | None = None,
+) -> list[PredictionInput]:
+    """The images to predict: every image under ``images`` or every row of ``csv_file``.
+
+    Args:
+        images: a folder; ``images/<class name>/...`` labels an image, files directly in it have no label.
+        csv_file: a CSV listing image paths (absolute, or relative to ``image_dir``, default the CSV's folder).
+        path_column: the CSV column with the path (default: the first column).
+        label_column: the CSV column with the label, a class name or index (default: ``label`` if present).
+        class_names: the model's classes, to find each label's index.
+
+    Raises:
+        InputChoiceError: unless exactly one of ``images`` and ``csv_file`` is given.
+        DataError: no image under ``images``, a missing column, or a listed image that does not exist.
+    """
+    if (images is None) == (csv_file is None):
+        raise InputChoiceError("give exactly one of --images DIR and --csv FILE")
+    if images is not None:
+        return _folder_inputs(images, class_names)
+    assert csv_file is not None
+    return _csv_inputs(csv_file, path_column, label_column, class_names, image_dir)
+
+
+def _folder_inputs(images: Path, class_names: list[str]) -> list[PredictionInput]:
+    files = images_in(images)
+    if not files:
+        raise DataError(f"--images {images}: no image files found (looked recursively for common extensions)")
+    rows = []
+    for file in files:
+        relative = file.relative_to(images)
+        folder = relative.parts[0] if len(relative.parts) > 1 else None
+        rows.append(PredictionInput(str(relative), file, folder, label_index(folder, class_names) if folder else None))
+    return rows
+
+
+def _csv_inputs(
+    csv_file: Path, path_column: str | None, label_column: str | None, class_names: list[str], image_dir: Path | None
+) -> list[PredictionInput]:
+    with csv_file.open(newline="", encoding="utf-8") as stream:
+        reader = csv.DictReader(stream)
+        columns = reader.fieldnames or []
+        path_column = path_column or (columns[0] if columns else None)
+        if path_column not in columns:
+            raise DataError(
+                f"{csv_file}: no column {path_column!r}; columns are {columns}; pick one with --path-column"
+            )
+        if label_column is None and "label" in columns:
+            label_column = "label"
+        if label_column is not None and label_column not in columns:
+            raise DataError(f"{csv_file}: no label column {label_column!r}; columns are {columns}")
+        rows = []
+        for line, record in enumerate(reader, start=2):
+            raw = record[path_column]
+            file = Path(raw) if Path(raw).is_absolute() else (image_dir or csv_file.parent) / raw
+            if not file.is_file():
+                raise DataError(
+                    f"{csv_file} line {line}: image {raw!r} not found (looked at {file}); "
+                    "set the folder relative paths start from with --image-dir"
+                )
+            label = record[label_column] if label_column else None
+            rows.append(
+                PredictionInput(raw, file, label, label_index(label, class_names) if label is not None else None)
+            )
+    return rows
+
+
+def decode_inputs(inputs: list[PredictionInput], image_size: int) -> torch.Tensor:
+    """The images of ``inputs`` decoded as the training cache does: uint8 N×3×``image_size``×``image_size``.
+
+    Raises:
+        DataError: naming the first file that cannot be decoded.
+    """
+    import torch
+
+    from tlsweep.data.cache import decode_image
+
+    decoded = []
+    for item in inputs:
+        try:
+            decoded.append(decode_image(item.file, image_size))
+        except Exception as exc:
+            raise DataError(f"cannot decode image {item.file}: {exc}") from exc
+    return torch.from_numpy(np.stack(decoded))
+
+
+def write_predictions(
+    out: Path,
+    inputs: list[PredictionInput],
+    predicted: np.ndarray,
+    confidence: np.ndarray,
+    class_names: list[str],
+) -> PredictionSummary:
+    """Write ``file, predicted_class, class_name, confidence`` (+ ``label, correct`` when any input has a label).
+
+    ``correct`` is filled only where the label names one of the model's classes. The CSV is written atomically.
+    """
+    with_label = any(item.label is not None for item in inputs)
+    counts = {"labelled": 0, "correct": 0}
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="", encoding="utf-8") as stream:
+            writer = csv.writer(stream)
+            writer.writerow(
+                ["file", "predicted_class", "class_name", "confidence"] + (["label", "correct"] if with_label else [])
+            )
+            for item, cls, conf in zip(inputs, predicted, confidence, strict=False):
+                row: list[Any] = [item.name, int(cls), class_names[int(cls)], f"{conf:.6f}"]
+                if with_label:
+                    index = item.label_index
+                    row += [item.label if item.label is not None else "", "" if index is None else int(cls) == index]
+                    counts["labelled"] += index is not None
+                    counts["correct"] += index is not None and int(cls) == index
+                writer.writerow(row)
+
+    atomic_write(out, write)
+    return PredictionSummary(len(inputs), counts["labelled"], counts["correct"])
