@@ -134,8 +134,10 @@ def load_results(results_dir: Path) -> Results:
     store = ResultsStore(root)
     spec = store.read_spec() if store.has_spec() else None
     if spec is None:
-        notes.append(f"{SPEC_FILE} is missing: the hypothesis defaults (test_acc, greater, alpha 0.05, Holm, "
-                     "margin 0.02) and the arms found in the data are used")
+        defaults = HypothesisSpec()
+        notes.append(f"{SPEC_FILE} is missing: the hypothesis defaults ({defaults.metric}, {defaults.direction}, "
+                     f"alpha {defaults.alpha}, {defaults.correction}, margin {defaults.equivalence_margin}) and the "
+                     "arms found in the data are used")
     arms = sorted(trials["arm"].dropna().unique().tolist())
     hypothesis = _hypothesis(spec, arms, notes)
     for arm in (hypothesis.treated, hypothesis.baseline):
