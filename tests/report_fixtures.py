@@ -2,7 +2,8 @@
 
 Accuracy of a run = level(cell, arm) + seed effect (shared by both arms: common random numbers) + run noise.
 ``status_of`` decides each run's status ("ok", "diverged", "failed", or "nan" for an ok run whose metrics are
-missing), so tests can build every degenerate case.
+missing), so tests can build every degenerate case. The directory holds what a sweep writes: a valid
+``spec.resolved.yaml`` (from ``spec`` when given, else built from the arguments) and ``provenance.json``.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
 
 from tlsweep.results.schema import EPOCHS_SCHEMA, TRIALS_SCHEMA
+from tlsweep.results.store import Provenance, ResultsStore
+from tlsweep.spec import SweepSpec, parse_spec
 
 StatusOf = Callable[[str, str, str, int, int | None], str]  # (phase, cell_id, arm, seed, tune_index) -> status
 
@@ -58,12 +60,29 @@ def simulate_results(
     rng_seed: int = 0,
     num_classes: int = 8,
     freeze_depths: Sequence[int] | None = None,
+    spec: SweepSpec | None = None,
 ) -> Path:
-    """Write trials.parquet, epochs.parquet and spec.resolved.yaml under ``path``; return ``path``."""
+    """Write trials.parquet, epochs.parquet, spec.resolved.yaml and provenance.json under ``path``; return ``path``.
+
+    With ``spec``, its name, arms (in the order of its init levels), factor levels, budget and confirm settings
+    replace the corresponding arguments; the simulated advantage goes to the treated arm (the first arm
+    without ``spec``).
+    """
+    if spec is not None:
+        unsupported = sorted(set(spec.cell_factors()) - {"train_fraction", "epochs", "augmentation"})
+        if unsupported:
+            raise ValueError(f"simulate_results cannot simulate the factor(s) {unsupported}")
+        factors = spec.design.factors
+        name, arms = spec.name, [str(arm) for arm in factors["init"]]
+        train_fractions = factors.get("train_fraction", [1.0])
+        epochs = factors.get("epochs", [2])
+        augmentations = factors.get("augmentation")
+        seeds, trials_per_cell = spec.confirm.seeds, spec.design.budget.trials_per_cell
+        configs = spec.confirm.configs
     rng = np.random.default_rng(rng_seed)
     path.mkdir(parents=True, exist_ok=True)
     chance = 1.0 / num_classes
-    treated = arms[0]
+    treated = spec.compared_arms[0] if spec is not None else arms[0]
     effect_fn = effect if callable(effect) else (lambda f, e: float(effect))
     replicate_seeds = [1000 + r for r in range(seeds)]
     seed_effects = {s: rng.normal(0.0, seed_sd) for s in replicate_seeds}
@@ -116,22 +135,39 @@ def simulate_results(
     pq.write_table(pa.Table.from_pylist(trials, schema=TRIALS_SCHEMA), path / "trials.parquet")
     pq.write_table(pa.Table.from_pylist(epochs_rows, schema=EPOCHS_SCHEMA), path / "epochs.parquet")
     if write_spec:
-        factors: dict[str, Any] = {"init": list(arms), "train_fraction": list(train_fractions),
-                                   "epochs": list(epochs)}
-        if augmentations:
-            factors["augmentation"] = list(augmentations)
-        spec = {
-            "name": name,
-            "design": {"factors": factors, "tune": {"lr": {"type": "float", "low": 1e-4, "high": 1.0, "log": True}},
-                       "recipe": {"lr": 0.01}, "budget": {"trials_per_cell": trials_per_cell, "sampler": "tpe"}},
-            "confirm": {"seeds": seeds, "configs": list(configs)},
-            "objective": {"metric": "val_acc", "mode": "max"},
-            "hypothesis": hypothesis or {"metric": "test_acc", "compare": {"init": [arms[0], arms[-1]]},
-                                         "direction": "greater", "alpha": 0.05, "correction": "holm",
-                                         "equivalence_margin": 0.02},
-        }
-        (path / "spec.resolved.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+        if spec is None:
+            spec = parse_spec(spec_dict(path, name=name, arms=arms, train_fractions=train_fractions, epochs=epochs,
+                                        augmentations=augmentations, seeds=seeds, trials_per_cell=trials_per_cell,
+                                        configs=configs, hypothesis=hypothesis))
+        provenance = Provenance(spec_hash=spec.result_hash(), tlsweep_version="0.1.0", source="simulated",
+                                versions={"tlsweep": "0.1.0"}, trial_counts=spec.trial_counts(),
+                                compared_arms=spec.compared_arms)
+        ResultsStore(path).write_spec(spec, provenance)
     return path
+
+
+def spec_dict(path: Path, *, name: str = "demo", arms: Sequence[str] = ("checkpoint", "scratch"),
+              train_fractions: Sequence[float] = (0.1, 1.0), epochs: Sequence[int] = (2, 6),
+              augmentations: Sequence[str] | None = None, seeds: int = 8, trials_per_cell: int = 4,
+              configs: Sequence[str] = ("best", "recipe"), hypothesis: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A valid sweep spec for simulated results; init holds the simulated arms and any other compared arm."""
+    hypothesis = hypothesis or {"metric": "test_acc", "compare": {"init": [arms[0], arms[-1]]},
+                                "direction": "greater", "alpha": 0.05, "correction": "holm",
+                                "equivalence_margin": 0.02}
+    init = list(dict.fromkeys([*arms, *(hypothesis.get("compare") or {}).get("init", [])]))
+    factors: dict[str, Any] = {"init": init, "train_fraction": list(train_fractions), "epochs": list(epochs)}
+    if augmentations:
+        factors["augmentation"] = list(augmentations)
+    return {
+        "name": name,
+        "dataset": {"format": "synthetic", "root": str(path / "data")},
+        "model": {"pretrained": {"checkpoint": str(path / "backbone.pt")}} if "checkpoint" in init else {},
+        "design": {"factors": factors, "tune": {"lr": {"type": "float", "low": 1e-4, "high": 1.0, "log": True}},
+                   "recipe": {"lr": 0.01}, "budget": {"trials_per_cell": trials_per_cell, "sampler": "tpe"}},
+        "confirm": {"seeds": seeds, "configs": list(configs) or ["best"]},
+        "objective": {"metric": "val_acc", "mode": "max"},
+        "hypothesis": hypothesis,
+    }
 
 
 def _row(sweep: str, phase: str, kind: str, tune_index: int | None, replicate: int | None, seed: int, value: float,

@@ -21,7 +21,7 @@ from sweep_fixtures import tiny_spec_dict
 from tlsweep.design import plan_confirm
 from tlsweep.errors import StoreError
 from tlsweep.results.schema import EPOCHS_SCHEMA, TRIALS_SCHEMA
-from tlsweep.spec import parse_spec
+from tlsweep.spec import load_spec, parse_spec
 
 pytestmark = pytest.mark.ray
 
@@ -67,7 +67,10 @@ def test_parquet_files_have_the_declared_schema_and_metadata(finished_sweep) -> 
     meta = {k.decode(): v.decode() for k, v in trials.schema.metadata.items()}
     assert meta["spec_hash"] == spec.result_hash() and "version.torch" in meta and "version.ray" in meta
     resolved = yaml.safe_load((results / "spec.resolved.yaml").read_text())
-    assert resolved["tlsweep"]["spec_hash"] == spec.result_hash() and resolved["name"] == "tiny"
+    provenance = json.loads((results / "provenance.json").read_text())
+    assert provenance["spec_hash"] == spec.result_hash() and resolved["name"] == "tiny"
+    assert "tlsweep" not in resolved and load_spec(results / "spec.resolved.yaml") == spec  # itself a valid spec
+    assert provenance["compared_arms"] == list(spec.compared_arms) and provenance["trial_counts"] == spec.trial_counts()
     ok = [r for r in trials.to_pylist() if r["status"] == "ok"]
     rows_per_trial = Counter(r["trial_id"] for r in epochs.to_pylist())
     assert all(rows_per_trial[r["trial_id"]] == r["epochs_run"] for r in ok)
@@ -129,6 +132,26 @@ def test_rerun_resumes_without_running_or_duplicating_anything(finished_sweep) -
     after = pq.read_table(results / "trials.parquet").to_pylist()
     assert outcome.trials_recorded == 0
     assert sorted(r["trial_id"] for r in after) == sorted(r["trial_id"] for r in before)
+
+
+def test_results_in_the_old_layout_resume_and_move_to_the_new_one(finished_sweep, tmp_path) -> None:
+    """tlsweep 0.1.0 kept the provenance in a `tlsweep:` block of spec.resolved.yaml and no provenance.json."""
+    spec, results, _ = finished_sweep
+    old = tmp_path / "runs" / "tiny"
+    old.parent.mkdir()
+    subprocess.run(["cp", "-r", str(results), str(old)], check=True)
+    provenance = json.loads((old / "provenance.json").read_text())
+    (old / "provenance.json").unlink()
+    document = yaml.safe_load((old / "spec.resolved.yaml").read_text())
+    document["tlsweep"] = {k: provenance[k] for k in ("spec_hash", "source", "versions", "trial_counts", "compared_arms")}
+    (old / "spec.resolved.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    before = pq.read_table(old / "trials.parquet").to_pylist()
+    outcome = _run(spec, storage=str(old.parent))
+    assert outcome.trials_recorded == 0 and not outcome.interrupted
+    assert sorted(r["trial_id"] for r in pq.read_table(old / "trials.parquet").to_pylist()) == sorted(
+        r["trial_id"] for r in before)  # fmt: skip
+    assert load_spec(old / "spec.resolved.yaml") == spec
+    assert json.loads((old / "provenance.json").read_text())["spec_hash"] == spec.result_hash()
 
 
 def test_status_command_reads_the_results_directory(finished_sweep) -> None:

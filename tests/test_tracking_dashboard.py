@@ -15,6 +15,7 @@ from tlsweep.tracking import dashboard
 
 SPEC = """\
 name: age_hypothesis
+dataset: {format: synthetic, root: data/age}
 design:
   factors:
     init: [scratch, imagenet]
@@ -22,7 +23,8 @@ design:
   tune:
     lr: {type: float, low: 1.0e-4, high: 1.0e-1, log: true}
     weight_decay: {type: float, low: 1.0e-6, high: 1.0e-2, log: true}
-objective: {metric: val_acc, direction: maximize}
+  recipe: {lr: 0.01, weight_decay: 1.0e-4}
+objective: {metric: val_acc, mode: max}
 hypothesis: {metric: test_acc}
 tracking:
   wandb: {project: age, entity: lab, mode: offline}
@@ -51,8 +53,9 @@ def test_spec_fields_are_read_from_the_resolved_spec(results_dir: Path) -> None:
 
 
 def test_spec_missing_field_names_it(results_dir: Path) -> None:
-    (results_dir / "spec.resolved.yaml").write_text("name: x\ndesign: {factors: {init: [a]}}\n")
-    with pytest.raises(StoreError, match=r"spec.resolved.yaml: field `objective.metric` is missing"):
+    (results_dir / "spec.resolved.yaml").write_text("name: x\ndesign: {factors: {init: [scratch]}}\n")
+    with pytest.raises(StoreError, match=r"spec.resolved.yaml: invalid sweep spec .*\n  dataset: required field is "
+                                         r"missing\n.*restore it, or rerun `tlsweep run SPEC`"):
         dashboard.load_dashboard_spec(results_dir)
 
 

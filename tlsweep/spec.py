@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -32,16 +33,22 @@ from tlsweep.training.config import (
 
 INIT_LEVELS = ("imagenet", "checkpoint", "scratch")
 PRETRAINED_LEVELS = ("imagenet", "checkpoint")
+# The factors tlsweep knows, in their fixed order (cell ids, report tables, results columns all follow it).
 FACTOR_NAMES = ("init", "train_fraction", "epochs", "augmentation", "freeze_depth")
+ARM_FACTOR = "init"  # the factor whose levels are the arms compared inside a cell
+CELL_FACTOR_NAMES = tuple(name for name in FACTOR_NAMES if name != ARM_FACTOR)
 # TrialConfig fields a sweep may tune or fix in its recipe (everything else comes from `model:` or the design)
 TUNABLE = (
     "lr", "weight_decay", "momentum", "freeze_depth", "augmentation", "label_smoothing",
     "backbone_lr_mult", "warmup_epochs", "batch_size",
 )  # fmt: skip
+# objective.metric (a per-epoch validation metric) → the trials column holding its value on the best epoch
 OBJECTIVE_COLUMNS = {"val_acc": "best_val_acc", "val_loss": "best_val_loss"}
 HYPOTHESIS_METRICS = ("test_acc", "test_balanced_acc", "test_off_by_one", "test_mae", "test_loss")
 # Fields whose change makes existing results incomparable (resume is refused unless --new).
 RESULT_FIELDS = ("dataset", "model", "design", "confirm", "objective")
+# The block tlsweep <= 0.1.0 appended to spec.resolved.yaml (provenance); it lives in its own file now.
+LEGACY_PROVENANCE_KEY = "tlsweep"
 
 
 class _Model(BaseModel):
@@ -295,19 +302,17 @@ class SweepSpec(_Model):
     # ---- the design ------------------------------------------------------------------------------------------
     @property
     def compared_arms(self) -> tuple[str, str]:
-        if self.hypothesis.compare and "init" in self.hypothesis.compare:
-            pair = self.hypothesis.compare["init"]
+        """(treated, baseline): ``hypothesis.compare.init`` when declared, else :func:`default_comparison`."""
+        if self.hypothesis.compare and ARM_FACTOR in self.hypothesis.compare:
+            pair = self.hypothesis.compare[ARM_FACTOR]
             if len(pair) != 2:
                 raise ValueError("hypothesis.compare.init must list exactly two levels: [treated, baseline]")
             return pair[0], pair[1]
-        inits = self.design.factors["init"]
-        treated = next((lvl for lvl in inits if lvl in PRETRAINED_LEVELS), inits[0])
-        baseline = "scratch" if "scratch" in inits else inits[-1]
-        return str(treated), str(baseline)
+        return default_comparison(self.design.factors[ARM_FACTOR])
 
     def cell_factors(self) -> list[str]:
         """Factor names that define a cell (every factor but init), in spec order."""
-        return [name for name in self.design.factors if name != "init"]
+        return [name for name in self.design.factors if name != ARM_FACTOR]
 
     def studies(self) -> list[dict[str, Any]]:
         """Every combination of factor levels (cell × arm): one Optuna study each, in a stable order."""
@@ -347,6 +352,14 @@ class SweepSpec(_Model):
         resolved = self.resolved()
         payload = json.dumps({k: resolved[k] for k in RESULT_FIELDS}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def default_comparison(levels: Sequence[Any]) -> tuple[str, str]:
+    """The arms compared when ``hypothesis.compare`` is not declared: the first pretrained level (else the first
+    level) as treated, ``scratch`` (else the last level) as baseline."""
+    treated = next((lvl for lvl in levels if lvl in PRETRAINED_LEVELS), levels[0])
+    baseline = "scratch" if "scratch" in levels else levels[-1]
+    return str(treated), str(baseline)
 
 
 # ---- loading -------------------------------------------------------------------------------------------------
@@ -433,6 +446,47 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> SweepSpec
         raise SpecError(f"{source}: not valid YAML: {exc}") from None
     data = apply_overrides(data or {}, overrides or [], source=source) if isinstance(data, dict) else data
     return parse_spec(data, source=source)
+
+
+def split_resolved(text: str, *, source: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The spec mapping of a saved ``spec.resolved.yaml`` and the legacy provenance block it may carry.
+
+    Results written by tlsweep 0.1.0 append a ``tlsweep:`` block (hash, versions, ...) to the spec; it is taken
+    out here so that what remains is a spec again.
+
+    Raises:
+        SpecError: the text is not YAML or not a mapping.
+    """
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{source}: not valid YAML ({exc}); {_RESOLVED_FIX}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: a sweep spec must be a YAML mapping at the top level, got "
+                        f"{type(data).__name__}; {_RESOLVED_FIX}")
+    legacy = data.pop(LEGACY_PROVENANCE_KEY, None)
+    if legacy is not None and not isinstance(legacy, dict):
+        raise SpecError(f"{source}: `{LEGACY_PROVENANCE_KEY}` is not a spec field; remove it")
+    return data, legacy
+
+
+def parse_resolved_spec(text: str, *, source: str) -> SweepSpec:
+    """The ``SweepSpec`` saved with a sweep's results (``spec.resolved.yaml``, old layout included).
+
+    Raises:
+        SpecError: naming ``source``, every invalid field and how to get a valid file back.
+    """
+    data, _ = split_resolved(text, source=source)
+    try:
+        return parse_spec(data, source=source)
+    except SpecError as exc:
+        raise SpecError(f"{exc}\n{_RESOLVED_FIX}") from None
+
+
+_RESOLVED_FIX = (
+    "this file records the spec the sweep ran with: restore it, or rerun `tlsweep run SPEC` with that spec to "
+    "rewrite it"
+)
 
 
 def diff_resolved(old: dict[str, Any], new: dict[str, Any], *, prefix: str = "") -> list[str]:

@@ -10,8 +10,6 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from tlsweep.errors import StoreError
-
 _SET_HELP = "Override any spec field: --set confirm.seeds=8 --set dataset.root=/data/faces (repeatable)."
 
 
@@ -83,21 +81,12 @@ def run(spec_path: Path, overrides: tuple[str, ...], storage: str | None, addres
 @click.argument("results", metavar="DIR")
 def status(results: str) -> None:
     """Progress per cell and arm of a sweep's results directory (running or finished)."""
-    import yaml
-
     from tlsweep.engine.progress import StatusBoard, expected_counts
     from tlsweep.engine.run import STATUS_FILE
-    from tlsweep.results.store import SPEC_FILE, ResultsStore
-    from tlsweep.spec import parse_spec
+    from tlsweep.results.store import ResultsStore
 
     store = ResultsStore(results)
-    text = store.read_text(SPEC_FILE)
-    if text is None:
-        raise StoreError(f"{results}: no {SPEC_FILE} here; is this a results directory (runs/<name>)? "
-                         "Start a sweep with `tlsweep run SPEC`.")
-    doc = yaml.safe_load(text)
-    doc.pop("tlsweep", None)
-    spec = parse_spec(doc, source=f"{results}/{SPEC_FILE}")
+    spec = store.read_spec()
     board = StatusBoard(expected_counts(spec), mode=spec.objective.mode)
     for row in store.read_trials().to_pylist():
         board.add_row(row)

@@ -21,7 +21,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.console import Console
 
 from tlsweep import __version__
@@ -31,7 +30,7 @@ from tlsweep.engine.settings import sweep_settings
 from tlsweep.errors import StoreError
 from tlsweep.results.atomic import atomic_write_bytes
 from tlsweep.results.location import RAY_SUBDIR, Location, resolve_location
-from tlsweep.results.store import SPEC_FILE, ResultsStore
+from tlsweep.results.store import Provenance, ResultsStore
 from tlsweep.spec import RESULT_FIELDS, SweepSpec, diff_resolved
 from tlsweep.training.config import TrialConfig
 
@@ -65,27 +64,38 @@ def results_location(spec: SweepSpec, storage: str | None = None) -> Location:
     return resolve_location(storage or spec.storage).join(spec.name)
 
 
-def resolved_document(spec: SweepSpec, *, source: str | None) -> dict[str, Any]:
-    doc = spec.resolved()
-    doc["tlsweep"] = {
-        "spec_hash": spec.result_hash(),
-        "source": source,
-        "versions": library_versions(),
-        "trial_counts": spec.trial_counts(),
-        "compared_arms": list(spec.compared_arms),
-    }
-    return doc
+def sweep_provenance(spec: SweepSpec, *, source: str | None) -> Provenance:
+    """What ``provenance.json`` records about a run of ``spec`` started from the file ``source``."""
+    return Provenance(
+        spec_hash=spec.result_hash(),
+        tlsweep_version=__version__,
+        source=source,
+        versions=library_versions(),
+        trial_counts=spec.trial_counts(),
+        compared_arms=spec.compared_arms,
+    )
 
 
 def check_resume(spec: SweepSpec, store: ResultsStore, *, new: bool) -> None:
-    """Refuse to mix results of a changed spec into an existing results directory (unless ``new``)."""
-    text = store.read_text(SPEC_FILE)
-    if text is None:
+    """Refuse to mix results of a changed spec into an existing results directory (unless ``new``).
+
+    The recorded spec hash (``provenance.json``, or the ``tlsweep:`` block of an old-layout spec) decides; without
+    one, the saved spec itself is hashed.
+    """
+    if not store.has_spec():
         return
-    old = yaml.safe_load(text) or {}
-    if old.get("tlsweep", {}).get("spec_hash") == spec.result_hash():
+    provenance = store.read_provenance()
+    if provenance is not None and provenance.spec_hash == spec.result_hash():
         return
-    changes = diff_resolved({k: old.get(k) for k in RESULT_FIELDS}, {k: spec.resolved()[k] for k in RESULT_FIELDS})
+    try:
+        old: SweepSpec | None = store.read_spec()
+    except StoreError as exc:
+        old, changes = None, [str(exc).splitlines()[0]]
+    if old is not None:
+        if provenance is None and old.result_hash() == spec.result_hash():
+            return
+        old_fields, new_fields = old.resolved(), spec.resolved()
+        changes = diff_resolved({k: old_fields[k] for k in RESULT_FIELDS}, {k: new_fields[k] for k in RESULT_FIELDS})
     if not new:
         listed = "\n  ".join(changes[:20]) or "(spec hash differs)"
         raise StoreError(
@@ -312,7 +322,7 @@ def run_sweep(
     check_resume(spec, store, new=new)
     console.print(f"[bold]{spec.name}[/]: results in {location.uri}")
     data = load_dataset(spec.dataset, image_size=spec.model.image_size)
-    store.write_text(SPEC_FILE, yaml.safe_dump(resolved_document(spec, source=source), sort_keys=False))
+    store.write_spec(spec, sweep_provenance(spec, source=source))
     metadata = {"spec_hash": spec.result_hash(), **{f"version.{k}": v for k, v in library_versions().items()}}
     console.print(
         f"data: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test images, "

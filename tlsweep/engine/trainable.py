@@ -9,7 +9,6 @@ its last epoch instead of starting over. The last report carries ``final=True`` 
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 from tlsweep.data.types import DatasetTensors, SplitTensors
 from tlsweep.results.atomic import atomic_write_bytes
 from tlsweep.results.location import Location
+from tlsweep.spec import OBJECTIVE_COLUMNS
 from tlsweep.training.config import TrialConfig
 
 SPLITS = ("train", "val", "test")
@@ -132,7 +132,7 @@ def sweep_trainable(config: dict[str, Any], payload: dict[str, Any]) -> None:
     trial = TrialConfig.from_dict(config["trial"])
     trial = trial.replace(init=_local_init(trial.init, payload))
     data = _dataset(payload)
-    metric = "val_acc" if config["objective_metric"] == "val_acc" else "val_loss"
+    metric = config["objective_metric"]  # objective.metric: a per-epoch validation metric (val_acc, val_loss)
     node_id = ray.get_runtime_context().get_node_id()
 
     resume_state = None
@@ -154,7 +154,7 @@ def sweep_trainable(config: dict[str, Any], payload: dict[str, Any]) -> None:
 
     result = run_trial(trial, data, report=report, resume_state=resume_state)
     final = result.to_dict()
-    objective = final["best_val_acc"] if metric == "val_acc" else final["best_val_loss"]
+    objective = final[OBJECTIVE_COLUMNS[metric]]
     tune.report(
         {
             **final,  # history holds every epoch, also those run before a resume

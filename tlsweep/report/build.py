@@ -31,6 +31,7 @@ from tlsweep.report.tables import (
     tuning_verdicts,
 )
 from tlsweep.report.verdicts import Verdict, cell_verdict, crossover, overall_verdict
+from tlsweep.spec import SweepSpec
 from tlsweep.stats import adjust_pvalues
 
 FORMATS = ("md", "html")
@@ -53,6 +54,7 @@ class ReportResult:
     cell_verdicts: dict[str, Verdict]  # cell_id → verdict
     crossover: str
     notes: list[str] = field(default_factory=list)
+    spec: SweepSpec | None = None  # the spec the results were written with (None when spec.resolved.yaml is missing)
 
     @property
     def verdict_text(self) -> str:
@@ -96,7 +98,7 @@ def build_report(results_dir: Path, *, out_dir: Path | None = None, seed: int = 
         html_path.write_text(markdown_to_html(markdown, title=f"tlsweep report: {results.name}", base_dir=out),
                              encoding="utf-8")
     return ReportResult(out, md_path, html_path, figures, cell_table, recipe_table, analysis.attrition, tuning,
-                        model, overall, verdicts, cross, notes)
+                        model, overall, verdicts, cross, notes, results.spec)
 
 
 def _could_not_compute(results: Results, analysis: Analysis) -> list[str]:

@@ -1,24 +1,30 @@
 """Read a results directory (trials.parquet, epochs.parquet, spec.resolved.yaml) into report inputs.
 
-Only pyarrow/pandas/yaml: the report never imports the sweep engine, torch or ray.
+The spec comes from ``ResultsStore.read_spec``: the report tests exactly the comparison the sweep declared
+(``SweepSpec.compared_arms``). Only pyarrow/pandas/pydantic: the report never imports the sweep engine, torch or ray.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from tlsweep.errors import StoreError
-from tlsweep.results.schema import ADDED_COLUMNS, EPOCHS_SCHEMA, FACTOR_COLUMNS, TRIALS_SCHEMA
-from tlsweep.results.store import SPEC_FILE
+from tlsweep.results.schema import ADDED_COLUMNS, EPOCHS_SCHEMA, TRIALS_SCHEMA
+from tlsweep.results.store import SPEC_FILE, ResultsStore
+from tlsweep.spec import (
+    ARM_FACTOR,
+    CELL_FACTOR_NAMES,
+    INIT_LEVELS,
+    HypothesisSpec,
+    ObjectiveSpec,
+    SweepSpec,
+    default_comparison,
+)
 
-CELL_FACTORS_ORDER = ("train_fraction", "epochs", "augmentation", "freeze_depth")
-DIRECTIONS = ("greater", "less", "two-sided")
-CORRECTIONS = ("holm", "bonferroni", "bh", "none")
 _RUN_FIRST = "run `tlsweep run SPEC` first to produce it"
 
 
@@ -36,12 +42,18 @@ class Hypothesis:
     def alternative(self) -> str:
         return self.direction
 
+    @classmethod
+    def of(cls, settings: HypothesisSpec, arms: tuple[str, str]) -> Hypothesis:
+        """The report's view of a spec's hypothesis, comparing ``arms`` (treated, baseline)."""
+        return cls(settings.metric, arms[0], arms[1], settings.direction, settings.alpha, settings.correction,
+                   settings.equivalence_margin)
+
 
 @dataclass
 class Results:
     root: Path
     name: str
-    spec: dict[str, Any]
+    spec: SweepSpec | None  # the spec the sweep ran with; None when spec.resolved.yaml is missing
     trials: pd.DataFrame  # every row of trials.parquet, plus `value` (the hypothesis metric, diverged → chance)
     epochs: pd.DataFrame
     hypothesis: Hypothesis
@@ -83,51 +95,21 @@ def _read_table(path: Path, schema_names: list[str]) -> pd.DataFrame:
     return table.to_pandas()
 
 
-def _read_spec(root: Path, notes: list[str]) -> dict[str, Any]:
-    import yaml
-
-    path = root / SPEC_FILE
-    if not path.exists():
-        notes.append(f"{path.name} is missing: the hypothesis defaults (test_acc, greater, alpha 0.05, Holm, "
-                     "margin 0.02) and the arms found in the data are used")
-        return {}
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise StoreError(f"{path}: not valid YAML ({exc})") from exc
-    if not isinstance(spec, dict):
-        raise StoreError(f"{path}: expected a mapping at the top level, got {type(spec).__name__}")
-    return spec
-
-
-def _hypothesis(spec: dict[str, Any], arms: list[str], path: Path, notes: list[str]) -> Hypothesis:
-    raw = spec.get("hypothesis") or {}
-    compare = (raw.get("compare") or {}).get("init")
-    if compare is None:
-        others = [arm for arm in arms if arm != "scratch"]
-        if "scratch" in arms and len(others) == 1:
-            compare = [others[0], "scratch"]
-        elif len(arms) == 2:
-            compare = sorted(arms)
-        else:
-            raise StoreError(f"{path}: hypothesis.compare.init is not set and the arms {arms} do not say which "
-                             "is treated; add `hypothesis: {compare: {init: [TREATED, BASELINE]}}`")
-        notes.append(f"hypothesis.compare.init not declared; compared {compare[0]} (treated) with {compare[1]}")
-    if not (isinstance(compare, list) and len(compare) == 2):
-        raise StoreError(f"{path}: hypothesis.compare.init must be [treated, baseline], got {compare!r}")
-    direction = raw.get("direction", "greater")
-    correction = raw.get("correction", "holm")
-    alpha = float(raw.get("alpha", 0.05))
-    margin = float(raw.get("equivalence_margin", 0.02))
-    if direction not in DIRECTIONS:
-        raise StoreError(f"{path}: hypothesis.direction must be one of {DIRECTIONS}, got {direction!r}")
-    if correction not in CORRECTIONS:
-        raise StoreError(f"{path}: hypothesis.correction must be one of {CORRECTIONS}, got {correction!r}")
-    if not 0 < alpha < 1 or not margin > 0:
-        raise StoreError(f"{path}: hypothesis.alpha must lie in (0, 1) and equivalence_margin be > 0, "
-                         f"got alpha={alpha}, equivalence_margin={margin}")
-    metric = raw.get("metric", "test_acc")
-    return Hypothesis(str(metric), str(compare[0]), str(compare[1]), direction, alpha, correction, margin)
+def _hypothesis(spec: SweepSpec | None, arms: list[str], notes: list[str]) -> Hypothesis:
+    """The declared hypothesis, comparing exactly ``spec.compared_arms`` (what ``tlsweep validate`` prints)."""
+    if spec is not None:
+        if spec.hypothesis.compare is None:
+            treated, baseline = spec.compared_arms
+            notes.append(f"hypothesis.compare.init not declared; compared {treated} (treated) with {baseline}")
+        return Hypothesis.of(spec.hypothesis, spec.compared_arms)
+    # no spec: the default rule of a spec over the arms found in the data, in the order of the init levels
+    ordered = sorted(arms, key=lambda arm: (INIT_LEVELS.index(arm) if arm in INIT_LEVELS else len(INIT_LEVELS), arm))
+    compared = default_comparison(ordered) if ordered else None
+    if compared is None or compared[0] == compared[1]:
+        raise StoreError(f"{SPEC_FILE} is missing and the arms in trials.parquet ({arms}) do not make a comparison; "
+                         f"restore {SPEC_FILE} (it names hypothesis.compare.{ARM_FACTOR})")
+    notes.append(f"compared {compared[0]} (treated) with {compared[1]}, the default comparison of the arms found")
+    return Hypothesis.of(HypothesisSpec(), compared)
 
 
 def load_results(results_dir: Path) -> Results:
@@ -149,12 +131,15 @@ def load_results(results_dir: Path) -> Results:
     else:
         notes.append("epochs.parquet is missing: no learning curves")
         epochs = pd.DataFrame({name: pd.Series(dtype=object) for name in EPOCHS_SCHEMA.names})
-    spec = _read_spec(root, notes)
+    store = ResultsStore(root)
+    spec = store.read_spec() if store.has_spec() else None
+    if spec is None:
+        defaults = HypothesisSpec()
+        notes.append(f"{SPEC_FILE} is missing: the hypothesis defaults ({defaults.metric}, {defaults.direction}, "
+                     f"alpha {defaults.alpha}, {defaults.correction}, margin {defaults.equivalence_margin}) and the "
+                     "arms found in the data are used")
     arms = sorted(trials["arm"].dropna().unique().tolist())
-    hypothesis = _hypothesis(spec, arms, root / SPEC_FILE, notes)
-    if hypothesis.metric not in trials.columns:
-        raise StoreError(f"{root / 'spec.resolved.yaml'}: hypothesis.metric {hypothesis.metric!r} is not a column "
-                         f"of trials.parquet; use one of test_acc, test_balanced_acc, test_off_by_one, test_mae")
+    hypothesis = _hypothesis(spec, arms, notes)
     for arm in (hypothesis.treated, hypothesis.baseline):
         if arm not in arms:
             notes.append(f"arm {arm!r} of the hypothesis has no trials in trials.parquet")
@@ -163,16 +148,13 @@ def load_results(results_dir: Path) -> Results:
         notes.append(f"arm(s) {ignored} are not part of the declared comparison and are left out of the tests")
     trials = trials.copy()
     trials["value"] = _metric_values(trials, hypothesis.metric, notes)
-    objective = spec.get("objective") or {}
-    design = spec.get("design") or {}
-    declared = [name for name in (design.get("factors") or {}) if name != "init"]
-    cell_factors = _cell_factors(trials, declared)
-    budget = (design.get("budget") or {}).get("trials_per_cell")
+    objective = spec.objective if spec is not None else ObjectiveSpec()
+    cell_factors = _cell_factors(trials, spec.cell_factors() if spec is not None else [])
     return Results(
-        root=root, name=str(spec.get("name") or root.name), spec=spec, trials=trials, epochs=epochs,
-        hypothesis=hypothesis, cell_factors=cell_factors,
-        objective_metric=str(objective.get("metric", "val_acc")), objective_mode=str(objective.get("mode", "max")),
-        trials_per_cell=int(budget) if budget is not None else None, notes=notes,
+        root=root, name=spec.name if spec is not None else root.name, spec=spec, trials=trials, epochs=epochs,
+        hypothesis=hypothesis, cell_factors=cell_factors, objective_metric=objective.metric,
+        objective_mode=objective.mode,
+        trials_per_cell=spec.design.budget.trials_per_cell if spec is not None else None, notes=notes,
     )
 
 
@@ -196,13 +178,12 @@ def _metric_values(trials: pd.DataFrame, metric: str, notes: list[str]) -> pd.Se
 
 
 def _cell_factors(trials: pd.DataFrame, declared: list[str]) -> list[str]:
-    known = [name for name in FACTOR_COLUMNS if name != "init"]
     if declared:
         names = [name for name in declared if name in trials.columns]
     else:
-        names = [name for name in known if trials[name].nunique(dropna=True) > 1 and name in trials.columns]
+        names = [name for name in CELL_FACTOR_NAMES if name in trials.columns and trials[name].nunique(dropna=True) > 1]
     for name in ("train_fraction", "epochs"):
         if name not in names:
             names.append(name)
-    order = {name: i for i, name in enumerate(CELL_FACTORS_ORDER)}
+    order = {name: i for i, name in enumerate(CELL_FACTOR_NAMES)}
     return sorted(dict.fromkeys(names), key=lambda name: order.get(name, len(order)))

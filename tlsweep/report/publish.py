@@ -14,9 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-
-from tlsweep.results.store import SPEC_FILE, ResultsStore
+from tlsweep.results.store import ResultsStore
 
 if TYPE_CHECKING:
     from tlsweep.report import ReportResult
@@ -43,19 +41,15 @@ def publish_report(
         where = f"{store.location.uri}/report/report.md"
     else:
         where = str(result.markdown_path or result.out_dir)
-    _mirror_to_wandb(store, staging, result, wandb_mode)
+    _mirror_to_wandb(staging, result, wandb_mode)
     return result, where
 
 
-def _mirror_to_wandb(store: ResultsStore, staging: Path, result: ReportResult, wandb_mode: str | None) -> None:
+def _mirror_to_wandb(staging: Path, result: ReportResult, wandb_mode: str | None) -> None:
     from tlsweep.tracking import WandbSettings, log_report_summary
 
-    doc = yaml.safe_load(store.read_text(SPEC_FILE) or "{}") or {}
-    try:
-        settings = WandbSettings.model_validate((doc.get("tracking") or {}).get("wandb") or {})
-    except ValueError as exc:
-        log.warning("W&B summary skipped: tracking.wandb in %s is not valid: %s", SPEC_FILE, exc)
-        return
+    spec = result.spec
+    settings = spec.tracking.wandb if spec is not None else WandbSettings()
     tables = {
         "cells": result.cell_table,
         "recipe": result.recipe_table,
@@ -65,7 +59,7 @@ def _mirror_to_wandb(store: ResultsStore, staging: Path, result: ReportResult, w
     }
     log_report_summary(
         settings,
-        sweep_name=str(doc.get("name") or staging.name),
+        sweep_name=spec.name if spec is not None else staging.name,
         results_dir=staging,
         tables={name: table for name, table in tables.items() if table is not None and not table.empty},
         figures=list(result.figures.values()),

@@ -113,8 +113,7 @@ def markdown_to_html(markdown: str, *, title: str, base_dir: Path) -> str:
 def hypothesis_lines(results: Results, family_size: int) -> list[str]:
     hyp = results.hypothesis
     sign = {"greater": ">", "less": "<", "two-sided": "≠"}[hyp.direction]
-    factors = (results.spec.get("design") or {}).get("factors") or {}
-    confirm = results.spec.get("confirm") or {}
+    spec = results.spec
     lines = [
         f"- Claim: {hyp.treated} {sign} {hyp.baseline} on `{hyp.metric}`, contrast {hyp.treated} − {hyp.baseline} "
         "paired by seed (same seed → same training subset, order and augmentation in both arms).",
@@ -122,12 +121,11 @@ def hypothesis_lines(results: Results, family_size: int) -> list[str]:
         f"{family_size} cell(s); \"caught up\" only with a TOST at ±{fmt_level(hyp.margin * results.scale)} "
         f"{results.unit}.",
     ]
-    if factors:
+    if spec is not None:
         lines.append("- Factors: " + "; ".join(f"{name} ∈ {{{', '.join(fmt_level(v) for v in levels)}}}"
-                                               for name, levels in factors.items()))
-    if confirm:
-        lines.append(f"- Confirm phase: {confirm.get('seeds', '?')} seed(s) per cell and arm for the configs "
-                     f"{', '.join(confirm.get('configs', []))}.")
+                                               for name, levels in spec.design.factors.items()))
+        lines.append(f"- Confirm phase: {spec.confirm.seeds} seed(s) per cell and arm for the configs "
+                     f"{', '.join(spec.confirm.configs)}.")
     if results.trials_per_cell:
         lines.append(f"- Equal tuning budget: {results.trials_per_cell} trial(s) per cell and arm, selected on "
                      f"validation `{results.objective_metric}` ({results.objective_mode}); trial 0 is the fixed "

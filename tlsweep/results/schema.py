@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-# Factor names a spec may vary; each has a typed column of its own.
-FACTOR_COLUMNS: dict[str, pa.DataType] = {
+from tlsweep.spec import FACTOR_NAMES
+
+_FACTOR_TYPES: dict[str, pa.DataType] = {
     "init": pa.string(),  # arm: "imagenet" | "checkpoint" | "scratch"
     "train_fraction": pa.float64(),
     "epochs": pa.int32(),
     "augmentation": pa.string(),
     "freeze_depth": pa.int16(),  # null when it does not apply (scratch)
 }
+# One typed column per factor a spec may vary (tlsweep.spec.FACTOR_NAMES), in that order.
+FACTOR_COLUMNS: dict[str, pa.DataType] = {name: _FACTOR_TYPES[name] for name in FACTOR_NAMES}
 
 PHASES = ("tune", "confirm")
 # Columns added after the first release: files written before them are read with these columns all null.

@@ -18,26 +18,84 @@ The driver is the only writer. Every write replaces a whole file atomically, so 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+import yaml
 
-from tlsweep.errors import StoreError
+from tlsweep.errors import SpecError, StoreError
 from tlsweep.results.atomic import TMP_PREFIX, atomic_write_bytes
 from tlsweep.results.location import RAY_SUBDIR, Location, resolve_location
 from tlsweep.results.schema import ADDED_COLUMNS, EPOCHS_SCHEMA, TRIALS_SCHEMA
+from tlsweep.spec import SweepSpec, parse_resolved_spec, split_resolved
 
 TRIALS_FILE = "trials.parquet"
 EPOCHS_FILE = "epochs.parquet"
-SPEC_FILE = "spec.resolved.yaml"
+SPEC_FILE = "spec.resolved.yaml"  # the exact spec of the sweep, itself a valid spec
+PROVENANCE_FILE = "provenance.json"  # how the results came about: spec hash, source, versions, trial counts
 REPORT_DIR = "report"
+# The sweep's own top-level entries: only the driver writes them (an upload never replaces one).
+SWEEP_ENTRIES = (TRIALS_FILE, EPOCHS_FILE, SPEC_FILE, PROVENANCE_FILE, RAY_SUBDIR)
 
 _PARQUET_SCHEMAS: dict[str, pa.Schema] = {TRIALS_FILE: TRIALS_SCHEMA, EPOCHS_FILE: EPOCHS_SCHEMA}
 _ARROW_SCHEMA_KEY = b"ARROW:schema"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a sweep's results come from, saved beside the spec as ``provenance.json``.
+
+    ``spec_hash`` is :meth:`SweepSpec.result_hash` of the spec the results belong to; a resumed sweep must match
+    it. ``versions`` maps library names (tlsweep, python, torch, ray, ...) to the versions that wrote them.
+    """
+
+    spec_hash: str
+    tlsweep_version: str | None = None
+    source: str | None = None  # the spec file the sweep was started from
+    versions: dict[str, str] = field(default_factory=dict)
+    trial_counts: dict[str, int] = field(default_factory=dict)  # planned trials per phase
+    compared_arms: tuple[str, str] | None = None  # (treated, baseline)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "spec_hash": self.spec_hash,
+            "tlsweep_version": self.tlsweep_version,
+            "source": self.source,
+            "versions": dict(self.versions),
+            "trial_counts": dict(self.trial_counts),
+            "compared_arms": list(self.compared_arms) if self.compared_arms else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str, fix: str) -> Provenance:
+        """Read the mapping written by :meth:`to_dict` (or the legacy ``tlsweep:`` block of the spec).
+
+        Raises:
+            StoreError: ``data`` lacks the spec hash or holds values of the wrong kind; names ``source`` and ``fix``.
+        """
+        if not isinstance(data, dict) or not isinstance(data.get("spec_hash"), str) or not data["spec_hash"]:
+            raise StoreError(f"{source}: no `spec_hash` string in the sweep's provenance; {fix}")
+        versions, counts, arms = data.get("versions") or {}, data.get("trial_counts") or {}, data.get("compared_arms")
+        if not isinstance(versions, dict) or not isinstance(counts, dict):
+            raise StoreError(f"{source}: `versions` and `trial_counts` must be mappings; {fix}")
+        if arms is not None and not (isinstance(arms, list) and len(arms) == 2):
+            raise StoreError(f"{source}: `compared_arms` must be [treated, baseline], got {arms!r}; {fix}")
+        version = data.get("tlsweep_version", versions.get("tlsweep"))
+        return cls(
+            spec_hash=data["spec_hash"],
+            tlsweep_version=None if version is None else str(version),
+            source=None if data.get("source") is None else str(data["source"]),
+            versions={str(k): str(v) for k, v in versions.items()},
+            trial_counts={str(k): int(v) for k, v in counts.items()},
+            compared_arms=(str(arms[0]), str(arms[1])) if arms else None,
+        )
 
 
 class ResultsStore:
@@ -106,6 +164,62 @@ class ResultsStore:
         """Replace a text file of the results directory atomically."""
         self._write_bytes(name, text.encode("utf-8"))
 
+    # ---- the spec and its provenance ------------------------------------------------------------------------
+    def has_spec(self) -> bool:
+        """True when the results directory holds the sweep's resolved spec."""
+        return self._is_file(SPEC_FILE)
+
+    def read_spec(self) -> SweepSpec:
+        """The ``SweepSpec`` the results were written with (``spec.resolved.yaml``; the old layout too).
+
+        Raises:
+            StoreError: the file is missing or is not a valid spec; the message names it and the fix.
+        """
+        uri = self._uri(SPEC_FILE)
+        text = self.read_text(SPEC_FILE)
+        if text is None:
+            raise StoreError(f"{uri}: not found; is {self.location.uri} a results directory written by "
+                             "`tlsweep run`? Start a sweep with `tlsweep run SPEC`.")
+        try:
+            return parse_resolved_spec(text, source=uri)
+        except SpecError as exc:
+            raise StoreError(str(exc)) from None
+
+    def read_provenance(self) -> Provenance | None:
+        """The results' provenance: ``provenance.json``, else the ``tlsweep:`` block of an old-layout spec.
+
+        Returns None when the directory holds neither (no sweep has written here, or the files were made by hand).
+
+        Raises:
+            StoreError: a provenance exists but cannot be read; the message names the file and the fix.
+        """
+        uri = self._uri(PROVENANCE_FILE)
+        fix = "delete it: a resumed sweep then compares spec.resolved.yaml field by field instead"
+        text = self.read_text(PROVENANCE_FILE)
+        if text is not None:
+            try:
+                data = json.loads(text)
+            except ValueError as exc:
+                raise StoreError(f"{uri}: not valid JSON ({exc}); {fix}") from None
+            return Provenance.from_dict(data, source=uri, fix=fix)
+        spec_text = self.read_text(SPEC_FILE)
+        if spec_text is None:
+            return None
+        spec_uri = self._uri(SPEC_FILE)
+        try:
+            _, legacy = split_resolved(spec_text, source=spec_uri)
+        except SpecError as exc:
+            raise StoreError(str(exc)) from None
+        if legacy is None:
+            return None
+        return Provenance.from_dict(legacy, source=f"{spec_uri} (its `tlsweep:` block)",
+                                    fix="remove the block: a resumed sweep then compares the spec field by field")
+
+    def write_spec(self, spec: SweepSpec, provenance: Provenance) -> None:
+        """Save the resolved spec and its provenance (the provenance first: a spec is never left without it)."""
+        self.write_text(PROVENANCE_FILE, json.dumps(provenance.to_dict(), indent=2) + "\n")
+        self.write_text(SPEC_FILE, yaml.safe_dump(spec.resolved(), sort_keys=False))
+
     # ---- copies --------------------------------------------------------------------------------------------
     def download(self, dest: Path) -> Path:
         """Copy the results (every top-level file and ``report/``, not Ray's state) into the local ``dest``."""
@@ -135,7 +249,7 @@ class ResultsStore:
             raise StoreError(f"cannot upload {src}: it is not a directory")
         target = self.location.join(name)
         top = name.strip("/").split("/")[0]
-        if top in (TRIALS_FILE, EPOCHS_FILE, SPEC_FILE, RAY_SUBDIR):
+        if top in SWEEP_ENTRIES:
             raise StoreError(f"refusing to replace {target.uri}: it belongs to the sweep's own state")
         if target.is_local and Path(target.path) == src:
             return

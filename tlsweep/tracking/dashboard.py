@@ -12,12 +12,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import yaml
-
-from tlsweep.errors import StoreError, TlsweepError
-from tlsweep.results.store import SPEC_FILE
+from tlsweep.errors import TlsweepError
+from tlsweep.results.store import ResultsStore
+from tlsweep.spec import ARM_FACTOR
 from tlsweep.tracking.settings import api_key_configured
 from tlsweep.tracking.tracker import unreachable_reason, wandb_base_url
 
@@ -25,7 +24,6 @@ if TYPE_CHECKING:
     import wandb_workspaces.workspaces as ws
 
 INSTALL_HINT = "pip install 'tlsweep[dashboards]'"
-ARM_FACTOR = "init"
 # The summary key under which the sweep driver stores each trial's objective value (tlsweep.engine.recorder); per-epoch
 # curves use the metric's own name (``objective.metric``, e.g. val_acc) from the run history.
 OBJECTIVE_SUMMARY_KEY = "objective"
@@ -52,47 +50,18 @@ def load_dashboard_spec(results_dir: Path) -> DashboardSpec:
     """Read ``results_dir/spec.resolved.yaml`` (read only).
 
     Raises:
-        StoreError: the file is missing, is not YAML, or lacks a field the view needs.
+        StoreError: the file is missing or is not a valid spec.
     """
-    path = Path(results_dir) / SPEC_FILE
-    if not path.is_file():
-        raise StoreError(f"{path}: not found; is {results_dir} a results directory written by `tlsweep run`?")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise StoreError(f"{path}: not valid YAML ({exc})") from exc
-    if not isinstance(raw, dict):
-        raise StoreError(f"{path}: expected a mapping at the top level, but got {type(raw).__name__}")
-
-    def field(dotted: str, *, required: bool = True) -> Any:
-        node: Any = raw
-        for part in dotted.split("."):
-            if not isinstance(node, dict) or part not in node:
-                if required:
-                    raise StoreError(f"{path}: field `{dotted}` is missing; re-run `tlsweep run` to rewrite the spec")
-                return None
-            node = node[part]
-        return node
-
-    name = field("name")
-    factors = field("design.factors") or {}
-    tuned = field("design.tune", required=False) or {}
-    if not isinstance(factors, dict) or not isinstance(tuned, dict):
-        raise StoreError(f"{path}: `design.factors` and `design.tune` must be mappings of name -> levels/space")
-    wandb_block = field("tracking.wandb", required=False) or {}
+    spec = ResultsStore(Path(results_dir)).read_spec()
     return DashboardSpec(
-        name=str(name),
-        factors=tuple(str(key) for key in factors),
-        tuned=tuple(str(key) for key in tuned),
-        objective_metric=str(field("objective.metric")),
-        test_metric=_optional_str(field("hypothesis.metric", required=False)),
-        project=str(wandb_block.get("project") or "tlsweep"),
-        entity=_optional_str(wandb_block.get("entity")),
+        name=spec.name,
+        factors=tuple(spec.design.factors),
+        tuned=tuple(spec.design.tune),
+        objective_metric=spec.objective.metric,
+        test_metric=spec.hypothesis.metric,
+        project=spec.tracking.wandb.project,
+        entity=spec.tracking.wandb.entity,
     )
-
-
-def _optional_str(value: object) -> str | None:
-    return None if value is None else str(value)
 
 
 def view_internal_name(sweep_name: str) -> str:
