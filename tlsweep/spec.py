@@ -184,8 +184,8 @@ class DesignSpec(_Model):
             problem = None if value is None else _setting_problem(name, value)
             if problem is not None:
                 raise ValueError(f"recipe.{name}: {problem}")
-            entry = self.tune.get(name)
-            if entry is not None and value is not None and not entry.contains(value):
+            tuned = self.tune.get(name)
+            if tuned is not None and value is not None and not tuned.contains(value):
                 raise ValueError(f"recipe.{name}: {value!r} lies outside the tuned range of tune.{name}")
         missing = [name for name in self.tune if name not in self.recipe]
         if missing:
@@ -433,7 +433,19 @@ def parse_spec(data: Any, *, source: str = "<spec>") -> SweepSpec:
 
 
 def load_spec(path: str | Path, overrides: list[str] | None = None) -> SweepSpec:
-    """Read a sweep YAML, apply ``--set`` overrides, validate."""
+    """Read a sweep YAML, apply ``--set`` style overrides and validate it, as ``tlsweep validate`` does.
+
+    Args:
+        path: the sweep YAML (``sweeps/*.yaml`` are complete examples).
+        overrides: ``dotted.key=value`` strings, values in YAML (``["confirm.seeds=12", "design.factors.epochs=[2,5]"]``).
+
+    Returns:
+        The frozen, validated ``SweepSpec``: its ``studies()``, ``trial_counts()``, ``compared_arms`` and
+        ``resolved()`` describe the experiment.
+
+    Raises:
+        SpecError: naming the file, the dotted field, what was given and what is allowed.
+    """
     path = Path(path)
     source = str(path)
     try:

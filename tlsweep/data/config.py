@@ -184,7 +184,7 @@ def dataset_spec_for_directory(root: Path) -> CsvDatasetSpec | ImageFolderDatase
         raise DataError(f"--dataset-root {root} is not a directory")
     manifest = read_manifest(root)
     if manifest is not None:
-        return CsvDatasetSpec(root=root, preset=manifest["preset"])
+        return CsvDatasetSpec.model_validate({"root": root, "preset": manifest["preset"]})
     if (root / PRESETS["korean_face_age"].splits["train"]).is_file():
-        return CsvDatasetSpec(root=root)
+        return CsvDatasetSpec.model_validate({"root": root})
     return ImageFolderDatasetSpec(root=root)

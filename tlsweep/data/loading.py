@@ -25,9 +25,21 @@ _MAX_ROW_ERRORS = 50
 def load_dataset(
     spec: DatasetSpec, *, image_size: int, cache_dir: str | Path | None = None, workers: int | None = None
 ) -> DatasetTensors:
-    """Decode (once) and memory-map the three splits of ``spec``: uint8 N×3×image_size×image_size tensors.
+    """Decode (once) and memory-map the three splits of a dataset as uint8 N×3×image_size×image_size tensors.
 
-    ``cache_dir`` None → ``<root>/.tlsweep-cache``. Bad data raises DataError naming files, rows and values.
+    Args:
+        spec: the dataset (``SweepSpec.dataset``, or ``tlsweep.data.config.parse_dataset_spec({...})``); a
+            synthetic dataset is generated first when missing.
+        image_size: images are resized to this square size.
+        cache_dir: where the decoded tensors are cached (default ``<root>/.tlsweep-cache``).
+        workers: decoding processes (default: all usable cores).
+
+    Returns:
+        ``DatasetTensors`` with ``train``, ``val`` and ``test`` splits (images, labels, files), the class names,
+        whether labels are ordinal, and the dataset's name.
+
+    Raises:
+        DataError: naming files, rows and values of bad data.
     """
     if image_size <= 0:
         raise DataError(f"image_size must be positive, got {image_size}")
@@ -35,11 +47,11 @@ def load_dataset(
         from tlsweep.data.synth import ensure_generated
 
         ensure_generated(spec)
-        csv_spec = CsvDatasetSpec(
-            root=spec.root,
-            preset="korean_face_age" if spec.task == "age" else "synthetic_source",
-            name=spec.name or f"synthetic-{spec.task}",
-        )
+        csv_spec = CsvDatasetSpec.model_validate({
+            "root": spec.root,
+            "preset": "korean_face_age" if spec.task == "age" else "synthetic_source",
+            "name": spec.name or f"synthetic-{spec.task}",
+        })
         return load_dataset(csv_spec, image_size=image_size, cache_dir=cache_dir, workers=workers)
     root = Path(spec.root)
     if not root.is_dir():

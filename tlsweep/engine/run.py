@@ -305,7 +305,32 @@ def run_sweep(
     report: bool = True,
     console: Console | None = None,
 ) -> SweepOutcome:
-    """Run (or resume) a whole sweep; returns where the results are and what was recorded."""
+    """Run (or resume) a whole sweep: data, pretraining, tune phase, confirm phase, Parquet, report.
+
+    Rerunning the same spec resumes: finished trials are replayed into their studies, never rerun, and trials cut
+    short by a dead driver continue from their checkpoints. Ray, Tune and Optuna settings apply only while it runs.
+
+    Args:
+        spec: the validated sweep (``load_spec``).
+        source: the spec file's path, recorded in the provenance.
+        storage: where results go (a path, ``s3://`` or ``gs://`` prefix); default ``spec.storage``. Results land
+            in ``<storage>/<spec.name>``.
+        address: a running Ray cluster to join (``"auto"``); default a private local instance.
+        new: move results of a changed spec aside and start over instead of refusing.
+        wandb_mode: ``online``, ``offline`` or ``disabled``; overrides ``spec.tracking.wandb.mode``.
+        num_cpus: CPUs of the local Ray instance (default: all).
+        object_store_memory: bytes of the local Ray object store (default: Ray's).
+        live: draw the progress table while running.
+        report: write the report at the end (when every trial ran).
+        console: where progress and messages go (default: stderr).
+
+    Returns:
+        A ``SweepOutcome``: the results location, trials recorded by this run, planned counts per phase, skipped
+        studies, whether it was interrupted, the report's path and the ``wandb sync`` command for offline runs.
+
+    Raises:
+        TlsweepError: bad data, unreachable storage, or results of a different spec in the same place.
+    """
     from ray import tune
 
     from tlsweep.data.loading import load_dataset

@@ -73,7 +73,12 @@ def _dataset(payload: dict[str, Any]) -> DatasetTensors:
             }
         _DATASETS.clear()
         _DATASETS[key] = DatasetTensors(
-            **splits, class_names=payload["class_names"], ordinal=payload["ordinal"], name=payload["name"]
+            train=splits["train"],
+            val=splits["val"],
+            test=splits["test"],
+            class_names=payload["class_names"],
+            ordinal=payload["ordinal"],
+            name=payload["name"],
         )
     return _DATASETS[key]
 

@@ -63,9 +63,22 @@ class ReportResult:
 
 def build_report(results_dir: Path, *, out_dir: Path | None = None, seed: int = 0,
                  formats: Sequence[str] = FORMATS, n_resamples: int = 9999) -> ReportResult:
-    """Write the statistical report of ``results_dir``; every resample is driven by ``seed``.
+    """Write the statistical report of a results directory from its Parquet files alone.
 
-    Raises StoreError when the directory holds no results (run ``tlsweep run SPEC`` first).
+    Args:
+        results_dir: a local results directory (``runs/<name>``); for results on S3/GCS use ``tlsweep report``.
+        out_dir: where to write (default ``<results_dir>/report``).
+        seed: drives every bootstrap and permutation resample, so the same results give the same report.
+        formats: any of ``"md"``, ``"html"``, ``"png"``.
+        n_resamples: bootstrap and permutation resamples per test.
+
+    Returns:
+        ``ReportResult``: the paths written (``markdown_path``, ``html_path``, ``figures``) and the content as data:
+        the per-cell tables, the design model, tuning curves, attrition, the verdict per cell and overall, the
+        crossover sentence, notes and the spec.
+
+    Raises:
+        StoreError: when the directory holds no results (run ``tlsweep run SPEC`` first).
     """
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:

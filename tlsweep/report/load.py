@@ -113,7 +113,19 @@ def _hypothesis(spec: SweepSpec | None, arms: list[str], notes: list[str]) -> Hy
 
 
 def load_results(results_dir: Path) -> Results:
-    """Read and check a results directory; raise StoreError naming the path when it cannot be reported on."""
+    """Read and check a local results directory: the tables and the spec the report is built from.
+
+    Args:
+        results_dir: a results directory (``runs/<name>``), e.g. ``SweepOutcome.location`` of a local sweep.
+
+    Returns:
+        ``Results``: ``trials`` (one row per trial, plus ``value``, the hypothesis metric with diverged runs at
+        chance) and ``epochs`` as pandas DataFrames, the ``SweepSpec``, the hypothesis (treated and baseline arm,
+        direction, alpha), the cell factors, and notes on anything unusual.
+
+    Raises:
+        StoreError: naming the path, when it is not a results directory or cannot be reported on.
+    """
     root = Path(results_dir)
     trials_path = root / "trials.parquet"
     if not root.is_dir():

@@ -54,14 +54,18 @@ def atomic_write(path: str | Path, write: Callable[[Path], None], *, durable: bo
         _fsync_directory(target.parent)
 
 
+def _write_bytes(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes, *, durable: bool = False) -> None:
     """Replace ``path`` by ``data`` atomically (see :func:`atomic_write`)."""
-    atomic_write(path, lambda tmp: tmp.write_bytes(data), durable=durable)
+    atomic_write(path, lambda tmp: _write_bytes(tmp, data), durable=durable)
 
 
 def atomic_write_text(path: str | Path, text: str, *, encoding: str = "utf-8", durable: bool = False) -> None:
     """Replace ``path`` by ``text`` atomically (see :func:`atomic_write`); newlines are written as given."""
-    atomic_write(path, lambda tmp: tmp.write_bytes(text.encode(encoding)), durable=durable)
+    atomic_write(path, lambda tmp: _write_bytes(tmp, text.encode(encoding)), durable=durable)
 
 
 def _fsync_file(path: Path) -> None:

@@ -30,6 +30,20 @@ MAX_FREEZE_DEPTH = 5
 
 @dataclass(frozen=True)
 class TrialConfig:
+    """Every setting of one training run; frozen, built from flags, a YAML file or a sweep's layered settings.
+
+    Attributes:
+        backbone: architecture (``tlsweep models``).
+        init: ``scratch``, ``imagenet``, ``imagenet:WEIGHTS`` or ``checkpoint:PATH``.
+        freeze_depth: 0 trains everything; higher values freeze the stem, then body stages; 5 is a linear probe.
+        epochs, train_fraction, batch_size: the training budget (``train_fraction`` subsets nest per seed).
+        optimizer, lr, momentum, weight_decay, backbone_lr_mult: the optimizer; ``lr`` is the head's peak rate.
+        schedule, warmup_epochs, step_size, step_gamma: the learning-rate schedule, stepped per optimizer step.
+        label_smoothing, augmentation: the loss and the augmentation policy (none, flip, flip_color, trivial).
+        seed: replicate seed (subset, data order, augmentation, head init, and body init for scratch).
+        eval_batch_size, device, amp, num_threads: where and how it runs.
+    """
+
     backbone: str = "resnet_tiny"
     init: Init = "scratch"
     freeze_depth: int = 0  # 0 trains everything; 5 freezes the whole body (linear probe)

@@ -164,8 +164,23 @@ def run_trial(
 ) -> TrialResult:
     """Train ``config.backbone`` on ``data`` for ``config.epochs`` epochs and test the best-validation weights.
 
-    ``report(epoch_metrics, get_state)`` is called after each epoch; ``get_state()`` (call it during ``report``)
-    returns a ``torch.save``-able dict that ``run_trial(..., resume_state=...)`` continues from exactly.
+    Plain PyTorch, no Ray: the seed fixes the training subset, data order, augmentation and initialization, so a
+    run is reproducible on CPU.
+
+    Args:
+        config: every setting of the run (``TrialConfig``).
+        data: the dataset's decoded splits (``load_dataset``).
+        report: called after each epoch as ``report(epoch_metrics, get_state)``; ``get_state()`` (call it during
+            ``report``) returns a ``torch.save``-able dict that ``resume_state`` continues from exactly.
+        resume_state: a dict from ``get_state()`` to continue an interrupted run.
+
+    Returns:
+        ``TrialResult``: status (``ok`` or ``diverged``: a non-finite loss is an outcome, with chance-level
+        metrics), best and final validation metrics, test metrics of the best-validation weights, the per-epoch
+        history, subset hash, sizes, optimizer steps and wall time.
+
+    Raises:
+        SpecError: for a setting that cannot run (unknown backbone, a freeze depth beyond the backbone's levels).
     """
     check_config(config)
     device = resolve_device(config.device)
@@ -295,7 +310,7 @@ def _run(
             order_generator=order_generator,
             augment_generator=augment_generator,
         )
-        progress.step += train["steps"]
+        progress.step += int(train["steps"])
         if not math.isfinite(train["loss"]):
             diverged = True
             break
@@ -323,7 +338,7 @@ def _run(
             report(dict(row), get_state)
 
     # 5) test the best-validation weights
-    base = {
+    base: dict[str, Any] = {
         "chance": 1.0 / data.num_classes,
         "num_classes": data.num_classes,
         "n_train": len(train_indices),

@@ -75,7 +75,7 @@ def resolve_run_settings(
     synthetic: str | None,
     data_dir: Path,
     image_size: int | None,
-    make_config: Callable[[Mapping[str, Any]], TrialConfig] = TrialConfig.from_dict,
+    make_config: Callable[[dict[str, Any]], TrialConfig] = TrialConfig.from_dict,
 ) -> RunSettings:
     """The config, dataset and image size of one run, from a training YAML and flags.
 
@@ -107,7 +107,7 @@ def resolve_run_settings(
     if dataset_root is not None:
         spec = dataset_spec_for_directory(dataset_root)
     elif synthetic is not None:
-        spec = SyntheticDatasetSpec(root=data_dir / f"synthetic-{synthetic}", task=synthetic)  # type: ignore[arg-type]
+        spec = SyntheticDatasetSpec.model_validate({"root": data_dir / f"synthetic-{synthetic}", "task": synthetic})
     elif training_file.dataset is not None:
         spec = parse_dataset_spec(training_file.dataset, source=str(config_file))
     else:
