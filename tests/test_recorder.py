@@ -67,7 +67,7 @@ def _run(recorder: ResultsRecorder, trial: FakeTrial, epochs: list[dict[str, Any
 
 
 def _pickled_error(tmp_path: Path, error: BaseException) -> str:
-    path = tmp_path / f"error-{id(error)}.pkl"
+    path = tmp_path / f"error-{len(list(tmp_path.glob('error-*.pkl')))}.pkl"
     path.write_bytes(cloudpickle.dumps(error))
     return str(path)
 
@@ -213,6 +213,35 @@ def test_a_trial_lost_with_its_node_is_requeued_instead_of_failed(tmp_path: Path
     assert requeued == [planned, twice]
     by_id = {r["trial_id"]: r for r in ResultsStore(tmp_path).read_trials().to_pylist()}
     assert by_id[twice.trial_id]["status"] == "failed" and by_id[twice.trial_id]["attempts"] == 4
+
+
+@pytest.mark.parametrize("phase", ["tune", "confirm"])
+def test_a_lost_trial_goes_back_to_the_searcher_that_handed_it_out(tmp_path: Path, phase: str) -> None:
+    from ray.tune.search import Searcher
+
+    from tlsweep.engine.searchers import ConfirmSearcher, TuneSearcher
+
+    spec = demo_spec(design__budget__trials_per_cell=1)
+    if phase == "tune":
+        searcher = TuneSearcher(spec)
+    else:
+        searcher = ConfirmSearcher(spec, planned=[confirm_trial(spec, study=s) for s in range(2)])
+    recorder = _recorder(tmp_path, spec)
+    recorder.requeue = searcher.requeue  # as tlsweep.engine.run wires them
+    handed = searcher.suggest("ray-1")
+    trial = FakeTrial("ray-1", handed, num_failures=2, pickled_error_file=_pickled_error(tmp_path, ActorDiedError()))
+    recorder.on_trial_start(0, [], trial)
+    recorder.on_trial_error(0, [], trial)
+    searcher.on_trial_complete("ray-1", None, error=True)
+    again = [searcher.suggest(f"ray-{n}") for n in range(2, 2 + searcher.remaining())]
+    assert again.count(handed) == 1  # the same plan, params and seed (tune: when its study's turn comes)
+    assert phase == "tune" or again[0] == handed  # confirm: next
+    assert searcher.remaining() == 0
+    assert searcher.suggest("ray-last") is None  # trials still run: Tune must keep asking
+    for n in range(2, 2 + len(again)):
+        searcher.on_trial_complete(f"ray-{n}", {"final": True, "objective": 0.5, "val_metric": 0.5})
+    assert searcher.suggest("ray-last") == Searcher.FINISHED
+    assert recorder.recorded == 0
 
 
 def test_without_a_searcher_to_requeue_to_a_lost_trial_fails(tmp_path: Path) -> None:
