@@ -4,11 +4,12 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import yaml
 from ray.tune.search import Searcher
 
-from tlsweep.design import PlannedTrial, plan_tune_trial, recipe_params
-from tlsweep.engine.searchers import PlanSearcher
+from tlsweep.design import PlannedTrial, plan_tune_trial, recipe_params, study_key
+from tlsweep.engine.searchers import ConfirmSearcher, PhaseSearcher, TuneSearcher
 from tlsweep.spec import parse_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,7 +21,7 @@ def _spec(trials: int = 3, sampler: str = "tpe"):
     return parse_spec(data)
 
 
-def _drain(searcher: PlanSearcher) -> list[dict]:
+def _drain(searcher: PhaseSearcher) -> list[dict]:
     configs = []
     n = 0
     while True:
@@ -35,7 +36,7 @@ def _drain(searcher: PlanSearcher) -> list[dict]:
 
 def test_every_study_gets_exactly_its_budget_with_the_recipe_first() -> None:
     spec = _spec(trials=3)
-    configs = _drain(PlanSearcher(spec, phase="tune"))
+    configs = _drain(TuneSearcher(spec))
     per_study = Counter(c["meta"]["study_key"] for c in configs)
     assert len(per_study) == len(spec.studies()) and set(per_study.values()) == {3}
     for levels in spec.studies():
@@ -49,7 +50,7 @@ def test_every_study_gets_exactly_its_budget_with_the_recipe_first() -> None:
 
 def test_each_study_only_learns_from_its_own_trials() -> None:
     spec = _spec(trials=4)
-    searcher = PlanSearcher(spec, phase="tune")
+    searcher = TuneSearcher(spec)
     _drain(searcher)
     for study in searcher._studies.values():
         assert len(study.study.trials) == 4
@@ -63,7 +64,7 @@ def test_finished_trials_are_replayed_not_rerun() -> None:
             planned = plan_tune_trial(spec, levels, index, {"lr": 0.05, "augmentation": "none"})
             done.append({"trial_id": planned.trial_id, "phase": "tune", "tune_index": index, "status": "ok",
                          "objective": 0.3, "params_json": json.dumps({"tuned": planned.params, "levels": levels})})  # fmt: skip
-    searcher = PlanSearcher(spec, phase="tune", done=done)
+    searcher = TuneSearcher(spec, done=done)
     assert searcher.remaining() == len(spec.studies()) * 3 - 4
     configs = _drain(searcher)
     for levels in spec.studies()[:2]:
@@ -79,7 +80,7 @@ def test_grid_sampler_covers_the_grid_exactly() -> None:
                               "lr": {"type": "categorical", "choices": [0.01, 0.1]}}  # fmt: skip
     data["design"]["budget"].update(trials_per_cell=4, sampler="grid")
     spec = parse_spec(data)
-    configs = _drain(PlanSearcher(spec, phase="tune"))
+    configs = _drain(TuneSearcher(spec))
     levels = spec.studies()[0]
     points = {(c["meta"]["params"]["lr"], c["meta"]["params"]["augmentation"])
               for c in configs if c["meta"]["levels"] == levels}  # fmt: skip
@@ -90,7 +91,7 @@ def test_failed_and_pruned_trials_are_told_to_optuna_as_such() -> None:
     from optuna.trial import TrialState
 
     spec = _spec(trials=3)
-    searcher = PlanSearcher(spec, phase="tune")
+    searcher = TuneSearcher(spec)
     a, b = searcher.suggest("a"), searcher.suggest("b")
     searcher.on_trial_complete("a", None, error=True)
     searcher.on_trial_complete("b", {"epoch": 1, "val_metric": 0.2})  # stopped early: no final result
@@ -101,7 +102,7 @@ def test_failed_and_pruned_trials_are_told_to_optuna_as_such() -> None:
 
 def test_a_trial_lost_with_its_node_is_handed_out_again_unchanged() -> None:
     spec = _spec(trials=2)
-    searcher = PlanSearcher(spec, phase="tune")
+    searcher = TuneSearcher(spec)
     total = searcher.remaining()
     first = [searcher.suggest(f"t{n}") for n in range(total)]
     # everything is handed out, but trials still run: Tune must keep asking (a lost one may come back)
@@ -122,7 +123,7 @@ def test_a_confirm_trial_lost_with_its_node_is_handed_out_again() -> None:
     spec = _spec(trials=2)
     levels = spec.studies()[0]
     fixed = [plan_tune_trial(spec, levels, i, {"lr": 0.05, "augmentation": "none"}) for i in range(2)]
-    searcher = PlanSearcher(spec, phase="confirm", fixed=fixed)
+    searcher = ConfirmSearcher(spec, planned=fixed)
     a = searcher.suggest("a")
     searcher.suggest("b")
     searcher.on_trial_complete("a", None, error=True)
@@ -136,10 +137,99 @@ def test_a_confirm_trial_lost_with_its_node_is_handed_out_again() -> None:
 
 def test_an_epoch_reported_again_by_a_retry_reaches_optuna_once(recwarn) -> None:
     spec = _spec(trials=2)
-    searcher = PlanSearcher(spec, phase="tune")
+    searcher = TuneSearcher(spec)
     searcher.suggest("a")
     for epoch, value in [(1, 0.2), (2, 0.3), (2, 0.35), (3, 0.4)]:  # retried from the epoch-1 checkpoint
         searcher.on_trial_result("a", {"epoch": epoch, "val_metric": value})
     trial = next(t for s in searcher._studies.values() for t in s.study.trials)
     assert trial.intermediate_values == {1: 0.2, 2: 0.3, 3: 0.4}
     assert not [w for w in recwarn if "already reported" in str(w.message)]
+
+
+def test_optuna_learns_the_validation_objective_never_a_test_metric() -> None:
+    from optuna.trial import TrialState
+
+    spec = _spec(trials=3)
+    searcher = TuneSearcher(spec)
+    assert searcher.set_search_properties("anything", "min", {})  # Tune's metric/mode never override the spec's
+    searcher.suggest("a")
+    searcher.suggest("b")
+    searcher.on_trial_complete("a", {"final": True, "objective": 0.30, "val_metric": 0.30, "test_acc": 0.10})
+    searcher.on_trial_complete("b", {"final": True, "objective": 0.20, "val_metric": 0.20, "test_acc": 0.99})
+    told = sorted((t.value for s in searcher._studies.values() for t in s.study.trials), reverse=True)
+    assert told == [0.30, 0.20]
+    searcher.suggest("c")
+    searcher.on_trial_complete("c", {"final": True, "objective": float("nan"), "test_acc": 0.9})
+    states = [t.state for s in searcher._studies.values() for t in s.study.trials]
+    assert states.count(TrialState.FAIL) == 1  # a NaN objective is no value to learn from
+
+
+def test_replayed_trials_reach_their_study_with_their_outcome() -> None:
+    from optuna.trial import TrialState
+
+    spec = _spec(trials=6)
+    levels = spec.studies()[1]
+    outcomes = [("ok", 0.4), ("diverged", 0.125), ("pruned", 0.2), ("failed", None), ("ok", float("nan"))]
+    done = []
+    for index, (status, objective) in enumerate(outcomes):
+        planned = plan_tune_trial(spec, levels, index, {"lr": 0.01 * (index + 1), "augmentation": "none"})
+        done.append({"trial_id": planned.trial_id, "phase": "tune", "tune_index": index, "status": status,
+                     "objective": objective, "params_json": json.dumps({"tuned": planned.params, "levels": levels})})  # fmt: skip
+    confirm_row = {**done[0], "phase": "confirm", "tune_index": None, "trial_id": "confirm-row"}
+    searcher = TuneSearcher(spec, done=[*done, confirm_row])
+    study = searcher._studies[study_key(levels)]
+    assert [(t.state, t.value) for t in study.study.trials] == [
+        (TrialState.COMPLETE, 0.4),
+        (TrialState.COMPLETE, 0.125),  # diverged is an outcome, scored at chance
+        (TrialState.PRUNED, None),
+        (TrialState.FAIL, None),
+        (TrialState.FAIL, None),
+    ]
+    assert [t.params["lr"] for t in study.study.trials] == pytest.approx([0.01, 0.02, 0.03, 0.04, 0.05])
+    assert study.free_indices == [5]
+    assert searcher.remaining() == len(spec.studies()) * 6 - 5  # the confirm row is not a tune trial
+
+
+def test_trials_a_dead_driver_left_running_are_handed_out_first_and_unchanged() -> None:
+    spec = _spec(trials=3)
+    first, second = spec.studies()[:2]
+    pending = plan_tune_trial(spec, first, 2, {"lr": 0.07, "augmentation": "none"})
+    already_done = plan_tune_trial(spec, second, 1, {"lr": 0.05, "augmentation": "flip"})
+    done = [{"trial_id": already_done.trial_id, "phase": "tune", "tune_index": 1, "status": "ok", "objective": 0.3,
+             "params_json": json.dumps({"tuned": already_done.params, "levels": second})}]  # fmt: skip
+    searcher = TuneSearcher(spec, done=done, pending=[pending, already_done])  # a recorded one is not rerun
+    assert searcher.remaining() == len(spec.studies()) * 3 - 1
+    config = searcher.suggest("t0")
+    assert config["meta"] == pending.meta()  # same index, params and seed: the same id, so its checkpoint is found
+    configs = [config, *_drain(searcher)]
+    mine = sorted(c["meta"]["tune_index"] for c in configs if c["meta"]["levels"] == first)
+    assert mine == [0, 1, 2]
+    assert sorted(c["meta"]["tune_index"] for c in configs if c["meta"]["levels"] == second) == [0, 2]
+
+
+def test_confirm_hands_out_the_fixed_plan_in_order_without_recorded_trials() -> None:
+    spec = _spec(trials=2)
+    levels = spec.studies()[0]
+    fixed = [plan_tune_trial(spec, levels, i, {"lr": 0.01 * (i + 1), "augmentation": "none"}) for i in range(3)]
+    searcher = ConfirmSearcher(spec, planned=fixed, done=[{"trial_id": fixed[1].trial_id}])
+    assert searcher.phase == "confirm" and searcher.planned == fixed and searcher.remaining() == 2
+    configs = _drain(searcher)
+    assert [c["meta"]["trial_id"] for c in configs] == [fixed[0].trial_id, fixed[2].trial_id]
+    assert [c["trial"]["seed"] for c in configs] == [fixed[0].seed, fixed[2].seed]
+    assert [c["trial"]["lr"] for c in configs] == [0.01, 0.03]
+    assert {c["objective_metric"] for c in configs} == {"val_acc"}
+    assert searcher.remaining() == 0 and searcher.suggest("more") == Searcher.FINISHED
+
+
+def test_the_searcher_continues_from_tunes_snapshot(tmp_path: Path) -> None:
+    spec = _spec(trials=2)
+    searcher = TuneSearcher(spec)
+    handed = [searcher.suggest(f"t{n}") for n in range(3)]
+    searcher.on_trial_complete("t0", {"final": True, "objective": 0.2, "val_metric": 0.2})
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    restored = TuneSearcher(spec)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert restored.remaining() == searcher.remaining() == len(spec.studies()) * 2 - 3
+    assert set(restored._live) == {"t1", "t2"}
+    assert restored.suggest("t3")["meta"] == searcher.suggest("t3")["meta"]
+    assert handed[0]["meta"]["config_kind"] == "recipe"

@@ -1,4 +1,7 @@
-"""The results store and Ray Tune's state on S3, against moto's S3 server on loopback (no network)."""
+"""S3 specifics of the results store and Ray Tune's state, against moto's S3 server on loopback (no network).
+
+What S3 promises like every backend (round trips, merges, schema checks, copies) runs in ``test_store_contract.py``.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +17,9 @@ import pytest
 from moto_server import S3Bucket
 
 from tlsweep.errors import StoreError
-from tlsweep.results import store as store_module
 from tlsweep.results.location import Location, ray_storage_args, resolve_location
-from tlsweep.results.schema import EPOCHS_SCHEMA, TRIALS_SCHEMA
-from tlsweep.results.store import ResultsStore, merge_rows, rows_to_table
+from tlsweep.results.schema import TRIALS_SCHEMA
+from tlsweep.results.store import ResultsStore, rows_to_table
 
 
 def _trials(*ids: str, status: str = "ok") -> object:
@@ -74,54 +76,6 @@ def test_missing_bucket_is_a_store_error(s3_env: S3Bucket) -> None:
         store.write_trials(_trials("a"))
 
 
-def test_round_trip_on_s3(s3_env: S3Bucket, tmp_path: Path) -> None:
-    store = ResultsStore(s3_env.uri("tlsweep", "demo"))
-    assert not store.exists() and store.read_trials().num_rows == 0 and store.local_dir() is None
-    trials = _trials("t2", "t1")
-    epochs = rows_to_table([{"trial_id": "t1", "epoch": 1, "val_acc": 0.4}], EPOCHS_SCHEMA)
-    store.write_trials(trials, metadata={"spec_hash": "abc", "tlsweep": "0.1.0"})
-    store.write_epochs(epochs)
-    store.write_text("spec.resolved.yaml", "name: demo\n")
-    assert store.exists()
-    assert store.read_trials().equals(trials)
-    assert store.read_epochs().equals(epochs)
-    assert store.read_metadata("trials") == {"spec_hash": "abc", "tlsweep": "0.1.0"}
-    assert store.read_text("spec.resolved.yaml") == "name: demo\n"
-
-    merged = merge_rows(store.read_trials(), _trials("t1", "t3", status="failed"), key=["trial_id"])
-    store.write_trials(merged)
-    assert store.read_trials().column("trial_id").to_pylist() == ["t1", "t2", "t3"]
-
-    report = tmp_path / "report"
-    (report / "figures").mkdir(parents=True)
-    (report / "report.md").write_text("# report\n")
-    (report / "figures" / "effect.png").write_bytes(b"png")
-    store.upload_dir(report, "report")
-    ray_state = s3_env.endpoint.filesystem()
-    with ray_state.open_output_stream(f"{s3_env.name}/tlsweep/demo/ray/exp/tuner.pkl") as stream:
-        stream.write(b"not copied by download")
-    assert _objects(s3_env) == [
-        "tlsweep/demo/epochs.parquet",
-        "tlsweep/demo/ray/exp/tuner.pkl",
-        "tlsweep/demo/report/figures/effect.png",
-        "tlsweep/demo/report/report.md",
-        "tlsweep/demo/spec.resolved.yaml",
-        "tlsweep/demo/trials.parquet",
-    ]
-
-    copy = store.download(tmp_path / "copy")
-    assert sorted(str(p.relative_to(copy)) for p in copy.rglob("*") if p.is_file()) == [
-        "epochs.parquet",
-        "report/figures/effect.png",
-        "report/report.md",
-        "spec.resolved.yaml",
-        "trials.parquet",
-    ]
-    local = ResultsStore(copy)
-    assert local.read_trials().equals(store.read_trials())
-    assert local.read_metadata("trials") == {}  # the merged write above carried no metadata
-
-
 def test_explicit_endpoint_in_the_uri_query(s3_bucket: S3Bucket, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
         monkeypatch.delenv(name, raising=False)
@@ -160,9 +114,7 @@ def test_s3_object_appears_only_when_the_stream_is_closed(s3_env: S3Bucket) -> N
     assert location.filesystem.get_file_info(location.path).size == len(new_object)
 
 
-def test_a_failed_serialisation_never_replaces_the_s3_object(
-    s3_env: S3Bucket, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_s3_streams_commit_even_on_an_error_path(s3_env: S3Bucket) -> None:
     """pyarrow's S3 stream commits whatever it holds when closed, even on an error path; the store must not."""
     location = resolve_location(s3_env.uri("demo"))
     hazard = location.join("hazard.bin")
@@ -171,19 +123,7 @@ def test_a_failed_serialisation_never_replaces_the_s3_object(
             stream.write(b"half")
             raise RuntimeError("writer failed midway")
     assert location.filesystem.get_file_info(hazard.path).size == 4  # the partial object was committed
-
-    store = ResultsStore(location)
-    store.write_trials(_trials("old"))
-
-    def failing_write_table(table, where, **kwargs) -> None:
-        where.write(b"PAR1 half a file")
-        raise OSError("serialisation failed midway")
-
-    monkeypatch.setattr(store_module.pq, "write_table", failing_write_table)
-    with pytest.raises(OSError, match="serialisation failed midway"):
-        store.write_trials(_trials("new"))
-    monkeypatch.undo()
-    assert store.read_trials().column("trial_id").to_pylist() == ["old"]
+    # so the store serialises first: StoreContract.test_a_failed_serialisation_never_replaces_the_file
 
 
 def test_pickled_filesystem_reaches_the_endpoint_without_the_variable(s3_env: S3Bucket) -> None:

@@ -1,4 +1,7 @@
-"""The results store on the local filesystem: locations, round trips, schema checks, atomic writes, upserts."""
+"""Results locations, the local disk's atomic writes, and the pure row functions (``rows_to_table``, ``merge_rows``).
+
+What every backend promises (round trips, schema checks, merges, text files, copies) is in ``store_contract.py``.
+"""
 
 from __future__ import annotations
 
@@ -11,49 +14,16 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pytest
+from store_contract import UTC, epoch_row, trial_row
 
 from tlsweep.errors import StoreError
 from tlsweep.results import atomic as atomic_module
 from tlsweep.results.location import Location, ray_storage_args, resolve_location
 from tlsweep.results.schema import EPOCHS_SCHEMA, TRIALS_SCHEMA
 from tlsweep.results.store import ResultsStore, merge_rows, rows_to_table
-
-UTC = dt.timezone.utc
-
-
-def trial_row(trial_id: str, **overrides: object) -> dict[str, object]:
-    row: dict[str, object] = {
-        "sweep": "demo",
-        "trial_id": trial_id,
-        "phase": "confirm",
-        "cell_id": "train_fraction=0.1|epochs=2",
-        "config_kind": "best",
-        "replicate": 0,
-        "seed": 1234,
-        "arm": "imagenet",
-        "init": "imagenet",
-        "train_fraction": 0.1,
-        "epochs": 2,
-        "freeze_depth": None,
-        "lr": 0.01,
-        "params_json": '{"lr": 0.01}',
-        "status": "ok",
-        "attempts": 1,
-        "best_val_acc": 0.5,
-        "test_acc": 0.48,
-        "finished_at": dt.datetime(2026, 11, 22, 8, 0, tzinfo=UTC),
-    }
-    row.update(overrides)
-    return row
-
-
-def epoch_row(trial_id: str, epoch: int, val_acc: float) -> dict[str, object]:
-    return {"sweep": "demo", "trial_id": trial_id, "phase": "tune", "epoch": epoch, "val_acc": val_acc}
-
 
 # ---- locations --------------------------------------------------------------------------------------------
 
@@ -104,110 +74,6 @@ def test_s3_uri_without_bucket_is_refused() -> None:
 def test_ray_storage_args_local(tmp_path: Path) -> None:
     args = ray_storage_args(resolve_location(tmp_path / "demo"))
     assert args == {"storage_path": f"{(tmp_path / 'demo').resolve().as_posix()}/ray", "storage_filesystem": None}
-
-
-# ---- round trips ------------------------------------------------------------------------------------------
-
-
-def test_absent_results_read_as_empty_tables(tmp_path: Path) -> None:
-    store = ResultsStore(tmp_path / "nothing")
-    assert not store.exists()
-    assert store.read_trials().schema.equals(TRIALS_SCHEMA) and store.read_trials().num_rows == 0
-    assert store.read_epochs().schema.equals(EPOCHS_SCHEMA) and store.read_epochs().num_rows == 0
-    assert store.read_text("spec.resolved.yaml") is None
-    assert store.read_metadata("trials.parquet") == {}
-    assert store.local_dir() == (tmp_path / "nothing").resolve()
-
-
-def test_trials_epochs_text_and_metadata_round_trip(tmp_path: Path) -> None:
-    store = ResultsStore(str(tmp_path / "runs" / "demo"))
-    trials = rows_to_table([trial_row("b"), trial_row("a", status="diverged", best_val_acc=math.nan)], TRIALS_SCHEMA)
-    epochs = rows_to_table([epoch_row("a", 1, 0.3), epoch_row("a", 2, 0.4)], EPOCHS_SCHEMA)
-    meta = {"spec_hash": "abc123", "tlsweep": "0.1.0", "ray": "2.60.0", "torch": "2.14.1"}
-    store.write_trials(trials, metadata=meta)
-    store.write_epochs(epochs)
-    store.write_text("spec.resolved.yaml", "name: demo\nseeds: 5\n")
-
-    assert store.exists()
-    back = store.read_trials()
-    assert back.schema.equals(TRIALS_SCHEMA)
-    assert _same_rows(back, trials)
-    assert math.isnan(back.column("best_val_acc")[1].as_py())
-    assert store.read_epochs().equals(epochs)
-    assert store.read_metadata("trials.parquet") == meta
-    assert store.read_metadata("trials") == meta
-    assert store.read_metadata("epochs.parquet") == {}
-    assert store.read_text("spec.resolved.yaml") == "name: demo\nseeds: 5\n"
-    assert sorted(p.name for p in store.local_dir().iterdir()) == [
-        "epochs.parquet",
-        "spec.resolved.yaml",
-        "trials.parquet",
-    ]
-
-    store.write_trials(trials.slice(0, 1), metadata={"spec_hash": "def456"})
-    assert store.read_trials().num_rows == 1
-    assert store.read_metadata("trials.parquet") == {"spec_hash": "def456"}
-
-
-def _same_rows(left: pa.Table, right: pa.Table) -> bool:
-    return [
-        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-        for row in left.to_pylist()
-    ] == [
-        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-        for row in right.to_pylist()
-    ]
-
-
-def test_safe_casts_are_applied_on_write(tmp_path: Path) -> None:
-    store = ResultsStore(tmp_path)
-    table = rows_to_table([epoch_row("a", 1, 0.5)], EPOCHS_SCHEMA)
-    widened = table.set_column(
-        EPOCHS_SCHEMA.get_field_index("epoch"), "epoch", pa.array([1], pa.int64())
-    ).select(list(reversed(EPOCHS_SCHEMA.names)))
-    store.write_epochs(widened)
-    assert store.read_epochs().equals(table)
-
-
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        (lambda t: t.append_column("surprise", pa.array([1])), "unexpected column\\(s\\) surprise"),
-        (lambda t: t.drop_columns(["val_acc"]), "missing column\\(s\\) val_acc"),
-        (
-            lambda t: t.set_column(t.schema.get_field_index("epoch"), "epoch", pa.array(["one"])),
-            "column 'epoch' has type string, expected int32",
-        ),
-        (
-            lambda t: t.set_column(t.schema.get_field_index("epoch"), "epoch", pa.array([2**40], pa.int64())),
-            "column 'epoch' has type int64, expected int32",
-        ),
-    ],
-)
-def test_schema_mismatch_is_refused_with_the_column_name(tmp_path: Path, change, message: str) -> None:
-    store = ResultsStore(tmp_path)
-    table = change(rows_to_table([epoch_row("a", 1, 0.5)], EPOCHS_SCHEMA))
-    with pytest.raises(StoreError, match=message):
-        store.write_epochs(table)
-    assert not (tmp_path / "epochs.parquet").exists()
-    assert not list(tmp_path.iterdir())
-
-
-def test_foreign_parquet_file_is_reported_on_read(tmp_path: Path) -> None:
-    import pyarrow.parquet as pq
-
-    pq.write_table(pa.table({"trial_id": ["a"], "whatever": [1]}), tmp_path / "trials.parquet")
-    with pytest.raises(StoreError, match=r"trials.parquet does not match.*missing column"):
-        ResultsStore(tmp_path).read_trials()
-    (tmp_path / "epochs.parquet").write_bytes(b"not parquet")
-    with pytest.raises(StoreError, match=r"epochs.parquet is not a readable Parquet file"):
-        ResultsStore(tmp_path).read_epochs()
-
-
-def test_metadata_must_be_strings(tmp_path: Path) -> None:
-    table = rows_to_table([epoch_row("a", 1, 0.5)], EPOCHS_SCHEMA)
-    with pytest.raises(StoreError, match="must map str to str"):
-        ResultsStore(tmp_path).write_epochs(table, metadata={"seeds": 5})  # type: ignore[dict-item]
 
 
 # ---- atomicity --------------------------------------------------------------------------------------------
@@ -269,39 +135,6 @@ def test_text_writes_are_atomic_too(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.undo()
     assert store.read_text("spec.resolved.yaml") == "v1\n"
     assert os.listdir(tmp_path) == ["spec.resolved.yaml"]
-
-
-# ---- copies -----------------------------------------------------------------------------------------------
-
-
-def test_download_and_upload_dir(tmp_path: Path) -> None:
-    store = ResultsStore(tmp_path / "results")
-    store.write_trials(rows_to_table([trial_row("a")], TRIALS_SCHEMA))
-    store.write_text("spec.resolved.yaml", "name: demo\n")
-    (tmp_path / "results" / "ray" / "exp").mkdir(parents=True)
-    (tmp_path / "results" / "ray" / "exp" / "tuner.pkl").write_bytes(b"x")
-    report = tmp_path / "made-report"
-    (report / "figures").mkdir(parents=True)
-    (report / "report.md").write_text("# v1\n")
-    (report / "figures" / "old.png").write_bytes(b"png")
-    store.upload_dir(report, "report")
-    (report / "figures" / "old.png").unlink()
-    (report / "report.md").write_text("# v2\n")
-    store.upload_dir(report, "report")
-    assert not (tmp_path / "results" / "report" / "figures" / "old.png").exists()  # replaced, not merged
-
-    copy = store.download(tmp_path / "copy")
-    assert sorted(str(p.relative_to(copy)) for p in copy.rglob("*")) == [
-        "report",
-        "report/figures",
-        "report/report.md",
-        "spec.resolved.yaml",
-        "trials.parquet",
-    ]
-    assert (copy / "report" / "report.md").read_text() == "# v2\n"
-    assert ResultsStore(copy).read_trials().equals(store.read_trials())
-    with pytest.raises(StoreError, match="belongs to the sweep's own state"):
-        store.upload_dir(report, "ray")
 
 
 # ---- rows_to_table ----------------------------------------------------------------------------------------
@@ -400,21 +233,3 @@ def test_location_prints_as_its_uri(tmp_path: Path) -> None:
     location = resolve_location(tmp_path)
     assert isinstance(location, Location)
     assert str(location) == location.uri
-
-
-def test_files_of_an_older_schema_read_with_the_new_nullable_columns_null(tmp_path) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from tlsweep.results.schema import TRIALS_SCHEMA
-    from tlsweep.results.store import ResultsStore, rows_to_table
-
-    table = rows_to_table([{"sweep": "s", "trial_id": "t1", "phase": "tune", "status": "ok"}], TRIALS_SCHEMA)
-    older = table.drop_columns(["resumed_from_epoch"])
-    pq.write_table(older, tmp_path / "trials.parquet")
-    read = ResultsStore(tmp_path).read_trials()
-    assert read.schema == TRIALS_SCHEMA.remove_metadata() and read["resumed_from_epoch"].null_count == 1
-    assert read["trial_id"].to_pylist() == ["t1"]
-    pq.write_table(table.append_column("surprise", pa.array([1])), tmp_path / "trials.parquet")
-    with pytest.raises(StoreError, match="unexpected column"):
-        ResultsStore(tmp_path).read_trials()

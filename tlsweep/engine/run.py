@@ -1,7 +1,8 @@
 """``run_sweep``: the product's main job. Data → (pretrain) → tune phase → confirm phase → Parquet → report.
 
 Ray Tune runs the trials (function trainable, per-trial resources, bounded concurrency, retries from per-epoch
-checkpoints); ``tlsweep.engine.searchers.PlanSearcher`` decides what runs (one Optuna study per cell × arm, equal budget);
+checkpoints); ``tlsweep.engine.searchers`` decides what runs (``TuneSearcher``: one Optuna study per cell × arm, equal
+budget; ``ConfirmSearcher``: the fixed confirm trials);
 ``tlsweep.engine.recorder.ResultsRecorder`` on the driver is the single writer of the results. A rerun of the same spec
 resumes from ``trials.parquet``: finished trials are replayed, never rerun.
 """
@@ -336,7 +337,7 @@ def run_sweep(
     from tlsweep.data.loading import load_dataset
     from tlsweep.engine.progress import Progress
     from tlsweep.engine.recorder import ResultsRecorder
-    from tlsweep.engine.searchers import PlanSearcher
+    from tlsweep.engine.searchers import ConfirmSearcher, TuneSearcher
     from tlsweep.engine.trainable import make_payload, sweep_trainable
     from tlsweep.tracking import make_tracker
 
@@ -388,7 +389,7 @@ def run_sweep(
             tune_complete = _run_phase(
                 spec,
                 phase="tune",
-                searcher=PlanSearcher(spec, phase="tune", done=done, pending=pending),
+                searcher=TuneSearcher(spec, done=done, pending=pending),
                 payload_trainable=trainable,
                 location=location,
                 recorder=recorder,
@@ -401,7 +402,7 @@ def run_sweep(
                 outcome.interrupted = not _run_phase(
                     spec,
                     phase="confirm",
-                    searcher=PlanSearcher(spec, phase="confirm", fixed=planned, done=rows),
+                    searcher=ConfirmSearcher(spec, planned=planned, done=rows),
                     payload_trainable=trainable,
                     location=location,
                     recorder=recorder,

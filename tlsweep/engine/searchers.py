@@ -1,16 +1,20 @@
-"""A Ray Tune ``Searcher`` that runs one Optuna study per study key (cell × arm) with an equal, fixed budget.
+"""Ray Tune ``Searcher``s that hand out the planned trials of one phase each.
 
-Tune asks for configs; this searcher hands out, round-robin over the studies that still have budget, either a
-fixed planned trial (confirm phase) or a trial asked from that study's own Optuna study (tune phase). Each study
-only ever sees its own trials, so one cell's results never steer another's, and every study gets exactly
-``trials_per_cell`` trials. The recipe is enqueued as the first trial of every study.
+``TuneSearcher`` runs one Optuna study per study key (cell × arm) with an equal, fixed budget: Tune asks for
+configs and it hands out, round-robin over the studies that still have budget, a trial asked from that study's
+own Optuna study. Each study only ever sees its own trials, so one cell's results never steer another's, and every
+study gets exactly ``trials_per_cell`` trials. The recipe is enqueued as the first trial of every study.
+``ConfirmSearcher`` hands out the fixed list of confirm trials. Both share ``PhaseSearcher``: the config format,
+when the phase is over, and pickling for Tune's experiment snapshots.
 
-Trials already finished in an earlier run (read back from ``trials.parquet``) are replayed into their studies and
-not run again; that, not Ray's experiment restore, is how a sweep resumes.
+Trials already finished in an earlier run (read back from ``trials.parquet``) are replayed into their studies (or
+skipped) and not run again; that, not Ray's experiment restore, is how a sweep resumes.
 """
 
 from __future__ import annotations
 
+import abc
+import json
 import pickle
 from collections import deque
 from typing import Any
@@ -81,126 +85,48 @@ class _Study:
         return len(self.free_indices) + len(self.reissued)
 
 
-class PlanSearcher(Searcher):
-    """Hands out the trials of one phase: asked from per-study Optuna studies (tune) or from a fixed list (confirm).
+class PhaseSearcher(Searcher, abc.ABC):
+    """What both phases share: hand out planned trials, one config each, and know when the phase is over.
 
-    ``metric`` is the objective column name in the final result of every trial; ``done`` holds rows of trials
-    finished earlier (columns of ``trials.parquet``, with ``params_json``) that must not run again.
+    A subclass says which trial comes next (``_next``), how many are left (``remaining``) and how a trial lost
+    with its node is handed out again (``requeue``). While any handed-out trial still runs, an empty plan answers
+    None (ask again later), not ``FINISHED``: a trial lost with its node may still come back through ``requeue``.
     """
 
-    def __init__(
-        self,
-        spec: SweepSpec,
-        *,
-        phase: str,
-        fixed: list[PlannedTrial] | None = None,
-        done: list[dict[str, Any]] | None = None,
-        pending: list[PlannedTrial] | None = None,
-    ) -> None:
+    phase: str  # "tune" | "confirm"
+
+    def __init__(self, spec: SweepSpec) -> None:
         super().__init__(metric="val_metric", mode=spec.objective.mode)
         self.spec = spec
-        self.phase = phase
         self.num_threads = max(1, int(spec.resources.cpus_per_trial))
-        self._studies: dict[str, _Study] = {}
-        self._queue: deque[PlannedTrial] = deque()
-        self._live: dict[str, tuple[PlannedTrial, optuna.trial.Trial | None]] = {}
-        self._reported: dict[str, set[int]] = {}  # Ray trial id -> epochs already reported to Optuna
-        done_ids = {row["trial_id"] for row in done or []}
-        if phase == "tune":
-            import json
+        self._live: dict[str, PlannedTrial] = {}  # Ray trial id -> the planned trial it runs
 
-            for index, levels in enumerate(spec.studies()):
-                self._studies[study_key(levels)] = _Study(spec, levels, index)
-            for row in done or []:
-                if row["phase"] != "tune":
-                    continue
-                info = json.loads(row["params_json"])
-                study = self._studies.get(study_key(info["levels"]))
-                if study is not None:
-                    study.replay(int(row["tune_index"]), info["tuned"], row["status"], row.get("objective"))
-            for trial in pending or []:  # started by a driver that died: same index and params, so same id
-                study = self._studies.get(trial.study_key)
-                if study is not None and trial.tune_index in study.free_indices:
-                    study.reissue(trial)
-        else:
-            self.planned = list(fixed or [])
-            self._queue.extend(t for t in self.planned if t.trial_id not in done_ids)
-        self._order = deque(self._studies)
-
-    # ---- what is left -------------------------------------------------------------------------------------------
+    @abc.abstractmethod
     def remaining(self) -> int:
         """Trials not yet handed out."""
-        if self.phase == "tune":
-            return sum(s.budget_left for s in self._studies.values())
-        return len(self._queue)
 
-    def _next_tune_trial(self) -> tuple[PlannedTrial, optuna.trial.Trial] | None:
-        for _ in range(len(self._order)):
-            key = self._order[0]
-            self._order.rotate(-1)
-            study = self._studies[key]
-            if study.budget_left:
-                tune_index, ot = study.ask()
-                planned = plan_tune_trial(self.spec, study.levels, tune_index, dict(ot.params))
-                return planned, ot
-        return None
+    @abc.abstractmethod
+    def requeue(self, planned: PlannedTrial) -> None:
+        """Hand this trial out again, next, with the same index, params and seed (so the same id): its node was lost."""
+
+    @abc.abstractmethod
+    def _next(self, trial_id: str) -> PlannedTrial | None:
+        """The trial to hand out to Ray trial ``trial_id``, or None when none is left."""
 
     # ---- Searcher API -------------------------------------------------------------------------------------------
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         return True
 
-    def requeue(self, planned: PlannedTrial) -> None:
-        """Hand this trial out again, next, with the same index, params and seed (so the same id): its node was lost."""
-        if self.phase == "tune":
-            self._studies[planned.study_key].reissued.insert(0, planned)
-        else:
-            self._queue.appendleft(planned)
-
-    def _finished_or_wait(self) -> str | None:
-        # while trials run, one may still come back through requeue(): Tune must keep asking
-        return None if self._live else Searcher.FINISHED
-
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        if self.phase == "tune":
-            nxt = self._next_tune_trial()
-            if nxt is None:
-                return self._finished_or_wait()
-            planned, ot = nxt
-            self._live[trial_id] = (planned, ot)
-        else:
-            if not self._queue:
-                return self._finished_or_wait()
-            planned = self._queue.popleft()
-            self._live[trial_id] = (planned, None)
+        planned = self._next(trial_id)
+        if planned is None:
+            return None if self._live else Searcher.FINISHED
+        self._live[trial_id] = planned
         config = trial_config(self.spec, planned.levels, planned.params, planned.seed, num_threads=self.num_threads)
         return {"meta": planned.meta(), "trial": config.to_dict(), "objective_metric": self.spec.objective.metric}
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
-        planned, ot = self._live.pop(trial_id, (None, None))
-        self._reported.pop(trial_id, None)
-        if planned is None or ot is None:
-            return
-        study = self._studies[planned.study_key].study
-        if error or not result:
-            study.tell(ot, state=TrialState.FAIL)
-        elif not result.get("final"):  # stopped by ASHA: its intermediate values were already reported
-            study.tell(ot, state=TrialState.PRUNED)
-        else:
-            value = result.get("objective")
-            if value is None or value != value:
-                study.tell(ot, state=TrialState.FAIL)
-            else:
-                study.tell(ot, float(value))
-
-    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        _planned, ot = self._live.get(trial_id, (None, None))
-        if ot is None or result.get("final") or "val_metric" not in result:
-            return
-        value, step = result["val_metric"], int(result["epoch"])
-        reported = self._reported.setdefault(trial_id, set())
-        if value == value and step not in reported:  # a Ray retry from a checkpoint may report an epoch again
-            reported.add(step)
-            ot.report(float(value), step)
+        self._live.pop(trial_id, None)
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as fh:
@@ -209,3 +135,112 @@ class PlanSearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as fh:
             self.__dict__.update(pickle.load(fh))
+
+
+class TuneSearcher(PhaseSearcher):
+    """The tune phase: one Optuna study per study key (cell × arm), round-robin, ``trials_per_cell`` trials each.
+
+    ``done`` holds rows of trials finished earlier (columns of ``trials.parquet``, with ``params_json``): they are
+    replayed into their studies and their indices are not handed out again. ``pending`` holds trials a dead
+    driver had started: they are handed out again first, unchanged (same index, params and seed, so the same id).
+    """
+
+    phase = "tune"
+
+    def __init__(
+        self,
+        spec: SweepSpec,
+        *,
+        done: list[dict[str, Any]] | None = None,
+        pending: list[PlannedTrial] | None = None,
+    ) -> None:
+        super().__init__(spec)
+        self._studies: dict[str, _Study] = {
+            study_key(levels): _Study(spec, levels, index) for index, levels in enumerate(spec.studies())
+        }
+        self._asked: dict[str, optuna.trial.Trial] = {}  # Ray trial id -> its Optuna trial
+        self._reported: dict[str, set[int]] = {}  # Ray trial id -> epochs already reported to Optuna
+        for row in done or []:
+            if row["phase"] != "tune":
+                continue
+            info = json.loads(row["params_json"])
+            study = self._studies.get(study_key(info["levels"]))
+            if study is not None:
+                study.replay(int(row["tune_index"]), info["tuned"], row["status"], row.get("objective"))
+        for trial in pending or []:
+            study = self._studies.get(trial.study_key)
+            if study is not None and trial.tune_index in study.free_indices:
+                study.reissue(trial)
+        self._order = deque(self._studies)
+
+    def remaining(self) -> int:
+        return sum(s.budget_left for s in self._studies.values())
+
+    def requeue(self, planned: PlannedTrial) -> None:
+        self._studies[planned.study_key].reissued.insert(0, planned)
+
+    def _next(self, trial_id: str) -> PlannedTrial | None:
+        for _ in range(len(self._order)):
+            key = self._order[0]
+            self._order.rotate(-1)
+            study = self._studies[key]
+            if study.budget_left:
+                tune_index, asked = study.ask()
+                self._asked[trial_id] = asked
+                return plan_tune_trial(self.spec, study.levels, tune_index, dict(asked.params))
+        return None
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        planned = self._live.get(trial_id)
+        super().on_trial_complete(trial_id, result, error)
+        asked = self._asked.pop(trial_id, None)
+        self._reported.pop(trial_id, None)
+        if planned is None or asked is None:
+            return
+        study = self._studies[planned.study_key].study
+        if error or not result:
+            study.tell(asked, state=TrialState.FAIL)
+        elif not result.get("final"):  # stopped by ASHA: its intermediate values were already reported
+            study.tell(asked, state=TrialState.PRUNED)
+        else:  # the objective is a validation number; test metrics never reach the sampler
+            value = result.get("objective")
+            if value is None or value != value:
+                study.tell(asked, state=TrialState.FAIL)
+            else:
+                study.tell(asked, float(value))
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        asked = self._asked.get(trial_id)
+        if asked is None or result.get("final") or "val_metric" not in result:
+            return
+        value, step = result["val_metric"], int(result["epoch"])
+        reported = self._reported.setdefault(trial_id, set())
+        if value == value and step not in reported:  # a Ray retry from a checkpoint may report an epoch again
+            reported.add(step)
+            asked.report(float(value), step)
+
+
+class ConfirmSearcher(PhaseSearcher):
+    """The confirm phase: hands out a fixed list of planned trials (``planned``) in order.
+
+    Trials whose id is in ``done`` (rows of ``trials.parquet``) were recorded by an earlier run and are skipped.
+    """
+
+    phase = "confirm"
+
+    def __init__(
+        self, spec: SweepSpec, *, planned: list[PlannedTrial], done: list[dict[str, Any]] | None = None
+    ) -> None:
+        super().__init__(spec)
+        self.planned = list(planned)
+        done_ids = {row["trial_id"] for row in done or []}
+        self._queue: deque[PlannedTrial] = deque(t for t in self.planned if t.trial_id not in done_ids)
+
+    def remaining(self) -> int:
+        return len(self._queue)
+
+    def requeue(self, planned: PlannedTrial) -> None:
+        self._queue.appendleft(planned)
+
+    def _next(self, trial_id: str) -> PlannedTrial | None:
+        return self._queue.popleft() if self._queue else None
