@@ -233,3 +233,33 @@ def test_location_prints_as_its_uri(tmp_path: Path) -> None:
     location = resolve_location(tmp_path)
     assert isinstance(location, Location)
     assert str(location) == location.uri
+
+
+def test_a_reader_sees_whole_versions_while_the_driver_replaces_the_file(tmp_path: Path) -> None:
+    import threading
+
+    store = ResultsStore(tmp_path)
+    store.write_trials(rows_to_table([trial_row("t0")], TRIALS_SCHEMA))
+    stop = threading.Event()
+
+    def keep_replacing() -> None:
+        n = 1
+        while not stop.is_set():  # versions of different sizes, so a mixed footer and body cannot line up
+            store.write_trials(rows_to_table([trial_row(f"t{i}") for i in range(n % 7 + 1)], TRIALS_SCHEMA))
+            n += 1
+
+    writer = threading.Thread(target=keep_replacing)
+    writer.start()
+    errors: list[str] = []
+    try:
+        for _ in range(300):
+            try:
+                rows = store.read_trials().num_rows
+                assert 1 <= rows <= 7
+                store.read_metadata("trials")
+            except StoreError as exc:
+                errors.append(str(exc))
+    finally:
+        stop.set()
+        writer.join()
+    assert errors == []

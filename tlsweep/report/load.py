@@ -85,7 +85,8 @@ def _read_table(path: Path, schema_names: list[str]) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        with open(path, "rb") as handle:  # one handle: the driver may be replacing the file while we read it
+            table = pq.read_table(handle)
     except Exception as exc:
         raise StoreError(f"{path}: cannot be read as Parquet ({exc}); rerun `tlsweep run SPEC` to rewrite it") from exc
     missing = [name for name in schema_names if name not in table.column_names and name not in ADDED_COLUMNS]

@@ -142,7 +142,8 @@ class ResultsStore:
         if not self._is_file(file_name):
             return {}
         try:
-            raw = pq.read_metadata(self._path(file_name), filesystem=self.location.filesystem).metadata or {}
+            with self._open_input(file_name) as handle:
+                raw = pq.read_metadata(handle).metadata or {}
         except (OSError, pa.ArrowInvalid) as exc:
             raise StoreError(f"{self._uri(file_name)} is not a readable Parquet file: {exc}") from exc
         return {key.decode(): value.decode() for key, value in raw.items() if key != _ARROW_SCHEMA_KEY}
@@ -279,12 +280,18 @@ class ResultsStore:
         selector = pafs.FileSelector(self.location.path, allow_not_found=True, recursive=False)
         return self.location.filesystem.get_file_info(selector)
 
+    def _open_input(self, name: str) -> pa.NativeFile:
+        """One handle for a whole read: reopening by path could mix the footer of one version of a file being
+        replaced with the pages of the next."""
+        return self.location.filesystem.open_input_file(self._path(name))
+
     def _read_parquet(self, name: str) -> pa.Table:
         schema = _PARQUET_SCHEMAS[name]
         if not self._is_file(name):
             return schema.empty_table()
         try:
-            table = pq.read_table(self._path(name), filesystem=self.location.filesystem)
+            with self._open_input(name) as handle:
+                table = pq.read_table(handle)
         except (OSError, pa.ArrowInvalid) as exc:
             raise StoreError(f"{self._uri(name)} is not a readable Parquet file: {exc}") from exc
         return conform_table(table, schema, source=self._uri(name), fill_missing=True)
