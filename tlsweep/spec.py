@@ -225,6 +225,8 @@ class HypothesisSpec(_Model):
     alpha: float = Field(0.05, gt=0, lt=0.5)
     correction: Literal["holm", "bonferroni", "bh", "none"] = "holm"
     equivalence_margin: float = Field(0.02, gt=0)
+    # the cells the claim is about ({factor: [levels]}); None → the smallest train fraction × the fewest epochs
+    region: dict[str, list[ParamValue]] | None = None
 
 
 class ResourcesSpec(_Model):
@@ -278,6 +280,7 @@ class SweepSpec(_Model):
         for arm in (treated, baseline):
             if arm not in inits:
                 raise ValueError(f"hypothesis.compare.init: {arm!r} is not an init level of design.factors.init {inits}")
+        self._check_region()
         if self.objective.metric == "val_loss" and self.objective.mode != "min":
             raise ValueError("objective: val_loss must be minimised (mode: min)")
         if self.objective.metric == "val_acc" and self.objective.mode != "max":
@@ -298,6 +301,31 @@ class SweepSpec(_Model):
                         f"got {self.design.budget.trials_per_cell}"
                     )
         return self
+
+    def _check_region(self) -> None:
+        region = self.hypothesis.region
+        if region is None:
+            return
+        cell_factors = self.cell_factors()
+        if not region:
+            raise ValueError("hypothesis.region: give at least one factor, e.g. {train_fraction: [0.1], epochs: [2]}, "
+                             "or leave it out for the smallest train fraction × the fewest epochs")
+        for name, levels in region.items():
+            if name not in cell_factors:
+                raise ValueError(f"hypothesis.region.{name}: not a cell factor of design.factors; use one of "
+                                 f"{cell_factors}")
+            declared = self.design.factors[name]
+            unknown = [level for level in levels if level not in declared]
+            if not levels or unknown:
+                raise ValueError(f"hypothesis.region.{name}: {unknown or levels} are not levels of "
+                                 f"design.factors.{name} {declared}; list one or more of them")
+
+    def hypothesis_region(self) -> dict[str, list[Any]]:
+        """The cells the claim is about: ``hypothesis.region``, else the smallest train fraction × the fewest epochs
+        (every level of any other factor)."""
+        if self.hypothesis.region is not None:
+            return {name: list(levels) for name, levels in self.hypothesis.region.items()}
+        return default_region(self.design.factors)
 
     # ---- the design ------------------------------------------------------------------------------------------
     @property
@@ -352,6 +380,11 @@ class SweepSpec(_Model):
         resolved = self.resolved()
         payload = json.dumps({k: resolved[k] for k in RESULT_FIELDS}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def default_region(factors: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """The default hypothesis region: the smallest train fraction and the fewest epochs among the declared levels."""
+    return {name: [min(factors[name])] for name in ("train_fraction", "epochs") if factors.get(name)}
 
 
 def default_comparison(levels: Sequence[Any]) -> tuple[str, str]:

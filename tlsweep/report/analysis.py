@@ -14,11 +14,13 @@ from tlsweep.stats import (
     Contrast,
     Decision,
     DesignModel,
+    TrendTest,
     TuningCurve,
     compare_arms,
     decide_family,
     fit_design_model,
     gate_alpha,
+    trend_tests,
     tuning_curve,
 )
 
@@ -60,6 +62,7 @@ class Analysis:
     tuning: list[TuningCell]
     attrition: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    trends: list[TrendTest] = field(default_factory=list)  # one-sided tests that the advantage shrinks
 
 
 def cell_levels(results: Results) -> dict[str, dict[str, Any]]:
@@ -203,5 +206,12 @@ def analyse(results: Results, *, rng: np.random.Generator, n_resamples: int = 99
         else:
             model = fit_design_model(frame, logit=results.accuracy_like, points_per_unit=results.scale,
                                      extra_factors=extra_factors(results))
+    trends: list[TrendTest] = []
+    if model is not None and model.fitted:
+        sign = -1.0 if hyp.direction == "less" else 1.0
+        if hyp.direction == "two-sided" and "treated" in set(model.coefficients["term"]):
+            main = float(model.coefficients.set_index("term").loc["treated", "estimate"])
+            sign = -1.0 if main < 0 else 1.0
+        trends = trend_tests(model, advantage_sign=sign, alpha=hyp.alpha, correction=hyp.correction)
     tuning = analyse_tuning(results, rng=rng, n_resamples=min(n_resamples, 2000))
-    return Analysis(primary, secondary, model, tuning, attrition_table(results), notes)
+    return Analysis(primary, secondary, model, tuning, attrition_table(results), notes, trends)

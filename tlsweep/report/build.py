@@ -12,6 +12,7 @@ import pandas as pd
 from tlsweep.errors import TlsweepError
 from tlsweep.report.analysis import Analysis, Family, analyse
 from tlsweep.report.formatting import CORRECTION_NAMES, describe_cell
+from tlsweep.report.health import CellHealth, EdgeOptimum, cell_health, edge_optima
 from tlsweep.report.load import Results, is_accuracy_like, load_results
 from tlsweep.report.render import (
     METHODS,
@@ -23,6 +24,7 @@ from tlsweep.report.render import (
 )
 from tlsweep.report.tables import (
     attrition_display,
+    design_health_lines,
     family_display,
     family_table,
     model_table,
@@ -30,7 +32,7 @@ from tlsweep.report.tables import (
     tuning_table,
     tuning_verdicts,
 )
-from tlsweep.report.verdicts import Verdict, cell_verdict, crossover, overall_verdict
+from tlsweep.report.verdicts import Verdict, cell_verdict, crossover, overall_verdict, trend_clause
 from tlsweep.spec import SweepSpec
 from tlsweep.stats import adjust_pvalues
 
@@ -55,6 +57,9 @@ class ReportResult:
     crossover: str
     notes: list[str] = field(default_factory=list)
     spec: SweepSpec | None = None  # the spec the results were written with (None when spec.resolved.yaml is missing)
+    trends: pd.DataFrame = field(default_factory=pd.DataFrame)  # one-sided trend tests (term, points, p, shrinks)
+    health: dict[str, CellHealth] = field(default_factory=dict)  # cell_id → steps, arms at chance
+    edge_optima: list[EdgeOptimum] = field(default_factory=list)  # selected values at an end of their range
 
     @property
     def verdict_text(self) -> str:
@@ -95,13 +100,20 @@ def build_report(results_dir: Path, *, out_dir: Path | None = None, seed: int = 
     recipe_table = family_table(analysis.secondary, results) if analysis.secondary else pd.DataFrame()
     tuning = tuning_table(analysis.tuning, results)
     model = analysis.model.coefficients if analysis.model is not None else pd.DataFrame()
-    overall = overall_verdict(analysis.primary, results)
-    cross = crossover(analysis.primary, results)
-    verdicts = {c.cell_id: cell_verdict(c, results, analysis.primary) for c in analysis.primary.cells} \
-        if analysis.primary else {}
+    health = cell_health(results)
+    edges = edge_optima(results)
+    overall = overall_verdict(analysis.primary, results, health=health, trends=analysis.trends)
+    cross = crossover(analysis.primary, results, health)
+    verdicts = {c.cell_id: cell_verdict(c, results, analysis.primary, health.get(c.cell_id))
+                for c in analysis.primary.cells} if analysis.primary else {}
+    if not cell_table.empty:
+        cell_table["informative"] = [health[c].informative if c in health else True for c in cell_table["cell_id"]]
+        cell_table["optimizer_steps"] = [health[c].steps if c in health else None for c in cell_table["cell_id"]]
+        cell_table["sentence"] = [verdicts[c].sentence if c in verdicts else s
+                                  for c, s in zip(cell_table["cell_id"], cell_table["sentence"], strict=True)]
     notes = _could_not_compute(results, analysis)
     markdown = _markdown(results, analysis, out, figures, cell_table, recipe_table, tuning, overall, cross,
-                         verdicts, notes)
+                         verdicts, notes, health, edges)
     md_path = html_path = None
     if "md" in formats:
         md_path = out / "report.md"
@@ -110,8 +122,9 @@ def build_report(results_dir: Path, *, out_dir: Path | None = None, seed: int = 
         html_path = out / "report.html"
         html_path.write_text(markdown_to_html(markdown, title=f"tlsweep report: {results.name}", base_dir=out),
                              encoding="utf-8")
+    trends = pd.DataFrame([vars(t) for t in analysis.trends])
     return ReportResult(out, md_path, html_path, figures, cell_table, recipe_table, analysis.attrition, tuning,
-                        model, overall, verdicts, cross, notes, results.spec)
+                        model, overall, verdicts, cross, notes, results.spec, trends, health, edges)
 
 
 def _could_not_compute(results: Results, analysis: Analysis) -> list[str]:
@@ -131,13 +144,14 @@ def _could_not_compute(results: Results, analysis: Analysis) -> list[str]:
     return list(dict.fromkeys(notes))
 
 
-def _family_section(title: str, family: Family, table: pd.DataFrame, results: Results) -> list[str]:
+def _family_section(title: str, family: Family, table: pd.DataFrame, results: Results,
+                    health: dict[str, CellHealth]) -> list[str]:
     lines = [f"## {title}", ""]
     lines.append(f"{CORRECTION_NAMES[family.correction]}-corrected over {len(family.cells)} cell(s); "
                  f"a lone effect must reach p ≤ {family.gate:.3g}. Means and differences in {results.unit}.")
-    lines += ["", markdown_table(family_display(table, results)), ""]
-    lines += [f"- **{cell_verdict(c, results, family).label}** — {cell_verdict(c, results, family).sentence}"
-              for c in family.cells]
+    lines += ["", markdown_table(family_display(table, results, health)), ""]
+    verdicts = [cell_verdict(c, results, family, health.get(c.cell_id)) for c in family.cells]
+    lines += [f"- **{v.label}** — {v.sentence}" for v in verdicts]
     unpaired = [f"{describe_cell(c.levels)} ({c.contrast.design})" for c in family.cells
                 if c.contrast.computable and not c.contrast.paired]
     if unpaired:
@@ -153,7 +167,8 @@ def _family_section(title: str, family: Family, table: pd.DataFrame, results: Re
 
 def _markdown(results: Results, analysis: Analysis, out: Path, figures: dict[str, Path], cell_table: pd.DataFrame,
               recipe_table: pd.DataFrame, tuning: pd.DataFrame, overall: Verdict, cross: str,
-              verdicts: dict[str, Verdict], notes: list[str]) -> str:
+              verdicts: dict[str, Verdict], notes: list[str], health: dict[str, CellHealth],
+              edges: list[EdgeOptimum]) -> str:
     hyp = results.hypothesis
     trials, epochs = results.trials, results.epochs
     family_size = len(analysis.primary.cells) if analysis.primary else 0
@@ -170,10 +185,12 @@ def _markdown(results: Results, analysis: Analysis, out: Path, figures: dict[str
                   f"**{verdict.label}**" for cell_id, verdict in verdicts.items()] + [""]
     lines += ["## Hypothesis and design", "", *hypothesis_lines(results, family_size), ""]
     if analysis.primary is not None:
-        lines += _family_section("(B) Equal tuning budget — primary family", analysis.primary, cell_table, results)
+        lines += _family_section("(B) Equal tuning budget — primary family", analysis.primary, cell_table, results,
+                                 health)
     if analysis.secondary is not None:
         lines += _family_section("(A) Fixed recipe — secondary family (recipe tuned for fine-tuning; biased toward "
-                                 "pretrained)", analysis.secondary, recipe_table, results)
+                                 "pretrained)", analysis.secondary, recipe_table, results,
+                                 cell_health(results, "recipe"))
     lines += ["## The whole design", ""]
     if analysis.model is None:
         lines += ["Not fitted: no confirm-phase results.", ""]
@@ -185,6 +202,11 @@ def _markdown(results: Results, analysis: Analysis, out: Path, figures: dict[str
         table = model_table(model, results)
         if not table.empty:
             lines += [markdown_table(table), ""]
+        if analysis.trends:
+            lines += [f"Trend (the second half of the hypothesis: one-sided tests that the advantage shrinks, "
+                      f"{CORRECTION_NAMES[hyp.correction] if len(analysis.trends) > 1 else 'uncorrected'} over "
+                      f"{len(analysis.trends)} term(s)): {trend_clause(analysis.trends, results)}.", ""]
+    lines += ["## Design health", "", *design_health_lines(results, health, edges), ""]
     if not cell_table.empty:
         lines += ["## Seeds and power", "", *[f"- {n}" for n in power_notes(cell_table, results)], ""]
     lines += ["## Tuning fairness", ""]

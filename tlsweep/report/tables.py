@@ -9,6 +9,7 @@ import pandas as pd
 
 from tlsweep.report.analysis import Family, TuningCell, cell_levels
 from tlsweep.report.formatting import describe_cell, fmt_interval, fmt_num, fmt_p
+from tlsweep.report.health import CellHealth, EdgeOptimum
 from tlsweep.report.load import Results, is_accuracy_like
 from tlsweep.report.verdicts import cell_verdict
 from tlsweep.stats import DesignModel
@@ -37,11 +38,17 @@ def family_table(family: Family, results: Results) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def family_display(table: pd.DataFrame, results: Results) -> pd.DataFrame:
-    """The per-cell table as the reader sees it (points, CIs in brackets, gated p-values)."""
+def family_display(table: pd.DataFrame, results: Results, health: dict[str, CellHealth] | None = None
+                   ) -> pd.DataFrame:
+    """The per-cell table as the reader sees it (points, CIs in brackets, gated p-values, optimizer steps)."""
     hyp, s = results.hypothesis, results.scale
+    health = health or {}
     out = []
     for row in table.to_dict("records"):
+        cell_health = health.get(str(row["cell_id"]))
+        verdict = row["verdict"] if row["verdict"] != "equivalent" else "equivalent (caught up)"
+        if cell_health is not None and cell_health.at_chance:
+            verdict = "uninformative (at chance)"
         levels = {name: row[name] for name in results.cell_factors if name in row}
         insufficient = str(row["reason"]).startswith("insufficient")
         computable = not str(row["design"]).startswith("not computed")
@@ -63,9 +70,39 @@ def family_display(table: pd.DataFrame, results: Results) -> pd.DataFrame:
             "p (robust)": gated if insufficient else fmt_p(row["robust_p_value"]),
             "p adjusted": "–" if insufficient else fmt_p(row["p_adjusted"]),
             "TOST p adjusted": "–" if insufficient else fmt_p(row["tost_p_adjusted"]),
-            "verdict": row["verdict"] if row["verdict"] != "equivalent" else "equivalent (caught up)",
+            "steps": "–" if cell_health is None or cell_health.steps is None else str(cell_health.steps),
+            "verdict": verdict,
         })
     return pd.DataFrame(out)
+
+
+MIN_STEPS_NOTE = 10  # below this many optimizer steps a run barely moves from its initialisation
+
+
+def design_health_lines(results: Results, health: dict[str, CellHealth], edges: list[EdgeOptimum]) -> list[str]:
+    """Steps per cell, uninformative cells and tuned optima at the edge of their range, as bullet lines."""
+    lines = []
+    steps = {cell: h.steps for cell, h in health.items() if h.steps is not None}
+    if steps:
+        listed = "; ".join(f"{describe_cell(health[c].levels)}: {n}" for c, n in steps.items())
+        lines.append(f"- Optimizer steps per run (confirm phase): {listed}.")
+        few = [c for c, n in steps.items() if n < MIN_STEPS_NOTE]
+        if few:
+            lines.append(f"- Fewer than {MIN_STEPS_NOTE} optimizer steps at "
+                         f"{'; '.join(describe_cell(health[c].levels) for c in few)}: an arm trained from scratch "
+                         "barely moves from its initialisation there; more epochs, a smaller batch or a larger train "
+                         "fraction give it a fair chance (`tlsweep validate` prints this before a sweep).")
+    dead = [h for h in health.values() if h.at_chance]
+    if dead:
+        margin = f"{results.hypothesis.margin * results.scale:g} {results.unit}"
+        lines.append(f"- Uninformative (every arm within {margin} of chance): "
+                     f"{'; '.join(describe_cell(h.levels) for h in dead)}. These cells can neither support nor refute "
+                     "the hypothesis and are left out of the region verdict and the crossover.")
+    for edge in edges:
+        lines.append(f"- Tuned optimum at the edge of its range: {edge.sentence()}.")
+    if not edges and results.spec is not None and results.spec.design.tune:
+        lines.append("- No selected value of a numeric tuned parameter lies at the edge of its search range.")
+    return lines or ["- Nothing to report (no confirm-phase runs)."]
 
 
 def power_notes(table: pd.DataFrame, results: Results) -> list[str]:

@@ -1,12 +1,22 @@
-"""Plain-sentence verdicts: one per cell, one overall, and the crossover where the baseline has caught up."""
+"""Plain-sentence verdicts: one per cell, one overall (a region and a trend), and the crossover of both kinds.
+
+The hypothesis is a claim about a *region* (little data, few epochs: ``SweepSpec.hypothesis_region``) and a
+*trend* (the advantage shrinks as data and epochs grow). The overall verdict is "supported" only when every
+informative cell of the region is supported and none is reversed; otherwise its label says where it holds or
+where it is reversed. Cells where every arm sits at chance are uninformative and left out of the region verdict.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from tlsweep.report.analysis import CellResult, Family
 from tlsweep.report.formatting import CORRECTION_NAMES, describe_cell, fmt_interval, fmt_level, p_text
+from tlsweep.report.health import CellHealth
 from tlsweep.report.load import Results
+from tlsweep.spec import default_region
+from tlsweep.stats import TrendTest
 
 LABEL_TEXT = {"supported": "supported", "not supported": "not supported", "equivalent": "equivalent (caught up)",
               "inconclusive": "inconclusive"}
@@ -14,8 +24,9 @@ LABEL_TEXT = {"supported": "supported", "not supported": "not supported", "equiv
 
 @dataclass(frozen=True)
 class Verdict:
-    label: str  # supported | not supported | equivalent (caught up) | inconclusive
-    sentence: str
+    label: str  # cell: supported | not supported | equivalent (caught up) | inconclusive | uninformative (at chance)
+    sentence: str  # overall: "supported", "supported only at …", "reversed at …", … (see ``overall_verdict``)
+    kind: str = ""  # overall: the label without places (supported | supported only at | reversed | …)
 
 
 def _difference(cell: CellResult, results: Results) -> str:
@@ -23,10 +34,17 @@ def _difference(cell: CellResult, results: Results) -> str:
     return fmt_interval(diff.estimate, diff.low, diff.high, scale=results.scale, signed=True) + f" {results.unit}"
 
 
-def cell_verdict(cell: CellResult, results: Results, family: Family) -> Verdict:
+def cell_verdict(cell: CellResult, results: Results, family: Family, health: CellHealth | None = None) -> Verdict:
     hyp = results.hypothesis
     contrast, decision = cell.contrast, cell.decision
     where = f"At {describe_cell(cell.levels)}"
+    if health is not None and health.at_chance:
+        means = ", ".join(f"{a.arm} {fmt_level(round(a.mean * results.scale, 1))}" for a in health.arms)
+        steps = f" after {health.steps} optimizer steps" if health.steps is not None else ""
+        return Verdict("uninformative (at chance)",
+                       f"{where}, every arm is at chance ({means}; chance "
+                       f"{fmt_level(round(health.arms[0].chance * results.scale, 1))}){steps}: the cell can neither "
+                       "support nor refute the hypothesis and is left out of the region verdict.")
     corr = CORRECTION_NAMES[family.correction]
     margin = f"±{fmt_level(hyp.margin * results.scale)} {results.unit}"
     label = LABEL_TEXT[decision.label]
@@ -56,34 +74,152 @@ def cell_verdict(cell: CellResult, results: Results, family: Family) -> Verdict:
                           f"{p_text(decision.tost_adjusted)} ({decision.reason}).")
 
 
-def overall_verdict(family: Family | None, results: Results) -> Verdict:
+def region_of(results: Results, family: Family) -> dict[str, list[Any]]:
+    """The hypothesis region: from the spec, else the smallest train fraction × the fewest epochs found."""
+    if results.spec is not None:
+        return results.spec.hypothesis_region()
+    levels: dict[str, list[Any]] = {}
+    for cell in family.cells:
+        for name, value in cell.levels.items():
+            if value is not None and value not in levels.setdefault(name, []):
+                levels[name].append(value)
+    return default_region(levels)
+
+
+def in_region(levels: dict[str, Any], region: dict[str, list[Any]]) -> bool:
+    return all(levels.get(name) in allowed for name, allowed in region.items())
+
+
+def describe_region(region: dict[str, list[Any]]) -> str:
+    if not region:
+        return "every cell"
+    return " × ".join(describe_cell({name: levels[0]}) if len(levels) == 1 else
+                      f"{describe_cell({name: '/'.join(fmt_level(v) for v in levels)})}" for name, levels in region.items())
+
+
+def _informative(cell: CellResult, health: dict[str, CellHealth] | None) -> bool:
+    return health is None or cell.cell_id not in health or health[cell.cell_id].informative
+
+
+def _places(cells: list[CellResult]) -> str:
+    """"train fraction 0.1 × 2 epochs, train fraction 0.3 × 2 epochs and …" (cells in a list)."""
+    names = [" × ".join(describe_cell({k: v}) for k, v in c.levels.items()) or "the single cell" for c in cells]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def trend_clause(trends: list[TrendTest] | None, results: Results) -> str:
+    """"the advantage shrinks by 4.0 [2.1, 5.9] points per doubling of the training data (one-sided Holm p = …)"."""
+    if not trends:
+        return ""
+    hyp = results.hypothesis
+    what = {"treated:log2_fraction": "per doubling of the training data", "treated:epochs": "per additional epoch"}
+    corr = CORRECTION_NAMES[hyp.correction] if len(trends) > 1 else "uncorrected"
+    parts = []
+    for test in trends:
+        verb = "shrinks" if test.points * (1 if hyp.direction != "less" else -1) < 0 else "grows"
+        change = fmt_interval(abs(test.points), *sorted((abs(test.points_low), abs(test.points_high))), digits=2) \
+            if (test.points_low < 0) == (test.points_high < 0) else \
+            f"{fmt_interval(test.points, test.points_low, test.points_high, digits=2, signed=True)} (signed)"
+        status = "significant" if test.shrinks else "not significant"
+        parts.append(f"{verb} by {change} {results.unit} {what[test.term]} (one-sided {corr} "
+                     f"{p_text(test.p_adjusted)}, {status})")
+    return f"the {hyp.treated} advantage " + " and ".join(parts)
+
+
+def overall_verdict(family: Family | None, results: Results, *, health: dict[str, CellHealth] | None = None,
+                    trends: list[TrendTest] | None = None) -> Verdict:
+    """The verdict over the region, with one quotable sentence: where the treated arm wins, where the baseline wins
+    (a reversal), where they are equivalent, where the data cannot decide, which cells are uninformative, and the
+    trend.
+
+    Labels: ``supported`` (every informative region cell supported, none reversed); ``reversed at …`` (a region
+    cell, else any cell, significant in the other direction, nowhere supported in the region); ``supported only at
+    …`` (supported somewhere, but not throughout the region); ``equivalent (caught up)`` (every informative cell
+    equivalent); ``not supported`` (the region equivalent, nothing supported); ``uninformative`` (every cell at
+    chance); ``inconclusive`` (nothing decided).
+    """
     hyp = results.hypothesis
     if family is None or not family.cells:
         return Verdict("inconclusive", "No confirm-phase runs of the tuned configs yet, so the hypothesis is not "
-                                       "tested; run the sweep to completion and re-render the report.")
-    labels = [cell.decision.label for cell in family.cells]
-    m = len(labels)
-    counts = {label: labels.count(label) for label in ("supported", "equivalent", "not supported", "inconclusive")}
-    tally = (f"supported in {counts['supported']} of {m} cell(s), equivalent (caught up) in {counts['equivalent']}, "
-             f"not supported in {counts['not supported']}, inconclusive in {counts['inconclusive']}")
-    short = [c for c in family.cells if c.decision.reason.startswith("insufficient replicates")]
-    if short:
-        need = max(c.contrast.needed_replicates for c in short)
-        tally += f"; {len(short)} cell(s) have too few replicates to be tested (need {need} seeds)"
-    claim = f"{hyp.treated} {'>' if hyp.direction == 'greater' else '<' if hyp.direction == 'less' else '≠'} " \
-            f"{hyp.baseline} on {hyp.metric}"
-    setting = f"alpha {fmt_level(hyp.alpha)}, {CORRECTION_NAMES[family.correction]} over {m} cell(s)"
-    if counts["supported"]:
-        where = "; ".join(describe_cell(c.levels) for c in family.cells if c.decision.label == "supported")
-        return Verdict("supported", f"The hypothesis ({claim}) is supported at {where} — {tally} ({setting}).")
-    if counts["not supported"]:
-        return Verdict("not supported", f"The hypothesis ({claim}) is not supported: {tally} ({setting}).")
-    if counts["equivalent"] == m:
-        return Verdict("equivalent (caught up)", f"{hyp.baseline} is equivalent to {hyp.treated} in every cell "
-                                                 f"(within ±{fmt_level(hyp.margin * results.scale)} {results.unit}): "
-                                                 f"{tally} ({setting}).")
-    return Verdict("inconclusive", f"The hypothesis ({claim}) is neither established nor refuted: {tally} "
-                                   f"({setting}).")
+                                       "tested; run the sweep to completion and re-render the report.", "inconclusive")
+    region = region_of(results, family)
+    informative = [c for c in family.cells if _informative(c, health)]
+    dead = [c for c in family.cells if not _informative(c, health)]
+    in_reg = [c for c in informative if in_region(c.levels, region)]
+    of = {label: [c for c in informative if c.decision.label == label]
+          for label in ("supported", "not supported", "equivalent", "inconclusive")}
+    reg = {label: [c for c in in_reg if c.decision.label == label] for label in of}
+    sign = {"greater": ">", "less": "<", "two-sided": "≠"}[hyp.direction]
+    claim = f"{hyp.treated} {sign} {hyp.baseline} on {hyp.metric} in its region, {describe_region(region)}"
+    setting = f"alpha {fmt_level(hyp.alpha)}, {CORRECTION_NAMES[family.correction]} over {len(family.cells)} cell(s)"
+    if not informative:
+        kind, label = "uninformative", "uninformative"
+    elif in_reg and len(reg["supported"]) == len(in_reg):
+        kind, label = "supported", "supported"
+    elif reg["not supported"]:
+        kind, label = "reversed", f"reversed at {_places(reg['not supported'])}"
+    elif of["supported"]:
+        kind, label = "supported only at", f"supported only at {_places(of['supported'])}"
+    elif of["not supported"]:
+        kind, label = "reversed", f"reversed at {_places(of['not supported'])}"
+    elif len(of["equivalent"]) == len(informative):
+        kind, label = "equivalent (caught up)", "equivalent (caught up)"
+    elif in_reg and len(reg["equivalent"]) == len(in_reg):
+        kind, label = "not supported", "not supported"
+    else:
+        kind, label = "inconclusive", "inconclusive"
+    reading = {
+        "supported": "is supported",
+        "reversed": "is reversed",
+        "supported only at": "holds only in part",
+        "equivalent (caught up)": f"is not supported: {hyp.baseline} has caught up everywhere",
+        "not supported": f"is not supported: {hyp.baseline} has caught up in the region",
+        "uninformative": "cannot be tested: every arm is at chance in every cell",
+        "inconclusive": "is neither established nor refuted",
+    }[kind]
+    parts = []
+    if of["supported"]:
+        parts.append(f"{hyp.treated} wins at {_places(of['supported'])}")
+    if of["not supported"]:
+        parts.append(f"{hyp.baseline} wins (a reversal) at {_places(of['not supported'])}")
+    if of["equivalent"]:
+        parts.append(f"the arms are equivalent (within ±{fmt_level(hyp.margin * results.scale)} {results.unit}) at "
+                     f"{_places(of['equivalent'])}")
+    if of["inconclusive"]:
+        parts.append(f"the data cannot decide at {_places(of['inconclusive'])}")
+    if dead:
+        parts.append(f"{_places(dead)} {'is' if len(dead) == 1 else 'are'} uninformative (every arm at chance) and "
+                     "left out")
+    if not in_reg and informative:
+        parts.append("no informative cell lies in the region")
+    trend = trend_clause(trends, results)
+    if trend:
+        parts.append(trend)
+    sentence = f"The hypothesis ({claim}) {reading}: " + "; ".join(parts) + f" ({setting})."
+    return Verdict(label, sentence, kind)
+
+
+def crossover_cells(family: Family | None, results: Results, health: dict[str, CellHealth] | None = None
+                    ) -> dict[str, dict[tuple[tuple[str, Any], ...], list[CellResult]]]:
+    """The Pareto-minimal (train fraction, epochs) cells where the baseline first catches up (``"equivalent"``,
+    TOST) and where it first overtakes (``"overtakes"``, significant in the other direction), per level of any other
+    factor (the key); uninformative cells are left out."""
+    out: dict[str, dict[tuple[tuple[str, Any], ...], list[CellResult]]] = {"equivalent": {}, "overtakes": {}}
+    if family is None:
+        return out
+    for kind, label in (("equivalent", "equivalent"), ("overtakes", "not supported")):
+        groups: dict[tuple[tuple[str, Any], ...], list[CellResult]] = {}
+        for cell in family.cells:
+            if cell.decision.label != label or not _informative(cell, health):
+                continue
+            key = tuple((k, v) for k, v in cell.levels.items() if k not in ("train_fraction", "epochs"))
+            groups.setdefault(key, []).append(cell)
+        for key, cells in groups.items():
+            out[kind][key] = [cell for cell in cells if not any(
+                other is not cell and _grid_position(other)[0] <= _grid_position(cell)[0]
+                and _grid_position(other)[1] <= _grid_position(cell)[1]
+                and _grid_position(other) != _grid_position(cell) for other in cells)]
+    return out
 
 
 def _grid_position(cell: CellResult) -> tuple[float, float]:
@@ -91,34 +227,37 @@ def _grid_position(cell: CellResult) -> tuple[float, float]:
     return float(cell.levels.get("train_fraction") or 0), float(cell.levels.get("epochs") or 0)
 
 
-def crossover(family: Family | None, results: Results) -> str:
-    """The smallest (train fraction, epochs) cells where the baseline is equivalent (Pareto-minimal), per level of
-    any other factor."""
+def _points(groups: dict[tuple[tuple[str, Any], ...], list[CellResult]]) -> str:
+    parts = []
+    for key, cells in groups.items():
+        minimal = " and ".join(f"train fraction {fmt_level(_grid_position(c)[0])} with "
+                               f"{fmt_level(_grid_position(c)[1])} epochs" for c in cells)
+        prefix = ", ".join(f"{k} {fmt_level(v)}" for k, v in key)
+        parts.append((f"with {prefix}: " if prefix else "") + minimal)
+    return "; ".join(parts)
+
+
+def crossover(family: Family | None, results: Results, health: dict[str, CellHealth] | None = None) -> str:
+    """Where the baseline first catches up (equivalent, TOST) and where it first overtakes (significant in the other
+    direction): the Pareto-minimal train fraction × epochs cells, per level of any other factor."""
     hyp = results.hypothesis
     margin = f"±{fmt_level(hyp.margin * results.scale)} {results.unit}"
     if family is None or not family.cells:
         return "Crossover: not computed (no confirm-phase results)."
-    equivalent = [c for c in family.cells if c.decision.equivalent]
-    if not equivalent:
+    found = crossover_cells(family, results, health)
+    catch, over = found["equivalent"], found["overtakes"]
+    if not catch and not over:
         return (f"Crossover: none — {hyp.baseline} is not shown equivalent to {hyp.treated} (within {margin}) in any "
-                "cell.")
-    groups: dict[tuple, list[CellResult]] = {}
-    for cell in equivalent:
-        key = tuple((k, v) for k, v in cell.levels.items() if k not in ("train_fraction", "epochs"))
-        groups.setdefault(key, []).append(cell)
-    parts = []
-    for key, cells in groups.items():
-        minimal = []
-        for cell in cells:
-            f, e = _grid_position(cell)
-            dominated = any(
-                other is not cell and _grid_position(other)[0] <= f and _grid_position(other)[1] <= e
-                and _grid_position(other) != (f, e)
-                for other in cells
-            )
-            if not dominated:
-                minimal.append(f"train fraction {fmt_level(f)} with {fmt_level(e)} epochs")
-        prefix = ", ".join(f"{k} {fmt_level(v)}" for k, v in key)
-        parts.append((f"with {prefix}: " if prefix else "") + " and ".join(minimal))
-    return (f"Crossover: {hyp.baseline} is first equivalent to {hyp.treated} (within {margin}, TOST) at "
-            + "; ".join(parts) + ".")
+                f"cell, nor significantly ahead of it.")
+    sentences = []
+    if catch:
+        sentences.append(f"{hyp.baseline} is first equivalent to {hyp.treated} (within {margin}, TOST) at "
+                         f"{_points(catch)}.")
+    else:
+        sentences.append(f"{hyp.baseline} is shown equivalent to {hyp.treated} (within {margin}) in no cell.")
+    if over:
+        sentences.append(f"{hyp.baseline} overtakes {hyp.treated} (significant in the other direction) first at "
+                         f"{_points(over)}.")
+    elif hyp.direction != "two-sided":
+        sentences.append(f"{hyp.baseline} is significantly ahead in no cell.")
+    return "Crossover: " + " ".join(sentences)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from tlsweep.stats._checks import StatsInputError
 from tlsweep.stats.contrast import Contrast, compare_arms
-from tlsweep.stats.design_model import DesignModel, fit_design_model
+from tlsweep.stats.design_model import DesignModel, TrendTest, fit_design_model, trend_tests
 from tlsweep.stats.effects import (
     Interval,
     bootstrap_interval,
@@ -34,10 +34,10 @@ from tlsweep.stats.significance import (
 from tlsweep.stats.tuning import TuningCurve, expected_best_curve, tuning_curve, u_estimator_weights
 
 __all__ = [
-    "Contrast", "Decision", "DesignModel", "Interval", "StatsInputError", "TestResult", "TuningCurve",
+    "Contrast", "Decision", "DesignModel", "Interval", "StatsInputError", "TestResult", "TrendTest", "TuningCurve",
     "adjust_pvalues", "bootstrap_interval", "cohens_dz", "compare_arms", "decide_family", "exact_test_floor",
     "expected_best_curve", "fit_design_model", "gate_alpha", "hedges_g", "mann_whitney_test", "mean_difference",
     "mean_interval", "min_replicates", "paired_t_test", "probability_of_improvement", "ratio_of_means",
-    "seeds_for_power", "sign_flip_test", "tost_paired", "tost_unpaired", "tuning_curve", "u_estimator_weights",
+    "seeds_for_power", "sign_flip_test", "tost_paired", "tost_unpaired", "trend_tests", "tuning_curve", "u_estimator_weights",
     "welch_t_test",
 ]

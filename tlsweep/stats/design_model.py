@@ -115,3 +115,49 @@ def fit_design_model(frame: pd.DataFrame, *, logit: bool, points_per_unit: float
                      "p": float(pvalues[term]), "points": estimate * slope,
                      "points_low": low * slope, "points_high": high * slope})
     return DesignModel(method, scale, formula, pd.DataFrame(rows), mean_level, len(data), tuple(notes))
+
+
+TREND_TERMS = ("treated:log2_fraction", "treated:epochs")
+
+
+@dataclass(frozen=True)
+class TrendTest:
+    """One-sided test that the treated − baseline advantage shrinks along one axis of the design."""
+
+    term: str  # "treated:log2_fraction" | "treated:epochs"
+    points: float  # change of the advantage per unit of the term (per doubling of data, per epoch), in points
+    points_low: float
+    points_high: float
+    p_one_sided: float  # H1: the coefficient has the sign that shrinks the advantage
+    p_adjusted: float  # corrected within the trend family
+    shrinks: bool  # p_adjusted ≤ alpha
+
+
+def trend_tests(model: DesignModel, *, advantage_sign: float, alpha: float, correction: str) -> list[TrendTest]:
+    """One-sided tests on the interaction terms of the design model, corrected within their own family.
+
+    The hypothesis predicts that the advantage (sign ``advantage_sign``: +1 when the treated arm is expected above
+    the baseline, −1 below) shrinks as data and epochs grow, i.e. that ``treated:log2_fraction`` and
+    ``treated:epochs`` have the sign opposite to ``advantage_sign``. The model's two-sided Wald p-values are
+    symmetric, so the one-sided p is p/2 when the estimate points the predicted way and 1 − p/2 otherwise.
+    Terms the design does not vary are absent from the result.
+    """
+    from tlsweep.stats.multiplicity import adjust_pvalues
+
+    if advantage_sign == 0 or not np.isfinite(advantage_sign):
+        raise StatsInputError(f"advantage_sign must be +1 or -1, but got {advantage_sign}")
+    if not model.fitted or model.coefficients.empty:
+        return []
+    table = model.coefficients.set_index("term")
+    terms = [term for term in TREND_TERMS if term in table.index]
+    if not terms:
+        return []
+    one_sided = []
+    for term in terms:
+        estimate, p = float(table.loc[term, "estimate"]), float(table.loc[term, "p"])
+        predicted = estimate * advantage_sign < 0
+        one_sided.append(p / 2 if predicted else 1 - p / 2)
+    adjusted = adjust_pvalues(np.array(one_sided), correction)
+    return [TrendTest(term, float(table.loc[term, "points"]), float(table.loc[term, "points_low"]),
+                      float(table.loc[term, "points_high"]), p, float(q), bool(q <= alpha))
+            for term, p, q in zip(terms, one_sided, adjusted, strict=True)]
