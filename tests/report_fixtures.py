@@ -61,12 +61,16 @@ def simulate_results(
     num_classes: int = 8,
     freeze_depths: Sequence[int] | None = None,
     spec: SweepSpec | None = None,
+    baseline: Callable[[float, int], float] | None = None,
+    best_lr: float | None = None,
+    region: dict[str, list[Any]] | None = None,
 ) -> Path:
     """Write trials.parquet, epochs.parquet, spec.resolved.yaml and provenance.json under ``path``; return ``path``.
 
     With ``spec``, its name, arms (in the order of its init levels), factor levels, budget and confirm settings
     replace the corresponding arguments; the simulated advantage goes to the treated arm (the first arm
-    without ``spec``).
+    without ``spec``). ``baseline(fraction, epochs)`` replaces the baseline arm's accuracy (``chance`` puts a cell at
+    chance), ``best_lr`` is the lr every confirmed ``best`` config selected, ``region`` the spec's hypothesis.region.
     """
     if spec is not None:
         unsupported = sorted(set(spec.cell_factors()) - {"train_fraction", "epochs", "augmentation"})
@@ -92,7 +96,7 @@ def simulate_results(
     status_of = status_of or (lambda *args: "ok")
 
     def level(fraction: float, n_epochs: int, arm: str, aug: str | None) -> float:
-        base = baseline_level(fraction, n_epochs) + (0.03 if aug == "flip" else 0.0)
+        base = (baseline or baseline_level)(fraction, n_epochs) + (0.03 if aug == "flip" else 0.0)
         return base + (effect_fn(fraction, n_epochs) if arm == treated else 0.0)
 
     for fraction in train_fractions:
@@ -130,6 +134,9 @@ def simulate_results(
                             row = _row(name, "confirm", kind, None, replicate, seed, value,
                                        status_of("confirm", cell, arm, seed, None), chance, num_classes, n_epochs,
                                        fraction, common, rng)
+                            lr = 0.01 if kind == "recipe" or best_lr is None else best_lr
+                            row["lr"] = lr
+                            row["params_json"] = json.dumps({"tuned": {"lr": lr}, "levels": {**levels, "init": arm}})
                             trials.append(row)
                             epochs_rows += _epoch_rows(row, rng)
     pq.write_table(pa.Table.from_pylist(trials, schema=TRIALS_SCHEMA), path / "trials.parquet")
@@ -138,7 +145,7 @@ def simulate_results(
         if spec is None:
             spec = parse_spec(spec_dict(path, name=name, arms=arms, train_fractions=train_fractions, epochs=epochs,
                                         augmentations=augmentations, seeds=seeds, trials_per_cell=trials_per_cell,
-                                        configs=configs, hypothesis=hypothesis))
+                                        configs=configs, hypothesis=hypothesis, region=region))
         provenance = Provenance(spec_hash=spec.result_hash(), tlsweep_version="0.1.0", source="simulated",
                                 versions={"tlsweep": "0.1.0"}, trial_counts=spec.trial_counts(),
                                 compared_arms=spec.compared_arms)
@@ -149,11 +156,14 @@ def simulate_results(
 def spec_dict(path: Path, *, name: str = "demo", arms: Sequence[str] = ("checkpoint", "scratch"),
               train_fractions: Sequence[float] = (0.1, 1.0), epochs: Sequence[int] = (2, 6),
               augmentations: Sequence[str] | None = None, seeds: int = 8, trials_per_cell: int = 4,
-              configs: Sequence[str] = ("best", "recipe"), hypothesis: dict[str, Any] | None = None) -> dict[str, Any]:
+              configs: Sequence[str] = ("best", "recipe"), hypothesis: dict[str, Any] | None = None,
+              region: dict[str, list[Any]] | None = None) -> dict[str, Any]:
     """A valid sweep spec for simulated results; init holds the simulated arms and any other compared arm."""
     hypothesis = hypothesis or {"metric": "test_acc", "compare": {"init": [arms[0], arms[-1]]},
                                 "direction": "greater", "alpha": 0.05, "correction": "holm",
                                 "equivalence_margin": 0.02}
+    if region is not None:
+        hypothesis = {**hypothesis, "region": region}
     init = list(dict.fromkeys([*arms, *(hypothesis.get("compare") or {}).get("init", [])]))
     factors: dict[str, Any] = {"init": init, "train_fraction": list(train_fractions), "epochs": list(epochs)}
     if augmentations:

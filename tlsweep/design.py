@@ -183,3 +183,54 @@ def plan_confirm(spec: SweepSpec, tune_rows: list[dict[str, Any]]) -> tuple[list
                 tid = trial_id("confirm", cell_id(levels), str(levels["init"]), f"{kind}-{replicate}", params, seed)
                 planned.append(PlannedTrial(tid, "confirm", levels, kind, seed, params, replicate=replicate))
     return planned, skipped
+
+
+# ---- design health: optimizer steps per cell --------------------------------------------------------------------
+MIN_OPTIMIZER_STEPS = 10  # below this a run (from scratch above all) barely moves from its initialisation
+
+
+@dataclass(frozen=True)
+class CellSteps:
+    """Optimizer steps one run of a cell takes: ceil(n_train·fraction / batch) × epochs (the largest batch tried)."""
+
+    levels: dict[str, Any]  # the cell's factor levels (without init)
+    n_train: int  # training images of the cell's subset
+    batch_size: int
+    epochs: int
+    steps: int
+
+    @property
+    def too_few(self) -> bool:
+        return self.steps < MIN_OPTIMIZER_STEPS
+
+
+def optimizer_steps(n_train: int, fraction: float, batch_size: int, epochs: int) -> tuple[int, int]:
+    """(subset size, optimizer steps) of a run, as ``tlsweep.training.loop`` counts them (a last batch of one image
+    is dropped: it breaks BatchNorm)."""
+    n = max(1, int(fraction * n_train + 0.5)) if fraction < 1 else n_train
+    per_epoch = n // batch_size if n % batch_size == 1 else -(-n // batch_size)
+    return n, max(per_epoch, 0) * epochs
+
+
+def cell_steps(spec: SweepSpec, n_train: int) -> list[CellSteps]:
+    """Steps per run of every cell of the design, with the largest batch size a study may use (fewest steps)."""
+    base = spec.base_trial_config()
+    batch = base.batch_size
+    tuned = spec.design.tune.get("batch_size")
+    if tuned is not None:
+        options = [float(v) for v in (tuned.choices or []) if isinstance(v, (int, float))] or [float(tuned.high or batch)]
+        batch = max(batch, int(max(options)))
+    names = spec.cell_factors()
+    out = []
+    seen: set[str] = set()
+    for study in spec.studies():
+        levels = {name: study[name] for name in names}
+        key = cell_id(levels)
+        if key in seen:
+            continue
+        seen.add(key)
+        fraction = float(levels.get("train_fraction", base.train_fraction))
+        epochs = int(levels.get("epochs", base.epochs))
+        n, steps = optimizer_steps(n_train, fraction, batch, epochs)
+        out.append(CellSteps(levels, n, batch, epochs, steps))
+    return out

@@ -6,9 +6,13 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from tlsweep.spec import SweepSpec
 
 _SET_HELP = "Override any spec field: --set confirm.seeds=8 --set dataset.root=/data/faces (repeatable)."
 
@@ -34,6 +38,36 @@ def validate(spec_path: Path, overrides: tuple[str, ...]) -> None:
     console.print(f"  total: {sum(counts.values())} trials; hypothesis: {spec.hypothesis.metric} "
                   f"{spec.compared_arms[0]} {spec.hypothesis.direction} than {spec.compared_arms[1]}, "
                   f"alpha {spec.hypothesis.alpha} ({spec.hypothesis.correction})")
+    region = spec.hypothesis_region()
+    console.print("  hypothesis region: " + (" × ".join(f"{k} {v}" for k, v in region.items()) or "every cell")
+                  + ("" if spec.hypothesis.region is not None else " (the default: smallest fraction × fewest epochs)"))
+    _print_steps(console, spec)
+
+
+def _print_steps(console: Console, spec: SweepSpec) -> None:
+    """Optimizer steps per run of every cell, and a warning for cells below ``MIN_OPTIMIZER_STEPS``."""
+    from tlsweep.data.size import train_size
+    from tlsweep.design import MIN_OPTIMIZER_STEPS, cell_steps
+
+    n_train, source = train_size(spec.dataset)
+    if n_train is None:
+        console.print(f"  optimizer steps per cell: not known yet ({source})")
+        return
+    cells = cell_steps(spec, n_train)
+    batch = cells[0].batch_size if cells else spec.model.batch_size
+    console.print(f"  optimizer steps per run ({n_train} training images from {source}; batch {batch}):")
+    for cell in cells:
+        where = ", ".join(f"{k} {v}" for k, v in cell.levels.items()) or "the single cell"
+        mark = "  [yellow]⚠ too few[/]" if cell.too_few else ""
+        console.print(f"    {where}: {cell.n_train} images × {cell.epochs} epochs → {cell.steps} steps{mark}")
+    few = [cell for cell in cells if cell.too_few]
+    if few:
+        listed = "; ".join(", ".join(f"{k} {v}" for k, v in c.levels.items()) + f": {c.steps}" for c in few)
+        console.print(f"[yellow]warning:[/] {len(few)} cell(s) give fewer than {MIN_OPTIMIZER_STEPS} optimizer steps "
+                      f"per run ({listed}); an arm trained from scratch barely moves from its initialisation there, "
+                      "so every arm may sit at chance and the cell cannot decide anything. Fix: more epochs "
+                      "(design.factors.epochs), a smaller batch (model.batch_size) or a larger fraction "
+                      "(design.factors.train_fraction).")
 
 
 @click.command()

@@ -23,6 +23,11 @@ class ArmLevel:
     arm: str
     mean: float
     chance: float
+    se: float  # standard error of the mean over the arm's runs (0 with one run)
+
+    def at_chance(self, margin: float) -> bool:
+        """Not above chance by more than the equivalence margin, nor by more than 1.96 standard errors."""
+        return self.mean - self.chance <= max(margin, 1.96 * self.se)
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,7 @@ class CellHealth:
     levels: dict[str, Any]
     steps: int | None  # optimizer steps of one confirm run (the fewest over the compared arms)
     arms: tuple[ArmLevel, ...]
-    at_chance: bool  # every compared arm's mean lies within the equivalence margin of chance
+    at_chance: bool  # no compared arm is above chance by more than max(equivalence margin, 1.96 SE)
 
     @property
     def informative(self) -> bool:
@@ -58,7 +63,8 @@ class EdgeOptimum:
 
 def cell_health(results: Results, config_kind: str = PRIMARY_KIND) -> dict[str, CellHealth]:
     """Per cell of the confirm phase: steps per run, each compared arm's mean against chance, and whether the cell
-    is uninformative (every compared arm within the equivalence margin of chance; accuracy-like metrics only)."""
+    is uninformative: no compared arm lies above chance by more than the equivalence margin (or, with noisy seeds,
+    by more than 1.96 standard errors of its mean). Accuracy-like metrics only."""
     hyp = results.hypothesis
     trials = results.trials
     confirm = trials[(trials["phase"] == "confirm") & (trials["config_kind"] == config_kind)]
@@ -74,9 +80,10 @@ def cell_health(results: Results, config_kind: str = PRIMARY_KIND) -> dict[str, 
             chance = pd.to_numeric(arm_rows["chance"], errors="coerce").dropna()
             if arm_rows.empty or chance.empty:
                 continue
-            arms.append(ArmLevel(arm, float(arm_rows["value"].mean()), float(chance.iloc[0])))
-        at_chance = (results.accuracy_like and len(arms) == 2
-                     and all(a.mean - a.chance <= hyp.margin for a in arms))
+            values = arm_rows["value"].astype(float)
+            se = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+            arms.append(ArmLevel(arm, float(values.mean()), float(chance.iloc[0]), se))
+        at_chance = results.accuracy_like and len(arms) == 2 and all(a.at_chance(hyp.margin) for a in arms)
         steps = pd.to_numeric(rows.loc[rows["arm"].isin([hyp.treated, hyp.baseline]), "optimizer_steps"],
                               errors="coerce").dropna()
         out[cell] = CellHealth(cell, levels[cell], int(steps.min()) if not steps.empty else None, tuple(arms),

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from tlsweep.design import MIN_OPTIMIZER_STEPS
 from tlsweep.report.analysis import Family, TuningCell, cell_levels
 from tlsweep.report.formatting import describe_cell, fmt_interval, fmt_num, fmt_p
 from tlsweep.report.health import CellHealth, EdgeOptimum
@@ -76,9 +77,6 @@ def family_display(table: pd.DataFrame, results: Results, health: dict[str, Cell
     return pd.DataFrame(out)
 
 
-MIN_STEPS_NOTE = 10  # below this many optimizer steps a run barely moves from its initialisation
-
-
 def design_health_lines(results: Results, health: dict[str, CellHealth], edges: list[EdgeOptimum]) -> list[str]:
     """Steps per cell, uninformative cells and tuned optima at the edge of their range, as bullet lines."""
     lines = []
@@ -86,16 +84,16 @@ def design_health_lines(results: Results, health: dict[str, CellHealth], edges: 
     if steps:
         listed = "; ".join(f"{describe_cell(health[c].levels)}: {n}" for c, n in steps.items())
         lines.append(f"- Optimizer steps per run (confirm phase): {listed}.")
-        few = [c for c, n in steps.items() if n < MIN_STEPS_NOTE]
+        few = [c for c, n in steps.items() if n < MIN_OPTIMIZER_STEPS]
         if few:
-            lines.append(f"- Fewer than {MIN_STEPS_NOTE} optimizer steps at "
+            lines.append(f"- Fewer than {MIN_OPTIMIZER_STEPS} optimizer steps at "
                          f"{'; '.join(describe_cell(health[c].levels) for c in few)}: an arm trained from scratch "
                          "barely moves from its initialisation there; more epochs, a smaller batch or a larger train "
                          "fraction give it a fair chance (`tlsweep validate` prints this before a sweep).")
     dead = [h for h in health.values() if h.at_chance]
     if dead:
         margin = f"{results.hypothesis.margin * results.scale:g} {results.unit}"
-        lines.append(f"- Uninformative (every arm within {margin} of chance): "
+        lines.append(f"- Uninformative (no arm above chance by more than {margin}, or than 1.96 standard errors): "
                      f"{'; '.join(describe_cell(h.levels) for h in dead)}. These cells can neither support nor refute "
                      "the hypothesis and are left out of the region verdict and the crossover.")
     for edge in edges:
