@@ -63,7 +63,7 @@ SHRINKING = {(0.1, 2): 0.25, (0.1, 6): 0.18, (0.3, 2): 0.15, (0.3, 6): 0.08, (1.
 def test_a_reversal_outside_the_region_is_named_and_is_a_crossover(tmp_path: Path) -> None:
     effect = {**SHRINKING, (1.0, 6): -0.05}
     read = _read(_simulate(tmp_path, effect))
-    assert read.labels[(1.0, 6)] == "not supported"
+    assert read.labels[(1.0, 6)] == "not supported (reversed)"
     assert read.overall.kind == "supported" and read.overall.label == "supported"  # the region holds
     assert "scratch wins (a reversal) at train fraction 1 × 6 epochs" in read.overall.sentence
     assert "scratch overtakes checkpoint (significant in the other direction) first at train fraction 1 with 6 " \
@@ -110,7 +110,7 @@ def test_the_real_study_region_at_chance_reversal_and_undecided_cells(tmp_path: 
                                                            "equivalence_margin": 0.01})
     read = _read(root)
     assert read.labels[(0.1, 2)] == "uninformative (at chance)"
-    assert read.labels[(0.1, 6)] == "supported" and read.labels[(1.0, 6)] == "not supported"
+    assert read.labels[(0.1, 6)] == "supported" and read.labels[(1.0, 6)] == "not supported (reversed)"
     assert read.overall.kind == "supported only at"
     assert read.overall.label == "supported only at train fraction 0.1 × 6 epochs"
     sentence = read.overall.sentence
@@ -155,8 +155,8 @@ def test_the_shrinking_trend_is_tested_one_sided_in_points(tmp_path: Path) -> No
     p_one = [model.loc[term, "p"] / 2 for term in trends]
     assert sorted(t.p_one_sided for t in trends.values()) == pytest.approx(sorted(p_one))
     assert max(t.p_adjusted for t in trends.values()) == pytest.approx(min(1.0, max(max(p_one), 2 * min(p_one))))
-    assert "the checkpoint advantage shrinks by" in read.overall.sentence
-    assert "points per doubling of the training data (one-sided Holm" in read.overall.sentence
+    assert "the checkpoint advantage shrinks per doubling of the training data (-" in read.overall.sentence
+    assert "points; one-sided Holm p" in read.overall.sentence
 
 
 def test_a_growing_advantage_does_not_pass_the_trend_test(tmp_path: Path) -> None:
@@ -165,7 +165,7 @@ def test_a_growing_advantage_does_not_pass_the_trend_test(tmp_path: Path) -> Non
     trends = {t.term: t for t in read.analysis.trends}
     assert trends["treated:log2_fraction"].points > 0 and not trends["treated:log2_fraction"].shrinks
     assert trends["treated:log2_fraction"].p_one_sided > 0.95
-    assert "grows by" in read.overall.sentence
+    assert "the checkpoint advantage grows per doubling of the training data (+" in read.overall.sentence
 
 
 def test_edge_of_range_optimum_is_flagged(tmp_path: Path) -> None:

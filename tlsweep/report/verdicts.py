@@ -18,7 +18,7 @@ from tlsweep.report.load import Results
 from tlsweep.spec import default_region
 from tlsweep.stats import TrendTest
 
-LABEL_TEXT = {"supported": "supported", "not supported": "not supported", "equivalent": "equivalent (caught up)",
+LABEL_TEXT = {"supported": "supported", "not supported": "not supported (reversed)", "equivalent": "equivalent (caught up)",
               "inconclusive": "inconclusive"}
 
 
@@ -117,11 +117,9 @@ def trend_clause(trends: list[TrendTest] | None, results: Results) -> str:
     parts = []
     for test in trends:
         verb = "shrinks" if test.points * (1 if hyp.direction != "less" else -1) < 0 else "grows"
-        change = fmt_interval(abs(test.points), *sorted((abs(test.points_low), abs(test.points_high))), digits=2) \
-            if (test.points_low < 0) == (test.points_high < 0) else \
-            f"{fmt_interval(test.points, test.points_low, test.points_high, digits=2, signed=True)} (signed)"
+        change = fmt_interval(test.points, test.points_low, test.points_high, digits=2, signed=True)
         status = "significant" if test.shrinks else "not significant"
-        parts.append(f"{verb} by {change} {results.unit} {what[test.term]} (one-sided {corr} "
+        parts.append(f"{verb} {what[test.term]} ({change} {results.unit}; one-sided {corr} "
                      f"{p_text(test.p_adjusted)}, {status})")
     return f"the {hyp.treated} advantage " + " and ".join(parts)
 
