@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from faults import INJECTED, TrialFault, injected, kill_driver_command
 from sweep_fixtures import tiny_spec_dict
 
 from tlsweep.design import plan_confirm
+from tlsweep.engine.settings import RESULT_FILES_LOGGER, sweep_settings
 from tlsweep.errors import StoreError
 from tlsweep.results.schema import EPOCHS_SCHEMA, TRIALS_SCHEMA
 from tlsweep.spec import load_spec, parse_spec
@@ -41,9 +43,28 @@ def finished_sweep(ray_local, tiny_assets, tmp_path_factory):
     data["design"]["tune"]["lr"]["high"] = 1.0e6
     data["design"]["recipe"]["lr"] = 1.0e5
     spec = parse_spec(data)
-    with injected(TrialFault({"phase": "confirm", "replicate": 1, "arm": "scratch"})):
-        outcome = _run(spec)
+    tune_log = logging.getLogger(RESULT_FILES_LOGGER)
+    seen = _Messages()
+    tune_log.addHandler(seen)  # sees only what passes the logger's filters
+    try:
+        with injected(TrialFault({"phase": "confirm", "replicate": 1, "arm": "scratch"})):
+            outcome = _run(spec)
+    finally:
+        tune_log.removeHandler(seen)
+    TUNE_MESSAGES[:] = seen.messages
     return spec, storage / "tiny", outcome
+
+
+class _Messages(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+TUNE_MESSAGES: list[str] = []  # what Tune's experiment analysis logged during finished_sweep
 
 
 def test_trial_counts_match_the_design_and_budgets_are_equal(finished_sweep) -> None:
@@ -81,14 +102,16 @@ def test_ray_keeps_checkpoints_but_no_second_copy_of_the_results(finished_sweep)
     files = [p.name for p in (results / "ray").rglob("*") if p.is_file()]
     assert "state.pt" in files
     assert not [f for f in files if f in ("result.json", "progress.csv") or f.startswith("events.out")]
-    # and Tune's end-of-fit complaint that they are missing is not shown, while its other warnings are
-    import logging
-
-    tune_log = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    # and Tune's end-of-fit complaint that they are missing is not shown while a sweep runs, its other warnings are
+    assert not [m for m in TUNE_MESSAGES if m.startswith("Failed to fetch metrics")]
+    tune_log = logging.getLogger(RESULT_FILES_LOGGER)
     record = tune_log.makeRecord(tune_log.name, logging.WARNING, __file__, 1, "%s", ("x",), None)
-    assert tune_log.filter(record)
-    record.args = ("Failed to fetch metrics for 24 trial(s):\n- sweep_trainable_1: FileNotFoundError()",)
-    assert not tune_log.filter(record)
+    complaint = tune_log.makeRecord(tune_log.name, logging.WARNING, __file__, 1, "%s", (
+        "Failed to fetch metrics for 24 trial(s):\n- sweep_trainable_1: FileNotFoundError()",), None)
+    with sweep_settings():  # what run_sweep runs under
+        assert tune_log.filter(record)
+        assert not tune_log.filter(complaint)
+    assert tune_log.filter(complaint)  # and nothing of it is left once run_sweep returned
 
 
 def test_same_seed_gives_the_same_subset_in_every_arm(finished_sweep) -> None:
