@@ -165,6 +165,19 @@ class ResultsStore:
         """Replace a text file of the results directory atomically."""
         self._write_bytes(name, text.encode("utf-8"))
 
+    def read_bytes(self, name: str) -> bytes | None:
+        """A file of the results directory (``"optuna.journal"``) as bytes, or None when absent."""
+        if not self._is_file(name):
+            return None
+        with _storage_errors("read", self._uri(name), self.location):
+            with self.location.filesystem.open_input_stream(self._path(name)) as stream:
+                data: bytes = stream.read()
+        return data
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        """Replace a file of the results directory atomically (on object stores: when the upload completes)."""
+        self._write_bytes(name, data)
+
     # ---- the spec and its provenance ------------------------------------------------------------------------
     def has_spec(self) -> bool:
         """True when the results directory holds the sweep's resolved spec."""
