@@ -28,6 +28,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
 
+from tlsweep.results.store import OPTUNA_JOURNAL_FILE
+
 if TYPE_CHECKING:
     import optuna
     import pyarrow as pa
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("tlsweep.tracking")
 
-JOURNAL_FILE = "optuna.journal"
+JOURNAL_FILE = OPTUNA_JOURNAL_FILE
 # user attributes of every mirrored trial (besides the test metrics of confirm trials)
 TRIAL_ATTRS = ("trial_id", "phase", "cell_id", "arm", "seed", "config_kind", "tune_index", "replicate", "status")
 _TEST_ATTRS = ("test_acc", "test_balanced_acc", "test_loss", "test_mae", "test_off_by_one")
