@@ -28,6 +28,31 @@ from tlsweep.spec import load_spec, parse_spec
 pytestmark = pytest.mark.ray
 
 
+def _assert_journal_matches_parquet(results) -> None:
+    """optuna.journal holds every recorded trial once, in its phase × cell × arm study, in the right state."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from tlsweep.tracking.optuna_mirror import study_name
+
+    rows = pq.read_table(results / "trials.parquet").to_pylist()
+    storage = JournalStorage(JournalFileBackend(str(results / "optuna.journal")))
+    mirrored = {}
+    for summary in optuna.get_all_study_summaries(storage):
+        for trial in optuna.load_study(study_name=summary.study_name, storage=storage).trials:
+            assert trial.user_attrs["trial_id"] not in mirrored, "a trial mirrored twice"
+            mirrored[trial.user_attrs["trial_id"]] = (summary.study_name, trial)
+    assert set(mirrored) == {r["trial_id"] for r in rows}
+    states = {"ok": "COMPLETE", "diverged": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL"}
+    for row in rows:
+        name, trial = mirrored[row["trial_id"]]
+        assert name == study_name(row["phase"], row["cell_id"], row["arm"]) and trial.user_attrs["seed"] == row["seed"]
+        assert trial.state.name == states[row["status"]]
+        if trial.state.name == "COMPLETE":
+            assert trial.value == pytest.approx(row["objective"])
+
+
 def _run(spec, **kwargs):
     from tlsweep.engine.run import run_sweep
 
@@ -155,6 +180,7 @@ def test_rerun_resumes_without_running_or_duplicating_anything(finished_sweep) -
     after = pq.read_table(results / "trials.parquet").to_pylist()
     assert outcome.trials_recorded == 0
     assert sorted(r["trial_id"] for r in after) == sorted(r["trial_id"] for r in before)
+    _assert_journal_matches_parquet(results)
 
 
 def test_results_in_the_old_layout_resume_and_move_to_the_new_one(finished_sweep, tmp_path) -> None:
@@ -252,6 +278,7 @@ def test_a_driver_killed_with_sigkill_resumes_to_exactly_the_planned_trials(tiny
     expected, _ = plan_confirm(spec, tune)
     assert {p.trial_id for p in expected} == {r["trial_id"] for r in rows if r["phase"] == "confirm"}
     assert {r["status"] for r in tune} <= {"ok", "pruned", "diverged"}
+    _assert_journal_matches_parquet(trials_file.parent)  # after Ctrl-C, kill -9 and resume: each trial once
 
 
 def test_a_trial_running_when_the_driver_died_continues_from_its_checkpoint(tiny_assets, tmp_path) -> None:

@@ -11,6 +11,7 @@ import sys
 import click
 
 from tlsweep import __version__
+from tlsweep.cli.dashboard import dashboard
 from tlsweep.cli.data import data
 from tlsweep.cli.report import report
 from tlsweep.cli.sweep import run, status, validate
@@ -40,7 +41,7 @@ def cli() -> None:
     """
 
 
-for _command in (data, train, predict, pretrain, models, weights, run, validate, status, report, wandb_group):
+for _command in (data, train, predict, pretrain, models, weights, run, validate, status, report, dashboard, wandb_group):
     cli.add_command(_command)
 
 

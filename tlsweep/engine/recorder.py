@@ -1,4 +1,5 @@
-"""The driver's single writer: a Ray Tune callback that turns trial events into Parquet rows, W&B runs and progress.
+"""The driver's single writer: a Ray Tune callback that turns trial events into Parquet rows, W&B runs, the Optuna
+journal and progress.
 
 Rows are upserted by trial id (``trials.parquet``) and by (trial id, epoch) (``epochs.parquet``) and the files are
 rewritten atomically after every finished trial, so a driver killed at any moment loses at most the trials that
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from tlsweep.engine.progress import Progress
     from tlsweep.spec import SweepSpec
     from tlsweep.tracking import Tracker
+    from tlsweep.tracking.optuna_mirror import StudyMirror
 
 EPOCH_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s")
 RESULT_KEYS = (
@@ -51,12 +53,14 @@ class ResultsRecorder(Callback):
         metadata: dict[str, str],
         tracker: Tracker,
         progress: Progress | None = None,
+        mirror: StudyMirror | None = None,
     ) -> None:
         self.spec = spec
         self.store = store
         self.metadata = metadata
         self.tracker = tracker
         self.progress = progress
+        self.mirror = mirror  # the Optuna journal of the studies (tlsweep.tracking.optuna_mirror)
         self.trials = store.read_trials()
         self.epochs = store.read_epochs()
         self._epochs_buffer: dict[str, dict[int, dict[str, Any]]] = {}
@@ -133,6 +137,8 @@ class ResultsRecorder(Callback):
             self.epochs = merge_rows(self.epochs, rows_to_table(epoch_rows, EPOCHS_SCHEMA), key=["trial_id", "epoch"])
         self._flush()
         self.recorded += 1
+        if self.mirror is not None:
+            self.mirror.record(row, epoch_rows)
         summary = {k: row.get(k) for k in ("objective", "best_val_acc", "test_acc", "status", "epochs_run")}
         self.tracker.trial_finished(tid, summary=summary, status=row["status"])
         if self.progress is not None:

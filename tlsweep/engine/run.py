@@ -340,6 +340,7 @@ def run_sweep(
     from tlsweep.engine.searchers import ConfirmSearcher, TuneSearcher
     from tlsweep.engine.trainable import make_payload, sweep_trainable
     from tlsweep.tracking import make_tracker
+    from tlsweep.tracking.optuna_mirror import open_study_mirror
 
     console = console or Console(stderr=True)
     started = time.time()
@@ -368,6 +369,8 @@ def run_sweep(
     local_dir = store.local_dir()
     wandb_dir = local_dir if local_dir is not None else Path(tempfile.mkdtemp(prefix=f"tlsweep-{spec.name}-"))
     tracker = make_tracker(spec.tracking.wandb, sweep_name=spec.name, results_dir=wandb_dir, mode_override=wandb_mode)
+    mirror = open_study_mirror(spec, store, staging=wandb_dir)
+    mirror.sync(store.read_trials(), store.read_epochs())  # trials recorded before the journal existed, or lost
     board = StatusBoard(expected_counts(spec), mode=spec.objective.mode)
     for row in store.read_trials().to_pylist():
         board.add_row(row)
@@ -380,7 +383,7 @@ def run_sweep(
         console=console,
         live=live,
     )
-    recorder = ResultsRecorder(spec, store, metadata=metadata, tracker=tracker, progress=progress)
+    recorder = ResultsRecorder(spec, store, metadata=metadata, tracker=tracker, progress=progress, mirror=mirror)
     try:
         with progress:
             done = recorder.trials.to_pylist()
@@ -395,6 +398,7 @@ def run_sweep(
                 recorder=recorder,
                 concurrency=concurrency,
             )
+            mirror.publish()  # remote results get the journal at the end of each phase
             if tune_complete:
                 rows = recorder.trials.to_pylist()
                 planned, outcome.skipped = plan_confirm(spec, [r for r in rows if r["phase"] == "tune"])
@@ -413,6 +417,7 @@ def run_sweep(
     except KeyboardInterrupt:
         outcome.interrupted = True
     finally:
+        mirror.publish()
         tracker.close()
         outcome.wandb_sync = tracker.sync_command()
         # trials still listed as running were cut short: a rerun hands them out again (tlsweep.engine.run.pending_trials)

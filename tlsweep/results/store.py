@@ -40,9 +40,10 @@ TRIALS_FILE = "trials.parquet"
 EPOCHS_FILE = "epochs.parquet"
 SPEC_FILE = "spec.resolved.yaml"  # the exact spec of the sweep, itself a valid spec
 PROVENANCE_FILE = "provenance.json"  # how the results came about: spec hash, source, versions, trial counts
+OPTUNA_JOURNAL_FILE = "optuna.journal"  # every study in Optuna's storage (tlsweep.tracking.optuna_mirror)
 REPORT_DIR = "report"
 # The sweep's own top-level entries: only the driver writes them (an upload never replaces one).
-SWEEP_ENTRIES = (TRIALS_FILE, EPOCHS_FILE, SPEC_FILE, PROVENANCE_FILE, RAY_SUBDIR)
+SWEEP_ENTRIES = (TRIALS_FILE, EPOCHS_FILE, SPEC_FILE, PROVENANCE_FILE, OPTUNA_JOURNAL_FILE, RAY_SUBDIR)
 
 _PARQUET_SCHEMAS: dict[str, pa.Schema] = {TRIALS_FILE: TRIALS_SCHEMA, EPOCHS_FILE: EPOCHS_SCHEMA}
 _ARROW_SCHEMA_KEY = b"ARROW:schema"
@@ -164,6 +165,19 @@ class ResultsStore:
     def write_text(self, name: str, text: str) -> None:
         """Replace a text file of the results directory atomically."""
         self._write_bytes(name, text.encode("utf-8"))
+
+    def read_bytes(self, name: str) -> bytes | None:
+        """A file of the results directory (``"optuna.journal"``) as bytes, or None when absent."""
+        if not self._is_file(name):
+            return None
+        with _storage_errors("read", self._uri(name), self.location):
+            with self.location.filesystem.open_input_stream(self._path(name)) as stream:
+                data: bytes = stream.read()
+        return data
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        """Replace a file of the results directory atomically (on object stores: when the upload completes)."""
+        self._write_bytes(name, data)
 
     # ---- the spec and its provenance ------------------------------------------------------------------------
     def has_spec(self) -> bool:
