@@ -67,6 +67,7 @@ def test_a_csv_lists_paths_relative_to_its_folder_or_image_dir(tmp_path: Path) -
         ("path\nimgs/a.png\n", {"path_column": "file"}, r"no column 'file'; columns are \['path'\]; pick one"),
         ("path\nimgs/a.png\n", {"label_column": "kind"}, r"no label column 'kind'; columns are \['path'\]"),
         ("path\nimgs/a.png\nimgs/gone.png\n", {}, r"list.csv line 3: image 'imgs/gone.png' not found"),
+        ("path\n", {}, r"list.csv: lists no images \(only a header\); add one image path per line"),
     ],
 )
 def test_csv_problems_name_file_line_and_column(tmp_path: Path, text: str, options: dict, message: str) -> None:

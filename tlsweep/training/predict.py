@@ -235,6 +235,8 @@ def _csv_inputs(
             rows.append(
                 PredictionInput(raw, file, label, label_index(label, class_names) if label is not None else None)
             )
+    if not rows:
+        raise DataError(f"{csv_file}: lists no images (only a header); add one image path per line")
     return rows
 
 
