@@ -358,3 +358,108 @@ class StoreContract:
             store.upload_dir(report, "ray")
         with pytest.raises(StoreError, match="it is not a directory"):
             store.upload_dir(tmp_path / "no-such-dir", "report")
+
+    # ---- appended part files and compaction --------------------------------------------------------------------
+
+    def test_appended_parts_read_as_one_upserted_table(self, backend: Backend) -> None:
+        store = backend.store()
+        store.write_trials(rows_to_table([trial_row("b"), trial_row("a")], TRIALS_SCHEMA), metadata={"v": "0.1"})
+        first = store.append_trials(rows_to_table([trial_row("c")], TRIALS_SCHEMA), metadata={"v": "0.2"})
+        second = store.append_trials(rows_to_table([trial_row("a", status="failed")], TRIALS_SCHEMA), metadata={"v": "0.3"})
+        assert (first, second) == ("parts/trials/part-0000000000.parquet", "parts/trials/part-0000000001.parquet")
+        assert store.part_names("trials.parquet") == [first, second]
+        back = store.read_trials()
+        assert back.schema.equals(TRIALS_SCHEMA)
+        assert back.column("trial_id").to_pylist() == ["a", "b", "c"]  # upserted by key, sorted by it
+        assert back.column("status").to_pylist() == ["failed", "ok", "ok"]  # the newest part wins
+        assert store.read_metadata("trials") == {"v": "0.3"}
+        store.append_epochs(rows_to_table([epoch_row("a", 1, 0.1), epoch_row("a", 2, 0.2)], EPOCHS_SCHEMA))
+        store.append_epochs(rows_to_table([epoch_row("a", 2, 0.25)], EPOCHS_SCHEMA))
+        assert [(r["epoch"], r["val_acc"]) for r in store.read_epochs().to_pylist()] == [(1, 0.1), (2, 0.25)]
+
+        # a second writer (a resumed driver) continues the sequence instead of overwriting a part
+        again = backend.store()
+        assert again.append_trials(rows_to_table([trial_row("d")], TRIALS_SCHEMA)).endswith("part-0000000002.parquet")
+        assert store.read_trials().column("trial_id").to_pylist() == ["a", "b", "c", "d"]
+
+    def test_parts_alone_make_a_table_that_exists(self, backend: Backend) -> None:
+        store = backend.store()
+        store.append_epochs(rows_to_table([epoch_row("a", 1, 0.5)], EPOCHS_SCHEMA))
+        assert not store.exists()  # epochs alone are no results
+        store.append_trials(rows_to_table([trial_row("a")], TRIALS_SCHEMA), metadata={"spec_hash": "h"})
+        assert store.exists() and store.read_trials().column("trial_id").to_pylist() == ["a"]
+        assert store.read_metadata("trials.parquet") == {"spec_hash": "h"}
+        assert backend.files(store) == ["parts/epochs/part-0000000000.parquet", "parts/trials/part-0000000000.parquet"]
+
+    def test_compaction_folds_the_parts_into_the_single_files(self, backend: Backend, tmp_path: Path) -> None:
+        store = backend.store()
+        store.write_epochs(rows_to_table([epoch_row("a", 1, 0.1)], EPOCHS_SCHEMA))  # a file of the old layout
+        for i in range(5):
+            store.append_trials(rows_to_table([trial_row(f"t{i % 3}", attempts=i)], TRIALS_SCHEMA), metadata={"n": str(i)})
+            store.append_epochs(rows_to_table([epoch_row(f"t{i % 3}", 1, i / 10)], EPOCHS_SCHEMA))
+        copy = store.download(tmp_path / "copy")  # a copy taken mid-phase carries the parts
+        trials, epochs = store.read_trials(), store.read_epochs()
+        assert ResultsStore(copy).read_trials().equals(trials) and ResultsStore(copy).read_epochs().equals(epochs)
+        store.compact()
+        assert backend.files(store) == ["epochs.parquet", "trials.parquet"]
+        assert store.read_trials().equals(trials) and store.read_epochs().equals(epochs)
+        assert store.read_trials().column("attempts").to_pylist() == [3, 4, 2]
+        assert store.read_metadata("trials") == {"n": "4"}  # the newest part's metadata is kept
+        # the compacted file is the whole table for any Parquet reader
+        with store.location.filesystem.open_input_file(store.location.join("trials.parquet").path) as handle:
+            assert pq.read_table(handle).column("trial_id").to_pylist() == ["t0", "t1", "t2"]
+        store.compact(metadata={"spec_hash": "x"})  # nothing to fold: unchanged
+        assert store.read_metadata("trials") == {"n": "4"}
+
+    def test_a_compaction_cut_short_leaves_the_same_table(self, backend: Backend) -> None:
+        store = backend.store()
+        for version in ("v1", "v2", "v3"):
+            store.append_trials(rows_to_table([trial_row("a", error=version), trial_row(version)], TRIALS_SCHEMA))
+        whole = store.read_trials()
+        parts = store.part_names("trials.parquet")
+        # killed after writing trials.parquet and deleting only the oldest part (parts go oldest first)
+        store._write_parquet("trials.parquet", whole, None)
+        store._delete_parts("trials.parquet", parts[:1])
+        assert store.read_trials().equals(whole)
+        assert store.read_trials().column("error").to_pylist()[0] == "v3"
+
+    def test_a_reader_racing_a_compaction_reads_again(
+        self, backend: Backend, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        store = backend.store()
+        store.append_trials(rows_to_table([trial_row("a")], TRIALS_SCHEMA))
+        store.append_trials(rows_to_table([trial_row("b")], TRIALS_SCHEMA))
+        listed = store.part_names("trials.parquet")
+        real = ResultsStore.part_names
+        reader_listings: list[int] = []
+
+        def stale_listing(self: ResultsStore, name: str) -> list[str]:
+            if self is not store:  # the compacting process
+                return real(self, name)
+            reader_listings.append(1)
+            if len(reader_listings) == 1:  # listed just before another process compacted
+                backend.store().compact()
+                return listed
+            return real(self, name)
+
+        monkeypatch.setattr(ResultsStore, "part_names", stale_listing)
+        assert store.read_trials().column("trial_id").to_pylist() == ["a", "b"]
+        assert len(reader_listings) == 2  # listed, found a part gone, listed again
+        assert backend.files(store) == ["trials.parquet"]
+
+    def test_replacing_a_table_drops_its_parts(self, backend: Backend) -> None:
+        store = backend.store()
+        store.append_trials(rows_to_table([trial_row("a"), trial_row("b")], TRIALS_SCHEMA))
+        store.append_epochs(rows_to_table([epoch_row("a", 1, 0.5)], EPOCHS_SCHEMA))
+        store.write_trials(rows_to_table([trial_row("b")], TRIALS_SCHEMA))
+        assert store.read_trials().column("trial_id").to_pylist() == ["b"]
+        assert store.part_names("trials.parquet") == [] and len(store.part_names("epochs.parquet")) == 1
+
+    def test_a_part_of_another_schema_is_refused_on_write_and_named_on_read(self, backend: Backend) -> None:
+        store = backend.store()
+        with pytest.raises(StoreError, match="unexpected column"):
+            store.append_trials(rows_to_table([trial_row("a")], TRIALS_SCHEMA).append_column("x", pa.array([1])))
+        assert backend.files(store) == []
+        backend.put_bytes(store, "parts/trials/part-0000000007.parquet", b"not parquet")
+        with pytest.raises(StoreError, match=r"part-0000000007.parquet is not a readable Parquet file"):
+            store.read_trials()

@@ -11,6 +11,7 @@ from faults import TrialFault, injected
 from sweep_fixtures import tiny_spec_dict
 
 from tlsweep.design import plan_confirm
+from tlsweep.results.store import ResultsStore
 from tlsweep.spec import parse_spec
 
 pytestmark = pytest.mark.ray
@@ -103,7 +104,7 @@ def test_a_lost_worker_node_costs_retries_not_trials(cluster, tiny_assets, tmp_p
     def kill_a_worker() -> None:
         deadline = time.time() + 300
         while time.time() < deadline:
-            if trials_file.exists() and pq.read_table(trials_file).num_rows >= 2:
+            if ResultsStore(trials_file.parent).read_trials().num_rows >= 2:  # with the parts appended mid-phase
                 removed["node_id"] = workers[1].node_id
                 c.remove_node(workers[1], allow_graceful=False)
                 removed["at"] = time.time()

@@ -51,6 +51,7 @@ class RecordingTracker(Tracker):
 def _recorder(tmp_path: Path, spec=None, **kwargs: Any) -> ResultsRecorder:
     spec = spec or demo_spec()
     tracker = kwargs.pop("tracker", None) or RecordingTracker()
+    kwargs.setdefault("flush_interval_s", 0.0)  # every trial reaches the store at once (the tests read it back)
     return ResultsRecorder(spec, ResultsStore(tmp_path), metadata={"spec_hash": "h1"}, tracker=tracker, **kwargs)
 
 
@@ -343,3 +344,48 @@ def test_freeze_depth_is_recorded_for_pretrained_arms_only(tmp_path: Path, phase
         assert row["freeze_depth"] is None
     else:
         assert row["freeze_depth"] == trial.config["trial"]["freeze_depth"] is not None
+
+
+def test_finished_trials_are_appended_in_batches_and_compacted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = demo_spec()
+    clock = [100.0]
+    monkeypatch.setattr("tlsweep.engine.recorder.time.monotonic", lambda: clock[0])
+    recorder = _recorder(tmp_path, spec, flush_interval_s=2.0)
+    store = ResultsStore(tmp_path)
+    epochs = [epoch_result(1, 0.3), epoch_result(2, 0.4)]
+    planned = [tune_trial(spec, tune_index=i) for i in range(3)]
+    for i, p in enumerate(planned[:2]):
+        _run(recorder, FakeTrial.of(spec, p, f"ray-{i}"), epochs, final_result(epochs))
+    assert not store.exists() and recorder.recorded == 2  # within the interval: buffered, nothing written yet
+    clock[0] += 1.0
+    recorder.on_step_end(0, [])
+    assert not store.exists()
+    clock[0] += 1.0
+    recorder.on_step_end(0, [])  # 2 s after the last flush: one part per table holds both trials
+    assert store.part_names("trials.parquet") == ["parts/trials/part-0000000000.parquet"]
+    assert len(store.read_trials()) == 2 and len(store.read_epochs()) == 4
+    assert recorder._pending_trials == [] and recorder._pending_epochs == []  # the driver keeps no recorded rows
+
+    _run(recorder, FakeTrial.of(spec, planned[2], "ray-2"), epochs, final_result(epochs))
+    assert len(store.read_trials()) == 2  # a SIGKILL now loses this one trial: it was not flushed and reruns
+    recorder.on_experiment_end([])
+    assert len(store.read_trials()) == 3 and len(store.part_names("trials.parquet")) == 2
+    recorder.compact()
+    files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.parquet"))
+    assert files == ["epochs.parquet", "trials.parquet"]
+    assert sorted(store.read_trials().column("trial_id").to_pylist()) == sorted(p.trial_id for p in planned)
+    assert store.read_metadata("trials") == {"spec_hash": "h1"}
+
+
+def test_a_new_driver_resumes_from_parts_left_by_a_killed_one(tmp_path: Path) -> None:
+    spec = demo_spec()
+    epochs = [epoch_result(1, 0.3)]
+    killed = _recorder(tmp_path, spec)
+    a, b = tune_trial(spec, tune_index=0), tune_trial(spec, tune_index=1)
+    _run(killed, FakeTrial.of(spec, a, "ray-a"), epochs, final_result(epochs))  # flushed, never compacted
+    resumed = _recorder(tmp_path, spec)
+    assert resumed.trials.column("trial_id").to_pylist() == [a.trial_id]
+    _run(resumed, FakeTrial.of(spec, b, "ray-b"), epochs, final_result(epochs))
+    store = ResultsStore(tmp_path)
+    assert store.part_names("trials.parquet")[-1].endswith("part-0000000001.parquet")  # the sequence continues
+    assert sorted(store.read_trials().column("trial_id").to_pylist()) == sorted([a.trial_id, b.trial_id])

@@ -12,12 +12,15 @@ import pyarrow.parquet as pq
 import pytest
 import scipy.stats
 from click.testing import CliRunner
+from pandas.testing import assert_frame_equal
 from report_fixtures import filter_trials, simulate_results
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import ttost_paired
 
 from tlsweep.errors import StoreError
 from tlsweep.report import ReportResult, build_report
+from tlsweep.report.load import load_results
+from tlsweep.results.store import ResultsStore
 
 FAST = 999  # bootstrap resamples in tests
 
@@ -241,3 +244,21 @@ def test_report_imports_neither_torch_nor_ray(tmp_path: Path, entry: str) -> Non
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_results_in_part_files_load_like_the_single_files(tmp_path: Path) -> None:
+    """A running (or killed) sweep's appended parts load as the same tables as the compacted files."""
+    root = simulate_results(tmp_path / "r", seeds=2, trials_per_cell=2)
+    whole = load_results(root)
+    store = ResultsStore(root)
+    trials, epochs = store.read_trials(), store.read_epochs()
+    (root / "trials.parquet").unlink()
+    (root / "epochs.parquet").unlink()
+    store.append_trials(trials.slice(0, 5))  # rows split over two parts, one of them repeated
+    store.append_trials(trials.slice(3))
+    store.append_epochs(epochs)
+    parts = load_results(root)
+    key = ["trial_id"]
+    assert_frame_equal(parts.trials.sort_values(key).reset_index(drop=True),
+                       whole.trials.sort_values(key).reset_index(drop=True))
+    assert len(parts.epochs) == len(whole.epochs)

@@ -23,6 +23,7 @@ from tlsweep.design import plan_confirm
 from tlsweep.engine.settings import RESULT_FILES_LOGGER, sweep_settings
 from tlsweep.errors import StoreError
 from tlsweep.results.schema import EPOCHS_SCHEMA, TRIALS_SCHEMA
+from tlsweep.results.store import ResultsStore
 from tlsweep.spec import load_spec, parse_spec
 
 pytestmark = pytest.mark.ray
@@ -243,7 +244,7 @@ def test_a_driver_killed_with_sigkill_resumes_to_exactly_the_planned_trials(tiny
                                 start_new_session=True)  # fmt: skip
         deadline = time.time() + 240
         while time.time() < deadline and proc.poll() is None:
-            if trials_file.exists() and pq.read_table(trials_file).num_rows >= rows:
+            if ResultsStore(trials_file.parent).read_trials().num_rows >= rows:  # with the parts appended mid-phase
                 break
             time.sleep(0.2)
         assert proc.poll() is None, "the sweep finished before it could be stopped"
@@ -255,7 +256,7 @@ def test_a_driver_killed_with_sigkill_resumes_to_exactly_the_planned_trials(tiny
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, output[-2000:]
     assert f"Resume with:\n  tlsweep run {path}" in output
-    interrupted = pq.read_table(trials_file).to_pylist()
+    interrupted = ResultsStore(trials_file.parent).read_trials().to_pylist()
     assert {r["status"] for r in interrupted} <= {"ok", "diverged", "pruned"}
     assert all(r["epochs_run"] == 2 or r["status"] == "pruned" for r in interrupted)
 
@@ -263,7 +264,7 @@ def test_a_driver_killed_with_sigkill_resumes_to_exactly_the_planned_trials(tiny
     proc = start_and_wait_for_rows(len(interrupted) + 2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    killed_rows = pq.read_table(trials_file).num_rows
+    killed_rows = ResultsStore(trials_file.parent).read_trials().num_rows  # the killed phase's rows are parts
     assert len(interrupted) + 2 <= killed_rows < 16
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -1,9 +1,13 @@
 """The driver's single writer: a Ray Tune callback that turns trial events into Parquet rows, W&B runs, the Optuna
 journal and progress.
 
-Rows are upserted by trial id (``trials.parquet``) and by (trial id, epoch) (``epochs.parquet``) and the files are
-rewritten atomically after every finished trial, so a driver killed at any moment loses at most the trials that
-were running, and a rerun never duplicates a row.
+Rows are upserted by trial id (the trials table) and by (trial id, epoch) (the epochs table). Finished trials are
+buffered and appended as one small part file per table at most every ``flush_interval_s`` seconds (on the first
+Tune step after the interval, and at the end of every phase), so recording costs the same with 20 trials recorded
+or 20,000, and the driver keeps no recorded rows in memory. A driver killed at any moment loses at most the trials
+that were running or not yet flushed: a rerun runs them again and never duplicates a row.
+:meth:`ResultsRecorder.compact` folds the parts into ``trials.parquet`` and ``epochs.parquet`` (``run_sweep`` calls it
+after each phase).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from ray.tune import Callback
 from tlsweep.design import PlannedTrial
 from tlsweep.engine.node_loss import is_node_loss, trial_error
 from tlsweep.results.schema import EPOCHS_SCHEMA, TRIALS_SCHEMA
-from tlsweep.results.store import ResultsStore, merge_rows, rows_to_table
+from tlsweep.results.store import ResultsStore, rows_to_table
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
@@ -36,6 +40,7 @@ RESULT_KEYS = (
     "n_train", "n_val", "n_test", "subset_hash", "epochs_run", "optimizer_steps", "wall_time_s",
 )  # fmt: skip
 TEST_KEYS = ("test_acc", "test_balanced_acc", "test_loss", "test_mae", "test_off_by_one")
+FLUSH_INTERVAL_S = 2.0  # finished trials reach the results at most this long after they finish (plus one Tune step)
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -54,6 +59,7 @@ class ResultsRecorder(Callback):
         tracker: Tracker,
         progress: Progress | None = None,
         mirror: StudyMirror | None = None,
+        flush_interval_s: float = FLUSH_INTERVAL_S,
     ) -> None:
         self.spec = spec
         self.store = store
@@ -61,8 +67,10 @@ class ResultsRecorder(Callback):
         self.tracker = tracker
         self.progress = progress
         self.mirror = mirror  # the Optuna journal of the studies (tlsweep.tracking.optuna_mirror)
-        self.trials = store.read_trials()
-        self.epochs = store.read_epochs()
+        self.flush_interval_s = flush_interval_s
+        self._pending_trials: list[dict[str, Any]] = []  # recorded rows not yet in a part file
+        self._pending_epochs: list[dict[str, Any]] = []
+        self._last_flush = time.monotonic()
         self._epochs_buffer: dict[str, dict[int, dict[str, Any]]] = {}
         self._final: dict[str, dict[str, Any]] = {}
         self._started: dict[str, float] = {}
@@ -114,9 +122,37 @@ class ResultsRecorder(Callback):
             "finished_at": datetime.now(timezone.utc),
         }
 
-    def _flush(self) -> None:
-        self.store.write_trials(self.trials, metadata=self.metadata)
-        self.store.write_epochs(self.epochs, metadata=self.metadata)
+    @property
+    def trials(self) -> Any:
+        """The whole trials table as recorded so far (flushes first; reads the store: call it once per phase)."""
+        self.flush()
+        return self.store.read_trials()
+
+    @property
+    def epochs(self) -> Any:
+        """The whole epochs table as recorded so far (flushes first; reads the store)."""
+        self.flush()
+        return self.store.read_epochs()
+
+    def flush(self) -> None:
+        """Append the buffered rows as one part file per table (epochs first: a trial row never lacks its epochs)."""
+        self._last_flush = time.monotonic()
+        if not self._pending_trials:
+            return
+        trials, epochs = self._pending_trials, self._pending_epochs
+        if epochs:
+            self.store.append_epochs(rows_to_table(epochs, EPOCHS_SCHEMA), metadata=self.metadata)
+        self.store.append_trials(rows_to_table(trials, TRIALS_SCHEMA), metadata=self.metadata)
+        self._pending_trials, self._pending_epochs = [], []
+
+    def compact(self) -> None:
+        """Flush, then fold every part file into ``trials.parquet`` and ``epochs.parquet``."""
+        self.flush()
+        self.store.compact(metadata=self.metadata)
+
+    def _flush_if_due(self) -> None:
+        if self._pending_trials and time.monotonic() - self._last_flush >= self.flush_interval_s:
+            self.flush()
 
     def _record(self, trial: Trial, row: dict[str, Any]) -> None:
         tid = row["trial_id"]
@@ -132,10 +168,9 @@ class ResultsRecorder(Callback):
             }
             for _, values in sorted(self._epochs_buffer.pop(trial.trial_id, {}).items())
         ]
-        self.trials = merge_rows(self.trials, rows_to_table([row], TRIALS_SCHEMA), key=["trial_id"])
-        if epoch_rows:
-            self.epochs = merge_rows(self.epochs, rows_to_table(epoch_rows, EPOCHS_SCHEMA), key=["trial_id", "epoch"])
-        self._flush()
+        self._pending_trials.append(row)
+        self._pending_epochs.extend(epoch_rows)
+        self._flush_if_due()
         self.recorded += 1
         if self.mirror is not None:
             self.mirror.record(row, epoch_rows)
@@ -145,6 +180,12 @@ class ResultsRecorder(Callback):
             self.progress.finished(PlannedTrial.from_meta(trial.config["meta"]), row)
 
     # ---- Tune callback API -------------------------------------------------------------------------------------
+    def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
+        self._flush_if_due()
+
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        self.flush()
+
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         planned = self._planned(trial)
         self._started.setdefault(trial.trial_id, time.time())

@@ -4,7 +4,7 @@ Ray Tune runs the trials (function trainable, per-trial resources, bounded concu
 checkpoints); ``tlsweep.engine.searchers`` decides what runs (``TuneSearcher``: one Optuna study per cell × arm, equal
 budget; ``ConfirmSearcher``: the fixed confirm trials);
 ``tlsweep.engine.recorder.ResultsRecorder`` on the driver is the single writer of the results. A rerun of the same spec
-resumes from ``trials.parquet``: finished trials are replayed, never rerun.
+resumes from the recorded trials: finished trials are replayed, never rerun.
 """
 
 from __future__ import annotations
@@ -272,7 +272,10 @@ def _run_phase(
             **ray_storage_args(location),
         ),
     )
-    tuner.fit()
+    try:
+        tuner.fit()
+    finally:
+        recorder.compact()  # the phase's part files become trials.parquet / epochs.parquet again
     return searcher.remaining() == 0 and phase_complete(spec, phase, recorder.trials.to_pylist(), searcher)
 
 

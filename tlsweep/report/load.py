@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from tlsweep.errors import StoreError
-from tlsweep.results.schema import ADDED_COLUMNS, EPOCHS_SCHEMA, TRIALS_SCHEMA
-from tlsweep.results.store import SPEC_FILE, ResultsStore
+from tlsweep.results.schema import EPOCHS_SCHEMA
+from tlsweep.results.store import EPOCHS_FILE, SPEC_FILE, TRIALS_FILE, ResultsStore
 from tlsweep.spec import (
     ARM_FACTOR,
     CELL_FACTOR_NAMES,
@@ -81,18 +81,10 @@ def is_accuracy_like(metric: str) -> bool:
     return metric.endswith("acc") or metric.endswith("off_by_one") or metric == "objective"
 
 
-def _read_table(path: Path, schema_names: list[str]) -> pd.DataFrame:
-    import pyarrow.parquet as pq
-
-    try:
-        with open(path, "rb") as handle:  # one handle: the driver may be replacing the file while we read it
-            table = pq.read_table(handle)
-    except Exception as exc:
-        raise StoreError(f"{path}: cannot be read as Parquet ({exc}); rerun `tlsweep run SPEC` to rewrite it") from exc
-    missing = [name for name in schema_names if name not in table.column_names and name not in ADDED_COLUMNS]
-    if missing:
-        raise StoreError(f"{path}: missing column(s) {missing} of the tlsweep schema; was it written by another "
-                         "version of tlsweep? Rerun `tlsweep run SPEC`")
+def _read_table(store: ResultsStore, name: str) -> pd.DataFrame:
+    """One results table as pandas: the compacted file upserted with any parts (a running or killed sweep), or the
+    single file of a finished sweep or of tlsweep 0.1."""
+    table = store.read_trials() if name == TRIALS_FILE else store.read_epochs()
     return table.to_pandas()
 
 
@@ -128,19 +120,19 @@ def load_results(results_dir: Path) -> Results:
         StoreError: naming the path, when it is not a results directory or cannot be reported on.
     """
     root = Path(results_dir)
-    trials_path = root / "trials.parquet"
+    trials_path = root / TRIALS_FILE
     if not root.is_dir():
         raise StoreError(f"results directory {root} does not exist; {_RUN_FIRST}")
-    if not trials_path.exists():
+    store = ResultsStore(root)
+    if not trials_path.exists() and not store.part_names(TRIALS_FILE):
         raise StoreError(f"{root} holds no trials.parquet (not a results directory, or the sweep has not written "
                          f"any trial yet); {_RUN_FIRST}")
     notes: list[str] = []
-    trials = _read_table(trials_path, TRIALS_SCHEMA.names)
+    trials = _read_table(store, TRIALS_FILE)
     if trials.empty:
         raise StoreError(f"{trials_path} holds no trials yet; {_RUN_FIRST} and wait for trials to finish")
-    epochs_path = root / "epochs.parquet"
-    if epochs_path.exists():
-        epochs = _read_table(epochs_path, EPOCHS_SCHEMA.names)
+    if (root / EPOCHS_FILE).exists() or store.part_names(EPOCHS_FILE):
+        epochs = _read_table(store, EPOCHS_FILE)
     else:
         notes.append("epochs.parquet is missing: no learning curves")
         epochs = pd.DataFrame({name: pd.Series(dtype=object) for name in EPOCHS_SCHEMA.names})

@@ -13,6 +13,15 @@ The driver is the only writer. Every write replaces a whole file atomically, so 
   whole; a driver killed before that leaves the old object untouched. Serialising first matters: pyarrow's
   S3 stream completes the upload when it is closed, even on an error path, so a Parquet writer that failed
   midway must never be writing into it.
+
+Appending (the sweep driver, O(1) per trial): :meth:`ResultsStore.append_trials` / :meth:`append_epochs` write a new
+small *part file* ``parts/trials/part-<seq>.parquet`` (never touching the others), and
+:meth:`ResultsStore.compact` folds the parts into ``trials.parquet`` / ``epochs.parquet`` at the end of each phase.
+The table is always the compacted file upserted with the parts in sequence order (the last row of a key wins);
+:meth:`read_trials` / :meth:`read_epochs` return exactly that, and a directory without parts (a finished sweep, or
+one written by tlsweep 0.1) is its single file. Compaction writes the new file before it deletes the parts it
+holds, oldest first, so a crash at any point leaves the same table; a reader that finds a part gone mid-read (it
+was just compacted) reads again.
 """
 
 from __future__ import annotations
@@ -42,10 +51,14 @@ SPEC_FILE = "spec.resolved.yaml"  # the exact spec of the sweep, itself a valid 
 PROVENANCE_FILE = "provenance.json"  # how the results came about: spec hash, source, versions, trial counts
 OPTUNA_JOURNAL_FILE = "optuna.journal"  # every study in Optuna's storage (tlsweep.tracking.optuna_mirror)
 REPORT_DIR = "report"
+PARTS_DIR = "parts"  # parts/trials/part-<seq>.parquet, parts/epochs/...: rows appended since the last compaction
 # The sweep's own top-level entries: only the driver writes them (an upload never replaces one).
-SWEEP_ENTRIES = (TRIALS_FILE, EPOCHS_FILE, SPEC_FILE, PROVENANCE_FILE, OPTUNA_JOURNAL_FILE, RAY_SUBDIR)
+SWEEP_ENTRIES = (TRIALS_FILE, EPOCHS_FILE, SPEC_FILE, PROVENANCE_FILE, OPTUNA_JOURNAL_FILE, RAY_SUBDIR, PARTS_DIR)
 
 _PARQUET_SCHEMAS: dict[str, pa.Schema] = {TRIALS_FILE: TRIALS_SCHEMA, EPOCHS_FILE: EPOCHS_SCHEMA}
+TABLE_KEYS: dict[str, list[str]] = {TRIALS_FILE: ["trial_id"], EPOCHS_FILE: ["trial_id", "epoch"]}
+_PART_PREFIX, _PART_DIGITS = "part-", 10
+_READ_ATTEMPTS = 5  # a reader racing a compaction reads again; each retry means a compaction finished meanwhile
 _ARROW_SCHEMA_KEY = b"ARROW:schema"
 
 
@@ -104,14 +117,15 @@ class ResultsStore:
 
     def __init__(self, location: Location | str | Path) -> None:
         self.location: Location = location if isinstance(location, Location) else resolve_location(location)
+        self._next_part: dict[str, int] = {}  # table file -> sequence number of its next part (this writer's)
 
     def __repr__(self) -> str:
         return f"ResultsStore({self.location.uri!r})"
 
     # ---- queries -------------------------------------------------------------------------------------------
     def exists(self) -> bool:
-        """True when the location already holds results (``trials.parquet``) or a resolved spec."""
-        return self._is_file(TRIALS_FILE) or self._is_file(SPEC_FILE)
+        """True when the location already holds results (``trials.parquet`` or its parts) or a resolved spec."""
+        return self._is_file(TRIALS_FILE) or self._is_file(SPEC_FILE) or bool(self.part_names(TRIALS_FILE))
 
     def local_dir(self) -> Path | None:
         """The results directory when it is on the local filesystem, else None."""
@@ -119,35 +133,82 @@ class ResultsStore:
 
     # ---- Parquet -------------------------------------------------------------------------------------------
     def read_trials(self) -> pa.Table:
-        """``trials.parquet`` as a table of :data:`TRIALS_SCHEMA` (empty when the file does not exist yet)."""
-        return self._read_parquet(TRIALS_FILE)
+        """The trials table (:data:`TRIALS_SCHEMA`): ``trials.parquet`` upserted with its parts, one row per
+        trial id, sorted by it (empty when nothing was written yet)."""
+        return self._read_table(TRIALS_FILE)
 
     def read_epochs(self) -> pa.Table:
-        """``epochs.parquet`` as a table of :data:`EPOCHS_SCHEMA` (empty when the file does not exist yet)."""
-        return self._read_parquet(EPOCHS_FILE)
+        """The epochs table (:data:`EPOCHS_SCHEMA`): ``epochs.parquet`` upserted with its parts, one row per
+        (trial id, epoch), sorted by them (empty when nothing was written yet)."""
+        return self._read_table(EPOCHS_FILE)
 
     def write_trials(self, table: pa.Table, *, metadata: Mapping[str, str] | None = None) -> None:
-        """Replace ``trials.parquet`` with ``table`` (validated against :data:`TRIALS_SCHEMA`)."""
+        """Replace the whole trials table with ``table`` (validated against :data:`TRIALS_SCHEMA`): write
+        ``trials.parquet``, then delete its parts."""
         self._write_parquet(TRIALS_FILE, table, metadata)
+        self._delete_parts(TRIALS_FILE, self.part_names(TRIALS_FILE))
 
     def write_epochs(self, table: pa.Table, *, metadata: Mapping[str, str] | None = None) -> None:
-        """Replace ``epochs.parquet`` with ``table`` (validated against :data:`EPOCHS_SCHEMA`)."""
+        """Replace the whole epochs table with ``table`` (validated against :data:`EPOCHS_SCHEMA`): write
+        ``epochs.parquet``, then delete its parts."""
         self._write_parquet(EPOCHS_FILE, table, metadata)
+        self._delete_parts(EPOCHS_FILE, self.part_names(EPOCHS_FILE))
+
+    def append_trials(self, table: pa.Table, *, metadata: Mapping[str, str] | None = None) -> str:
+        """Upsert ``table``'s rows into the trials table by writing one new part file (cost independent of the
+        rows already recorded). Returns the part's name below the results directory."""
+        return self._append(TRIALS_FILE, table, metadata)
+
+    def append_epochs(self, table: pa.Table, *, metadata: Mapping[str, str] | None = None) -> str:
+        """Upsert ``table``'s rows into the epochs table by writing one new part file (see :meth:`append_trials`)."""
+        return self._append(EPOCHS_FILE, table, metadata)
+
+    def compact(self, *, metadata: Mapping[str, str] | None = None) -> None:
+        """Fold the parts of both tables into ``trials.parquet`` and ``epochs.parquet`` (epochs first).
+
+        The result reads exactly as before; a table without parts is left untouched. ``metadata`` replaces the
+        files' key-value metadata; by default the newest part's is kept.
+        """
+        for name in (EPOCHS_FILE, TRIALS_FILE):
+            parts = self.part_names(name)
+            if not parts:
+                continue
+            table = self._read_table(name)
+            self._write_parquet(name, table, metadata if metadata is not None else self.read_metadata(name))
+            self._delete_parts(name, parts)
+
+    def part_names(self, name: str) -> list[str]:
+        """The part files of ``trials.parquet`` or ``epochs.parquet`` not yet compacted, oldest first."""
+        directory = self._parts_dir(name)
+        selector = pafs.FileSelector(self._path(directory), allow_not_found=True, recursive=False)
+        with _storage_errors("list", self._uri(directory), self.location):
+            infos = self.location.filesystem.get_file_info(selector)
+        return sorted(
+            f"{directory}/{i.base_name}"
+            for i in infos
+            if i.type == pafs.FileType.File and i.base_name.startswith(_PART_PREFIX) and i.base_name.endswith(".parquet")
+        )
 
     def read_metadata(self, name: str) -> dict[str, str]:
-        """The key-value metadata written with a Parquet file (``"trials.parquet"`` or ``"trials"``).
+        """The key-value metadata of a table (``"trials.parquet"`` or ``"trials"``): its newest part's, else the
+        compacted file's.
 
-        Returns an empty dict when the file does not exist. Arrow's own schema entry is left out.
+        Returns an empty dict when the table does not exist. Arrow's own schema entry is left out.
         """
         file_name = name if name.endswith(".parquet") else f"{name}.parquet"
-        if not self._is_file(file_name):
-            return {}
-        try:
-            with self._open_input(file_name) as handle:
-                raw = pq.read_metadata(handle).metadata or {}
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise StoreError(f"{self._uri(file_name)} is not a readable Parquet file: {exc}") from exc
-        return {key.decode(): value.decode() for key, value in raw.items() if key != _ARROW_SCHEMA_KEY}
+        candidates = [*reversed(self.part_names(file_name)), file_name] if file_name in _PARQUET_SCHEMAS else [file_name]
+        for candidate in candidates:
+            if not self._is_file(candidate):
+                continue
+            try:
+                with self._open_input(candidate) as handle:
+                    raw = pq.read_metadata(handle).metadata or {}
+            except FileNotFoundError:  # a part compacted since it was listed: the compacted file has its metadata
+                continue
+            except (OSError, pa.ArrowInvalid) as exc:
+                raise StoreError(f"{self._uri(candidate)} is not a readable Parquet file: {exc}") from exc
+            return {key.decode(): value.decode() for key, value in raw.items() if key != _ARROW_SCHEMA_KEY}
+        return {}
 
     # ---- text files ----------------------------------------------------------------------------------------
     def read_text(self, name: str) -> str | None:
@@ -237,7 +298,8 @@ class ResultsStore:
 
     # ---- copies --------------------------------------------------------------------------------------------
     def download(self, dest: Path) -> Path:
-        """Copy the results (every top-level file and ``report/``, not Ray's state) into the local ``dest``."""
+        """Copy the results (every top-level file, ``report/`` and uncompacted ``parts/``, not Ray's state) into the
+        local ``dest``."""
         dest = Path(dest).expanduser().resolve()
         dest.mkdir(parents=True, exist_ok=True)
         if self.location.is_local and Path(self.location.path) == dest:
@@ -252,7 +314,7 @@ class ResultsStore:
                 target = dest / base
                 if info.type == pafs.FileType.File:
                     pafs.copy_files(info.path, target.as_posix(), filesystem, local)
-                elif info.type == pafs.FileType.Directory and base == REPORT_DIR:
+                elif info.type == pafs.FileType.Directory and base in (REPORT_DIR, PARTS_DIR):
                     target.mkdir(parents=True, exist_ok=True)
                     pafs.copy_files(info.path, target.as_posix(), filesystem, local)
         return dest
@@ -299,19 +361,70 @@ class ResultsStore:
         replaced with the pages of the next."""
         return self.location.filesystem.open_input_file(self._path(name))
 
-    def _read_parquet(self, name: str) -> pa.Table:
+    def _parts_dir(self, name: str) -> str:
+        return f"{PARTS_DIR}/{name.removesuffix('.parquet')}"
+
+    def _read_table(self, name: str) -> pa.Table:
+        """The compacted file upserted with the parts; read again when a part vanished (compacted meanwhile)."""
         schema = _PARQUET_SCHEMAS[name]
-        if not self._is_file(name):
-            return schema.empty_table()
+        for _ in range(_READ_ATTEMPTS):
+            parts = self.part_names(name)  # list first: a part compacted after this is already in the file read next
+            try:
+                tables = [self._read_parquet(file_name, schema) for file_name in (name, *parts)]
+            except FileNotFoundError:
+                continue
+            found = [t for t in tables if t is not None]
+            if not found:
+                return schema.empty_table()
+            if not parts:
+                return found[0]
+            merged = found[0]
+            for table in found[1:]:
+                merged = pa.concat_tables([merged, table])
+            return merge_rows(schema.empty_table(), merged, key=TABLE_KEYS[name])
+        raise StoreError(f"{self._uri(name)}: its parts kept changing while being read ({_READ_ATTEMPTS} attempts); "
+                         "is a second driver compacting these results? Read again when it is done")
+
+    def _read_parquet(self, name: str, schema: pa.Schema) -> pa.Table | None:
+        """One file as a table of ``schema``; None when absent. Raises FileNotFoundError only for a part that was
+        listed and vanished before it was opened."""
+        is_part = name.startswith(f"{PARTS_DIR}/")
+        if not is_part and not self._is_file(name):
+            return None
         try:
             with self._open_input(name) as handle:
                 table = pq.read_table(handle)
+        except FileNotFoundError:
+            if is_part:
+                raise
+            return None
         except (OSError, pa.ArrowInvalid) as exc:
             raise StoreError(f"{self._uri(name)} is not a readable Parquet file: {exc}") from exc
         return conform_table(table, schema, source=self._uri(name), fill_missing=True)
 
-    def _write_parquet(self, name: str, table: pa.Table, metadata: Mapping[str, str] | None) -> None:
-        schema = _PARQUET_SCHEMAS[name]
+    def _append(self, name: str, table: pa.Table, metadata: Mapping[str, str] | None) -> str:
+        if name not in self._next_part:
+            existing = self.part_names(name)
+            last = existing[-1].rsplit("/", 1)[-1] if existing else None
+            self._next_part[name] = int(last[len(_PART_PREFIX) : -len(".parquet")]) + 1 if last else 0
+        sequence = self._next_part[name]
+        part = f"{self._parts_dir(name)}/{_PART_PREFIX}{sequence:0{_PART_DIGITS}d}.parquet"
+        self._write_parquet(part, table, metadata, schema=_PARQUET_SCHEMAS[name])
+        self._next_part[name] = sequence + 1
+        return part
+
+    def _delete_parts(self, name: str, parts: list[str]) -> None:
+        """Delete compacted parts oldest first: what a crash leaves is a suffix, which re-applies harmlessly."""
+        filesystem = self.location.filesystem
+        for part in parts:
+            with _storage_errors("delete", self._uri(part), self.location):
+                with contextlib.suppress(FileNotFoundError):
+                    filesystem.delete_file(self._path(part))
+
+    def _write_parquet(
+        self, name: str, table: pa.Table, metadata: Mapping[str, str] | None, *, schema: pa.Schema | None = None
+    ) -> None:
+        schema = schema if schema is not None else _PARQUET_SCHEMAS[name]
         table = conform_table(table, schema, source=f"the table written to {self._uri(name)}")
         if metadata:
             for key, value in metadata.items():
