@@ -34,7 +34,7 @@ def _studies(path: Path) -> dict[str, list[optuna.trial.FrozenTrial]]:
 
 
 def _parquet_counts(root: Path) -> Counter[str]:
-    rows = pq.read_table(root / "trials.parquet").to_pylist()
+    rows = ResultsStore(root).read_trials().to_pylist()  # the compacted file and any parts
     return Counter(study_name(r["phase"], r["cell_id"], r["arm"]) for r in rows)
 
 
@@ -52,7 +52,7 @@ def test_the_recorder_mirrors_each_trial_into_its_study_once(tmp_path: Path) -> 
     spec = demo_spec()
     store = ResultsStore(tmp_path)
     mirror = open_study_mirror(spec, store)
-    recorder = ResultsRecorder(spec, store, metadata={}, tracker=NullTracker(), mirror=mirror)
+    recorder = ResultsRecorder(spec, store, metadata={}, tracker=NullTracker(), mirror=mirror, flush_interval_s=0)
     first, second = tune_trial(spec, study=0, tune_index=0, lr=0.05), tune_trial(spec, study=1, tune_index=1, lr=0.2)
     confirm = confirm_trial(spec, study=0, replicate=2)
     epochs = [epoch_result(1, 0.3), epoch_result(2, 0.5, val_loss=0.8)]
@@ -83,7 +83,7 @@ def test_the_recorder_mirrors_each_trial_into_its_study_once(tmp_path: Path) -> 
     again = open_study_mirror(spec, store)
     assert again.trial_ids() == {first.trial_id, second.trial_id, confirm.trial_id}
     assert again.sync(store.read_trials(), store.read_epochs()) == 0
-    resumed = ResultsRecorder(spec, store, metadata={}, tracker=NullTracker(), mirror=again)
+    resumed = ResultsRecorder(spec, store, metadata={}, tracker=NullTracker(), mirror=again, flush_interval_s=0)
     _run(resumed, FakeTrial.of(spec, first, "ray-7"), epochs, final_result(epochs))
     assert Counter({k: len(v) for k, v in _studies(tmp_path / JOURNAL_FILE).items()}) == _parquet_counts(tmp_path)
 
@@ -150,7 +150,7 @@ def test_the_mirror_never_breaks_the_recorder(tmp_path: Path, caplog: pytest.Log
     mirror = open_study_mirror(spec, store)
     assert mirror.record({"trial_id": "x"}) is False  # a row without phase/cell/arm: logged, mirror turned off
     assert not mirror.enabled
-    recorder = ResultsRecorder(spec, store, metadata={}, tracker=NullTracker(), mirror=mirror)
+    recorder = ResultsRecorder(spec, store, metadata={}, tracker=NullTracker(), mirror=mirror, flush_interval_s=0)
     planned = tune_trial(spec)
     epochs = [epoch_result(1, 0.3)]
     with caplog.at_level(logging.WARNING, logger="tlsweep.tracking"):
