@@ -138,3 +138,36 @@ def test_the_confirm_searcher_hands_out_only_what_is_not_recorded():
     step = plan_confirm_step(spec, rows)
     searcher = ConfirmSearcher(spec, planned=step.trials, done=rows)
     assert searcher.remaining() == len(step.trials) - 10
+
+
+def test_the_report_of_an_adaptive_sweep_uses_the_sequential_decisions(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from report_fixtures import simulate_results, spec_dict
+
+    from tlsweep.report import build_report
+
+    data = spec_dict(tmp_path / "r", seeds=4, configs=("best",))
+    data["confirm"]["adaptive"] = {"max_seeds": 12, "batch": 4}
+    spec = parse_spec(data)
+    root = simulate_results(tmp_path / "r", spec=spec)
+    report = build_report(str(root))
+    text = report.markdown_path.read_text()
+    assert "group-sequential" in text and "Adaptive confirm seeds" in text
+    from tlsweep.results.location import resolve_location
+    from tlsweep.results.store import ResultsStore
+
+    trials = ResultsStore(resolve_location(str(root))).read_trials().to_pylist()
+    assert max(r["replicate"] for r in trials if r["phase"] == "confirm") == 3  # the first look's seeds were run
+    names, outcome = confirm_outcome(spec, [r for r in trials if r["phase"] == "confirm"], looks_done=1)
+    expected = dict(zip(names, outcome.label.tolist(), strict=True))
+    assert all("look 1 (4 seeds)" in v.sentence for v in report.cell_verdicts.values())
+    from tlsweep.design import cell_id
+
+    def canonical(name):  # the fixture spells levels as 1.0, the engine as 1
+        return cell_id({k: float(v) for k, v in (part.split("=") for part in name.split("|"))})
+
+    assert {canonical(c): v.label for c, v in report.cell_verdicts.items()} == {
+        canonical(c): {"not supported": "not supported (reversed)", "equivalent": "equivalent (caught up)"}.get(lbl, lbl)
+        for c, lbl in expected.items()}

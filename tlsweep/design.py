@@ -294,7 +294,9 @@ def confirm_differences(spec: SweepSpec, confirm_rows: list[dict[str, Any]]) -> 
     for row in confirm_rows:
         if row["phase"] != "confirm" or row["config_kind"] != kind or row["arm"] not in values:
             continue
-        i, r = index.get(row["cell_id"]), row.get("replicate")
+        factors = spec.cell_factors()
+        name = cell_id({f: row[f] for f in factors}) if all(row.get(f) is not None for f in factors) else row["cell_id"]
+        i, r = index.get(name), row.get("replicate")
         if i is None or r is None or not 0 <= int(r) < n:
             continue
         values[row["arm"]][i, int(r)] = _metric_value(row, spec.hypothesis.metric)
