@@ -11,7 +11,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from tlsweep.spec import FACTOR_NAMES, PRETRAINED_LEVELS, SweepSpec
+from tlsweep.stats.sequential import SequentialDesign, SequentialOutcome, look_pvalues, sequential_decide
 from tlsweep.training.config import TrialConfig
 
 
@@ -49,7 +52,9 @@ def tune_seed(spec: SweepSpec, tune_index: int) -> int:
 
 
 def confirm_seeds(spec: SweepSpec) -> list[int]:
-    return [spec.confirm.seed_base + r for r in range(spec.confirm.seeds)]
+    """Replicate seeds of the confirm phase: ``seed_base + r``, r < ``seeds`` (adaptive: r < ``max_seeds``, handed
+    out look by look)."""
+    return [spec.confirm.seed_base + r for r in range(spec.confirm.max_seeds)]
 
 
 def arm_params(spec: SweepSpec, levels: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -161,12 +166,14 @@ def select_best(spec: SweepSpec, rows: list[dict[str, Any]]) -> dict[str, Any] |
     return max(eligible, key=lambda r: (sign * r["objective"], -int(r["tune_index"])))
 
 
-def plan_confirm(spec: SweepSpec, tune_rows: list[dict[str, Any]]) -> tuple[list[PlannedTrial], list[str]]:
-    """Confirm trials for every study from the finished tune phase; also the studies that could not be confirmed."""
+def _confirm_studies(
+    spec: SweepSpec, tune_rows: list[dict[str, Any]]
+) -> tuple[list[tuple[dict[str, Any], str, dict[str, Any]]], list[str]]:
+    """(levels, config kind, params) of every study × confirmed config; also the studies that cannot be confirmed."""
     by_study: dict[str, list[dict[str, Any]]] = {}
     for row in tune_rows:
         by_study.setdefault(study_key(json.loads(row["params_json"])["levels"]), []).append(row)
-    planned: list[PlannedTrial] = []
+    studies: list[tuple[dict[str, Any], str, dict[str, Any]]] = []
     skipped: list[str] = []
     for levels in spec.studies():
         key = study_key(levels)
@@ -179,10 +186,130 @@ def plan_confirm(spec: SweepSpec, tune_rows: list[dict[str, Any]]) -> tuple[list
                 params = arm_params(spec, levels, json.loads(best["params_json"])["tuned"])
             else:
                 params = recipe_params(spec, levels)
-            for replicate, seed in enumerate(confirm_seeds(spec)):
-                tid = trial_id("confirm", cell_id(levels), str(levels["init"]), f"{kind}-{replicate}", params, seed)
-                planned.append(PlannedTrial(tid, "confirm", levels, kind, seed, params, replicate=replicate))
-    return planned, skipped
+            studies.append((levels, kind, params))
+    return studies, skipped
+
+
+def _confirm_trials(
+    spec: SweepSpec, studies: list[tuple[dict[str, Any], str, dict[str, Any]]], replicates: range
+) -> list[PlannedTrial]:
+    planned = []
+    for levels, kind, params in studies:
+        for replicate in replicates:
+            seed = spec.confirm.seed_base + replicate
+            tid = trial_id("confirm", cell_id(levels), str(levels["init"]), f"{kind}-{replicate}", params, seed)
+            planned.append(PlannedTrial(tid, "confirm", levels, kind, seed, params, replicate=replicate))
+    return planned
+
+
+def plan_confirm(spec: SweepSpec, tune_rows: list[dict[str, Any]]) -> tuple[list[PlannedTrial], list[str]]:
+    """Confirm trials for every study from the finished tune phase (adaptive: the first look's); also the studies
+    that could not be confirmed."""
+    studies, skipped = _confirm_studies(spec, tune_rows)
+    return _confirm_trials(spec, studies, range(spec.confirm.looks()[0])), skipped
+
+
+@dataclass(frozen=True)
+class ConfirmStep:
+    """What the confirm phase hands out now (``plan_confirm_step``)."""
+
+    trials: list[PlannedTrial]  # every confirm trial planned up to this look, recorded ones included
+    more: bool  # True: once these are recorded, ask again; the next look may give open cells more seeds
+    skipped: list[str]  # studies that cannot be confirmed (no finished tune trial)
+    look: int  # 1-based look these trials complete
+    looks: tuple[int, ...]  # seeds per cell at each look
+    open_cells: tuple[str, ...]  # cells that get seeds at this look
+
+
+def plan_confirm_step(spec: SweepSpec, rows: list[dict[str, Any]]) -> ConfirmStep:
+    """The confirm trials to hand out now, from the spec and the recorded rows alone (so a resumed sweep takes the
+    same path: the same batches, the same seeds).
+
+    Without ``confirm.adaptive`` that is every confirm trial, and nothing follows. With it, look k gives every cell
+    still open seeds ``seed_base + r`` for r < n_k; once a look's trials are all recorded, the group-sequential
+    decision on the first n_k paired seeds (``confirm_outcome``) says which cells stay open for the next look.
+    The tune phase must be complete (its rows select each study's config).
+    """
+    tune_rows = [r for r in rows if r["phase"] == "tune"]
+    confirm_rows = [r for r in rows if r["phase"] == "confirm"]
+    recorded = {r["trial_id"] for r in confirm_rows}
+    studies, skipped = _confirm_studies(spec, tune_rows)
+    looks = spec.confirm.looks()
+    open_cells = tuple(dict.fromkeys(cell_id(levels) for levels, _, _ in studies))
+    planned: list[PlannedTrial] = []
+    previous = 0
+    for k, n in enumerate(looks, start=1):
+        batch = [t for t in _confirm_trials(spec, studies, range(previous, n)) if t.cell_id in open_cells]
+        planned += batch
+        if k == len(looks) or any(t.trial_id not in recorded for t in batch):
+            return ConfirmStep(planned, k < len(looks), skipped, k, looks, open_cells)
+        cells, outcome = confirm_outcome(spec, confirm_rows, looks_done=k)
+        still = {cell for cell, is_open in zip(cells, outcome.open.tolist(), strict=True) if is_open}
+        open_cells = tuple(cell for cell in open_cells if cell in still)
+        if not open_cells:
+            return ConfirmStep(planned, False, skipped, k, looks, open_cells)
+        previous = n
+    raise AssertionError("unreachable: the last look returns")
+
+
+# ---- the group-sequential decision of an adaptive confirm phase ------------------------------------------------
+def sequential_design(spec: SweepSpec) -> SequentialDesign:
+    """The spec's group-sequential plan (a one-look design without ``confirm.adaptive``)."""
+    adaptive = spec.confirm.adaptive
+    hyp = spec.hypothesis
+    return SequentialDesign(
+        looks=spec.confirm.looks(), alpha=hyp.alpha,
+        spending=adaptive.spending if adaptive is not None else "obrien_fleming",
+        correction=hyp.correction, alternative=hyp.direction, margin=hyp.equivalence_margin,
+        futility=adaptive.futility if adaptive is not None else 0.0,
+    )
+
+
+def primary_config_kind(spec: SweepSpec) -> str:
+    """The confirmed config the primary family tests: ``best`` when confirmed, else ``recipe``."""
+    return "best" if "best" in spec.confirm.configs else spec.confirm.configs[0]
+
+
+def _metric_value(row: dict[str, Any], metric: str) -> float:
+    """The hypothesis metric of a row as the report reads it: failed → NaN, diverged without a value → chance."""
+    if row.get("status") == "failed":
+        return float("nan")
+    value = row.get(metric)
+    value = float("nan") if value is None else float(value)
+    if value != value and row.get("status") == "diverged" and row.get("chance") is not None \
+            and (metric.endswith("acc") or metric.endswith("off_by_one")):
+        return float(row["chance"])
+    return value
+
+
+def confirm_differences(spec: SweepSpec, confirm_rows: list[dict[str, Any]]) -> tuple[list[str], np.ndarray]:
+    """(cells, treated − baseline per cell and replicate ``[m, max_seeds]``, NaN where a pair is missing) of the
+    primary comparison's confirm runs."""
+    treated, baseline = spec.compared_arms
+    kind = primary_config_kind(spec)
+    cells = list(dict.fromkeys(cell_id(levels) for levels in spec.studies()))
+    index = {cell: i for i, cell in enumerate(cells)}
+    n = spec.confirm.max_seeds
+    values = {arm: np.full((len(cells), n), np.nan) for arm in (treated, baseline)}
+    for row in confirm_rows:
+        if row["phase"] != "confirm" or row["config_kind"] != kind or row["arm"] not in values:
+            continue
+        factors = spec.cell_factors()
+        name = cell_id({f: row[f] for f in factors}) if all(row.get(f) is not None for f in factors) else row["cell_id"]
+        i, r = index.get(name), row.get("replicate")
+        if i is None or r is None or not 0 <= int(r) < n:
+            continue
+        values[row["arm"]][i, int(r)] = _metric_value(row, spec.hypothesis.metric)
+    return cells, values[treated] - values[baseline]
+
+
+def confirm_outcome(
+    spec: SweepSpec, confirm_rows: list[dict[str, Any]], *, looks_done: int | None = None
+) -> tuple[list[str], SequentialOutcome]:
+    """The group-sequential decisions of every cell after ``looks_done`` looks (default: all), from recorded rows."""
+    design = sequential_design(spec)
+    cells, diffs = confirm_differences(spec, confirm_rows)
+    return cells, sequential_decide(look_pvalues(diffs, design), design, looks_done)
 
 
 # ---- design health: optimizer steps per cell --------------------------------------------------------------------

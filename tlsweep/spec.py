@@ -196,10 +196,40 @@ class DesignSpec(_Model):
         return self
 
 
+class AdaptiveSpec(_Model):
+    """Group-sequential confirm seeds: ``confirm.seeds`` first, then ``batch`` more per look up to ``max_seeds``,
+    only for cells whose decision is not settled (``tlsweep.stats.sequential``)."""
+
+    max_seeds: int = Field(ge=3)
+    batch: int = Field(ge=1)
+    spending: Literal["obrien_fleming", "pocock"] = "obrien_fleming"  # Lan–DeMets alpha-spending function
+    futility: float = Field(0.1, ge=0, lt=1)  # stop a cell when no decision keeps this conditional power
+
+
 class ConfirmSpec(_Model):
     seeds: int = Field(5, ge=1)
     configs: list[Literal["best", "recipe"]] = Field(default_factory=lambda: ["best"])  # type: ignore[arg-type]
     seed_base: int = 1000  # replicate seeds are seed_base + 0..seeds-1, distinct from the tune phase's
+    adaptive: AdaptiveSpec | None = None  # group-sequential batches; None: every cell gets `seeds` seeds
+
+    @model_validator(mode="after")
+    def _check_adaptive(self) -> ConfirmSpec:
+        if self.adaptive is not None and not 3 <= self.seeds < self.adaptive.max_seeds:
+            raise ValueError(f"adaptive: the first look's seeds (confirm.seeds = {self.seeds}) must be at least 3 and "
+                             f"below adaptive.max_seeds ({self.adaptive.max_seeds}); e.g. confirm.seeds: 4, "
+                             "adaptive: {max_seeds: 16, batch: 2}")
+        return self
+
+    @property
+    def max_seeds(self) -> int:
+        """Seeds a cell gets at most (``seeds`` without adaptive batches)."""
+        return self.adaptive.max_seeds if self.adaptive is not None else self.seeds
+
+    def looks(self) -> tuple[int, ...]:
+        """Seeds per cell at each look: ``(seeds,)`` without adaptive batches."""
+        if self.adaptive is None:
+            return (self.seeds,)
+        return (*tuple(range(self.seeds, self.adaptive.max_seeds, self.adaptive.batch)), self.adaptive.max_seeds)
 
     @field_validator("configs")
     @classmethod
@@ -281,6 +311,9 @@ class SweepSpec(_Model):
             if arm not in inits:
                 raise ValueError(f"hypothesis.compare.init: {arm!r} is not an init level of design.factors.init {inits}")
         self._check_region()
+        if self.confirm.adaptive is not None and self.hypothesis.correction not in ("holm", "bonferroni", "none"):
+            raise ValueError(f"confirm.adaptive needs hypothesis.correction holm, bonferroni or none (the "
+                             f"group-sequential design recycles Holm's levels); got {self.hypothesis.correction!r}")
         if self.objective.metric == "val_loss" and self.objective.mode != "min":
             raise ValueError("objective: val_loss must be minimised (mode: min)")
         if self.objective.metric == "val_acc" and self.objective.mode != "max":
@@ -351,7 +384,7 @@ class SweepSpec(_Model):
         n_studies = len(self.studies())
         return {
             "tune": n_studies * self.design.budget.trials_per_cell,
-            "confirm": n_studies * self.confirm.seeds * len(self.confirm.configs),
+            "confirm": n_studies * self.confirm.max_seeds * len(self.confirm.configs),  # adaptive: at most
         }
 
     def base_trial_config(self) -> TrialConfig:
@@ -373,7 +406,10 @@ class SweepSpec(_Model):
 
     # ---- persistence -----------------------------------------------------------------------------------------
     def resolved(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        dumped = self.model_dump(mode="json")
+        if dumped["confirm"].get("adaptive") is None:  # absent as before it existed: older results keep their hash
+            dumped["confirm"].pop("adaptive", None)
+        return dumped
 
     def result_hash(self) -> str:
         """Hash of the fields that decide results (not resources, storage, tracking or the report's settings)."""

@@ -176,7 +176,7 @@ def expected_counts(spec: Any) -> dict[tuple[str, str, str], int]:
     from tlsweep.design import cell_id
 
     counts: dict[tuple[str, str, str], int] = {}
-    per_confirm = spec.confirm.seeds * len(spec.confirm.configs)
+    per_confirm = spec.confirm.max_seeds * len(spec.confirm.configs)  # adaptive: at most
     for levels in spec.studies():
         counts[("tune", cell_id(levels), str(levels["init"]))] = spec.design.budget.trials_per_cell
         counts[("confirm", cell_id(levels), str(levels["init"]))] = per_confirm

@@ -2,7 +2,8 @@
 
 Ray Tune runs the trials (function trainable, per-trial resources, bounded concurrency, retries from per-epoch
 checkpoints); ``tlsweep.engine.searchers`` decides what runs (``TuneSearcher``: one Optuna study per cell × arm, equal
-budget; ``ConfirmSearcher``: the fixed confirm trials);
+budget; ``ConfirmSearcher``: the confirm trials of ``tlsweep.design.plan_confirm_step``, one Tuner per look when
+the confirm phase is adaptive);
 ``tlsweep.engine.recorder.ResultsRecorder`` on the driver is the single writer of the results. A rerun of the same spec
 resumes from the recorded trials: finished trials are replayed, never rerun.
 """
@@ -25,7 +26,7 @@ from typing import Any
 from rich.console import Console
 
 from tlsweep import __version__
-from tlsweep.design import PlannedTrial, plan_confirm
+from tlsweep.design import PlannedTrial, plan_confirm_step
 from tlsweep.engine.progress import StatusBoard, expected_counts
 from tlsweep.engine.settings import sweep_settings
 from tlsweep.errors import StoreError
@@ -403,18 +404,24 @@ def run_sweep(
             )
             mirror.publish()  # remote results get the journal at the end of each phase
             if tune_complete:
-                rows = recorder.trials.to_pylist()
-                planned, outcome.skipped = plan_confirm(spec, [r for r in rows if r["phase"] == "tune"])
-                progress.title = f"{spec.name} · confirm"
-                outcome.interrupted = not _run_phase(
-                    spec,
-                    phase="confirm",
-                    searcher=ConfirmSearcher(spec, planned=planned, done=rows),
-                    payload_trainable=trainable,
-                    location=location,
-                    recorder=recorder,
-                    concurrency=concurrency,
-                )
+                while True:  # one Tuner per look of an adaptive confirm phase (a single one otherwise)
+                    rows = recorder.trials.to_pylist()
+                    step = plan_confirm_step(spec, rows)
+                    outcome.skipped = step.skipped
+                    looks = f" (look {step.look}/{len(step.looks)})" if len(step.looks) > 1 else ""
+                    progress.title = f"{spec.name} · confirm{looks}"
+                    complete = _run_phase(
+                        spec,
+                        phase="confirm",
+                        searcher=ConfirmSearcher(spec, planned=step.trials, done=rows),
+                        payload_trainable=trainable,
+                        location=location,
+                        recorder=recorder,
+                        concurrency=concurrency,
+                    )
+                    if not complete or not step.more:
+                        outcome.interrupted = not complete
+                        break
             else:
                 outcome.interrupted = True
     except KeyboardInterrupt:

@@ -9,6 +9,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tlsweep.design import (
+    cell_id as design_cell_id,
+)
+from tlsweep.design import (
+    confirm_differences,
+    confirm_outcome,
+    primary_config_kind,
+    sequential_design,
+)
 from tlsweep.report.load import Results, is_accuracy_like
 from tlsweep.stats import (
     Contrast,
@@ -23,6 +32,7 @@ from tlsweep.stats import (
     trend_tests,
     tuning_curve,
 )
+from tlsweep.stats.sequential import look_pvalues
 
 PRIMARY_KIND = "best"
 SECONDARY_KIND = "recipe"
@@ -42,6 +52,7 @@ class Family:
     correction: str
     gate: float
     cells: list[CellResult]
+    sequential: str = ""  # adaptive confirm seeds: how the group-sequential test decided (else "")
 
 
 @dataclass(frozen=True)
@@ -114,8 +125,57 @@ def analyse_family(results: Results, config_kind: str, correction: str, *, rng: 
             gate_alpha=gate, rng=rng, n_resamples=n_resamples,
         ))
     decisions = decide_family(contrasts, alpha=hyp.alpha, correction=correction)
+    sequential = ""
+    spec = results.spec
+    if spec is not None and spec.confirm.adaptive is not None and config_kind == primary_config_kind(spec):
+        decisions, sequential = _sequential_decisions(results, cells, [levels[c] for c in cells], decisions)
     cell_results = [CellResult(cell, levels[cell], c, d) for cell, c, d in zip(cells, contrasts, decisions, strict=False)]
-    return Family(config_kind, correction, gate, cell_results)
+    return Family(config_kind, correction, gate, cell_results, sequential)
+
+
+def _sequential_decisions(results: Results, cells: list[str], cell_levels: list[dict[str, Any]],
+                          plain: list[Decision]) -> tuple[list[Decision], str]:
+    """The decisions of an adaptive sweep's primary family as its group-sequential test made them, look by look."""
+    spec = results.spec
+    assert spec is not None and spec.confirm.adaptive is not None
+    rows = results.trials.astype(object).where(results.trials.notna(), None).to_dict("records")
+    design = sequential_design(spec)
+    confirm = [r for r in rows if r["phase"] == "confirm"]
+    _, diffs = confirm_differences(spec, confirm)
+    reached = np.flatnonzero(np.isfinite(diffs).any(axis=0))  # replicates with a recorded pair
+    last = int(reached.max()) if reached.size else 0
+    looks_done = next(k for k, n in enumerate(design.looks, start=1) if n > last)
+    names, outcome = confirm_outcome(spec, confirm, looks_done=looks_done)
+    pvalues = look_pvalues(diffs, design)
+    index = {name: i for i, name in enumerate(names)}
+    spending = {"obrien_fleming": "O'Brien–Fleming-type", "pocock": "Pocock-type"}[design.spending]
+    complete = not bool(outcome.open.any())
+    method = (f"group-sequential: {len(design.looks)} looks at {', '.join(map(str, design.looks))} paired seeds, "
+              f"Lan–DeMets {spending} alpha spending, {design.correction} across cells with recycling, futility "
+              f"below {design.futility:g} conditional power" + ("" if complete else
+              f"; the sweep is not finished (look {looks_done} of {len(design.looks)} running)"))
+    out = []
+    for cell, levels, decision in zip(cells, cell_levels, plain, strict=True):
+        i = index.get(design_cell_id(levels), index.get(cell))
+        if i is None:
+            out.append(decision)
+            continue
+        k = int(outcome.stop_look[i]) - 1
+        label = str(outcome.label[i])
+        if bool(outcome.open[i]):
+            why = f"open after look {k + 1} ({design.looks[k]} seeds): more seeds to come"
+        elif bool(outcome.futile[i]):
+            why = f"stopped for futility at look {k + 1} ({design.looks[k]} seeds)"
+        elif label == "inconclusive":
+            why = f"no decision after the last look ({design.looks[k]} seeds)"
+        else:
+            why = f"decided at look {k + 1} ({design.looks[k]} seeds)"
+        out.append(Decision(
+            label=label, significant=label == "supported", equivalent=label == "equivalent",  # type: ignore[arg-type]
+            p_adjusted=float(pvalues.efficacy[i, k]), tost_adjusted=float(pvalues.tost[i, k]),
+            opposite_adjusted=float(pvalues.opposite[i, k]), reason=f"group-sequential: {why}",
+        ))
+    return out, method
 
 
 def _per_seed(rows: pd.DataFrame) -> pd.Series:

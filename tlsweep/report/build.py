@@ -147,8 +147,13 @@ def _could_not_compute(results: Results, analysis: Analysis) -> list[str]:
 def _family_section(title: str, family: Family, table: pd.DataFrame, results: Results,
                     health: dict[str, CellHealth]) -> list[str]:
     lines = [f"## {title}", ""]
-    lines.append(f"{CORRECTION_NAMES[family.correction]}-corrected over {len(family.cells)} cell(s); "
-                 f"a lone effect must reach p ≤ {family.gate:.3g}. Means and differences in {results.unit}.")
+    if family.sequential:
+        lines.append(f"Adaptive confirm seeds: each cell's verdict is the decision of the {family.sequential} "
+                     "(README: \"Adaptive confirm seeds\"); the p-values shown are those of the look that decided. "
+                     f"Means and differences in {results.unit}.")
+    else:
+        lines.append(f"{CORRECTION_NAMES[family.correction]}-corrected over {len(family.cells)} cell(s); "
+                     f"a lone effect must reach p ≤ {family.gate:.3g}. Means and differences in {results.unit}.")
     lines += ["", markdown_table(family_display(table, results, health)), ""]
     verdicts = [cell_verdict(c, results, family, health.get(c.cell_id)) for c in family.cells]
     lines += [f"- **{v.label}** — {v.sentence}" for v in verdicts]

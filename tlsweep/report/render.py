@@ -124,8 +124,13 @@ def hypothesis_lines(results: Results, family_size: int) -> list[str]:
     if spec is not None:
         lines.append("- Factors: " + "; ".join(f"{name} ∈ {{{', '.join(fmt_level(v) for v in levels)}}}"
                                                for name, levels in spec.design.factors.items()))
-        lines.append(f"- Confirm phase: {spec.confirm.seeds} seed(s) per cell and arm for the configs "
-                     f"{', '.join(spec.confirm.configs)}.")
+        if spec.confirm.adaptive is not None:
+            lines.append(f"- Confirm phase (adaptive): {spec.confirm.seeds} seed(s) per cell and arm first, then "
+                         f"{spec.confirm.adaptive.batch} more per look up to {spec.confirm.adaptive.max_seeds} for "
+                         f"cells not yet decided, configs {', '.join(spec.confirm.configs)}.")
+        else:
+            lines.append(f"- Confirm phase: {spec.confirm.seeds} seed(s) per cell and arm for the configs "
+                         f"{', '.join(spec.confirm.configs)}.")
     if results.trials_per_cell:
         lines.append(f"- Equal tuning budget: {results.trials_per_cell} trial(s) per cell and arm, selected on "
                      f"validation `{results.objective_metric}` ({results.objective_mode}); trial 0 is the fixed "

@@ -35,6 +35,14 @@ def _difference(cell: CellResult, results: Results) -> str:
 
 
 def cell_verdict(cell: CellResult, results: Results, family: Family, health: CellHealth | None = None) -> Verdict:
+    verdict = _cell_verdict(cell, results, family, health)
+    reason = cell.decision.reason
+    if family.sequential and reason.startswith("group-sequential") and reason not in verdict.sentence:
+        return Verdict(verdict.label, f"{verdict.sentence} ({reason}.)", verdict.kind)
+    return verdict
+
+
+def _cell_verdict(cell: CellResult, results: Results, family: Family, health: CellHealth | None = None) -> Verdict:
     hyp = results.hypothesis
     contrast, decision = cell.contrast, cell.decision
     where = f"At {describe_cell(cell.levels)}"
@@ -46,6 +54,8 @@ def cell_verdict(cell: CellResult, results: Results, family: Family, health: Cel
                        f"{fmt_level(round(health.arms[0].chance * results.scale, 1))}){steps}: the cell can neither "
                        "support nor refute the hypothesis and is left out of the region verdict.")
     corr = CORRECTION_NAMES[family.correction]
+    if family.sequential:  # the p-values are the deciding look's nominal ones, tested against its boundary
+        corr = "nominal"
     margin = f"±{fmt_level(hyp.margin * results.scale)} {results.unit}"
     label = LABEL_TEXT[decision.label]
     if not contrast.computable:

@@ -1,0 +1,173 @@
+"""Adaptive confirm seeds in the engine's planning (``tlsweep.design.plan_confirm_step``), with fake trials: no Ray."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from tlsweep.design import confirm_outcome, plan_confirm, plan_confirm_step, plan_tune_trial
+from tlsweep.errors import SpecError
+from tlsweep.spec import parse_spec
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _spec(adaptive=None, seeds=4, **hypothesis):
+    data = yaml.safe_load((REPO / "sweeps" / "demo.yaml").read_text())
+    data["confirm"] = {"seeds": seeds, "configs": ["best"], "seed_base": 1000, "adaptive": adaptive}
+    data.setdefault("hypothesis", {}).update({"equivalence_margin": 0.02, **hypothesis})
+    return parse_spec(data)
+
+
+def _tune_rows(spec):
+    rows = []
+    for levels in spec.studies():
+        for i in range(spec.design.budget.trials_per_cell):
+            planned = plan_tune_trial(spec, levels, i, {"lr": 0.01 * (i + 1), "augmentation": "none"})
+            rows.append({"trial_id": planned.trial_id, "phase": "tune", "tune_index": i, "status": "ok",
+                         "objective": 0.1 * i, "params_json": json.dumps({"tuned": planned.params, "levels": levels})})
+    return rows
+
+
+def _effects(spec):
+    """A large advantage in the first cell, none (tiny noise) in the second, a small one with noise elsewhere."""
+    cells = list(dict.fromkeys(p.cell_id for p in plan_confirm(spec, _tune_rows(spec))[0]))
+    return {cells[0]: (0.20, 0.01), cells[1]: (0.0, 0.002), **{c: (0.01, 0.03) for c in cells[2:]}}
+
+
+def _run(trial, effects):
+    """A fake confirm trial: test accuracy from (cell, arm, seed) alone, as a deterministic training run would."""
+    mean, sd = effects[trial.cell_id]
+    noise = np.random.default_rng([trial.seed, sum(map(ord, trial.cell_id))]).normal(0, sd)
+    acc = 0.5 + (mean + noise if trial.arm == "checkpoint" else 0.0)
+    return {"trial_id": trial.trial_id, "phase": "confirm", "cell_id": trial.cell_id, "arm": trial.arm,
+            "config_kind": trial.config_kind, "replicate": trial.replicate, "seed": trial.seed, "status": "ok",
+            "test_acc": acc, "chance": 0.125}
+
+
+def _sweep(spec, *, stop_after=None):
+    """The driver's loop: hand out the step's trials, record them, ask again; ``stop_after`` trials then 'crash'."""
+    rows, effects, steps = _tune_rows(spec), _effects(spec), []
+    ran = 0
+    while True:
+        step = plan_confirm_step(spec, rows)
+        steps.append(step)
+        recorded = {r["trial_id"] for r in rows}
+        for trial in step.trials:
+            if trial.trial_id in recorded:
+                continue
+            if stop_after is not None and ran == stop_after:
+                return rows, steps, False
+            rows.append(_run(trial, effects))
+            ran += 1
+        if not step.more:
+            return rows, steps, True
+
+
+def test_spec_validation_and_resolved_spec():
+    spec = _spec({"max_seeds": 16, "batch": 2})
+    assert spec.confirm.looks() == (4, 6, 8, 10, 12, 14, 16)
+    assert spec.trial_counts()["confirm"] == len(spec.studies()) * 16
+    plain = _spec()
+    assert "adaptive" not in plain.resolved()["confirm"]  # results of older versions keep their hash
+    assert spec.resolved()["confirm"]["adaptive"]["max_seeds"] == 16
+    with pytest.raises(SpecError, match=r"confirm.*max_seeds"):
+        _spec({"max_seeds": 4, "batch": 2})
+    with pytest.raises(SpecError, match=r"hypothesis\.correction"):
+        _spec({"max_seeds": 16, "batch": 2}, correction="bh")
+
+
+def test_without_adaptive_the_step_is_the_whole_fixed_plan():
+    spec = _spec(seeds=5)
+    step = plan_confirm_step(spec, _tune_rows(spec))
+    assert not step.more and step.looks == (5,)
+    assert [t.trial_id for t in step.trials] == [t.trial_id for t in plan_confirm(spec, _tune_rows(spec))[0]]
+
+
+def test_settled_cells_stop_and_open_cells_get_more_seeds():
+    spec = _spec({"max_seeds": 16, "batch": 4}, seeds=8)
+    rows, steps, finished = _sweep(spec)
+    assert finished and steps[0].look == 1 and len(steps[0].trials) == len(spec.studies()) * 8
+    confirm = [r for r in rows if r["phase"] == "confirm"]
+    per_cell = {}
+    for r in confirm:
+        per_cell.setdefault(r["cell_id"], set()).add(r["replicate"])
+    cells = list(_effects(spec))
+    # the large advantage and the exact catch-up are settled at the first look; the rest get another batch
+    assert per_cell[cells[0]] == set(range(8)) and per_cell[cells[1]] == set(range(8))
+    assert all(per_cell[c] in (set(range(12)), set(range(16))) for c in cells[2:])
+    assert {r["seed"] for r in confirm} == {1000 + i for i in range(max(map(len, per_cell.values())))}
+    assert len(confirm) < spec.trial_counts()["confirm"]
+    names, outcome = confirm_outcome(spec, confirm, looks_done=steps[-1].look)
+    labels = dict(zip(names, outcome.label.tolist(), strict=True))
+    assert labels[cells[0]] == "supported" and labels[cells[1]] == "equivalent"
+    # both arms of a cell get each seed (paired)
+    arms = {}
+    for r in confirm:
+        arms.setdefault((r["cell_id"], r["seed"]), set()).add(r["arm"])
+    assert all(a == {"checkpoint", "scratch"} for a in arms.values())
+
+
+@pytest.mark.parametrize("stop_after", [3, 37, 50])
+def test_a_resumed_sweep_takes_the_same_batches_and_seeds(stop_after):
+    spec = _spec({"max_seeds": 16, "batch": 4}, seeds=8)
+    whole, _, _ = _sweep(spec)
+    partial, _, finished = _sweep(spec, stop_after=stop_after)
+    assert not finished
+    # the resumed driver starts from the recorded rows only (in another order, as a Parquet file may give them)
+    resumed_rows = list(reversed(partial))
+    effects = _effects(spec)
+    while True:
+        step = plan_confirm_step(spec, resumed_rows)
+        done = {r["trial_id"] for r in resumed_rows}
+        resumed_rows += [_run(t, effects) for t in step.trials if t.trial_id not in done]
+        if not step.more:
+            break
+    assert sorted(r["trial_id"] for r in resumed_rows) == sorted(r["trial_id"] for r in whole)
+
+
+def test_the_confirm_searcher_hands_out_only_what_is_not_recorded():
+    from tlsweep.engine.searchers import ConfirmSearcher
+
+    spec = _spec({"max_seeds": 16, "batch": 4}, seeds=8)
+    rows, _, _ = _sweep(spec, stop_after=10)
+    step = plan_confirm_step(spec, rows)
+    searcher = ConfirmSearcher(spec, planned=step.trials, done=rows)
+    assert searcher.remaining() == len(step.trials) - 10
+
+
+def test_the_report_of_an_adaptive_sweep_uses_the_sequential_decisions(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from report_fixtures import simulate_results, spec_dict
+
+    from tlsweep.report import build_report
+
+    data = spec_dict(tmp_path / "r", seeds=4, configs=("best",))
+    data["confirm"]["adaptive"] = {"max_seeds": 12, "batch": 4}
+    spec = parse_spec(data)
+    root = simulate_results(tmp_path / "r", spec=spec)
+    report = build_report(str(root))
+    text = report.markdown_path.read_text()
+    assert "group-sequential" in text and "Adaptive confirm seeds" in text
+    from tlsweep.results.location import resolve_location
+    from tlsweep.results.store import ResultsStore
+
+    trials = ResultsStore(resolve_location(str(root))).read_trials().to_pylist()
+    assert max(r["replicate"] for r in trials if r["phase"] == "confirm") == 3  # the first look's seeds were run
+    names, outcome = confirm_outcome(spec, [r for r in trials if r["phase"] == "confirm"], looks_done=1)
+    expected = dict(zip(names, outcome.label.tolist(), strict=True))
+    assert all("look 1 (4 seeds)" in v.sentence for v in report.cell_verdicts.values())
+    from tlsweep.design import cell_id
+
+    def canonical(name):  # the fixture spells levels as 1.0, the engine as 1
+        return cell_id({k: float(v) for k, v in (part.split("=") for part in name.split("|"))})
+
+    assert {canonical(c): v.label for c, v in report.cell_verdicts.items()} == {
+        canonical(c): {"not supported": "not supported (reversed)", "equivalent": "equivalent (caught up)"}.get(lbl, lbl)
+        for c, lbl in expected.items()}
