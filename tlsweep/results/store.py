@@ -41,9 +41,12 @@ EPOCHS_FILE = "epochs.parquet"
 SPEC_FILE = "spec.resolved.yaml"  # the exact spec of the sweep, itself a valid spec
 PROVENANCE_FILE = "provenance.json"  # how the results came about: spec hash, source, versions, trial counts
 OPTUNA_JOURNAL_FILE = "optuna.journal"  # every study in Optuna's storage (tlsweep.tracking.optuna_mirror)
+WANDB_RECORD_FILE = "wandb.json"  # the W&B Sweep that mirrors the sweep (tlsweep.tracking.wandb_sweep)
 REPORT_DIR = "report"
 # The sweep's own top-level entries: only the driver writes them (an upload never replaces one).
-SWEEP_ENTRIES = (TRIALS_FILE, EPOCHS_FILE, SPEC_FILE, PROVENANCE_FILE, OPTUNA_JOURNAL_FILE, RAY_SUBDIR)
+SWEEP_ENTRIES = (
+    TRIALS_FILE, EPOCHS_FILE, SPEC_FILE, PROVENANCE_FILE, OPTUNA_JOURNAL_FILE, WANDB_RECORD_FILE, RAY_SUBDIR,
+)  # fmt: skip
 
 _PARQUET_SCHEMAS: dict[str, pa.Schema] = {TRIALS_FILE: TRIALS_SCHEMA, EPOCHS_FILE: EPOCHS_SCHEMA}
 _ARROW_SCHEMA_KEY = b"ARROW:schema"
