@@ -41,7 +41,7 @@ class RecordingTracker(Tracker):
     def trial_finished(self, trial_id: str, *, summary: dict[str, object], status: str) -> None:
         self.calls.append(("finished", trial_id, {"status": status, **summary}))
 
-    def close(self, timeout_s: float | None = None) -> None:
+    def close(self, timeout_s: float | None = None, *, complete: bool = False) -> None:
         pass
 
     def sync_command(self) -> str | None:

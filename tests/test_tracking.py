@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -439,3 +440,292 @@ def test_log_report_summary_disabled_or_failing_returns_none(monkeypatch: pytest
     assert not (tmp_path / "r").exists()
     monkeypatch.setattr(wandb, "init", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("injected")))
     assert log_report_summary(WandbSettings(), mode_override="offline", **kwargs) is None
+
+
+# -- the W&B Sweep ------------------------------------------------------------------------------------------------
+
+SWEEP_SPEC = """\
+name: age_hypothesis
+dataset: {format: synthetic, root: data/age}
+design:
+  factors:
+    init: [scratch, imagenet]
+    train_fraction: [0.1, 1.0]
+  tune:
+    lr: {type: float, low: 1.0e-4, high: 1.0e-1, log: true}
+    weight_decay: {type: float, low: 0.0, high: 0.01}
+    warmup_epochs: {type: int, low: 0, high: 3}
+    augmentation: {type: categorical, choices: [none, flip]}
+  recipe: {lr: 0.01, weight_decay: 1.0e-4, warmup_epochs: 0, augmentation: none}
+objective: {metric: val_acc, mode: max}
+tracking:
+  wandb: {project: age, mode: offline}
+"""
+SWEEP_ID = "swp0abc1"
+
+
+def sweep_spec() -> object:
+    import yaml
+
+    from tlsweep.spec import parse_spec
+
+    return parse_spec(yaml.safe_load(SWEEP_SPEC))
+
+
+class FakeGraphQL:
+    """W&B's GraphQL endpoint as ``wandb.Api()._service_api`` sees it: records every call, keeps one sweep."""
+
+    def __init__(self, *, existing_state: str | None = None) -> None:
+        self.calls: list[tuple[str, dict[str, object]]] = []
+        self.state = existing_state  # None: the server has no sweep yet
+
+    def execute_graphql(self, query: str, variables: dict[str, object]) -> dict[str, object]:
+        name = query.split("(", 1)[0].split()[-1]
+        self.calls.append((name, dict(variables)))
+        if name == "UpsertSweep":
+            if variables.get("state"):
+                self.state = str(variables["state"])
+            elif self.state is None:
+                self.state = "PENDING"
+            project = {"name": variables["projectName"], "entity": {"name": "lab"}}
+            return {"upsertSweep": {"sweep": {"name": SWEEP_ID, "project": project}, "configValidationWarnings": []}}
+        if name == "SweepWithRuns":
+            if self.state is None or variables["sweep"] != SWEEP_ID:
+                return {"project": {"sweep": None}}
+            return {"project": {"sweep": {"id": "U3dlZXA6MQ==", "name": SWEEP_ID, "state": self.state,
+                                          "runs": {"edges": []}}}}
+        raise AssertionError(f"unexpected GraphQL call {name}")
+
+    def named(self, name: str) -> list[dict[str, object]]:
+        return [variables for call, variables in self.calls if call == name]
+
+
+class FakeApi:
+    """``wandb.Api`` without its login check: W&B's sweep functions run unchanged on top of it."""
+
+    def __init__(self, graphql: FakeGraphQL, *, entity: str | None, project: str) -> None:
+        self.settings = {"base_url": "https://api.wandb.ai", "entity": entity, "project": project}
+        self._service_api = graphql
+        self.default_entity = "lab"
+
+
+@pytest.fixture
+def fake_wandb(monkeypatch: pytest.MonkeyPatch) -> FakeGraphQL:
+    """A reachable W&B server with a key (the API faked), whose runs are still written offline to disk."""
+    import wandb
+
+    from tlsweep.tracking import tracker as tracker_module
+    from tlsweep.tracking import wandb_sweep
+
+    graphql = FakeGraphQL()
+    monkeypatch.setattr(wandb_sweep, "public_api",
+                        lambda *, entity, project, timeout_s: FakeApi(graphql, entity=entity, project=project))
+    monkeypatch.setattr(tracker_module, "api_key_configured", lambda: True)
+    monkeypatch.setattr(tracker_module, "unreachable_reason", lambda base_url, timeout_s: None)
+    real_init = wandb.init
+    monkeypatch.setattr(wandb, "init", lambda **kwargs: real_init(**{**kwargs, "mode": "offline"}))
+    monkeypatch.setenv("WANDB_API_KEY", PLANTED_KEY)
+    return graphql
+
+
+def expected_sweep_url() -> str:
+    """The sweep's page as W&B itself builds it for the default server (W&B maps its API host to its app host)."""
+    from wandb.sdk.wandb_sweep import _get_sweep_url
+
+    url = _get_sweep_url(base_url="https://api.wandb.ai", entity="lab", project="age", sweep_id=SWEEP_ID)
+    assert url is not None and url.endswith(f"/lab/age/sweeps/{SWEEP_ID}")
+    return url
+
+
+def sweep_ids_in(results: Path) -> dict[str, str]:
+    """run id → the sweep id recorded in that run's own offline file."""
+    out = {}
+    for run_dir in offline_run_dirs(results):
+        (log_file,) = run_dir.glob("run-*.wandb")
+        runs = [r.run for r in read_records(log_file) if r.WhichOneof("record_type") == "run"]
+        out[runs[0].run_id] = runs[0].sweep_id
+    return out
+
+
+def test_sweep_config_has_the_objective_the_parameters_and_a_local_controller() -> None:
+    from tlsweep.tracking.wandb_sweep import sweep_config
+
+    assert sweep_config(sweep_spec()) == {
+        "name": "age_hypothesis",
+        "description": "tlsweep sweep age_hypothesis: trials are chosen by Ray Tune and Optuna (sampler tpe); "
+                       "W&B only shows them. The metric is the best-epoch val_acc of each trial.",
+        "method": "bayes",
+        "metric": {"name": "objective", "goal": "maximize"},
+        "parameters": {
+            "init": {"values": ["scratch", "imagenet"]},
+            "train_fraction": {"values": [0.1, 1.0]},
+            "lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 0.1},
+            "weight_decay": {"distribution": "uniform", "min": 0.0, "max": 0.01},
+            "warmup_epochs": {"distribution": "int_uniform", "min": 0, "max": 3},
+            "augmentation": {"values": ["none", "flip"]},
+        },
+        "controller": {"type": "local"},
+        "project": "age",
+    }
+
+
+def test_online_tracker_creates_one_sweep_and_every_run_joins_it(
+    fake_wandb: FakeGraphQL, tmp_path: Path
+) -> None:
+    import yaml
+
+    from tlsweep.tracking.tracker import SweepLink
+    from tlsweep.tracking.wandb_sweep import SweepRecord, sweep_config
+
+    recorded: list[SweepRecord] = []
+    link = SweepLink(config=sweep_config(sweep_spec()), on_record=recorded.append)
+    results = tmp_path / "results"
+    tracker = WandbTracker(WandbSettings(project="age"), sweep_name="age_hypothesis", results_dir=results,
+                           mode="online", sweep=link)
+    drive(tracker, ["t0", "t1", "t2"])
+    tracker.close(timeout_s=60, complete=True)
+
+    (created,) = fake_wandb.named("UpsertSweep")[:1]
+    sent = yaml.safe_load(created["config"])
+    assert sent == sweep_config(sweep_spec())
+    assert created["projectName"] == "age" and created["displayName"] == "age_hypothesis"
+    assert created["id"] is None and created["priorRunsFilters"] is None
+    url = expected_sweep_url()
+    assert recorded == [SweepRecord(sweep_id=SWEEP_ID, entity="lab", project="age", url=url)]
+    assert tracker.sweep_url() == url
+    assert sweep_ids_in(results) == {"t0": SWEEP_ID, "t1": SWEEP_ID, "t2": SWEEP_ID}
+    # one sweep for the whole tracker, marked finished at the end of a complete sweep
+    assert [v.get("state") for v in fake_wandb.named("UpsertSweep")] == [None, "FINISHED"]
+    assert fake_wandb.state == "FINISHED"
+    assert files_containing(tmp_path, PLANTED_KEY) == []
+
+
+def test_an_interrupted_sweep_leaves_its_w_and_b_sweep_open(fake_wandb: FakeGraphQL, tmp_path: Path) -> None:
+    from tlsweep.tracking.tracker import SweepLink
+
+    tracker = WandbTracker(WandbSettings(), sweep_name="s", results_dir=tmp_path, mode="online",
+                           sweep=SweepLink(config={"name": "s", "method": "random"}))
+    drive(tracker, ["a"], epochs=1)
+    tracker.close(timeout_s=60)
+    assert [v.get("state") for v in fake_wandb.named("UpsertSweep")] == [None]
+    assert fake_wandb.state == "PENDING"
+
+
+def test_a_resumed_sweep_reuses_and_reopens_its_recorded_sweep(fake_wandb: FakeGraphQL, tmp_path: Path) -> None:
+    from tlsweep.tracking.tracker import SweepLink
+    from tlsweep.tracking.wandb_sweep import SweepRecord
+
+    fake_wandb.state = "FINISHED"  # the first run of the sweep created and finished it
+    record = SweepRecord(sweep_id=SWEEP_ID, entity="lab", project="age", url="u")
+    created: list[SweepRecord] = []
+    tracker = WandbTracker(WandbSettings(project="age"), sweep_name="s", results_dir=tmp_path, mode="online",
+                           sweep=SweepLink(config={"name": "s"}, record=record, on_record=created.append))
+    drive(tracker, ["r1"], epochs=1)
+    tracker.close(timeout_s=60, complete=True)
+    assert created == []  # no second sweep
+    assert "UpsertSweep" not in [call for call, _ in fake_wandb.calls[:1]]  # looked up first, never re-created
+    assert all(v["id"] == "U3dlZXA6MQ==" for v in fake_wandb.named("UpsertSweep"))
+    assert [v["state"] for v in fake_wandb.named("UpsertSweep")] == ["RUNNING", "FINISHED"]
+    assert sweep_ids_in(tmp_path) == {"r1": SWEEP_ID}
+
+
+def test_offline_runs_carry_the_recorded_sweep_id_without_any_api_call(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tlsweep.tracking import wandb_sweep
+    from tlsweep.tracking.tracker import SweepLink
+    from tlsweep.tracking.wandb_sweep import SweepRecord
+
+    monkeypatch.setattr(wandb_sweep, "public_api", lambda **kwargs: pytest.fail("offline must not call W&B"))
+    record = SweepRecord(sweep_id=SWEEP_ID, entity=None, project="age")
+    tracker = make_tracker(WandbSettings(mode="offline"), sweep_name="s", results_dir=tmp_path,
+                           mode_override="offline", sweep=SweepLink(config={}, record=record))
+    drive(tracker, ["o1", "o2"], epochs=1)
+    tracker.close(timeout_s=60, complete=True)
+    assert sweep_ids_in(tmp_path) == {"o1": SWEEP_ID, "o2": SWEEP_ID}
+    assert tracker.sweep_url() is None  # offline: no URL is known
+
+
+def test_a_sweep_that_cannot_be_created_costs_only_the_sweep_page(
+    fake_wandb: FakeGraphQL, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tlsweep.tracking.tracker import SweepLink
+
+    def refuse(query: str, variables: dict[str, object]) -> dict[str, object]:
+        raise RuntimeError("permission denied")
+
+    monkeypatch.setattr(fake_wandb, "execute_graphql", refuse)
+    tracker = WandbTracker(WandbSettings(), sweep_name="s", results_dir=tmp_path, mode="online",
+                           sweep=SweepLink(config={"name": "s", "method": "random"}))
+    with caplog.at_level(logging.WARNING, logger="tlsweep.tracking"):
+        drive(tracker, ["f1", "f2"], epochs=1)
+        tracker.close(timeout_s=60, complete=True)
+    assert "could not create or reopen the W&B Sweep" in caplog.text and "permission denied" in caplog.text
+    assert sweep_ids_in(tmp_path) == {"f1": "", "f2": ""}
+
+
+def _results_with_offline_runs(tmp_path: Path, sweep: object = None) -> Path:
+    from tlsweep.engine.run import sweep_provenance
+    from tlsweep.results.store import ResultsStore
+
+    spec = sweep_spec()
+    results = tmp_path / "age_hypothesis"
+    ResultsStore(results).write_spec(spec, sweep_provenance(spec, source=None))
+    tracker = WandbTracker(WandbSettings(), sweep_name="age_hypothesis", results_dir=results, mode="offline",
+                           sweep=sweep)  # type: ignore[arg-type]
+    drive(tracker, ["s1", "s2"], epochs=1)
+    tracker.close(timeout_s=60)
+    return results
+
+
+def test_wandb_sync_creates_the_sweep_with_the_offline_runs_as_prior_runs(
+    fake_wandb: FakeGraphQL, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import yaml
+    from click.testing import CliRunner
+
+    from tlsweep.cli import cli
+    from tlsweep.tracking import settings as settings_mod
+    from tlsweep.tracking import wandb_sweep
+
+    results = _results_with_offline_runs(tmp_path)
+    uploaded: list[list[str]] = []
+    monkeypatch.setattr(wandb_sweep, "upload_offline_runs",
+                        lambda dirs, timeout_s: uploaded.append([d.name.split("-", 3)[3] for d in dirs]))
+    monkeypatch.setattr(settings_mod, "api_key_configured", lambda: True)
+    done = CliRunner().invoke(cli, ["wandb", "sync", str(results)])
+    assert done.exit_code == 0, done.output
+    url = expected_sweep_url()
+    assert done.output.strip() == f"W&B sweep: {url}"
+    assert uploaded == [["s1", "s2"]]
+    created, finished = fake_wandb.named("UpsertSweep")
+    assert yaml.safe_load(created["config"]) == wandb_sweep.sweep_config(sweep_spec())
+    assert json.loads(created["priorRunsFilters"]) == {"$or": [{"name": "s1"}, {"name": "s2"}]}
+    assert finished["state"] == "FINISHED"
+    assert json.loads((results / "wandb.json").read_text()) == {
+        "sweep_id": SWEEP_ID, "entity": "lab", "project": "age", "url": url,
+    }
+
+    # again: the recorded sweep is found and the runs are (re)attached to it, no second sweep
+    fake_wandb.calls.clear()
+    fake_wandb.state = "RUNNING"
+    done = CliRunner().invoke(cli, ["wandb", "sync", str(results), "--no-finish"])
+    assert done.exit_code == 0, done.output
+    assert [call for call, _ in fake_wandb.calls] == ["SweepWithRuns", "UpsertSweep"]
+    (added,) = fake_wandb.named("UpsertSweep")
+    assert added["id"] == "U3dlZXA6MQ==" and json.loads(added["priorRunsFilters"])["$or"][0] == {"name": "s1"}
+    assert files_containing(tmp_path, PLANTED_KEY) == []
+
+
+def test_wandb_sync_refuses_clearly_without_runs_or_a_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from tlsweep.tracking import settings as settings_mod
+    from tlsweep.tracking.wandb_sweep import WandbSyncError, sync_to_sweep
+
+    results = _results_with_offline_runs(tmp_path)
+    monkeypatch.setattr(settings_mod, "api_key_configured", lambda: False)
+    with pytest.raises(WandbSyncError, match="no W&B API key is configured; run `wandb login`"):
+        sync_to_sweep(results)
+    for run_dir in offline_run_dirs(results):
+        shutil.rmtree(run_dir)
+    with pytest.raises(WandbSyncError, match=r"age_hypothesis/wandb: no offline W&B runs to upload"):
+        sync_to_sweep(results)

@@ -130,3 +130,11 @@ class TrackerContract:
         started = time.monotonic()
         tracker.close(timeout_s=0.2)
         assert time.monotonic() - started < 1.5
+
+    def test_close_of_a_complete_sweep_without_a_w_and_b_sweep(self, backend: Backend) -> None:
+        tracker = backend.tracker  # complete=True marks a W&B Sweep finished; without one it changes nothing
+        drive(tracker, ["c"], epochs=1)
+        tracker.close(timeout_s=60, complete=True)
+        tracker.close(timeout_s=60, complete=True)
+        assert tracker.sweep_url() is None
+        assert backend.runs() == backend.expected_runs("c")

@@ -101,8 +101,12 @@ def run(spec_path: Path, overrides: tuple[str, ...], storage: str | None, addres
     console.print(f"recorded {outcome.trials_recorded} trials in {outcome.wall_time_s / 60:.1f} min → {outcome.location}")
     for line in outcome.skipped:
         console.print(f"[yellow]not confirmed[/] {line}")
+    if outcome.wandb_sweep_url:
+        console.print(f"W&B sweep: {outcome.wandb_sweep_url}")
     if outcome.wandb_sync:
         console.print(f"W&B runs are offline; upload them with:\n  {outcome.wandb_sync}")
+        if Path(outcome.location).is_dir():
+            console.print(f"or, into one W&B Sweep:\n  tlsweep wandb sync {outcome.location}")
     if outcome.interrupted:
         console.print(f"[yellow]stopped before the end.[/] Resume with:\n  {rerun}")
         raise SystemExit(130)

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
@@ -36,6 +36,9 @@ from tlsweep.results.store import Provenance, ResultsStore
 from tlsweep.spec import RESULT_FIELDS, SweepSpec, diff_resolved
 from tlsweep.training.config import TrialConfig
 
+if TYPE_CHECKING:
+    from tlsweep.tracking.tracker import SweepLink
+
 log = logging.getLogger(__name__)
 STATUS_FILE = "status.json"
 
@@ -49,6 +52,7 @@ class SweepOutcome:
     interrupted: bool = False
     report_path: str | None = None
     wandb_sync: str | None = None
+    wandb_sweep_url: str | None = None
     wall_time_s: float = 0.0
 
 
@@ -76,6 +80,20 @@ def sweep_provenance(spec: SweepSpec, *, source: str | None) -> Provenance:
         trial_counts=spec.trial_counts(),
         compared_arms=spec.compared_arms,
     )
+
+
+def wandb_sweep_link(spec: SweepSpec, store: ResultsStore) -> SweepLink:
+    """The W&B Sweep of ``spec``'s trials: its config, the sweep recorded by an earlier run (reused), and how a new
+    one is recorded (``wandb.json`` beside the results). An unreadable record is replaced, with a warning."""
+    from tlsweep.tracking.tracker import SweepLink
+    from tlsweep.tracking.wandb_sweep import read_sweep_record, sweep_config, write_sweep_record
+
+    try:
+        record = read_sweep_record(store)
+    except StoreError as exc:
+        log.warning("%s", exc)
+        record = None
+    return SweepLink(config=sweep_config(spec), record=record, on_record=lambda rec: write_sweep_record(store, rec))
 
 
 def check_resume(spec: SweepSpec, store: ResultsStore, *, new: bool) -> None:
@@ -372,7 +390,13 @@ def run_sweep(
 
     local_dir = store.local_dir()
     wandb_dir = local_dir if local_dir is not None else Path(tempfile.mkdtemp(prefix=f"tlsweep-{spec.name}-"))
-    tracker = make_tracker(spec.tracking.wandb, sweep_name=spec.name, results_dir=wandb_dir, mode_override=wandb_mode)
+    tracker = make_tracker(
+        spec.tracking.wandb,
+        sweep_name=spec.name,
+        results_dir=wandb_dir,
+        mode_override=wandb_mode,
+        sweep=wandb_sweep_link(spec, store),
+    )
     mirror = open_study_mirror(spec, store, staging=wandb_dir)
     mirror.sync(store.read_trials(), store.read_epochs())  # trials recorded before the journal existed, or lost
     board = StatusBoard(expected_counts(spec), mode=spec.objective.mode)
@@ -428,8 +452,9 @@ def run_sweep(
         outcome.interrupted = True
     finally:
         mirror.publish()
-        tracker.close()
+        tracker.close(complete=not outcome.interrupted)
         outcome.wandb_sync = tracker.sync_command()
+        outcome.wandb_sweep_url = tracker.sweep_url()
         # trials still listed as running were cut short: a rerun hands them out again (tlsweep.engine.run.pending_trials)
         progress.finish()
     outcome.trials_recorded = recorder.recorded

@@ -50,10 +50,14 @@ EPOCHS_FILE = "epochs.parquet"
 SPEC_FILE = "spec.resolved.yaml"  # the exact spec of the sweep, itself a valid spec
 PROVENANCE_FILE = "provenance.json"  # how the results came about: spec hash, source, versions, trial counts
 OPTUNA_JOURNAL_FILE = "optuna.journal"  # every study in Optuna's storage (tlsweep.tracking.optuna_mirror)
+WANDB_RECORD_FILE = "wandb.json"  # the W&B Sweep that mirrors the sweep (tlsweep.tracking.wandb_sweep)
 REPORT_DIR = "report"
 PARTS_DIR = "parts"  # parts/trials/part-<seq>.parquet, parts/epochs/...: rows appended since the last compaction
 # The sweep's own top-level entries: only the driver writes them (an upload never replaces one).
-SWEEP_ENTRIES = (TRIALS_FILE, EPOCHS_FILE, SPEC_FILE, PROVENANCE_FILE, OPTUNA_JOURNAL_FILE, RAY_SUBDIR, PARTS_DIR)
+SWEEP_ENTRIES = (
+    TRIALS_FILE, EPOCHS_FILE, SPEC_FILE, PROVENANCE_FILE, OPTUNA_JOURNAL_FILE, WANDB_RECORD_FILE, RAY_SUBDIR,
+    PARTS_DIR,
+)  # fmt: skip
 
 _PARQUET_SCHEMAS: dict[str, pa.Schema] = {TRIALS_FILE: TRIALS_SCHEMA, EPOCHS_FILE: EPOCHS_SCHEMA}
 TABLE_KEYS: dict[str, list[str]] = {TRIALS_FILE: ["trial_id"], EPOCHS_FILE: ["trial_id", "epoch"]}

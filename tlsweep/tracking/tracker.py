@@ -13,7 +13,8 @@ import logging
 import queue
 import shlex
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -22,6 +23,8 @@ from tlsweep.tracking.settings import WandbSettings, api_key_configured, resolve
 
 if TYPE_CHECKING:
     from wandb.sdk.wandb_run import Run
+
+    from tlsweep.tracking.wandb_sweep import SweepRecord
 
 _log = logging.getLogger("tlsweep.tracking")
 
@@ -51,12 +54,19 @@ class Tracker(abc.ABC):
         """A trial ended; ``summary`` holds the objective and final metrics, ``status`` its outcome."""
 
     @abc.abstractmethod
-    def close(self, timeout_s: float | None = None) -> None:
-        """Flush and finish every run, waiting at most ``timeout_s`` seconds (None: the configured bound)."""
+    def close(self, timeout_s: float | None = None, *, complete: bool = False) -> None:
+        """Flush and finish every run, waiting at most ``timeout_s`` seconds (None: the configured bound).
+
+        ``complete``: the sweep ran to its end, so its W&B Sweep (if any) is marked finished.
+        """
 
     @abc.abstractmethod
     def sync_command(self) -> str | None:
         """The one ``wandb sync`` command that uploads the offline runs, or None when there is nothing to sync."""
+
+    def sweep_url(self) -> str | None:
+        """The URL of the W&B Sweep the runs joined, when one is known."""
+        return None
 
     @property
     @abc.abstractmethod
@@ -80,7 +90,7 @@ class NullTracker(Tracker):
     def trial_finished(self, trial_id: str, *, summary: dict[str, object], status: str) -> None:
         pass
 
-    def close(self, timeout_s: float | None = None) -> None:
+    def close(self, timeout_s: float | None = None, *, complete: bool = False) -> None:
         pass
 
     def sync_command(self) -> str | None:
@@ -152,11 +162,14 @@ class _WarnOnce:
         self._logger.warning(message, *args)
 
 
-def run_settings(settings: WandbSettings) -> Any:
-    """wandb.Settings for a mirror run: bounded init/finish, no console capture, no system metrics, quiet."""
+def run_settings(settings: WandbSettings, *, sweep_id: str | None = None) -> Any:
+    """wandb.Settings for a mirror run: bounded init/finish, no console capture, no system metrics, quiet; in the
+    W&B Sweep ``sweep_id`` when one is known (through the settings: ``WANDB_SWEEP_ID`` would make ``wandb.init``
+    ignore project, entity and run id)."""
     import wandb
 
     return wandb.Settings(
+        sweep_id=sweep_id,
         init_timeout=settings.init_timeout_s,
         finish_timeout=settings.finish_timeout_s,
         console="off",
@@ -243,6 +256,7 @@ def init_run(
     state: ModeState,
     results_dir: Path,
     warn: _WarnOnce,
+    sweep_id: str | None = None,
     **init_kwargs: Any,
 ) -> Run:
     """``wandb.init`` in ``state.mode``. Online, the server is probed first: when it cannot be reached within
@@ -260,7 +274,7 @@ def init_run(
         dir=str(results_dir),
         resume="allow",
         reinit="create_new",
-        settings=run_settings(settings),
+        settings=run_settings(settings, sweep_id=sweep_id),
         **init_kwargs,
     )
     if state.mode == "online":
@@ -294,11 +308,30 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else ""
 
 
+@dataclass
+class SweepLink:
+    """The W&B Sweep a tracker's runs join (``tlsweep.tracking.wandb_sweep``).
+
+    ``config`` is the sweep config (``sweep_config(spec)``); ``record`` the sweep an earlier run of the same sweep
+    created (reused: a resume keeps its sweep); ``on_record`` is called, on the tracker's thread, with the record
+    of a sweep the tracker created, so the driver stores it with the results.
+    """
+
+    config: dict[str, Any]
+    record: SweepRecord | None = None
+    on_record: Callable[[SweepRecord], None] | None = None
+
+
 class WandbTracker(Tracker):
     """Mirrors trials to W&B (mode ``online`` or ``offline``) from one background thread.
 
     The queue holds at most ``queue_size`` events; when it is full new events are dropped with one warning,
     so a stalled W&B never grows memory or blocks the driver.
+
+    With a ``sweep`` link, every run joins one W&B Sweep. Online, the first run creates it (or reuses and reopens
+    the recorded one) after the server answered; ``close(complete=True)`` marks it finished. Offline, runs carry
+    the recorded sweep id when there is one, and ``tlsweep wandb sync`` creates the sweep when there is none.
+    A sweep that cannot be created costs only the Sweep page: the runs are logged as before.
     """
 
     def __init__(
@@ -309,6 +342,7 @@ class WandbTracker(Tracker):
         results_dir: Path,
         mode: str,
         queue_size: int = _QUEUE_SIZE,
+        sweep: SweepLink | None = None,
     ) -> None:
         if mode not in ("online", "offline"):
             raise ValueError(f"WandbTracker needs mode online or offline, but got {mode!r}; use NullTracker")
@@ -323,6 +357,11 @@ class WandbTracker(Tracker):
         self._stop = threading.Event()
         self._closed = False
         self._dropped = 0
+        self._sweep = sweep
+        self._sweep_record: SweepRecord | None = sweep.record if sweep is not None else None
+        self._sweep_online = False  # the server confirmed (or created) the sweep in this run
+        self._sweep_tried = False
+        self._complete = False
         self._thread = threading.Thread(target=self._work, name="tlsweep-wandb", daemon=True)
         self._thread.start()
 
@@ -330,6 +369,15 @@ class WandbTracker(Tracker):
     def mode(self) -> str:
         """``online``, or ``offline`` (as configured, or after an unreachable server degraded it)."""
         return self._state.mode
+
+    @property
+    def sweep_record(self) -> SweepRecord | None:
+        """The W&B Sweep the runs join (created, reused or recorded), or None when there is none (yet)."""
+        return self._sweep_record
+
+    def sweep_url(self) -> str | None:
+        record = self._sweep_record
+        return record.url if record is not None else None
 
     # -- driver side: enqueue only ------------------------------------------------------------------------------
 
@@ -351,9 +399,11 @@ class WandbTracker(Tracker):
         except Exception as exc:  # noqa: BLE001
             self._warn(f"enqueue:{type(exc).__name__}", "W&B mirror: could not queue a trial end: %r", exc)
 
-    def close(self, timeout_s: float | None = None) -> None:
+    def close(self, timeout_s: float | None = None, *, complete: bool = False) -> None:
         try:
             timeout = self._settings.finish_timeout_s if timeout_s is None else max(0.0, float(timeout_s))
+            if not self._closed:
+                self._complete = bool(complete)
             self._closed = True
             self._stop.set()
             self._thread.join(timeout)
@@ -400,6 +450,8 @@ class WandbTracker(Tracker):
                 continue
             self._handle(kind, trial_id, payload)
         self._finish_open_runs()
+        if self._complete:
+            self._finish_sweep()
 
     def _handle(self, kind: str, trial_id: str, payload: dict[str, Any]) -> None:
         try:
@@ -425,12 +477,14 @@ class WandbTracker(Tracker):
             run.config.update(config, allow_val_change=True)
             return
         self._failed.discard(trial_id)
+        self._ensure_sweep()
         try:
             run = init_run(
                 self._settings,
                 state=self._state,
                 results_dir=self._results_dir,
                 warn=self._warn,
+                sweep_id=self._sweep_record.sweep_id if self._sweep_record is not None else None,
                 id=wandb_run_id(trial_id),
                 name=name,
                 group=self._sweep_name,
@@ -465,6 +519,67 @@ class WandbTracker(Tracker):
         run.summary.update({**summary, "status": status})
         run.finish(exit_code=1 if status in ("error", "failed") else 0)
 
+    # -- the W&B Sweep ----------------------------------------------------------------------------------------
+
+    def _ensure_sweep(self) -> None:
+        """Online, once: reuse (and reopen) the recorded sweep, or create one. Failures only cost the Sweep page."""
+        if self._sweep is None or self._sweep_tried or self._state.mode != "online":
+            return
+        self._sweep_tried = True
+        if not api_key_configured():
+            return  # init_run goes offline and says why
+        if not self._state.server_answered:
+            if unreachable_reason(wandb_base_url(), self._settings.init_timeout_s) is not None:
+                return  # init_run goes offline and says why
+            self._state.server_answered = True
+        from tlsweep.tracking import wandb_sweep
+
+        try:
+            record = self._sweep_record
+            api = wandb_sweep.public_api(
+                entity=record.entity if record else self._settings.entity,
+                project=record.project if record else self._settings.project,
+                timeout_s=self._settings.init_timeout_s,
+            )
+            found = wandb_sweep.find_sweep(api, record) if record is not None else None
+            if record is not None and found is not None:
+                if str(found.get("state", "")).upper() != "RUNNING":
+                    wandb_sweep.set_sweep_state(api, record, "RUNNING")
+                self._sweep_online = True
+                return
+            if record is not None:
+                _log.warning("W&B: the recorded sweep %s no longer exists; creating a new one", record.sweep_id)
+            record = wandb_sweep.create_sweep(
+                api, self._sweep.config, entity=self._settings.entity, project=self._settings.project
+            )
+            self._sweep_record, self._sweep_online = record, True
+            _log.info("W&B sweep: %s", record.url or record.sweep_id)
+            if self._sweep.on_record is not None:
+                self._sweep.on_record(record)
+        except Exception as exc:  # noqa: BLE001 - the Sweep page is a view; the runs are logged regardless
+            self._warn(
+                "sweep",
+                "W&B: could not create or reopen the W&B Sweep (%s: %s); runs are logged without it",
+                type(exc).__name__,
+                _first_line(exc),
+            )
+
+    def _finish_sweep(self) -> None:
+        self._ensure_sweep()  # a resume with nothing left to run still closes its sweep
+        if not (self._sweep_online and self._sweep_record is not None and self._state.mode == "online"):
+            return
+        from tlsweep.tracking import wandb_sweep
+
+        try:
+            record = self._sweep_record
+            api = wandb_sweep.public_api(
+                entity=record.entity, project=record.project, timeout_s=self._settings.init_timeout_s
+            )
+            wandb_sweep.set_sweep_state(api, record, "FINISHED")
+        except Exception as exc:  # noqa: BLE001
+            self._warn("sweep-finish", "W&B: could not mark the sweep finished (%s: %s)", type(exc).__name__,
+                       _first_line(exc))  # fmt: skip
+
     def _finish_open_runs(self) -> None:
         """Runs of trials that never finished (an interrupted sweep) end as failed; a resume continues them."""
         for trial_id in list(self._runs):
@@ -481,6 +596,7 @@ def make_tracker(
     sweep_name: str,
     results_dir: Path,
     mode_override: str | None = None,
+    sweep: SweepLink | None = None,
 ) -> Tracker:
     """The tracker for a sweep: ``NullTracker`` when the resolved mode is ``disabled``, else ``WandbTracker``.
 
@@ -496,5 +612,5 @@ def make_tracker(
         _log.warning("W&B mirror disabled: wandb cannot be imported (%s)", exc)
         return NullTracker()
     Path(results_dir).mkdir(parents=True, exist_ok=True)
-    return WandbTracker(settings, sweep_name=sweep_name, results_dir=Path(results_dir), mode=mode)
+    return WandbTracker(settings, sweep_name=sweep_name, results_dir=Path(results_dir), mode=mode, sweep=sweep)
 
