@@ -362,7 +362,9 @@ def run_sweep(
     num_threads = max(1, int(spec.resources.cpus_per_trial))
     checkpoint = _prepare_checkpoint(spec, console, num_threads)
     concurrency = _concurrency(spec)
-    payload = make_payload(data, checkpoint, ray_location=location.join(RAY_SUBDIR))
+    payload = make_payload(
+        data, checkpoint, ray_location=location.join(RAY_SUBDIR), checkpoints=spec.checkpoints.model_dump()
+    )
     trainable = tune.with_resources(
         tune.with_parameters(sweep_trainable, payload=payload),
         {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial},
