@@ -109,3 +109,32 @@ def test_the_recorder_deletes_a_recorded_trial_s_checkpoints_unless_kept(tmp_pat
         "tune": keep == "all",
         "confirm": keep in ("confirm", "all"),
     }
+
+
+def test_a_kept_sweep_checkpoint_is_a_model_for_tlsweep_predict(tmp_path: Path) -> None:
+    import torch
+
+    from tlsweep.errors import WeightsError
+    from tlsweep.training.backbones import create_model
+    from tlsweep.training.config import TrialConfig
+    from tlsweep.training.predict import load_trained_model, predict_images
+
+    best = create_model("resnet_tiny", 3, init="scratch", seed=7).state_dict()
+    state = {  # what the trainable saves: the training state (tlsweep.training.loop) + class names and image size
+        "format": 1,
+        "config": TrialConfig(backbone="resnet_tiny", init="scratch").to_dict(),
+        "progress": {"epoch": 2, "best_epoch": 1, "best_val_acc": 0.5, "best_state": best},
+        "model": create_model("resnet_tiny", 3, init="scratch", seed=8).state_dict(),  # the last epoch's: not used
+        "class_names": ["a", "b", "c"],
+        "image_size": 16,
+    }
+    path = tmp_path / "state.pt"
+    torch.save(state, path)
+    loaded = load_trained_model(path)
+    assert (loaded.arch, loaded.class_names, loaded.image_size) == ("resnet_tiny", ["a", "b", "c"], 16)
+    assert all(torch.equal(loaded.model.state_dict()[k], v) for k, v in best.items())
+    classes, confidence = predict_images(loaded.model, torch.zeros(2, 3, 16, 16, dtype=torch.uint8))
+    assert classes.shape == confidence.shape == (2,)
+    torch.save({**state, "progress": {**state["progress"], "best_state": None}}, path)
+    with pytest.raises(WeightsError, match="without best-validation weights"):
+        load_trained_model(path)

@@ -134,6 +134,10 @@ def test_ray_keeps_checkpoints_but_no_second_copy_of_the_results(finished_sweep)
     confirm_ok = {f"confirm-{r['trial_id']}" for r in rows if r["phase"] == "confirm" and r["status"] == "ok"}
     assert {p.parent.parent.name for p in states} == confirm_ok
     assert all(p.parent.parent.parent.name.startswith("confirm-") for p in states)
+    from tlsweep.training.predict import load_trained_model
+
+    kept = load_trained_model(states[0])  # what `tlsweep predict --checkpoint` reads
+    assert kept.arch == "resnet_tiny" and len(kept.class_names) == 8 and kept.image_size == 16
     assert not [f for f in files if f in ("result.json", "progress.csv") or f.startswith("events.out")]
     # and Tune's end-of-fit complaint that they are missing is not shown while a sweep runs, its other warnings are
     assert not [m for m in TUNE_MESSAGES if m.startswith("Failed to fetch metrics")]

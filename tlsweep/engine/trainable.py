@@ -163,6 +163,7 @@ def sweep_trainable(config: dict[str, Any], payload: dict[str, Any]) -> None:
     started = time.monotonic()
     resumed_s = float(resume_state["progress"]["elapsed_s"]) if resume_state is not None else 0.0
     last_checkpoint_s = resumed_s
+    image_size = int(payload["train_images"].shape[-1])
 
     def report(epoch_metrics: dict[str, float], get_state: Any) -> None:
         nonlocal last_checkpoint_s
@@ -182,7 +183,9 @@ def sweep_trainable(config: dict[str, Any], payload: dict[str, Any]) -> None:
             return
         last_checkpoint_s = elapsed_s
         with tempfile.TemporaryDirectory() as directory:
-            torch.save(get_state(), Path(directory) / "state.pt")
+            # with the class names and image size, a kept checkpoint also works with `tlsweep predict`
+            state = {**get_state(), "class_names": list(data.class_names), "image_size": image_size}
+            torch.save(state, Path(directory) / "state.pt")
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
     result = run_trial(trial, data, report=report, resume_state=resume_state)
