@@ -68,7 +68,7 @@ def finished_sweep(ray_local, tiny_assets, tmp_path_factory):
     # the recipe lr diverges: tune index 0 of every study is an outcome "diverged", not a crash
     data["design"]["tune"]["lr"]["high"] = 1.0e6
     data["design"]["recipe"]["lr"] = 1.0e5
-    data["checkpoints"] = {"keep": "confirm"}  # the confirm phase's final weights stay; every other checkpoint goes
+    data["checkpoints"] = {"keep": "all"}  # every finished trial's final checkpoint stays (the confirm trials diverge)
     spec = parse_spec(data)
     tune_log = logging.getLogger(RESULT_FILES_LOGGER)
     seen = _Messages()
@@ -128,12 +128,11 @@ def test_ray_keeps_checkpoints_but_no_second_copy_of_the_results(finished_sweep)
     _, results, _ = finished_sweep
     files = [p.name for p in (results / "ray").rglob("*") if p.is_file()]
     assert "state.pt" in files
-    # checkpoints.keep confirm: one final checkpoint per finished confirm trial, none of a recorded tune trial
+    # checkpoints.keep all: the final checkpoint of every trial that finished an epoch (a diverged one never does)
     states = sorted((results / "ray").rglob("state.pt"))
     rows = pq.read_table(results / "trials.parquet").to_pylist()
-    confirm_ok = {f"confirm-{r['trial_id']}" for r in rows if r["phase"] == "confirm" and r["status"] == "ok"}
-    assert {p.parent.parent.name for p in states} == confirm_ok
-    assert all(p.parent.parent.parent.name.startswith("confirm-") for p in states)
+    assert len(states) == len({p.parent.parent for p in states})  # one per trial
+    assert {p.parent.parent.name for p in states} == {f"{r['phase']}-{r['trial_id']}" for r in rows if r["status"] == "ok"}
     from tlsweep.training.predict import load_trained_model
 
     kept = load_trained_model(states[0])  # what `tlsweep predict --checkpoint` reads
