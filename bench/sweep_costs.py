@@ -6,9 +6,10 @@ Part 1 runs ``sweeps/demo.yaml`` shrunk by ``--set`` overrides (one train fracti
 dataset, a 1-epoch pretraining) end to end on a private local Ray instance, then reads the results and Ray's
 storage:
 
-* checkpoints reported per minute of training, bytes of checkpoints written per trial (every reported checkpoint
-  times the size of one ``state.pt`` found in the storage) and bytes left per trial (Ray's directory vs the Parquet
-  results);
+* checkpoints reported per minute of training and bytes of checkpoints written per trial (counted inside the
+  trials: the bench wraps the trainable and logs the size of every checkpoint it hands ``tune.report``), and bytes
+  left per trial (Ray's directory vs the Parquet results) under the spec's checkpoint policy (``checkpoints:``;
+  change it with ``--set checkpoints.every='{epochs: 1}'`` to compare);
 * the efficiency of each phase and of the whole sweep: Σ epoch time ÷ (wall × slots), wall from the first trial's
   start to the last trial's end (phase) or to the end of the last phase (sweep).
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -50,6 +52,34 @@ def _spec(work: Path, name: str, args: argparse.Namespace, extra: list[str]) -> 
     return load_spec(REPO / "sweeps" / "demo.yaml", sets)
 
 
+def _counting_trainable(log_dir: str) -> Any:
+    """``sweep_trainable`` that appends the byte size of every checkpoint it reports to a file in ``log_dir`` (this
+    function is pickled by value: the bench runs as ``__main__``)."""
+
+    def sweep_trainable(config: dict[str, Any], payload: dict[str, Any]) -> Any:
+        from ray import tune
+
+        from tlsweep.engine import trainable
+
+        real_report = tune.report
+
+        def report(metrics: dict[str, Any], *, checkpoint: Any = None, **kwargs: Any) -> Any:
+            if checkpoint is not None:
+                size = sum(p.stat().st_size for p in Path(checkpoint.path).rglob("*") if p.is_file())
+                with open(Path(log_dir) / f"{os.getpid()}.log", "a") as fh:
+                    fh.write(f"{size}\n")
+            return real_report(metrics, checkpoint=checkpoint, **kwargs)
+
+        tune.report = report
+        try:
+            return trainable.sweep_trainable(config, payload)
+        finally:
+            tune.report = real_report
+
+    sweep_trainable.__name__ = "sweep_trainable"
+    return sweep_trainable
+
+
 def _tree_bytes(root: Path, pattern: str = "*") -> int:
     return sum(p.stat().st_size for p in root.rglob(pattern) if p.is_file())
 
@@ -61,13 +91,25 @@ def _span(rows: list[dict[str, Any]]) -> tuple[float, float]:
 
 
 def costs(work: Path, args: argparse.Namespace) -> None:
+    from tlsweep.engine import trainable
     from tlsweep.engine.run import run_sweep
     from tlsweep.results.store import ResultsStore
 
-    spec = _spec(work, "costs", args, [])
-    started = time.time()
-    outcome = run_sweep(spec, storage=str(work / "runs"), wandb_mode="disabled", num_cpus=2, live=False, report=False)
-    ended = time.time()
+    spec = _spec(work, "costs", args, args.set)
+    print(f"checkpoint policy: {spec.checkpoints.model_dump()}")
+    log_dir = work / "checkpoint-log"
+    log_dir.mkdir()
+    original = trainable.sweep_trainable
+    trainable.sweep_trainable = _counting_trainable(str(log_dir))  # run_sweep looks the name up when it starts
+    try:
+        started = time.time()
+        outcome = run_sweep(
+            spec, storage=str(work / "runs"), wandb_mode="disabled", num_cpus=2, live=False, report=False
+        )
+        ended = time.time()
+    finally:
+        trainable.sweep_trainable = original
+    sizes = [int(line) for path in log_dir.glob("*.log") for line in path.read_text().split()]
     root = Path(outcome.location)
     store = ResultsStore(root)
     trials = store.read_trials().to_pylist()
@@ -77,16 +119,14 @@ def costs(work: Path, args: argparse.Namespace) -> None:
         epoch_time[row["trial_id"]] = epoch_time.get(row["trial_id"], 0.0) + (row["epoch_time_s"] or 0.0)
     n, n_epochs = len(trials), len(epochs)
     training_s = sum(epoch_time.values())
-    states = sorted((root / "ray").rglob("state.pt"))
-    state_bytes = states[0].stat().st_size if states else 0
-    checkpoints = n_epochs  # every epoch of every trial reports one (the current policy)
+    checkpoints, written = len(sizes), sum(sizes)
     ray_left, parquet_left = _tree_bytes(root / "ray"), _tree_bytes(root, "*.parquet")
     slots = spec.resources.max_concurrent_trials
     print(f"sweep: {n} trials, {n_epochs} epochs, {training_s:.1f} s of epochs, {slots} slots, "
           f"{ended - started:.1f} s wall (with Ray start-up and data)")
     print(f"checkpoints per minute of training: {checkpoints / (training_s / 60):.1f}")
-    print(f"checkpoint bytes written per trial: {checkpoints * state_bytes / n / 1e6:.2f} MB "
-          f"({checkpoints} checkpoints x {state_bytes / 1e6:.2f} MB)")
+    print(f"checkpoint bytes written per trial: {written / n / 1e6:.2f} MB ({checkpoints} checkpoints, "
+          f"{written / 1e6:.2f} MB in all)")
     print(f"bytes left per trial: ray/ {ray_left / n / 1e6:.3f} MB, Parquet results {parquet_left / n / 1e3:.2f} kB "
           f"(ray/ ÷ results = {ray_left / max(parquet_left, 1):.0f})")
     overall_start = None
@@ -141,6 +181,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--overhead-trials", type=int, default=8)
     parser.add_argument("--skip", choices=["costs", "overhead"], action="append", default=[])
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="spec override for the costs sweep, e.g. checkpoints.every='{epochs: 1}'")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tlsweep-bench-costs-") as tmp:
         if "costs" not in args.skip:

@@ -46,6 +46,7 @@ def _spec(assets, storage, name):
     data["design"]["factors"]["epochs"] = [3]
     data["resources"] = {"cpus_per_trial": 1, "gpus_per_trial": 0.5, "max_concurrent_trials": 4}
     data["failures"] = {"max_retries": 2}
+    data["checkpoints"] = {"every": {"epochs": 1}}  # these tests resume from an epoch's checkpoint
     return parse_spec(data)
 
 

@@ -68,6 +68,7 @@ def finished_sweep(ray_local, tiny_assets, tmp_path_factory):
     # the recipe lr diverges: tune index 0 of every study is an outcome "diverged", not a crash
     data["design"]["tune"]["lr"]["high"] = 1.0e6
     data["design"]["recipe"]["lr"] = 1.0e5
+    data["checkpoints"] = {"keep": "all"}  # every finished trial's final checkpoint stays (the confirm trials diverge)
     spec = parse_spec(data)
     tune_log = logging.getLogger(RESULT_FILES_LOGGER)
     seen = _Messages()
@@ -127,6 +128,15 @@ def test_ray_keeps_checkpoints_but_no_second_copy_of_the_results(finished_sweep)
     _, results, _ = finished_sweep
     files = [p.name for p in (results / "ray").rglob("*") if p.is_file()]
     assert "state.pt" in files
+    # checkpoints.keep all: the final checkpoint of every trial that finished an epoch (a diverged one never does)
+    states = sorted((results / "ray").rglob("state.pt"))
+    rows = pq.read_table(results / "trials.parquet").to_pylist()
+    assert len(states) == len({p.parent.parent for p in states})  # one per trial
+    assert {p.parent.parent.name for p in states} == {f"{r['phase']}-{r['trial_id']}" for r in rows if r["status"] == "ok"}
+    from tlsweep.training.predict import load_trained_model
+
+    kept = load_trained_model(states[0])  # what `tlsweep predict --checkpoint` reads
+    assert kept.arch == "resnet_tiny" and len(kept.class_names) == 8 and kept.image_size == 16
     assert not [f for f in files if f in ("result.json", "progress.csv") or f.startswith("events.out")]
     # and Tune's end-of-fit complaint that they are missing is not shown while a sweep runs, its other warnings are
     assert not [m for m in TUNE_MESSAGES if m.startswith("Failed to fetch metrics")]
@@ -289,6 +299,7 @@ def test_a_trial_running_when_the_driver_died_continues_from_its_checkpoint(tiny
 
     spec_dict = tiny_spec_dict(tiny_assets, tmp_path / "runs", name="reborn")
     spec_dict["design"]["factors"].update(train_fraction=[1.0], epochs=[3])
+    spec_dict["checkpoints"] = {"every": {"epochs": 1}}  # this test is about resuming from an epoch's checkpoint
     path = tmp_path / "reborn.yaml"
     path.write_text(yaml.safe_dump(spec_dict))
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
@@ -331,6 +342,7 @@ def test_a_trial_whose_worker_process_dies_runs_again_and_continues(ray_local, t
     spec_dict["design"]["budget"]["trials_per_cell"] = 1
     spec_dict["confirm"]["seeds"] = 1
     spec_dict["failures"] = {"max_retries": 0, "node_loss_requeues": 1}
+    spec_dict["checkpoints"] = {"every": {"epochs": 1}}  # it continues from epoch 1's checkpoint (the default: rerun)
     spec = parse_spec(spec_dict)
     # the worker process exits (as with a reclaimed node) after epoch 1 of the scratch tune trial, once
     fault = TrialFault({"phase": "tune", "arm": "scratch"}, after_epoch=1, kill_worker=True, first_attempt_only=True)

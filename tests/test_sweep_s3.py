@@ -48,3 +48,6 @@ def test_sweep_on_s3_resumes_from_storage_alone(s3_env, tiny_assets, tmp_path, m
 
     ray_state = fs.get_file_info(FileSelector(f"{s3_env.name}/sweeps/remote/ray", recursive=False))
     assert ray_state  # Ray Tune's experiment state went to the bucket too
+    # and no checkpoint of a recorded trial stayed there (checkpoints.keep: none)
+    everything = fs.get_file_info(FileSelector(f"{s3_env.name}/sweeps/remote/ray", recursive=True))
+    assert not [i.path for i in everything if "/checkpoint_" in i.path]

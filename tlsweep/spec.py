@@ -271,6 +271,32 @@ class FailuresSpec(_Model):
     node_loss_requeues: int = Field(3, ge=0)  # extra runs of a trial whose retries were all lost with their node
 
 
+class CheckpointEvery(_Model):
+    """How often a trial saves its training state: after ``epochs`` epochs, or once ``seconds`` of training passed
+    since the last save (checked after each epoch). Exactly one of the two."""
+
+    seconds: float | None = Field(None, gt=0)
+    epochs: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _one(self) -> CheckpointEvery:
+        if (self.seconds is None) == (self.epochs is None):
+            raise ValueError("give exactly one of seconds (e.g. {seconds: 60}) or epochs (e.g. {epochs: 1})")
+        return self
+
+
+class CheckpointSpec(_Model):
+    """When trials save their training state (for retries and resumes), and which saved states stay after a trial
+    is recorded: ``none``, the confirm phase's (``confirm``) or every trial's (``all``)."""
+
+    every: CheckpointEvery = Field(default_factory=lambda: CheckpointEvery(seconds=60.0))
+    keep: Literal["none", "confirm", "all"] = "none"
+
+    def keeps(self, phase: str) -> bool:
+        """Whether the checkpoints of a trial of ``phase`` stay after it is recorded."""
+        return self.keep == "all" or (self.keep == "confirm" and phase == "confirm")  # = engine.checkpoints.keeps
+
+
 class TrackingSpec(_Model):
     wandb: WandbSettings = Field(default_factory=WandbSettings)
 
@@ -285,6 +311,7 @@ class SweepSpec(_Model):
     hypothesis: HypothesisSpec = Field(default_factory=HypothesisSpec)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     failures: FailuresSpec = Field(default_factory=FailuresSpec)
+    checkpoints: CheckpointSpec = Field(default_factory=CheckpointSpec)
     storage: str = "runs"
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
 

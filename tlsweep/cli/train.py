@@ -253,7 +253,7 @@ def pretrain(
     "--checkpoint",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     required=True,
-    help="A model.pt written by `tlsweep train`.",
+    help="A model.pt written by `tlsweep train`, or a sweep checkpoint kept by `checkpoints.keep` (its state.pt).",
 )
 @click.option(
     "--images",

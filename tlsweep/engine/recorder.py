@@ -5,7 +5,8 @@ Rows are upserted by trial id (the trials table) and by (trial id, epoch) (the e
 buffered and appended as one small part file per table at most every ``flush_interval_s`` seconds (on the first
 Tune step after the interval, and at the end of every phase), so recording costs the same with 20 trials recorded
 or 20,000, and the driver keeps no recorded rows in memory. A driver killed at any moment loses at most the trials
-that were running or not yet flushed: a rerun runs them again and never duplicates a row.
+that were running or not yet flushed: a rerun runs them again and never duplicates a row. Once a trial's row is
+flushed, its Ray checkpoints are deleted from the storage unless the spec's ``checkpoints.keep`` keeps them.
 :meth:`ResultsRecorder.compact` folds the parts into ``trials.parquet`` and ``epochs.parquet`` (``run_sweep`` calls it
 after each phase).
 """
@@ -22,7 +23,10 @@ from typing import TYPE_CHECKING, Any
 from ray.tune import Callback
 
 from tlsweep.design import PlannedTrial
+from tlsweep.engine.checkpoints import delete_checkpoints
 from tlsweep.engine.node_loss import is_node_loss, trial_error
+from tlsweep.engine.trainable import trial_dirname
+from tlsweep.results.location import RAY_SUBDIR
 from tlsweep.results.schema import EPOCHS_SCHEMA, TRIALS_SCHEMA
 from tlsweep.results.store import ResultsStore, rows_to_table
 
@@ -70,6 +74,7 @@ class ResultsRecorder(Callback):
         self.flush_interval_s = flush_interval_s
         self._pending_trials: list[dict[str, Any]] = []  # recorded rows not yet in a part file
         self._pending_epochs: list[dict[str, Any]] = []
+        self._pending_deletes: list[tuple[str, str]] = []  # (phase, trial dir) whose checkpoints go once flushed
         self._last_flush = time.monotonic()
         self._epochs_buffer: dict[str, dict[int, dict[str, Any]]] = {}
         self._final: dict[str, dict[str, Any]] = {}
@@ -144,6 +149,11 @@ class ResultsRecorder(Callback):
             self.store.append_epochs(rows_to_table(epochs, EPOCHS_SCHEMA), metadata=self.metadata)
         self.store.append_trials(rows_to_table(trials, TRIALS_SCHEMA), metadata=self.metadata)
         self._pending_trials, self._pending_epochs = [], []
+        deletes, self._pending_deletes = self._pending_deletes, []
+        if deletes:  # recorded now: their checkpoints are no longer needed unless the policy keeps them
+            ray_location = self.store.location.join(RAY_SUBDIR)
+            for phase, dirname in deletes:
+                delete_checkpoints(ray_location, phase, dirname)
 
     def compact(self) -> None:
         """Flush, then fold every part file into ``trials.parquet`` and ``epochs.parquet``."""
@@ -170,6 +180,8 @@ class ResultsRecorder(Callback):
         ]
         self._pending_trials.append(row)
         self._pending_epochs.extend(epoch_rows)
+        if not self.spec.checkpoints.keeps(row["phase"]):
+            self._pending_deletes.append((row["phase"], trial_dirname(trial.config["meta"])))
         self._flush_if_due()
         self.recorded += 1
         if self.mirror is not None:

@@ -291,11 +291,53 @@ def _run_phase(
             **ray_storage_args(location),
         ),
     )
+    on_sigint = _SigintWatch()
     try:
-        tuner.fit()
+        with on_sigint:
+            tuner.fit()
     finally:
         recorder.compact()  # the phase's part files become trials.parquet / epochs.parquet again
+    if on_sigint.stopped_tune:  # Ctrl-C ended this Tuner gracefully: stop here even if every trial had finished
+        raise KeyboardInterrupt
     return searcher.remaining() == 0 and phase_complete(spec, phase, recorder.trials.to_pylist(), searcher)
+
+
+class _SigintWatch:
+    """Tells whether Ray Tune's SIGINT handler ran during ``tuner.fit()``.
+
+    Tune (2.60, ``tune.py _setup_signal_catching``) replaces the SIGINT handler when ``fit`` starts, and puts the
+    previous one back when a SIGINT arrives (then ``fit`` returns normally). So a marker handler installed before
+    ``fit`` is current again afterwards exactly when Tune was stopped by a signal. Main thread only (elsewhere
+    Tune installs nothing); the handler from before is restored on exit.
+    """
+
+    def __init__(self) -> None:
+        self.stopped_tune = False
+        self._previous: Any = None
+        self._active = False
+
+    def _marker(self, signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> _SigintWatch:
+        import signal
+        import threading
+
+        self._active = threading.current_thread() is threading.main_thread()
+        if self._active:
+            self._previous = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._marker)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        if not self._active:
+            return
+        tune_catches = not int(os.getenv("TUNE_DISABLE_SIGINT_HANDLER", "0"))
+        self.stopped_tune = tune_catches and signal.getsignal(signal.SIGINT) == self._marker
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def phase_complete(spec: SweepSpec, phase: str, rows: list[dict[str, Any]], searcher: Any) -> bool:
@@ -381,7 +423,9 @@ def run_sweep(
     num_threads = max(1, int(spec.resources.cpus_per_trial))
     checkpoint = _prepare_checkpoint(spec, console, num_threads)
     concurrency = _concurrency(spec)
-    payload = make_payload(data, checkpoint, ray_location=location.join(RAY_SUBDIR))
+    payload = make_payload(
+        data, checkpoint, ray_location=location.join(RAY_SUBDIR), checkpoints=spec.checkpoints.model_dump()
+    )
     trainable = tune.with_resources(
         tune.with_parameters(sweep_trainable, payload=payload),
         {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial},

@@ -1,9 +1,11 @@
-"""The Ray Tune function trainable: one planned trial = one ``run_trial`` call, checkpointed every epoch.
+"""The Ray Tune function trainable: one planned trial = one ``run_trial`` call, checkpointed by the spec's policy.
 
 The dataset arrives once per node through Ray's object store (``tune.with_parameters``), as read-only numpy arrays
 that concurrent trials on a node share; the trial wraps them as tensors without copying. Each epoch is reported
-with a checkpoint holding the complete training state, so a retried trial (lost node, worker crash) continues from
-its last epoch instead of starting over. The last report carries ``final=True`` and the test metrics.
+with a checkpoint holding the complete training state when the checkpoint policy says so (``checkpoints:``, see
+``tlsweep.engine.checkpoints.checkpoint_due``), so a retried trial (lost node, worker crash) continues from its last
+checkpoint instead of starting over. The best-validation weights stay in memory between checkpoints. The last report
+carries ``final=True`` and the test metrics.
 """
 
 from __future__ import annotations
@@ -31,17 +33,20 @@ def make_payload(
     checkpoint: Path | None,
     *,
     ray_location: Location | None = None,
+    checkpoints: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What every trial needs besides its config, as plain numpy (zero-copy in Ray's object store).
 
     ``ray_location`` is where Ray Tune keeps this sweep's experiments: a trial that finds no checkpoint of its
-    own looks there for one an earlier (killed) driver's run of the same trial id left behind.
+    own looks there for one an earlier (killed) driver's run of the same trial id left behind. ``checkpoints`` is
+    the spec's checkpoint policy (``SweepSpec.checkpoints.model_dump()``); None saves after every epoch.
     """
     payload: dict[str, Any] = {
         "class_names": list(data.class_names),
         "ordinal": data.ordinal,
         "name": data.name,
         "ray_location": ray_location,
+        "checkpoints": checkpoints or {"every": {"epochs": 1}, "keep": "none"},
     }
     digest = hashlib.sha256()
     for split in SPLITS:
@@ -127,10 +132,13 @@ def previous_state(ray_location: Location | None, phase: str, dirname: str) -> d
 
 
 def sweep_trainable(config: dict[str, Any], payload: dict[str, Any]) -> None:
+    import time
+
     import ray
     import torch
     from ray import tune
 
+    from tlsweep.engine.checkpoints import checkpoint_due, keeps
     from tlsweep.training.loop import run_trial
 
     meta = config["meta"]
@@ -150,11 +158,34 @@ def sweep_trainable(config: dict[str, Any], payload: dict[str, Any]) -> None:
         resume_state = previous_state(payload.get("ray_location"), meta["phase"], trial_dirname(meta))
     if resume_state is not None:
         resumed_from_epoch = int(resume_state["progress"]["epoch"])
+    policy = payload["checkpoints"]
+    keep = keeps(policy, meta["phase"])
+    started = time.monotonic()
+    resumed_s = float(resume_state["progress"]["elapsed_s"]) if resume_state is not None else 0.0
+    last_checkpoint_s = resumed_s
+    image_size = int(payload["train_images"].shape[-1])
 
     def report(epoch_metrics: dict[str, float], get_state: Any) -> None:
+        nonlocal last_checkpoint_s
         metrics = {**epoch_metrics, "val_metric": epoch_metrics[metric], "node_id": node_id}
+        epoch = int(epoch_metrics["epoch"])
+        elapsed_s = resumed_s + time.monotonic() - started
+        due = checkpoint_due(
+            policy,
+            epoch=epoch,
+            final=epoch == trial.epochs,
+            elapsed_s=elapsed_s,
+            last_checkpoint_s=last_checkpoint_s,
+            keep=keep,
+        )
+        if not due:
+            tune.report(metrics)
+            return
+        last_checkpoint_s = elapsed_s
         with tempfile.TemporaryDirectory() as directory:
-            torch.save(get_state(), Path(directory) / "state.pt")
+            # with the class names and image size, a kept checkpoint also works with `tlsweep predict`
+            state = {**get_state(), "class_names": list(data.class_names), "image_size": image_size}
+            torch.save(state, Path(directory) / "state.pt")
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
     result = run_trial(trial, data, report=report, resume_state=resume_state)

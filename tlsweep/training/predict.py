@@ -74,8 +74,31 @@ class TrainedModel:
     meta: dict[str, Any]
 
 
+def _from_sweep_checkpoint(state: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A sweep trial's ``state.pt`` (kept by ``checkpoints.keep``) as a model file: its best-validation weights."""
+    best = state["progress"].get("best_state")
+    if best is None or "class_names" not in state or "image_size" not in state:
+        raise WeightsError(
+            f"{path} is a sweep checkpoint without best-validation weights or class names (saved before its first "
+            "epoch finished, or by tlsweep < 0.2); use the final checkpoint of a finished trial"
+        )
+    config = state["config"]
+    return {
+        "arch": config["backbone"],
+        "num_classes": len(state["class_names"]),
+        "class_names": list(state["class_names"]),
+        "image_size": int(state["image_size"]),
+        "init": config["init"],
+        "state_dict": best,
+        "config": config,
+        "best_epoch": state["progress"].get("best_epoch"),
+        "best_val_acc": state["progress"].get("best_val_acc"),
+    }
+
+
 def load_trained_model(path: str | Path) -> TrainedModel:
-    """The classifier saved by ``tlsweep train`` at ``path``, in eval mode on CPU."""
+    """The classifier saved by ``tlsweep train`` at ``path``, or the best-validation weights of a sweep trial's
+    kept checkpoint (``ray/confirm-*/confirm-<trial id>/checkpoint_*/state.pt``), in eval mode on CPU."""
     import torch
 
     from tlsweep.training.backbones import create_model
@@ -87,6 +110,8 @@ def load_trained_model(path: str | Path) -> TrainedModel:
         content = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:
         raise WeightsError(f"model file {path} cannot be read with torch.load(weights_only=True): {exc}") from exc
+    if isinstance(content, dict) and "progress" in content and "format" in content:
+        content = _from_sweep_checkpoint(content, path)
     missing = [key for key in REQUIRED_KEYS if not isinstance(content, dict) or key not in content]
     if missing:
         raise WeightsError(
