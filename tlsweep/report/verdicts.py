@@ -223,11 +223,15 @@ def crossover_cells(family: Family | None, results: Results, health: dict[str, C
             key = tuple((k, v) for k, v in cell.levels.items() if k not in ("train_fraction", "epochs"))
             groups.setdefault(key, []).append(cell)
         for key, cells in groups.items():
-            out[kind][key] = [cell for cell in cells if not any(
-                other is not cell and _grid_position(other)[0] <= _grid_position(cell)[0]
-                and _grid_position(other)[1] <= _grid_position(cell)[1]
-                and _grid_position(other) != _grid_position(cell) for other in cells)]
+            positions = [_grid_position(cell) for cell in cells]
+            out[kind][key] = [cell for cell, at in zip(cells, positions, strict=True)
+                              if not any(_dominates(other, at) for other in positions)]
     return out
+
+
+def _dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """``a`` is at most ``b`` in both train fraction and epochs, and a different grid point."""
+    return a[0] <= b[0] and a[1] <= b[1] and a != b
 
 
 def _grid_position(cell: CellResult) -> tuple[float, float]:
