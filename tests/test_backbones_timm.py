@@ -279,6 +279,26 @@ def test_weights_download_finds_cached_timm_weights_without_network(hf_cache: Pa
     assert result.output.strip() == f"timm:test_resnet: {path}"
 
 
+def test_weights_download_fetches_timm_weights_through_timm(hf_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import timm
+    import timm.models._hub as timm_hub
+    from safetensors.torch import save_file
+
+    state = {k: v.contiguous() for k, v in timm.create_model("test_resnet").state_dict().items()}
+    asked = []
+
+    def hub_download(repo_id: str, filename: str, **kwargs: object) -> str:  # the network, as huggingface_hub would
+        asked.append((repo_id, filename))
+        return str(_put_in_hf_cache(hf_cache, repo_id, filename, lambda p: save_file(state, p)))
+
+    monkeypatch.setattr(timm_hub, "hf_hub_download", hub_download)
+    path = models.download_timm_weights("timm:test_resnet")
+    assert asked == [("timm/test_resnet.r160_in1k", "model.safetensors")]
+    assert path == hf_cache / "models--timm--test_resnet.r160_in1k" / "snapshots" / path.parent.name / path.name
+    model = create_model("timm:test_resnet", 2, init="imagenet")  # from the cache now, without network
+    assert torch.equal(model.body.conv1[0].weight, state["conv1.0.weight"]) and len(asked) == 1
+
+
 # ---------------------------------------------------------------------------------------------- errors, listing
 
 
