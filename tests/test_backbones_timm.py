@@ -241,18 +241,20 @@ def test_timm_imagenet_weights_load_from_the_hugging_face_cache(hf_cache: Path) 
 def test_timm_imagenet_weights_from_a_local_file(tmp_path: Path, hf_cache: Path) -> None:
     import timm
 
-    published = timm.create_model("resnetv2_50", pretrained=False)
-    torch.save(published.state_dict(), tmp_path / "resnetv2_50.pth")
-    model = create_model("timm:resnetv2_50", 5, init=f"imagenet:{tmp_path / 'resnetv2_50.pth'}", freeze_depth=6)
-    assert torch.equal(model.body.stem.conv.weight, published.stem.conv.weight)
-    assert torch.equal(model.body.norm.running_var, published.norm.running_var)
+    published = timm.create_model("test_resnet", pretrained=False)
+    for parameter in published.parameters():
+        nn.init.normal_(parameter)
+    torch.save(published.state_dict(), tmp_path / "test_resnet.pth")
+    model = create_model("timm:test_resnet", 5, init=f"imagenet:{tmp_path / 'test_resnet.pth'}", freeze_depth=5)
+    assert torch.equal(model.body.conv1[0].weight, published.conv1[0].weight)
+    assert torch.equal(model.body.layer4[0].bn2.running_var, published.layer4[0].bn2.running_var)
     assert not any(p.requires_grad for p in body_parameters(model))
 
-    torch.save(timm.create_model("test_resnet").state_dict(), tmp_path / "other.pth")
-    with pytest.raises(WeightsError, match=r"other.pth does not fit timm:resnetv2_50"):
-        create_model("timm:resnetv2_50", 5, init=f"imagenet:{tmp_path / 'other.pth'}")
-    with pytest.raises(WeightsError, match=r"none.pth for timm:resnetv2_50 does not exist"):
-        create_model("timm:resnetv2_50", 5, init=f"imagenet:{tmp_path / 'none.pth'}")
+    torch.save(timm.create_model("test_efficientnet").state_dict(), tmp_path / "other.pth")
+    with pytest.raises(WeightsError, match=r"other.pth does not fit timm:test_resnet"):  # strict: never half loaded
+        create_model("timm:test_resnet", 5, init=f"imagenet:{tmp_path / 'other.pth'}")
+    with pytest.raises(WeightsError, match=r"none.pth for timm:test_resnet does not exist"):
+        create_model("timm:test_resnet", 5, init=f"imagenet:{tmp_path / 'none.pth'}")
 
 
 def test_missing_timm_weights_name_the_cache_and_the_command(hf_cache: Path) -> None:
