@@ -22,9 +22,11 @@ _SET_HELP = "Override any spec field: --set confirm.seeds=8 --set dataset.root=/
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
 def validate(spec_path: Path, overrides: tuple[str, ...]) -> None:
     """Check a sweep spec without running it; print the design and the number of trials per phase."""
+    from tlsweep.engine.run import check_backbones
     from tlsweep.spec import load_spec
 
     spec = load_spec(spec_path, list(overrides))
+    check_backbones(spec, str(spec_path))
     counts = spec.trial_counts()
     console = Console(soft_wrap=True)
     console.print(f"[green]✓[/] {spec_path}: sweep [bold]{spec.name}[/] is valid")

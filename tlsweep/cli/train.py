@@ -18,9 +18,11 @@ from tlsweep.errors import InputChoiceError
 from tlsweep.training.config import PRETRAIN_DEFAULTS, PRETRAIN_WARMUP, SETTING_TYPES, SETTINGS, TrialConfig
 
 SETTING_HELP: dict[str, str] = {
-    "backbone": "Architecture (see `tlsweep models`).",
-    "init": "scratch | imagenet | imagenet:WEIGHTS | checkpoint:PATH.",
-    "freeze_depth": "0 trains everything, 1 freezes the stem, 2-4 also layer1..layer3, 5 the whole body.",
+    "backbone": "Architecture (see `tlsweep models`), or timm:<model name> for any timm model.",
+    "init": "scratch | imagenet | imagenet:WEIGHTS (torchvision name; timm: a tag or a file) | checkpoint:PATH.",
+    "freeze_depth": "0 trains everything, 1 freezes the stem, then stages; the backbone's last level (5 for "
+    "ResNets and VGG; `tlsweep models`) the whole body.",
+    "head": "linear | mlp (dense(32) + BatchNorm + ReLU + dense) on the pooled features.",
     "epochs": "Training epochs.",
     "train_fraction": "Stratified fraction of the training split used (nested across fractions for one seed).",
     "batch_size": "Training batch size.",
@@ -324,41 +326,63 @@ def predict(
 
 @click.command()
 @click.argument("pattern", default="*")
-def models(pattern: str) -> None:
-    """List the backbones (fnmatch PATTERN) with parameter counts and published ImageNet weights."""
+@click.option("--timm", "timm_pattern", default=None, metavar="PATTERN",
+              help="List timm's models matching this fnmatch PATTERN (e.g. 'resnetv2*') instead of the registry.")
+@click.option("--limit", default=30, show_default=True, help="At most this many timm models (each is built on the "
+              "meta device to count its parameters and freeze levels).")
+def models(pattern: str, timm_pattern: str | None, limit: int) -> None:
+    """List the backbones (fnmatch PATTERN) with parameter counts, freeze levels and published ImageNet weights."""
     from rich.console import Console
     from rich.table import Table
 
-    from tlsweep.training.backbones import backbone_info, list_backbones
+    from tlsweep.training.backbones import backbone_info, list_backbones, list_timm_models
 
-    table = Table(title="backbones")
+    names = list_backbones(pattern) if timm_pattern is None else list_timm_models(timm_pattern)
+    table = Table(title="backbones" if timm_pattern is None else f"timm models matching {timm_pattern!r}")
     for column, justify in (
         ("name", "left"),
         ("family", "left"),
         ("parameters", "right"),
+        ("freeze levels", "right"),
         ("ImageNet weights", "left"),
         ("description", "left"),
     ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    for name in list_backbones(pattern):
+        table.add_column(column, justify=justify, no_wrap=column == "name")  # type: ignore[arg-type]
+    for name in names[:limit] if timm_pattern is not None else names:
         info = backbone_info(name)
-        table.add_row(name, info["family"], f"{info['params']:,}", info["imagenet_weights"] or "-", info["description"])
+        table.add_row(
+            name,
+            info["family"],
+            f"{info['params']:,}",
+            f"0..{info['freeze_levels']}",
+            info["imagenet_weights"] or "-",
+            info["description"],
+        )
     Console().print(table)
-    click.echo("parameters counted with a 1000-class head; `init: imagenet` needs published weights")
+    if timm_pattern is not None and len(names) > limit:
+        click.echo(f"{len(names) - limit} more timm models match; narrow the pattern or raise --limit")
+    click.echo(
+        "parameters counted with a 1000-class head; freeze_depth runs over the levels (the last freezes the whole "
+        "body); `init: imagenet` needs published weights; any timm model is a backbone as timm:<model name>"
+    )
 
 
 @click.group()
 def weights() -> None:
-    """Pretrained weights in torchvision's cache (TORCH_HOME)."""
+    """Pretrained weights in torchvision's cache (TORCH_HOME) and timm's (the Hugging Face cache, HF_HOME)."""
 
 
 @weights.command()
 @click.argument("names", nargs=-1, required=True, metavar="BACKBONE[:WEIGHTS]...")
 def download(names: tuple[str, ...]) -> None:
-    """Download torchvision ImageNet weights into the torch.hub cache (e.g. resnet50, resnet50:IMAGENET1K_V1)."""
-    from tlsweep.training.backbones import download_imagenet_weights
+    """Download ImageNet weights: torchvision's into the torch.hub cache (e.g. resnet50, resnet50:IMAGENET1K_V1),
+    timm's into the Hugging Face cache (e.g. timm:resnetv2_50, timm:resnet50.a1_in1k)."""
+    from tlsweep.training.backbones import TIMM_PREFIX, download_imagenet_weights, download_timm_weights
 
     for name in names:
-        backbone, _, weights_name = name.partition(":")
-        path = download_imagenet_weights(backbone, weights_name or None, progress=False)
+        if name.startswith(TIMM_PREFIX):
+            path = download_timm_weights(name)
+        else:
+            backbone, _, weights_name = name.partition(":")
+            path = download_imagenet_weights(backbone, weights_name or None, progress=False)
         click.echo(f"{name}: {path}")

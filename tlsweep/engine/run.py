@@ -355,6 +355,29 @@ def phase_complete(spec: SweepSpec, phase: str, rows: list[dict[str, Any]], sear
     return all(trial.trial_id in recorded for trial in searcher.planned)
 
 
+def spec_freeze_depths(spec: SweepSpec) -> list[Any]:
+    """Every freeze depth a sweep can train: its factor levels, its recipe value and the ends of its tuned range."""
+    depths: list[Any] = list(spec.design.factors.get("freeze_depth", []))
+    if spec.design.recipe.get("freeze_depth") is not None:
+        depths.append(spec.design.recipe["freeze_depth"])
+    tuned = spec.design.tune.get("freeze_depth")
+    if tuned is not None:
+        depths.extend(tuned.choices if tuned.choices is not None else [tuned.low, tuned.high])
+    return [int(d) if isinstance(d, float) and d.is_integer() else d for d in depths]
+
+
+def check_backbones(spec: SweepSpec, source: str | None = None) -> None:
+    """Raise before any trial starts when the sweep's backbone does not exist or a freeze depth exceeds its levels.
+
+    Raises:
+        UnknownNameError: an unknown backbone (with close names), a timm name timm lacks, or timm not installed.
+        SpecError: a freeze depth beyond the backbone's levels, naming ``source`` (the spec file).
+    """
+    from tlsweep.training.backbones import check_backbone_settings
+
+    check_backbone_settings(spec.model.backbone, spec_freeze_depths(spec), source=source)
+
+
 @sweep_settings()
 def run_sweep(
     spec: SweepSpec,
@@ -408,6 +431,7 @@ def run_sweep(
 
     console = console or Console(stderr=True)
     started = time.time()
+    check_backbones(spec, source)
     location = results_location(spec, storage)
     store = ResultsStore(location)
     check_resume(spec, store, new=new)

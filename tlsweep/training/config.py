@@ -25,6 +25,11 @@ OptimizerName = Literal["sgd", "adamw"]
 ScheduleName = Literal["constant", "step", "cosine"]
 OPTIMIZERS: tuple[str, ...] = typing.get_args(OptimizerName)
 SCHEDULES: tuple[str, ...] = typing.get_args(ScheduleName)
+HeadName = Literal["linear", "mlp"]
+HEADS: tuple[str, ...] = typing.get_args(HeadName)
+MLP_HIDDEN = 32  # width of head: mlp (dense(32) + BatchNorm + ReLU + dense), the flowers study's ResNet50V2 head
+# freeze levels of the torchvision ResNets, VGG-16-BN and resnet_tiny; other backbones have their own number:
+# tlsweep.training.backbones.freeze_levels(backbone) (small_cnn 4, a timm model its parameter groups)
 MAX_FREEZE_DEPTH = 5
 
 
@@ -35,7 +40,9 @@ class TrialConfig:
     Attributes:
         backbone: architecture (``tlsweep models``).
         init: ``scratch``, ``imagenet``, ``imagenet:WEIGHTS`` or ``checkpoint:PATH``.
-        freeze_depth: 0 trains everything; higher values freeze the stem, then body stages; 5 is a linear probe.
+        freeze_depth: 0 trains everything; higher values freeze the stem, then body stages; the backbone's last
+            level (``freeze_levels``: 5 for the ResNets and VGG) freezes the whole body (a linear or MLP probe).
+        head: ``linear`` (one dense layer on the pooled features) or ``mlp`` (dense(32) + BatchNorm + ReLU + dense).
         epochs, train_fraction, batch_size: the training budget (``train_fraction`` subsets nest per seed).
         optimizer, lr, momentum, weight_decay, backbone_lr_mult: the optimizer; ``lr`` is the head's peak rate.
         schedule, warmup_epochs, step_size, step_gamma: the learning-rate schedule, stepped per optimizer step.
@@ -46,7 +53,8 @@ class TrialConfig:
 
     backbone: str = "resnet_tiny"
     init: Init = "scratch"
-    freeze_depth: int = 0  # 0 trains everything; 5 freezes the whole body (linear probe)
+    freeze_depth: int = 0  # 0 trains everything; the backbone's last level freezes the whole body (linear probe)
+    head: HeadName = "linear"  # linear | mlp
     epochs: int = 2
     train_fraction: float = 1.0
     batch_size: int = 128
@@ -107,10 +115,13 @@ def _one_of(choices: tuple[str, ...]) -> SettingRule:
 # the multiplier is unused, and with a trainable body a 0 would keep its weights fixed while its BatchNorm running
 # statistics still move: a half-frozen body that freeze_depth expresses properly (frozen BatchNorm included).
 SETTING_RULES: dict[str, SettingRule] = {
+    # the upper end is per backbone (tlsweep.training.backbones.freeze_levels; checked where torch is at hand)
     "freeze_depth": SettingRule(
-        lambda value: 0 <= value <= MAX_FREEZE_DEPTH,
-        f"in 0..{MAX_FREEZE_DEPTH} (0 trains everything, 1 freezes the stem, {MAX_FREEZE_DEPTH} freezes the whole body)",
+        lambda value: value >= 0,
+        f"in 0..{MAX_FREEZE_DEPTH} (0 trains everything, 1 freezes the stem, {MAX_FREEZE_DEPTH} freezes the whole body) "
+        "for the ResNets and VGG, in 0..L for a backbone with L freeze levels (`tlsweep models`)",
     ),
+    "head": _one_of(HEADS),
     "epochs": SettingRule(lambda value: value >= 1, ">= 1"),
     "train_fraction": SettingRule(lambda value: 0 < value <= 1, "in (0, 1]"),
     "batch_size": SettingRule(lambda value: value >= 1, ">= 1"),

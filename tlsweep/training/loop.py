@@ -125,13 +125,14 @@ def check_config(config: TrialConfig) -> None:
     """Raise UnknownNameError for an unregistered backbone, else SpecError naming the first invalid setting.
 
     Runs before any data is touched. The rules are ``tlsweep.training.config``'s (``check_trial_config``); only
-    the backbone registry needs torch.
+    the backbone registry and the backbone's freeze levels (``freeze_depth`` in 0..``freeze_levels``) need torch.
     """
-    from tlsweep.training.backbones import get_backbone
+    from tlsweep.training.backbones import check_freeze_depth, get_backbone
     from tlsweep.training.config import check_trial_config
 
     get_backbone(config.backbone)
     check_trial_config(config)
+    check_freeze_depth(config.freeze_depth, config.backbone)
 
 
 def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -219,7 +220,12 @@ def _run(
 
     # 2) the model: init, freeze, new head
     model = create_model(
-        config.backbone, data.num_classes, init=config.init, freeze_depth=config.freeze_depth, seed=streams.model
+        config.backbone,
+        data.num_classes,
+        init=config.init,
+        freeze_depth=config.freeze_depth,
+        seed=streams.model,
+        head=config.head,
     ).to(device)
     amp = use_amp(config, device)
     if amp:
@@ -445,7 +451,8 @@ def _diverged_result(base: dict[str, Any], ordinal: bool, *, wall_time_s: float)
 def _check_resumable(state: dict[str, Any], config: TrialConfig, hashed: str) -> None:
     if state.get("format") != STATE_FORMAT:
         raise StoreError(f"training state has format {state.get('format')!r}; this tlsweep reads {STATE_FORMAT}")
-    saved = {k: v for k, v in state["config"].items() if k not in RUNTIME_SETTINGS}
+    # a setting added since the state was saved (e.g. head) had its default then
+    saved = {k: v for k, v in {**type(config)().to_dict(), **state["config"]}.items() if k not in RUNTIME_SETTINGS}
     current = {k: v for k, v in config.to_dict().items() if k not in RUNTIME_SETTINGS}
     changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     if changed:

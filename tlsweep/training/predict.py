@@ -4,8 +4,9 @@ Prediction: :func:`prediction_inputs` lists the images (a folder or a CSV), :fun
 :func:`predict_images` classifies them and :func:`write_predictions` writes the predictions CSV.
 
 A ``model.pt`` holds ``{"arch", "num_classes", "class_names", "image_size", "init", "state_dict", ...}`` and is
-read with ``torch.load(weights_only=True)``. Its ``state_dict`` is a whole classifier, so the file also works as
-``init: checkpoint:model.pt`` (the head is dropped there).
+read with ``torch.load(weights_only=True)``. Its ``state_dict`` is a whole classifier (body and head, ``linear`` or
+``mlp``: read back from the head's keys), so the file also works as ``init: checkpoint:model.pt`` (the head is
+dropped there).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tlsweep.errors import DataError, InputChoiceError, WeightsError
+from tlsweep.errors import DataError, InputChoiceError, UnknownNameError, WeightsError
 from tlsweep.results.atomic import atomic_write
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ def load_trained_model(path: str | Path) -> TrainedModel:
     kept checkpoint (``ray/confirm-*/confirm-<trial id>/checkpoint_*/state.pt``), in eval mode on CPU."""
     import torch
 
-    from tlsweep.training.backbones import create_model
+    from tlsweep.training.backbones import create_model, head_of_state_dict
 
     path = Path(path)
     if not path.is_file():
@@ -118,7 +119,11 @@ def load_trained_model(path: str | Path) -> TrainedModel:
             f"{path} is not a model written by `tlsweep train` (missing {', '.join(missing)}); a backbone "
             "checkpoint from `tlsweep pretrain` is used as `--init checkpoint:PATH`, not for prediction"
         )
-    model = create_model(content["arch"], int(content["num_classes"]))
+    try:
+        head = head_of_state_dict(content["state_dict"], content["arch"])
+        model = create_model(content["arch"], int(content["num_classes"]), head=head)
+    except UnknownNameError as exc:
+        raise WeightsError(f"{path}: {exc}") from exc
     try:
         model.load_state_dict(content["state_dict"])
     except RuntimeError as exc:
