@@ -80,6 +80,7 @@ class ResultsRecorder(Callback):
         self._final: dict[str, dict[str, Any]] = {}
         self._started: dict[str, float] = {}
         self.recorded = 0
+        self.busy_s = 0.0  # Σ epoch time of the trials recorded by this driver
         self.pruned: set[str] = set()  # Ray trial ids stopped early by the scheduler (shared with it)
         self.requeue: Callable[[PlannedTrial], None] | None = None  # the phase's searcher.requeue
         self._requeues: dict[str, int] = {}  # planned trial id -> runs it was given after losing its node
@@ -180,6 +181,7 @@ class ResultsRecorder(Callback):
         ]
         self._pending_trials.append(row)
         self._pending_epochs.extend(epoch_rows)
+        self.busy_s += sum(e.get("epoch_time_s") or 0.0 for e in epoch_rows)
         if not self.spec.checkpoints.keeps(row["phase"]):
             self._pending_deletes.append((row["phase"], trial_dirname(trial.config["meta"])))
         self._flush_if_due()
