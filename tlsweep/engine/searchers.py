@@ -148,7 +148,10 @@ class PhaseSearcher(Searcher, abc.ABC):
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as fh:
-            pickle.dump(self.__dict__, fh)
+            pickle.dump(self.__getstate__(), fh)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return dict(self.__dict__)
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as fh:
@@ -280,7 +283,7 @@ class SweepSearcher(PhaseSearcher):
         self,
         spec: SweepSpec,
         *,
-        rows: Callable[[], list[dict[str, Any]]],
+        rows: Callable[[], list[dict[str, Any]]] | None,
         done: list[dict[str, Any]] | None = None,
         pending: list[PlannedTrial] | None = None,
         on_plan: Callable[[ConfirmStep, bool], None] | None = None,
@@ -293,6 +296,12 @@ class SweepSearcher(PhaseSearcher):
         self._handed: set[str] = {r["trial_id"] for r in done or [] if r["phase"] == "confirm"}
         self._stale = True  # the confirm plan may have grown since it was last computed
         self.step: ConfirmStep | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its search algorithm with the experiment (for Tuner.restore, which tlsweep does not use:
+        # it resumes from trials.parquet); the live links to the recorder cannot travel. A copy plans no confirm
+        # trials.
+        return {**self.__dict__, "_rows": None, "_on_plan": None}
 
     def remaining(self) -> int:
         """Trials known now and not yet handed out (later confirm trials are planned as tune results arrive)."""
@@ -307,6 +316,8 @@ class SweepSearcher(PhaseSearcher):
     def replan(self) -> None:
         """Read the recorded rows and queue every confirm trial that may run now and was not handed out yet."""
         self._stale = False
+        if self._rows is None:
+            return
         rows = self._rows()
         self.step = step = plan_confirm_now(self.spec, rows)
         tune_done = len(tune_complete_studies(self.spec, rows)) == len(self.spec.studies())
