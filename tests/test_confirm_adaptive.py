@@ -241,7 +241,7 @@ def test_one_searcher_runs_both_phases_and_starts_each_study_s_confirm_trials_ea
 
 def test_a_resumed_sweep_searcher_hands_out_only_what_is_not_recorded():
     spec = _spec({"max_seeds": 12, "batch": 4}, seeds=4)
-    whole, order, _ = _drive(spec)
+    whole, _, _ = _drive(spec)
     recorded = whole[: len(whole) * 2 // 3]  # a driver died after two thirds of the trials were recorded
     rows, resumed, _ = _drive(spec, done=list(reversed(recorded)))
     assert not {p.trial_id for p in resumed} & {r["trial_id"] for r in recorded}

@@ -3,12 +3,12 @@ journal and progress.
 
 Rows are upserted by trial id (the trials table) and by (trial id, epoch) (the epochs table). Finished trials are
 buffered and appended as one small part file per table at most every ``flush_interval_s`` seconds (on the first
-Tune step after the interval, and at the end of every phase), so recording costs the same with 20 trials recorded
+Tune step after the interval, and at the end of the run), so recording costs the same with 20 trials recorded
 or 20,000, and the driver keeps no recorded rows in memory. A driver killed at any moment loses at most the trials
 that were running or not yet flushed: a rerun runs them again and never duplicates a row. Once a trial's row is
 flushed, its Ray checkpoints are deleted from the storage unless the spec's ``checkpoints.keep`` keeps them.
 :meth:`ResultsRecorder.compact` folds the parts into ``trials.parquet`` and ``epochs.parquet`` (``run_sweep`` calls it
-after each phase).
+once the tune phase's last trial is recorded and at the end of the run).
 """
 
 from __future__ import annotations
