@@ -145,6 +145,8 @@ def costs(work: Path, args: argparse.Namespace) -> None:
     if overall_start is not None:
         print(f"   sweep: efficiency {training_s / ((last_end - overall_start) * slots):.2f} "
               f"(first trial start to last trial end)")
+    if getattr(outcome, "efficiency", None) is not None:  # printed by `tlsweep run` since one Tuner runs both phases
+        print(f"   sweep: efficiency {outcome.efficiency:.2f} as tlsweep run reports it (Σ epochs ÷ Tuner wall × slots)")
 
 
 def overhead(work: Path, args: argparse.Namespace) -> None:

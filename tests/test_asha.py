@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from ray.tune.schedulers import TrialScheduler
-from ray_fakes import FakeTrial, demo_spec, epoch_result, final_result, tune_trial
+from ray_fakes import FakeTrial, confirm_trial, demo_spec, epoch_result, final_result, tune_trial
 
 from tlsweep.engine.asha import PerStudyASHA
 
@@ -98,3 +98,18 @@ def test_complete_and_remove_reach_the_trials_own_study() -> None:
     assert set(asha._by_study[other.config["meta"]["study_key"]]._trial_info) == {"other"}
     with pytest.raises(KeyError):  # a trial is never forwarded to another study's scheduler
         asha.on_trial_remove(None, done)
+
+
+def test_confirm_trials_sharing_the_tuner_are_never_stopped() -> None:
+    spec = _spec()
+    good, bad = _trials(spec, 0, "good", "bad")
+    confirm = FakeTrial.of(spec, confirm_trial(spec, 0, 0), "confirm")
+    asha = _scheduler(spec, [good, bad, confirm])
+    for epoch in (1, 2):
+        assert asha.on_trial_result(None, good, epoch_result(epoch, 0.9)) == CONTINUE
+        # far below every tune trial of its study at each rung: a tune trial would be stopped, a confirm trial goes on
+        assert asha.on_trial_result(None, confirm, epoch_result(epoch, 0.01)) == CONTINUE
+    assert asha.on_trial_result(None, bad, epoch_result(1, 0.01)) == STOP
+    asha.on_trial_complete(None, confirm, final_result([]))
+    asha.on_trial_remove(None, confirm)
+    assert "confirm" not in asha.stopped

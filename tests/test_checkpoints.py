@@ -88,6 +88,25 @@ def test_delete_checkpoints_removes_the_trial_s_checkpoints_in_every_experiment_
     assert delete_checkpoints(resolve_location(tmp_path / "nothing-here"), "tune", "tune-abc") == 0
 
 
+def test_delete_checkpoints_finds_the_trial_in_one_tuner_experiments_of_both_phases(tmp_path: Path) -> None:
+    mine = [_checkpoint(tmp_path, "sweep-20260301T000000", "confirm-abc"),
+            _checkpoint(tmp_path, "confirm-20260101T000000", "confirm-abc", 2)]  # an experiment from before 0.2.0
+    other = _checkpoint(tmp_path, "sweep-20260301T000000", "tune-abc")
+    assert delete_checkpoints(resolve_location(tmp_path / "ray"), "confirm", "confirm-abc") == 2
+    assert not any(p.exists() for p in mine) and other.exists()
+
+
+def test_previous_state_reads_the_newest_checkpoint_of_any_driver_s_experiment(tmp_path: Path) -> None:
+    import torch
+
+    from tlsweep.engine.trainable import previous_state
+
+    for experiment, epoch in (("tune-20260101T000000", 1), ("sweep-20260301T000000", 3), ("sweep-20260201T000000", 2)):
+        path = _checkpoint(tmp_path, experiment, "tune-abc")
+        torch.save({"epoch": epoch}, path / "state.pt")
+    assert previous_state(resolve_location(tmp_path / "ray"), "tune", "tune-abc") == {"epoch": 3}
+
+
 @pytest.mark.parametrize("keep", ["none", "confirm", "all"])
 def test_the_recorder_deletes_a_recorded_trial_s_checkpoints_unless_kept(tmp_path: Path, keep: str) -> None:
     from test_recorder import _recorder

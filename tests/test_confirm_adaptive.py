@@ -171,3 +171,78 @@ def test_the_report_of_an_adaptive_sweep_uses_the_sequential_decisions(tmp_path)
     assert {canonical(c): v.label for c, v in report.cell_verdicts.items()} == {
         canonical(c): {"not supported": "not supported (reversed)", "equivalent": "equivalent (caught up)"}.get(lbl, lbl)
         for c, lbl in expected.items()}
+
+
+def _drive(spec, *, slots=3, done=None):
+    """Tune's loop around a ``SweepSearcher`` with ``slots`` concurrent trials, each lasting its cell's epochs;
+    every finished trial is recorded before the next suggestion (as the recorder callback does).
+    Returns (rows, the trials in the order they finished, the searcher)."""
+    from ray.tune.search import Searcher
+
+    from tlsweep.design import PlannedTrial
+    from tlsweep.engine.searchers import SweepSearcher
+
+    rows, order, effects = list(done or []), [], _effects(spec)
+    searcher = SweepSearcher(spec, rows=lambda: list(rows), done=list(rows))
+    live: list = []  # (end time, Ray id, planned)
+    n, now = 0, 0.0
+    while True:
+        finished = False
+        while len(live) < slots:
+            config = searcher.suggest(f"t{n}")
+            if config == Searcher.FINISHED:
+                finished = True
+                break
+            if config is None:
+                break
+            planned = PlannedTrial.from_meta(config["meta"])
+            live.append((now + planned.levels["epochs"] + n * 1e-6, f"t{n}", planned))
+            n += 1
+        if finished or not live:
+            assert not live
+            return rows, order, searcher
+        live.sort(key=lambda item: item[0])
+        now, ray_id, planned = live.pop(0)
+        if planned.phase == "tune":
+            row = {"trial_id": planned.trial_id, "phase": "tune", "tune_index": planned.tune_index, "status": "ok",
+                   "objective": 0.1 * int(planned.tune_index),
+                   "params_json": json.dumps({"tuned": planned.params, "levels": planned.levels})}
+            result = {"final": True, "status": "ok", "objective": row["objective"], "val_metric": 0.1}
+        else:
+            row, result = _run(planned, effects), {"final": True, "status": "ok", "objective": 0.5}
+        searcher.on_trial_complete(ray_id, result)
+        rows.append(row)
+        order.append(planned)
+
+
+@pytest.mark.parametrize("adaptive", [None, {"max_seeds": 12, "batch": 4}])
+def test_one_searcher_runs_both_phases_and_starts_each_study_s_confirm_trials_early(adaptive):
+    spec = _spec(adaptive, seeds=4)
+    rows, order, searcher = _drive(spec)
+    # exactly the trials of the two-phase plan: every tune budget, then every confirm look the rows lead to
+    final = plan_confirm_step(spec, rows)
+    assert not final.more
+    confirm_ids = sorted(p.trial_id for p in order if p.phase == "confirm")
+    assert confirm_ids == sorted(t.trial_id for t in final.trials)
+    assert len(confirm_ids) == len(set(confirm_ids))
+    tune = [p for p in order if p.phase == "tune"]
+    assert len(tune) == len(spec.studies()) * spec.design.budget.trials_per_cell
+    # no idle slot at the phase boundary: some confirm trial finished before the last tune trial did
+    first_confirm = next(i for i, p in enumerate(order) if p.phase == "confirm")
+    last_tune = max(i for i, p in enumerate(order) if p.phase == "tune")
+    assert first_confirm < last_tune
+    # and each confirm trial started only after its own study's whole tune budget was recorded
+    for i, planned in enumerate(order):
+        if planned.phase == "confirm":
+            own = [p for p in order[:i] if p.phase == "tune" and p.study_key == planned.study_key]
+            assert len(own) == spec.design.budget.trials_per_cell
+    assert searcher.step is not None and not searcher.step.more
+
+
+def test_a_resumed_sweep_searcher_hands_out_only_what_is_not_recorded():
+    spec = _spec({"max_seeds": 12, "batch": 4}, seeds=4)
+    whole, _, _ = _drive(spec)
+    recorded = whole[: len(whole) * 2 // 3]  # a driver died after two thirds of the trials were recorded
+    rows, resumed, _ = _drive(spec, done=list(reversed(recorded)))
+    assert not {p.trial_id for p in resumed} & {r["trial_id"] for r in recorded}
+    assert sorted(r["trial_id"] for r in rows) == sorted(r["trial_id"] for r in whole)

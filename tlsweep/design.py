@@ -167,9 +167,10 @@ def select_best(spec: SweepSpec, rows: list[dict[str, Any]]) -> dict[str, Any] |
 
 
 def _confirm_studies(
-    spec: SweepSpec, tune_rows: list[dict[str, Any]]
+    spec: SweepSpec, tune_rows: list[dict[str, Any]], only: set[str] | None = None
 ) -> tuple[list[tuple[dict[str, Any], str, dict[str, Any]]], list[str]]:
-    """(levels, config kind, params) of every study × confirmed config; also the studies that cannot be confirmed."""
+    """(levels, config kind, params) of every study (of those in ``only``, when given) × confirmed config; also the
+    studies that cannot be confirmed."""
     by_study: dict[str, list[dict[str, Any]]] = {}
     for row in tune_rows:
         by_study.setdefault(study_key(json.loads(row["params_json"])["levels"]), []).append(row)
@@ -177,6 +178,8 @@ def _confirm_studies(
     skipped: list[str] = []
     for levels in spec.studies():
         key = study_key(levels)
+        if only is not None and key not in only:
+            continue
         for kind in spec.confirm.configs:
             if kind == "best":
                 best = select_best(spec, by_study.get(key, []))
@@ -250,6 +253,34 @@ def plan_confirm_step(spec: SweepSpec, rows: list[dict[str, Any]]) -> ConfirmSte
             return ConfirmStep(planned, False, skipped, k, looks, open_cells)
         previous = n
     raise AssertionError("unreachable: the last look returns")
+
+
+def tune_complete_studies(spec: SweepSpec, rows: list[dict[str, Any]]) -> set[str]:
+    """Study keys whose whole tune budget is recorded in ``rows`` (their confirm config can be selected now)."""
+    indices: dict[str, set[int]] = {}
+    for row in rows:
+        if row["phase"] == "tune" and row.get("tune_index") is not None:
+            key = study_key(json.loads(row["params_json"])["levels"])
+            indices.setdefault(key, set()).add(int(row["tune_index"]))
+    budget = spec.design.budget.trials_per_cell
+    return {key for key, done in indices.items() if len(done) >= budget}
+
+
+def plan_confirm_now(spec: SweepSpec, rows: list[dict[str, Any]]) -> ConfirmStep:
+    """The confirm trials that may run now, while the tune phase may still be running elsewhere.
+
+    A study's first look needs only its own tune trials, so it is planned as soon as that study's tune budget is
+    recorded (the same trials, ids and seeds ``plan_confirm_step`` gives later). Once every study is tuned this is
+    ``plan_confirm_step``: later looks of an adaptive design decide over all cells together, so they wait for
+    every cell's previous look.
+    """
+    ready = tune_complete_studies(spec, rows)
+    if len(ready) == len(spec.studies()):
+        return plan_confirm_step(spec, rows)
+    studies, skipped = _confirm_studies(spec, [r for r in rows if r["phase"] == "tune"], only=ready)
+    looks = spec.confirm.looks()
+    trials = _confirm_trials(spec, studies, range(looks[0]))
+    return ConfirmStep(trials, True, skipped, 1, looks, tuple(dict.fromkeys(t.cell_id for t in trials)))
 
 
 # ---- the group-sequential decision of an adaptive confirm phase ------------------------------------------------

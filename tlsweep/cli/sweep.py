@@ -101,6 +101,11 @@ def run(spec_path: Path, overrides: tuple[str, ...], storage: str | None, addres
         rerun += f" --storage {storage}"
     console.print()
     console.print(f"recorded {outcome.trials_recorded} trials in {outcome.wall_time_s / 60:.1f} min → {outcome.location}")
+    if outcome.efficiency is not None:
+        console.print(
+            f"slot efficiency {outcome.efficiency:.2f} (Σ epoch time ÷ (wall of the trials × {outcome.slots} slots); "
+            "in status.json)"
+        )
     for line in outcome.skipped:
         console.print(f"[yellow]not confirmed[/] {line}")
     if outcome.wandb_sweep_url:

@@ -2,6 +2,7 @@
 
 A single ASHA over the whole sweep would compare a 2-epoch trial with a 10-epoch trial at the same rung, i.e.
 stop trials across the epochs factor; here every study has its own brackets with ``max_t`` = its own epochs.
+Confirm trials share the Tuner with tune trials and are never stopped: they run every epoch (FIFO).
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ class PerStudyASHA(FIFOScheduler):
         self._by_study: dict[str, AsyncHyperBandScheduler] = {}
         self.stopped: set[str] = set()  # Ray trial ids this scheduler stopped early (recorded as "pruned")
 
+    @staticmethod
+    def _tuned(trial: Trial) -> bool:
+        return bool(trial.config["meta"]["phase"] == "tune")
+
     def _asha(self, trial: Trial) -> AsyncHyperBandScheduler:
         key = trial.config["meta"]["study_key"]
         if key not in self._by_study:
@@ -43,10 +48,11 @@ class PerStudyASHA(FIFOScheduler):
         return True
 
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
-        self._asha(trial).on_trial_add(tune_controller, trial)
+        if self._tuned(trial):
+            self._asha(trial).on_trial_add(tune_controller, trial)
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
-        if result.get("final"):
+        if result.get("final") or not self._tuned(trial):
             return TrialScheduler.CONTINUE
         decision = self._asha(trial).on_trial_result(tune_controller, trial, result)
         if decision == TrialScheduler.STOP:
@@ -54,7 +60,9 @@ class PerStudyASHA(FIFOScheduler):
         return decision
 
     def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict) -> None:
-        self._asha(trial).on_trial_complete(tune_controller, trial, result)
+        if self._tuned(trial):
+            self._asha(trial).on_trial_complete(tune_controller, trial, result)
 
     def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:
-        self._asha(trial).on_trial_remove(tune_controller, trial)
+        if self._tuned(trial):
+            self._asha(trial).on_trial_remove(tune_controller, trial)

@@ -55,8 +55,9 @@ def checkpoint_due(
 
 
 def delete_checkpoints(ray_location: Location, phase: str, dirname: str) -> int:
-    """Delete the ``checkpoint_*`` directories of trial directory ``dirname`` in every ``<phase>-*`` experiment
-    under ``ray_location`` (this driver's and those of earlier, interrupted drivers); returns how many.
+    """Delete the ``checkpoint_*`` directories of trial directory ``dirname`` in every experiment of the sweep under
+    ``ray_location`` (``sweep-*``, and ``<phase>-*`` of drivers before 0.2.0: this driver's and those of earlier,
+    interrupted drivers); returns how many.
 
     Failures are logged, never raised: a checkpoint left behind costs storage, not results.
     """
@@ -67,7 +68,7 @@ def delete_checkpoints(ray_location: Location, phase: str, dirname: str) -> int:
     try:
         experiments = fs.get_file_info(FileSelector(ray_location.path, allow_not_found=True))
         for experiment in experiments:
-            if experiment.type != FileType.Directory or not experiment.base_name.startswith(f"{phase}-"):
+            if experiment.type != FileType.Directory or not experiment.base_name.startswith(("sweep-", f"{phase}-")):
                 continue
             entries = fs.get_file_info(FileSelector(f"{experiment.path}/{dirname}", allow_not_found=True))
             for entry in entries:

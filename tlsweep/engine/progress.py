@@ -112,6 +112,7 @@ class Progress:
         self._live = Live(console=self.console, refresh_per_second=2, transient=False) if live else None
         self._running: dict[str, dict[str, Any]] = {}
         self._last_write = 0.0
+        self.efficiency: float | None = None  # set at the end of a run: Σ epoch time ÷ (wall × slots)
 
     def __enter__(self) -> Progress:
         if self._live is not None:
@@ -144,6 +145,8 @@ class Progress:
             "finished": finished,
             "running": list(self._running.values()),
         }
+        if self.efficiency is not None:
+            document["efficiency"] = round(self.efficiency, 4)
         self._write_status(json.dumps(document, indent=1))
 
     def started(self, planned: PlannedTrial) -> None:

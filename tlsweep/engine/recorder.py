@@ -3,12 +3,12 @@ journal and progress.
 
 Rows are upserted by trial id (the trials table) and by (trial id, epoch) (the epochs table). Finished trials are
 buffered and appended as one small part file per table at most every ``flush_interval_s`` seconds (on the first
-Tune step after the interval, and at the end of every phase), so recording costs the same with 20 trials recorded
+Tune step after the interval, and at the end of the run), so recording costs the same with 20 trials recorded
 or 20,000, and the driver keeps no recorded rows in memory. A driver killed at any moment loses at most the trials
 that were running or not yet flushed: a rerun runs them again and never duplicates a row. Once a trial's row is
 flushed, its Ray checkpoints are deleted from the storage unless the spec's ``checkpoints.keep`` keeps them.
 :meth:`ResultsRecorder.compact` folds the parts into ``trials.parquet`` and ``epochs.parquet`` (``run_sweep`` calls it
-after each phase).
+once the tune phase's last trial is recorded and at the end of the run).
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ class ResultsRecorder(Callback):
         self._final: dict[str, dict[str, Any]] = {}
         self._started: dict[str, float] = {}
         self.recorded = 0
+        self.busy_s = 0.0  # Σ epoch time of the trials recorded by this driver
         self.pruned: set[str] = set()  # Ray trial ids stopped early by the scheduler (shared with it)
         self.requeue: Callable[[PlannedTrial], None] | None = None  # the phase's searcher.requeue
         self._requeues: dict[str, int] = {}  # planned trial id -> runs it was given after losing its node
@@ -180,6 +181,7 @@ class ResultsRecorder(Callback):
         ]
         self._pending_trials.append(row)
         self._pending_epochs.extend(epoch_rows)
+        self.busy_s += sum(e.get("epoch_time_s") or 0.0 for e in epoch_rows)
         if not self.spec.checkpoints.keeps(row["phase"]):
             self._pending_deletes.append((row["phase"], trial_dirname(trial.config["meta"])))
         self._flush_if_due()

@@ -1,9 +1,9 @@
 """``run_sweep``: the product's main job. Data → (pretrain) → tune phase → confirm phase → Parquet → report.
 
 Ray Tune runs the trials (function trainable, per-trial resources, bounded concurrency, retries from per-epoch
-checkpoints); ``tlsweep.engine.searchers`` decides what runs (``TuneSearcher``: one Optuna study per cell × arm, equal
-budget; ``ConfirmSearcher``: the confirm trials of ``tlsweep.design.plan_confirm_step``, one Tuner per look when
-the confirm phase is adaptive);
+checkpoints); ``tlsweep.engine.searchers.SweepSearcher`` decides what runs, both phases in one Tuner (one Optuna
+study per cell × arm with an equal budget; each study's confirm trials as soon as its tune budget is recorded, later
+looks of an adaptive confirm phase once every cell finished the previous one);
 ``tlsweep.engine.recorder.ResultsRecorder`` on the driver is the single writer of the results. A rerun of the same spec
 resumes from the recorded trials: finished trials are replayed, never rerun.
 """
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from tlsweep import __version__
-from tlsweep.design import PlannedTrial, plan_confirm_step
+from tlsweep.design import ConfirmStep, PlannedTrial, plan_confirm_step, tune_complete_studies
 from tlsweep.engine.progress import StatusBoard, expected_counts
 from tlsweep.engine.settings import sweep_settings
 from tlsweep.errors import StoreError
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 STATUS_FILE = "status.json"
+SWEEP_EXPERIMENT_PREFIX = "sweep-"  # Ray experiments of one run (both phases); "tune-"/"confirm-" before 0.2.0
 
 
 @dataclass
@@ -54,6 +55,8 @@ class SweepOutcome:
     wandb_sync: str | None = None
     wandb_sweep_url: str | None = None
     wall_time_s: float = 0.0
+    efficiency: float | None = None  # Σ epoch time ÷ (Tuner wall × slots) of the trials this run recorded
+    slots: int = 0  # trials run at once
 
 
 def library_versions() -> dict[str, str]:
@@ -247,43 +250,40 @@ def pending_trials(store: ResultsStore, phase: str, done_ids: set[str]) -> list[
     return [p for p in planned if p.trial_id not in done_ids]
 
 
-def _run_phase(
+def _run_tuner(
     spec: SweepSpec,
     *,
-    phase: str,
     searcher: Any,
     payload_trainable: Any,
     location: Location,
     recorder: Any,
     concurrency: int,
-) -> bool:
-    """One Tuner over one phase; returns True when every planned trial of the phase was handed out and finished."""
+) -> float:
+    """One Tuner over the whole sweep (both phases, ``searcher`` decides what runs); returns its wall time in s."""
     from ray import tune
 
     from tlsweep.results.location import ray_storage_args
 
-    total = searcher.remaining()
-    if total == 0:
-        return True
     scheduler = None
-    if phase == "tune" and spec.design.early_stopping is not None:
+    if spec.design.early_stopping is not None:
         from tlsweep.engine.asha import PerStudyASHA
 
         scheduler = PerStudyASHA(spec.design.early_stopping, mode=spec.objective.mode)
         recorder.pruned = scheduler.stopped
     recorder.requeue = searcher.requeue
+    planned = sum(spec.trial_counts().values())
     tuner = tune.Tuner(
         payload_trainable,
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             scheduler=scheduler,
-            num_samples=total * (1 + spec.failures.node_loss_requeues),  # the searcher says when it is done
+            num_samples=planned * (1 + spec.failures.node_loss_requeues),  # the searcher says when it is done
             max_concurrent_trials=concurrency,
             reuse_actors=spec.resources.reuse_actors,
             trial_dirname_creator=_trial_dirname,
         ),
         run_config=tune.RunConfig(
-            name=f"{phase}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}",
+            name=f"{SWEEP_EXPERIMENT_PREFIX}{datetime.now(timezone.utc):%Y%m%dT%H%M%S}",
             failure_config=tune.FailureConfig(max_failures=spec.failures.max_retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             callbacks=[recorder],
@@ -292,14 +292,15 @@ def _run_phase(
         ),
     )
     on_sigint = _SigintWatch()
+    started = time.monotonic()
     try:
         with on_sigint:
             tuner.fit()
     finally:
-        recorder.compact()  # the phase's part files become trials.parquet / epochs.parquet again
-    if on_sigint.stopped_tune:  # Ctrl-C ended this Tuner gracefully: stop here even if every trial had finished
+        recorder.compact()  # the part files become trials.parquet / epochs.parquet again
+    if on_sigint.stopped_tune:  # Ctrl-C ended the Tuner gracefully: stop here even if every trial had finished
         raise KeyboardInterrupt
-    return searcher.remaining() == 0 and phase_complete(spec, phase, recorder.trials.to_pylist(), searcher)
+    return time.monotonic() - started
 
 
 class _SigintWatch:
@@ -340,19 +341,14 @@ class _SigintWatch:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def phase_complete(spec: SweepSpec, phase: str, rows: list[dict[str, Any]], searcher: Any) -> bool:
-    """Every planned trial of the phase has a recorded row (an interrupted Tuner may have handed out more)."""
-    mine = [r for r in rows if r["phase"] == phase]
-    if phase == "tune":
-        per_study: dict[tuple[str, str], int] = {}
-        for row in mine:
-            key = (row["cell_id"], row["arm"])
-            per_study[key] = per_study.get(key, 0) + 1
-        return len(per_study) == len(spec.studies()) and all(
-            n >= spec.design.budget.trials_per_cell for n in per_study.values()
-        )
-    recorded = {r["trial_id"] for r in mine}
-    return all(trial.trial_id in recorded for trial in searcher.planned)
+def sweep_complete(spec: SweepSpec, rows: list[dict[str, Any]]) -> bool:
+    """Every planned trial of both phases has a recorded row (an interrupted Tuner may have handed out more): each
+    study's whole tune budget, and every confirm trial of the last look the recorded rows lead to."""
+    if len(tune_complete_studies(spec, rows)) < len(spec.studies()):
+        return False
+    step = plan_confirm_step(spec, rows)
+    recorded = {r["trial_id"] for r in rows if r["phase"] == "confirm"}
+    return not step.more and all(trial.trial_id in recorded for trial in step.trials)
 
 
 def spec_freeze_depths(spec: SweepSpec) -> list[Any]:
@@ -424,7 +420,7 @@ def run_sweep(
     from tlsweep.data.loading import load_dataset
     from tlsweep.engine.progress import Progress
     from tlsweep.engine.recorder import ResultsRecorder
-    from tlsweep.engine.searchers import ConfirmSearcher, TuneSearcher
+    from tlsweep.engine.searchers import SweepSearcher
     from tlsweep.engine.trainable import make_payload, sweep_trainable
     from tlsweep.tracking import make_tracker
     from tlsweep.tracking.optuna_mirror import open_study_mirror
@@ -470,7 +466,7 @@ def run_sweep(
     board = StatusBoard(expected_counts(spec), mode=spec.objective.mode)
     for row in store.read_trials().to_pylist():
         board.add_row(row)
-    outcome = SweepOutcome(location=location.uri, trials_recorded=0, counts=spec.trial_counts())
+    outcome = SweepOutcome(location=location.uri, trials_recorded=0, counts=spec.trial_counts(), slots=concurrency)
     progress = Progress(
         board,
         title=spec.name,
@@ -480,42 +476,42 @@ def run_sweep(
         live=live,
     )
     recorder = ResultsRecorder(spec, store, metadata=metadata, tracker=tracker, progress=progress, mirror=mirror)
+    tune_published = False
+
+    def planned_confirm(step: ConfirmStep, tune_done: bool) -> None:
+        nonlocal tune_published
+        outcome.skipped = step.skipped
+        if len(step.looks) > 1:
+            progress.title = f"{spec.name} · confirm look {step.look}/{len(step.looks)}"
+        if tune_done and not tune_published:
+            tune_published = True  # the tune phase is over: its parts are folded and the journal published once
+            recorder.compact()
+            mirror.publish()
+
     try:
         with progress:
             done = recorder.trials.to_pylist()
-            pending = pending_trials(store, "tune", {row["trial_id"] for row in done})
-            progress.title = f"{spec.name} · tune"
-            tune_complete = _run_phase(
+            searcher = SweepSearcher(
                 spec,
-                phase="tune",
-                searcher=TuneSearcher(spec, done=done, pending=pending),
-                payload_trainable=trainable,
-                location=location,
-                recorder=recorder,
-                concurrency=concurrency,
+                rows=lambda: recorder.trials.to_pylist(),
+                done=done,
+                pending=pending_trials(store, "tune", {row["trial_id"] for row in done}),
+                on_plan=planned_confirm,
             )
-            mirror.publish()  # remote results get the journal at the end of each phase
-            if tune_complete:
-                while True:  # one Tuner per look of an adaptive confirm phase (a single one otherwise)
-                    rows = recorder.trials.to_pylist()
-                    step = plan_confirm_step(spec, rows)
-                    outcome.skipped = step.skipped
-                    looks = f" (look {step.look}/{len(step.looks)})" if len(step.looks) > 1 else ""
-                    progress.title = f"{spec.name} · confirm{looks}"
-                    complete = _run_phase(
-                        spec,
-                        phase="confirm",
-                        searcher=ConfirmSearcher(spec, planned=step.trials, done=rows),
-                        payload_trainable=trainable,
-                        location=location,
-                        recorder=recorder,
-                        concurrency=concurrency,
-                    )
-                    if not complete or not step.more:
-                        outcome.interrupted = not complete
-                        break
+            if sweep_complete(spec, done):  # a rerun of a finished sweep: nothing to run
+                searcher.replan()
             else:
-                outcome.interrupted = True
+                wall = _run_tuner(
+                    spec,
+                    searcher=searcher,
+                    payload_trainable=trainable,
+                    location=location,
+                    recorder=recorder,
+                    concurrency=concurrency,
+                )
+                outcome.interrupted = not sweep_complete(spec, recorder.trials.to_pylist())
+                if wall > 0:
+                    outcome.efficiency = progress.efficiency = recorder.busy_s / (wall * concurrency)
     except KeyboardInterrupt:
         outcome.interrupted = True
     finally:

@@ -4,8 +4,10 @@
 configs and it hands out, round-robin over the studies that still have budget, a trial asked from that study's
 own Optuna study. Each study only ever sees its own trials, so one cell's results never steer another's, and every
 study gets exactly ``trials_per_cell`` trials. The recipe is enqueued as the first trial of every study.
-``ConfirmSearcher`` hands out the fixed list of confirm trials. Both share ``PhaseSearcher``: the config format,
-when the phase is over, and pickling for Tune's experiment snapshots.
+``ConfirmSearcher`` hands out a fixed list of confirm trials. ``SweepSearcher`` runs both phases through one Tuner:
+the tune trials first, and each study's confirm trials as soon as its own tune budget is recorded, so no slot waits
+for the slowest study of the tune phase. All share ``PhaseSearcher``: the config format, when the work is over, and
+pickling for Tune's experiment snapshots.
 
 Trials already finished in an earlier run (read back from ``trials.parquet``) are replayed into their studies (or
 skipped) and not run again; that, not Ray's experiment restore, is how a sweep resumes.
@@ -17,13 +19,23 @@ import abc
 import json
 import pickle
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from tlsweep.design import PlannedTrial, plan_tune_trial, recipe_params, study_key, trial_config
+from tlsweep.design import (
+    ConfirmStep,
+    PlannedTrial,
+    plan_confirm_now,
+    plan_tune_trial,
+    recipe_params,
+    study_key,
+    trial_config,
+    tune_complete_studies,
+)
 from tlsweep.space import distributions_for, grid_points
 from tlsweep.spec import SweepSpec
 
@@ -113,12 +125,18 @@ class PhaseSearcher(Searcher, abc.ABC):
     def _next(self, trial_id: str) -> PlannedTrial | None:
         """The trial to hand out to Ray trial ``trial_id``, or None when none is left."""
 
+    def _last_chance(self, trial_id: str) -> PlannedTrial | None:
+        """Asked when nothing runs and ``_next`` has nothing: a last look for work before the searcher says FINISHED."""
+        return None
+
     # ---- Searcher API -------------------------------------------------------------------------------------------
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         return True
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         planned = self._next(trial_id)
+        if planned is None and not self._live:
+            planned = self._last_chance(trial_id)
         if planned is None:
             return None if self._live else Searcher.FINISHED
         self._live[trial_id] = planned
@@ -130,7 +148,10 @@ class PhaseSearcher(Searcher, abc.ABC):
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as fh:
-            pickle.dump(self.__dict__, fh)
+            pickle.dump(self.__getstate__(), fh)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return dict(self.__dict__)
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as fh:
@@ -244,3 +265,94 @@ class ConfirmSearcher(PhaseSearcher):
 
     def _next(self, trial_id: str) -> PlannedTrial | None:
         return self._queue.popleft() if self._queue else None
+
+
+class SweepSearcher(PhaseSearcher):
+    """Both phases in one Tuner: every tune trial (a ``TuneSearcher``), then confirm trials, each study's first
+    look as soon as that study's tune budget is recorded (``tlsweep.design.plan_confirm_now``).
+
+    ``rows()`` returns the trials recorded so far (``trials.parquet`` rows); it is read only when the confirm plan
+    can have changed: a study's last tune trial or a look's last confirm trial finished, and once more before the
+    searcher says it is done. Confirm trials recorded by an earlier run (in ``done``) are not handed out again.
+    ``on_plan(step, tune_done)`` is told every new confirm plan and whether every study's tune budget is recorded.
+    """
+
+    phase = "sweep"
+
+    def __init__(
+        self,
+        spec: SweepSpec,
+        *,
+        rows: Callable[[], list[dict[str, Any]]] | None,
+        done: list[dict[str, Any]] | None = None,
+        pending: list[PlannedTrial] | None = None,
+        on_plan: Callable[[ConfirmStep, bool], None] | None = None,
+    ) -> None:
+        super().__init__(spec)
+        self.tune = TuneSearcher(spec, done=done, pending=pending)
+        self._rows = rows
+        self._on_plan = on_plan
+        self._confirm: deque[PlannedTrial] = deque()
+        self._handed: set[str] = {r["trial_id"] for r in done or [] if r["phase"] == "confirm"}
+        self._stale = True  # the confirm plan may have grown since it was last computed
+        self.step: ConfirmStep | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its search algorithm with the experiment (for Tuner.restore, which tlsweep does not use:
+        # it resumes from trials.parquet); the live links to the recorder cannot travel. A copy plans no confirm
+        # trials.
+        return {**self.__dict__, "_rows": None, "_on_plan": None}
+
+    def remaining(self) -> int:
+        """Trials known now and not yet handed out (later confirm trials are planned as tune results arrive)."""
+        return self.tune.remaining() + len(self._confirm)
+
+    def requeue(self, planned: PlannedTrial) -> None:
+        if planned.phase == "tune":
+            self.tune.requeue(planned)
+        else:
+            self._confirm.appendleft(planned)
+
+    def replan(self) -> None:
+        """Read the recorded rows and queue every confirm trial that may run now and was not handed out yet."""
+        self._stale = False
+        if self._rows is None:
+            return
+        rows = self._rows()
+        self.step = step = plan_confirm_now(self.spec, rows)
+        tune_done = len(tune_complete_studies(self.spec, rows)) == len(self.spec.studies())
+        recorded = {r["trial_id"] for r in rows if r["phase"] == "confirm"}
+        new = [t for t in step.trials if t.trial_id not in self._handed and t.trial_id not in recorded]
+        self._handed.update(t.trial_id for t in new)
+        self._confirm.extend(new)
+        if self._on_plan is not None:
+            self._on_plan(step, tune_done)
+
+    def _next(self, trial_id: str) -> PlannedTrial | None:
+        planned = self.tune._next(trial_id)
+        if planned is not None:
+            self.tune._live[trial_id] = planned
+            return planned
+        if not self._confirm and self._stale:
+            self.replan()
+        return self._confirm.popleft() if self._confirm else None
+
+    def _last_chance(self, trial_id: str) -> PlannedTrial | None:
+        self.replan()
+        return self._next(trial_id)
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        planned = self._live.get(trial_id)
+        super().on_trial_complete(trial_id, result, error)
+        if planned is None:
+            return
+        if planned.phase == "tune":
+            self.tune.on_trial_complete(trial_id, result, error)
+            study = self.tune._studies.get(planned.study_key)
+            live = any(p.phase == "tune" and p.study_key == planned.study_key for p in self._live.values())
+            self._stale |= study is not None and not study.budget_left and not live
+        else:  # the last confirm trial of a look: the next look (or the end) is decided on the recorded rows
+            self._stale |= not self._confirm and not any(p.phase == "confirm" for p in self._live.values())
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        self.tune.on_trial_result(trial_id, result)

@@ -120,7 +120,8 @@ def previous_state(ray_location: Location | None, phase: str, dirname: str) -> d
         infos = fs.get_file_info(FileSelector(path, allow_not_found=True))
         return [i for i in infos if i.type == FileType.Directory and i.base_name.startswith(prefix)]
 
-    for experiment in sorted(subdirs(ray_location.path, f"{phase}-"), key=lambda i: i.base_name, reverse=True):
+    experiments = subdirs(ray_location.path, "sweep-") + subdirs(ray_location.path, f"{phase}-")  # "<phase>-": < 0.2.0
+    for experiment in sorted(experiments, key=lambda i: i.base_name.partition("-")[2], reverse=True):
         checkpoints = subdirs(f"{experiment.path}/{dirname}", "checkpoint_")
         for latest in sorted(checkpoints, key=lambda i: i.base_name, reverse=True):
             try:
