@@ -20,11 +20,16 @@ _SET_HELP = "Override any spec field: --set confirm.seeds=8 --set dataset.root=/
 @click.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
-def validate(spec_path: Path, overrides: tuple[str, ...]) -> None:
+@click.option("--data-check/--no-data-check", default=True, show_default=True,
+              help="List the dataset (files and labels, no pixels) and report missing splits, single-class data, "
+                   "empty classes, train/test copies and bad symlinks.")
+def validate(spec_path: Path, overrides: tuple[str, ...], data_check: bool) -> None:
     """Check a sweep spec without running it; print the design and the number of trials per phase."""
     from tlsweep.spec import load_spec
 
     spec = load_spec(spec_path, list(overrides))
+    if data_check:
+        _check_data(spec)
     counts = spec.trial_counts()
     console = Console(soft_wrap=True)
     console.print(f"[green]✓[/] {spec_path}: sweep [bold]{spec.name}[/] is valid")
@@ -42,6 +47,16 @@ def validate(spec_path: Path, overrides: tuple[str, ...]) -> None:
     console.print("  hypothesis region: " + (" × ".join(f"{k} {v}" for k, v in region.items()) or "every cell")
                   + ("" if spec.hypothesis.region is not None else " (the default: smallest fraction × fewest epochs)"))
     _print_steps(console, spec)
+
+
+def _check_data(spec: SweepSpec) -> None:
+    """Print the dataset's warnings; raise one DataError listing its errors (``tlsweep.data.check``)."""
+    from tlsweep.data.check import check_dataset, raise_errors
+
+    problems = check_dataset(spec.dataset)
+    raise_errors(problems, source=str(spec.dataset.root))
+    for problem in problems:
+        click.echo(f"warning: {problem.message}", err=True)
 
 
 def _print_steps(console: Console, spec: SweepSpec) -> None:
