@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -136,14 +136,18 @@ def status(results: str) -> None:
     """Progress per cell and arm of a sweep's results directory (running or finished)."""
     from tlsweep.engine.progress import StatusBoard, expected_counts
     from tlsweep.engine.run import STATUS_FILE
-    from tlsweep.results.store import ResultsStore
+    from tlsweep.results.check import check_spec, check_trials
+    from tlsweep.results.store import TRIALS_FILE, ResultsStore
 
     store = ResultsStore(results)
     spec = store.read_spec()
+    check_spec(store, spec)
+    trials = store.read_trials()
+    warnings = check_trials(trials, source=store.location.join(TRIALS_FILE).uri)
     board = StatusBoard(expected_counts(spec), mode=spec.objective.mode)
-    for row in store.read_trials().to_pylist():
+    for row in trials.to_pylist():
         board.add_row(row)
-    live = json.loads(store.read_text(STATUS_FILE) or "{}")
+    live = read_live_status(store.read_text(STATUS_FILE), source=store.location.join(STATUS_FILE).uri)
     fresh = not live.get("finished") and time.time() - float(live.get("updated_at", 0)) < 120
     for item in live.get("running", []) if fresh else []:
         phase, study = item["phase"], item["study"]
@@ -152,3 +156,35 @@ def status(results: str) -> None:
     state = "running" if fresh else "not running"
     Console(width=None if sys.stdout.isatty() else 140).print(board.table(title=f"{spec.name} ({state}) · {store.location.uri}",
                                 concurrency=spec.resources.max_concurrent_trials or 1))
+    for line in warnings:
+        click.echo(f"warning: {line}", err=True)
+
+
+def read_live_status(text: str | None, *, source: str) -> dict[str, Any]:
+    """The driver's live ``status.json`` (``{}`` when absent), checked: a mapping whose ``updated_at`` is a number
+    and whose ``running`` lists trials with ``phase``, ``study`` and ``trial_id`` strings.
+
+    Raises:
+        StoreError: naming the file and what is wrong with it.
+    """
+    from tlsweep.errors import StoreError
+
+    fix = "it is rewritten by a running sweep every few seconds; delete it if no sweep is running"
+    if text is None:
+        return {}
+    try:
+        live = json.loads(text)
+    except ValueError as exc:
+        raise StoreError(f"{source}: not valid JSON ({exc}); {fix}") from None
+    if not isinstance(live, dict):
+        raise StoreError(f"{source}: expected a JSON object, got {type(live).__name__}; {fix}")
+    updated = live.get("updated_at", 0)
+    if isinstance(updated, bool) or not isinstance(updated, int | float) or updated != updated:
+        raise StoreError(f"{source}: `updated_at` must be a number (seconds since the epoch), got {updated!r}; {fix}")
+    running = live.get("running", [])
+    keys = ("phase", "study", "trial_id")
+    if not isinstance(running, list) or not all(
+        isinstance(item, dict) and all(isinstance(item.get(key), str) for key in keys) for item in running
+    ):
+        raise StoreError(f"{source}: `running` must be a list of objects with {', '.join(keys)} strings; {fix}")
+    return live
