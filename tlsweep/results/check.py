@@ -13,7 +13,6 @@ pyarrow only: the report, ``tlsweep status`` and any reader can call it without 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +46,7 @@ TRIAL_RANGES: dict[str, tuple[float | None, float | None]] = {
     "n_val": (0, None),
     "n_test": (0, None),
     "epochs_run": (0, None),
-    "best_epoch": (1, None),
+    "best_epoch": (0, None),  # 0 when the run diverged
     "optimizer_steps": (0, None),
     "wall_time_s": (0.0, None),
     "attempts": (1, None),
@@ -194,8 +193,7 @@ def _ranges(table: pa.Table, ranges: dict[str, tuple[float | None, float | None]
         column = column.drop_null()
         if len(column) == 0:
             continue
-        bad = [v for v in column.to_pylist() if (low is not None and v < low) or (high is not None and v > high)
-               or (isinstance(v, float) and math.isinf(v) and high is not None)]
+        bad = [v for v in column.to_pylist() if (low is not None and v < low) or (high is not None and v > high)]
         if bad:
             bounds = f"[{low}, {high}]" if high is not None else f">= {low}"
             problems.append(f"{len(bad)} value(s) of {name!r} outside {bounds} ({_listed([repr(v) for v in bad])})")
