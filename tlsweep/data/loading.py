@@ -419,9 +419,9 @@ def _imagefolder_listing(spec: ImageFolderDatasetSpec) -> tuple[dict[str, list[I
     files: dict[str, list[ImageEntry]] = {}
     for split, folder in scan_roots.items():
         entries: list[ImageEntry] = []
-        for class_dir in listing.class_dirs(folder) if split != "train" and split != "all" else [
-            folder / name for name in class_names
-        ]:
+        listed_once = split in ("train", "all")  # their class folders were listed (and their links checked) above
+        class_dirs = [folder / name for name in class_names] if listed_once else listing.class_dirs(folder)
+        for class_dir in class_dirs:
             if class_dir.name not in index:
                 raise DataError(
                     f"{class_dir}: class folder {class_dir.name!r} does not exist under "
