@@ -271,7 +271,9 @@ def test_validate_lists_the_dataset_and_exits_2_on_its_errors(
     assert "warning: 1 test file(s) are byte-for-byte copies of training files: test/cat/copy.png" in err
 
 
-@pytest.mark.parametrize("breakage", ["missing root", "missing csv", "single class", "latin-1 csv", "empty split"])
+@pytest.mark.parametrize(
+    "breakage", ["missing root", "missing csv", "single class", "latin-1 csv", "empty split", "missing image"]
+)
 def test_validate_broken_dataset_corpus_exit_code_2(
     tmp_path: Path, breakage: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -282,6 +284,8 @@ def test_validate_broken_dataset_corpus_exit_code_2(
         "single class": f"{root}: only 1 class has training images ('0-6')",
         "latin-1 csv": f"{root / 'custom_test_dataset.csv'}: not utf-8 text",
         "empty split": f"{root}: split 'test' has no images",
+        "missing image": "1 listed image(s) are missing or not regular files: train_images/F0001_AGE_D_18_a1.png "
+                         "(custom_train_dataset.csv line 3)",
     }[breakage]
     if breakage == "missing root":
         root = tmp_path / "absent"
@@ -291,8 +295,10 @@ def test_validate_broken_dataset_corpus_exit_code_2(
         (root / "custom_train_dataset.csv").write_text("image_path,age_class\nF0000_AGE_D_18_a0.png,a\n")
     elif breakage == "latin-1 csv":
         (root / "custom_test_dataset.csv").write_bytes(b"image_path,age_class\nF\xe9.png,a\n")
-    else:
+    elif breakage == "empty split":
         (root / "custom_test_dataset.csv").write_text("image_path,age_class\n")
+    else:
+        (root / "train_images" / "F0001_AGE_D_18_a1.png").unlink()
     path = _spec_file(tmp_path, {"format": "csv", "root": str(root)})
     code, _, err = run_tlsweep(["validate", path], capsys, monkeypatch)
     assert code == 2 and expected in err, err

@@ -1,6 +1,7 @@
 """``check_dataset``: list a dataset (files and labels, never pixels) and report what would make a sweep on it wrong.
 
-Errors stop a sweep before any work: a missing root, split or metadata file, unreadable CSVs, symlinks that dangle,
+Errors stop a sweep before any work: a missing root, split or metadata file, unreadable CSVs, listed images that
+do not exist, symlinks that dangle,
 loop or leave the root, fewer than two classes with training images, a split without images. Warnings are printed
 and the sweep goes on: classes without training images, a class missing from val or test, the same file (by content)
 in train and in val or test, images in nested class folders, file names that are not UTF-8.
@@ -65,10 +66,20 @@ def check_dataset(spec: DatasetSpec, *, max_hashed_bytes: int = MAX_HASHED_BYTES
             notes = listing_notes(listing)
     except DataError as exc:
         return [DatasetProblem("error", str(exc))]
-    problems = label_problems(entries, class_names, source=str(root))
+    problems = missing_files(entries) + label_problems(entries, class_names, source=str(root))
     problems += [DatasetProblem("warning", note) for note in notes]
     problems += duplicate_problems(entries, max_hashed_bytes=max_hashed_bytes)
     return sorted(problems, key=lambda p: p.level != "error")
+
+
+def missing_files(entries: Mapping[str, Sequence[ImageEntry]]) -> list[DatasetProblem]:
+    """Images listed (in a CSV) that are not regular files: one error naming each with its CSV line."""
+    missing = [f"{entry.rel} ({entry.origin})" for split in SPLITS for entry in entries.get(split, ())
+               if not entry.path.is_file()]
+    if not missing:
+        return []
+    return [DatasetProblem("error", f"{len(missing)} listed image(s) are missing or not regular files: "
+                                    f"{_listed(missing)}; fix or remove these rows")]
 
 
 def label_problems(
