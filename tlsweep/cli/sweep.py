@@ -52,9 +52,13 @@ def validate(spec_path: Path, overrides: tuple[str, ...], data_check: bool) -> N
 def _check_data(spec: SweepSpec) -> None:
     """Print the dataset's warnings; raise one DataError listing its errors (``tlsweep.data.check``)."""
     from tlsweep.data.check import check_dataset, raise_errors
+    from tlsweep.errors import DataError
 
     problems = check_dataset(spec.dataset)
-    raise_errors(problems, source=str(spec.dataset.root))
+    try:
+        raise_errors(problems, source=str(spec.dataset.root))
+    except DataError as exc:
+        raise DataError(f"{exc}\n(`tlsweep validate --no-data-check` checks the spec without its dataset)") from None
     for problem in problems:
         click.echo(f"warning: {problem.message}", err=True)
 
