@@ -223,7 +223,7 @@ def _epoch_rows(trial: dict[str, Any], rng: np.random.Generator) -> list[dict[st
                             + rng.normal(0, 0.005), 0, 1))
         rows.append({"sweep": trial["sweep"], "trial_id": trial["trial_id"], "phase": trial["phase"],
                      "cell_id": trial["cell_id"], "arm": trial["arm"], "seed": trial["seed"], "epoch": epoch,
-                     "step": steps * epoch, "train_loss": 2.0 - val, "train_acc": val + 0.05, "val_loss": 2.0 - val,
+                     "step": steps * epoch, "train_loss": 2.0 - val, "train_acc": min(val + 0.05, 1.0), "val_loss": 2.0 - val,
                      "val_acc": val, "lr": 0.01, "epoch_time_s": 0.5})
     return rows
 

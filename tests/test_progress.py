@@ -170,7 +170,7 @@ def test_status_command_prints_the_board_of_a_results_directory(tmp_path: Path) 
 
     spec = demo_spec()
     store = ResultsStore(tmp_path / "demo")
-    store.write_text(SPEC_FILE, yaml.safe_dump({**spec.resolved(), "tlsweep": {"spec_hash": "x"}}))
+    store.write_text(SPEC_FILE, yaml.safe_dump({**spec.resolved(), "tlsweep": {"spec_hash": spec.result_hash()}}))
     planned = tune_trial(spec, study=0)
     store.write_trials(rows_to_table([{**_row(planned), "sweep": "demo"}], TRIALS_SCHEMA))
     result = CliRunner().invoke(cli, ["status", str(tmp_path / "demo")])

@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -20,13 +20,18 @@ _SET_HELP = "Override any spec field: --set confirm.seeds=8 --set dataset.root=/
 @click.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
-def validate(spec_path: Path, overrides: tuple[str, ...]) -> None:
+@click.option("--data-check/--no-data-check", default=True, show_default=True,
+              help="List the dataset (files and labels, no pixels) and report missing splits, single-class data, "
+                   "empty classes, train/test copies and bad symlinks.")
+def validate(spec_path: Path, overrides: tuple[str, ...], data_check: bool) -> None:
     """Check a sweep spec without running it; print the design and the number of trials per phase."""
     from tlsweep.engine.run import check_backbones
     from tlsweep.spec import load_spec
 
     spec = load_spec(spec_path, list(overrides))
     check_backbones(spec, str(spec_path))
+    if data_check:
+        _check_data(spec)
     counts = spec.trial_counts()
     console = Console(soft_wrap=True)
     console.print(f"[green]✓[/] {spec_path}: sweep [bold]{spec.name}[/] is valid")
@@ -44,6 +49,20 @@ def validate(spec_path: Path, overrides: tuple[str, ...]) -> None:
     console.print("  hypothesis region: " + (" × ".join(f"{k} {v}" for k, v in region.items()) or "every cell")
                   + ("" if spec.hypothesis.region is not None else " (the default: smallest fraction × fewest epochs)"))
     _print_steps(console, spec)
+
+
+def _check_data(spec: SweepSpec) -> None:
+    """Print the dataset's warnings; raise one DataError listing its errors (``tlsweep.data.check``)."""
+    from tlsweep.data.check import check_dataset, raise_errors
+    from tlsweep.errors import DataError
+
+    problems = check_dataset(spec.dataset)
+    try:
+        raise_errors(problems, source=str(spec.dataset.root))
+    except DataError as exc:
+        raise DataError(f"{exc}\n(`tlsweep validate --no-data-check` checks the spec without its dataset)") from None
+    for problem in problems:
+        click.echo(f"warning: {problem.message}", err=True)
 
 
 def _print_steps(console: Console, spec: SweepSpec) -> None:
@@ -128,14 +147,18 @@ def status(results: str) -> None:
     """Progress per cell and arm of a sweep's results directory (running or finished)."""
     from tlsweep.engine.progress import StatusBoard, expected_counts
     from tlsweep.engine.run import STATUS_FILE
-    from tlsweep.results.store import ResultsStore
+    from tlsweep.results.check import check_spec, check_trials
+    from tlsweep.results.store import TRIALS_FILE, ResultsStore
 
     store = ResultsStore(results)
     spec = store.read_spec()
+    check_spec(store, spec)
+    trials = store.read_trials()
+    warnings = check_trials(trials, source=store.location.join(TRIALS_FILE).uri)
     board = StatusBoard(expected_counts(spec), mode=spec.objective.mode)
-    for row in store.read_trials().to_pylist():
+    for row in trials.to_pylist():
         board.add_row(row)
-    live = json.loads(store.read_text(STATUS_FILE) or "{}")
+    live = read_live_status(store.read_text(STATUS_FILE), source=store.location.join(STATUS_FILE).uri)
     fresh = not live.get("finished") and time.time() - float(live.get("updated_at", 0)) < 120
     for item in live.get("running", []) if fresh else []:
         phase, study = item["phase"], item["study"]
@@ -144,3 +167,35 @@ def status(results: str) -> None:
     state = "running" if fresh else "not running"
     Console(width=None if sys.stdout.isatty() else 140).print(board.table(title=f"{spec.name} ({state}) · {store.location.uri}",
                                 concurrency=spec.resources.max_concurrent_trials or 1))
+    for line in warnings:
+        click.echo(f"warning: {line}", err=True)
+
+
+def read_live_status(text: str | None, *, source: str) -> dict[str, Any]:
+    """The driver's live ``status.json`` (``{}`` when absent), checked: a mapping whose ``updated_at`` is a number
+    and whose ``running`` lists trials with ``phase``, ``study`` and ``trial_id`` strings.
+
+    Raises:
+        StoreError: naming the file and what is wrong with it.
+    """
+    from tlsweep.errors import StoreError
+
+    fix = "it is rewritten by a running sweep every few seconds; delete it if no sweep is running"
+    if text is None:
+        return {}
+    try:
+        live = json.loads(text)
+    except ValueError as exc:
+        raise StoreError(f"{source}: not valid JSON ({exc}); {fix}") from None
+    if not isinstance(live, dict):
+        raise StoreError(f"{source}: expected a JSON object, got {type(live).__name__}; {fix}")
+    updated = live.get("updated_at", 0)
+    if isinstance(updated, bool) or not isinstance(updated, int | float) or updated != updated:
+        raise StoreError(f"{source}: `updated_at` must be a number (seconds since the epoch), got {updated!r}; {fix}")
+    running = live.get("running", [])
+    keys = ("phase", "study", "trial_id")
+    if not isinstance(running, list) or not all(
+        isinstance(item, dict) and all(isinstance(item.get(key), str) for key in keys) for item in running
+    ):
+        raise StoreError(f"{source}: `running` must be a list of objects with {', '.join(keys)} strings; {fix}")
+    return live

@@ -25,8 +25,12 @@ from tlsweep.results.atomic import atomic_write, atomic_write_bytes
 if TYPE_CHECKING:
     from tlsweep.data.types import SplitTensors
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: EXIF orientation applied, 16-bit/float images scaled (0.2.0)
 RESIZE = "pil-bilinear-stretch"  # resize to image_size x image_size, aspect ratio not kept (as Resize((s, s)))
+
+
+class CacheNotWritableError(DataError):
+    """The tensor cache directory cannot be written (read-only, a file in the way, no space)."""
 
 
 @dataclass(frozen=True)
@@ -46,14 +50,55 @@ class CachedSplit:
     hit: bool  # True when nothing was decoded
 
 
-def _decode(path: str, image_size: int) -> np.ndarray:
-    """Decode one image as RGB, resized to image_size x image_size: uint8 array 3 x H x W."""
+_INT16_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def _to_uint8_gray(img: Any) -> Any:
+    """A single-channel 16-bit, 32-bit integer or float image as 8-bit ``L``, scaled instead of clipped.
+
+    16-bit and non-negative integer images up to 65535 map their full 16-bit range onto 0..255 (``v / 257``);
+    float images in [0, 1] are multiplied by 255 and those in [0, 255] kept; any other range (negative values,
+    integers beyond 16 bits, floats beyond 255) is stretched linearly from its own minimum and maximum. Non-finite
+    floats count as 0.
+    """
     from PIL import Image
 
-    with Image.open(path) as img:
-        img.load()
+    values = np.asarray(img)
+    if img.mode == "F" or values.dtype.kind == "f":
+        values = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+        if low >= 0.0 and high <= 1.0:
+            scaled = values * 255.0
+        elif low >= 0.0 and high <= 255.0:
+            scaled = values
+        else:
+            scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+    else:
+        values = values.astype(np.int64)
+        low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
+        if low >= 0 and high <= 65535:
+            scaled = values / 257.0
+        else:
+            scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros(values.shape)
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
+
+
+def _decode(path: str, image_size: int) -> np.ndarray:
+    """Decode one image as RGB, resized to image_size x image_size: uint8 array 3 x H x W.
+
+    The EXIF orientation is applied (a photo is seen the way a viewer shows it); 16-bit, 32-bit integer and float
+    images are scaled to 0..255 (``_to_uint8_gray``), not clipped; palette, grey+alpha and alpha images are
+    composited over white; CMYK, YCbCr, 1-bit and the other modes are converted by Pillow.
+    """
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as opened:
+        opened.load()
+        img = ImageOps.exif_transpose(opened)
+        if img.mode in ("I", "F", *_INT16_MODES):
+            img = _to_uint8_gray(img)
         if img.mode != "RGB":
-            if img.mode in ("RGBA", "LA", "P", "PA") or "transparency" in img.info:
+            if img.mode in ("RGBA", "LA", "P", "PA", "La", "RGBa") or "transparency" in img.info:
                 img = img.convert("RGBA")
                 background = Image.new("RGBA", img.size, (255, 255, 255, 255))
                 img = Image.alpha_composite(background, img)
@@ -157,7 +202,7 @@ def load_or_build_split(
     try:
         atomic_write(images_path, build)
     except OSError as exc:
-        raise DataError(
+        raise CacheNotWritableError(
             f"cannot write the tensor cache in {cache_dir}: {exc}; make it writable or pass another cache_dir"
         ) from exc
     meta = {
@@ -169,7 +214,12 @@ def load_or_build_split(
         "files": [e.rel for e in good],
         "labels": [e.label for e in good],
     }
-    atomic_write_bytes(meta_path, json.dumps(meta).encode())
+    try:
+        atomic_write_bytes(meta_path, json.dumps(meta).encode())
+    except OSError as exc:
+        raise CacheNotWritableError(
+            f"cannot write the tensor cache in {cache_dir}: {exc}; make it writable or pass another cache_dir"
+        ) from exc
     return CachedSplit(_memory_map(images_path, meta), images_path, hit=False)
 
 

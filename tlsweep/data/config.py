@@ -5,7 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from tlsweep.data.presets import PRESETS, SPLITS
 from tlsweep.errors import DataError, SpecError
@@ -17,12 +27,28 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Fields added in 0.2.0, left out of a dump while at their default: a resolved spec (and its result hash) of a sweep
+# that does not use them stays what tlsweep 0.1 wrote, so older results still resume.
+_ADDED_DEFAULTS: dict[str, object] = {"encoding": "utf-8", "follow_symlinks_outside_root": False}
+
+
+class _DatasetModel(_Model):
+    @model_serializer(mode="wrap")
+    def _drop_added_defaults(self, handler: SerializerFunctionWrapHandler) -> Any:
+        dumped = handler(self)
+        if isinstance(dumped, dict):
+            for key, default in _ADDED_DEFAULTS.items():
+                if key in dumped and dumped[key] == default:
+                    del dumped[key]
+        return dumped
+
+
 def _check_splits(name: str, value: dict[str, str]) -> None:
     if set(value) != set(SPLITS):
         raise ValueError(f"{name} must have exactly the keys {list(SPLITS)}, got {sorted(value)}")
 
 
-class CsvDatasetSpec(_Model):
+class CsvDatasetSpec(_DatasetModel):
     """CSV metadata + image folders (layout of the Korean face age dataset); a preset fills the defaults.
 
     ``image_path`` values may be a bare file name relative to the split's image dir or a path relative to ``root``.
@@ -40,6 +66,8 @@ class CsvDatasetSpec(_Model):
     ordinal: bool = False
     name: str = ""
     image_size: int | None = Field(default=None, gt=0)  # recorded for the sweep; load_dataset's argument decides
+    encoding: str = "utf-8"  # of the CSV files (a UTF-8 byte-order mark is skipped); e.g. latin-1, cp1252
+    follow_symlinks_outside_root: bool = False  # read images through symlinks that lead out of `root`
 
     @model_validator(mode="before")
     @classmethod
@@ -73,6 +101,17 @@ class CsvDatasetSpec(_Model):
             )
         return self
 
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"encoding {value!r} is not a known text encoding (e.g. utf-8, latin-1, cp1252)") from None
+        return value
+
 
 class SplitRatios(_Model):
     train: float = Field(0.7, gt=0, lt=1)
@@ -87,7 +126,7 @@ class SplitRatios(_Model):
         return self
 
 
-class ImageFolderDatasetSpec(_Model):
+class ImageFolderDatasetSpec(_DatasetModel):
     """``root/<split>/<class>/*`` or a single ``root/<class>/*`` split by a seeded stratified split.
 
     With split folders, a missing ``test`` (or ``val``) folder is carved out of the other one, stratified, 50/50.
@@ -102,6 +141,7 @@ class ImageFolderDatasetSpec(_Model):
     ordinal: bool = False
     name: str = ""
     image_size: int | None = Field(default=None, gt=0)
+    follow_symlinks_outside_root: bool = False  # read images through symlinks that lead out of `root`
 
     @model_validator(mode="after")
     def _check(self) -> ImageFolderDatasetSpec:

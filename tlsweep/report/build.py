@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tlsweep.errors import TlsweepError
+from tlsweep.errors import StoreError, TlsweepError
 from tlsweep.report.analysis import Analysis, Family, analyse
 from tlsweep.report.formatting import CORRECTION_NAMES, describe_cell
 from tlsweep.report.health import CellHealth, EdgeOptimum, cell_health, edge_optima
@@ -90,7 +90,7 @@ def build_report(results_dir: Path, *, out_dir: Path | None = None, seed: int = 
         raise TlsweepError(f"unknown report format(s) {unknown}; choose from {list(FORMATS)}")
     results = load_results(Path(results_dir))
     out = Path(out_dir) if out_dir is not None else results.root / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    _make_out_dir(out, default=out_dir is None)
     rng = np.random.default_rng(seed)
     analysis = analyse(results, rng=rng, n_resamples=n_resamples)
     from tlsweep.report.figures import write_figures
@@ -236,3 +236,15 @@ def _markdown(results: Results, analysis: Analysis, out: Path, figures: dict[str
     sided = "two-sided" if hyp.direction == "two-sided" else "one-sided"
     lines += ["", "## Methods", "", METHODS.format(treated=hyp.treated, baseline=hyp.baseline, sided=sided), ""]
     return "\n".join(lines)
+
+
+def _make_out_dir(out: Path, *, default: bool) -> None:
+    """Create the report's directory (and ``figures/``) or say why not, before any statistics are computed."""
+    fix = "move it away or pass --out DIR" if default else "choose another --out"
+    for path in (out, out / "figures"):
+        if path.exists() and not path.is_dir():
+            raise StoreError(f"{path} is a file, not a directory: the report cannot be written there; {fix}")
+    try:
+        (out / "figures").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create the report directory {out}: {exc.strerror or exc}; {fix}") from None

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from tlsweep.errors import StoreError
+from tlsweep.results.check import check_epochs, check_spec, check_trials
 from tlsweep.results.schema import EPOCHS_SCHEMA
 from tlsweep.results.store import EPOCHS_FILE, SPEC_FILE, TRIALS_FILE, ResultsStore
 from tlsweep.spec import (
@@ -81,10 +82,16 @@ def is_accuracy_like(metric: str) -> bool:
     return metric.endswith("acc") or metric.endswith("off_by_one") or metric == "objective"
 
 
-def _read_table(store: ResultsStore, name: str) -> pd.DataFrame:
+def _read_table(store: ResultsStore, name: str, notes: list[str]) -> pd.DataFrame:
     """One results table as pandas: the compacted file upserted with any parts (a running or killed sweep), or the
-    single file of a finished sweep or of tlsweep 0.1."""
-    table = store.read_trials() if name == TRIALS_FILE else store.read_epochs()
+    single file of a finished sweep or of tlsweep 0.1; its values checked (``tlsweep.results.check``)."""
+    source = store.location.join(name).uri
+    if name == TRIALS_FILE:
+        table = store.read_trials()
+        notes.extend(check_trials(table, source=source))
+    else:
+        table = store.read_epochs()
+        check_epochs(table, source=source)
     return table.to_pandas()
 
 
@@ -128,16 +135,18 @@ def load_results(results_dir: Path) -> Results:
         raise StoreError(f"{root} holds no trials.parquet (not a results directory, or the sweep has not written "
                          f"any trial yet); {_RUN_FIRST}")
     notes: list[str] = []
-    trials = _read_table(store, TRIALS_FILE)
+    trials = _read_table(store, TRIALS_FILE, notes)
     if trials.empty:
         raise StoreError(f"{trials_path} holds no trials yet; {_RUN_FIRST} and wait for trials to finish")
     if (root / EPOCHS_FILE).exists() or store.part_names(EPOCHS_FILE):
-        epochs = _read_table(store, EPOCHS_FILE)
+        epochs = _read_table(store, EPOCHS_FILE, notes)
     else:
         notes.append("epochs.parquet is missing: no learning curves")
         epochs = pd.DataFrame({name: pd.Series(dtype=object) for name in EPOCHS_SCHEMA.names})
     store = ResultsStore(root)
     spec = store.read_spec() if store.has_spec() else None
+    if spec is not None:
+        check_spec(store, spec)
     if spec is None:
         defaults = HypothesisSpec()
         notes.append(f"{SPEC_FILE} is missing: the hypothesis defaults ({defaults.metric}, {defaults.direction}, "

@@ -27,6 +27,7 @@ was just compacted) reads again.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 from collections.abc import Iterable, Iterator, Mapping
@@ -80,6 +81,9 @@ class Provenance:
     versions: dict[str, str] = field(default_factory=dict)
     trial_counts: dict[str, int] = field(default_factory=dict)  # planned trials per phase
     compared_arms: tuple[str, str] | None = None  # (treated, baseline)
+    # the resolved hypothesis block the sweep last ran with (a hand edit of spec.resolved.yaml is refused by the
+    # report; tlsweep.results.check.check_spec); None in results written before 0.2.0
+    hypothesis: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -89,6 +93,7 @@ class Provenance:
             "versions": dict(self.versions),
             "trial_counts": dict(self.trial_counts),
             "compared_arms": list(self.compared_arms) if self.compared_arms else None,
+            "hypothesis": self.hypothesis,
         }
 
     @classmethod
@@ -105,14 +110,22 @@ class Provenance:
             raise StoreError(f"{source}: `versions` and `trial_counts` must be mappings; {fix}")
         if arms is not None and not (isinstance(arms, list) and len(arms) == 2):
             raise StoreError(f"{source}: `compared_arms` must be [treated, baseline], got {arms!r}; {fix}")
+        hypothesis = data.get("hypothesis")
+        if hypothesis is not None and not isinstance(hypothesis, dict):
+            raise StoreError(f"{source}: `hypothesis` must be a mapping, got {type(hypothesis).__name__}; {fix}")
+        try:
+            counts = {str(k): int(v) for k, v in counts.items()}
+        except (TypeError, ValueError):
+            raise StoreError(f"{source}: `trial_counts` must map phases to whole numbers, got {counts!r}; {fix}") from None
         version = data.get("tlsweep_version", versions.get("tlsweep"))
         return cls(
             spec_hash=data["spec_hash"],
             tlsweep_version=None if version is None else str(version),
             source=None if data.get("source") is None else str(data["source"]),
             versions={str(k): str(v) for k, v in versions.items()},
-            trial_counts={str(k): int(v) for k, v in counts.items()},
+            trial_counts=counts,
             compared_arms=(str(arms[0]), str(arms[1])) if arms else None,
+            hypothesis=hypothesis,
         )
 
 
@@ -296,7 +309,14 @@ class ResultsStore:
                                     fix="remove the block: a resumed sweep then compares the spec field by field")
 
     def write_spec(self, spec: SweepSpec, provenance: Provenance) -> None:
-        """Save the resolved spec and its provenance (the provenance first: a spec is never left without it)."""
+        """Save the resolved spec and its provenance (the provenance first: a spec is never left without it).
+
+        The provenance records ``spec``'s hypothesis block when it does not hold one already.
+        """
+        if provenance.hypothesis is None:
+            from tlsweep.results.check import hypothesis_record
+
+            provenance = dataclasses.replace(provenance, hypothesis=hypothesis_record(spec))
         self.write_text(PROVENANCE_FILE, json.dumps(provenance.to_dict(), indent=2) + "\n")
         self.write_text(SPEC_FILE, yaml.safe_dump(spec.resolved(), sort_keys=False))
 
