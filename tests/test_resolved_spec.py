@@ -48,7 +48,7 @@ def _validate_output(path: Path) -> str:
 
 def _claim(spec: SweepSpec) -> str:
     """The comparison as `tlsweep validate` words it."""
-    treated, baseline = spec.compared_arms
+    treated, baseline = spec.compared_arms[0].pair
     return f"{spec.hypothesis.metric} {treated} {spec.hypothesis.direction} than {baseline}"
 
 
@@ -71,7 +71,7 @@ def test_the_report_tests_the_comparison_validate_prints(tmp_path: Path, source:
     root = simulate_results(tmp_path / spec.name, spec=spec)
     results = load_results(root)
     hypothesis = results.hypothesis
-    assert (hypothesis.treated, hypothesis.baseline) == spec.compared_arms
+    assert (hypothesis.treated, hypothesis.baseline) == spec.compared_arms[0].pair
     assert (hypothesis.metric, hypothesis.direction, hypothesis.alpha, hypothesis.correction, hypothesis.margin) == (
         spec.hypothesis.metric, spec.hypothesis.direction, spec.hypothesis.alpha, spec.hypothesis.correction,
         spec.hypothesis.equivalence_margin)  # fmt: skip
@@ -85,7 +85,7 @@ def test_the_report_tests_the_comparison_validate_prints(tmp_path: Path, source:
 def test_two_pretrained_arms_without_compare_test_the_first_against_the_second(tmp_path: Path) -> None:
     (tmp_path / "pair.yaml").write_text(PRETRAINED_PAIR)
     spec = load_spec(tmp_path / "pair.yaml")
-    assert spec.compared_arms == ("imagenet", "checkpoint")
+    assert [c.pair for c in spec.compared_arms] == [("imagenet", "checkpoint")]
     assert "test_acc imagenet greater than checkpoint" in _validate_output(tmp_path / "pair.yaml")
     root = simulate_results(tmp_path / "r", spec=spec, noise_sd=0.005, seed_sd=0.01)
     result = build_report(root, n_resamples=200, formats=("md",))
@@ -112,7 +112,7 @@ def test_the_saved_spec_is_a_valid_spec_and_the_provenance_lies_beside_it(tmp_pa
     assert load_spec(tmp_path / spec.name / SPEC_FILE) == spec == store.read_spec()
     provenance = store.read_provenance()
     assert provenance is not None and provenance.spec_hash == spec.result_hash()
-    assert provenance.source == str(path) and provenance.compared_arms == spec.compared_arms
+    assert provenance.source == str(path) and provenance.compared_arms == tuple(c.pair for c in spec.compared_arms)
     assert provenance.trial_counts == spec.trial_counts() and provenance.versions["tlsweep"] == provenance.tlsweep_version
     assert json.loads((tmp_path / spec.name / PROVENANCE_FILE).read_text())["spec_hash"] == spec.result_hash()
 
@@ -127,7 +127,7 @@ def test_old_layout_still_reports_resumes_and_shows_status(tmp_path: Path) -> No
     assert store.read_spec() == spec
     provenance = store.read_provenance()
     assert provenance is not None and provenance.spec_hash == spec.result_hash()
-    assert provenance.compared_arms == spec.compared_arms and provenance.tlsweep_version == "0.1.0"
+    assert provenance.compared_arms == tuple(c.pair for c in spec.compared_arms) and provenance.tlsweep_version == "0.1.0"
     result = build_report(root, n_resamples=200, formats=("md",))
     assert result.spec == spec and result.overall.label == "supported"
     status = CliRunner().invoke(cli, ["status", str(root)])

@@ -100,7 +100,7 @@ def test_trial_counts_and_studies() -> None:
     spec = parse_spec(data)
     assert len(spec.studies()) == 2 * 2 * 2
     assert spec.trial_counts() == {"tune": 8 * 4, "confirm": 8 * 5 * 2}
-    assert spec.compared_arms == ("checkpoint", "scratch")
+    assert [c.pair for c in spec.compared_arms] == [("checkpoint", "scratch")]
 
 
 def test_result_hash_ignores_resources_and_tracking_but_not_the_design() -> None:

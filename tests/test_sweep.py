@@ -118,7 +118,7 @@ def test_parquet_files_have_the_declared_schema_and_metadata(finished_sweep) -> 
     provenance = json.loads((results / "provenance.json").read_text())
     assert provenance["spec_hash"] == spec.result_hash() and resolved["name"] == "tiny"
     assert "tlsweep" not in resolved and load_spec(results / "spec.resolved.yaml") == spec  # itself a valid spec
-    assert provenance["compared_arms"] == list(spec.compared_arms) and provenance["trial_counts"] == spec.trial_counts()
+    assert provenance["compared_arms"] == [list(c.pair) for c in spec.compared_arms] and provenance["trial_counts"] == spec.trial_counts()
     ok = [r for r in trials.to_pylist() if r["status"] == "ok"]
     rows_per_trial = Counter(r["trial_id"] for r in epochs.to_pylist())
     assert all(rows_per_trial[r["trial_id"]] == r["epochs_run"] for r in ok)

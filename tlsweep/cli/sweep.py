@@ -29,15 +29,20 @@ def validate(spec_path: Path, overrides: tuple[str, ...]) -> None:
     console = Console(soft_wrap=True)
     console.print(f"[green]✓[/] {spec_path}: sweep [bold]{spec.name}[/] is valid")
     factors = ", ".join(f"{k} {v}" for k, v in spec.design.factors.items())
-    console.print(f"  factors: {factors}  → {len(spec.studies())} studies (cell × arm)")
+    if spec.design.arms is not None:
+        arms = "; ".join(f"{name} ({', '.join(f'{k} {v}' for k, v in settings.items())})"
+                         for name, settings in spec.design.arms.items())
+        console.print(f"  arms: {arms}")
+    console.print(f"  factors: {factors or 'none'}  → {len(spec.studies())} studies (cell × arm)")
     console.print(f"  tuned: {', '.join(spec.design.tune) or 'nothing'} with {spec.design.budget.sampler}, "
                   f"{spec.design.budget.trials_per_cell} trials per study (the recipe first)")
     console.print(f"  tune phase: {counts['tune']} trials")
     console.print(f"  confirm phase: {counts['confirm']} trials ({spec.confirm.seeds} paired seeds × "
                   f"{'/'.join(spec.confirm.configs)})")
+    claims = "; ".join(f"{c.treated} {c.direction} than {c.baseline}" for c in spec.compared_arms)
+    family = f" over {len(spec.compared_arms)} comparisons × cells" if len(spec.compared_arms) > 1 else ""
     console.print(f"  total: {sum(counts.values())} trials; hypothesis: {spec.hypothesis.metric} "
-                  f"{spec.compared_arms[0]} {spec.hypothesis.direction} than {spec.compared_arms[1]}, "
-                  f"alpha {spec.hypothesis.alpha} ({spec.hypothesis.correction})")
+                  f"{claims}, alpha {spec.hypothesis.alpha} ({spec.hypothesis.correction}{family})")
     region = spec.hypothesis_region()
     console.print("  hypothesis region: " + (" × ".join(f"{k} {v}" for k, v in region.items()) or "every cell")
                   + ("" if spec.hypothesis.region is not None else " (the default: smallest fraction × fewest epochs)"))

@@ -78,7 +78,7 @@ def sweep_provenance(spec: SweepSpec, *, source: str | None) -> Provenance:
         source=source,
         versions=library_versions(),
         trial_counts=spec.trial_counts(),
-        compared_arms=spec.compared_arms,
+        compared_arms=tuple(c.pair for c in spec.compared_arms),
     )
 
 
@@ -137,7 +137,7 @@ def check_resume(spec: SweepSpec, store: ResultsStore, *, new: bool) -> None:
 def _prepare_checkpoint(spec: SweepSpec, console: Console, num_threads: int) -> Path | None:
     """The backbone file for init=checkpoint, pretrained first (as a Ray task) when it does not exist yet."""
     path = spec.model.pretrained.checkpoint
-    if path is None or "checkpoint" not in spec.design.factors["init"]:
+    if path is None or "checkpoint" not in spec.design.init_levels():
         return None
     path = Path(path)
     if path.exists():

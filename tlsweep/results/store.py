@@ -79,7 +79,7 @@ class Provenance:
     source: str | None = None  # the spec file the sweep was started from
     versions: dict[str, str] = field(default_factory=dict)
     trial_counts: dict[str, int] = field(default_factory=dict)  # planned trials per phase
-    compared_arms: tuple[str, str] | None = None  # (treated, baseline)
+    compared_arms: tuple[tuple[str, str], ...] | None = None  # the comparisons: (treated, baseline) each
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -88,7 +88,7 @@ class Provenance:
             "source": self.source,
             "versions": dict(self.versions),
             "trial_counts": dict(self.trial_counts),
-            "compared_arms": list(self.compared_arms) if self.compared_arms else None,
+            "compared_arms": [list(pair) for pair in self.compared_arms] if self.compared_arms else None,
         }
 
     @classmethod
@@ -103,8 +103,11 @@ class Provenance:
         versions, counts, arms = data.get("versions") or {}, data.get("trial_counts") or {}, data.get("compared_arms")
         if not isinstance(versions, dict) or not isinstance(counts, dict):
             raise StoreError(f"{source}: `versions` and `trial_counts` must be mappings; {fix}")
-        if arms is not None and not (isinstance(arms, list) and len(arms) == 2):
-            raise StoreError(f"{source}: `compared_arms` must be [treated, baseline], got {arms!r}; {fix}")
+        if isinstance(arms, list) and len(arms) == 2 and all(isinstance(arm, str) for arm in arms):
+            arms = [arms]  # tlsweep <= 0.1: the one pair [treated, baseline]
+        if arms is not None and not (isinstance(arms, list) and all(
+                isinstance(pair, list) and len(pair) == 2 and all(isinstance(a, str) for a in pair) for pair in arms)):
+            raise StoreError(f"{source}: `compared_arms` must be [[treated, baseline], ...], got {arms!r}; {fix}")
         version = data.get("tlsweep_version", versions.get("tlsweep"))
         return cls(
             spec_hash=data["spec_hash"],
@@ -112,7 +115,7 @@ class Provenance:
             source=None if data.get("source") is None else str(data["source"]),
             versions={str(k): str(v) for k, v in versions.items()},
             trial_counts={str(k): int(v) for k, v in counts.items()},
-            compared_arms=(str(arms[0]), str(arms[1])) if arms else None,
+            compared_arms=tuple((str(pair[0]), str(pair[1])) for pair in arms) if arms else None,
         )
 
 
