@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import yaml
 from report_fixtures import simulate_results
+from shipped_specs import TIMM_BRANCH_MERGED, shipped_params
 
 from tlsweep.design import (
     arm_params,
@@ -27,6 +28,7 @@ from tlsweep.report import build_report
 from tlsweep.space import distributions_for
 from tlsweep.spec import Comparison, load_spec, parse_spec
 from tlsweep.stats import adjust_pvalues
+from tlsweep.stats.power import min_replicates
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -155,22 +157,22 @@ def test_comparison_forms() -> None:
         ({"design__arms__feature_extractor": {"init": "checkpoint", "freeze_depth": 0, "momentum": 0.9}},
          r"differ in nothing"),  # the model block's momentum and no freezing: still the fine-tune arm
         ({"design__arms__feature_extractor": {"freeze_depth": 5}},
-         r"design\.arms\.feature_extractor\.init: required; every arm names its init level"),
+         r"design: arms\.feature_extractor\.init: required; every arm names its init level"),
         ({"design__arms__scratch": {"init": "scratch", "freeze_depth": 5}},
-         r"design\.arms\.scratch: init scratch with a frozen body"),
+         r"design: arms\.scratch: init scratch with a frozen body"),
         ({"design__arms__scratch": {"init": "scratch", "label_smoothing": 1.5}},
-         r"design\.arms\.scratch\.label_smoothing: must be in \[0, 1\), got 1\.5"),
+         r"design: arms\.scratch\.label_smoothing: must be in \[0, 1\), got 1\.5"),
         ({"design__arms__scratch": {"init": "scratch", "optimizer": "lion"}},
-         r"design\.arms\.scratch\.optimizer: must be one of sgd, adamw"),
+         r"design: arms\.scratch\.optimizer: must be one of sgd, adamw"),
         ({"design__arms__scratch": {"init": "scratch", "seed": 3}},
-         r"design\.arms\.scratch\.seed: not a setting an arm can fix"),
+         r"design: arms\.scratch\.seed: not a setting an arm can fix"),
         ({"design__arms__scratch": {"init": "scratch", "epochs": 3}},
-         r"design\.arms\.scratch\.epochs: 'epochs' is a factor"),
+         r"design: arms\.scratch\.epochs: 'epochs' is a factor"),
         ({"design__arms__finetune": {"init": "checkpoint", "lr": 0.1}},
          r"tune\.lr: arm 'finetune' fixes lr .*when: \{arm: \['feature_extractor', 'scratch'\]\}"),
-        ({"design__factors__init": ["checkpoint", "scratch"]}, r"design\.arms and design\.factors\.init both"),
-        ({"design__arms": {"only": {"init": "scratch"}}}, r"design\.arms: declare at least two arms"),
-        ({"design__arms": None}, r"design: declare the arms"),
+        ({"design__factors__init": ["checkpoint", "scratch"]}, r"design: arms and factors\.init both"),
+        ({"design__arms": {"only": {"init": "scratch"}}}, r"design: arms: declare at least two arms"),
+        ({"design__arms": None}, r"design: declare the arms, either as init levels"),
         ({"confirm__adaptive": {"max_seeds": 12, "batch": 2}, "confirm__seeds": 4},
          r"confirm\.adaptive handles one comparison; hypothesis\.compare makes 2"),
     ],
@@ -223,3 +225,45 @@ def test_report_holds_every_comparison_in_one_family(tmp_path: Path) -> None:
     assert "primary family of 4 tests (every cell × comparison)" in text
     assert "- Arms: finetune (init checkpoint); feature_extractor (init checkpoint, freeze_depth 5" in text
     assert "[finetune vs scratch]" in report.verdict_text and "[feature_extractor vs scratch]" in report.verdict_text
+
+
+def test_the_original_studies_are_posed_as_they_were() -> None:
+    """ants/bees: fine-tune vs fixed feature extractor vs scratch; cats/dogs: ResNet-34 linear probe vs fine-tune vs
+    scratch; the age study stays two-armed."""
+    ants = load_spec(REPO / "sweeps" / "ants_bees.yaml")
+    assert ants.model.backbone == "resnet18" and ants.design.arms == {
+        "finetune": {"init": "imagenet"}, "feature_extractor": {"init": "imagenet", "freeze_depth": 5},
+        "scratch": {"init": "scratch"}}
+    assert [(c.pair, c.direction) for c in ants.compared_arms] == [
+        (("finetune", "scratch"), "greater"), (("feature_extractor", "scratch"), "greater"),
+        (("finetune", "feature_extractor"), "two-sided")]
+    cats = load_spec(REPO / "sweeps" / "cats_dogs.yaml")
+    assert cats.model.backbone == "resnet34" and cats.design.arm_names() == ["linear_probe", "finetune", "scratch"]
+    probe = next(s for s in cats.studies() if s["arm"] == "linear_probe")
+    assert trial_config(cats, probe, {}, seed=0).freeze_depth == 5
+    assert len(load_spec(REPO / "sweeps" / "age_hypothesis.yaml").compared_arms) == 1
+    for spec in (ants, cats):  # Holm over every cell × comparison: the exact test can reach the gate
+        family = len({cell_id(s) for s in spec.studies()}) * len(spec.compared_arms)
+        needed = max(min_replicates(spec.hypothesis.alpha / family, paired=True, alternative=c.direction)
+                     for c in spec.compared_arms)
+        assert spec.confirm.seeds >= needed
+
+
+@pytest.mark.skipif(not TIMM_BRANCH_MERGED, reason="needs the timm branch (head: mlp, small_cnn, timm:* backbones)")
+def test_flowers_poses_the_four_models_against_the_small_cnn() -> None:
+    flowers = load_spec(REPO / "sweeps" / "flowers.yaml")
+    assert [c.pair for c in flowers.compared_arms] == [
+        ("vgg16_frozen", "small_cnn"), ("resnetv2", "small_cnn"), ("resnetv2_aug", "small_cnn")]
+    configs = {s["arm"]: trial_config(flowers, s, {}, seed=0) for s in flowers.studies()}
+    assert configs["small_cnn"].backbone == "small_cnn" and configs["small_cnn"].init == "scratch"
+    assert configs["resnetv2_aug"].augmentation == "flip_color" and configs["resnetv2"].augmentation == "none"
+
+
+@pytest.mark.parametrize("path", shipped_params())
+def test_every_arm_of_a_shipped_spec_is_a_valid_run(path: Path) -> None:
+    """Each arm's resolved TrialConfig passes the training package's own check (backbone registered included)."""
+    from tlsweep.training.loop import check_config
+
+    spec = load_spec(path)
+    for levels in spec.studies():
+        check_config(trial_config(spec, levels, recipe_params(spec, levels), seed=0))

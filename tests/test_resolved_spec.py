@@ -14,6 +14,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from report_fixtures import simulate_results
+from shipped_specs import shipped_params
 
 from tlsweep.cli import cli
 from tlsweep.engine.run import check_resume, sweep_provenance
@@ -62,7 +63,7 @@ def _to_old_layout(root: Path) -> None:
     (root / SPEC_FILE).write_text(yaml.safe_dump(document, sort_keys=False))
 
 
-@pytest.mark.parametrize("source", [*SWEEPS, "pretrained_pair"], ids=[*(p.stem for p in SWEEPS), "pretrained_pair"])
+@pytest.mark.parametrize("source", shipped_params(["pretrained_pair"]))
 def test_the_report_tests_the_comparison_validate_prints(tmp_path: Path, source: Path | str) -> None:
     if source == "pretrained_pair":
         source = tmp_path / "pretrained_pair.yaml"
@@ -102,7 +103,7 @@ def test_two_pretrained_arms_without_compare_test_the_first_against_the_second(t
     assert "compared imagenet (treated) with checkpoint" in markdown
 
 
-@pytest.mark.parametrize("path", SWEEPS, ids=[p.stem for p in SWEEPS])
+@pytest.mark.parametrize("path", shipped_params())
 def test_the_saved_spec_is_a_valid_spec_and_the_provenance_lies_beside_it(tmp_path: Path, path: Path) -> None:
     spec = load_spec(path)
     store = ResultsStore(tmp_path / spec.name)

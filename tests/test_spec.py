@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from shipped_specs import shipped_params
 
 from tlsweep.cli import cli
 from tlsweep.errors import SpecError
@@ -26,14 +27,14 @@ def _write(tmp_path: Path, data: dict) -> Path:
     return path
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+@pytest.mark.parametrize("path", shipped_params())
 def test_shipped_specs_load(path: Path) -> None:
     spec = load_spec(path)
     assert spec.trial_counts()["tune"] == len(spec.studies()) * spec.design.budget.trials_per_cell
 
 
 def test_shipped_specs_include_the_required_ones() -> None:
-    assert {"demo", "age_hypothesis", "ants_bees", "flowers"} <= {p.stem for p in SHIPPED}
+    assert {"demo", "age_hypothesis", "ants_bees", "flowers", "cats_dogs"} <= {p.stem for p in SHIPPED}
     age = load_spec(REPO / "sweeps" / "age_hypothesis.yaml")
     assert age.model.backbone == "resnet50" and age.model.image_size == 128 and age.model.batch_size == 512
     assert age.design.recipe["lr"] == 0.01 and max(age.design.factors["epochs"]) >= 20

@@ -174,7 +174,7 @@ class DesignSpec(_Model):
     def _check_arms(self) -> DesignSpec:
         if self.arms is None:
             if "init" not in self.factors:
-                raise ValueError("design: declare the arms, either as init levels (factors.init: [checkpoint, "
+                raise ValueError("declare the arms, either as init levels (factors.init: [checkpoint, "
                                  f"scratch]; levels: {list(INIT_LEVELS)}) or by name (arms: {{finetune: {{init: "
                                  "imagenet}, scratch: {init: scratch}})")
             if "freeze_depth" in self.factors and "scratch" in self.factors["init"]:
@@ -185,13 +185,13 @@ class DesignSpec(_Model):
                 )
             return self
         if "init" in self.factors:
-            raise ValueError("design.arms and design.factors.init both declare the arms; keep one: give each arm "
+            raise ValueError("arms and factors.init both declare the arms; keep one: give each arm "
                              "its init level (arms: {NAME: {init: LEVEL, ...}}) and drop factors.init")
         if len(self.arms) < 2:
-            raise ValueError(f"design.arms: declare at least two arms to compare, got {list(self.arms)}")
+            raise ValueError(f"arms: declare at least two arms to compare, got {list(self.arms)}")
         allowed = [name for name in SETTINGS if name not in ARM_FIXED]
         for name, settings in self.arms.items():
-            where = f"design.arms.{name}"
+            where = f"arms.{name}"
             if not re.fullmatch(ARM_NAME, name):
                 raise ValueError(f"{where}: an arm name takes letters, digits, '_', '.' and '-' (no leading "
                                  "punctuation), e.g. finetune or linear_probe")
@@ -257,7 +257,7 @@ class DesignSpec(_Model):
                               if cond in (ARM_KEY, "init"))
                 if name in fixed and applies:
                     others = [a for a in arms if a != arm[ARM_KEY]]
-                    raise ValueError(f"tune.{name}: arm {arm[ARM_KEY]!r} fixes {name} (design.arms.{arm[ARM_KEY]}."
+                    raise ValueError(f"tune.{name}: arm {arm[ARM_KEY]!r} fixes {name} (arms.{arm[ARM_KEY]}."
                                      f"{name}); tune it only in the other arms: when: {{arm: {others}}}")
         for name, value in self.recipe.items():
             if name not in TUNABLE:

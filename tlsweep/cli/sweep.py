@@ -39,7 +39,8 @@ def validate(spec_path: Path, overrides: tuple[str, ...]) -> None:
     console.print(f"  tune phase: {counts['tune']} trials")
     console.print(f"  confirm phase: {counts['confirm']} trials ({spec.confirm.seeds} paired seeds × "
                   f"{'/'.join(spec.confirm.configs)})")
-    claims = "; ".join(f"{c.treated} {c.direction} than {c.baseline}" for c in spec.compared_arms)
+    claims = "; ".join(f"{c.treated} {'differs (two-sided) from' if c.direction == 'two-sided' else c.direction + ' than'} "
+                       f"{c.baseline}" for c in spec.compared_arms)
     family = f" over {len(spec.compared_arms)} comparisons × cells" if len(spec.compared_arms) > 1 else ""
     console.print(f"  total: {sum(counts.values())} trials; hypothesis: {spec.hypothesis.metric} "
                   f"{claims}, alpha {spec.hypothesis.alpha} ({spec.hypothesis.correction}{family})")
