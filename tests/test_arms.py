@@ -20,6 +20,7 @@ from tlsweep.design import (
     cell_id,
     plan_tune_trial,
     recipe_params,
+    split_study_key,
     study_key,
     trial_config,
 )
@@ -89,6 +90,8 @@ def test_named_arms_cross_the_factors_and_fix_their_settings() -> None:
     probe = next(s for s in studies if s["arm"] == "feature_extractor")
     assert probe == {"arm": "feature_extractor", "init": "checkpoint", "train_fraction": 0.1, "epochs": 2}
     assert cell_id(probe) == "train_fraction=0.1|epochs=2" and study_key(probe).endswith("|arm=feature_extractor")
+    assert split_study_key(study_key(probe)) == ("train_fraction=0.1|epochs=2", "feature_extractor")
+    assert split_study_key("all|init=scratch") == ("all", "scratch")  # `tlsweep status` reads both forms
     config = trial_config(spec, probe, {"lr": 0.05}, seed=3)
     assert (config.freeze_depth, config.backbone_lr_mult, config.init, config.lr, config.seed) == \
         (5, 0.5, "checkpoint:backbone.pt", 0.05, 3)

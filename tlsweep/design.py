@@ -44,6 +44,15 @@ def study_key(levels: dict[str, Any]) -> str:
     return f"{cell_id(levels)}|init={levels['init']}"
 
 
+def split_study_key(key: str) -> tuple[str, str]:
+    """(cell id, arm) of a :func:`study_key`."""
+    for separator in (f"|{ARM_KEY}=", "|init="):
+        cell, found, arm = key.rpartition(separator)
+        if found:
+            return cell, arm
+    raise ValueError(f"{key!r} is not a study key (CELL|init=LEVEL or CELL|arm=NAME)")
+
+
 def trial_id(phase: str, cell: str, arm: str, index: str, params: dict[str, Any], seed: int) -> str:
     """Content hash of (phase, cell, arm, slot, params, seed): a rerun of the same trial has the same id."""
     payload = json.dumps(

@@ -125,6 +125,7 @@ def run(spec_path: Path, overrides: tuple[str, ...], storage: str | None, addres
 @click.argument("results", metavar="DIR")
 def status(results: str) -> None:
     """Progress per cell and arm of a sweep's results directory (running or finished)."""
+    from tlsweep.design import split_study_key
     from tlsweep.engine.progress import StatusBoard, expected_counts
     from tlsweep.engine.run import STATUS_FILE
     from tlsweep.results.store import ResultsStore
@@ -138,7 +139,7 @@ def status(results: str) -> None:
     fresh = not live.get("finished") and time.time() - float(live.get("updated_at", 0)) < 120
     for item in live.get("running", []) if fresh else []:
         phase, study = item["phase"], item["study"]
-        cell, _, arm = study.rpartition("|init=")
+        cell, arm = split_study_key(study)
         board.line(phase, cell, arm).running.add(item["trial_id"])
     state = "running" if fresh else "not running"
     Console(width=None if sys.stdout.isatty() else 140).print(board.table(title=f"{spec.name} ({state}) · {store.location.uri}",
