@@ -110,6 +110,18 @@ def test_named_arms_cross_the_factors_and_fix_their_settings() -> None:
                                                    ("scratch", "scratch")]
 
 
+def test_the_wandb_sweep_and_dashboard_know_the_named_arms(tmp_path: Path) -> None:
+    from tlsweep.results.store import Provenance, ResultsStore
+    from tlsweep.tracking.dashboard import load_dashboard_spec
+    from tlsweep.tracking.wandb_sweep import sweep_config
+
+    spec = parse_spec(three_arms())
+    parameters = sweep_config(spec)["parameters"]
+    assert parameters["arm"] == {"values": ["finetune", "feature_extractor", "scratch"]} and "init" not in parameters
+    ResultsStore(tmp_path).write_spec(spec, Provenance(spec_hash=spec.result_hash()))
+    assert load_dashboard_spec(tmp_path).factors == ("arm", "train_fraction", "epochs")
+
+
 def test_when_arm_also_works_with_the_init_shorthand_and_when_init_with_named_arms() -> None:
     data = yaml.safe_load((REPO / "sweeps" / "demo.yaml").read_text())
     data["design"]["tune"]["augmentation"]["when"] = {"arm": ["checkpoint"]}

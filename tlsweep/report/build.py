@@ -33,7 +33,14 @@ from tlsweep.report.tables import (
     tuning_table,
     tuning_verdicts,
 )
-from tlsweep.report.verdicts import Verdict, cell_verdict, crossover, overall_verdict, trend_clause
+from tlsweep.report.verdicts import (
+    Verdict,
+    cell_verdict,
+    crossover,
+    family_extent,
+    overall_verdict,
+    trend_clause,
+)
 from tlsweep.spec import SweepSpec
 from tlsweep.stats import adjust_pvalues
 
@@ -198,7 +205,7 @@ def _family_section(title: str, family: Family, table: pd.DataFrame, results: Re
                      "(README: \"Adaptive confirm seeds\"); the p-values shown are those of the look that decided. "
                      f"Means and differences in {results.unit}.")
     else:
-        lines.append(f"{CORRECTION_NAMES[family.correction]}-corrected over {len(family.cells)} cell(s); "
+        lines.append(f"{CORRECTION_NAMES[family.correction]}-corrected over {family_extent(family, results)}; "
                      f"a lone effect must reach p ≤ {family.gate:.3g}. Means and differences in {results.unit}.")
     lines += ["", markdown_table(family_display(table, results, health)), ""]
     verdicts = [cell_verdict(c, results, family, health.get(c.cell_id)) for c in family.cells]
@@ -286,7 +293,8 @@ def _markdown(results: Results, analysis: Analysis, out: Path, figures: dict[str
     if tuning.empty:
         lines += ["No tuning-phase trials with an objective value.", ""]
     else:
-        lines += [f"- {s}" for view in views for s in tuning_verdicts(tuning, view)]
+        lines += [f"- {f'{view.hypothesis.name}: ' if several else ''}{s}"
+                  for view in views for s in tuning_verdicts(tuning, view)]
         display = tuning.drop(columns=["cell_id"]).round(2)
         lines += ["", f"Validation `{results.objective_metric}` "
                       f"({'points' if is_accuracy_like(results.objective_metric) else 'units'}); expected best after "

@@ -76,8 +76,13 @@ class Results:
 
     @property
     def arms(self) -> list[str]:
-        """The compared arms in order of first mention (treated of the first comparison first)."""
-        return list(dict.fromkeys(arm for h in self.comparisons or [self.hypothesis] for arm in (h.treated, h.baseline)))
+        """The compared arms: in the order of ``design.arms`` when the spec names them, else in order of first mention
+        (the treated arm of the first comparison first)."""
+        arms = list(dict.fromkeys(arm for h in self.comparisons or [self.hypothesis] for arm in (h.treated, h.baseline)))
+        if self.spec is None or self.spec.design.arms is None:
+            return arms
+        order = {arm: i for i, arm in enumerate(self.spec.design.arm_names())}
+        return sorted(arms, key=lambda arm: order.get(arm, len(order)))
 
     @property
     def accuracy_like(self) -> bool:
