@@ -110,6 +110,14 @@ def test_named_arms_cross_the_factors_and_fix_their_settings() -> None:
                                                    ("scratch", "scratch")]
 
 
+def test_optimizer_steps_use_the_largest_batch_an_arm_fixes() -> None:
+    from tlsweep.design import cell_steps
+
+    spec = parse_spec(three_arms(design__arms__scratch={"init": "scratch", "batch_size": 100}))
+    assert {c.batch_size for c in cell_steps(spec, 1000)} == {100}
+    assert [c.steps for c in cell_steps(spec, 1000)] == [1 * 2, 10 * 2]  # 100 and 1000 images, 2 epochs
+
+
 def test_the_wandb_sweep_and_dashboard_know_the_named_arms(tmp_path: Path) -> None:
     from tlsweep.results.store import Provenance, ResultsStore
     from tlsweep.tracking.dashboard import load_dashboard_spec

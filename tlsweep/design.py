@@ -371,6 +371,8 @@ def cell_steps(spec: SweepSpec, n_train: int) -> list[CellSteps]:
     if tuned is not None:
         options = [float(v) for v in (tuned.choices or []) if isinstance(v, (int, float))] or [float(tuned.high or batch)]
         batch = max(batch, int(max(options)))
+    fixed = [spec.arm_settings(arm).get("batch_size") for arm in spec.design.arm_names()]
+    batch = max([batch, *(int(b) for b in fixed if isinstance(b, int))])  # an arm may fix a larger batch
     names = spec.cell_factors()
     out = []
     seen: set[str] = set()
