@@ -250,6 +250,22 @@ def test_report_holds_every_comparison_in_one_family(tmp_path: Path) -> None:
     assert "[finetune vs scratch]" in report.verdict_text and "[feature_extractor vs scratch]" in report.verdict_text
 
 
+
+def test_publishing_logs_every_comparisons_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tlsweep.tracking
+    from tlsweep.report.publish import _mirror_to_wandb
+
+    spec = parse_spec(three_arms(storage=str(tmp_path)))
+    root = simulate_results(tmp_path / "three_arms", spec=spec, arm_effects={"finetune": 0.1})
+    report = build_report(root, seed=0, n_resamples=99, formats=("md",))
+    logged: dict[str, Any] = {}
+    monkeypatch.setattr(tlsweep.tracking, "log_report_summary", lambda settings, **kwargs: logged.update(kwargs))
+    _mirror_to_wandb(root, report, "disabled")
+    assert logged["tables"]["cells/feature_extractor_vs_scratch"] is report.comparisons[1].cell_table
+    assert logged["tables"]["cells"] is report.comparisons[0].cell_table
+    assert "[feature_extractor vs scratch]" in logged["verdict"]
+
+
 def test_the_original_studies_are_posed_as_they_were() -> None:
     """ants/bees: fine-tune vs fixed feature extractor vs scratch; cats/dogs: ResNet-34 linear probe vs fine-tune vs
     scratch; the age study stays two-armed."""
