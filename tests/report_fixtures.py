@@ -64,6 +64,7 @@ def simulate_results(
     baseline: Callable[[float, int], float] | None = None,
     best_lr: float | None = None,
     region: dict[str, list[Any]] | None = None,
+    arm_effects: dict[str, float] | None = None,
 ) -> Path:
     """Write trials.parquet, epochs.parquet, spec.resolved.yaml and provenance.json under ``path``; return ``path``.
 
@@ -77,7 +78,7 @@ def simulate_results(
         if unsupported:
             raise ValueError(f"simulate_results cannot simulate the factor(s) {unsupported}")
         factors = spec.design.factors
-        name, arms = spec.name, [str(arm) for arm in factors["init"]]
+        name, arms = spec.name, spec.design.arm_names()
         train_fractions = factors.get("train_fraction", [1.0])
         epochs = factors.get("epochs", [2])
         augmentations = factors.get("augmentation")
@@ -86,7 +87,8 @@ def simulate_results(
     rng = np.random.default_rng(rng_seed)
     path.mkdir(parents=True, exist_ok=True)
     chance = 1.0 / num_classes
-    treated = spec.compared_arms[0] if spec is not None else arms[0]
+    treated = spec.compared_arms[0].treated if spec is not None else arms[0]
+    inits = {arm: str(spec.arm_settings(arm)["init"]) if spec is not None else arm for arm in arms}
     effect_fn = effect if callable(effect) else (lambda f, e: float(effect))
     replicate_seeds = [1000 + r for r in range(seeds)]
     seed_effects = {s: rng.normal(0.0, seed_sd) for s in replicate_seeds}
@@ -97,6 +99,8 @@ def simulate_results(
 
     def level(fraction: float, n_epochs: int, arm: str, aug: str | None) -> float:
         base = (baseline or baseline_level)(fraction, n_epochs) + (0.03 if aug == "flip" else 0.0)
+        if arm_effects is not None:
+            return base + arm_effects.get(arm, 0.0)
         return base + (effect_fn(fraction, n_epochs) if arm == treated else 0.0)
 
     for fraction in train_fractions:
@@ -107,15 +111,15 @@ def simulate_results(
                     levels["augmentation"] = aug
                 cell = cell_id_of(levels)
                 for arm in arms:
-                    freeze = None if arm == "scratch" else 0
-                    common = dict(cell_id=cell, arm=arm, init=arm, train_fraction=float(fraction),
+                    freeze = None if inits[arm] == "scratch" else 0
+                    common = dict(cell_id=cell, arm=arm, init=inits[arm], train_fraction=float(fraction),
                                   epochs=int(n_epochs), augmentation=aug or "none", freeze_depth=freeze)
                     mean = level(fraction, n_epochs, arm, aug)
                     for index in range(trials_per_cell):
                         seed = 1 + index
                         penalty = 0.0 if index == 0 else abs(rng.normal(0.0, 0.04)) - 0.01
                         fd = None
-                        if freeze_depths is not None and arm != "scratch":
+                        if freeze_depths is not None and inits[arm] != "scratch":
                             fd = int(freeze_depths[index % len(freeze_depths)])
                             penalty += 0.01 * fd
                         value = float(np.clip(mean - 0.02 - penalty + rng.normal(0, noise_sd), 0.01, 0.99))
@@ -136,7 +140,9 @@ def simulate_results(
                                        fraction, common, rng)
                             lr = 0.01 if kind == "recipe" or best_lr is None else best_lr
                             row["lr"] = lr
-                            row["params_json"] = json.dumps({"tuned": {"lr": lr}, "levels": {**levels, "init": arm}})
+                            arm_levels = {"init": arm} if spec is None or spec.design.arms is None \
+                                else {"arm": arm, "init": inits[arm]}
+                            row["params_json"] = json.dumps({"tuned": {"lr": lr}, "levels": {**levels, **arm_levels}})
                             trials.append(row)
                             epochs_rows += _epoch_rows(row, rng)
     pq.write_table(pa.Table.from_pylist(trials, schema=TRIALS_SCHEMA), path / "trials.parquet")
@@ -148,7 +154,7 @@ def simulate_results(
                                         configs=configs, hypothesis=hypothesis, region=region))
         provenance = Provenance(spec_hash=spec.result_hash(), tlsweep_version="0.1.0", source="simulated",
                                 versions={"tlsweep": "0.1.0"}, trial_counts=spec.trial_counts(),
-                                compared_arms=spec.compared_arms)
+                                compared_arms=tuple(c.pair for c in spec.compared_arms))
         ResultsStore(path).write_spec(spec, provenance)
     return path
 

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from report_fixtures import simulate_results
+from shipped_specs import shipped_params
 
 from tlsweep.cli import cli
 from tlsweep.engine.run import check_resume, sweep_provenance
@@ -49,7 +50,7 @@ def _validate_output(path: Path) -> str:
 
 def _claim(spec: SweepSpec) -> str:
     """The comparison as `tlsweep validate` words it."""
-    treated, baseline = spec.compared_arms
+    treated, baseline = spec.compared_arms[0].pair
     return f"{spec.hypothesis.metric} {treated} {spec.hypothesis.direction} than {baseline}"
 
 
@@ -63,7 +64,7 @@ def _to_old_layout(root: Path) -> None:
     (root / SPEC_FILE).write_text(yaml.safe_dump(document, sort_keys=False))
 
 
-@pytest.mark.parametrize("source", [*SWEEPS, "pretrained_pair"], ids=[*(p.stem for p in SWEEPS), "pretrained_pair"])
+@pytest.mark.parametrize("source", shipped_params(["pretrained_pair"]))
 def test_the_report_tests_the_comparison_validate_prints(tmp_path: Path, source: Path | str) -> None:
     if source == "pretrained_pair":
         source = tmp_path / "pretrained_pair.yaml"
@@ -72,7 +73,7 @@ def test_the_report_tests_the_comparison_validate_prints(tmp_path: Path, source:
     root = simulate_results(tmp_path / spec.name, spec=spec)
     results = load_results(root)
     hypothesis = results.hypothesis
-    assert (hypothesis.treated, hypothesis.baseline) == spec.compared_arms
+    assert (hypothesis.treated, hypothesis.baseline) == spec.compared_arms[0].pair
     assert (hypothesis.metric, hypothesis.direction, hypothesis.alpha, hypothesis.correction, hypothesis.margin) == (
         spec.hypothesis.metric, spec.hypothesis.direction, spec.hypothesis.alpha, spec.hypothesis.correction,
         spec.hypothesis.equivalence_margin)  # fmt: skip
@@ -86,7 +87,7 @@ def test_the_report_tests_the_comparison_validate_prints(tmp_path: Path, source:
 def test_two_pretrained_arms_without_compare_test_the_first_against_the_second(tmp_path: Path) -> None:
     (tmp_path / "pair.yaml").write_text(PRETRAINED_PAIR)
     spec = load_spec(tmp_path / "pair.yaml")
-    assert spec.compared_arms == ("imagenet", "checkpoint")
+    assert [c.pair for c in spec.compared_arms] == [("imagenet", "checkpoint")]
     assert "test_acc imagenet greater than checkpoint" in _validate_output(tmp_path / "pair.yaml")
     root = simulate_results(tmp_path / "r", spec=spec, noise_sd=0.005, seed_sd=0.01)
     result = build_report(root, n_resamples=200, formats=("md",))
@@ -103,7 +104,7 @@ def test_two_pretrained_arms_without_compare_test_the_first_against_the_second(t
     assert "compared imagenet (treated) with checkpoint" in markdown
 
 
-@pytest.mark.parametrize("path", SWEEPS, ids=[p.stem for p in SWEEPS])
+@pytest.mark.parametrize("path", shipped_params())
 def test_the_saved_spec_is_a_valid_spec_and_the_provenance_lies_beside_it(tmp_path: Path, path: Path) -> None:
     spec = load_spec(path)
     store = ResultsStore(tmp_path / spec.name)
@@ -113,7 +114,7 @@ def test_the_saved_spec_is_a_valid_spec_and_the_provenance_lies_beside_it(tmp_pa
     assert load_spec(tmp_path / spec.name / SPEC_FILE) == spec == store.read_spec()
     provenance = store.read_provenance()
     assert provenance is not None and provenance.spec_hash == spec.result_hash()
-    assert provenance.source == str(path) and provenance.compared_arms == spec.compared_arms
+    assert provenance.source == str(path) and provenance.compared_arms == tuple(c.pair for c in spec.compared_arms)
     assert provenance.trial_counts == spec.trial_counts() and provenance.versions["tlsweep"] == provenance.tlsweep_version
     assert json.loads((tmp_path / spec.name / PROVENANCE_FILE).read_text())["spec_hash"] == spec.result_hash()
 
@@ -128,7 +129,7 @@ def test_old_layout_still_reports_resumes_and_shows_status(tmp_path: Path) -> No
     assert store.read_spec() == spec
     provenance = store.read_provenance()
     assert provenance is not None and provenance.spec_hash == spec.result_hash()
-    assert provenance.compared_arms == spec.compared_arms and provenance.tlsweep_version == "0.1.0"
+    assert provenance.compared_arms == tuple(c.pair for c in spec.compared_arms) and provenance.tlsweep_version == "0.1.0"
     result = build_report(root, n_resamples=200, formats=("md",))
     assert result.spec == spec and result.overall.label == "supported"
     status = CliRunner().invoke(cli, ["status", str(root)])

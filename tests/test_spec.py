@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from shipped_specs import shipped_params
 
 from tlsweep.cli import cli
 from tlsweep.errors import SpecError
@@ -26,14 +27,14 @@ def _write(tmp_path: Path, data: dict) -> Path:
     return path
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+@pytest.mark.parametrize("path", shipped_params())
 def test_shipped_specs_load(path: Path) -> None:
     spec = load_spec(path)
     assert spec.trial_counts()["tune"] == len(spec.studies()) * spec.design.budget.trials_per_cell
 
 
 def test_shipped_specs_include_the_required_ones() -> None:
-    assert {"demo", "age_hypothesis", "ants_bees", "flowers"} <= {p.stem for p in SHIPPED}
+    assert {"demo", "age_hypothesis", "ants_bees", "flowers", "cats_dogs"} <= {p.stem for p in SHIPPED}
     age = load_spec(REPO / "sweeps" / "age_hypothesis.yaml")
     assert age.model.backbone == "resnet50" and age.model.image_size == 128 and age.model.batch_size == 512
     assert age.design.recipe["lr"] == 0.01 and max(age.design.factors["epochs"]) >= 20
@@ -100,7 +101,7 @@ def test_trial_counts_and_studies() -> None:
     spec = parse_spec(data)
     assert len(spec.studies()) == 2 * 2 * 2
     assert spec.trial_counts() == {"tune": 8 * 4, "confirm": 8 * 5 * 2}
-    assert spec.compared_arms == ("checkpoint", "scratch")
+    assert [c.pair for c in spec.compared_arms] == [("checkpoint", "scratch")]
 
 
 def test_result_hash_ignores_resources_and_tracking_but_not_the_design() -> None:

@@ -118,7 +118,7 @@ def test_parquet_files_have_the_declared_schema_and_metadata(finished_sweep) -> 
     provenance = json.loads((results / "provenance.json").read_text())
     assert provenance["spec_hash"] == spec.result_hash() and resolved["name"] == "tiny"
     assert "tlsweep" not in resolved and load_spec(results / "spec.resolved.yaml") == spec  # itself a valid spec
-    assert provenance["compared_arms"] == list(spec.compared_arms) and provenance["trial_counts"] == spec.trial_counts()
+    assert provenance["compared_arms"] == [list(c.pair) for c in spec.compared_arms] and provenance["trial_counts"] == spec.trial_counts()
     ok = [r for r in trials.to_pylist() if r["status"] == "ok"]
     rows_per_trial = Counter(r["trial_id"] for r in epochs.to_pylist())
     assert all(rows_per_trial[r["trial_id"]] == r["epochs_run"] for r in ok)
@@ -369,3 +369,39 @@ def test_a_trial_whose_worker_process_dies_runs_again_and_continues(ray_local, t
     failed = [r for r in rows if r["status"] == "failed"]
     assert [(r["phase"], r["arm"]) for r in failed] == [("tune", "scratch")] and failed[0]["attempts"] == 1
     assert "Actor" in (failed[0]["error"] or "") or "died" in (failed[0]["error"] or ""), failed[0]["error"]
+
+
+def test_a_three_arm_sweep_runs_end_to_end_and_reports_every_comparison(ray_local, tiny_assets, tmp_path) -> None:
+    """Named arms through the real engine: fine-tune, a frozen body (linear probe) and scratch in one cell, lr tuned
+    only where `when: {arm: ...}` says; the report holds both comparisons against the control."""
+    data = tiny_spec_dict(tiny_assets, tmp_path / "runs", name="arms")
+    data["design"] = {
+        "arms": {"finetune": {"init": "checkpoint"}, "probe": {"init": "checkpoint", "freeze_depth": 5},
+                 "scratch": {"init": "scratch"}},
+        "factors": {"train_fraction": [1.0], "epochs": [1]},
+        "tune": {"lr": {"type": "float", "low": 1.0e-3, "high": 0.3, "log": True,
+                        "when": {"arm": ["finetune", "scratch"]}}},
+        "recipe": {"lr": 0.01},
+        "budget": {"trials_per_cell": 2, "sampler": "tpe"},
+    }
+    data["hypothesis"] = {"compare": {"control": "scratch"}}
+    spec = parse_spec(data)
+    outcome = _run(spec)
+    results = tmp_path / "runs" / "arms"
+    rows = pq.read_table(results / "trials.parquet").to_pylist()
+    assert not outcome.interrupted and len(rows) == sum(spec.trial_counts().values()) == 3 * 2 + 3 * 2
+    assert Counter(r["arm"] for r in rows) == {"finetune": 4, "probe": 4, "scratch": 4}
+    assert {(r["arm"], r["init"], r["freeze_depth"]) for r in rows} == {
+        ("finetune", "checkpoint", 0), ("probe", "checkpoint", 5), ("scratch", "scratch", None)}
+    tuned = {r["arm"]: set(json.loads(r["params_json"])["tuned"]) for r in rows if r["phase"] == "tune"}
+    assert tuned == {"finetune": {"lr"}, "probe": set(), "scratch": {"lr"}}
+    seeds = {arm: sorted(r["seed"] for r in rows if r["arm"] == arm and r["phase"] == "confirm") for arm in tuned}
+    assert seeds["finetune"] == seeds["probe"] == seeds["scratch"]  # paired by seed across every arm
+    from tlsweep.report import build_report
+
+    report = build_report(results, n_resamples=99, formats=("md",))
+    assert [part.name for part in report.comparisons] == ["finetune vs scratch", "probe vs scratch"]
+    text = report.markdown_path.read_text()
+    for part in report.comparisons:
+        assert len(part.cell_table) == 1 and f"**{part.name}: " in text
+        assert part.heatmap is not None and part.heatmap.exists()

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tlsweep.spec import FACTOR_NAMES, PRETRAINED_LEVELS, SweepSpec
+from tlsweep.spec import ARM_KEY, FACTOR_NAMES, PRETRAINED_LEVELS, SweepSpec
 from tlsweep.stats.sequential import SequentialDesign, SequentialOutcome, look_pvalues, sequential_decide
 from tlsweep.training.config import TrialConfig
 
@@ -23,17 +23,34 @@ def _fmt(value: Any) -> str:
 
 
 def cell_id(levels: dict[str, Any]) -> str:
-    """Cell name from factor levels, init excluded: ``train_fraction=0.1|epochs=2`` (``all`` if only init varies).
+    """Cell name from factor levels, the arm (init) excluded: ``train_fraction=0.1|epochs=2`` (``all`` if only the
+    arm varies).
 
     Factors appear in the fixed order of ``FACTOR_NAMES`` whatever the order of the mapping.
     """
-    ordered = sorted((FACTOR_NAMES.index(name), name) for name in levels if name != "init")
+    ordered = sorted((FACTOR_NAMES.index(name), name) for name in levels if name not in ("init", ARM_KEY))
     parts = [f"{name}={_fmt(levels[name]).strip(chr(34))}" for _, name in ordered]
     return "|".join(parts) or "all"
 
 
+def arm_of(levels: dict[str, Any]) -> str:
+    """The arm of a study's levels: its ``arm`` name (``design.arms``), else its init level."""
+    return str(levels[ARM_KEY] if ARM_KEY in levels else levels["init"])
+
+
 def study_key(levels: dict[str, Any]) -> str:
+    if ARM_KEY in levels:
+        return f"{cell_id(levels)}|arm={levels[ARM_KEY]}"
     return f"{cell_id(levels)}|init={levels['init']}"
+
+
+def split_study_key(key: str) -> tuple[str, str]:
+    """(cell id, arm) of a :func:`study_key`."""
+    for separator in (f"|{ARM_KEY}=", "|init="):
+        cell, found, arm = key.rpartition(separator)
+        if found:
+            return cell, arm
+    raise ValueError(f"{key!r} is not a study key (CELL|init=LEVEL or CELL|arm=NAME)")
 
 
 def trial_id(phase: str, cell: str, arm: str, index: str, params: dict[str, Any], seed: int) -> str:
@@ -88,8 +105,10 @@ def resolve_init(spec: SweepSpec, init: str) -> str:
 def trial_config(
     spec: SweepSpec, levels: dict[str, Any], params: dict[str, Any], seed: int, *, num_threads: int = 0
 ) -> TrialConfig:
-    """Everything one run needs: model block < recipe < factor levels < tuned parameters; seed last."""
-    values: dict[str, Any] = {k: v for k, v in levels.items() if k != "init"}
+    """Everything one run needs: model block < recipe < the arm's settings < factor levels < tuned parameters; seed
+    last."""
+    values = {k: v for k, v in spec.arm_settings(arm_of(levels)).items() if k != "init"}
+    values.update({k: v for k, v in levels.items() if k not in ("init", ARM_KEY)})
     values.update(params)
     config = spec.base_trial_config().replace(
         **values, init=resolve_init(spec, str(levels["init"])), seed=seed, num_threads=num_threads
@@ -118,6 +137,11 @@ class PlannedTrial:
 
     @property
     def arm(self) -> str:
+        return arm_of(self.levels)
+
+    @property
+    def init(self) -> str:
+        """The arm's init level (scratch, imagenet, checkpoint)."""
         return str(self.levels["init"])
 
     @property
@@ -149,7 +173,7 @@ def plan_tune_trial(spec: SweepSpec, levels: dict[str, Any], tune_index: int, pa
     params = arm_params(spec, levels, params)
     kind = "recipe" if tune_index == 0 else "search"
     seed = tune_seed(spec, tune_index)
-    tid = trial_id("tune", cell_id(levels), str(levels["init"]), f"tune-{tune_index}", params, seed)
+    tid = trial_id("tune", cell_id(levels), arm_of(levels), f"tune-{tune_index}", params, seed)
     return PlannedTrial(tid, "tune", levels, kind, seed, params, tune_index=tune_index)
 
 
@@ -200,7 +224,7 @@ def _confirm_trials(
     for levels, kind, params in studies:
         for replicate in replicates:
             seed = spec.confirm.seed_base + replicate
-            tid = trial_id("confirm", cell_id(levels), str(levels["init"]), f"{kind}-{replicate}", params, seed)
+            tid = trial_id("confirm", cell_id(levels), arm_of(levels), f"{kind}-{replicate}", params, seed)
             planned.append(PlannedTrial(tid, "confirm", levels, kind, seed, params, replicate=replicate))
     return planned
 
@@ -315,8 +339,8 @@ def _metric_value(row: dict[str, Any], metric: str) -> float:
 
 def confirm_differences(spec: SweepSpec, confirm_rows: list[dict[str, Any]]) -> tuple[list[str], np.ndarray]:
     """(cells, treated − baseline per cell and replicate ``[m, max_seeds]``, NaN where a pair is missing) of the
-    primary comparison's confirm runs."""
-    treated, baseline = spec.compared_arms
+    primary (first) comparison's confirm runs."""
+    treated, baseline = spec.compared_arms[0].pair
     kind = primary_config_kind(spec)
     cells = list(dict.fromkeys(cell_id(levels) for levels in spec.studies()))
     index = {cell: i for i, cell in enumerate(cells)}
@@ -378,6 +402,8 @@ def cell_steps(spec: SweepSpec, n_train: int) -> list[CellSteps]:
     if tuned is not None:
         options = [float(v) for v in (tuned.choices or []) if isinstance(v, (int, float))] or [float(tuned.high or batch)]
         batch = max(batch, int(max(options)))
+    fixed = [spec.arm_settings(arm).get("batch_size") for arm in spec.design.arm_names()]
+    batch = max([batch, *(int(b) for b in fixed if isinstance(b, int))])  # an arm may fix a larger batch
     names = spec.cell_factors()
     out = []
     seen: set[str] = set()

@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,6 +25,7 @@ from tlsweep.tracking import WandbSettings
 from tlsweep.training.config import (
     PRETRAIN_DEFAULTS,
     SETTING_RULES,
+    SETTINGS,
     OptimizerName,
     ScheduleName,
     TrialConfig,
@@ -35,7 +38,12 @@ INIT_LEVELS = ("imagenet", "checkpoint", "scratch")
 PRETRAINED_LEVELS = ("imagenet", "checkpoint")
 # The factors tlsweep knows, in their fixed order (cell ids, report tables, results columns all follow it).
 FACTOR_NAMES = ("init", "train_fraction", "epochs", "augmentation", "freeze_depth")
-ARM_FACTOR = "init"  # the factor whose levels are the arms compared inside a cell
+ARM_FACTOR = "init"  # the factor whose levels are the arms compared inside a cell (the shorthand of design.arms)
+ARM_KEY = "arm"  # the key of a study's levels naming its arm when the spec declares design.arms
+ARM_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+# TrialConfig settings an arm cannot fix: the design sets the seed, the run places the trial
+ARM_FIXED = ("seed", "device", "num_threads", "amp")
+DIRECTIONS = ("greater", "less", "two-sided")
 CELL_FACTOR_NAMES = tuple(name for name in FACTOR_NAMES if name != ARM_FACTOR)
 # TrialConfig fields a sweep may tune or fix in its recipe (everything else comes from `model:` or the design)
 TUNABLE = (
@@ -134,7 +142,9 @@ class EarlyStoppingSpec(_Model):
 
 
 class DesignSpec(_Model):
-    factors: dict[str, list[ParamValue]]
+    factors: dict[str, list[ParamValue]] = Field(default_factory=dict)
+    # named arms (NAME: {init: LEVEL, SETTING: VALUE, ...}); None: the levels of factors.init are the arms
+    arms: dict[str, dict[str, ParamValue]] | None = None
     tune: dict[str, ParamEntry] = Field(default_factory=dict)
     recipe: dict[str, ParamValue] = Field(default_factory=dict)
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
@@ -146,38 +156,109 @@ class DesignSpec(_Model):
         unknown = sorted(set(factors) - set(FACTOR_NAMES))
         if unknown:
             raise ValueError(f"unknown factor(s) {unknown}; allowed factors: {list(FACTOR_NAMES)}")
-        if "init" not in factors:
-            raise ValueError(f"`init` must be a factor, e.g. init: [checkpoint, scratch]; levels: {list(INIT_LEVELS)}")
         for name, levels in factors.items():
             if not levels:
                 raise ValueError(f"factor {name!r} needs at least one level")
             if len(set(map(json.dumps, levels))) != len(levels):
                 raise ValueError(f"factor {name!r} has repeated levels {levels}")
-        bad_init = [lvl for lvl in factors["init"] if lvl not in INIT_LEVELS]
+        bad_init = [lvl for lvl in factors.get("init", []) if lvl not in INIT_LEVELS]
         if bad_init:
             raise ValueError(f"init levels {bad_init} are unknown; allowed: {list(INIT_LEVELS)}")
         for name in ("train_fraction", "epochs", "augmentation", "freeze_depth"):
             for level in factors.get(name, []):
                 if _setting_problem(name, level) is not None:
                     raise ValueError(f"{name} levels must be {requirement(name, levels=True)}, got {level!r}")
-        if "freeze_depth" in factors and "scratch" in factors["init"]:
-            raise ValueError(
-                "freeze_depth cannot be a factor together with init level `scratch` (a frozen random body is not an "
-                "arm); tune it instead: design.tune.freeze_depth: {type: categorical, choices: [...], "
-                "when: {init: [checkpoint]}}"
-            )
         return factors
 
     @model_validator(mode="after")
+    def _check_arms(self) -> DesignSpec:
+        if self.arms is None:
+            if "init" not in self.factors:
+                raise ValueError("declare the arms, either as init levels (factors.init: [checkpoint, "
+                                 f"scratch]; levels: {list(INIT_LEVELS)}) or by name (arms: {{finetune: {{init: "
+                                 "imagenet}, scratch: {init: scratch}})")
+            if "freeze_depth" in self.factors and "scratch" in self.factors["init"]:
+                raise ValueError(
+                    "freeze_depth cannot be a factor together with init level `scratch` (a frozen random body is not "
+                    "an arm); tune it instead: design.tune.freeze_depth: {type: categorical, choices: [...], "
+                    "when: {init: [checkpoint]}}"
+                )
+            return self
+        if "init" in self.factors:
+            raise ValueError("arms and factors.init both declare the arms; keep one: give each arm "
+                             "its init level (arms: {NAME: {init: LEVEL, ...}}) and drop factors.init")
+        if len(self.arms) < 2:
+            raise ValueError(f"arms: declare at least two arms to compare, got {list(self.arms)}")
+        allowed = [name for name in SETTINGS if name not in ARM_FIXED]
+        for name, settings in self.arms.items():
+            where = f"arms.{name}"
+            if not re.fullmatch(ARM_NAME, name):
+                raise ValueError(f"{where}: an arm name takes letters, digits, '_', '.' and '-' (no leading "
+                                 "punctuation), e.g. finetune or linear_probe")
+            init = settings.get("init")
+            if init not in INIT_LEVELS:
+                raise ValueError(f"{where}.init: {'required' if init is None else f'{init!r} is unknown'}; "
+                                 f"every arm names its init level, one of {list(INIT_LEVELS)}")
+            for setting, value in settings.items():
+                if setting == "init":
+                    continue
+                if setting not in allowed:
+                    raise ValueError(f"{where}.{setting}: not a setting an arm can fix; arm settings: {allowed}")
+                if setting in self.factors:
+                    raise ValueError(f"{where}.{setting}: {setting!r} is a factor (design.factors.{setting}), "
+                                     "crossed with every arm; drop it from the arm or from the factors")
+                problem = _setting_problem(setting, value)
+                if problem is not None:
+                    raise ValueError(f"{where}.{setting}: {problem}")
+            if init == "scratch" and (settings.get("freeze_depth") or "freeze_depth" in self.factors):
+                raise ValueError(f"{where}: init scratch with a frozen body (freeze_depth) is not an arm: a frozen "
+                                 "random body learns nothing; drop freeze_depth from this arm")
+        return self
+
+    def arm_names(self) -> list[str]:
+        """The arms compared inside every cell, in spec order: ``design.arms``' names, else the init levels."""
+        return list(self.arms) if self.arms is not None else [str(level) for level in self.factors["init"]]
+
+    def arm_levels(self) -> list[dict[str, Any]]:
+        """What each arm adds to a study's levels: ``{init: LEVEL}``, plus ``{arm: NAME}`` with ``design.arms``."""
+        if self.arms is None:
+            return [{"init": level} for level in self.factors["init"]]
+        return [{ARM_KEY: name, "init": settings["init"]} for name, settings in self.arms.items()]
+
+    def init_levels(self) -> list[str]:
+        """The init levels the arms use."""
+        return list(dict.fromkeys(str(levels["init"]) for levels in self.arm_levels()))
+
+    @model_validator(mode="after")
     def _check_tune(self) -> DesignSpec:
+        arms = self.arm_names()
         for name, entry in self.tune.items():
             if name not in TUNABLE:
                 raise ValueError(f"tune.{name}: cannot be tuned; tunable parameters: {list(TUNABLE)}")
             if name in self.factors:
                 raise ValueError(f"tune.{name}: {name!r} is already a factor; a parameter is a factor or tuned, not both")
-            for cond in entry.when:
-                if cond not in self.factors:
-                    raise ValueError(f"tune.{name}.when: {cond!r} is not a factor; factors: {sorted(self.factors)}")
+            for cond, allowed in entry.when.items():
+                if cond == ARM_KEY:
+                    unknown = [arm for arm in allowed if arm not in arms]
+                    if unknown or not allowed:
+                        raise ValueError(f"tune.{name}.when.arm: {unknown or allowed} are not arms of this design; "
+                                         f"list one or more of {arms}")
+                elif cond == "init":
+                    unknown = [level for level in allowed if level not in self.init_levels()]
+                    if unknown or not allowed:
+                        raise ValueError(f"tune.{name}.when.init: {unknown or allowed} are not init levels of the "
+                                         f"arms; list one or more of {self.init_levels()}")
+                elif cond not in self.factors:
+                    raise ValueError(f"tune.{name}.when: {cond!r} is not a factor; conditions: arm, init or a "
+                                     f"factor of {sorted(self.factors)}")
+            for arm in self.arm_levels():
+                fixed = (self.arms or {}).get(str(arm.get(ARM_KEY)), {})
+                applies = all(arm.get(cond) in allowed for cond, allowed in entry.when.items()
+                              if cond in (ARM_KEY, "init"))
+                if name in fixed and applies:
+                    others = [a for a in arms if a != arm[ARM_KEY]]
+                    raise ValueError(f"tune.{name}: arm {arm[ARM_KEY]!r} fixes {name} (arms.{arm[ARM_KEY]}."
+                                     f"{name}); tune it only in the other arms: when: {{arm: {others}}}")
         for name, value in self.recipe.items():
             if name not in TUNABLE:
                 raise ValueError(f"recipe.{name}: not a recipe parameter; allowed: {list(TUNABLE)}")
@@ -250,7 +331,9 @@ class ObjectiveSpec(_Model):
 
 class HypothesisSpec(_Model):
     metric: Literal["test_acc", "test_balanced_acc", "test_off_by_one", "test_mae", "test_loss"] = "test_acc"
-    compare: dict[str, list[str]] | None = None  # {init: [treated, baseline]}; default: first pretrained level vs scratch
+    # {control: ARM} | [[treated, baseline] or {treated, baseline, direction}, ...] | {init: [treated, baseline]};
+    # default: see SweepSpec.comparisons
+    compare: dict[str, Any] | list[Any] | None = None
     direction: Literal["greater", "less", "two-sided"] = "greater"
     alpha: float = Field(0.05, gt=0, lt=0.5)
     correction: Literal["holm", "bonferroni", "bh", "none"] = "holm"
@@ -301,6 +384,27 @@ class TrackingSpec(_Model):
     wandb: WandbSettings = Field(default_factory=WandbSettings)
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """One comparison the hypothesis tests in every cell: ``treated`` − ``baseline``, in ``direction``."""
+
+    treated: str
+    baseline: str
+    direction: str = "greater"
+
+    @property
+    def name(self) -> str:
+        return f"{self.treated} vs {self.baseline}"
+
+    @property
+    def pair(self) -> tuple[str, str]:
+        return self.treated, self.baseline
+
+
+_COMPARE_FORMS = ("hypothesis.compare takes {control: ARM} (every other arm against it) or pairs "
+                  "[[treated, baseline], ...] (a pair may be {treated: A, baseline: B, direction: less})")
+
+
 class SweepSpec(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     dataset: DatasetSpec
@@ -317,7 +421,7 @@ class SweepSpec(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> SweepSpec:
-        inits = self.design.factors["init"]
+        inits = self.design.init_levels()
         declared_size = getattr(self.dataset, "image_size", None)
         if declared_size is not None and declared_size != self.model.image_size:
             raise ValueError(
@@ -333,11 +437,12 @@ class SweepSpec(_Model):
             raise ValueError("model.pretrain needs model.pretrained.checkpoint: the path where it saves the backbone")
         if "epochs" not in self.design.factors and "epochs" not in self.design.recipe:
             pass  # TrialConfig's default applies; allowed
-        treated, baseline = self.compared_arms
-        for arm in (treated, baseline):
-            if arm not in inits:
-                raise ValueError(f"hypothesis.compare.init: {arm!r} is not an init level of design.factors.init {inits}")
+        self._check_arms_differ()
+        comparisons = self.comparisons()
         self._check_region()
+        if self.confirm.adaptive is not None and len(comparisons) > 1:
+            raise ValueError(f"confirm.adaptive handles one comparison; hypothesis.compare makes {len(comparisons)} "
+                             f"({', '.join(c.name for c in comparisons)}): compare two arms or drop confirm.adaptive")
         if self.confirm.adaptive is not None and self.hypothesis.correction not in ("holm", "bonferroni", "none"):
             raise ValueError(f"confirm.adaptive needs hypothesis.correction holm, bonferroni or none (the "
                              f"group-sequential design recycles Holm's levels); got {self.hypothesis.correction!r}")
@@ -387,25 +492,130 @@ class SweepSpec(_Model):
             return {name: list(levels) for name, levels in self.hypothesis.region.items()}
         return default_region(self.design.factors)
 
+    def _check_arms_differ(self) -> None:
+        """Two arms that would train the same model with the same settings are one arm: an error."""
+        if self.design.arms is None:
+            return
+        base = self.base_trial_config().to_dict()
+        seen: dict[str, str] = {}
+        for name in self.design.arms:
+            settings = {**base, **self.arm_settings(name)}
+            if settings.get("init") == "scratch":
+                settings["freeze_depth"] = 0
+            key = json.dumps(settings, sort_keys=True, default=str)
+            if key in seen:
+                raise ValueError(f"design.arms.{seen[key]} and design.arms.{name} differ in nothing (same init and "
+                                 "settings once the model block and the recipe apply); change a setting of one arm "
+                                 "or drop it")
+            seen[key] = name
+
+    def arm_settings(self, arm: str) -> dict[str, Any]:
+        """The settings arm ``arm`` fixes, ``init`` (its level) included; ``{init: arm}`` for the init shorthand."""
+        if self.design.arms is None:
+            return {"init": arm}
+        return dict(self.design.arms[arm])
+
     # ---- the design ------------------------------------------------------------------------------------------
+    def comparisons(self) -> list[Comparison]:
+        """The comparisons the hypothesis tests in every cell, from ``hypothesis.compare``.
+
+        Without it: with init levels as the arms, the first pretrained level vs ``scratch`` (else the last level);
+        with ``design.arms``, every arm against the control: the one arm with init ``scratch``, else the last arm.
+
+        Raises:
+            ValueError: an unknown arm, an arm compared with itself, a repeated pair, a form not understood.
+        """
+        arms = self.design.arm_names()
+        direction: str = self.hypothesis.direction
+        compare = self.hypothesis.compare
+        named = self.design.arms is not None
+        if compare is None:
+            if not named:
+                return [Comparison(*default_comparison(arms), direction)]
+            scratch = [arm for arm in arms if self.arm_settings(arm)["init"] == "scratch"]
+            control = scratch[0] if len(scratch) == 1 else arms[-1]
+            return [Comparison(arm, control, direction) for arm in arms if arm != control]
+        pairs: list[Comparison] = []
+        if isinstance(compare, dict):
+            keys = sorted(compare)
+            if keys == ["control"] or keys == ["control", "direction"]:
+                control = compare["control"]
+                self._check_arm("hypothesis.compare.control", control, arms)
+                direction = self._direction("hypothesis.compare.direction", compare.get("direction", direction))
+                pairs = [Comparison(arm, str(control), direction) for arm in arms if arm != control]
+            elif keys == [ARM_FACTOR] and not named:
+                pair = compare[ARM_FACTOR]
+                if not isinstance(pair, list) or len(pair) != 2:
+                    raise ValueError(f"hypothesis.compare.init must list exactly two levels: [treated, baseline], "
+                                     f"got {pair!r}")
+                pairs = [self._pair("hypothesis.compare.init", pair[0], pair[1], direction, arms)]
+            else:
+                factor = next((key for key in keys if key in FACTOR_NAMES), None)
+                if factor is not None:
+                    what = ("the arms are design.arms, not init levels" if factor == ARM_FACTOR
+                            else f"{factor!r} is a factor crossed with every arm, not an arm")
+                    raise ValueError(f"hypothesis.compare.{factor}: {what}; comparisons are between arms {arms}: "
+                                     f"{_COMPARE_FORMS}")
+                raise ValueError(f"hypothesis.compare: keys {keys} not understood; {_COMPARE_FORMS}")
+        else:
+            if not compare:
+                raise ValueError(f"hypothesis.compare: an empty list compares nothing; {_COMPARE_FORMS}")
+            for i, item in enumerate(compare):
+                where = f"hypothesis.compare[{i}]"
+                if isinstance(item, list) and len(item) == 2:
+                    pairs.append(self._pair(where, item[0], item[1], direction, arms))
+                elif isinstance(item, dict) and {"treated", "baseline"} <= set(item) \
+                        and set(item) <= {"treated", "baseline", "direction"}:
+                    pairs.append(self._pair(where, item["treated"], item["baseline"],
+                                            self._direction(f"{where}.direction", item.get("direction", direction)),
+                                            arms))
+                else:
+                    raise ValueError(f"{where}: {item!r} is not a pair; {_COMPARE_FORMS}")
+        seen = [frozenset(c.pair) for c in pairs]
+        repeated = [c.name for c, key in zip(pairs, seen, strict=True) if seen.count(key) > 1]
+        if repeated:
+            raise ValueError(f"hypothesis.compare: {repeated[0]} is compared more than once; list each pair once")
+        return pairs
+
+    def _check_arm(self, where: str, arm: Any, arms: list[str]) -> None:
+        if arm not in arms:
+            what = "an arm of design.arms" if self.design.arms is not None else "an init level of design.factors.init"
+            raise ValueError(f"{where}: {arm!r} is not {what}; arms: {arms}")
+
+    @staticmethod
+    def _direction(where: str, value: Any) -> str:
+        if value not in DIRECTIONS:
+            raise ValueError(f"{where}: {value!r} is not a direction; one of {list(DIRECTIONS)}")
+        return str(value)
+
+    def _pair(self, where: str, treated: Any, baseline: Any, direction: str, arms: list[str]) -> Comparison:
+        self._check_arm(where, treated, arms)
+        self._check_arm(where, baseline, arms)
+        if treated == baseline:
+            raise ValueError(f"{where}: arm {treated!r} is compared with itself; name two different arms of {arms}")
+        return Comparison(str(treated), str(baseline), direction)
+
     @property
-    def compared_arms(self) -> tuple[str, str]:
-        """(treated, baseline): ``hypothesis.compare.init`` when declared, else :func:`default_comparison`."""
-        if self.hypothesis.compare and ARM_FACTOR in self.hypothesis.compare:
-            pair = self.hypothesis.compare[ARM_FACTOR]
-            if len(pair) != 2:
-                raise ValueError("hypothesis.compare.init must list exactly two levels: [treated, baseline]")
-            return pair[0], pair[1]
-        return default_comparison(self.design.factors[ARM_FACTOR])
+    def compared_arms(self) -> list[Comparison]:
+        """Every comparison the hypothesis tests (:meth:`comparisons`); the first is the primary one."""
+        return self.comparisons()
 
     def cell_factors(self) -> list[str]:
         """Factor names that define a cell (every factor but init), in spec order."""
         return [name for name in self.design.factors if name != ARM_FACTOR]
 
     def studies(self) -> list[dict[str, Any]]:
-        """Every combination of factor levels (cell × arm): one Optuna study each, in a stable order."""
+        """Every combination of factor levels (cell × arm): one Optuna study each, in a stable order.
+
+        With init levels as the arms a study's levels are its factor levels (``init`` among them); with
+        ``design.arms`` they also hold ``arm`` (the name) and ``init`` (the arm's level), arms first.
+        """
         names = list(self.design.factors)
-        return [dict(zip(names, combo, strict=False)) for combo in itertools.product(*(self.design.factors[n] for n in names))]
+        cells = [dict(zip(names, combo, strict=False))
+                 for combo in itertools.product(*(self.design.factors[n] for n in names))]
+        if self.design.arms is None:
+            return cells
+        return [{**arm, **cell} for arm in self.design.arm_levels() for cell in cells]
 
     def trial_counts(self) -> dict[str, int]:
         n_studies = len(self.studies())
@@ -434,6 +644,8 @@ class SweepSpec(_Model):
     # ---- persistence -----------------------------------------------------------------------------------------
     def resolved(self) -> dict[str, Any]:
         dumped = self.model_dump(mode="json")
+        if dumped["design"].get("arms") is None:  # absent as before it existed: older results keep their hash
+            dumped["design"].pop("arms", None)
         if dumped["confirm"].get("adaptive") is None:  # absent as before it existed: older results keep their hash
             dumped["confirm"].pop("adaptive", None)
         return dumped

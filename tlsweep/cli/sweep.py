@@ -36,15 +36,21 @@ def validate(spec_path: Path, overrides: tuple[str, ...], data_check: bool) -> N
     console = Console(soft_wrap=True)
     console.print(f"[green]✓[/] {spec_path}: sweep [bold]{spec.name}[/] is valid")
     factors = ", ".join(f"{k} {v}" for k, v in spec.design.factors.items())
-    console.print(f"  factors: {factors}  → {len(spec.studies())} studies (cell × arm)")
+    if spec.design.arms is not None:
+        arms = "; ".join(f"{name} ({', '.join(f'{k} {v}' for k, v in settings.items())})"
+                         for name, settings in spec.design.arms.items())
+        console.print(f"  arms: {arms}")
+    console.print(f"  factors: {factors or 'none'}  → {len(spec.studies())} studies (cell × arm)")
     console.print(f"  tuned: {', '.join(spec.design.tune) or 'nothing'} with {spec.design.budget.sampler}, "
                   f"{spec.design.budget.trials_per_cell} trials per study (the recipe first)")
     console.print(f"  tune phase: {counts['tune']} trials")
     console.print(f"  confirm phase: {counts['confirm']} trials ({spec.confirm.seeds} paired seeds × "
                   f"{'/'.join(spec.confirm.configs)})")
+    claims = "; ".join(f"{c.treated} {'differs (two-sided) from' if c.direction == 'two-sided' else c.direction + ' than'} "
+                       f"{c.baseline}" for c in spec.compared_arms)
+    family = f" over {len(spec.compared_arms)} comparisons × cells" if len(spec.compared_arms) > 1 else ""
     console.print(f"  total: {sum(counts.values())} trials; hypothesis: {spec.hypothesis.metric} "
-                  f"{spec.compared_arms[0]} {spec.hypothesis.direction} than {spec.compared_arms[1]}, "
-                  f"alpha {spec.hypothesis.alpha} ({spec.hypothesis.correction})")
+                  f"{claims}, alpha {spec.hypothesis.alpha} ({spec.hypothesis.correction}{family})")
     region = spec.hypothesis_region()
     console.print("  hypothesis region: " + (" × ".join(f"{k} {v}" for k, v in region.items()) or "every cell")
                   + ("" if spec.hypothesis.region is not None else " (the default: smallest fraction × fewest epochs)"))
@@ -145,6 +151,7 @@ def run(spec_path: Path, overrides: tuple[str, ...], storage: str | None, addres
 @click.argument("results", metavar="DIR")
 def status(results: str) -> None:
     """Progress per cell and arm of a sweep's results directory (running or finished)."""
+    from tlsweep.design import split_study_key
     from tlsweep.engine.progress import StatusBoard, expected_counts
     from tlsweep.engine.run import STATUS_FILE
     from tlsweep.results.check import check_spec, check_trials
@@ -162,7 +169,7 @@ def status(results: str) -> None:
     fresh = not live.get("finished") and time.time() - float(live.get("updated_at", 0)) < 120
     for item in live.get("running", []) if fresh else []:
         phase, study = item["phase"], item["study"]
-        cell, _, arm = study.rpartition("|init=")
+        cell, arm = split_study_key(study)
         board.line(phase, cell, arm).running.add(item["trial_id"])
     state = "running" if fresh else "not running"
     Console(width=None if sys.stdout.isatty() else 140).print(board.table(title=f"{spec.name} ({state}) · {store.location.uri}",

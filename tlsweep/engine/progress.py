@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from tlsweep.design import PlannedTrial, study_key
+from tlsweep.design import PlannedTrial, arm_of, study_key
 
 
 @dataclass
@@ -181,6 +181,6 @@ def expected_counts(spec: Any) -> dict[tuple[str, str, str], int]:
     counts: dict[tuple[str, str, str], int] = {}
     per_confirm = spec.confirm.max_seeds * len(spec.confirm.configs)  # adaptive: at most
     for levels in spec.studies():
-        counts[("tune", cell_id(levels), str(levels["init"]))] = spec.design.budget.trials_per_cell
-        counts[("confirm", cell_id(levels), str(levels["init"]))] = per_confirm
+        counts[("tune", cell_id(levels), arm_of(levels))] = spec.design.budget.trials_per_cell
+        counts[("confirm", cell_id(levels), arm_of(levels))] = per_confirm
     return counts

@@ -101,7 +101,7 @@ class ResultsRecorder(Callback):
 
     def _base_row(self, trial: Trial, planned: PlannedTrial) -> dict[str, Any]:
         config = trial.config["trial"]
-        pretrained = planned.arm != "scratch"
+        pretrained = planned.init != "scratch"
         return {
             "sweep": self.spec.name,
             "trial_id": planned.trial_id,
@@ -112,7 +112,7 @@ class ResultsRecorder(Callback):
             "replicate": planned.replicate,
             "seed": planned.seed,
             "arm": planned.arm,
-            "init": planned.arm,
+            "init": planned.init,
             "train_fraction": config["train_fraction"],
             "epochs": config["epochs"],
             "augmentation": config["augmentation"],

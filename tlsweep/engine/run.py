@@ -81,7 +81,7 @@ def sweep_provenance(spec: SweepSpec, *, source: str | None) -> Provenance:
         source=source,
         versions=library_versions(),
         trial_counts=spec.trial_counts(),
-        compared_arms=spec.compared_arms,
+        compared_arms=tuple(c.pair for c in spec.compared_arms),
     )
 
 
@@ -140,7 +140,7 @@ def check_resume(spec: SweepSpec, store: ResultsStore, *, new: bool) -> None:
 def _prepare_checkpoint(spec: SweepSpec, console: Console, num_threads: int) -> Path | None:
     """The backbone file for init=checkpoint, pretrained first (as a Ray task) when it does not exist yet."""
     path = spec.model.pretrained.checkpoint
-    if path is None or "checkpoint" not in spec.design.factors["init"]:
+    if path is None or "checkpoint" not in spec.design.init_levels():
         return None
     path = Path(path)
     if path.exists():
@@ -351,19 +351,30 @@ def sweep_complete(spec: SweepSpec, rows: list[dict[str, Any]]) -> bool:
     return not step.more and all(trial.trial_id in recorded for trial in step.trials)
 
 
-def spec_freeze_depths(spec: SweepSpec) -> list[Any]:
-    """Every freeze depth a sweep can train: its factor levels, its recipe value and the ends of its tuned range."""
-    depths: list[Any] = list(spec.design.factors.get("freeze_depth", []))
-    if spec.design.recipe.get("freeze_depth") is not None:
-        depths.append(spec.design.recipe["freeze_depth"])
+def spec_freeze_depths(spec: SweepSpec) -> dict[str, list[Any]]:
+    """Every freeze depth a sweep can train, per backbone: factor levels, each arm's (or the recipe's) value and the
+    ends of a tuned range, in the studies whose arm uses that backbone (``when`` respected)."""
+    by_backbone: dict[str, list[Any]] = {}
     tuned = spec.design.tune.get("freeze_depth")
-    if tuned is not None:
-        depths.extend(tuned.choices if tuned.choices is not None else [tuned.low, tuned.high])
-    return [int(d) if isinstance(d, float) and d.is_integer() else d for d in depths]
+    for levels in spec.studies():
+        arm = (spec.design.arms or {}).get(str(levels.get("arm")), {})
+        depths = by_backbone.setdefault(str(arm.get("backbone", spec.model.backbone)), [])
+        if levels.get("freeze_depth") is not None:
+            depths.append(levels["freeze_depth"])
+        fixed = arm.get("freeze_depth", spec.design.recipe.get("freeze_depth"))
+        if fixed is not None:
+            depths.append(fixed)
+        if tuned is not None and tuned.applies_to(levels):
+            depths.extend(tuned.choices if tuned.choices is not None else [tuned.low, tuned.high])
+    return {
+        backbone: list(dict.fromkeys(int(d) if isinstance(d, float) and d.is_integer() else d for d in depths))
+        for backbone, depths in by_backbone.items()
+    }
 
 
 def check_backbones(spec: SweepSpec, source: str | None = None) -> None:
-    """Raise before any trial starts when the sweep's backbone does not exist or a freeze depth exceeds its levels.
+    """Raise before any trial starts when a backbone of the sweep (the model's, or an arm's) does not exist or a
+    freeze depth exceeds its levels.
 
     Raises:
         UnknownNameError: an unknown backbone (with close names), a timm name timm lacks, or timm not installed.
@@ -371,7 +382,8 @@ def check_backbones(spec: SweepSpec, source: str | None = None) -> None:
     """
     from tlsweep.training.backbones import check_backbone_settings
 
-    check_backbone_settings(spec.model.backbone, spec_freeze_depths(spec), source=source)
+    for backbone, depths in spec_freeze_depths(spec).items():
+        check_backbone_settings(backbone, depths, source=source)
 
 
 @sweep_settings()

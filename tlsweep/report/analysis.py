@@ -18,7 +18,7 @@ from tlsweep.design import (
     primary_config_kind,
     sequential_design,
 )
-from tlsweep.report.load import Results, is_accuracy_like
+from tlsweep.report.load import Hypothesis, Results, is_accuracy_like
 from tlsweep.stats import (
     Contrast,
     Decision,
@@ -66,14 +66,26 @@ class TuningCell:
 
 
 @dataclass
-class Analysis:
+class ComparisonAnalysis:
+    """The statistics of one comparison: its share of the families, its design model and trend tests."""
+
+    hypothesis: Hypothesis
     primary: Family | None
     secondary: Family | None
     model: DesignModel | None
-    tuning: list[TuningCell]
+    trends: list[TrendTest] = field(default_factory=list)
+
+
+@dataclass
+class Analysis:
+    primary: Family | None  # the first comparison's (``comparisons[0]``)
+    secondary: Family | None
+    model: DesignModel | None
+    tuning: list[TuningCell]  # every compared arm
     attrition: pd.DataFrame
     notes: list[str] = field(default_factory=list)
     trends: list[TrendTest] = field(default_factory=list)  # one-sided tests that the advantage shrinks
+    comparisons: list[ComparisonAnalysis] = field(default_factory=list)  # one per comparison, in spec order
 
 
 def cell_levels(results: Results) -> dict[str, dict[str, Any]]:
@@ -106,31 +118,50 @@ def _sort_key(levels: dict[str, Any], factors: list[str]) -> tuple:
 
 def analyse_family(results: Results, config_kind: str, correction: str, *, rng: np.random.Generator,
                    n_resamples: int = 9999) -> Family | None:
-    """Contrast treated − baseline in every cell of the confirm phase for one config kind, then decide."""
+    """The family of ``results.hypothesis`` alone (cells of one comparison), decided on its own."""
+    return analyse_families(results.for_comparison(results.hypothesis), config_kind, correction, rng=rng,
+                            n_resamples=n_resamples, comparisons=[results.hypothesis])[0]
+
+
+def analyse_families(results: Results, config_kind: str, correction: str, *, rng: np.random.Generator,
+                     n_resamples: int = 9999, comparisons: list[Hypothesis] | None = None) -> list[Family | None]:
+    """Contrast treated − baseline in every cell of the confirm phase for one config kind, for every comparison,
+    then decide: one multiplicity family of every (cell × comparison), split back into one ``Family`` per
+    comparison (each gated and corrected at the size of the whole family)."""
+    comparisons = comparisons or results.comparisons or [results.hypothesis]
     hyp = results.hypothesis
     confirm = results.trials[(results.trials["phase"] == "confirm") & (results.trials["config_kind"] == config_kind)]
     if confirm.empty:
-        return None
+        return [None] * len(comparisons)
     levels = cell_levels(results)
     cells = [cell for cell in levels if cell in set(confirm["cell_id"])]
-    gate = gate_alpha(hyp.alpha, correction, len(cells))
+    gate = gate_alpha(hyp.alpha, correction, len(cells) * len(comparisons))
     contrasts = []
-    for cell in cells:
-        rows = confirm[(confirm["cell_id"] == cell) & confirm["value"].notna()]
-        arm_a = _per_seed(rows[rows["arm"] == hyp.treated])
-        arm_b = _per_seed(rows[rows["arm"] == hyp.baseline])
-        contrasts.append(compare_arms(
-            arm_a.to_numpy(), arm_b.to_numpy(), treated_seeds=arm_a.index.to_numpy(),
-            baseline_seeds=arm_b.index.to_numpy(), alternative=hyp.alternative, margin=hyp.margin,
-            gate_alpha=gate, rng=rng, n_resamples=n_resamples,
-        ))
+    for comparison in comparisons:
+        for cell in cells:
+            rows = confirm[(confirm["cell_id"] == cell) & confirm["value"].notna()]
+            arm_a = _per_seed(rows[rows["arm"] == comparison.treated])
+            arm_b = _per_seed(rows[rows["arm"] == comparison.baseline])
+            contrasts.append(compare_arms(
+                arm_a.to_numpy(), arm_b.to_numpy(), treated_seeds=arm_a.index.to_numpy(),
+                baseline_seeds=arm_b.index.to_numpy(), alternative=comparison.alternative, margin=hyp.margin,
+                gate_alpha=gate, rng=rng, n_resamples=n_resamples,
+            ))
     decisions = decide_family(contrasts, alpha=hyp.alpha, correction=correction)
-    sequential = ""
-    spec = results.spec
-    if spec is not None and spec.confirm.adaptive is not None and config_kind == primary_config_kind(spec):
-        decisions, sequential = _sequential_decisions(results, cells, [levels[c] for c in cells], decisions)
-    cell_results = [CellResult(cell, levels[cell], c, d) for cell, c, d in zip(cells, contrasts, decisions, strict=False)]
-    return Family(config_kind, correction, gate, cell_results, sequential)
+    families: list[Family | None] = []
+    for k in range(len(comparisons)):
+        part = slice(k * len(cells), (k + 1) * len(cells))
+        part_contrasts, part_decisions = contrasts[part], decisions[part]
+        sequential = ""
+        spec = results.spec
+        if spec is not None and spec.confirm.adaptive is not None and config_kind == primary_config_kind(spec) \
+                and len(comparisons) == 1:
+            part_decisions, sequential = _sequential_decisions(results, cells, [levels[c] for c in cells],
+                                                               part_decisions)
+        cell_results = [CellResult(cell, levels[cell], c, d)
+                        for cell, c, d in zip(cells, part_contrasts, part_decisions, strict=False)]
+        families.append(Family(config_kind, correction, gate, cell_results, sequential))
+    return families
 
 
 def _sequential_decisions(results: Results, cells: list[str], cell_levels: list[dict[str, Any]],
@@ -219,7 +250,7 @@ def analyse_tuning(results: Results, *, rng: np.random.Generator, n_resamples: i
     mode = "min" if results.objective_mode == "min" else "max"
     out = []
     for cell in levels:
-        for arm in (results.hypothesis.treated, results.hypothesis.baseline):
+        for arm in results.arms:
             rows = tune[(tune["cell_id"] == cell) & (tune["arm"] == arm)].sort_values("tune_index")
             values = rows["objective_value"].dropna().to_numpy(dtype=float)
             if values.size == 0:
@@ -254,24 +285,32 @@ def attrition_table(results: Results) -> pd.DataFrame:
 def analyse(results: Results, *, rng: np.random.Generator, n_resamples: int = 9999) -> Analysis:
     hyp = results.hypothesis
     notes: list[str] = []
-    primary = analyse_family(results, PRIMARY_KIND, hyp.correction, rng=rng, n_resamples=n_resamples)
-    if primary is None:
+    comparisons = results.comparisons or [hyp]
+    primaries = analyse_families(results, PRIMARY_KIND, hyp.correction, rng=rng, n_resamples=n_resamples)
+    if primaries[0] is None:
         notes.append("no confirm-phase runs of the tuned ('best') configs yet: the primary tests are not computed")
-    secondary = analyse_family(results, SECONDARY_KIND, "bh", rng=rng, n_resamples=n_resamples)
-    model = None
-    if primary is not None:
-        frame = design_frame(results)
-        if frame.empty:
-            notes.append("no usable confirm runs for the design model")
-        else:
-            model = fit_design_model(frame, logit=results.accuracy_like, points_per_unit=results.scale,
-                                     extra_factors=extra_factors(results))
-    trends: list[TrendTest] = []
-    if model is not None and model.fitted:
-        sign = -1.0 if hyp.direction == "less" else 1.0
-        if hyp.direction == "two-sided" and "treated" in set(model.coefficients["term"]):
-            main = float(model.coefficients.set_index("term").loc["treated", "estimate"])
-            sign = -1.0 if main < 0 else 1.0
-        trends = trend_tests(model, advantage_sign=sign, alpha=hyp.alpha, correction=hyp.correction)
+    secondaries = analyse_families(results, SECONDARY_KIND, "bh", rng=rng, n_resamples=n_resamples)
+    per_comparison = []
+    for comparison, primary, secondary in zip(comparisons, primaries, secondaries, strict=True):
+        view = results.for_comparison(comparison)
+        model = None
+        if primary is not None:
+            frame = design_frame(view)
+            if frame.empty:
+                notes.append("no usable confirm runs for the design model"
+                             + (f" of {comparison.name}" if len(comparisons) > 1 else ""))
+            else:
+                model = fit_design_model(frame, logit=view.accuracy_like, points_per_unit=view.scale,
+                                         extra_factors=extra_factors(view))
+        trends: list[TrendTest] = []
+        if model is not None and model.fitted:
+            sign = -1.0 if comparison.direction == "less" else 1.0
+            if comparison.direction == "two-sided" and "treated" in set(model.coefficients["term"]):
+                main = float(model.coefficients.set_index("term").loc["treated", "estimate"])
+                sign = -1.0 if main < 0 else 1.0
+            trends = trend_tests(model, advantage_sign=sign, alpha=hyp.alpha, correction=hyp.correction)
+        per_comparison.append(ComparisonAnalysis(comparison, primary, secondary, model, trends))
     tuning = analyse_tuning(results, rng=rng, n_resamples=min(n_resamples, 2000))
-    return Analysis(primary, secondary, model, tuning, attrition_table(results), notes, trends)
+    first = per_comparison[0]
+    return Analysis(first.primary, first.secondary, first.model, tuning, attrition_table(results), notes,
+                    first.trends, per_comparison)

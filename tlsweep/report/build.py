@@ -10,12 +10,13 @@ import numpy as np
 import pandas as pd
 
 from tlsweep.errors import StoreError, TlsweepError
-from tlsweep.report.analysis import Analysis, Family, analyse
+from tlsweep.report.analysis import Analysis, ComparisonAnalysis, Family, analyse
 from tlsweep.report.formatting import CORRECTION_NAMES, describe_cell
 from tlsweep.report.health import CellHealth, EdgeOptimum, cell_health, edge_optima
 from tlsweep.report.load import Results, is_accuracy_like, load_results
 from tlsweep.report.render import (
     METHODS,
+    figure_block,
     figures_markdown,
     hypothesis_lines,
     markdown_table,
@@ -32,11 +33,44 @@ from tlsweep.report.tables import (
     tuning_table,
     tuning_verdicts,
 )
-from tlsweep.report.verdicts import Verdict, cell_verdict, crossover, overall_verdict, trend_clause
+from tlsweep.report.verdicts import (
+    Verdict,
+    cell_verdict,
+    crossover,
+    family_extent,
+    overall_verdict,
+    trend_clause,
+)
 from tlsweep.spec import SweepSpec
 from tlsweep.stats import adjust_pvalues
 
 FORMATS = ("md", "html")
+
+
+@dataclass
+class ComparisonReport:
+    """One comparison's part of the report (tables in the metric's own units)."""
+
+    treated: str
+    baseline: str
+    direction: str
+    cell_table: pd.DataFrame  # primary family (equal budget), one row per cell
+    recipe_table: pd.DataFrame  # secondary family (fixed recipe), may be empty
+    model: pd.DataFrame  # design-model coefficients of this comparison, may be empty
+    overall: Verdict
+    cell_verdicts: dict[str, Verdict]  # cell_id → verdict
+    crossover: str
+    heatmap: Path | None  # the difference heatmap
+    trends: pd.DataFrame = field(default_factory=pd.DataFrame)
+    health: dict[str, CellHealth] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.treated} vs {self.baseline}"
+
+    @property
+    def verdict_text(self) -> str:
+        return f"{self.overall.label}: {self.overall.sentence} {self.crossover}"
 
 
 @dataclass
@@ -60,9 +94,12 @@ class ReportResult:
     trends: pd.DataFrame = field(default_factory=pd.DataFrame)  # one-sided trend tests (term, points, p, shrinks)
     health: dict[str, CellHealth] = field(default_factory=dict)  # cell_id → steps, arms at chance
     edge_optima: list[EdgeOptimum] = field(default_factory=list)  # selected values at an end of their range
+    comparisons: list[ComparisonReport] = field(default_factory=list)  # every comparison; the fields above: the first
 
     @property
     def verdict_text(self) -> str:
+        if len(self.comparisons) > 1:
+            return " ".join(f"[{part.name}] {part.verdict_text}" for part in self.comparisons)
         return f"{self.overall.label}: {self.overall.sentence} {self.crossover}"
 
 
@@ -96,24 +133,16 @@ def build_report(results_dir: Path, *, out_dir: Path | None = None, seed: int = 
     from tlsweep.report.figures import write_figures
 
     figures = write_figures(results, analysis, out / "figures", rng=rng)
-    cell_table = family_table(analysis.primary, results) if analysis.primary else pd.DataFrame()
-    recipe_table = family_table(analysis.secondary, results) if analysis.secondary else pd.DataFrame()
+    from tlsweep.report.figures import heatmap_name
+
     tuning = tuning_table(analysis.tuning, results)
-    model = analysis.model.coefficients if analysis.model is not None else pd.DataFrame()
-    health = cell_health(results)
     edges = edge_optima(results)
-    overall = overall_verdict(analysis.primary, results, health=health, trends=analysis.trends)
-    cross = crossover(analysis.primary, results, health)
-    verdicts = {c.cell_id: cell_verdict(c, results, analysis.primary, health.get(c.cell_id))
-                for c in analysis.primary.cells} if analysis.primary else {}
-    if not cell_table.empty:
-        cell_table["informative"] = [health[c].informative if c in health else True for c in cell_table["cell_id"]]
-        cell_table["optimizer_steps"] = [health[c].steps if c in health else None for c in cell_table["cell_id"]]
-        cell_table["sentence"] = [verdicts[c].sentence if c in verdicts else s
-                                  for c, s in zip(cell_table["cell_id"], cell_table["sentence"], strict=True)]
+    parts = [_comparison_report(results.for_comparison(part.hypothesis), part,
+                                figures.get(heatmap_name(results, part.hypothesis)))
+             for part in analysis.comparisons]
+    first = parts[0]
     notes = _could_not_compute(results, analysis)
-    markdown = _markdown(results, analysis, out, figures, cell_table, recipe_table, tuning, overall, cross,
-                         verdicts, notes, health, edges)
+    markdown = _markdown(results, analysis, out, figures, parts, tuning, notes, edges)
     md_path = html_path = None
     if "md" in formats:
         md_path = out / "report.md"
@@ -122,23 +151,47 @@ def build_report(results_dir: Path, *, out_dir: Path | None = None, seed: int = 
         html_path = out / "report.html"
         html_path.write_text(markdown_to_html(markdown, title=f"tlsweep report: {results.name}", base_dir=out),
                              encoding="utf-8")
-    trends = pd.DataFrame([vars(t) for t in analysis.trends])
-    return ReportResult(out, md_path, html_path, figures, cell_table, recipe_table, analysis.attrition, tuning,
-                        model, overall, verdicts, cross, notes, results.spec, trends, health, edges)
+    return ReportResult(out, md_path, html_path, figures, first.cell_table, first.recipe_table, analysis.attrition,
+                        tuning, first.model, first.overall, first.cell_verdicts, first.crossover, notes,
+                        results.spec, first.trends, first.health, edges, parts)
+
+
+def _comparison_report(view: Results, part: ComparisonAnalysis, heatmap: Path | None) -> ComparisonReport:
+    """Tables and verdicts of one comparison (``view`` reports on it)."""
+    cell_table = family_table(part.primary, view) if part.primary else pd.DataFrame()
+    recipe_table = family_table(part.secondary, view) if part.secondary else pd.DataFrame()
+    model = part.model.coefficients if part.model is not None else pd.DataFrame()
+    health = cell_health(view)
+    overall = overall_verdict(part.primary, view, health=health, trends=part.trends)
+    cross = crossover(part.primary, view, health)
+    verdicts = {c.cell_id: cell_verdict(c, view, part.primary, health.get(c.cell_id))
+                for c in part.primary.cells} if part.primary else {}
+    if not cell_table.empty:
+        cell_table["informative"] = [health[c].informative if c in health else True for c in cell_table["cell_id"]]
+        cell_table["optimizer_steps"] = [health[c].steps if c in health else None for c in cell_table["cell_id"]]
+        cell_table["sentence"] = [verdicts[c].sentence if c in verdicts else s
+                                  for c, s in zip(cell_table["cell_id"], cell_table["sentence"], strict=True)]
+    trends = pd.DataFrame([vars(t) for t in part.trends])
+    return ComparisonReport(part.hypothesis.treated, part.hypothesis.baseline, part.hypothesis.direction, cell_table,
+                            recipe_table, model, overall, verdicts, cross, heatmap, trends, health)
 
 
 def _could_not_compute(results: Results, analysis: Analysis) -> list[str]:
     notes = list(results.notes) + list(analysis.notes)
-    for family in (analysis.primary, analysis.secondary):
-        if family is None:
-            continue
-        for cell in family.cells:
-            for note in cell.contrast.notes:
-                notes.append(f"({family.config_kind}) {describe_cell(cell.levels)}: {note}")
-    if analysis.model is not None:
-        notes += [f"design model: {note}" for note in analysis.model.notes]
-        if not analysis.model.fitted:
-            notes.append(f"design model {analysis.model.method}")
+    several = len(analysis.comparisons) > 1
+    for part in analysis.comparisons:
+        which = f"{part.hypothesis.name}, " if several else ""
+        for family in (part.primary, part.secondary):
+            if family is None:
+                continue
+            for cell in family.cells:
+                for note in cell.contrast.notes:
+                    notes.append(f"({which}{family.config_kind}) {describe_cell(cell.levels)}: {note}")
+        if part.model is not None:
+            model_name = f"design model of {part.hypothesis.name}" if several else "design model"
+            notes += [f"{model_name}: {note}" for note in part.model.notes]
+            if not part.model.fitted:
+                notes.append(f"{model_name} {part.model.method}")
     if not analysis.tuning:
         notes.append("no tuning-phase trials with an objective value: no tuning curves")
     return list(dict.fromkeys(notes))
@@ -152,7 +205,7 @@ def _family_section(title: str, family: Family, table: pd.DataFrame, results: Re
                      "(README: \"Adaptive confirm seeds\"); the p-values shown are those of the look that decided. "
                      f"Means and differences in {results.unit}.")
     else:
-        lines.append(f"{CORRECTION_NAMES[family.correction]}-corrected over {len(family.cells)} cell(s); "
+        lines.append(f"{CORRECTION_NAMES[family.correction]}-corrected over {family_extent(family, results)}; "
                      f"a lone effect must reach p ≤ {family.gate:.3g}. Means and differences in {results.unit}.")
     lines += ["", markdown_table(family_display(table, results, health)), ""]
     verdicts = [cell_verdict(c, results, family, health.get(c.cell_id)) for c in family.cells]
@@ -170,55 +223,78 @@ def _family_section(title: str, family: Family, table: pd.DataFrame, results: Re
     return [*lines, ""]
 
 
-def _markdown(results: Results, analysis: Analysis, out: Path, figures: dict[str, Path], cell_table: pd.DataFrame,
-              recipe_table: pd.DataFrame, tuning: pd.DataFrame, overall: Verdict, cross: str,
-              verdicts: dict[str, Verdict], notes: list[str], health: dict[str, CellHealth],
+def _model_lines(part: ComparisonAnalysis, view: Results) -> list[str]:
+    """The whole-design model of one comparison and its trend tests."""
+    hyp = view.hypothesis
+    if part.model is None:
+        return ["Not fitted: no confirm-phase results.", ""]
+    lines: list[str] = []
+    model = part.model
+    if model.fitted:
+        lines += [f"Model: `{model.formula}` — {model.method}, {model.n_obs} runs.", ""]
+    lines += [" ".join(model_sentences(model, view)), ""]
+    table = model_table(model, view)
+    if not table.empty:
+        lines += [markdown_table(table), ""]
+    if part.trends:
+        lines += [f"Trend (the second half of the hypothesis: one-sided tests that the advantage shrinks, "
+                  f"{CORRECTION_NAMES[hyp.correction] if len(part.trends) > 1 else 'uncorrected'} over "
+                  f"{len(part.trends)} term(s)): {trend_clause(part.trends, view)}.", ""]
+    return lines
+
+
+def _markdown(results: Results, analysis: Analysis, out: Path, figures: dict[str, Path],
+              parts: list[ComparisonReport], tuning: pd.DataFrame, notes: list[str],
               edges: list[EdgeOptimum]) -> str:
     hyp = results.hypothesis
     trials, epochs = results.trials, results.epochs
-    family_size = len(analysis.primary.cells) if analysis.primary else 0
+    several = len(parts) > 1
+    views = [results.for_comparison(part.hypothesis) for part in analysis.comparisons]
+    n_cells = len(analysis.primary.cells) if analysis.primary else 0
+    family_size = n_cells * len(parts)
     lines = [
         f"# tlsweep report: {results.name}", "",
         f"Results directory `{results.root}`: {len(trials)} trial(s) ({int((trials['phase'] == 'tune').sum())} "
         f"tuning, {int((trials['phase'] == 'confirm').sum())} confirm), {len(epochs)} epoch row(s).", "",
         "## Verdict", "",
-        f"**Overall: {overall.label}.** {overall.sentence}", "",
-        cross, "",
     ]
-    if verdicts and analysis.primary is not None:
-        lines += [f"- {describe_cell(next(c.levels for c in analysis.primary.cells if c.cell_id == cell_id))}: "
-                  f"**{verdict.label}**" for cell_id, verdict in verdicts.items()] + [""]
+    if several:
+        lines += [f"{len(parts)} comparisons, tested in one family of {n_cells} cell(s) × {len(parts)} "
+                  f"comparisons ({CORRECTION_NAMES[hyp.correction]}).", ""]
+    for part, section in zip(parts, analysis.comparisons, strict=True):
+        prefix = f"{part.name}: " if several else "Overall: "
+        lines += [f"**{prefix}{part.overall.label}.** {part.overall.sentence}", "", part.crossover, ""]
+        if part.cell_verdicts and section.primary is not None:
+            lines += [f"- {describe_cell(next(c.levels for c in section.primary.cells if c.cell_id == cell_id))}: "
+                      f"**{verdict.label}**" for cell_id, verdict in part.cell_verdicts.items()] + [""]
     lines += ["## Hypothesis and design", "", *hypothesis_lines(results, family_size), ""]
-    if analysis.primary is not None:
-        lines += _family_section("(B) Equal tuning budget — primary family", analysis.primary, cell_table, results,
-                                 health)
-    if analysis.secondary is not None:
-        lines += _family_section("(A) Fixed recipe — secondary family (recipe tuned for fine-tuning; biased toward "
-                                 "pretrained)", analysis.secondary, recipe_table, results,
-                                 cell_health(results, "recipe"))
-    lines += ["## The whole design", ""]
-    if analysis.model is None:
-        lines += ["Not fitted: no confirm-phase results.", ""]
-    else:
-        model = analysis.model
-        if model.fitted:
-            lines += [f"Model: `{model.formula}` — {model.method}, {model.n_obs} runs.", ""]
-        lines += [" ".join(model_sentences(model, results)), ""]
-        table = model_table(model, results)
-        if not table.empty:
-            lines += [markdown_table(table), ""]
-        if analysis.trends:
-            lines += [f"Trend (the second half of the hypothesis: one-sided tests that the advantage shrinks, "
-                      f"{CORRECTION_NAMES[hyp.correction] if len(analysis.trends) > 1 else 'uncorrected'} over "
-                      f"{len(analysis.trends)} term(s)): {trend_clause(analysis.trends, results)}.", ""]
-    lines += ["## Design health", "", *design_health_lines(results, health, edges), ""]
-    if not cell_table.empty:
-        lines += ["## Seeds and power", "", *[f"- {n}" for n in power_notes(cell_table, results)], ""]
+    for part, section, view in zip(parts, analysis.comparisons, views, strict=True):
+        title = f"{part.name}: " if several else ""
+        if section.primary is not None:
+            lines += _family_section(f"{title}(B) Equal tuning budget — primary family", section.primary,
+                                     part.cell_table, view, part.health)
+        if section.secondary is not None:
+            lines += _family_section(f"{title}(A) Fixed recipe — secondary family (recipe tuned for fine-tuning; "
+                                     "biased toward pretrained)", section.secondary, part.recipe_table, view,
+                                     cell_health(view, "recipe"))
+        if several:
+            lines += [f"### {part.name}: the whole design", "", *_model_lines(section, view)]
+            if part.heatmap is not None:
+                lines += [figure_block(part.heatmap.stem, part.heatmap, out), ""]
+    if not several:
+        lines += ["## The whole design", "", *_model_lines(analysis.comparisons[0], results)]
+    lines += ["## Design health", "", *design_health_lines(results, parts[0].health, edges), ""]
+    power = [f"- {f'{part.name}: ' if several else ''}{n}"
+             for part, view in zip(parts, views, strict=True) if not part.cell_table.empty
+             for n in power_notes(part.cell_table, view)]
+    if power:
+        lines += ["## Seeds and power", "", *power, ""]
     lines += ["## Tuning fairness", ""]
     if tuning.empty:
         lines += ["No tuning-phase trials with an objective value.", ""]
     else:
-        lines += [f"- {s}" for s in tuning_verdicts(tuning, results)]
+        lines += [f"- {f'{view.hypothesis.name}: ' if several else ''}{s}"
+                  for view in views for s in tuning_verdicts(tuning, view)]
         display = tuning.drop(columns=["cell_id"]).round(2)
         lines += ["", f"Validation `{results.objective_metric}` "
                       f"({'points' if is_accuracy_like(results.objective_metric) else 'units'}); expected best after "
@@ -229,12 +305,15 @@ def _markdown(results: Results, analysis: Analysis, out: Path, figures: dict[str
     attrition = markdown_table(attrition_display(analysis.attrition, results))
     lines += ["## Attrition", "", "Runs by phase, cell and arm. Diverged runs count at chance level in the "
               "statistics; failed runs are excluded.", "", attrition, ""]
-    if figures:
-        lines += ["## Figures", "", figures_markdown(figures, out), ""]
+    shown = {name: path for name, path in figures.items()
+             if not (several and any(part.heatmap == path for part in parts))}
+    if shown:
+        lines += ["## Figures", "", figures_markdown(shown, out), ""]
     lines += ["## Caveats and what could not be computed", ""]
     lines += [f"- {note}" for note in notes] if notes else ["Everything was computed."]
     sided = "two-sided" if hyp.direction == "two-sided" else "one-sided"
-    lines += ["", "## Methods", "", METHODS.format(treated=hyp.treated, baseline=hyp.baseline, sided=sided), ""]
+    treated, baseline = ("treated", "baseline") if several else (hyp.treated, hyp.baseline)
+    lines += ["", "## Methods", "", METHODS.format(treated=treated, baseline=baseline, sided=sided), ""]
     return "\n".join(lines)
 
 

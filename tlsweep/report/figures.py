@@ -12,7 +12,7 @@ import pandas as pd
 
 from tlsweep.report.analysis import Analysis, Family, cell_levels, extra_factors
 from tlsweep.report.formatting import CORRECTION_NAMES, describe_cell_short, fmt_level, fmt_num
-from tlsweep.report.load import Results, is_accuracy_like
+from tlsweep.report.load import Hypothesis, Results, is_accuracy_like
 from tlsweep.stats import mean_interval
 
 _PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9")
@@ -30,8 +30,8 @@ def _subplots(n_rows: int, n_cols: int, figsize: tuple[float, float], **kwargs: 
 
 
 def arm_colors(results: Results) -> dict[str, str]:
-    hyp = results.hypothesis
-    arms = [hyp.treated, hyp.baseline, *sorted(set(results.trials["arm"].dropna()) - {hyp.treated, hyp.baseline})]
+    compared = results.arms
+    arms = [*compared, *sorted(set(results.trials["arm"].dropna()) - set(compared))]
     return {arm: _PALETTE[i % len(_PALETTE)] for i, arm in enumerate(arms)}
 
 
@@ -84,7 +84,7 @@ def accuracy_vs_fraction(results: Results, path: Path, *, rng: np.random.Generat
         return None
     colors = arm_colors(results)
     hyp = results.hypothesis
-    arms = [a for a in (hyp.treated, hyp.baseline) if a in set(rows["arm"])]
+    arms = [a for a in results.arms if a in set(rows["arm"])]
     epochs_levels = sorted(rows["epochs"].dropna().unique())
     combos = _extra_combos(results)
     fractions = sorted(rows["train_fraction"].dropna().unique())
@@ -220,7 +220,6 @@ def validation_curves(results: Results, path: Path) -> Path | None:
     if data.empty:
         return None
     colors = arm_colors(results)
-    hyp = results.hypothesis
     cells = [c for c in cell_levels(results) if c in set(data["cell_id"])]
     grid, _ = _cell_grid(results, cells)
     levels = cell_levels(results)
@@ -233,7 +232,7 @@ def validation_curves(results: Results, path: Path) -> Path | None:
         if cell is None:
             ax.set_visible(False)
             continue
-        for arm in (hyp.treated, hyp.baseline):
+        for arm in results.arms:
             rows = data[(data["cell_id"] == cell) & (data["arm"] == arm)]
             if rows.empty:
                 continue
@@ -368,11 +367,26 @@ def write_figures(results: Results, analysis: Analysis, directory: Path, *,
     return {name: path for name, path in made.items() if path is not None}
 
 
+def heatmap_name(results: Results, comparison: Hypothesis) -> str:
+    """The figure name of a comparison's difference heatmap: ``difference_heatmap`` when it is the only one."""
+    if len(results.comparisons) <= 1:
+        return "difference_heatmap"
+    return f"difference_heatmap_{comparison.treated}_vs_{comparison.baseline}"
+
+
 def _draw_all(results: Results, analysis: Analysis, directory: Path, *,
               rng: np.random.Generator) -> dict[str, Path | None]:
+    heatmaps = {}
+    for part in analysis.comparisons or []:
+        name = heatmap_name(results, part.hypothesis)
+        heatmaps[name] = difference_heatmap(results.for_comparison(part.hypothesis), part.primary,
+                                            directory / f"{name}.png")
+    if not analysis.comparisons:
+        heatmaps["difference_heatmap"] = difference_heatmap(results, analysis.primary,
+                                                            directory / "difference_heatmap.png")
     return {
         "accuracy_vs_fraction": accuracy_vs_fraction(results, directory / "accuracy_vs_fraction.png", rng=rng),
-        "difference_heatmap": difference_heatmap(results, analysis.primary, directory / "difference_heatmap.png"),
+        **heatmaps,
         "validation_curves": validation_curves(results, directory / "validation_curves.png"),
         "freeze_depth": freeze_depth_figure(results, directory / "freeze_depth.png"),
         "tuning_curves": tuning_curves(results, analysis, directory / "tuning_curves.png"),

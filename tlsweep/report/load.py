@@ -1,11 +1,12 @@
 """Read a results directory (trials.parquet, epochs.parquet, spec.resolved.yaml) into report inputs.
 
-The spec comes from ``ResultsStore.read_spec``: the report tests exactly the comparison the sweep declared
+The spec comes from ``ResultsStore.read_spec``: the report tests exactly the comparisons the sweep declared
 (``SweepSpec.compared_arms``). Only pyarrow/pandas/pydantic: the report never imports the sweep engine, torch or ray.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from tlsweep.spec import (
     ARM_FACTOR,
     CELL_FACTOR_NAMES,
     INIT_LEVELS,
+    Comparison,
     HypothesisSpec,
     ObjectiveSpec,
     SweepSpec,
@@ -43,11 +45,15 @@ class Hypothesis:
     def alternative(self) -> str:
         return self.direction
 
+    @property
+    def name(self) -> str:
+        return f"{self.treated} vs {self.baseline}"
+
     @classmethod
-    def of(cls, settings: HypothesisSpec, arms: tuple[str, str]) -> Hypothesis:
-        """The report's view of a spec's hypothesis, comparing ``arms`` (treated, baseline)."""
-        return cls(settings.metric, arms[0], arms[1], settings.direction, settings.alpha, settings.correction,
-                   settings.equivalence_margin)
+    def of(cls, settings: HypothesisSpec, comparison: Comparison) -> Hypothesis:
+        """The report's view of a spec's hypothesis for one comparison (treated − baseline in its direction)."""
+        return cls(settings.metric, comparison.treated, comparison.baseline, comparison.direction, settings.alpha,
+                   settings.correction, settings.equivalence_margin)
 
 
 @dataclass
@@ -57,12 +63,27 @@ class Results:
     spec: SweepSpec | None  # the spec the sweep ran with; None when spec.resolved.yaml is missing
     trials: pd.DataFrame  # every row of trials.parquet, plus `value` (the hypothesis metric, diverged → chance)
     epochs: pd.DataFrame
-    hypothesis: Hypothesis
+    hypothesis: Hypothesis  # the comparison this view reports on (the first of ``comparisons`` unless narrowed)
     cell_factors: list[str]  # factors that define cells (without init), in display order
     objective_metric: str
     objective_mode: str
     trials_per_cell: int | None
     notes: list[str] = field(default_factory=list)
+    comparisons: list[Hypothesis] = field(default_factory=list)  # every comparison; one family of cells × these
+
+    def for_comparison(self, hypothesis: Hypothesis) -> Results:
+        """The same results, reporting on ``hypothesis`` (one of ``comparisons``)."""
+        return dataclasses.replace(self, hypothesis=hypothesis)
+
+    @property
+    def arms(self) -> list[str]:
+        """The compared arms: in the order of ``design.arms`` when the spec names them, else in order of first mention
+        (the treated arm of the first comparison first)."""
+        arms = list(dict.fromkeys(arm for h in self.comparisons or [self.hypothesis] for arm in (h.treated, h.baseline)))
+        if self.spec is None or self.spec.design.arms is None:
+            return arms
+        order = {arm: i for i, arm in enumerate(self.spec.design.arm_names())}
+        return sorted(arms, key=lambda arm: order.get(arm, len(order)))
 
     @property
     def accuracy_like(self) -> bool:
@@ -95,13 +116,14 @@ def _read_table(store: ResultsStore, name: str, notes: list[str]) -> pd.DataFram
     return table.to_pandas()
 
 
-def _hypothesis(spec: SweepSpec | None, arms: list[str], notes: list[str]) -> Hypothesis:
-    """The declared hypothesis, comparing exactly ``spec.compared_arms`` (what ``tlsweep validate`` prints)."""
+def _hypotheses(spec: SweepSpec | None, arms: list[str], notes: list[str]) -> list[Hypothesis]:
+    """The declared hypothesis, one per comparison of ``spec.compared_arms`` (what ``tlsweep validate`` prints)."""
     if spec is not None:
+        comparisons = spec.compared_arms
         if spec.hypothesis.compare is None:
-            treated, baseline = spec.compared_arms
-            notes.append(f"hypothesis.compare.init not declared; compared {treated} (treated) with {baseline}")
-        return Hypothesis.of(spec.hypothesis, spec.compared_arms)
+            pairs = "; ".join(f"{c.treated} (treated) with {c.baseline}" for c in comparisons)
+            notes.append(f"hypothesis.compare not declared; compared {pairs}")
+        return [Hypothesis.of(spec.hypothesis, comparison) for comparison in comparisons]
     # no spec: the default rule of a spec over the arms found in the data, in the order of the init levels
     ordered = sorted(arms, key=lambda arm: (INIT_LEVELS.index(arm) if arm in INIT_LEVELS else len(INIT_LEVELS), arm))
     compared = default_comparison(ordered) if ordered else None
@@ -109,7 +131,8 @@ def _hypothesis(spec: SweepSpec | None, arms: list[str], notes: list[str]) -> Hy
         raise StoreError(f"{SPEC_FILE} is missing and the arms in trials.parquet ({arms}) do not make a comparison; "
                          f"restore {SPEC_FILE} (it names hypothesis.compare.{ARM_FACTOR})")
     notes.append(f"compared {compared[0]} (treated) with {compared[1]}, the default comparison of the arms found")
-    return Hypothesis.of(HypothesisSpec(), compared)
+    defaults = HypothesisSpec()
+    return [Hypothesis.of(defaults, Comparison(compared[0], compared[1], defaults.direction))]
 
 
 def load_results(results_dir: Path) -> Results:
@@ -153,11 +176,13 @@ def load_results(results_dir: Path) -> Results:
                      f"alpha {defaults.alpha}, {defaults.correction}, margin {defaults.equivalence_margin}) and the "
                      "arms found in the data are used")
     arms = sorted(trials["arm"].dropna().unique().tolist())
-    hypothesis = _hypothesis(spec, arms, notes)
-    for arm in (hypothesis.treated, hypothesis.baseline):
+    hypotheses = _hypotheses(spec, arms, notes)
+    hypothesis = hypotheses[0]
+    compared = list(dict.fromkeys(arm for h in hypotheses for arm in (h.treated, h.baseline)))
+    for arm in compared:
         if arm not in arms:
             notes.append(f"arm {arm!r} of the hypothesis has no trials in trials.parquet")
-    ignored = sorted(set(arms) - {hypothesis.treated, hypothesis.baseline})
+    ignored = sorted(set(arms) - set(compared))
     if ignored:
         notes.append(f"arm(s) {ignored} are not part of the declared comparison and are left out of the tests")
     trials = trials.copy()
@@ -169,6 +194,7 @@ def load_results(results_dir: Path) -> Results:
         hypothesis=hypothesis, cell_factors=cell_factors, objective_metric=objective.metric,
         objective_mode=objective.mode,
         trials_per_cell=spec.design.budget.trials_per_cell if spec is not None else None, notes=notes,
+        comparisons=hypotheses,
     )
 
 

@@ -71,13 +71,23 @@ def model_sentences(model: DesignModel, results: Results) -> list[str]:
     return sentences
 
 
-def _figure_block(name: str, path: Path, out_dir: Path) -> str:
+def figure_caption(name: str) -> str:
+    """The caption of figure ``name`` (a comparison's heatmap: ``difference_heatmap_<treated>_vs_<baseline>``)."""
+    if name.startswith("difference_heatmap_") and "_vs_" in name:
+        treated, _, baseline = name.removeprefix("difference_heatmap_").partition("_vs_")
+        return (f"Difference {treated} − {baseline} over train fraction × epochs, with significance marks (the "
+                f"family of every cell × comparison) and the cells where {baseline} has caught up (equivalence, "
+                "outlined).")
+    return FIGURE_CAPTIONS.get(name, name)
+
+
+def figure_block(name: str, path: Path, out_dir: Path) -> str:
     rel = path.relative_to(out_dir).as_posix()
-    return f"![{name}]({rel})\n\n*{FIGURE_CAPTIONS.get(name, name)}*\n"
+    return f"![{name}]({rel})\n\n*{figure_caption(name)}*\n"
 
 
 def figures_markdown(figures: dict[str, Path], out_dir: Path) -> str:
-    return "\n".join(_figure_block(name, path, out_dir) for name, path in figures.items())
+    return "\n".join(figure_block(name, path, out_dir) for name, path in figures.items())
 
 
 _CSS = """
@@ -112,15 +122,30 @@ def markdown_to_html(markdown: str, *, title: str, base_dir: Path) -> str:
 
 def hypothesis_lines(results: Results, family_size: int) -> list[str]:
     hyp = results.hypothesis
-    sign = {"greater": ">", "less": "<", "two-sided": "≠"}[hyp.direction]
     spec = results.spec
-    lines = [
-        f"- Claim: {hyp.treated} {sign} {hyp.baseline} on `{hyp.metric}`, contrast {hyp.treated} − {hyp.baseline} "
-        "paired by seed (same seed → same training subset, order and augmentation in both arms).",
-        f"- Tests at alpha {fmt_level(hyp.alpha)}, {CORRECTION_NAMES[hyp.correction]} over the primary family of "
-        f"{family_size} cell(s); \"caught up\" only with a TOST at ±{fmt_level(hyp.margin * results.scale)} "
-        f"{results.unit}.",
-    ]
+    comparisons = results.comparisons or [hyp]
+    signs = {"greater": ">", "less": "<", "two-sided": "≠"}
+    if len(comparisons) == 1:
+        sign = signs[hyp.direction]
+        lines = [
+            f"- Claim: {hyp.treated} {sign} {hyp.baseline} on `{hyp.metric}`, contrast {hyp.treated} − "
+            f"{hyp.baseline} paired by seed (same seed → same training subset, order and augmentation in both arms).",
+            f"- Tests at alpha {fmt_level(hyp.alpha)}, {CORRECTION_NAMES[hyp.correction]} over the primary family of "
+            f"{family_size} cell(s); \"caught up\" only with a TOST at ±{fmt_level(hyp.margin * results.scale)} "
+            f"{results.unit}.",
+        ]
+    else:
+        claims = "; ".join(f"{h.treated} {signs[h.direction]} {h.baseline}" for h in comparisons)
+        lines = [
+            f"- Claims on `{hyp.metric}` ({len(comparisons)} comparisons): {claims}; each contrast treated − "
+            "baseline paired by seed (same seed → same training subset, order and augmentation in every arm).",
+            f"- Tests at alpha {fmt_level(hyp.alpha)}, {CORRECTION_NAMES[hyp.correction]} over the primary family of "
+            f"{family_size} tests (every cell × comparison); \"caught up\" only with a TOST at "
+            f"±{fmt_level(hyp.margin * results.scale)} {results.unit}.",
+        ]
+    if spec is not None and spec.design.arms is not None:
+        lines.append("- Arms: " + "; ".join(f"{name} ({', '.join(f'{k} {fmt_level(v)}' for k, v in s.items())})"
+                                            for name, s in spec.design.arms.items()))
     if spec is not None:
         lines.append("- Factors: " + "; ".join(f"{name} ∈ {{{', '.join(fmt_level(v) for v in levels)}}}"
                                                for name, levels in spec.design.factors.items()))

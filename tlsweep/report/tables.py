@@ -128,7 +128,8 @@ def power_notes(table: pd.DataFrame, results: Results) -> list[str]:
 
 def _gate(results: Results, table: pd.DataFrame) -> float:
     hyp = results.hypothesis
-    return hyp.alpha if hyp.correction == "none" else hyp.alpha / max(len(table), 1)
+    family = len(table) * max(len(results.comparisons), 1)  # every cell × comparison
+    return hyp.alpha if hyp.correction == "none" else hyp.alpha / max(family, 1)
 
 
 def model_table(model: DesignModel, results: Results) -> pd.DataFrame:

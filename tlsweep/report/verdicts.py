@@ -84,6 +84,12 @@ def _cell_verdict(cell: CellResult, results: Results, family: Family, health: Ce
                           f"{p_text(decision.tost_adjusted)} ({decision.reason}).")
 
 
+def family_extent(family: Family, results: Results) -> str:
+    """"4 cell(s)", or "4 cell(s) × 3 comparisons" when the family spans several comparisons."""
+    several = len(results.comparisons) > 1
+    return f"{len(family.cells)} cell(s)" + (f" × {len(results.comparisons)} comparisons" if several else "")
+
+
 def region_of(results: Results, family: Family) -> dict[str, list[Any]]:
     """The hypothesis region: from the spec, else the smallest train fraction × the fewest epochs found."""
     if results.spec is not None:
@@ -159,7 +165,7 @@ def overall_verdict(family: Family | None, results: Results, *, health: dict[str
     reg = {label: [c for c in in_reg if c.decision.label == label] for label in of}
     sign = {"greater": ">", "less": "<", "two-sided": "≠"}[hyp.direction]
     claim = f"{hyp.treated} {sign} {hyp.baseline} on {hyp.metric} in its region, {describe_region(region)}"
-    setting = f"alpha {fmt_level(hyp.alpha)}, {CORRECTION_NAMES[family.correction]} over {len(family.cells)} cell(s)"
+    setting = f"alpha {fmt_level(hyp.alpha)}, {CORRECTION_NAMES[family.correction]} over {family_extent(family, results)}"
     if not informative:
         kind, label = "uninformative", "uninformative"
     elif in_reg and len(reg["supported"]) == len(in_reg):

@@ -80,7 +80,7 @@ class Provenance:
     source: str | None = None  # the spec file the sweep was started from
     versions: dict[str, str] = field(default_factory=dict)
     trial_counts: dict[str, int] = field(default_factory=dict)  # planned trials per phase
-    compared_arms: tuple[str, str] | None = None  # (treated, baseline)
+    compared_arms: tuple[tuple[str, str], ...] | None = None  # the comparisons: (treated, baseline) each
     # the resolved hypothesis block the sweep last ran with (a hand edit of spec.resolved.yaml is refused by the
     # report; tlsweep.results.check.check_spec); None in results written before 0.2.0
     hypothesis: dict[str, Any] | None = None
@@ -92,7 +92,7 @@ class Provenance:
             "source": self.source,
             "versions": dict(self.versions),
             "trial_counts": dict(self.trial_counts),
-            "compared_arms": list(self.compared_arms) if self.compared_arms else None,
+            "compared_arms": [list(pair) for pair in self.compared_arms] if self.compared_arms else None,
             "hypothesis": self.hypothesis,
         }
 
@@ -108,8 +108,11 @@ class Provenance:
         versions, counts, arms = data.get("versions") or {}, data.get("trial_counts") or {}, data.get("compared_arms")
         if not isinstance(versions, dict) or not isinstance(counts, dict):
             raise StoreError(f"{source}: `versions` and `trial_counts` must be mappings; {fix}")
-        if arms is not None and not (isinstance(arms, list) and len(arms) == 2):
-            raise StoreError(f"{source}: `compared_arms` must be [treated, baseline], got {arms!r}; {fix}")
+        if isinstance(arms, list) and len(arms) == 2 and all(isinstance(arm, str) for arm in arms):
+            arms = [arms]  # tlsweep <= 0.1: the one pair [treated, baseline]
+        if arms is not None and not (isinstance(arms, list) and all(
+                isinstance(pair, list) and len(pair) == 2 and all(isinstance(a, str) for a in pair) for pair in arms)):
+            raise StoreError(f"{source}: `compared_arms` must be [[treated, baseline], ...], got {arms!r}; {fix}")
         hypothesis = data.get("hypothesis")
         if hypothesis is not None and not isinstance(hypothesis, dict):
             raise StoreError(f"{source}: `hypothesis` must be a mapping, got {type(hypothesis).__name__}; {fix}")
@@ -124,7 +127,7 @@ class Provenance:
             source=None if data.get("source") is None else str(data["source"]),
             versions={str(k): str(v) for k, v in versions.items()},
             trial_counts=counts,
-            compared_arms=(str(arms[0]), str(arms[1])) if arms else None,
+            compared_arms=tuple((str(pair[0]), str(pair[1])) for pair in arms) if arms else None,
             hypothesis=hypothesis,
         )
 

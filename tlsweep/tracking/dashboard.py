@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from tlsweep.errors import TlsweepError
 from tlsweep.results.store import ResultsStore
-from tlsweep.spec import ARM_FACTOR
+from tlsweep.spec import ARM_FACTOR, ARM_KEY
 from tlsweep.tracking.settings import api_key_configured
 from tlsweep.tracking.tracker import unreachable_reason, wandb_base_url
 
@@ -55,7 +55,7 @@ def load_dashboard_spec(results_dir: Path) -> DashboardSpec:
     spec = ResultsStore(Path(results_dir)).read_spec()
     return DashboardSpec(
         name=spec.name,
-        factors=tuple(spec.design.factors),
+        factors=tuple(spec.design.factors) if spec.design.arms is None else (ARM_KEY, *spec.design.factors),
         tuned=tuple(spec.design.tune),
         objective_metric=spec.objective.metric,
         test_metric=spec.hypothesis.metric,
@@ -92,7 +92,9 @@ def build_workspace(spec: DashboardSpec, *, entity: str) -> ws.Workspace:
     summary_metrics = [OBJECTIVE_SUMMARY_KEY, *([spec.test_metric] if spec.test_metric else [])]
     columns = [wr.ParallelCoordinatesPlotColumn(metric=wr.Config(name)) for name in parameters]
     columns += [wr.ParallelCoordinatesPlotColumn(metric=wr.SummaryMetric(name)) for name in summary_metrics]
-    arm = wr.Config(ARM_FACTOR) if ARM_FACTOR in spec.factors else None
+    # the arms: config.arm (every trial's arm name) with design.arms, else config.init (the arms are init levels)
+    arm_key = next((key for key in (ARM_KEY, ARM_FACTOR) if key in spec.factors), None)
+    arm = wr.Config(arm_key) if arm_key else None
 
     search = ws.Section(
         name="Factors and tuned parameters vs objective",
@@ -107,7 +109,7 @@ def build_workspace(spec: DashboardSpec, *, entity: str) -> ws.Workspace:
         is_open=True,
         panels=[
             wr.LinePlot(
-                title=f"{objective} by {ARM_FACTOR}" if arm else objective,
+                title=f"{objective} by {arm_key}" if arm else objective,
                 x="Step",
                 y=[objective],
                 groupby=arm,
@@ -124,7 +126,7 @@ def build_workspace(spec: DashboardSpec, *, entity: str) -> ws.Workspace:
                 is_open=True,
                 panels=[
                     wr.BarPlot(
-                        title=f"{spec.test_metric} by {ARM_FACTOR}" if arm else spec.test_metric,
+                        title=f"{spec.test_metric} by {arm_key}" if arm else spec.test_metric,
                         metrics=[spec.test_metric],
                         groupby=arm,
                         groupby_aggfunc="mean" if arm else None,

@@ -154,7 +154,7 @@ class StudyMirror:
         from tlsweep.space import distributions_for
 
         levels = _levels(row)
-        distributions = distributions_for(self.spec.design.tune, {**levels, "init": row["arm"]})
+        distributions = distributions_for(self.spec.design.tune, {"init": row.get("init") or row["arm"], **levels})
         tuned = _tuned_params(row.get("params_json"))
         params: dict[str, Any] = {}
         dists: dict[str, Any] = {}

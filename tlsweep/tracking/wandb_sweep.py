@@ -49,7 +49,10 @@ class SweepRecord:
 def sweep_config(spec: SweepSpec) -> dict[str, Any]:
     """The W&B sweep config of ``spec``: its name, the objective as the metric, the factors and tuned parameters
     as parameters (keyed like the runs' top-level config), and a local controller so W&B schedules nothing."""
-    parameters: dict[str, Any] = {name: {"values": list(levels)} for name, levels in spec.design.factors.items()}
+    parameters: dict[str, Any] = {}
+    if spec.design.arms is not None:  # named arms: every run's config carries its `arm`
+        parameters["arm"] = {"values": spec.design.arm_names()}
+    parameters.update({name: {"values": list(levels)} for name, levels in spec.design.factors.items()})
     parameters.update({name: _parameter(entry) for name, entry in spec.design.tune.items()})
     goal = "maximize" if spec.objective.mode == "max" else "minimize"
     return {
