@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from sweep_fixtures import tiny_spec_dict
+
 from tlsweep.data.types import DatasetTensors, SplitTensors
 from tlsweep.errors import SpecError
 from tlsweep.spec import parse_spec
@@ -142,7 +142,7 @@ def test_the_sweep_estimate_covers_every_arm_and_is_checked_against_the_gpu(
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: type("P", (), {"total_memory": GIB})())
-    with pytest.raises(SpecError, match="gpus_per_trial: 0.25 gives each trial 0.2 GiB of a 1.0 GiB GPU"):
+    with pytest.raises(SpecError, match=r"gpus_per_trial: 0\.25 gives each trial 0\.2 GiB of a 1\.0 GiB GPU"):
         engine_run.check_gpu_memory(spec, data, source="tiny.yaml")
     with pytest.raises(SpecError, match="the sweep's trial"):
         trainable._check_gpu(estimate, TrialConfig(device="cuda:0"))
