@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="resnet_tiny only")
     parser.add_argument("--dtype", choices=["float16", "float32"], default="float16")
+    parser.add_argument("--only", default="", help="run the cases whose name contains this (e.g. 'resnet18 64px depth 4')")
     args = parser.parse_args()
     os.environ["TLSWEEP_FEATURE_CACHE_DTYPE"] = args.dtype
 
@@ -51,6 +52,8 @@ def main() -> None:
         print(f"{'case':<26} {'path':<9} {'s/trial':>8} {'img/s':>8} {'ratio':>7} {'test_acc':>8} {'val_loss':>9}")
         datasets = {}
         for backbone, size, depth in cases:
+            if args.only not in f"{backbone} {size}px depth {depth}":
+                continue
             if size not in datasets:
                 started = time.perf_counter()
                 spec = {"format": "synthetic", "task": "age", "seed": 0, "resolution": size,
@@ -60,6 +63,9 @@ def main() -> None:
                 print(f"# dataset {size} px: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test "
                       f"({time.perf_counter() - started:.1f}s to generate)")
             data = datasets[size]
+            name = f"{backbone} {size}px depth {depth}"
+            if args.only not in name:
+                continue
             checkpoint = root / f"{backbone}.pt"
             if not checkpoint.exists():
                 torch.save({"backbone": backbone_state_dict(create_model(backbone, 8, seed=0))}, checkpoint)
@@ -70,7 +76,6 @@ def main() -> None:
                 batch_size=64, lr=0.05, augmentation="flip", seed=0, num_threads=args.threads, device="cpu",
             )
             seen = len(data.train) * args.epochs
-            name = f"{backbone} {size}px depth {depth}"
             rows = {}
             for path, trial in (("uncached", config.replace(feature_cache=False)), ("first", config),
                                 ("reuse", config)):

@@ -175,8 +175,9 @@ def frozen_prefix(model: nn.Module, freeze_depth: int) -> tuple[nn.Module, nn.Mo
     return _Headless(model, name), head
 
 
-def _verify(model: nn.Module, prefix: nn.Module, remainder: nn.Module, image_shape: tuple[int, ...]) -> str | None:
-    """None when remainder(prefix(x)) reproduces model(x) on one random image (eval mode), else why not."""
+def _verify(model: nn.Module, prefix: nn.Module, remainder: nn.Module, image_shape: tuple[int, ...]) -> str | int:
+    """The number of values the prefix makes of one image when remainder(prefix(x)) reproduces model(x) on random
+    images (eval mode), else why not."""
     was_training = model.training
     model.eval()
     try:
@@ -185,12 +186,13 @@ def _verify(model: nn.Module, prefix: nn.Module, remainder: nn.Module, image_sha
             device = next(model.parameters()).device
             x = torch.randn((2, *image_shape), generator=generator).to(device)
             expected = model(x)
-            got = remainder(prefix(x))
+            features = prefix(x)
+            got = remainder(features)
     finally:
         model.train(was_training)
     if got.shape != expected.shape or not torch.allclose(got, expected, rtol=1e-4, atol=1e-5):
         return f"{type(model).__name__}: the split into frozen prefix and remainder does not reproduce the model"
-    return None
+    return int(features[0].numel())
 
 
 # ---------------------------------------------------------------------------------------------- the cache
@@ -247,17 +249,19 @@ class FeatureCache:
             return None
         path = self.path(key)
         with self._locked(key):
-            if not path.exists():
-                array = compute()
-                self._make_room(array.nbytes, keep=path)
-                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-                with open(tmp, "wb") as handle:
-                    np.save(handle, array)
-                os.replace(tmp, path)
-                self.computed += 1
-            else:
-                with contextlib.suppress(FileNotFoundError):
+            if path.exists():
+                try:
                     os.utime(path)  # recently used
+                    return np.load(path, mmap_mode="r")
+                except FileNotFoundError:  # evicted by another process just now: compute it again
+                    pass
+            array = compute()
+            self._make_room(array.nbytes, keep=path)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            with open(tmp, "wb") as handle:
+                np.save(handle, array)
+            os.replace(tmp, path)
+            self.computed += 1
             return np.load(path, mmap_mode="r")
 
     def _make_room(self, nbytes: int, keep: Path) -> None:
@@ -388,9 +392,9 @@ def prepare(
         log_once(split)
         return None
     prefix, remainder = split
-    problem = _verify(model, prefix, remainder, tuple(data.train.images.shape[1:]))
-    if problem is not None:
-        log_once(problem)
+    per_image = _verify(model, prefix, remainder, tuple(data.train.images.shape[1:]))
+    if isinstance(per_image, str):
+        log_once(per_image)
         return None
     cache = cache or default_cache()
     dtype = storage_dtype()
@@ -414,7 +418,7 @@ def prepare(
         view = f"{split_name}{'_flipped' if flipped else ''}"
         key = hashlib.sha256(f"{base}|{split_fingerprint(part)}|{view}".encode()).hexdigest()[:32]
         started = time.perf_counter()
-        nbytes = _feature_nbytes(prefix, part, dtype)
+        nbytes = per_image * len(part) * dtype.itemsize
         array = cache.get(
             key,
             nbytes,
@@ -444,18 +448,3 @@ def prepare(
         test=arrays["test"],
         keys=keys,
     )
-
-
-def _feature_nbytes(prefix: nn.Module, split: SplitTensors, dtype: np.dtype[np.floating]) -> int:
-    """Bytes of one split's stored activations (shape found on one image, on the meta device)."""
-    if len(split) == 0:
-        return 0
-    was_training = prefix.training
-    prefix.eval()
-    try:
-        with torch.no_grad():
-            device = next(iter(prefix.parameters()), torch.zeros(0)).device
-            one = prefix(torch.zeros((1, *split.images.shape[1:]), device=device))
-    finally:
-        prefix.train(was_training)
-    return int(one.numel()) * len(split) * dtype.itemsize
