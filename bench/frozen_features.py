@@ -31,7 +31,8 @@ def main() -> None:
     parser.add_argument("--identities", type=int, default=120, help="synthetic identities (x6 images each)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="resnet_tiny only")
-    parser.add_argument("--dtype", choices=["float16", "float32"], default="float16")
+    parser.add_argument("--dtype", choices=["auto", "float16", "float32"], default="auto",
+                        help="storage: auto = float16 feature vectors, float32 feature maps (tlsweep's default)")
     parser.add_argument("--only", default="", help="run the cases whose name contains this (e.g. 'resnet18 64px depth 4')")
     args = parser.parse_args()
     os.environ["TLSWEEP_FEATURE_CACHE_DTYPE"] = args.dtype

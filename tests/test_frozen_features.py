@@ -165,8 +165,10 @@ def test_features_are_computed_once_for_every_trial_with_the_same_prefix(
     assert cache.size_bytes() == sum(p.stat().st_size for p in cache.entries()) > 0
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float16"])
-@pytest.mark.parametrize(("depth", "augmentation"), [(5, "flip"), (5, "none"), (3, "flip")])
+@pytest.mark.parametrize(
+    ("dtype", "depth", "augmentation"),
+    [("float32", 5, "flip"), ("float32", 3, "flip"), ("float16", 5, "none"), ("float16", 3, "flip")],
+)
 def test_cached_trials_match_the_uncached_path(
     data: DatasetTensors,
     cache: FeatureCache,
@@ -239,6 +241,21 @@ def test_cache_evicts_least_recently_used_entries_within_its_bound(tmp_path: Pat
     assert store.size_bytes() <= store.max_bytes
     assert np.array_equal(store.get("d", 1024, lambda: pytest.fail("d is stored")), arrays["d"])  # type: ignore[arg-type]
     assert store.get("e", 10**9, lambda: pytest.fail("never computed")) is None
+
+
+def test_feature_vectors_are_stored_as_float16_and_feature_maps_as_float32_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tlsweep.errors import SpecError
+
+    monkeypatch.delenv(frozen_features.CACHE_DTYPE_ENV, raising=False)
+    assert frozen_features.storage_dtype(5) == np.float16
+    assert [frozen_features.storage_dtype(depth) for depth in (1, 3, 4)] == [np.float32] * 3
+    monkeypatch.setenv(frozen_features.CACHE_DTYPE_ENV, "float16")
+    assert frozen_features.storage_dtype(3) == np.float16
+    monkeypatch.setenv(frozen_features.CACHE_DTYPE_ENV, "bfloat16")
+    with pytest.raises(SpecError, match="TLSWEEP_FEATURE_CACHE_DTYPE='bfloat16': use auto, float16 or float32"):
+        frozen_features.storage_dtype(5)
 
 
 def test_float16_overflow_is_stored_as_float32(data: DatasetTensors) -> None:

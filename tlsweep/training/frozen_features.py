@@ -12,8 +12,9 @@ head, on feature vectors.
 The trial is the same run as without the cache: the model is built exactly as before (same head initialization),
 batches come from the same permutation (``tlsweep.data.batches.batch_rows``), flips from the same draws
 (``tlsweep.data.augment.draw_flips``) and the optimizer holds the same parameters. Only the rounding differs:
-float32 storage reproduces the uncached activations to ≤ 1e-5 (CPU); float16 storage (the default) rounds each
-value to 11 significant bits, a relative error ≤ 2⁻¹¹ ≈ 4.9e-4 of its magnitude.
+float32 storage reproduces the uncached activations to ≤ 1e-5 (CPU); float16 storage rounds each value to 11
+significant bits, a relative error ≤ 2⁻¹¹ ≈ 4.9e-4 of its magnitude. By default feature vectors (full-body
+freezes) are stored as float16 and feature maps (partial freezes) as float32 (:func:`storage_dtype`).
 
 Where the cache lives and why. A file per (key) under ``$TLSWEEP_FEATURE_CACHE_DIR`` (default
 ``<tempdir>/tlsweep-features``), written atomically and memory-mapped: every Ray worker process of a node reads the
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
 LOG = logging.getLogger(__name__)
 CACHE_DIR_ENV = "TLSWEEP_FEATURE_CACHE_DIR"
 CACHE_GB_ENV = "TLSWEEP_FEATURE_CACHE_GB"
-CACHE_DTYPE_ENV = "TLSWEEP_FEATURE_CACHE_DTYPE"  # float16 (default) | float32
+CACHE_DTYPE_ENV = "TLSWEEP_FEATURE_CACHE_DTYPE"  # auto (default) | float16 | float32
 CACHEABLE_AUGMENTATIONS = ("none", "flip")
 FLOAT16_MAX_STORED = 6.0e4  # larger activations are stored as float32 (float16 ends at 65504)
 _LOGGED: set[str] = set()
@@ -320,12 +321,19 @@ def weights_fingerprint(prefix: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def storage_dtype() -> np.dtype[np.floating]:
-    name = os.environ.get(CACHE_DTYPE_ENV, "float16")
-    if name not in ("float16", "float32"):
+def storage_dtype(freeze_depth: int) -> np.dtype[np.floating]:
+    """``$TLSWEEP_FEATURE_CACHE_DTYPE``: ``float16``, ``float32`` or ``auto`` (the default): float16 for a full-body
+    freeze (feature vectors; a head trained on them ends where it ends with float32 ones), float32 for a partial one
+    (training several layers on float16-rounded inputs drifted by 2 of 90 test images in bench/frozen_features.py)."""
+    from tlsweep.training.config import MAX_FREEZE_DEPTH
+
+    name = os.environ.get(CACHE_DTYPE_ENV, "auto") or "auto"
+    if name not in ("float16", "float32", "auto"):
         from tlsweep.errors import SpecError
 
-        raise SpecError(f"environment variable {CACHE_DTYPE_ENV}={name!r}: use float16 or float32")
+        raise SpecError(f"environment variable {CACHE_DTYPE_ENV}={name!r}: use auto, float16 or float32")
+    if name == "auto":
+        name = "float16" if freeze_depth >= MAX_FREEZE_DEPTH else "float32"
     return np.dtype(name)
 
 
@@ -397,7 +405,7 @@ def prepare(
         log_once(per_image)
         return None
     cache = cache or default_cache()
-    dtype = storage_dtype()
+    dtype = storage_dtype(config.freeze_depth)
     base = "|".join(
         [
             type(model).__qualname__,
