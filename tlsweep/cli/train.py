@@ -42,6 +42,7 @@ SETTING_HELP: dict[str, str] = {
     "device": "auto | cpu | cuda | cuda:N.",
     "amp": "bf16 autocast + channels_last (CUDA only).",
     "num_threads": "Torch CPU threads (0: torch's default).",
+    "feature_cache": "Compute frozen layers once per node and reuse them (augmentation none/flip).",
 }
 _DEFAULTS = TrialConfig()
 

@@ -40,6 +40,11 @@ def _uniform(n: int, low: float, high: float, generator: torch.Generator, device
     return (torch.rand(n, generator=generator, device=generator.device) * (high - low) + low).to(device)
 
 
+def draw_flips(n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """Which of ``n`` images a flip policy mirrors (bool, on ``device``): one uniform draw per image."""
+    return _uniform(n, 0.0, 1.0, generator, device) < 0.5
+
+
 class TensorAugment:
     """``TensorAugment(policy)(uint8 B×C×H×W, generator) → float32 normalized``; same generator state → same output."""
 
@@ -59,7 +64,7 @@ class TensorAugment:
             raise ValueError(f"expected uint8 B×C×H×W images, got {images.dtype} with shape {tuple(images.shape)}")
         if self.policy == "none" or images.shape[0] == 0:
             return normalize(images)
-        flip = _uniform(images.shape[0], 0.0, 1.0, generator, images.device) < 0.5
+        flip = draw_flips(images.shape[0], generator, images.device)
         images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
         if self.policy == "trivial":
             images = self._trivial_wide(images, generator)

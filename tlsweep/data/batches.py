@@ -37,17 +37,11 @@ def iterate_batches(
     import torch
 
     device = torch.device(device)
-    order = np.asarray(indices, dtype=np.int64).reshape(-1)
-    if shuffle and len(order) > 1:
-        if generator is not None:
-            perm = torch.randperm(len(order), generator=generator, device=generator.device).cpu().numpy()
-        else:
-            perm = torch.randperm(len(order)).numpy()
-        order = order[perm]
-    pin = device.type == "cuda"
-    count = num_batches(len(order), batch_size, drop_last)
-    for b in range(count):
-        rows = torch.from_numpy(np.sort(order[b * batch_size : (b + 1) * batch_size]))
+    pin = device.type == "cuda" and not split.images.is_cuda
+    on_device = split.images.device == device
+    for rows in batch_rows(indices, batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last):
+        if on_device:  # a split staged on the device once (the GPU path): gather there, no host transfer
+            rows = rows.to(device)
         images = split.images.index_select(0, rows)
         labels = split.labels.index_select(0, rows)
         if pin:
@@ -56,3 +50,27 @@ def iterate_batches(
         elif images.device != device:
             images, labels = images.to(device), labels.to(device)
         yield images, labels
+
+
+def batch_rows(
+    indices: np.ndarray,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    generator: torch.Generator | None,
+    drop_last: bool = False,
+) -> Iterator[torch.Tensor]:
+    """The int64 CPU row indices of each batch, in the order ``iterate_batches`` yields them (shared by the
+    frozen-feature path, so both see the same batches)."""
+    import torch
+
+    order = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if shuffle and len(order) > 1:
+        if generator is not None:
+            perm = torch.randperm(len(order), generator=generator, device=generator.device).cpu().numpy()
+        else:
+            perm = torch.randperm(len(order)).numpy()
+        order = order[perm]
+    count = num_batches(len(order), batch_size, drop_last)
+    for b in range(count):
+        yield torch.from_numpy(np.sort(order[b * batch_size : (b + 1) * batch_size]))

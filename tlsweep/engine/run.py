@@ -37,6 +37,7 @@ from tlsweep.spec import RESULT_FIELDS, SweepSpec, diff_resolved
 from tlsweep.training.config import TrialConfig
 
 if TYPE_CHECKING:
+    from tlsweep.data.types import DatasetTensors
     from tlsweep.tracking.tracker import SweepLink
 
 log = logging.getLogger(__name__)
@@ -200,6 +201,38 @@ def _pretrain_task(config: dict[str, Any], dataset_spec: Any, image_size: int) -
         out = Path(directory) / "backbone.pt"
         metrics = pretrain(TrialConfig.from_dict(config), data, out)
         return out.read_bytes(), metrics
+
+
+def gpu_trial_estimate(spec: SweepSpec, data: DatasetTensors) -> dict[str, float] | None:
+    """The largest GPU memory estimate over the sweep's trials (``tlsweep.training.device``), with
+    ``gpus_per_trial``; None when trials get no GPU. A tuned freeze depth counts as 0 (the most memory)."""
+    from tlsweep.design import trial_config
+    from tlsweep.training.device import dataset_bytes, estimate_trial_bytes
+
+    if not spec.resources.gpus_per_trial:
+        return None
+    configs = [trial_config(spec, levels, {}, 0) for levels in spec.studies()]
+    if "freeze_depth" in spec.design.tune:
+        configs = [config.replace(freeze_depth=0) for config in configs]
+    worst = max(
+        estimate_trial_bytes(config, data.num_classes, spec.model.image_size, dataset_bytes(data))
+        for config in {config.freeze_depth: config for config in configs}.values()
+    )
+    return {"bytes": float(worst), "gpus_per_trial": float(spec.resources.gpus_per_trial)}
+
+
+def check_gpu_memory(spec: SweepSpec, data: DatasetTensors, *, source: str) -> None:
+    """Before launch: raise SpecError when ``gpus_per_trial`` of this machine's GPU cannot hold one trial. (Without a
+    GPU here, each trial checks its own GPU before it trains.)"""
+    import torch
+
+    from tlsweep.training.device import check_gpu_fit
+
+    estimate = gpu_trial_estimate(spec, data)
+    if estimate is None or not torch.cuda.is_available():
+        return
+    total = torch.cuda.get_device_properties(0).total_memory
+    check_gpu_fit(int(estimate["bytes"]), estimate["gpus_per_trial"], total, source=source)
 
 
 def _init_ray(address: str | None, num_cpus: int | None, object_store_memory: int | None) -> None:
@@ -452,11 +485,16 @@ def run_sweep(
         f"{data.num_classes} classes"
     )
     _init_ray(address, num_cpus, object_store_memory)
+    check_gpu_memory(spec, data, source=source or f"sweep {spec.name!r}")
     num_threads = max(1, int(spec.resources.cpus_per_trial))
     checkpoint = _prepare_checkpoint(spec, console, num_threads)
     concurrency = _concurrency(spec)
     payload = make_payload(
-        data, checkpoint, ray_location=location.join(RAY_SUBDIR), checkpoints=spec.checkpoints.model_dump()
+        data,
+        checkpoint,
+        ray_location=location.join(RAY_SUBDIR),
+        checkpoints=spec.checkpoints.model_dump(),
+        gpu_estimate=gpu_trial_estimate(spec, data),
     )
     trainable = tune.with_resources(
         tune.with_parameters(sweep_trainable, payload=payload),

@@ -34,12 +34,14 @@ def make_payload(
     *,
     ray_location: Location | None = None,
     checkpoints: dict[str, Any] | None = None,
+    gpu_estimate: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """What every trial needs besides its config, as plain numpy (zero-copy in Ray's object store).
 
     ``ray_location`` is where Ray Tune keeps this sweep's experiments: a trial that finds no checkpoint of its
     own looks there for one an earlier (killed) driver's run of the same trial id left behind. ``checkpoints`` is
     the spec's checkpoint policy (``SweepSpec.checkpoints.model_dump()``); None saves after every epoch.
+    ``gpu_estimate`` (``tlsweep.engine.run.gpu_trial_estimate``) is checked against the trial's own GPU first.
     """
     payload: dict[str, Any] = {
         "class_names": list(data.class_names),
@@ -47,6 +49,7 @@ def make_payload(
         "name": data.name,
         "ray_location": ray_location,
         "checkpoints": checkpoints or {"every": {"epochs": 1}, "keep": "none"},
+        "gpu_estimate": gpu_estimate,
     }
     digest = hashlib.sha256()
     for split in SPLITS:
@@ -132,6 +135,21 @@ def previous_state(ray_location: Location | None, phase: str, dirname: str) -> d
     return None
 
 
+def _check_gpu(estimate: dict[str, float] | None, trial: TrialConfig) -> None:
+    """A clear error before training when this trial's GPU share cannot hold it (instead of an OOM mid-sweep)."""
+    import torch
+
+    from tlsweep.training.device import check_gpu_fit
+    from tlsweep.training.loop import resolve_device
+
+    if estimate is None or not torch.cuda.is_available():
+        return
+    device = resolve_device(trial.device)
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+        check_gpu_fit(int(estimate["bytes"]), estimate["gpus_per_trial"], total, source="the sweep's trial")
+
+
 def sweep_trainable(config: dict[str, Any], payload: dict[str, Any]) -> None:
     import time
 
@@ -146,6 +164,7 @@ def sweep_trainable(config: dict[str, Any], payload: dict[str, Any]) -> None:
     trial = TrialConfig.from_dict(config["trial"])
     trial = trial.replace(init=_local_init(trial.init, payload))
     data = _dataset(payload)
+    _check_gpu(payload.get("gpu_estimate"), trial)
     metric = config["objective_metric"]  # objective.metric: a per-epoch validation metric (val_acc, val_loss)
     node_id = ray.get_runtime_context().get_node_id()
 

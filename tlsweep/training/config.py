@@ -49,6 +49,7 @@ class TrialConfig:
         label_smoothing, augmentation: the loss and the augmentation policy (none, flip, flip_color, trivial).
         seed: replicate seed (subset, data order, augmentation, head init, and body init for scratch).
         eval_batch_size, device, amp, num_threads: where and how it runs.
+        feature_cache: reuse the frozen layers' stored activations (same results, see ``frozen_features``).
     """
 
     backbone: str = "resnet_tiny"
@@ -74,6 +75,7 @@ class TrialConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # bf16 autocast + channels_last on CUDA only
     num_threads: int = 0  # torch intra-op threads on CPU; 0 keeps torch's default
+    feature_cache: bool = True  # frozen layers computed once per node and reused (tlsweep.training.frozen_features)
 
     def replace(self, **changes: Any) -> TrialConfig:
         return dataclasses.replace(self, **changes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -53,27 +54,46 @@ def predict_probabilities(
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Softmax probabilities (N×K float64), labels (N int64) and mean cross-entropy of ``model`` on ``indices``."""
     import torch
-    import torch.nn.functional as F
 
     from tlsweep.data.augment import normalize
     from tlsweep.data.batches import iterate_batches
 
-    model.eval()
-    probabilities, labels, loss_sum = [], [], 0.0
-    with torch.inference_mode():
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for images, targets in iterate_batches(
             split, indices, batch_size, shuffle=False, generator=None, device=device
         ):
             x = normalize(images)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
+            yield x, targets
+
+    model.eval()
+    return probabilities_of(model, batches(), use_amp=use_amp, device=device)
+
+
+def probabilities_of(
+    forward: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    use_amp: bool,
+    device: torch.device,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Probabilities, labels and mean cross-entropy of ``forward`` (already in eval mode) over ``batches`` of
+    (inputs, labels). Everything stays on the device until one transfer at the end."""
+    import torch
+    import torch.nn.functional as F
+
+    probabilities, labels = [], []
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    with torch.inference_mode():
+        for x, targets in batches:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits = model(x)
+                logits = forward(x)
             logits = logits.float()
-            loss_sum += float(F.cross_entropy(logits, targets, reduction="sum"))
-            probabilities.append(logits.softmax(dim=1).double().cpu().numpy())
-            labels.append(targets.cpu().numpy())
+            loss_sum += F.cross_entropy(logits, targets, reduction="sum").double()
+            probabilities.append(logits.softmax(dim=1).double())
+            labels.append(targets)
     count = sum(len(batch) for batch in labels)
     if count == 0:
         return np.zeros((0, 0)), np.zeros(0, dtype=np.int64), math.nan
-    return np.concatenate(probabilities), np.concatenate(labels), loss_sum / count
+    return torch.cat(probabilities).cpu().numpy(), torch.cat(labels).cpu().numpy(), float(loss_sum) / count

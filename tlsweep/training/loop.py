@@ -31,12 +31,13 @@ if TYPE_CHECKING:
     from torch import nn
 
     from tlsweep.data.types import DatasetTensors
+    from tlsweep.training import frozen_features
     from tlsweep.training.config import TrialConfig
 
 Report = Callable[[dict[str, float], Callable[[], dict[str, Any]]], None]
 STATE_FORMAT = 1
 # Settings that may differ between a run and its resumption (they do not change what is computed on CPU).
-RUNTIME_SETTINGS = frozenset({"device", "num_threads", "eval_batch_size", "amp"})
+RUNTIME_SETTINGS = frozenset({"device", "num_threads", "eval_batch_size", "amp", "feature_cache"})
 
 
 @dataclass
@@ -105,7 +106,7 @@ def use_amp(config: TrialConfig, device: torch.device) -> bool:
 
 @contextlib.contextmanager
 def torch_settings(config: TrialConfig) -> Iterator[None]:
-    """The run's CPU thread count; the previous one is restored after.
+    """The run's CPU thread count and cuDNN autotuning; the previous settings are restored after.
 
     ``torch.use_deterministic_algorithms`` is not set: the CPU kernels a trial uses are deterministic already
     (tested), and setting it imports torch._inductor (seconds per process).
@@ -113,12 +114,15 @@ def torch_settings(config: TrialConfig) -> Iterator[None]:
     import torch
 
     threads = torch.get_num_threads()
+    benchmark = torch.backends.cudnn.benchmark
     try:
         if config.num_threads > 0:
             torch.set_num_threads(config.num_threads)
+        torch.backends.cudnn.benchmark = True  # fixed batch shapes: cuDNN picks the fastest kernels once (CUDA only)
         yield
     finally:
         torch.set_num_threads(threads)
+        torch.backends.cudnn.benchmark = benchmark
 
 
 def check_config(config: TrialConfig) -> None:
@@ -203,6 +207,7 @@ def _run(
     from tlsweep.data.batches import num_batches
     from tlsweep.data.subsets import nested_subset, subset_hash
     from tlsweep.training.backbones import create_model
+    from tlsweep.training.device import stage_dataset
     from tlsweep.training.optim import build_optimizer, build_scheduler, schedule_for
 
     started = time.perf_counter()
@@ -215,6 +220,8 @@ def _run(
             f"train_fraction={config.train_fraction}) and 1 validation image (got {len(val_indices)})"
         )
     hashed = subset_hash(train_indices)
+    host_data = data
+    data = stage_dataset(data, device)  # CUDA: uint8 splits on the device once per worker process
     streams = derive_streams(config.seed)
     torch.manual_seed(streams.global_torch)
 
@@ -283,38 +290,59 @@ def _run(
         if device.type == "cuda" and resume_state["rng"]["cuda"]:
             torch.cuda.set_rng_state_all(resume_state["rng"]["cuda"])
 
-    def evaluate(split_name: str, indices: np.ndarray) -> dict[str, float | None]:
-        from tlsweep.training.evaluate import classification_metrics, predict_probabilities
+    # frozen layers computed once per node and reused (None: this trial runs them every step, the reason logged)
+    from tlsweep.training import frozen_features
 
-        probabilities, labels, loss = predict_probabilities(
-            model,
-            getattr(data, split_name),
-            indices,
-            batch_size=config.eval_batch_size,
-            device=device,
-            use_amp=amp,
-            channels_last=amp,
-        )
+    frozen = frozen_features.prepare(config, model, host_data, device, amp)
+
+    def evaluate(split_name: str, indices: np.ndarray) -> dict[str, float | None]:
+        from tlsweep.training.evaluate import classification_metrics, predict_probabilities, probabilities_of
+
+        if frozen is not None:
+            model.eval()
+            stored = getattr(frozen, split_name)
+            labels_of = getattr(data, split_name).labels
+            probabilities, labels, loss = probabilities_of(
+                frozen.remainder,
+                _stored_batches(stored, labels_of, indices, config.eval_batch_size, device, amp),
+                use_amp=amp,
+                device=device,
+            )
+        else:
+            probabilities, labels, loss = predict_probabilities(
+                model,
+                getattr(data, split_name),
+                indices,
+                batch_size=config.eval_batch_size,
+                device=device,
+                use_amp=amp,
+                channels_last=amp,
+            )
         return classification_metrics(probabilities, labels, ordinal=data.ordinal, loss=loss)
 
     # 4) epochs of train + validate
     diverged = False
     for epoch in range(progress.epoch + 1, config.epochs + 1):
         epoch_started = time.perf_counter()
+        if frozen is not None:
+            forward: nn.Module = frozen.remainder
+            batches = _feature_batches(
+                frozen, data, train_indices, config, device, amp, drop_last, order_generator, augment_generator
+            )
+        else:
+            forward = model
+            batches = _image_batches(
+                data, train_indices, config, device, amp, drop_last, augment, order_generator, augment_generator
+            )
         train = _train_epoch(
             model,
-            data,
-            train_indices,
-            config,
+            forward,
+            batches,
             device,
             amp,
-            drop_last,
             optimizer=optimizer,
             scheduler=scheduler,
             criterion=criterion,
-            augment=augment,
-            order_generator=order_generator,
-            augment_generator=augment_generator,
         )
         progress.step += int(train["steps"])
         if not math.isfinite(train["loss"]):
@@ -376,30 +404,28 @@ def _run(
     )
 
 
-def _train_epoch(
-    model: nn.Module,
+def checks_each_step(device: torch.device) -> bool:
+    """Whether a training step reads its loss on the host (to stop at the first non-finite one): everywhere but
+    on CUDA, where that read would make every step wait for the GPU."""
+    return device.type != "cuda"
+
+
+def _image_batches(
     data: DatasetTensors,
     indices: np.ndarray,
     config: TrialConfig,
     device: torch.device,
     amp: bool,
     drop_last: bool,
-    *,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    criterion: nn.Module,
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
     order_generator: torch.Generator,
     augment_generator: torch.Generator,
-) -> dict[str, float]:
-    """One pass over the shuffled subset; ``loss`` is NaN/inf as soon as one batch's loss is not finite."""
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Augmented, normalized training batches of images (the uncached path)."""
     import torch
 
     from tlsweep.data.batches import iterate_batches
-    from tlsweep.training.backbones import train_mode
 
-    train_mode(model)
-    loss_sum, correct, seen, steps, lr = 0.0, 0, 0, 0, optimizer.param_groups[0]["lr"]
     for images, labels in iterate_batches(
         data.train,
         indices,
@@ -412,22 +438,107 @@ def _train_epoch(
         x = augment(images, augment_generator)
         if amp:
             x = x.contiguous(memory_format=torch.channels_last)
+        yield x, labels
+
+
+def _feature_batches(
+    frozen: frozen_features.FrozenFeatures,
+    data: DatasetTensors,
+    indices: np.ndarray,
+    config: TrialConfig,
+    device: torch.device,
+    amp: bool,
+    drop_last: bool,
+    order_generator: torch.Generator,
+    augment_generator: torch.Generator,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The same batches as ``_image_batches`` (same permutation, same flip draws), as the frozen prefix's stored
+    activations: the mirrored image's where the flip policy mirrors it."""
+    import torch
+
+    from tlsweep.data.augment import draw_flips
+    from tlsweep.data.batches import batch_rows
+
+    for rows in batch_rows(indices, config.batch_size, shuffle=True, generator=order_generator, drop_last=drop_last):
+        stored_rows = rows.to(frozen.train.device)
+        x = frozen.train.index_select(0, stored_rows)
+        if frozen.train_flipped is not None:
+            flips = draw_flips(len(rows), augment_generator, x.device)
+            mirrored = frozen.train_flipped.index_select(0, stored_rows)
+            x = torch.where(flips.view(-1, *([1] * (x.dim() - 1))), mirrored, x)
+        x = x.to(device, torch.float32)
+        if amp and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        yield x, data.train.labels.index_select(0, rows.to(data.train.labels.device)).to(device)
+
+
+def _stored_batches(
+    stored: torch.Tensor,
+    labels: torch.Tensor,
+    indices: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    amp: bool,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Evaluation batches of stored activations, in index order."""
+    import torch
+
+    from tlsweep.data.batches import batch_rows
+
+    for rows in batch_rows(indices, batch_size, shuffle=False, generator=None):
+        x = stored.index_select(0, rows.to(stored.device)).to(device, torch.float32)
+        if amp and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        yield x, labels.index_select(0, rows.to(labels.device)).to(device)
+
+
+def _train_epoch(
+    model: nn.Module,
+    forward: nn.Module,
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device,
+    amp: bool,
+    *,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    criterion: nn.Module,
+) -> dict[str, float]:
+    """One pass over the batches; ``loss`` is NaN/inf when a batch's loss is not finite.
+
+    ``forward`` maps a batch to logits: ``model`` itself, or the part after its frozen prefix. Losses and correct
+    counts accumulate on the device; on CPU each step's loss is checked (free there) and the epoch stops at the
+    first non-finite one, on CUDA the sum is checked once at the end of the epoch, so no step waits for the host.
+    """
+    import torch
+
+    from tlsweep.training.backbones import train_mode
+
+    train_mode(model)
+    check_each_step = checks_each_step(device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen, steps, lr = 0, 0, optimizer.param_groups[0]["lr"]
+    for x, labels in batches:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(x)
+            logits = forward(x)
             loss = criterion(logits.float(), labels)
-        loss_value = float(loss.detach())
-        if not math.isfinite(loss_value):
-            return {"loss": loss_value, "acc": math.nan, "lr": lr, "steps": steps}
+        if check_each_step:
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                return {"loss": loss_value, "acc": math.nan, "lr": lr, "steps": steps}
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         lr = optimizer.param_groups[0]["lr"]
         optimizer.step()
         scheduler.step()
         steps += 1
-        loss_sum += loss_value * len(labels)
-        correct += int((logits.detach().argmax(dim=1) == labels).sum())
+        loss_sum += loss.detach().double() * len(labels)
+        correct += (logits.detach().argmax(dim=1) == labels).sum()
         seen += len(labels)
-    return {"loss": loss_sum / seen, "acc": correct / seen, "lr": lr, "steps": steps}
+    total = float(loss_sum)  # the epoch's one host synchronisation
+    if not math.isfinite(total):
+        return {"loss": total, "acc": math.nan, "lr": lr, "steps": steps}
+    return {"loss": total / seen, "acc": int(correct) / seen, "lr": lr, "steps": steps}
 
 
 def _diverged_result(base: dict[str, Any], ordinal: bool, *, wall_time_s: float) -> TrialResult:

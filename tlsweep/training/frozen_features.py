@@ -1,0 +1,458 @@
+"""Frozen layers computed once per node, not once per epoch per trial.
+
+When a trial's first layers are frozen (``freeze_depth`` ≥ 1) their BatchNorm layers are in eval mode and they
+hold no dropout, so their output is a deterministic function of the image. :func:`frozen_prefix` splits a model
+into that *prefix* and the *remainder* that still trains; :func:`prepare` computes the prefix's activations for
+every image of train, val and test (and the mirrored train images for ``augmentation: flip``) once and stores
+them in a node-local :class:`FeatureCache`, keyed by (architecture, freeze depth, the prefix's weights, the split's
+pixels, view, storage dtype, device kind). Every trial whose prefix matches — any seed, learning rate, epochs,
+cell or arm — trains the remainder on the stored activations; a linear probe (``freeze_depth: 5``) trains only the
+head, on feature vectors.
+
+The trial is the same run as without the cache: the model is built exactly as before (same head initialization),
+batches come from the same permutation (``tlsweep.data.batches.batch_rows``), flips from the same draws
+(``tlsweep.data.augment.draw_flips``) and the optimizer holds the same parameters. Only the rounding differs:
+float32 storage reproduces the uncached activations to ≤ 1e-5 (CPU); float16 storage rounds each value to 11
+significant bits, a relative error ≤ 2⁻¹¹ ≈ 4.9e-4 of its magnitude. By default feature vectors (full-body
+freezes) are stored as float16 and feature maps (partial freezes) as float32 (:func:`storage_dtype`).
+
+Where the cache lives and why. A file per (key) under ``$TLSWEEP_FEATURE_CACHE_DIR`` (default
+``<tempdir>/tlsweep-features``), written atomically and memory-mapped: every Ray worker process of a node reads the
+same pages, a restarted worker finds them again, and a file lock makes concurrent trials compute each entry once.
+Ray's object store was the alternative, but an object lives only as long as the worker that put it, and trial
+workers come and go. The cache's total size is bounded by ``$TLSWEEP_FEATURE_CACHE_GB`` (default: a quarter of the
+machine's memory, at most 16 GiB); the least recently used entries are removed to make room, and an entry larger
+than the bound is not stored: that trial falls back.
+
+Fallbacks (logged once per process and reason, at INFO on ``tlsweep.training.frozen_features``): no frozen layer,
+augmentation that changes pixels beyond a flip, an architecture whose prefix is not known (partial freezes of
+anything but torchvision ResNet/VGG and ``resnet_tiny``; full-body freezes of models with dropout in the body or
+whose head is not their last operation), ``feature_cache: false``, or an entry over the cache's bound.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from tlsweep.data.types import DatasetTensors, SplitTensors
+    from tlsweep.training.config import TrialConfig
+
+LOG = logging.getLogger(__name__)
+CACHE_DIR_ENV = "TLSWEEP_FEATURE_CACHE_DIR"
+CACHE_GB_ENV = "TLSWEEP_FEATURE_CACHE_GB"
+CACHE_DTYPE_ENV = "TLSWEEP_FEATURE_CACHE_DTYPE"  # auto (default) | float16 | float32
+CACHEABLE_AUGMENTATIONS = ("none", "flip")
+FLOAT16_MAX_STORED = 6.0e4  # larger activations are stored as float32 (float16 ends at 65504)
+_LOGGED: set[str] = set()
+
+
+def log_once(reason: str) -> None:
+    if reason not in _LOGGED:
+        _LOGGED.add(reason)
+        LOG.info("frozen-feature cache not used: %s", reason)
+
+
+# ---------------------------------------------------------------------------------------------- the split
+
+
+class _Sequence(nn.Module):
+    """Modules applied in turn (references to the model's own modules, so training the remainder trains it)."""
+
+    def __init__(self, steps: list[nn.Module]) -> None:
+        super().__init__()
+        self.steps = nn.ModuleList(steps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for step in self.steps:
+            x = step(x)
+        return x
+
+
+class _Headless(nn.Module):
+    """The whole model with its head (a submodule ``name``) bypassed: the body's pooled output."""
+
+    def __init__(self, model: nn.Module, name: str) -> None:
+        super().__init__()
+        self.model = model
+        self.name = name
+
+    def named_parameters(
+        self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, nn.Parameter]]:
+        """The body's parameters only (the head is not part of the prefix)."""
+        head = {id(p) for p in self.model.get_submodule(self.name).parameters()}
+        for name, parameter in self.model.named_parameters(prefix, recurse, remove_duplicate):
+            if id(parameter) not in head:
+                yield name, parameter
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The body's parameters and buffers (what the stored features depend on), without the head's."""
+        head = self.name + "."
+        return {k: v for k, v in self.model.state_dict().items() if not k.startswith(head)}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parent_name, _, attr = self.name.rpartition(".")
+        parent = self.model.get_submodule(parent_name) if parent_name else self.model
+        head = getattr(parent, attr)
+        setattr(parent, attr, nn.Identity())
+        try:
+            return self.model(x)
+        finally:
+            setattr(parent, attr, head)
+
+
+def _stochastic(modules: Iterator[nn.Module]) -> list[str]:
+    """Class names of modules that draw random numbers in training mode (dropout, drop-path)."""
+    found = []
+    for module in modules:
+        if isinstance(module, nn.modules.dropout._DropoutNd) and module.p > 0:
+            found.append(type(module).__name__)
+        elif "droppath" in type(module).__name__.lower() and float(getattr(module, "drop_prob", 0.0) or 0.0) > 0:
+            found.append(type(module).__name__)
+    return found
+
+
+def frozen_prefix(model: nn.Module, freeze_depth: int) -> tuple[nn.Module, nn.Module] | str:
+    """``(prefix, remainder)`` with ``remainder(prefix(x)) == model(x)`` and every parameter of ``prefix`` frozen
+    by ``freeze_depth``; or a string saying why the model has no such split.
+
+    Known families: torchvision ResNet and ``resnet_tiny`` (depth k < 5: stem, then ``layer1``..``layer{k-1}``),
+    torchvision VGG (depth k < 5: the first k conv blocks; 5: the body up to its first dropout, so fc7 and the
+    dropouts still run per step exactly as before). Any other model, depth 5 only: the body's output before the
+    head, provided the body holds no dropout and the head is the model's last operation.
+    """
+    from torchvision.models import VGG, ResNet
+
+    from tlsweep.training.backbones import TinyResNet, head_module
+    from tlsweep.training.config import MAX_FREEZE_DEPTH
+
+    if freeze_depth <= 0:
+        return "no frozen layer (freeze_depth 0)"
+    if isinstance(model, ResNet | TinyResNet) and freeze_depth < MAX_FREEZE_DEPTH:
+        stem: list[nn.Module] = [model.conv1, model.bn1, model.relu]
+        if isinstance(model, ResNet):
+            stem.append(model.maxpool)
+        stages: list[nn.Module] = [model.layer1, model.layer2, model.layer3, model.layer4]
+        tail: list[nn.Module] = [*stages[freeze_depth - 1 :], model.avgpool, nn.Flatten(1), model.fc]
+        return _Sequence([*stem, *stages[: freeze_depth - 1]]), _Sequence(tail)
+    if isinstance(model, VGG):
+        features: nn.Sequential = model.features
+        ends = [i + 1 for i, m in enumerate(features) if isinstance(m, nn.MaxPool2d)]
+        if freeze_depth < MAX_FREEZE_DEPTH:
+            end = ends[freeze_depth - 1]
+            rest = [*features[end:], model.avgpool, nn.Flatten(1), model.classifier]
+            return _Sequence(list(features[:end])), _Sequence(rest)
+        classifier = list(model.classifier)
+        dropouts = [i for i, m in enumerate(classifier) if isinstance(m, nn.modules.dropout._DropoutNd)]
+        cut = dropouts[0] if dropouts else len(classifier) - 1
+        prefix = _Sequence([features, model.avgpool, nn.Flatten(1), *classifier[:cut]])
+        return prefix, _Sequence(classifier[cut:])
+    if freeze_depth < MAX_FREEZE_DEPTH:
+        return f"partial freezes of {type(model).__name__} have no known prefix (only full-body freezes do)"
+    head = head_module(model)
+    name = next((n for n, m in model.named_modules() if m is head), None)
+    if name is None:
+        return f"the head of {type(model).__name__} is not one of its submodules"
+    head_ids = {id(m) for m in head.modules()}
+    stochastic = _stochastic(m for m in model.modules() if id(m) not in head_ids)
+    if stochastic or float(getattr(model, "drop_rate", 0.0) or 0.0) > 0:
+        return f"{type(model).__name__}'s body draws random numbers in training ({', '.join(stochastic) or 'drop_rate'})"
+    return _Headless(model, name), head
+
+
+def _verify(model: nn.Module, prefix: nn.Module, remainder: nn.Module, image_shape: tuple[int, ...]) -> str | int:
+    """The number of values the prefix makes of one image when remainder(prefix(x)) reproduces model(x) on random
+    images (eval mode), else why not."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            generator = torch.Generator().manual_seed(0)
+            device = next(model.parameters()).device
+            x = torch.randn((2, *image_shape), generator=generator).to(device)
+            expected = model(x)
+            features = prefix(x)
+            got = remainder(features)
+    finally:
+        model.train(was_training)
+    if got.shape != expected.shape or not torch.allclose(got, expected, rtol=1e-4, atol=1e-5):
+        return f"{type(model).__name__}: the split into frozen prefix and remainder does not reproduce the model"
+    return int(features[0].numel())
+
+
+# ---------------------------------------------------------------------------------------------- the cache
+
+
+def _default_max_bytes() -> int:
+    configured = os.environ.get(CACHE_GB_ENV)
+    if configured:
+        return int(float(configured) * 2**30)
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        memory = 16 * 2**30
+    return int(min(memory // 4, 16 * 2**30))
+
+
+class FeatureCache:
+    """Arrays stored once per key as ``.npy`` files in ``directory``, memory-mapped on read, at most ``max_bytes``
+    in total (least recently used entries removed first)."""
+
+    def __init__(self, directory: Path | str | None = None, max_bytes: int | None = None) -> None:
+        default = Path(tempfile.gettempdir()) / "tlsweep-features"
+        self.directory = Path(directory or os.environ.get(CACHE_DIR_ENV) or default)
+        self.max_bytes = _default_max_bytes() if max_bytes is None else int(max_bytes)
+        self.computed = 0  # entries this process computed (tests and benchmarks read it)
+
+    def path(self, key: str) -> Path:
+        return self.directory / f"{key}.npy"
+
+    def entries(self) -> list[Path]:
+        return sorted(self.directory.glob("*.npy")) if self.directory.is_dir() else []
+
+    def size_bytes(self) -> int:
+        total = 0
+        for path in self.entries():
+            with contextlib.suppress(FileNotFoundError):
+                total += path.stat().st_size
+        return total
+
+    @contextlib.contextmanager
+    def _locked(self, key: str) -> Iterator[None]:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / f"{key}.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def get(self, key: str, nbytes: int, compute: Callable[[], np.ndarray]) -> np.ndarray | None:
+        """The stored array for ``key``, computing and storing it first if absent; None when ``nbytes`` (its size)
+        exceeds the bound."""
+        if nbytes > self.max_bytes:
+            return None
+        path = self.path(key)
+        with self._locked(key):
+            if path.exists():
+                try:
+                    os.utime(path)  # recently used
+                    return np.load(path, mmap_mode="r")
+                except FileNotFoundError:  # evicted by another process just now: compute it again
+                    pass
+            array = compute()
+            self._make_room(array.nbytes, keep=path)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            with open(tmp, "wb") as handle:
+                np.save(handle, array)
+            os.replace(tmp, path)
+            self.computed += 1
+            return np.load(path, mmap_mode="r")
+
+    def _make_room(self, nbytes: int, keep: Path) -> None:
+        stats = []
+        for entry in self.entries():
+            with contextlib.suppress(FileNotFoundError):
+                stats.append((entry.stat().st_mtime, entry.stat().st_size, entry))
+        total = sum(size for _, size, _ in stats)
+        for _, size, entry in sorted(stats):
+            if total + nbytes <= self.max_bytes:
+                break
+            if entry != keep:
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()  # a process that mapped it keeps reading it (POSIX)
+                total -= size
+
+
+# ---------------------------------------------------------------------------------------------- trial side
+
+
+@dataclass
+class FrozenFeatures:
+    """A trial's stored activations: ``train`` (and ``train_flipped`` for flip), ``val``, ``test`` as tensors on
+    the trial's device (rows = the split's images), and the module that maps them to logits."""
+
+    remainder: nn.Module
+    train: torch.Tensor
+    train_flipped: torch.Tensor | None
+    val: torch.Tensor
+    test: torch.Tensor
+    keys: dict[str, str]
+
+
+_FINGERPRINTS: dict[tuple[int, tuple[int, ...], str], str] = {}
+
+
+def split_fingerprint(split: SplitTensors) -> str:
+    """sha256 of a split's pixels and labels (memoized per process for the same tensor)."""
+    images = split.images
+    memo = (images.data_ptr(), tuple(images.shape), str(images.device))
+    if memo not in _FINGERPRINTS:
+        digest = hashlib.sha256(f"{tuple(images.shape)}:{images.dtype}".encode())
+        digest.update(np.ascontiguousarray(images.cpu().numpy()).data)
+        digest.update(np.ascontiguousarray(split.labels.cpu().numpy()).data)
+        _FINGERPRINTS[memo] = digest.hexdigest()
+    return _FINGERPRINTS[memo]
+
+
+def weights_fingerprint(prefix: nn.Module) -> str:
+    """sha256 of the prefix's parameters and buffers (names, shapes, values)."""
+    digest = hashlib.sha256()
+    for name, value in prefix.state_dict().items():
+        tensor = value.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().data if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def storage_dtype(freeze_depth: int) -> np.dtype[np.floating]:
+    """``$TLSWEEP_FEATURE_CACHE_DTYPE``: ``float16``, ``float32`` or ``auto`` (the default): float16 for a full-body
+    freeze (feature vectors; a head trained on them ends where it ends with float32 ones), float32 for a partial one
+    (training several layers on float16-rounded inputs drifted by 2 of 90 test images in bench/frozen_features.py)."""
+    from tlsweep.training.config import MAX_FREEZE_DEPTH
+
+    name = os.environ.get(CACHE_DTYPE_ENV, "auto") or "auto"
+    if name not in ("float16", "float32", "auto"):
+        from tlsweep.errors import SpecError
+
+        raise SpecError(f"environment variable {CACHE_DTYPE_ENV}={name!r}: use auto, float16 or float32")
+    if name == "auto":
+        name = "float16" if freeze_depth >= MAX_FREEZE_DEPTH else "float32"
+    return np.dtype(name)
+
+
+def compute_features(
+    prefix: nn.Module,
+    split: SplitTensors,
+    *,
+    flipped: bool,
+    batch_size: int,
+    device: torch.device,
+    amp: bool,
+    dtype: np.dtype[np.floating],
+) -> np.ndarray:
+    """The prefix's activations for every image of ``split`` (mirrored first if ``flipped``), as ``dtype``; the
+    images are normalized exactly as ``TensorAugment`` does."""
+    from tlsweep.data.augment import normalize
+    from tlsweep.data.batches import iterate_batches
+
+    parts = []
+    prefix.eval()
+    with torch.inference_mode():
+        indices = np.arange(len(split))
+        for images, _ in iterate_batches(split, indices, batch_size, shuffle=False, generator=None, device=device):
+            x = normalize(images.flip(-1) if flipped else images)
+            if amp:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                parts.append(prefix(x).float().cpu().numpy())
+    array = np.concatenate(parts) if parts else np.zeros((0,), dtype=np.float32)
+    if dtype == np.float16 and np.abs(array).max(initial=0.0) > FLOAT16_MAX_STORED:
+        return array  # float16 would overflow: keep float32
+    return array.astype(dtype, copy=False)
+
+
+_CACHE: FeatureCache | None = None
+
+
+def default_cache() -> FeatureCache:
+    global _CACHE
+    if _CACHE is None:
+        _CACHE = FeatureCache()
+    return _CACHE
+
+
+def prepare(
+    config: TrialConfig,
+    model: nn.Module,
+    data: DatasetTensors,
+    device: torch.device,
+    amp: bool,
+    *,
+    cache: FeatureCache | None = None,
+) -> FrozenFeatures | None:
+    """The trial's stored activations (computed and stored first where absent), or None — with the reason logged
+    once — when the trial runs the uncached path."""
+    if not config.feature_cache:
+        log_once("feature_cache is off")
+        return None
+    if config.augmentation not in CACHEABLE_AUGMENTATIONS:
+        log_once(f"augmentation {config.augmentation!r} changes pixels (only none and flip can use stored features)")
+        return None
+    split = frozen_prefix(model, config.freeze_depth)
+    if isinstance(split, str):
+        log_once(split)
+        return None
+    prefix, remainder = split
+    per_image = _verify(model, prefix, remainder, tuple(data.train.images.shape[1:]))
+    if isinstance(per_image, str):
+        log_once(per_image)
+        return None
+    cache = cache or default_cache()
+    dtype = storage_dtype(config.freeze_depth)
+    base = "|".join(
+        [
+            type(model).__qualname__,
+            config.backbone,
+            f"depth{config.freeze_depth}",
+            weights_fingerprint(prefix),
+            f"{dtype.name}",
+            f"{device.type}{'-amp' if amp else ''}",
+        ]
+    )
+    views = [("train", False), ("val", False), ("test", False)]
+    if config.augmentation == "flip":
+        views.append(("train", True))
+    arrays: dict[str, torch.Tensor] = {}
+    keys: dict[str, str] = {}
+    for split_name, flipped in views:
+        part: SplitTensors = getattr(data, split_name)
+        view = f"{split_name}{'_flipped' if flipped else ''}"
+        key = hashlib.sha256(f"{base}|{split_fingerprint(part)}|{view}".encode()).hexdigest()[:32]
+        started = time.perf_counter()
+        nbytes = per_image * len(part) * dtype.itemsize
+        array = cache.get(
+            key,
+            nbytes,
+            lambda part=part, flipped=flipped: compute_features(  # type: ignore[misc]
+                prefix,
+                part,
+                flipped=flipped,
+                batch_size=config.eval_batch_size,
+                device=device,
+                amp=amp,
+                dtype=dtype,
+            ),
+        )
+        if array is None:
+            log_once(f"the {view} features ({nbytes / 2**20:.0f} MiB) exceed the cache's bound "
+                     f"({cache.max_bytes / 2**20:.0f} MiB; set {CACHE_GB_ENV})")
+            return None
+        LOG.debug("features %s ready in %.2fs", view, time.perf_counter() - started)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # a read-only memory map: trials never write to it
+            arrays[view], keys[view] = torch.from_numpy(array).to(device), key
+    return FrozenFeatures(
+        remainder=remainder,
+        train=arrays["train"],
+        train_flipped=arrays.get("train_flipped"),
+        val=arrays["val"],
+        test=arrays["test"],
+        keys=keys,
+    )
