@@ -32,6 +32,7 @@ from tlsweep.space import ParamEntry, ParamValue
 from tlsweep.spec_yaml import parse_override_value, read_yaml_file
 from tlsweep.tracking import WandbSettings
 from tlsweep.training.config import (
+    MAX_IMAGE_SIZE,
     PRETRAIN_DEFAULTS,
     SETTING_RULES,
     OptimizerName,
@@ -65,7 +66,6 @@ LEGACY_PROVENANCE_KEY = "tlsweep"
 # Bounds on integers: what the results' int64 columns store (seeds) and what one machine can do (the rest).
 MAX_SEED = 2**62  # confirm seeds are seed_base + r and must stay int64 (trials.seed, epochs.seed)
 MAX_BUDGET_SEED = 2**40  # tune seeds are 100_000 × (seed + 1) + index (tlsweep.design.tune_seed): int64 too
-MAX_IMAGE_SIZE = 1024  # pixels per side; the tensor cache holds N × 3 × size² bytes in memory
 MAX_NAME_LENGTH = 100  # the results directory, Ray's experiment and W&B's run names derive from it
 MAX_TRIALS_PER_CELL = 100_000
 MAX_SEEDS = 10_000

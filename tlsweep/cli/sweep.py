@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 if TYPE_CHECKING:
     from tlsweep.spec import SweepSpec
@@ -101,6 +102,10 @@ def run(spec_path: Path, overrides: tuple[str, ...], storage: str | None, addres
     console.print(f"recorded {outcome.trials_recorded} trials in {outcome.wall_time_s / 60:.1f} min → {outcome.location}")
     for line in outcome.skipped:
         console.print(f"[yellow]not confirmed[/] {line}")
+    failed = outcome.failed
+    for phase in outcome.failures:
+        if phase is not failed:
+            console.print(f"[yellow]failed trials[/] {escape(phase.describe(outcome.location))}")
     if outcome.wandb_sweep_url:
         console.print(f"W&B sweep: {outcome.wandb_sweep_url}")
     if outcome.wandb_sync:
@@ -110,6 +115,14 @@ def run(spec_path: Path, overrides: tuple[str, ...], storage: str | None, addres
     if outcome.interrupted:
         console.print(f"[yellow]stopped before the end.[/] Resume with:\n  {rerun}")
         raise SystemExit(130)
+    if failed is not None:
+        raise click.ClickException(
+            f"the sweep could not do its job: {failed.describe(outcome.location)}\n"
+            f"  first error: {failed.first_error}\n"
+            "  no report was written. Fix the cause, then run again: with a changed spec add --new (these results "
+            "are moved aside); with the same spec, move the results directory aside first (failed trials are "
+            "recorded, not retried)"
+        )
     if outcome.report_path:
         console.print(f"[bold green]report:[/] {outcome.report_path}")
         click.echo(outcome.report_path)

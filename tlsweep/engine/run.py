@@ -43,17 +43,64 @@ log = logging.getLogger(__name__)
 STATUS_FILE = "status.json"
 
 
+@dataclass(frozen=True)
+class PhaseFailures:
+    """The failed trials of one phase of a sweep's results: how many of how many, and why (most frequent first)."""
+
+    phase: str
+    failed: int
+    recorded: int
+    reasons: tuple[tuple[str, int], ...]  # (error message, trials), most frequent first
+    first_error: str  # the error of the first failed trial recorded
+
+    @property
+    def every_trial(self) -> bool:
+        return self.failed == self.recorded > 0
+
+    def describe(self, location: str) -> str:
+        """``"tune: 3 of 8 trials failed: ValueError: x (2), ..."`` and where the details are."""
+        head = ("every trial" if self.every_trial else f"{self.failed} of {self.recorded} trials") + " failed"
+        why = "; ".join(f"{message} ({count}×)" for message, count in self.reasons[:3])
+        more = f"; and {len(self.reasons) - 3} other error(s)" if len(self.reasons) > 3 else ""
+        return (f"{self.phase} phase: {head}: {why}{more}\n  details: the `error` column of {location}/trials "
+                f"(status `failed`) and each trial's error.txt under {location}/{RAY_SUBDIR}/{self.phase}-*/")
+
+
+def failure_summary(rows: list[dict[str, Any]]) -> list[PhaseFailures]:
+    """The phases of ``rows`` (trials-table rows) with failed trials, in phase order (tune, then confirm)."""
+    summaries = []
+    for phase in ("tune", "confirm"):
+        mine = [row for row in rows if row.get("phase") == phase]
+        failed = [row for row in mine if row.get("status") == "failed"]
+        if not failed:
+            continue
+        reasons: dict[str, int] = {}
+        for row in failed:
+            message = " ".join(str(row.get("error") or "no error message recorded").split())[:300]
+            reasons[message] = reasons.get(message, 0) + 1
+        ranked = tuple(sorted(reasons.items(), key=lambda item: -item[1]))
+        first = " ".join(str(failed[0].get("error") or "no error message recorded").split())[:300]
+        summaries.append(PhaseFailures(phase, len(failed), len(mine), ranked, first))
+    return summaries
+
+
 @dataclass
 class SweepOutcome:
     location: str
     trials_recorded: int
     counts: dict[str, int]
     skipped: list[str] = field(default_factory=list)
+    failures: list[PhaseFailures] = field(default_factory=list)  # phases with failed trials (all recorded rows)
     interrupted: bool = False
     report_path: str | None = None
     wandb_sync: str | None = None
     wandb_sweep_url: str | None = None
     wall_time_s: float = 0.0
+
+    @property
+    def failed(self) -> PhaseFailures | None:
+        """The first phase whose every recorded trial failed: the sweep could not do its job (no report)."""
+        return next((phase for phase in self.failures if phase.every_trial), None)
 
 
 def library_versions() -> dict[str, str]:
@@ -68,6 +115,27 @@ def library_versions() -> dict[str, str]:
 
 def results_location(spec: SweepSpec, storage: str | None = None) -> Location:
     return resolve_location(storage or spec.storage).join(spec.name)
+
+
+def check_storage_writable(location: Location) -> None:
+    """Create ``location``'s directory and write and delete a small file there.
+
+    Raises:
+        StoreError: naming the location, the filesystem's reason and the fix.
+    """
+    import uuid
+
+    import pyarrow as pa
+
+    probe = location.join(f".tlsweep-write-check-{uuid.uuid4().hex}")
+    try:
+        location.filesystem.create_dir(location.path, recursive=True)
+        with location.filesystem.open_output_stream(probe.path) as stream:
+            stream.write(b"tlsweep")
+        location.filesystem.delete_file(probe.path)
+    except (OSError, pa.ArrowException) as exc:
+        raise StoreError(f"results storage {location.uri} is not writable ({exc}); choose a writable place with "
+                         "--storage or the spec's `storage`, or fix its permissions or credentials") from None
 
 
 def sweep_provenance(spec: SweepSpec, *, source: str | None) -> Provenance:
@@ -409,6 +477,7 @@ def run_sweep(
     console = console or Console(stderr=True)
     started = time.time()
     location = results_location(spec, storage)
+    check_storage_writable(location)  # before any data is decoded or Ray started
     store = ResultsStore(location)
     check_resume(spec, store, new=new)
     console.print(f"[bold]{spec.name}[/]: results in {location.uri}")
@@ -502,7 +571,8 @@ def run_sweep(
         # trials still listed as running were cut short: a rerun hands them out again (tlsweep.engine.run.pending_trials)
         progress.finish()
     outcome.trials_recorded = recorder.recorded
-    if report and not outcome.interrupted:
+    outcome.failures = failure_summary(recorder.trials.to_pylist())
+    if report and not outcome.interrupted and not outcome.failed:
         from tlsweep.report.publish import publish_report
 
         _, outcome.report_path = publish_report(store, wandb_mode=wandb_mode)

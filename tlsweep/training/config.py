@@ -26,6 +26,7 @@ ScheduleName = Literal["constant", "step", "cosine"]
 OPTIMIZERS: tuple[str, ...] = typing.get_args(OptimizerName)
 SCHEDULES: tuple[str, ...] = typing.get_args(ScheduleName)
 MAX_FREEZE_DEPTH = 5
+MAX_IMAGE_SIZE = 1024  # pixels per side (spec and checkpoints); decoded images take N × 3 × size² bytes
 
 
 @dataclass(frozen=True)
