@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -24,8 +24,10 @@ _SET_HELP = "Override any spec field: --set confirm.seeds=8 --set dataset.root=/
 def validate(spec_path: Path, overrides: tuple[str, ...]) -> None:
     """Check a sweep spec without running it; print the design and the number of trials per phase."""
     from tlsweep.spec import load_spec
+    from tlsweep.training.references import check_spec_references
 
     spec = load_spec(spec_path, list(overrides))
+    check_spec_references(spec, source=str(spec_path))
     counts = spec.trial_counts()
     console = Console(soft_wrap=True)
     console.print(f"[green]✓[/] {spec_path}: sweep [bold]{spec.name}[/] is valid")
@@ -128,6 +130,32 @@ def run(spec_path: Path, overrides: tuple[str, ...], storage: str | None, addres
         click.echo(outcome.report_path)
 
 
+def live_status(text: str | None) -> tuple[dict[str, Any], str | None]:
+    """The running sweep's ``status.json`` as ``{"finished", "updated_at", "running"}`` (running items with string
+    ``phase``, ``study`` and ``trial_id``), and what was wrong with it (None when nothing). A missing or unreadable
+    file reads as a sweep that is not running."""
+    empty: dict[str, Any] = {"finished": True, "updated_at": 0.0, "running": []}
+    if not text:
+        return empty, None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        return empty, f"not valid JSON ({exc})"
+    if not isinstance(data, dict):
+        return empty, f"expected a JSON object, got {type(data).__name__}"
+    updated = data.get("updated_at", 0)
+    if isinstance(updated, bool) or not isinstance(updated, (int, float)) or updated != updated:
+        return empty, f"updated_at is {updated!r}, not a time"
+    items = data.get("running", [])
+    keys = ("phase", "study", "trial_id")
+    running = [item for item in items if isinstance(item, dict) and all(isinstance(item.get(k), str) for k in keys)]
+    problem = None
+    if not isinstance(items, list) or len(running) != len(items):
+        problem = "some running entries are not {phase, study, trial_id}; they are left out"
+        running = running if isinstance(items, list) else []
+    return {"finished": bool(data.get("finished")), "updated_at": float(updated), "running": running}, problem
+
+
 @click.command()
 @click.argument("results", metavar="DIR")
 def status(results: str) -> None:
@@ -141,12 +169,15 @@ def status(results: str) -> None:
     board = StatusBoard(expected_counts(spec), mode=spec.objective.mode)
     for row in store.read_trials().to_pylist():
         board.add_row(row)
-    live = json.loads(store.read_text(STATUS_FILE) or "{}")
-    fresh = not live.get("finished") and time.time() - float(live.get("updated_at", 0)) < 120
-    for item in live.get("running", []) if fresh else []:
-        phase, study = item["phase"], item["study"]
-        cell, _, arm = study.rpartition("|init=")
-        board.line(phase, cell, arm).running.add(item["trial_id"])
+    console = Console(width=None if sys.stdout.isatty() else 140)
+    live, problem = live_status(store.read_text(STATUS_FILE))
+    if problem:
+        console.print(f"[yellow]warning:[/] {escape(store.location.join(STATUS_FILE).uri)}: {escape(problem)}; "
+                      "showing the recorded trials only (a running sweep rewrites it within seconds)")
+    fresh = not live.get("finished") and time.time() - live["updated_at"] < 120
+    for item in live["running"] if fresh else []:
+        cell, _, arm = item["study"].rpartition("|init=")
+        board.line(item["phase"], cell, arm).running.add(item["trial_id"])
     state = "running" if fresh else "not running"
-    Console(width=None if sys.stdout.isatty() else 140).print(board.table(title=f"{spec.name} ({state}) · {store.location.uri}",
+    console.print(board.table(title=f"{spec.name} ({state}) · {store.location.uri}",
                                 concurrency=spec.resources.max_concurrent_trials or 1))

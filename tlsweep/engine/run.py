@@ -126,9 +126,14 @@ def check_storage_writable(location: Location) -> None:
     import uuid
 
     import pyarrow as pa
+    import pyarrow.fs as pafs
 
     probe = location.join(f".tlsweep-write-check-{uuid.uuid4().hex}")
+    report = location.join("report")
     try:
+        if location.filesystem.get_file_info(report.path).type == pafs.FileType.File:
+            raise StoreError(f"{report.uri} is a file; the report is written into a folder of that name: move the "
+                             "file aside")
         location.filesystem.create_dir(location.path, recursive=True)
         with location.filesystem.open_output_stream(probe.path) as stream:
             stream.write(b"tlsweep")
@@ -310,8 +315,16 @@ def pending_trials(store: ResultsStore, phase: str, done_ids: set[str]) -> list[
         status = json.loads(store.read_text(STATUS_FILE) or "{}")
     except ValueError:
         return []
-    running = [item.get("meta") for item in status.get("running", [])]
-    planned = [PlannedTrial.from_meta(meta) for meta in running if meta and meta.get("phase") == phase]
+    running = status.get("running", []) if isinstance(status, dict) else []
+    planned = []
+    for item in running if isinstance(running, list) else []:
+        meta = item.get("meta") if isinstance(item, dict) else None
+        if not isinstance(meta, dict) or meta.get("phase") != phase:
+            continue
+        try:
+            planned.append(PlannedTrial.from_meta(meta))
+        except (KeyError, TypeError, ValueError):  # a garbled entry: that trial is planned again from scratch
+            log.warning("%s: ignoring an unreadable running entry", STATUS_FILE)
     return [p for p in planned if p.trial_id not in done_ids]
 
 
@@ -473,10 +486,12 @@ def run_sweep(
     from tlsweep.engine.trainable import make_payload, sweep_trainable
     from tlsweep.tracking import make_tracker
     from tlsweep.tracking.optuna_mirror import open_study_mirror
+    from tlsweep.training.references import check_spec_references
 
     console = console or Console(stderr=True)
     started = time.time()
     location = results_location(spec, storage)
+    check_spec_references(spec, source=source or spec.name)
     check_storage_writable(location)  # before any data is decoded or Ray started
     store = ResultsStore(location)
     check_resume(spec, store, new=new)
