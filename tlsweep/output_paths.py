@@ -42,7 +42,8 @@ def check_output_dir(path: Path, *, what: str = "--out") -> None:
         OutputError: naming ``what`` (the option), the path, why and the fix.
     """
     if path.exists() and not path.is_dir():
-        raise OutputError(f"{what}: {path} is a file, not a folder; move it aside or choose another folder (it is created when missing)")
+        raise OutputError(f"{what}: {path} is a file, not a folder; move it aside or choose another folder (it is "
+                          "created when missing)")
     _probe(path, what)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+import yaml.reader
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from tlsweep.errors import SpecError
@@ -140,13 +141,18 @@ def load_yaml(text: str, *, source: str) -> Any:
             non-JSON values (dates, sets, binary), non-finite numbers, recursive aliases, alias expansion beyond
             :data:`MAX_VALUES` and nesting beyond :data:`MAX_DEPTH`.
     """
-    loader = _StrictLoader(text, source)
+    loader: _StrictLoader | None = None
     try:
+        loader = _StrictLoader(text, source)  # the reader refuses control characters here already
         node = loader.get_single_node()
         if node is None:
             return None
         _check_graph(node, source)
         return loader.construct_document(node)
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        raise SpecError(f"{source}:{line}: the control character {chr(exc.character)!r} is not allowed in YAML; "
+                        "remove it") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
@@ -157,7 +163,8 @@ def load_yaml(text: str, *, source: str) -> Any:
     except RecursionError:  # a bound above should come first; never let it become a traceback
         raise SpecError(f"{source}: nested too deeply to read; a sweep spec nests a few levels") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def decode_spec_bytes(data: bytes, *, source: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import re
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ ScheduleName = Literal["constant", "step", "cosine"]
 OPTIMIZERS: tuple[str, ...] = typing.get_args(OptimizerName)
 SCHEDULES: tuple[str, ...] = typing.get_args(ScheduleName)
 MAX_FREEZE_DEPTH = 5
+DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")  # what TrialConfig.device may be (tlsweep.training.loop.resolve_device)
 MAX_IMAGE_SIZE = 1024  # pixels per side (spec and checkpoints); decoded images take N × 3 × size² bytes
 
 
@@ -210,6 +212,8 @@ def check_trial_config(config: TrialConfig) -> None:
     parse_init(config.init)
     for name in SETTINGS:
         check_setting(name, getattr(config, name))
+    if DEVICE_NAME.fullmatch(config.device) is None:
+        raise SpecError(f"device must be auto, cpu, cuda or cuda:N, got {config.device!r}")
     if config.warmup_epochs > config.epochs:
         raise SpecError(f"warmup_epochs must be {requirement('warmup_epochs')}, got {config.warmup_epochs!r}")
 
