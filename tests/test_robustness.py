@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from tlsweep.cli import cli
 from tlsweep.design import confirm_seeds, recipe_params, trial_config, tune_seed
-from tlsweep.spec import load_spec, parse_spec, tune_range_values
+from tlsweep.spec import TUNABLE, load_spec, parse_spec, tune_range_values
 from tlsweep.training.loop import check_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,10 +66,31 @@ scalars = st.one_of(
     st.sampled_from(SPECIAL), st.integers(min_value=-(2**70), max_value=2**70), st.floats(), st.text(max_size=12),
 )
 values = st.one_of(scalars, st.lists(scalars, max_size=4), st.dictionaries(st.text(max_size=6), scalars, max_size=3))
-mutations = st.lists(
-    st.tuples(st.sampled_from(PATHS), st.sampled_from(["set", "set", "set", "delete", "--set"]), values),
-    min_size=1, max_size=3,
-)  # fmt: skip
+generic = st.tuples(st.sampled_from(PATHS), st.sampled_from(["set", "set", "set", "delete", "--set"]), values)
+ENDS = [-1, 0, 0.5, 0.99, 1, 2, 5, 7, 9, 64, 1e-4, 1e3]
+
+
+@st.composite
+def tuned(draw: st.DrawFn) -> list[tuple[str, str, Any]]:
+    """A tune range for one tunable parameter, with its recipe value at the low end: the kind of spec that used to
+    pass validate and fail inside every or some trials."""
+    name = draw(st.sampled_from(TUNABLE))
+    if draw(st.booleans()):
+        choices = draw(st.lists(st.sampled_from([*ENDS, "flip", "mixup", "none", "trivial"]), min_size=1, max_size=3,
+                                unique=True))
+        entry: dict[str, Any] = {"type": "categorical", "choices": choices}
+        recipe = choices[0]
+    else:
+        low, high = sorted(draw(st.lists(st.sampled_from(ENDS), min_size=2, max_size=2)))
+        kind = draw(st.sampled_from(["float", "int"]))
+        entry = {"type": kind, "low": low, "high": high}
+        recipe = int(low) if kind == "int" else low
+    return [(f"design.tune.{name}", "set", entry), (f"design.recipe.{name}", "set", recipe)]
+
+
+mutations = st.lists(st.one_of(generic.map(lambda change: [change]), tuned()), min_size=1, max_size=3).map(
+    lambda groups: [change for group in groups for change in group]
+)
 
 
 def _apply(data: dict[str, Any], dotted: str, action: str, value: Any) -> None:
@@ -120,7 +141,7 @@ def assert_runs(spec: Any) -> None:
     assert parse_spec(resolved, source="resolved").result_hash() == spec.result_hash()
 
 
-@settings(max_examples=80, deadline=None, derandomize=True, database=None,
+@settings(max_examples=60, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(changes=mutations)
 def test_mutated_specs_are_refused_clearly_or_run(tmp_path: Path, changes: list[tuple[str, str, Any]]) -> None:
