@@ -31,7 +31,7 @@ SWEEPS = sorted((Path(__file__).resolve().parents[1] / "sweeps").glob("*.yaml"))
 PRETRAINED_PAIR = """\
 name: pretrained_pair
 dataset: {format: synthetic, root: data/age}
-model: {pretrained: {checkpoint: backbone.pt}}
+model: {backbone: resnet18, pretrained: {checkpoint: backbone.pt}}  # an architecture with ImageNet weights
 design:
   factors: {init: [imagenet, checkpoint], train_fraction: [0.1, 1.0], epochs: [2]}
   tune: {lr: {type: float, low: 1.0e-4, high: 1.0, log: true}}

@@ -454,7 +454,7 @@ design:
   tune:
     lr: {type: float, low: 1.0e-4, high: 1.0e-1, log: true}
     weight_decay: {type: float, low: 0.0, high: 0.01}
-    warmup_epochs: {type: int, low: 0, high: 3}
+    warmup_epochs: {type: int, low: 0, high: 2}  # at most the 2 epochs TrialConfig defaults to (validate checks)
     augmentation: {type: categorical, choices: [none, flip]}
   recipe: {lr: 0.01, weight_decay: 1.0e-4, warmup_epochs: 0, augmentation: none}
 objective: {metric: val_acc, mode: max}
@@ -561,7 +561,7 @@ def test_sweep_config_has_the_objective_the_parameters_and_a_local_controller() 
             "train_fraction": {"values": [0.1, 1.0]},
             "lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 0.1},
             "weight_decay": {"distribution": "uniform", "min": 0.0, "max": 0.01},
-            "warmup_epochs": {"distribution": "int_uniform", "min": 0, "max": 3},
+            "warmup_epochs": {"distribution": "int_uniform", "min": 0, "max": 2},
             "augmentation": {"values": ["none", "flip"]},
         },
         "controller": {"type": "local"},

@@ -30,3 +30,7 @@ class StoreError(TlsweepError):
 class InputChoiceError(TlsweepError):
     """A command was given none of the inputs it needs one of (a dataset, an image size), or two that exclude each
     other; the CLI reports it as a usage error."""
+
+
+class OutputError(TlsweepError):
+    """An output path cannot be written; the message names it, why, and where a finished result was kept instead."""

@@ -17,7 +17,7 @@ ParamValue = float | int | str | bool | None
 class ParamEntry(BaseModel):
     """One tuned (nuisance) parameter."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     type: Literal["float", "int", "categorical"]
     low: float | None = None

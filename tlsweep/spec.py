@@ -14,21 +14,34 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from tlsweep.data.config import DatasetSpec
 from tlsweep.errors import SpecError
 from tlsweep.space import ParamEntry, ParamValue
+from tlsweep.spec_yaml import parse_override_value, read_yaml_file
 from tlsweep.tracking import WandbSettings
 from tlsweep.training.config import (
+    MAX_IMAGE_SIZE,
     PRETRAIN_DEFAULTS,
     SETTING_RULES,
     SETTINGS,
     OptimizerName,
     ScheduleName,
     TrialConfig,
+    check_trial_config,
     requirement,
     rule_problem,
     type_problem,
@@ -53,14 +66,22 @@ TUNABLE = (
 # objective.metric (a per-epoch validation metric) → the trials column holding its value on the best epoch
 OBJECTIVE_COLUMNS = {"val_acc": "best_val_acc", "val_loss": "best_val_loss"}
 HYPOTHESIS_METRICS = ("test_acc", "test_balanced_acc", "test_off_by_one", "test_mae", "test_loss")
+BOUNDED_METRICS = ("test_acc", "test_balanced_acc", "test_off_by_one")  # proportions in [0, 1]
 # Fields whose change makes existing results incomparable (resume is refused unless --new).
 RESULT_FIELDS = ("dataset", "model", "design", "confirm", "objective")
 # The block tlsweep <= 0.1.0 appended to spec.resolved.yaml (provenance); it lives in its own file now.
 LEGACY_PROVENANCE_KEY = "tlsweep"
+# Bounds on integers: what the results' int64 columns store (seeds) and what one machine can do (the rest).
+MAX_SEED = 2**62  # confirm seeds are seed_base + r and must stay int64 (trials.seed, epochs.seed)
+MAX_BUDGET_SEED = 2**40  # tune seeds are 100_000 × (seed + 1) + index (tlsweep.design.tune_seed): int64 too
+MAX_NAME_LENGTH = 100  # the results directory, Ray's experiment and W&B's run names derive from it
+MAX_TRIALS_PER_CELL = 100_000
+MAX_SEEDS = 10_000
+STORAGE_SCHEMES = ("file", "s3", "gs", "gcs")  # tlsweep.results.location.resolve_location accepts these and paths
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _rule(setting: str) -> AfterValidator:
@@ -111,12 +132,12 @@ class PretrainSpec(_Model):
     batch_size: Annotated[int, _rule("batch_size")] = PRETRAIN_DEFAULTS["batch_size"]
     weight_decay: Annotated[float, _rule("weight_decay")] = PRETRAIN_DEFAULTS["weight_decay"]
     augmentation: Annotated[str, _rule("augmentation")] = PRETRAIN_DEFAULTS["augmentation"]
-    seed: int = PRETRAIN_DEFAULTS["seed"]
+    seed: int = Field(PRETRAIN_DEFAULTS["seed"], ge=0, le=MAX_SEED)
 
 
 class ModelSpec(_Model):
     backbone: str = "resnet_tiny"
-    image_size: int = Field(32, ge=8)
+    image_size: int = Field(32, ge=8, le=MAX_IMAGE_SIZE)
     batch_size: Annotated[int, _rule("batch_size")] = 64
     eval_batch_size: Annotated[int, _rule("eval_batch_size")] = 512
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
@@ -128,16 +149,16 @@ class ModelSpec(_Model):
 
 
 class BudgetSpec(_Model):
-    trials_per_cell: int = Field(8, ge=1)
+    trials_per_cell: int = Field(8, ge=1, le=MAX_TRIALS_PER_CELL)
     sampler: Literal["tpe", "random", "qmc", "grid"] = "tpe"
-    seed: int = 0  # sampler seeds and the tune-phase replicate seeds derive from it
+    seed: int = Field(0, ge=0, le=MAX_BUDGET_SEED)  # sampler seeds and the tune-phase replicate seeds derive from it
 
 
 class EarlyStoppingSpec(_Model):
     """ASHA inside the tune phase only, per study (never comparing trials across epochs levels)."""
 
     type: Literal["asha"] = "asha"
-    grace_period: int = Field(1, ge=1)
+    grace_period: int = Field(1, ge=1, le=MAX_TRIALS_PER_CELL)
     reduction_factor: float = Field(2.0, gt=1)
 
 
@@ -251,6 +272,11 @@ class DesignSpec(_Model):
                 elif cond not in self.factors:
                     raise ValueError(f"tune.{name}.when: {cond!r} is not a factor; conditions: arm, init or a "
                                      f"factor of {sorted(self.factors)}")
+                else:
+                    unknown = [level for level in allowed if level not in self.factors[cond]]
+                    if unknown or not allowed:
+                        raise ValueError(f"tune.{name}.when.{cond}: {unknown or allowed} are not levels of "
+                                         f"design.factors.{cond} {self.factors[cond]}; list one or more of them")
             for arm in self.arm_levels():
                 fixed = (self.arms or {}).get(str(arm.get(ARM_KEY)), {})
                 applies = all(arm.get(cond) in allowed for cond, allowed in entry.when.items()
@@ -259,10 +285,18 @@ class DesignSpec(_Model):
                     others = [a for a in arms if a != arm[ARM_KEY]]
                     raise ValueError(f"tune.{name}: arm {arm[ARM_KEY]!r} fixes {name} (arms.{arm[ARM_KEY]}."
                                      f"{name}); tune it only in the other arms: when: {{arm: {others}}}")
+            for value in tune_range_values(entry):
+                problem = _setting_problem(name, value)
+                if problem is not None:
+                    raise ValueError(f"tune.{name}: the range can produce {value!r}, which is invalid: {problem}; "
+                                     f"keep every value {requirement(name)}")
         for name, value in self.recipe.items():
             if name not in TUNABLE:
                 raise ValueError(f"recipe.{name}: not a recipe parameter; allowed: {list(TUNABLE)}")
-            problem = None if value is None else _setting_problem(name, value)
+            if value is None:
+                raise ValueError(f"recipe.{name}: null is not a setting; give the original study's value, e.g. "
+                                 f"recipe: {{{name}: {getattr(TrialConfig(), name)!r}}}, or leave {name} out")
+            problem = _setting_problem(name, value)
             if problem is not None:
                 raise ValueError(f"recipe.{name}: {problem}")
             tuned = self.tune.get(name)
@@ -281,16 +315,16 @@ class AdaptiveSpec(_Model):
     """Group-sequential confirm seeds: ``confirm.seeds`` first, then ``batch`` more per look up to ``max_seeds``,
     only for cells whose decision is not settled (``tlsweep.stats.sequential``)."""
 
-    max_seeds: int = Field(ge=3)
-    batch: int = Field(ge=1)
+    max_seeds: int = Field(ge=3, le=MAX_SEEDS)
+    batch: int = Field(ge=1, le=MAX_SEEDS)
     spending: Literal["obrien_fleming", "pocock"] = "obrien_fleming"  # Lan–DeMets alpha-spending function
     futility: float = Field(0.1, ge=0, lt=1)  # stop a cell when no decision keeps this conditional power
 
 
 class ConfirmSpec(_Model):
-    seeds: int = Field(5, ge=1)
+    seeds: int = Field(5, ge=1, le=MAX_SEEDS)
     configs: list[Literal["best", "recipe"]] = Field(default_factory=lambda: ["best"])  # type: ignore[arg-type]
-    seed_base: int = 1000  # replicate seeds are seed_base + 0..seeds-1, distinct from the tune phase's
+    seed_base: int = Field(1000, ge=0, le=MAX_SEED)  # replicate seeds are seed_base + 0..seeds-1, distinct from the tune phase's
     adaptive: AdaptiveSpec | None = None  # group-sequential batches; None: every cell gets `seeds` seeds
 
     @model_validator(mode="after")
@@ -341,17 +375,25 @@ class HypothesisSpec(_Model):
     # the cells the claim is about ({factor: [levels]}); None → the smallest train fraction × the fewest epochs
     region: dict[str, list[ParamValue]] | None = None
 
+    @field_validator("equivalence_margin")
+    @classmethod
+    def _margin_in_range(cls, margin: float, info: ValidationInfo) -> float:
+        if info.data.get("metric") in BOUNDED_METRICS and margin >= 1:
+            raise ValueError(f"must be below 1: {info.data['metric']} lies in [0, 1], so a margin of {margin} makes "
+                             "every difference 'equivalent'; e.g. 0.02")
+        return margin
+
 
 class ResourcesSpec(_Model):
-    cpus_per_trial: float = Field(1.0, gt=0)
-    gpus_per_trial: float = Field(0.0, ge=0)
-    max_concurrent_trials: int | None = Field(None, ge=1)  # None → as many as the cluster's CPUs allow
+    cpus_per_trial: float = Field(1.0, gt=0, le=1024)
+    gpus_per_trial: float = Field(0.0, ge=0, le=64)
+    max_concurrent_trials: int | None = Field(None, ge=1, le=100_000)  # None → as many as the cluster's CPUs allow
     reuse_actors: bool = True
 
 
 class FailuresSpec(_Model):
-    max_retries: int = Field(2, ge=-1)  # Ray retries of a failing trial (-1: without limit)
-    node_loss_requeues: int = Field(3, ge=0)  # extra runs of a trial whose retries were all lost with their node
+    max_retries: int = Field(2, ge=-1, le=1000)  # Ray retries of a failing trial (-1: without limit)
+    node_loss_requeues: int = Field(3, ge=0, le=1000)  # extra runs of a trial whose retries were all lost with their node
 
 
 class CheckpointEvery(_Model):
@@ -406,7 +448,7 @@ _COMPARE_FORMS = ("hypothesis.compare takes {control: ARM} (every other arm agai
 
 
 class SweepSpec(_Model):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=MAX_NAME_LENGTH)
     dataset: DatasetSpec
     model: ModelSpec = Field(default_factory=ModelSpec)
     design: DesignSpec
@@ -418,6 +460,37 @@ class SweepSpec(_Model):
     checkpoints: CheckpointSpec = Field(default_factory=CheckpointSpec)
     storage: str = "runs"
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _roots_given(cls, data: Any) -> Any:
+        """An empty ``root`` would silently become the current directory once parsed as a path."""
+        if not isinstance(data, dict):
+            return data
+        pretrain = (data.get("model") or {}).get("pretrain") if isinstance(data.get("model"), dict) else None
+        for where, block in (("dataset", data.get("dataset")),
+                             ("model.pretrain.dataset", pretrain.get("dataset") if isinstance(pretrain, dict) else None)):
+            if isinstance(block, dict) and isinstance(block.get("root"), str) and not block["root"].strip():
+                raise ValueError(f"{where}.root: empty; give the dataset's directory, e.g. {where}.root: data/faces")
+        return data
+
+    @field_validator("storage")
+    @classmethod
+    def _storage_uri(cls, storage: str) -> str:
+        text = storage.strip()
+        if not text:
+            raise ValueError("empty; give a local path (runs), s3://bucket/prefix or gs://bucket/prefix")
+        if "://" in text:
+            parts = urlsplit(text)
+            scheme = parts.scheme.lower()
+            if scheme not in STORAGE_SCHEMES:
+                raise ValueError(f"scheme {scheme!r} is not supported; give a local path (runs), file:///abs/path, "
+                                 "s3://bucket/prefix or gs://bucket/prefix")
+            if scheme == "file" and (parts.netloc not in ("", "localhost") or not parts.path.startswith("/")):
+                raise ValueError("a file:// URI must be file:///absolute/path (no host)")
+            if scheme != "file" and not parts.netloc:
+                raise ValueError(f"no bucket name; write it as {scheme}://bucket/prefix")
+        return storage
 
     @model_validator(mode="after")
     def _check(self) -> SweepSpec:
@@ -450,6 +523,7 @@ class SweepSpec(_Model):
             raise ValueError("objective: val_loss must be minimised (mode: min)")
         if self.objective.metric == "val_acc" and self.objective.mode != "max":
             raise ValueError("objective: val_acc must be maximised (mode: max)")
+        self._check_trial_configs()
         if self.design.budget.sampler == "grid":
             from tlsweep.space import grid_points
 
@@ -466,6 +540,26 @@ class SweepSpec(_Model):
                         f"got {self.design.budget.trials_per_cell}"
                     )
         return self
+
+    def _check_trial_configs(self) -> None:
+        """Every study's recipe trial and every end of every tune range passes ``check_trial_config``: what holds
+        for each setting alone is checked field by field; this catches the rules between settings (warmup_epochs
+        within epochs) as the trials will meet them."""
+        from tlsweep.design import recipe_params, trial_config
+
+        seed = self.confirm.seed_base
+        for levels in self.studies():
+            candidates: list[tuple[str, dict[str, Any]]] = [("the recipe", recipe_params(self, levels))]
+            for name, entry in self.design.tune.items():
+                if entry.applies_to(levels):
+                    candidates += [(f"design.tune.{name} = {value!r}", {name: value})
+                                   for value in tune_range_values(entry)]
+            for what, params in candidates:
+                try:
+                    check_trial_config(trial_config(self, levels, params, seed))
+                except SpecError as exc:
+                    where = ", ".join(f"{k}={v}" for k, v in levels.items())
+                    raise ValueError(f"{what} gives an invalid trial in the study {where}: {exc}") from None
 
     def _check_region(self) -> None:
         region = self.hypothesis.region
@@ -657,6 +751,20 @@ class SweepSpec(_Model):
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def tune_range_values(entry: ParamEntry) -> list[Any]:
+    """The values of a tune entry that decide whether every value it can produce is valid: each choice, or the
+    two ends of a range (``int`` ranges end at the last step optuna can reach). Setting rules are intervals or
+    sets, so these suffice."""
+    if entry.type == "categorical":
+        return list(entry.choices or [])
+    low, high = entry.low or 0.0, entry.high or 0.0
+    if entry.type == "int":
+        step = int(entry.step or 1)
+        first = int(low)
+        return [first, first + (int(high) - first) // step * step]
+    return [float(low), float(high)]
+
+
 def default_region(factors: dict[str, list[Any]]) -> dict[str, list[Any]]:
     """The default hypothesis region: the smallest train fraction and the fewest epochs among the declared levels."""
     return {name: [min(factors[name])] for name in ("train_fraction", "epochs") if factors.get(name)}
@@ -678,9 +786,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], *, source: str) 
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise SpecError(f"{source}: --set {item!r}: expected dotted.key=value, e.g. --set confirm.seeds=8")
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = parse_override_value(raw, source=source, item=item)
         node = result
         parts = key.strip().split(".")
+        if any(not part for part in parts):
+            raise SpecError(f"{source}: --set {item!r}: {key.strip()!r} has an empty part; write dotted.key=value, "
+                            "e.g. --set confirm.seeds=8")
         for part in parts[:-1]:
             child = node.get(part)
             if child is None:
@@ -732,6 +843,8 @@ def format_validation_error(exc: ValidationError, *, source: str) -> str:
 
 
 def parse_spec(data: Any, *, source: str = "<spec>") -> SweepSpec:
+    if data is None:
+        raise SpecError(f"{source}: the file is empty; a sweep spec is a YAML mapping (see sweeps/demo.yaml)")
     if not isinstance(data, dict):
         raise SpecError(f"{source}: a sweep spec must be a YAML mapping at the top level, got {type(data).__name__}")
     try:
@@ -756,14 +869,7 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> SweepSpec
     """
     path = Path(path)
     source = str(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise SpecError(f"{source}: no such file; the specs shipped with tlsweep are in sweeps/*.yaml") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{source}: not valid YAML: {exc}") from None
+    data = read_yaml_file(path, source=source)
     data = apply_overrides(data or {}, overrides or [], source=source) if isinstance(data, dict) else data
     return parse_spec(data, source=source)
 

@@ -20,12 +20,18 @@ from tlsweep.cli.wandb import wandb_group
 from tlsweep.errors import TlsweepError
 
 
+class InputError(click.ClickException):
+    """A ``TlsweepError`` as the command line shows it: one message, exit code 2 (also under click's CliRunner)."""
+
+    exit_code = 2
+
+
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except TlsweepError as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise InputError(str(exc)) from exc
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

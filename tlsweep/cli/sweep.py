@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 if TYPE_CHECKING:
     from tlsweep.spec import SweepSpec
@@ -27,8 +28,10 @@ def validate(spec_path: Path, overrides: tuple[str, ...], data_check: bool) -> N
     """Check a sweep spec without running it; print the design and the number of trials per phase."""
     from tlsweep.engine.run import check_backbones
     from tlsweep.spec import load_spec
+    from tlsweep.training.references import check_spec_references
 
     spec = load_spec(spec_path, list(overrides))
+    check_spec_references(spec, source=str(spec_path))
     check_backbones(spec, str(spec_path))
     if data_check:
         _check_data(spec)
@@ -133,6 +136,10 @@ def run(spec_path: Path, overrides: tuple[str, ...], storage: str | None, addres
         )
     for line in outcome.skipped:
         console.print(f"[yellow]not confirmed[/] {line}")
+    failed = outcome.failed
+    for phase in outcome.failures:
+        if phase is not failed:
+            console.print(f"[yellow]failed trials[/] {escape(phase.describe(outcome.location))}")
     if outcome.wandb_sweep_url:
         console.print(f"W&B sweep: {outcome.wandb_sweep_url}")
     if outcome.wandb_sync:
@@ -142,6 +149,14 @@ def run(spec_path: Path, overrides: tuple[str, ...], storage: str | None, addres
     if outcome.interrupted:
         console.print(f"[yellow]stopped before the end.[/] Resume with:\n  {rerun}")
         raise SystemExit(130)
+    if failed is not None:
+        raise click.ClickException(
+            f"the sweep could not do its job: {failed.describe(outcome.location)}\n"
+            f"  first error: {failed.first_error}\n"
+            "  no report was written. Fix the cause, then run again: with a changed spec add --new (these results "
+            "are moved aside); with the same spec, move the results directory aside first (failed trials are "
+            "recorded, not retried)"
+        )
     if outcome.report_path:
         console.print(f"[bold green]report:[/] {outcome.report_path}")
         click.echo(outcome.report_path)
@@ -172,8 +187,9 @@ def status(results: str) -> None:
         cell, arm = split_study_key(study)
         board.line(phase, cell, arm).running.add(item["trial_id"])
     state = "running" if fresh else "not running"
-    Console(width=None if sys.stdout.isatty() else 140).print(board.table(title=f"{spec.name} ({state}) · {store.location.uri}",
-                                concurrency=spec.resources.max_concurrent_trials or 1))
+    console = Console(width=None if sys.stdout.isatty() else 140)
+    console.print(board.table(title=f"{spec.name} ({state}) · {store.location.uri}",
+                              concurrency=spec.resources.max_concurrent_trials or 1))
     for line in warnings:
         click.echo(f"warning: {line}", err=True)
 

@@ -169,11 +169,13 @@ def train(
     """Train one model; write metrics.json, epochs.parquet, model.pt and curves.png into --out."""
     from rich.console import Console
 
+    from tlsweep.output_paths import check_output_dir, keep_elsewhere
     from tlsweep.training.loop import run_trial
     from tlsweep.training.outputs import write_train_outputs
     from tlsweep.training.settings import resolve_run_settings
 
     console = Console(stderr=True)
+    check_output_dir(out)  # before any work: a finished run is never lost to an unwritable --out
     with _usage_errors():
         settings = resolve_run_settings(
             config_file=config_file,
@@ -186,7 +188,10 @@ def train(
     config, size = settings.config, settings.image_size
     data = _load(settings.dataset, size, console)
     result = _run_with_progress(config, data, console, run_trial)
-    written = write_train_outputs(out, config=config, data=data, image_size=size, result=result)
+    written = keep_elsewhere(
+        lambda folder: write_train_outputs(folder, config=config, data=data, image_size=size, result=result),
+        out, what="--out", prefix="tlsweep-train-",
+    )
     if result.status == "ok":
         click.echo(
             f"{result.status}: best val acc {result.best_val_acc:.4f} (epoch {result.best_epoch}), "
@@ -221,6 +226,7 @@ def pretrain(
     """Train a backbone on a source dataset (default: the generated source task at 32 px) for init checkpoint:PATH."""
     from rich.console import Console
 
+    from tlsweep.output_paths import check_output_file
     from tlsweep.training import loop as training
     from tlsweep.training.config import pretrain_config
     from tlsweep.training.settings import resolve_run_settings
@@ -240,6 +246,7 @@ def pretrain(
         )
     config = settings.config
     out = out or Path("checkpoints") / f"{config.backbone}-source.pt"
+    check_output_file(out)
     data = _load(settings.dataset, settings.image_size, console)
     metrics = _run_with_progress(
         config, data, console, lambda c, d, report: training.pretrain(c, d, out, report=report)
@@ -287,7 +294,7 @@ def pretrain(
     help="Output CSV.",
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="cpu | cuda | cuda:N.")
+@click.option("--device", default="cpu", show_default=True, help="auto | cpu | cuda | cuda:N.")
 def predict(
     checkpoint: Path,
     images: Path | None,
@@ -300,6 +307,8 @@ def predict(
     device: str,
 ) -> None:
     """Predict classes with a trained model; write file, predicted_class, class_name, confidence(, label)."""
+    from tlsweep.output_paths import check_output_file, keep_elsewhere
+    from tlsweep.training.loop import resolve_device
     from tlsweep.training.predict import (
         decode_inputs,
         load_trained_model,
@@ -308,6 +317,8 @@ def predict(
         write_predictions,
     )
 
+    check_output_file(out)  # before any work: predictions are never lost to an unwritable --out
+    torch_device = resolve_device(device, what="--device")
     trained = load_trained_model(checkpoint)
     with _usage_errors():
         inputs = prediction_inputs(
@@ -319,8 +330,11 @@ def predict(
             image_dir=image_dir,
         )
     tensor = decode_inputs(inputs, trained.image_size)
-    predicted, confidence = predict_images(trained.model, tensor, batch_size=batch_size, device=device)
-    summary = write_predictions(out, inputs, predicted, confidence, trained.class_names)
+    predicted, confidence = predict_images(trained.model, tensor, batch_size=batch_size, device=torch_device)
+    summary = keep_elsewhere(
+        lambda path: write_predictions(path, inputs, predicted, confidence, trained.class_names),
+        out, what="--out", prefix="tlsweep-predict-", name=out.name,
+    )
     accuracy = f"; accuracy on {summary.labelled} labelled images {summary.accuracy:.4f}" if summary.labelled else ""
     click.echo(f"wrote {summary.count} predictions to {out}{accuracy}")
 

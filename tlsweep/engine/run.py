@@ -45,12 +45,54 @@ STATUS_FILE = "status.json"
 SWEEP_EXPERIMENT_PREFIX = "sweep-"  # Ray experiments of one run (both phases); "tune-"/"confirm-" before 0.2.0
 
 
+@dataclass(frozen=True)
+class PhaseFailures:
+    """The failed trials of one phase of a sweep's results: how many of how many, and why (most frequent first)."""
+
+    phase: str
+    failed: int
+    recorded: int
+    reasons: tuple[tuple[str, int], ...]  # (error message, trials), most frequent first
+    first_error: str  # the error of the first failed trial recorded
+
+    @property
+    def every_trial(self) -> bool:
+        return self.failed == self.recorded > 0
+
+    def describe(self, location: str) -> str:
+        """``"tune: 3 of 8 trials failed: ValueError: x (2), ..."`` and where the details are."""
+        head = ("every trial" if self.every_trial else f"{self.failed} of {self.recorded} trials") + " failed"
+        why = "; ".join(f"{message} ({count}×)" for message, count in self.reasons[:3])
+        more = f"; and {len(self.reasons) - 3} other error(s)" if len(self.reasons) > 3 else ""
+        return (f"{self.phase} phase: {head}: {why}{more}\n  details: the `error` column of {location}/trials "
+                f"(status `failed`) and each trial's error.txt under {location}/{RAY_SUBDIR}/sweep-*/{self.phase}-*/")
+
+
+def failure_summary(rows: list[dict[str, Any]]) -> list[PhaseFailures]:
+    """The phases of ``rows`` (trials-table rows) with failed trials, in phase order (tune, then confirm)."""
+    summaries = []
+    for phase in ("tune", "confirm"):
+        mine = [row for row in rows if row.get("phase") == phase]
+        failed = [row for row in mine if row.get("status") == "failed"]
+        if not failed:
+            continue
+        reasons: dict[str, int] = {}
+        for row in failed:
+            message = " ".join(str(row.get("error") or "no error message recorded").split())[:300]
+            reasons[message] = reasons.get(message, 0) + 1
+        ranked = tuple(sorted(reasons.items(), key=lambda item: -item[1]))
+        first = " ".join(str(failed[0].get("error") or "no error message recorded").split())[:300]
+        summaries.append(PhaseFailures(phase, len(failed), len(mine), ranked, first))
+    return summaries
+
+
 @dataclass
 class SweepOutcome:
     location: str
     trials_recorded: int
     counts: dict[str, int]
     skipped: list[str] = field(default_factory=list)
+    failures: list[PhaseFailures] = field(default_factory=list)  # phases with failed trials (all recorded rows)
     interrupted: bool = False
     report_path: str | None = None
     wandb_sync: str | None = None
@@ -58,6 +100,11 @@ class SweepOutcome:
     wall_time_s: float = 0.0
     efficiency: float | None = None  # Σ epoch time ÷ (Tuner wall × slots) of the trials this run recorded
     slots: int = 0  # trials run at once
+
+    @property
+    def failed(self) -> PhaseFailures | None:
+        """The first phase whose every recorded trial failed: the sweep could not do its job (no report)."""
+        return next((phase for phase in self.failures if phase.every_trial), None)
 
 
 def library_versions() -> dict[str, str]:
@@ -72,6 +119,32 @@ def library_versions() -> dict[str, str]:
 
 def results_location(spec: SweepSpec, storage: str | None = None) -> Location:
     return resolve_location(storage or spec.storage).join(spec.name)
+
+
+def check_storage_writable(location: Location) -> None:
+    """Create ``location``'s directory and write and delete a small file there.
+
+    Raises:
+        StoreError: naming the location, the filesystem's reason and the fix.
+    """
+    import uuid
+
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+
+    probe = location.join(f".tlsweep-write-check-{uuid.uuid4().hex}")
+    report = location.join("report")
+    try:
+        if location.filesystem.get_file_info(report.path).type == pafs.FileType.File:
+            raise StoreError(f"{report.uri} is a file; the report is written into a folder of that name: move the "
+                             "file aside")
+        location.filesystem.create_dir(location.path, recursive=True)
+        with location.filesystem.open_output_stream(probe.path) as stream:
+            stream.write(b"tlsweep")
+        location.filesystem.delete_file(probe.path)
+    except (OSError, pa.ArrowException) as exc:
+        raise StoreError(f"results storage {location.uri} is not writable ({exc}); choose a writable place with "
+                         "--storage or the spec's `storage`, or fix its permissions or credentials") from None
 
 
 def sweep_provenance(spec: SweepSpec, *, source: str | None) -> Provenance:
@@ -278,8 +351,16 @@ def pending_trials(store: ResultsStore, phase: str, done_ids: set[str]) -> list[
         status = json.loads(store.read_text(STATUS_FILE) or "{}")
     except ValueError:
         return []
-    running = [item.get("meta") for item in status.get("running", [])]
-    planned = [PlannedTrial.from_meta(meta) for meta in running if meta and meta.get("phase") == phase]
+    running = status.get("running", []) if isinstance(status, dict) else []
+    planned = []
+    for item in running if isinstance(running, list) else []:
+        meta = item.get("meta") if isinstance(item, dict) else None
+        if not isinstance(meta, dict) or meta.get("phase") != phase:
+            continue
+        try:
+            planned.append(PlannedTrial.from_meta(meta))
+        except (KeyError, TypeError, ValueError):  # a garbled entry: that trial is planned again from scratch
+            log.warning("%s: ignoring an unreadable running entry", STATUS_FILE)
     return [p for p in planned if p.trial_id not in done_ids]
 
 
@@ -469,11 +550,14 @@ def run_sweep(
     from tlsweep.engine.trainable import make_payload, sweep_trainable
     from tlsweep.tracking import make_tracker
     from tlsweep.tracking.optuna_mirror import open_study_mirror
+    from tlsweep.training.references import check_spec_references
 
     console = console or Console(stderr=True)
     started = time.time()
     check_backbones(spec, source)
     location = results_location(spec, storage)
+    check_spec_references(spec, source=source or spec.name)
+    check_storage_writable(location)  # before any data is decoded or Ray started
     store = ResultsStore(location)
     check_resume(spec, store, new=new)
     console.print(f"[bold]{spec.name}[/]: results in {location.uri}")
@@ -572,7 +656,8 @@ def run_sweep(
         # trials still listed as running were cut short: a rerun hands them out again (tlsweep.engine.run.pending_trials)
         progress.finish()
     outcome.trials_recorded = recorder.recorded
-    if report and not outcome.interrupted:
+    outcome.failures = failure_summary(recorder.trials.to_pylist())
+    if report and not outcome.interrupted and not outcome.failed:
         from tlsweep.report.publish import publish_report
 
         _, outcome.report_path = publish_report(store, wandb_mode=wandb_mode)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import re
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ MLP_HIDDEN = 32  # width of head: mlp (dense(32) + BatchNorm + ReLU + dense), th
 # freeze levels of the torchvision ResNets, VGG-16-BN and resnet_tiny; other backbones have their own number:
 # tlsweep.training.backbones.freeze_levels(backbone) (small_cnn 4, a timm model its parameter groups)
 MAX_FREEZE_DEPTH = 5
+DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")  # what TrialConfig.device may be (tlsweep.training.loop.resolve_device)
+MAX_IMAGE_SIZE = 1024  # pixels per side (spec and checkpoints); decoded images take N × 3 × size² bytes
 
 
 @dataclass(frozen=True)
@@ -222,6 +225,8 @@ def check_trial_config(config: TrialConfig) -> None:
     parse_init(config.init)
     for name in SETTINGS:
         check_setting(name, getattr(config, name))
+    if DEVICE_NAME.fullmatch(config.device) is None:
+        raise SpecError(f"device must be auto, cpu, cuda or cuda:N, got {config.device!r}")
     if config.warmup_epochs > config.epochs:
         raise SpecError(f"warmup_epochs must be {requirement('warmup_epochs')}, got {config.warmup_epochs!r}")
 

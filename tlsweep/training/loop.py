@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tlsweep.errors import DataError, StoreError
+from tlsweep.errors import DataError, SpecError, StoreError
 
 if TYPE_CHECKING:
     import torch
@@ -86,14 +86,28 @@ def derive_streams(seed: int) -> Streams:
     return Streams(*values)
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, *, what: str = "device") -> torch.device:
+    """The torch device ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N`` names.
+
+    Raises:
+        SpecError: ``name`` is none of these.
+        DataError: ``name`` is a CUDA device this machine does not have.
+    """
     import torch
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise SpecError(f"{what} {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise SpecError(f"{what} {name!r}: tlsweep runs on cpu or cuda; use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise DataError(f"device {name!r} requested but CUDA is not available; use device 'cpu' or 'auto'")
+        raise DataError(f"{what} {name!r} requested but CUDA is not available; use device 'cpu' or 'auto'")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise DataError(f"{what} {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                        f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
     return device
 
 

@@ -99,7 +99,7 @@ def _from_sweep_checkpoint(state: dict[str, Any], path: Path) -> dict[str, Any]:
 
 def load_trained_model(path: str | Path) -> TrainedModel:
     """The classifier saved by ``tlsweep train`` at ``path``, or the best-validation weights of a sweep trial's
-    kept checkpoint (``ray/confirm-*/confirm-<trial id>/checkpoint_*/state.pt``), in eval mode on CPU."""
+    kept checkpoint (``ray/sweep-*/confirm-<trial id>/checkpoint_*/state.pt``), in eval mode on CPU."""
     import torch
 
     from tlsweep.training.backbones import create_model, head_of_state_dict
@@ -119,6 +119,7 @@ def load_trained_model(path: str | Path) -> TrainedModel:
             f"{path} is not a model written by `tlsweep train` (missing {', '.join(missing)}); a backbone "
             "checkpoint from `tlsweep pretrain` is used as `--init checkpoint:PATH`, not for prediction"
         )
+    _check_metadata(content, path)
     try:
         head = head_of_state_dict(content["state_dict"], content["arch"])
         model = create_model(content["arch"], int(content["num_classes"]), head=head)
@@ -131,6 +132,25 @@ def load_trained_model(path: str | Path) -> TrainedModel:
     model.eval()
     meta = {k: v for k, v in content.items() if k not in ("state_dict", "backbone")}
     return TrainedModel(model, content["arch"], list(content["class_names"]), int(content["image_size"]), meta)
+
+
+def _check_metadata(content: dict[str, Any], path: Path) -> None:
+    """The fields a prediction relies on are of the right type, size and range (before any image is decoded)."""
+    from tlsweep.training.config import MAX_IMAGE_SIZE
+
+    fix = "rewrite it with `tlsweep train --out DIR`"
+    num_classes, names, size = content["num_classes"], content["class_names"], content["image_size"]
+    if not isinstance(content["arch"], str):
+        raise WeightsError(f"{path}: arch must be a backbone name, got {content['arch']!r}; {fix}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise WeightsError(f"{path}: num_classes must be an integer >= 2, got {num_classes!r}; {fix}")
+    if not isinstance(names, (list, tuple)) or not all(isinstance(name, str) for name in names):
+        raise WeightsError(f"{path}: class_names must be a list of names, got {type(names).__name__}; {fix}")
+    if len(names) != num_classes:
+        raise WeightsError(f"{path}: {len(names)} class names for a head of {num_classes} classes; the names and "
+                           f"the head must match: {fix}")
+    if isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= MAX_IMAGE_SIZE:
+        raise WeightsError(f"{path}: image_size must be an integer in 8..{MAX_IMAGE_SIZE}, got {size!r}; {fix}")
 
 
 def predict_images(
