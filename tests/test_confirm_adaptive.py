@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _spec(adaptive=None, seeds=4, **hypothesis):
     data = yaml.safe_load((REPO / "sweeps" / "demo.yaml").read_text())
+    data["design"]["factors"]["train_fraction"] = [0.1, 0.3]  # the simulated noise is seeded by the cell ids
     data["confirm"] = {"seeds": seeds, "configs": ["best"], "seed_base": 1000, "adaptive": adaptive}
     data.setdefault("hypothesis", {}).update({"equivalence_margin": 0.02, **hypothesis})
     return parse_spec(data)

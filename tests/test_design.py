@@ -54,7 +54,7 @@ def test_trial_config_layers_model_recipe_factors_and_tuned_values() -> None:
     levels = {"init": "checkpoint", "train_fraction": 0.1, "epochs": 6}
     config = trial_config(spec, levels, {"lr": 0.2}, seed=5)
     assert (config.lr, config.augmentation, config.epochs, config.train_fraction, config.seed) == (0.2, "flip", 6, 0.1, 5)
-    assert config.init == "checkpoint:data/resnet_tiny-source.pt" and config.batch_size == 64
+    assert config.init == "checkpoint:data/resnet_tiny-source-16px.pt" and config.batch_size == 16
     scratch = trial_config(spec, {**levels, "init": "scratch"}, {"lr": 0.2, "freeze_depth": 3}, seed=5)
     assert scratch.init == "scratch" and scratch.freeze_depth == 0
 

@@ -79,6 +79,7 @@ def test_grid_sampler_covers_the_grid_exactly() -> None:
     data["design"]["tune"] = {"augmentation": {"type": "categorical", "choices": ["none", "flip"]},
                               "lr": {"type": "categorical", "choices": [0.01, 0.1]}}  # fmt: skip
     data["design"]["budget"].update(trials_per_cell=4, sampler="grid")
+    data["design"]["recipe"]["lr"] = 0.01  # the recipe must be a grid point
     spec = parse_spec(data)
     configs = _drain(TuneSearcher(spec))
     levels = spec.studies()[0]

@@ -84,7 +84,8 @@ def test_overrides_change_any_field_with_yaml_types(tmp_path: Path) -> None:
         (lambda d: d["hypothesis"].update(compare={"init": ["imagenet", "scratch"]}), "'imagenet' is not an init level"),
         (lambda d: d["design"]["budget"].update(sampler="cmaes"), "design.budget.sampler"),
         (lambda d: d["model"]["pretrained"].pop("checkpoint"), "init level `checkpoint` needs model.pretrained.checkpoint"),
-        (lambda d: d["dataset"].update(image_size=64), r"dataset.image_size \(64\) differs from model.image_size \(32\)"),
+        (lambda d: (d["model"].update(image_size=32), d["dataset"].update(image_size=64)),
+         r"dataset.image_size \(64\) differs from model.image_size \(32\)"),
     ],
 )
 def test_invalid_specs_are_refused_with_the_fix(tmp_path: Path, change, message: str) -> None:
