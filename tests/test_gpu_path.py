@@ -141,6 +141,7 @@ def test_the_sweep_estimate_covers_every_arm_and_is_checked_against_the_gpu(
     assert estimate["bytes"] == gpu.estimate_trial_bytes(scratch, 3, 16, gpu.dataset_bytes(data))
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: type("P", (), {"total_memory": GIB})())
     with pytest.raises(SpecError, match=r"gpus_per_trial: 0\.25 gives each trial 0\.2 GiB of a 1\.0 GiB GPU"):
         engine_run.check_gpu_memory(spec, data, source="tiny.yaml")

@@ -225,7 +225,7 @@ HOSTILE_COMMANDS: dict[str, tuple[list[str], str]] = {
     "status list spec": (["status", "{list_spec}"], "must be a YAML mapping"),
     "report list spec": (["report", "{list_spec}"], "must be a YAML mapping"),
     "report date spec": (["report", "{date_spec}"], "name: Input should be a valid string"),
-    "report report/ is a file": (["report", "{report_file}"], "is a file, not a folder"),
+    "report report/ is a file": (["report", "{report_file}"], "is a file, not a directory"),
     "report --out a file": (["report", "{ok}", "--out", "{file}/r"], "is a file"),
     "predict --device banana": (["predict", "--checkpoint", "{file}", "--images", "{tmp}", "--device", "banana"],
                                 "--device 'banana' is not a device"),

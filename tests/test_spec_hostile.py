@@ -153,13 +153,13 @@ FIELD_CASES: list[tuple[str, Any, str]] = [
     ("hypothesis.alpha", float("nan"), r"hypothesis\.alpha"),
     ("design.recipe.lr", None, r"recipe\.lr: null is not a setting"),
     ("design.tune.momentum", {"type": "float", "low": 0.5, "high": 7}, r"tune\.momentum: the range can produce 7\.0"),
-    ("design.tune.freeze_depth", {"type": "int", "low": 0, "high": 9}, r"tune\.freeze_depth: the range can produce 9"),
+    ("design.tune.freeze_depth", {"type": "int", "low": -1, "high": 3}, r"tune\.freeze_depth: the range can produce -1"),
     ("design.tune.batch_size", {"type": "float", "low": 8, "high": 64}, r"tune\.batch_size: .*expected int"),
     ("design.tune.augmentation", {"type": "categorical", "choices": ["flip", "mixup"]},
      r"tune\.augmentation: the range can produce 'mixup'"),
     ("design.tune.lr", {"type": "float", "low": 0.001, "high": float("inf")}, r"design\.tune\.lr"),
     ("design.tune.lr", {"type": "float", "low": 1e-3, "high": 0.1, "when": {"init": ["imagenet"]}},
-     r"tune\.lr\.when\.init: \['imagenet'\] are not levels"),
+     r"tune\.lr\.when\.init: \['imagenet'\] are not init levels"),
     ("design.factors.epochs", [1, 2], r"design\.tune\.warmup_epochs = 1\.5 gives an invalid trial .*epochs=1"),
 ]
 
@@ -175,6 +175,14 @@ def test_out_of_range_fields_are_refused_naming_the_field(dotted: str, value: An
     with pytest.raises(SpecError, match=pattern) as err:
         parse_spec(data, source="hostile.yaml")
     assert str(err.value).startswith("hostile.yaml")
+
+
+def test_a_tuned_freeze_depth_beyond_the_backbone_s_levels_is_refused_by_validate() -> None:
+    # how many levels a backbone has is known on the torch side only: `tlsweep validate` checks it, not parse_spec
+    code, output = _validate(str(DEMO), "--no-data-check", "--set",
+                             "design.tune.freeze_depth={type: int, low: 0, high: 9, when: {init: [checkpoint]}}")
+    assert code == 2 and "freeze_depth must be an integer in 0..5 for backbone resnet_tiny" in output
+    assert "got 9" in output and str(DEMO) in output
 
 
 def test_the_largest_allowed_seeds_are_accepted() -> None:

@@ -26,16 +26,10 @@ def _formats(ctx: click.Context, param: click.Parameter, value: str) -> tuple[st
               help="Mirror the report to the sweep's W&B summary run (default: the spec's tracking settings).")
 def report(results: str, out_dir: Path | None, seed: int, formats: tuple[str, ...], wandb_mode: str | None) -> None:
     """Write report.md, report.html and figures/ for RESULTS (a results directory, or s3://... / gs://...)."""
-    from tlsweep.output_paths import check_output_dir
     from tlsweep.report.publish import publish_report
-    from tlsweep.results.store import SPEC_FILE, ResultsStore
+    from tlsweep.results.store import ResultsStore
 
-    store = ResultsStore(results)
-    local = store.local_dir()
-    if out_dir is not None:
-        check_output_dir(out_dir)
-    elif local is not None and (local / SPEC_FILE).is_file():  # a results directory: its report/ folder
-        check_output_dir(local / "report", what="the report folder")
+    store = ResultsStore(results)  # the report's folder is checked before any statistics (report.build)
     result, where = publish_report(store, wandb_mode=wandb_mode, seed=seed, out_dir=out_dir,
                                    formats=formats)
     for path in (result.markdown_path, result.html_path):

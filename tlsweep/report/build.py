@@ -326,4 +326,6 @@ def _make_out_dir(out: Path, *, default: bool) -> None:
     try:
         (out / "figures").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise StoreError(f"cannot create the report directory {out}: {exc.strerror or exc}; {fix}") from None
+        blocker = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+        why = f"{blocker} is a file, not a directory" if blocker is not None else exc.strerror or str(exc)
+        raise StoreError(f"cannot create the report directory {out}: {why}; {fix}") from None
