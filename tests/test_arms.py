@@ -72,7 +72,7 @@ def three_arms(**changes: Any) -> dict[str, Any]:
 
 def test_existing_specs_keep_their_hash_and_studies() -> None:
     """The init shorthand is unchanged: same result hash (results resume), same studies, same comparison."""
-    demo = load_spec(REPO / "sweeps" / "demo.yaml")
+    demo = load_spec(REPO / "tests" / "specs" / "demo-0.1.yaml")  # the demo spec since changed its design
     age = load_spec(REPO / "sweeps" / "age_hypothesis.yaml")
     assert demo.result_hash() == "3939b4f29ff3f906" and age.result_hash() == "c2293f1fe37b1674"  # tlsweep 0.1
     assert "arms" not in demo.resolved()["design"]
