@@ -41,8 +41,8 @@ def cluster():
     c.shutdown()
 
 
-def _spec(assets, storage, name):
-    data = tiny_spec_dict(assets, storage, name=name)
+def _spec(assets, storage, name, **changes):
+    data = tiny_spec_dict(assets, storage, name=name, **changes)
     data["design"]["factors"]["epochs"] = [3]
     data["resources"] = {"cpus_per_trial": 1, "gpus_per_trial": 0.5, "max_concurrent_trials": 4}
     data["failures"] = {"max_retries": 2}
@@ -97,7 +97,9 @@ def test_a_lost_worker_node_costs_retries_not_trials(cluster, tiny_assets, tmp_p
     from tlsweep.engine.run import run_sweep
 
     c, workers = cluster
-    spec = _spec(tiny_assets, tmp_path, "nodeloss")
+    # enough confirm trials that the sweep runs on for a while after the loss: with both phases in one Tuner and no
+    # gap between them, 2 seeds could all finish within seconds of the node going away
+    spec = _spec(tiny_assets, tmp_path, "nodeloss", confirm__seeds=4)
     trials_file = tmp_path / "nodeloss" / "trials.parquet"
 
     removed: dict[str, float] = {}
