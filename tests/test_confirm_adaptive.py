@@ -174,9 +174,10 @@ def test_the_report_of_an_adaptive_sweep_uses_the_sequential_decisions(tmp_path)
         for c, lbl in expected.items()}
 
 
-def _drive(spec, *, slots=3, done=None):
-    """Tune's loop around a ``SweepSearcher`` with ``slots`` concurrent trials, each lasting its cell's epochs;
-    every finished trial is recorded before the next suggestion (as the recorder callback does).
+def _drive(spec, *, slots=3, done=None, duration=None, record_walls=False):
+    """Tune's loop around a ``SweepSearcher`` with ``slots`` concurrent trials, each lasting ``duration(planned)``
+    (default: its cell's epochs); every finished trial is recorded before the next suggestion (as the recorder
+    callback does), with its end time as ``end`` and, with ``record_walls``, its length as ``wall_time_s``.
     Returns (rows, the trials in the order they finished, the searcher)."""
     from ray.tune.search import Searcher
 
@@ -197,13 +198,14 @@ def _drive(spec, *, slots=3, done=None):
             if config is None:
                 break
             planned = PlannedTrial.from_meta(config["meta"])
-            live.append((now + planned.levels["epochs"] + n * 1e-6, f"t{n}", planned))
+            length = duration(planned) if duration else planned.levels["epochs"]
+            live.append((now + length + n * 1e-6, f"t{n}", planned, length))
             n += 1
         if finished or not live:
             assert not live
             return rows, order, searcher
         live.sort(key=lambda item: item[0])
-        now, ray_id, planned = live.pop(0)
+        now, ray_id, planned, length = live.pop(0)
         if planned.phase == "tune":
             row = {"trial_id": planned.trial_id, "phase": "tune", "tune_index": planned.tune_index, "status": "ok",
                    "objective": 0.1 * int(planned.tune_index),
@@ -211,6 +213,9 @@ def _drive(spec, *, slots=3, done=None):
             result = {"final": True, "status": "ok", "objective": row["objective"], "val_metric": 0.1}
         else:
             row, result = _run(planned, effects), {"final": True, "status": "ok", "objective": 0.5}
+        row["end"] = now
+        if record_walls:
+            row["wall_time_s"] = length
         searcher.on_trial_complete(ray_id, result)
         rows.append(row)
         order.append(planned)
@@ -238,6 +243,24 @@ def test_one_searcher_runs_both_phases_and_starts_each_study_s_confirm_trials_ea
             own = [p for p in order[:i] if p.phase == "tune" and p.study_key == planned.study_key]
             assert len(own) == spec.design.budget.trials_per_cell
     assert searcher.step is not None and not searcher.step.more
+
+
+def test_confirm_trials_go_longest_first_so_short_ones_fill_the_last_slots():
+    spec = _spec(None, seeds=4)  # 8 studies: train fraction 0.1/0.3 x epochs 2/5 x checkpoint/scratch
+
+    def duration(planned):  # scratch trains the whole network: three times the frozen arm's time
+        return planned.levels["epochs"] * planned.levels["train_fraction"] * (3 if planned.arm == "scratch" else 1)
+
+    timed, order, _ = _drive(spec, slots=2, duration=duration, record_walls=True)
+    untimed, _, _ = _drive(spec, slots=2, duration=duration)  # no lengths recorded: the plan's order
+    assert max(r["end"] for r in timed) < max(r["end"] for r in untimed)
+    # confirm trials start in order of their study's length, as far as their studies were tuned by then
+    confirm = [p for p in order if p.phase == "confirm"]
+    assert duration(confirm[-1]) == min(duration(p) for p in confirm)
+    # the two slots end within one short trial of each other: no slot idles while a long trial runs alone
+    assert max(r["end"] for r in timed) <= sum(duration(p) for p in order) / 2 + duration(confirm[-1]) + 1e-3
+    # the same trials as without lengths: only the order changed
+    assert sorted(p.trial_id for p in confirm) == sorted(r["trial_id"] for r in untimed if r["phase"] == "confirm")
 
 
 def test_a_resumed_sweep_searcher_hands_out_only_what_is_not_recorded():

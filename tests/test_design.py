@@ -8,6 +8,7 @@ import yaml
 from tlsweep.design import (
     cell_id,
     confirm_seeds,
+    expected_trial_seconds,
     plan_confirm,
     plan_tune_trial,
     select_best,
@@ -96,3 +97,16 @@ def test_plan_confirm_reruns_each_studys_best_with_every_seed() -> None:
     failed_study = [dict(r, status="failed", objective=None) if i < 4 else r for i, r in enumerate(rows)]
     planned, skipped = plan_confirm(spec, failed_study)
     assert len(skipped) == 1 and len(planned) == spec.trial_counts()["confirm"] - spec.confirm.seeds
+
+
+def test_a_studys_expected_trial_length_is_the_median_of_its_tune_trials_that_ran_to_the_end() -> None:
+    small = {"init": "scratch", "train_fraction": 0.1, "epochs": 2}
+    large = {"init": "scratch", "train_fraction": 1.0, "epochs": 5}
+
+    def row(levels, wall, status="ok", phase="tune"):
+        return {"phase": phase, "status": status, "wall_time_s": wall, "params_json": json.dumps({"levels": levels})}
+
+    rows = [row(small, 1.0), row(small, 9.0), row(small, 2.0), row(small, 0.1, "pruned"), row(small, None, "failed"),
+            row(large, 30.0), row(large, 100.0, phase="confirm"), row(large, float("nan"))]
+    expected = expected_trial_seconds(rows)
+    assert expected == {"train_fraction=0.1|epochs=2|init=scratch": 2.0, "train_fraction=1|epochs=5|init=scratch": 30.0}

@@ -177,3 +177,16 @@ def test_status_command_prints_the_board_of_a_results_directory(tmp_path: Path) 
     assert result.exit_code == 0, result.output
     assert "demo (not running)" in result.output
     assert ["tune", planned.cell_id, planned.arm, "1/3", "0", "0", "0", "0", "0.500"] in _cells(result.output)
+
+
+def test_the_efficiency_line_names_its_figures_and_ray_s_start_separately() -> None:
+    from tlsweep.engine.progress import efficiency_line
+
+    figures = {"efficiency": 0.9, "busy_s": 180.0, "trials_span_s": 100.0, "tuner_wall_s": 110.0, "slots": 2}
+    line = efficiency_line(figures)
+    assert line is not None and line.startswith("slot efficiency 0.90: Σ epoch time 180.0 s ÷ (2 slots × 100.0 s")
+    assert "stopping Ray Tune took 10.0 s more" in line and "(0.82 counting that)" in line
+    assert "Ray Tune" not in (efficiency_line({**figures, "tuner_wall_s": None}) or "")
+    for broken in ({}, {**figures, "trials_span_s": 0}, {**figures, "efficiency": "high"}, {**figures, "slots": True},
+                   {**figures, "busy_s": None}):
+        assert efficiency_line(broken) is None

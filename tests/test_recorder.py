@@ -389,3 +389,28 @@ def test_a_new_driver_resumes_from_parts_left_by_a_killed_one(tmp_path: Path) ->
     store = ResultsStore(tmp_path)
     assert store.part_names("trials.parquet")[-1].endswith("part-0000000001.parquet")  # the sequence continues
     assert sorted(store.read_trials().column("trial_id").to_pylist()) == sorted([a.trial_id, b.trial_id])
+
+
+def test_slot_efficiency_is_epoch_time_over_the_slots_time_from_first_start_to_last_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tlsweep.engine import recorder as recorder_module
+
+    clock = [100.0]
+    monkeypatch.setattr(recorder_module.time, "time", lambda: clock[0])
+    spec = demo_spec()
+    recorder = _recorder(tmp_path, spec)
+    assert recorder.trials_span_s is None and recorder.slot_efficiency(2) is None
+    a, b = (FakeTrial.of(spec, tune_trial(spec, study=s, tune_index=1), f"ray-{s}") for s in (0, 1))
+    recorder.on_trial_start(0, [], a)
+    clock[0] = 101.0
+    recorder.on_trial_start(0, [], b)
+    for trial, end, wall in ((a, 102.0, 1.5), (b, 104.0, 2.5)):  # a started training at 100.5 (after its imports)
+        clock[0] = end
+        history = [epoch_result(1, 0.3), epoch_result(2, 0.4)]  # 0.5 s each
+        for result in history:
+            recorder.on_trial_result(0, [], trial, result)
+        recorder.on_trial_result(0, [], trial, final_result(history, wall_time_s=wall))
+        recorder.on_trial_complete(0, [], trial)
+    assert recorder.busy_s == 2.0 and recorder.trials_span_s == 3.5
+    assert recorder.slot_efficiency(2) == 2.0 / (2 * 3.5)

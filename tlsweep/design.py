@@ -307,6 +307,21 @@ def plan_confirm_now(spec: SweepSpec, rows: list[dict[str, Any]]) -> ConfirmStep
     return ConfirmStep(trials, True, skipped, 1, looks, tuple(dict.fromkeys(t.cell_id for t in trials)))
 
 
+def expected_trial_seconds(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Each study's expected trial length: the median ``wall_time_s`` of its recorded tune trials that ran to the
+    end (status ``ok``; pruned trials stop early, a failed one says nothing about the length).
+
+    A confirm trial runs its study's cell with the selected config, so its study's tune trials are the best guess of
+    its length; the searcher hands confirm trials out longest first, so short trials fill the slots at the end.
+    """
+    walls: dict[str, list[float]] = {}
+    for row in rows:
+        wall = row.get("wall_time_s")
+        if row["phase"] == "tune" and row.get("status") == "ok" and wall is not None and wall == wall:
+            walls.setdefault(study_key(json.loads(row["params_json"])["levels"]), []).append(float(wall))
+    return {key: float(np.median(values)) for key, values in walls.items()}
+
+
 # ---- the group-sequential decision of an adaptive confirm phase ------------------------------------------------
 def sequential_design(spec: SweepSpec) -> SequentialDesign:
     """The spec's group-sequential plan (a one-look design without ``confirm.adaptive``)."""

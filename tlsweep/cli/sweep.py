@@ -129,11 +129,12 @@ def run(spec_path: Path, overrides: tuple[str, ...], storage: str | None, addres
         rerun += f" --storage {storage}"
     console.print()
     console.print(f"recorded {outcome.trials_recorded} trials in {outcome.wall_time_s / 60:.1f} min → {outcome.location}")
-    if outcome.efficiency is not None:
-        console.print(
-            f"slot efficiency {outcome.efficiency:.2f} (Σ epoch time ÷ (wall of the trials × {outcome.slots} slots); "
-            "in status.json)"
-        )
+    from tlsweep.engine.progress import efficiency_line
+
+    figures = {"efficiency": outcome.efficiency, "busy_s": outcome.busy_s, "trials_span_s": outcome.trials_span_s,
+               "tuner_wall_s": outcome.tuner_wall_s, "slots": outcome.slots}
+    if (line := efficiency_line(figures)) is not None:
+        console.print(f"{line} (in status.json)")
     for line in outcome.skipped:
         console.print(f"[yellow]not confirmed[/] {line}")
     failed = outcome.failed
@@ -167,7 +168,7 @@ def run(spec_path: Path, overrides: tuple[str, ...], storage: str | None, addres
 def status(results: str) -> None:
     """Progress per cell and arm of a sweep's results directory (running or finished)."""
     from tlsweep.design import split_study_key
-    from tlsweep.engine.progress import StatusBoard, expected_counts
+    from tlsweep.engine.progress import StatusBoard, efficiency_line, expected_counts
     from tlsweep.engine.run import STATUS_FILE
     from tlsweep.results.check import check_spec, check_trials
     from tlsweep.results.store import TRIALS_FILE, ResultsStore
@@ -190,6 +191,8 @@ def status(results: str) -> None:
     console = Console(width=None if sys.stdout.isatty() else 140)
     console.print(board.table(title=f"{spec.name} ({state}) · {store.location.uri}",
                               concurrency=spec.resources.max_concurrent_trials or 1))
+    if live.get("finished") and (line := efficiency_line(live)) is not None:
+        console.print(f"last run: {line}")
     for line in warnings:
         click.echo(f"warning: {line}", err=True)
 

@@ -112,7 +112,7 @@ class Progress:
         self._live = Live(console=self.console, refresh_per_second=2, transient=False) if live else None
         self._running: dict[str, dict[str, Any]] = {}
         self._last_write = 0.0
-        self.efficiency: float | None = None  # set at the end of a run: Σ epoch time ÷ (wall × slots)
+        self.efficiency: dict[str, Any] | None = None  # set at the end of a run (SweepOutcome's figures)
 
     def __enter__(self) -> Progress:
         if self._live is not None:
@@ -146,7 +146,7 @@ class Progress:
             "running": list(self._running.values()),
         }
         if self.efficiency is not None:
-            document["efficiency"] = round(self.efficiency, 4)
+            document.update({k: v if not isinstance(v, float) else round(v, 4) for k, v in self.efficiency.items()})
         self._write_status(json.dumps(document, indent=1))
 
     def started(self, planned: PlannedTrial) -> None:
@@ -173,6 +173,26 @@ class Progress:
         self._running.pop(planned.trial_id, None)
         self.board.add_row(row)
         self.refresh(force=True)
+
+
+def efficiency_line(figures: dict[str, Any]) -> str | None:
+    """One line on how busy the slots were, from a run's figures (``status.json``'s ``efficiency``, ``busy_s``,
+    ``trials_span_s``, ``tuner_wall_s``, ``slots``); None when the run recorded no trial."""
+    def number(key: str) -> float | None:
+        value = figures.get(key)
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    efficiency, span, slots, busy = number("efficiency"), number("trials_span_s"), number("slots"), number("busy_s")
+    if efficiency is None or not span or not slots or busy is None:
+        return None
+    slots = int(slots)
+    line = (f"slot efficiency {efficiency:.2f}: Σ epoch time {busy:.1f} s ÷ ({slots} slots × {span:.1f} s from the "
+            "first trial's start to the last one's end)")
+    wall = number("tuner_wall_s")
+    if wall is not None and wall > span:
+        line += (f"; starting the workers (processes, imports) and stopping Ray Tune took {wall - span:.1f} s more "
+                 f"({busy / (slots * wall):.2f} counting that)")
+    return line
 
 
 def expected_counts(spec: Any) -> dict[tuple[str, str, str], int]:

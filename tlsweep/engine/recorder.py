@@ -81,6 +81,8 @@ class ResultsRecorder(Callback):
         self._started: dict[str, float] = {}
         self.recorded = 0
         self.busy_s = 0.0  # Σ epoch time of the trials recorded by this driver
+        self.first_start: float | None = None  # the earliest start (record time - wall_time_s) of this driver's trials
+        self.last_end: float | None = None  # when this driver recorded its last trial
         self.pruned: set[str] = set()  # Ray trial ids stopped early by the scheduler (shared with it)
         self.requeue: Callable[[PlannedTrial], None] | None = None  # the phase's searcher.requeue
         self._requeues: dict[str, int] = {}  # planned trial id -> runs it was given after losing its node
@@ -127,6 +129,22 @@ class ResultsRecorder(Callback):
             "node_id": None,
             "finished_at": datetime.now(timezone.utc),
         }
+
+    @property
+    def trials_span_s(self) -> float | None:
+        """Seconds from this driver's first trial start to its last recorded trial (None before one was recorded).
+
+        A trial starts when its training starts (``wall_time_s`` before it was recorded): a worker process's first
+        trial also imports torch and the training code first, which is Ray's start-up, not the trial's."""
+        if self.first_start is None or self.last_end is None:
+            return None
+        return max(self.last_end - self.first_start, 0.0)
+
+    def slot_efficiency(self, slots: int) -> float | None:
+        """Σ epoch time ÷ (``slots`` × :attr:`trials_span_s`): the share of the slots' time spent in epochs while
+        this driver's trials ran (per-trial overhead and idle slots are the rest; Ray's start-up is not)."""
+        span = self.trials_span_s
+        return self.busy_s / (span * slots) if span else None
 
     @property
     def trials(self) -> Any:
@@ -182,6 +200,9 @@ class ResultsRecorder(Callback):
         self._pending_trials.append(row)
         self._pending_epochs.extend(epoch_rows)
         self.busy_s += sum(e.get("epoch_time_s") or 0.0 for e in epoch_rows)
+        self.last_end = time.time()
+        started = self.last_end - float(row.get("wall_time_s") or 0.0)  # the trial's own clock, as trials.parquet has it
+        self.first_start = started if self.first_start is None else min(self.first_start, started)
         if not self.spec.checkpoints.keeps(row["phase"]):
             self._pending_deletes.append((row["phase"], trial_dirname(trial.config["meta"])))
         self._flush_if_due()

@@ -98,7 +98,10 @@ class SweepOutcome:
     wandb_sync: str | None = None
     wandb_sweep_url: str | None = None
     wall_time_s: float = 0.0
-    efficiency: float | None = None  # Σ epoch time ÷ (Tuner wall × slots) of the trials this run recorded
+    efficiency: float | None = None  # Σ epoch time ÷ (slots × first trial start → last trial end), this run's trials
+    busy_s: float = 0.0  # Σ epoch time of the trials this run recorded
+    trials_span_s: float | None = None  # first trial start → last trial recorded
+    tuner_wall_s: float | None = None  # the whole Tuner.fit: also Ray's start-up before the first trial and its stop
     slots: int = 0  # trials run at once
 
     @property
@@ -644,8 +647,10 @@ def run_sweep(
                     concurrency=concurrency,
                 )
                 outcome.interrupted = not sweep_complete(spec, recorder.trials.to_pylist())
-                if wall > 0:
-                    outcome.efficiency = progress.efficiency = recorder.busy_s / (wall * concurrency)
+                outcome.busy_s, outcome.trials_span_s, outcome.tuner_wall_s = recorder.busy_s, recorder.trials_span_s, wall
+                outcome.efficiency = recorder.slot_efficiency(concurrency)
+                progress.efficiency = {"efficiency": outcome.efficiency, "busy_s": recorder.busy_s,
+                                       "trials_span_s": recorder.trials_span_s, "tuner_wall_s": wall, "slots": concurrency}
     except KeyboardInterrupt:
         outcome.interrupted = True
     finally:

@@ -6,7 +6,8 @@ own Optuna study. Each study only ever sees its own trials, so one cell's result
 study gets exactly ``trials_per_cell`` trials. The recipe is enqueued as the first trial of every study.
 ``ConfirmSearcher`` hands out a fixed list of confirm trials. ``SweepSearcher`` runs both phases through one Tuner:
 the tune trials first, and each study's confirm trials as soon as its own tune budget is recorded, so no slot waits
-for the slowest study of the tune phase. All share ``PhaseSearcher``: the config format, when the work is over, and
+for the slowest study of the tune phase; confirm trials go longest first (their study's median tune trial), so
+the short ones fill the slots at the end instead of one long trial running alone. All share ``PhaseSearcher``: the config format, when the work is over, and
 pickling for Tune's experiment snapshots.
 
 Trials already finished in an earlier run (read back from ``trials.parquet``) are replayed into their studies (or
@@ -29,6 +30,7 @@ from ray.tune.search import Searcher
 from tlsweep.design import (
     ConfirmStep,
     PlannedTrial,
+    expected_trial_seconds,
     plan_confirm_now,
     plan_tune_trial,
     recipe_params,
@@ -274,6 +276,8 @@ class SweepSearcher(PhaseSearcher):
     ``rows()`` returns the trials recorded so far (``trials.parquet`` rows); it is read only when the confirm plan
     can have changed: a study's last tune trial or a look's last confirm trial finished, and once more before the
     searcher says it is done. Confirm trials recorded by an earlier run (in ``done``) are not handed out again.
+    Queued confirm trials are handed out longest first (``tlsweep.design.expected_trial_seconds``: a study's
+    median tune trial), a trial lost with its node before any of them.
     ``on_plan(step, tune_done)`` is told every new confirm plan and whether every study's tune budget is recorded.
     """
 
@@ -292,7 +296,8 @@ class SweepSearcher(PhaseSearcher):
         self.tune = TuneSearcher(spec, done=done, pending=pending)
         self._rows = rows
         self._on_plan = on_plan
-        self._confirm: deque[PlannedTrial] = deque()
+        self._confirm: list[PlannedTrial] = []  # longest expected first
+        self._requeued: deque[PlannedTrial] = deque()  # confirm trials lost with their node: handed out first
         self._handed: set[str] = {r["trial_id"] for r in done or [] if r["phase"] == "confirm"}
         self._stale = True  # the confirm plan may have grown since it was last computed
         self.step: ConfirmStep | None = None
@@ -305,13 +310,13 @@ class SweepSearcher(PhaseSearcher):
 
     def remaining(self) -> int:
         """Trials known now and not yet handed out (later confirm trials are planned as tune results arrive)."""
-        return self.tune.remaining() + len(self._confirm)
+        return self.tune.remaining() + len(self._requeued) + len(self._confirm)
 
     def requeue(self, planned: PlannedTrial) -> None:
         if planned.phase == "tune":
             self.tune.requeue(planned)
         else:
-            self._confirm.appendleft(planned)
+            self._requeued.appendleft(planned)
 
     def replan(self) -> None:
         """Read the recorded rows and queue every confirm trial that may run now and was not handed out yet."""
@@ -324,7 +329,8 @@ class SweepSearcher(PhaseSearcher):
         recorded = {r["trial_id"] for r in rows if r["phase"] == "confirm"}
         new = [t for t in step.trials if t.trial_id not in self._handed and t.trial_id not in recorded]
         self._handed.update(t.trial_id for t in new)
-        self._confirm.extend(new)
+        expected = expected_trial_seconds(rows)
+        self._confirm = sorted([*self._confirm, *new], key=lambda t: -expected.get(t.study_key, 0.0))  # stable
         if self._on_plan is not None:
             self._on_plan(step, tune_done)
 
@@ -333,9 +339,11 @@ class SweepSearcher(PhaseSearcher):
         if planned is not None:
             self.tune._live[trial_id] = planned
             return planned
-        if not self._confirm and self._stale:
+        if self._requeued:
+            return self._requeued.popleft()
+        if self._stale:  # a study's tune budget was just recorded: its confirm trials may be the longest
             self.replan()
-        return self._confirm.popleft() if self._confirm else None
+        return self._confirm.pop(0) if self._confirm else None
 
     def _last_chance(self, trial_id: str) -> PlannedTrial | None:
         self.replan()
@@ -352,7 +360,8 @@ class SweepSearcher(PhaseSearcher):
             live = any(p.phase == "tune" and p.study_key == planned.study_key for p in self._live.values())
             self._stale |= study is not None and not study.budget_left and not live
         else:  # the last confirm trial of a look: the next look (or the end) is decided on the recorded rows
-            self._stale |= not self._confirm and not any(p.phase == "confirm" for p in self._live.values())
+            live = any(p.phase == "confirm" for p in self._live.values())
+            self._stale |= not self._confirm and not self._requeued and not live
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         self.tune.on_trial_result(trial_id, result)

@@ -595,11 +595,23 @@ def load_body(model: nn.Module, state_dict: dict[str, torch.Tensor], *, source: 
     model.load_state_dict(state_dict, strict=False)
 
 
+_LAST_CHECKPOINT: dict[tuple[str, int, int], dict[str, torch.Tensor]] = {}  # per process: the last file read
+
+
 def read_checkpoint_body(path: str | Path) -> dict[str, torch.Tensor]:
-    """A body state dict from ``path``: a raw state dict or ``{"backbone": state_dict, ...}``."""
+    """A body state dict from ``path``: a raw state dict or ``{"backbone": state_dict, ...}``.
+
+    The last file read stays in memory (per process, keyed by path, size and modification time): every trial of a
+    pretrained arm that a reused worker runs loads the same file, and ``load_body`` copies the tensors, never
+    changes them. Callers get their own dict.
+    """
     path = Path(path).expanduser()
     if not path.is_file():
         raise WeightsError(f"checkpoint file {path} does not exist; create one with `tlsweep pretrain --out {path}`")
+    stat = path.stat()
+    memo = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if memo in _LAST_CHECKPOINT:
+        return dict(_LAST_CHECKPOINT[memo])
     try:
         content = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:
@@ -608,7 +620,9 @@ def read_checkpoint_body(path: str | Path) -> dict[str, torch.Tensor]:
         content = content["backbone"]
     if not isinstance(content, dict) or not all(isinstance(v, torch.Tensor) for v in content.values()):
         raise WeightsError(f"checkpoint {path} holds neither a state dict nor {{'backbone': state_dict, ...}}")
-    return content
+    _LAST_CHECKPOINT.clear()
+    _LAST_CHECKPOINT[memo] = content
+    return dict(content)
 
 
 def create_model(

@@ -369,6 +369,7 @@ def compute_features(
 
 
 _CACHE: FeatureCache | None = None
+_VERIFIED: dict[tuple[str, str, tuple[int, ...]], str | int] = {}  # (key base, head, image shape) -> _verify's answer
 
 
 def default_cache() -> FeatureCache:
@@ -400,11 +401,6 @@ def prepare(
         log_once(split)
         return None
     prefix, remainder = split
-    per_image = _verify(model, prefix, remainder, tuple(data.train.images.shape[1:]))
-    if isinstance(per_image, str):
-        log_once(per_image)
-        return None
-    cache = cache or default_cache()
     dtype = storage_dtype(config.freeze_depth)
     base = "|".join(
         [
@@ -416,6 +412,15 @@ def prepare(
             f"{device.type}{'-amp' if amp else ''}",
         ]
     )
+    image_shape = tuple(data.train.images.shape[1:])
+    verified = (base, config.head, image_shape)  # the same split of the same weights: checked once per process
+    if verified not in _VERIFIED:
+        _VERIFIED[verified] = _verify(model, prefix, remainder, image_shape)
+    per_image = _VERIFIED[verified]
+    if isinstance(per_image, str):
+        log_once(per_image)
+        return None
+    cache = cache or default_cache()
     views = [("train", False), ("val", False), ("test", False)]
     if config.augmentation == "flip":
         views.append(("train", True))
