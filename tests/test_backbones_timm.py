@@ -337,6 +337,26 @@ def test_validate_checks_freeze_depths_against_the_backbone(tmp_path: Path) -> N
     assert result.exit_code != 0 and "close names: timm:resnetv2_50" in result.output
 
 
+def test_spec_references_check_names_first_then_freeze_depths() -> None:
+    # one check for `tlsweep validate` and run_sweep: every backbone name, then each backbone's freeze depths
+    from tlsweep.spec import load_spec
+    from tlsweep.training.references import check_spec_references, spec_freeze_depths
+
+    demo = Path(__file__).resolve().parents[1] / "sweeps" / "demo.yaml"
+    tuned = "design.tune.freeze_depth={type: int, low: 1, high: 5, when: {init: [checkpoint]}}"
+    spec = load_spec(demo, ["model.backbone=small_cnn", tuned])
+    assert spec_freeze_depths(spec) == {"small_cnn": [5, 1]}  # the recipe's 5 in every study, the range's ends
+    with pytest.raises(SpecError, match=r"^spec.yaml: freeze_depth must be an integer in 0..4 for backbone small_cnn"):
+        check_spec_references(spec, source="spec.yaml")
+    fits = load_spec(demo, ["model.backbone=small_cnn", tuned.replace("high: 5", "high: 4"),
+                            "design.recipe.freeze_depth=4"])
+    assert spec_freeze_depths(fits) == {"small_cnn": [4, 1]}
+    check_spec_references(fits, source="spec.yaml")
+    misspelt = load_spec(demo, ["model.backbone=small_cnm", tuned])  # depth 5 too, but the name is found first
+    with pytest.raises(SpecError, match=r"^spec.yaml: model.backbone: unknown backbone 'small_cnm' \(did you mean"):
+        check_spec_references(misspelt, source="spec.yaml")
+
+
 def test_models_lists_freeze_levels_and_timm_models() -> None:
     from tlsweep.cli import cli
 

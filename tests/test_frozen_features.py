@@ -268,3 +268,31 @@ def test_float16_overflow_is_stored_as_float32(data: DatasetTensors) -> None:
         dtype=np.dtype("float16"),
     )
     assert array.dtype == np.float32 and np.isfinite(array).all()
+
+
+def test_batches_reach_the_model_as_float32_and_channels_last_under_amp(data: DatasetTensors) -> None:
+    # the one tail of the image, feature and stored-activation batches (amp itself runs on CUDA only)
+    from types import SimpleNamespace
+
+    from tlsweep.data.augment import TensorAugment
+    from tlsweep.training.loop import _feature_batches, _image_batches, _stored_batches
+
+    cpu, indices, config = torch.device("cpu"), np.arange(5, 37), TrialConfig(backbone="resnet_tiny", batch_size=8)
+    maps = torch.randn(160, 6, 4, 4, generator=torch.Generator().manual_seed(1)).half()
+    vectors = maps.flatten(1)
+    for amp in (False, True):
+        image_x = [x for x, _ in _image_batches(data, indices, config, cpu, amp, False, TensorAugment("flip"),
+                                                torch.Generator().manual_seed(2), torch.Generator().manual_seed(3))]
+        frozen = SimpleNamespace(train=maps, train_flipped=None)
+        feature = list(_feature_batches(frozen, data, indices, config, cpu, amp, False,
+                                        torch.Generator().manual_seed(2), torch.Generator().manual_seed(3)))
+        assert torch.equal(torch.cat([y for _, y in feature]).sort().values,
+                           data.train.labels[torch.from_numpy(indices)].sort().values)
+        stored = [_stored_batches(s, data.train.labels, indices, 8, cpu, amp) for s in (maps, vectors)]
+        stored_maps, stored_vectors = ([x for x, _ in batches] for batches in stored)
+        assert torch.equal(torch.cat(stored_maps), maps[torch.from_numpy(indices)].float())
+        assert torch.equal(torch.cat(stored_vectors), vectors[torch.from_numpy(indices)].float())
+        for x in [*image_x, *(x for x, _ in feature), *stored_maps, *stored_vectors]:
+            assert x.dtype == torch.float32 and x.device == cpu
+            layout = torch.channels_last if amp and x.dim() == 4 else torch.contiguous_format  # a vector as it is
+            assert x.is_contiguous(memory_format=layout)

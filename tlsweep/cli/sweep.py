@@ -26,13 +26,11 @@ _SET_HELP = "Override any spec field: --set confirm.seeds=8 --set dataset.root=/
                    "empty classes, train/test copies and bad symlinks.")
 def validate(spec_path: Path, overrides: tuple[str, ...], data_check: bool) -> None:
     """Check a sweep spec without running it; print the design and the number of trials per phase."""
-    from tlsweep.engine.run import check_backbones
     from tlsweep.spec import load_spec
     from tlsweep.training.references import check_spec_references
 
     spec = load_spec(spec_path, list(overrides))
     check_spec_references(spec, source=str(spec_path))
-    check_backbones(spec, str(spec_path))
     if data_check:
         _check_data(spec)
     counts = spec.trial_counts()

@@ -468,41 +468,6 @@ def sweep_complete(spec: SweepSpec, rows: list[dict[str, Any]]) -> bool:
     return not step.more and all(trial.trial_id in recorded for trial in step.trials)
 
 
-def spec_freeze_depths(spec: SweepSpec) -> dict[str, list[Any]]:
-    """Every freeze depth a sweep can train, per backbone: factor levels, each arm's (or the recipe's) value and the
-    ends of a tuned range, in the studies whose arm uses that backbone (``when`` respected)."""
-    by_backbone: dict[str, list[Any]] = {}
-    tuned = spec.design.tune.get("freeze_depth")
-    for levels in spec.studies():
-        arm = (spec.design.arms or {}).get(str(levels.get("arm")), {})
-        depths = by_backbone.setdefault(str(arm.get("backbone", spec.model.backbone)), [])
-        if levels.get("freeze_depth") is not None:
-            depths.append(levels["freeze_depth"])
-        fixed = arm.get("freeze_depth", spec.design.recipe.get("freeze_depth"))
-        if fixed is not None:
-            depths.append(fixed)
-        if tuned is not None and tuned.applies_to(levels):
-            depths.extend(tuned.choices if tuned.choices is not None else [tuned.low, tuned.high])
-    return {
-        backbone: list(dict.fromkeys(int(d) if isinstance(d, float) and d.is_integer() else d for d in depths))
-        for backbone, depths in by_backbone.items()
-    }
-
-
-def check_backbones(spec: SweepSpec, source: str | None = None) -> None:
-    """Raise before any trial starts when a backbone of the sweep (the model's, or an arm's) does not exist or a
-    freeze depth exceeds its levels.
-
-    Raises:
-        UnknownNameError: an unknown backbone (with close names), a timm name timm lacks, or timm not installed.
-        SpecError: a freeze depth beyond the backbone's levels, naming ``source`` (the spec file).
-    """
-    from tlsweep.training.backbones import check_backbone_settings
-
-    for backbone, depths in spec_freeze_depths(spec).items():
-        check_backbone_settings(backbone, depths, source=source)
-
-
 @sweep_settings()
 def run_sweep(
     spec: SweepSpec,
@@ -557,7 +522,6 @@ def run_sweep(
 
     console = console or Console(stderr=True)
     started = time.time()
-    check_backbones(spec, source)
     location = results_location(spec, storage)
     check_spec_references(spec, source=source or spec.name)
     check_storage_writable(location)  # before any data is decoded or Ray started

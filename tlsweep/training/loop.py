@@ -424,6 +424,17 @@ def checks_each_step(device: torch.device) -> bool:
     return device.type != "cuda"
 
 
+def _model_input(x: torch.Tensor, device: torch.device, amp: bool) -> torch.Tensor:
+    """A batch as the model takes it: float32 on ``device`` (no copy where it is already), channels_last under
+    ``amp`` where it is a B×C×H×W map (images, or a frozen prefix's convolutional activations)."""
+    import torch
+
+    x = x.to(device, torch.float32)
+    if amp and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
 def _image_batches(
     data: DatasetTensors,
     indices: np.ndarray,
@@ -436,8 +447,6 @@ def _image_batches(
     augment_generator: torch.Generator,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Augmented, normalized training batches of images (the uncached path)."""
-    import torch
-
     from tlsweep.data.batches import iterate_batches
 
     for images, labels in iterate_batches(
@@ -449,10 +458,7 @@ def _image_batches(
         device=device,
         drop_last=drop_last,
     ):
-        x = augment(images, augment_generator)
-        if amp:
-            x = x.contiguous(memory_format=torch.channels_last)
-        yield x, labels
+        yield _model_input(augment(images, augment_generator), device, amp), labels
 
 
 def _feature_batches(
@@ -480,10 +486,8 @@ def _feature_batches(
             flips = draw_flips(len(rows), augment_generator, x.device)
             mirrored = frozen.train_flipped.index_select(0, stored_rows)
             x = torch.where(flips.view(-1, *([1] * (x.dim() - 1))), mirrored, x)
-        x = x.to(device, torch.float32)
-        if amp and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        yield x, data.train.labels.index_select(0, rows.to(data.train.labels.device)).to(device)
+        labels = data.train.labels.index_select(0, rows.to(data.train.labels.device))
+        yield _model_input(x, device, amp), labels.to(device)
 
 
 def _stored_batches(
@@ -495,15 +499,11 @@ def _stored_batches(
     amp: bool,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Evaluation batches of stored activations, in index order."""
-    import torch
-
     from tlsweep.data.batches import batch_rows
 
     for rows in batch_rows(indices, batch_size, shuffle=False, generator=None):
-        x = stored.index_select(0, rows.to(stored.device)).to(device, torch.float32)
-        if amp and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        yield x, labels.index_select(0, rows.to(labels.device)).to(device)
+        x = stored.index_select(0, rows.to(stored.device))
+        yield _model_input(x, device, amp), labels.index_select(0, rows.to(labels.device)).to(device)
 
 
 def _train_epoch(

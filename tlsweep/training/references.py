@@ -1,13 +1,14 @@
-"""The names a sweep spec refers to that only the torch side knows: the backbone and its ImageNet weights.
+"""The names and settings a sweep spec refers to that only the torch side knows: the backbones, their ImageNet
+weights and how many freeze levels each has.
 
 ``tlsweep validate`` and ``tlsweep run`` call :func:`check_spec_references` after ``load_spec`` (which checks every
-setting without torch), so a misspelled backbone or weights name is an error before any data or Ray, not a
-failure of every trial.
+setting without torch), so a misspelled backbone or weights name, or a freeze depth beyond a backbone's levels, is
+an error before any data or Ray, not a failure of every trial.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tlsweep.errors import SpecError, TlsweepError
 
@@ -16,13 +17,18 @@ if TYPE_CHECKING:
 
 
 def check_spec_references(spec: SweepSpec, *, source: str) -> None:
-    """Every backbone of the sweep (``model.backbone`` and each arm's) is registered or a model timm knows, and
-    ``model.pretrained.imagenet`` names weights each torchvision backbone has where an arm uses init ``imagenet``.
+    """Every backbone of the sweep (``model.backbone`` and each arm's) is registered or a model timm knows,
+    ``model.pretrained.imagenet`` names weights each torchvision backbone has where an arm uses init ``imagenet``,
+    and every freeze depth the sweep can train (:func:`spec_freeze_depths`) fits its backbone's levels.
+
+    The names come first (each backbone, then its weights), the freeze depths after, so the first error found is
+    the same wherever the spec is checked.
 
     Raises:
-        SpecError: naming ``source``, the field and the known names.
+        SpecError: an unknown backbone or weights name, naming ``source``, the field and the known names; or a
+            freeze depth beyond a backbone's levels, naming ``source`` and the levels.
     """
-    from tlsweep.training.backbones import get_backbone, imagenet_weights
+    from tlsweep.training.backbones import check_backbone_settings, get_backbone, imagenet_weights
 
     arms = spec.design.arms or {}
     uses: list[tuple[str, str, str]] = [("model.backbone", spec.model.backbone, "")]  # (field, backbone, init)
@@ -40,3 +46,26 @@ def check_spec_references(spec: SweepSpec, *, source: str) -> None:
                 imagenet_weights(backbone, spec.model.pretrained.imagenet)
             except TlsweepError as exc:
                 raise SpecError(f"{source}: model.pretrained.imagenet ({field} {backbone}): {exc}") from None
+    for backbone, depths in spec_freeze_depths(spec).items():
+        check_backbone_settings(backbone, depths, source=source)
+
+
+def spec_freeze_depths(spec: SweepSpec) -> dict[str, list[Any]]:
+    """Every freeze depth a sweep can train, per backbone: factor levels, each arm's (or the recipe's) value and the
+    ends of a tuned range, in the studies whose arm uses that backbone (``when`` respected)."""
+    by_backbone: dict[str, list[Any]] = {}
+    tuned = spec.design.tune.get("freeze_depth")
+    for levels in spec.studies():
+        arm = (spec.design.arms or {}).get(str(levels.get("arm")), {})
+        depths = by_backbone.setdefault(str(arm.get("backbone", spec.model.backbone)), [])
+        if levels.get("freeze_depth") is not None:
+            depths.append(levels["freeze_depth"])
+        fixed = arm.get("freeze_depth", spec.design.recipe.get("freeze_depth"))
+        if fixed is not None:
+            depths.append(fixed)
+        if tuned is not None and tuned.applies_to(levels):
+            depths.extend(tuned.choices if tuned.choices is not None else [tuned.low, tuned.high])
+    return {
+        backbone: list(dict.fromkeys(int(d) if isinstance(d, float) and d.is_integer() else d for d in depths))
+        for backbone, depths in by_backbone.items()
+    }
