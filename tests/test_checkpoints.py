@@ -157,3 +157,43 @@ def test_a_kept_sweep_checkpoint_is_a_model_for_tlsweep_predict(tmp_path: Path) 
     torch.save({**state, "progress": {**state["progress"], "best_state": None}}, path)
     with pytest.raises(WeightsError, match="without best-validation weights"):
         load_trained_model(path)
+
+
+@pytest.mark.parametrize(
+    ("interval", "every_epoch", "phase", "live_epochs"),
+    [
+        (1e9, False, "confirm", []),  # short epochs: all of them in the final report
+        (1e9, True, "confirm", []),  # early stopping never sees confirm trials
+        (1e9, True, "tune", [[1], [2], [3]]),  # early stopping decides on each tune epoch
+        (0.0, False, "tune", [[1], [2], [3]]),  # epochs longer than the interval: each reported as it ends
+    ],
+)
+def test_the_trainable_reports_short_epochs_together_unless_early_stopping_needs_each(
+    monkeypatch: pytest.MonkeyPatch, interval: float, every_epoch: bool, phase: str, live_epochs: list[list[int]]
+) -> None:
+    import ray
+    import torch
+    from ray import tune
+
+    from tlsweep.data.types import DatasetTensors, SplitTensors
+    from tlsweep.engine import trainable
+    from tlsweep.training.config import TrialConfig
+
+    def split(n: int, seed: int) -> SplitTensors:
+        generator = torch.Generator().manual_seed(seed)
+        images = torch.randint(0, 256, (n, 3, 8, 8), generator=generator, dtype=torch.uint8)
+        return SplitTensors(images, torch.randint(0, 3, (n,), generator=generator), [])
+
+    data = DatasetTensors(split(24, 0), split(9, 1), split(9, 2), ["a", "b", "c"])
+    payload = trainable.make_payload(data, None, checkpoints=SECONDS_60, report_every_epoch=every_epoch)
+    reports: list[dict] = []
+    monkeypatch.setattr(trainable, "LIVE_REPORT_INTERVAL_S", interval)
+    monkeypatch.setattr(tune, "report", lambda metrics, checkpoint=None: reports.append(metrics))
+    monkeypatch.setattr(tune, "get_checkpoint", lambda: None)
+    monkeypatch.setattr(ray, "get_runtime_context", lambda: type("Context", (), {"get_node_id": lambda self: "n"})())
+    config = TrialConfig(backbone="resnet_tiny", init="scratch", epochs=3, batch_size=8, num_threads=1)
+    meta = {"phase": phase, "trial_id": "t1"}
+    trainable.sweep_trainable({"meta": meta, "trial": config.to_dict(), "objective_metric": "val_acc"}, payload)
+    *live, final = reports
+    assert [[e["epoch"] for e in r["epochs"]] for r in live] == live_epochs
+    assert final["final"] and [h["epoch"] for h in final["history"]] == [1, 2, 3]

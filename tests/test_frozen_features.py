@@ -243,6 +243,49 @@ def test_cache_evicts_least_recently_used_entries_within_its_bound(tmp_path: Pat
     assert store.get("e", 10**9, lambda: pytest.fail("never computed")) is None
 
 
+def test_an_entry_another_process_is_computing_is_busy_not_waited_for_on_request(tmp_path: Path) -> None:
+    from tlsweep.training.frozen_features import EntryBusy
+
+    store = FeatureCache(tmp_path, max_bytes=2**20)
+    with store._locked("k"):  # another open file description: as another process would hold it
+        with pytest.raises(EntryBusy):
+            store.get("k", 8, lambda: pytest.fail("computed while another process computes it"), wait=False)
+        assert store.get("j", 8, lambda: np.zeros(2), wait=False) is not None
+    assert store.get("k", 8, lambda: np.ones(2), wait=False) is not None
+
+
+def test_trials_that_start_together_compute_different_entries_first(
+    data: DatasetTensors, cache: FeatureCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first entry is busy (another trial computes it): this trial computes the other three, then waits for it."""
+    from tlsweep.training.frozen_features import EntryBusy
+
+    attempts: list[tuple[str, bool]] = []
+    computed: list[tuple[int, bool]] = []
+    locked = cache._locked
+
+    def contended(key: str, wait: bool = True):  # type: ignore[no-untyped-def]
+        attempts.append((key, wait))
+        if not wait and key == attempts[0][0]:
+            raise EntryBusy(key)
+        return locked(key, wait)
+
+    real_compute = frozen_features.compute_features
+
+    def recording(prefix, part, *, flipped, **kwargs):  # type: ignore[no-untyped-def]
+        computed.append((len(part), flipped))
+        return real_compute(prefix, part, flipped=flipped, **kwargs)
+
+    monkeypatch.setattr(cache, "_locked", contended)
+    monkeypatch.setattr(frozen_features, "compute_features", recording)
+    model = create_model("resnet_tiny", 3, seed=1, freeze_depth=5)
+    stored = prepare(PROBE, model, data, torch.device("cpu"), amp=False)
+    assert stored is not None and stored.train_flipped is not None
+    first = attempts[0][0]
+    assert [wait for _, wait in attempts] == [False] * 4 + [True] and attempts[-1][0] == first
+    assert computed == [(48, False), (60, False), (160, True), (160, False)]  # val, test, flipped train; then train
+
+
 def test_feature_vectors_are_stored_as_float16_and_feature_maps_as_float32_by_default(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

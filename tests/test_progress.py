@@ -184,8 +184,8 @@ def test_the_efficiency_line_names_its_figures_and_ray_s_start_separately() -> N
 
     figures = {"efficiency": 0.9, "busy_s": 180.0, "trials_span_s": 100.0, "tuner_wall_s": 110.0, "slots": 2}
     line = efficiency_line(figures)
-    assert line is not None and line.startswith("slot efficiency 0.90: Σ epoch time 180.0 s ÷ (2 slots × 100.0 s")
-    assert "stopping Ray Tune took 10.0 s more" in line and "(0.82 counting that)" in line
+    assert line is not None and line.startswith("slot efficiency 0.900: Σ epoch time 180.0 s ÷ (2 slots × 100.0 s")
+    assert "stopping Ray Tune took 10.0 s more" in line and "(0.818 counting that)" in line
     assert "Ray Tune" not in (efficiency_line({**figures, "tuner_wall_s": None}) or "")
     for broken in ({}, {**figures, "trials_span_s": 0}, {**figures, "efficiency": "high"}, {**figures, "slots": True},
                    {**figures, "busy_s": None}):

@@ -414,3 +414,20 @@ def test_slot_efficiency_is_epoch_time_over_the_slots_time_from_first_start_to_l
         recorder.on_trial_complete(0, [], trial)
     assert recorder.busy_s == 2.0 and recorder.trials_span_s == 3.5
     assert recorder.slot_efficiency(2) == 2.0 / (2 * 3.5)
+
+
+def test_epochs_reported_together_or_only_in_the_history_reach_w_and_b_in_order(tmp_path: Path) -> None:
+    spec = demo_spec()
+    tracker = RecordingTracker()
+    recorder = _recorder(tmp_path, spec, tracker=tracker)
+    trial = FakeTrial.of(spec, confirm_trial(spec, study=1), "ray-1")
+    history = [epoch_result(e, 0.1 * e) for e in (1, 2, 3, 4, 5)]
+    recorder.on_trial_start(0, [], trial)
+    recorder.on_trial_result(0, [], trial, {**history[2], "epochs": history[:3]})  # epochs 1-3 in one report
+    recorder.on_trial_result(0, [], trial, final_result(history))  # 4 and 5 were never reported live
+    recorder.on_trial_complete(0, [], trial)
+    logged = [call[2]["epoch"] for call in tracker.calls if call[0] == "epoch"]
+    assert logged == [1, 2, 3, 4, 5]
+    assert [call[0] for call in tracker.calls][-1] == "finished"
+    epochs = ResultsStore(tmp_path).read_epochs().to_pylist()
+    assert sorted(r["epoch"] for r in epochs) == [1, 2, 3, 4, 5]

@@ -46,6 +46,11 @@ def test_every_study_gets_exactly_its_budget_with_the_recipe_first() -> None:
         assert recipe["config_kind"] == "recipe" and recipe["params"] == recipe_params(spec, levels)
     # round-robin: the first len(studies) suggestions cover every study once
     assert len({c["meta"]["study_key"] for c in configs[: len(spec.studies())]}) == len(spec.studies())
+    # cell by cell with the arms side by side (spec.studies() lists one arm's cells, then the other's)
+    first = [(c["meta"]["cell_id"], c["meta"]["arm"]) for c in configs[: len(spec.studies())]]
+    cells = list(dict.fromkeys(cell for cell, _ in first))
+    assert first == [(cell, arm) for cell in cells for arm in ("checkpoint", "scratch")]
+    assert [levels["init"] for levels in spec.studies()[:2]] == ["checkpoint", "checkpoint"]
 
 
 def test_each_study_only_learns_from_its_own_trials() -> None:

@@ -186,12 +186,12 @@ def efficiency_line(figures: dict[str, Any]) -> str | None:
     if efficiency is None or not span or not slots or busy is None:
         return None
     slots = int(slots)
-    line = (f"slot efficiency {efficiency:.2f}: Σ epoch time {busy:.1f} s ÷ ({slots} slots × {span:.1f} s from the "
+    line = (f"slot efficiency {efficiency:.3f}: Σ epoch time {busy:.1f} s ÷ ({slots} slots × {span:.1f} s from the "
             "first trial's start to the last one's end)")
     wall = number("tuner_wall_s")
     if wall is not None and wall > span:
         line += (f"; starting the workers (processes, imports) and stopping Ray Tune took {wall - span:.1f} s more "
-                 f"({busy / (slots * wall):.2f} counting that)")
+                 f"({busy / (slots * wall):.3f} counting that)")
     return line
 
 

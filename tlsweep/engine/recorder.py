@@ -245,11 +245,13 @@ class ResultsRecorder(Callback):
             return
         if "epoch" not in result:
             return
-        epoch = int(result["epoch"])
-        self._epochs_buffer.setdefault(trial.trial_id, {})[epoch] = values = _epoch_values(result)
-        self.tracker.trial_epoch(planned.trial_id, epoch, {k: v for k, v in values.items() if v is not None})
+        buffer = self._epochs_buffer.setdefault(trial.trial_id, {})
+        for ended in result.get("epochs") or [result]:  # a report carries the epochs since the previous one
+            epoch = int(ended["epoch"])
+            buffer[epoch] = values = _epoch_values(ended)
+            self.tracker.trial_epoch(planned.trial_id, epoch, {k: v for k, v in values.items() if v is not None})
         if self.progress is not None:
-            self.progress.epoch(planned, epoch, result.get("val_acc"))
+            self.progress.epoch(planned, int(result["epoch"]), result.get("val_acc"))
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         planned = self._planned(trial)
@@ -258,7 +260,11 @@ class ResultsRecorder(Callback):
         if final is not None:
             history = final.get("history") or []
             if history:  # complete even when the trial resumed from a dead driver's checkpoint
-                self._epochs_buffer[trial.trial_id] = {int(h["epoch"]): _epoch_values(h) for h in history}
+                live = max(self._epochs_buffer.get(trial.trial_id, {}), default=0)
+                self._epochs_buffer[trial.trial_id] = epochs = {int(h["epoch"]): _epoch_values(h) for h in history}
+                for epoch in sorted(e for e in epochs if e > live):  # the epochs that ended after the last report
+                    self.tracker.trial_epoch(planned.trial_id, epoch, {k: v for k, v in epochs[epoch].items()
+                                                                       if v is not None})
             row["resumed_from_epoch"] = final.get("resumed_from_epoch")
             row.update({k: _finite_or_none(final.get(k)) for k in RESULT_KEYS})
             if planned.phase == "confirm":

@@ -546,6 +546,7 @@ def run_sweep(
         ray_location=location.join(RAY_SUBDIR),
         checkpoints=spec.checkpoints.model_dump(),
         gpu_estimate=gpu_trial_estimate(spec, data),
+        report_every_epoch=spec.design.early_stopping is not None,
     )
     trainable = tune.with_resources(
         tune.with_parameters(sweep_trainable, payload=payload),

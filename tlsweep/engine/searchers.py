@@ -1,8 +1,8 @@
 """Ray Tune ``Searcher``s that hand out the planned trials of one phase each.
 
 ``TuneSearcher`` runs one Optuna study per study key (cell × arm) with an equal, fixed budget: Tune asks for
-configs and it hands out, round-robin over the studies that still have budget, a trial asked from that study's
-own Optuna study. Each study only ever sees its own trials, so one cell's results never steer another's, and every
+configs and it hands out, round-robin over the studies that still have budget (cell by cell, the arms side by
+side), a trial asked from that study's own Optuna study. Each study only ever sees its own trials, so one cell's results never steer another's, and every
 study gets exactly ``trials_per_cell`` trials. The recipe is enqueued as the first trial of every study.
 ``ConfirmSearcher`` hands out a fixed list of confirm trials. ``SweepSearcher`` runs both phases through one Tuner:
 the tune trials first, and each study's confirm trials as soon as its own tune budget is recorded, so no slot waits
@@ -34,6 +34,7 @@ from tlsweep.design import (
     plan_confirm_now,
     plan_tune_trial,
     recipe_params,
+    split_study_key,
     study_key,
     trial_config,
     tune_complete_studies,
@@ -52,6 +53,15 @@ def _sampler(spec: SweepSpec, levels: dict[str, Any], index: int) -> optuna.samp
     if name == "grid":
         return optuna.samplers.GridSampler(grid_points(spec.design.tune, levels) or {}, seed=seed)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, spec.design.budget.trials_per_cell // 3))
+
+
+def _cell_major(studies: dict[str, _Study]) -> list[str]:
+    """Study keys cell by cell with the arms side by side (``spec.studies()`` lists one arm's cells, then the next
+    arm's): every cell's comparison gets its trials early, and the first trials of a sweep run different arms at once
+    (the frozen-feature arm's first trial computes the stored features; another trial of it would only wait)."""
+    cells = list(dict.fromkeys(split_study_key(key)[0] for key in studies))
+    arms = list(dict.fromkeys(split_study_key(key)[1] for key in studies))
+    return sorted(studies, key=lambda key: (cells.index(split_study_key(key)[0]), arms.index(split_study_key(key)[1])))
 
 
 class _Study:
@@ -194,7 +204,7 @@ class TuneSearcher(PhaseSearcher):
             study = self._studies.get(trial.study_key)
             if study is not None and trial.tune_index in study.free_indices:
                 study.reissue(trial)
-        self._order = deque(self._studies)
+        self._order = deque(_cell_major(self._studies))
 
     def remaining(self) -> int:
         return sum(s.budget_left for s in self._studies.values())

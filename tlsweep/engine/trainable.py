@@ -4,8 +4,10 @@ The dataset arrives once per node through Ray's object store (``tune.with_parame
 that concurrent trials on a node share; the trial wraps them as tensors without copying. Each epoch is reported
 with a checkpoint holding the complete training state when the checkpoint policy says so (``checkpoints:``, see
 ``tlsweep.engine.checkpoints.checkpoint_due``), so a retried trial (lost node, worker crash) continues from its last
-checkpoint instead of starting over. The best-validation weights stay in memory between checkpoints. The last report
-carries ``final=True`` and the test metrics.
+checkpoint instead of starting over. The best-validation weights stay in memory between checkpoints. Epochs shorter
+than ``LIVE_REPORT_INTERVAL_S`` are not each reported as they end (every report waits for the driver): the next report
+carries them (``epochs``), unless early stopping needs each one. The last report carries ``final=True``, the test
+metrics and every epoch's history.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from tlsweep.spec import OBJECTIVE_COLUMNS
 from tlsweep.training.config import TrialConfig
 
 SPLITS = ("train", "val", "test")
+LIVE_REPORT_INTERVAL_S = 1.0  # an epoch reaches the driver live at most this often, unless a scheduler needs each
 _DATASETS: dict[str, DatasetTensors] = {}  # per worker process: reused actors skip even the zero-copy wrap
 
 
@@ -35,6 +38,7 @@ def make_payload(
     ray_location: Location | None = None,
     checkpoints: dict[str, Any] | None = None,
     gpu_estimate: dict[str, float] | None = None,
+    report_every_epoch: bool = False,
 ) -> dict[str, Any]:
     """What every trial needs besides its config, as plain numpy (zero-copy in Ray's object store).
 
@@ -42,6 +46,9 @@ def make_payload(
     own looks there for one an earlier (killed) driver's run of the same trial id left behind. ``checkpoints`` is
     the spec's checkpoint policy (``SweepSpec.checkpoints.model_dump()``); None saves after every epoch.
     ``gpu_estimate`` (``tlsweep.engine.run.gpu_trial_estimate``) is checked against the trial's own GPU first.
+    ``report_every_epoch``: tune trials report each epoch (early stopping decides on them); otherwise a report is
+    sent when ``LIVE_REPORT_INTERVAL_S`` passed since the last one or a checkpoint is due, with the epochs since the
+    last one (``epochs``), and the final report's history holds every epoch.
     """
     payload: dict[str, Any] = {
         "class_names": list(data.class_names),
@@ -50,6 +57,7 @@ def make_payload(
         "ray_location": ray_location,
         "checkpoints": checkpoints or {"every": {"epochs": 1}, "keep": "none"},
         "gpu_estimate": gpu_estimate,
+        "report_every_epoch": report_every_epoch,
     }
     digest = hashlib.sha256()
     for split in SPLITS:
@@ -184,12 +192,18 @@ def sweep_trainable(config: dict[str, Any], payload: dict[str, Any]) -> None:
     resumed_s = float(resume_state["progress"]["elapsed_s"]) if resume_state is not None else 0.0
     last_checkpoint_s = resumed_s
     image_size = int(payload["train_images"].shape[-1])
+    every_epoch = bool(payload.get("report_every_epoch")) and meta["phase"] == "tune"
+    last_report = time.monotonic()
+    unreported: list[dict[str, float]] = []  # epochs since the last report: the next one carries them all
 
     def report(epoch_metrics: dict[str, float], get_state: Any) -> None:
-        nonlocal last_checkpoint_s
-        metrics = {**epoch_metrics, "val_metric": epoch_metrics[metric], "node_id": node_id}
+        # each report waits for the driver (a round trip), so short epochs travel together in the next report
+        nonlocal last_checkpoint_s, last_report
+        unreported.append(dict(epoch_metrics))
+        metrics = {**epoch_metrics, "val_metric": epoch_metrics[metric], "node_id": node_id, "epochs": unreported[:]}
         epoch = int(epoch_metrics["epoch"])
-        elapsed_s = resumed_s + time.monotonic() - started
+        now = time.monotonic()
+        elapsed_s = resumed_s + now - started
         due = checkpoint_due(
             policy,
             epoch=epoch,
@@ -199,8 +213,13 @@ def sweep_trainable(config: dict[str, Any], payload: dict[str, Any]) -> None:
             keep=keep,
         )
         if not due:
-            tune.report(metrics)
+            if every_epoch or now - last_report >= LIVE_REPORT_INTERVAL_S:
+                last_report = now
+                unreported.clear()
+                tune.report(metrics)
             return
+        last_report = now
+        unreported.clear()
         last_checkpoint_s = elapsed_s
         with tempfile.TemporaryDirectory() as directory:
             # with the class names and image size, a kept checkpoint also works with `tlsweep predict`

@@ -18,7 +18,9 @@ freezes) are stored as float16 and feature maps (partial freezes) as float32 (:f
 
 Where the cache lives and why. A file per (key) under ``$TLSWEEP_FEATURE_CACHE_DIR`` (default
 ``<tempdir>/tlsweep-features``), written atomically and memory-mapped: every Ray worker process of a node reads the
-same pages, a restarted worker finds them again, and a file lock makes concurrent trials compute each entry once.
+same pages, a restarted worker finds them again, and a file lock per entry makes concurrent trials compute each entry
+once; trials that start together split the entries between them (one skips an entry another is computing, computes
+the next, and waits only at the end).
 Ray's object store was the alternative, but an object lives only as long as the worker that put it, and trial
 workers come and go. The cache's total size is bounded by ``$TLSWEEP_FEATURE_CACHE_GB`` (default: a quarter of the
 machine's memory, at most 16 GiB); the least recently used entries are removed to make room, and an entry larger
@@ -210,6 +212,10 @@ def _default_max_bytes() -> int:
     return int(min(memory // 4, 16 * 2**30))
 
 
+class EntryBusy(Exception):
+    """Another process holds the entry's lock (it is computing it)."""
+
+
 class FeatureCache:
     """Arrays stored once per key as ``.npy`` files in ``directory``, memory-mapped on read, at most ``max_bytes``
     in total (least recently used entries removed first)."""
@@ -234,22 +240,26 @@ class FeatureCache:
         return total
 
     @contextlib.contextmanager
-    def _locked(self, key: str) -> Iterator[None]:
+    def _locked(self, key: str, wait: bool = True) -> Iterator[None]:
         self.directory.mkdir(parents=True, exist_ok=True)
         with open(self.directory / f"{key}.lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise EntryBusy(key) from None
             try:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def get(self, key: str, nbytes: int, compute: Callable[[], np.ndarray]) -> np.ndarray | None:
+    def get(self, key: str, nbytes: int, compute: Callable[[], np.ndarray], *, wait: bool = True) -> np.ndarray | None:
         """The stored array for ``key``, computing and storing it first if absent; None when ``nbytes`` (its size)
-        exceeds the bound."""
+        exceeds the bound. With ``wait=False``, raise :class:`EntryBusy` instead of waiting while another process
+        computes it."""
         if nbytes > self.max_bytes:
             return None
         path = self.path(key)
-        with self._locked(key):
+        with self._locked(key, wait):
             if path.exists():
                 try:
                     os.utime(path)  # recently used
@@ -426,33 +436,44 @@ def prepare(
         views.append(("train", True))
     arrays: dict[str, torch.Tensor] = {}
     keys: dict[str, str] = {}
-    for split_name, flipped in views:
-        part: SplitTensors = getattr(data, split_name)
-        view = f"{split_name}{'_flipped' if flipped else ''}"
-        key = hashlib.sha256(f"{base}|{split_fingerprint(part)}|{view}".encode()).hexdigest()[:32]
-        started = time.perf_counter()
-        nbytes = per_image * len(part) * dtype.itemsize
-        array = cache.get(
-            key,
-            nbytes,
-            lambda part=part, flipped=flipped: compute_features(  # type: ignore[misc]
-                prefix,
-                part,
-                flipped=flipped,
-                batch_size=config.eval_batch_size,
-                device=device,
-                amp=amp,
-                dtype=dtype,
-            ),
-        )
-        if array is None:
-            log_once(f"the {view} features ({nbytes / 2**20:.0f} MiB) exceed the cache's bound "
-                     f"({cache.max_bytes / 2**20:.0f} MiB; set {CACHE_GB_ENV})")
-            return None
-        LOG.debug("features %s ready in %.2fs", view, time.perf_counter() - started)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # a read-only memory map: trials never write to it
-            arrays[view], keys[view] = torch.from_numpy(array).to(device), key
+    # Trials that start together share the work: a view another process is computing is skipped on the first pass
+    # (this one computes the others meanwhile) and waited for on the second.
+    pending, wait = views, False
+    while pending:
+        busy = []
+        for split_name, flipped in pending:
+            part: SplitTensors = getattr(data, split_name)
+            view = f"{split_name}{'_flipped' if flipped else ''}"
+            key = hashlib.sha256(f"{base}|{split_fingerprint(part)}|{view}".encode()).hexdigest()[:32]
+            started = time.perf_counter()
+            nbytes = per_image * len(part) * dtype.itemsize
+            try:
+                array = cache.get(
+                    key,
+                    nbytes,
+                    lambda part=part, flipped=flipped: compute_features(  # type: ignore[misc]
+                        prefix,
+                        part,
+                        flipped=flipped,
+                        batch_size=config.eval_batch_size,
+                        device=device,
+                        amp=amp,
+                        dtype=dtype,
+                    ),
+                    wait=wait,
+                )
+            except EntryBusy:
+                busy.append((split_name, flipped))
+                continue
+            if array is None:
+                log_once(f"the {view} features ({nbytes / 2**20:.0f} MiB) exceed the cache's bound "
+                         f"({cache.max_bytes / 2**20:.0f} MiB; set {CACHE_GB_ENV})")
+                return None
+            LOG.debug("features %s ready in %.2fs", view, time.perf_counter() - started)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # a read-only memory map: trials never write to it
+                arrays[view], keys[view] = torch.from_numpy(array).to(device), key
+        pending, wait = busy, True
     return FrozenFeatures(
         remainder=remainder,
         train=arrays["train"],
