@@ -14,7 +14,9 @@ storage:
   start to the last trial's end (phase) or to the end of the last phase (sweep).
 
 Part 2: ``--overhead-trials`` one-epoch tune trials through the engine with one slot vs the same trial configs run one
-after the other by ``run_trial`` in this process: the difference per trial is the engine's per-trial overhead.
+after the other by ``run_trial`` in this process: the difference per trial is the engine's per-trial overhead; and
+the time per trial outside its epochs through the engine (everything but training and validation: model build,
+test evaluation, reports, Ray's hand-over to the next trial).
 CPU only; the figures depend on the machine's load (say so when you quote them).
 """
 
@@ -146,7 +148,9 @@ def costs(work: Path, args: argparse.Namespace) -> None:
         print(f"   sweep: efficiency {training_s / ((last_end - overall_start) * slots):.2f} "
               f"(first trial start to last trial end)")
     if getattr(outcome, "efficiency", None) is not None:  # printed by `tlsweep run` since one Tuner runs both phases
-        print(f"   sweep: efficiency {outcome.efficiency:.2f} as tlsweep run reports it (Σ epochs ÷ Tuner wall × slots)")
+        print(f"   sweep: efficiency {outcome.efficiency:.3f} as tlsweep run reports it (Σ epochs ÷ slots × first "
+              f"trial's training start to last record); {outcome.busy_s / (slots * outcome.tuner_wall_s):.3f} over "
+              f"the whole Tuner.fit ({outcome.tuner_wall_s - outcome.trials_span_s:.1f} s of worker start-up and stop)")
 
 
 def overhead(work: Path, args: argparse.Namespace) -> None:
@@ -162,10 +166,13 @@ def overhead(work: Path, args: argparse.Namespace) -> None:
         "confirm.seeds=1", "resources.max_concurrent_trials=1",
     ])
     outcome = run_sweep(spec, storage=str(work / "runs"), wandb_mode="disabled", num_cpus=2, live=False, report=False)
-    rows = [r for r in ResultsStore(outcome.location).read_trials().to_pylist() if r["phase"] == "tune"]
+    store = ResultsStore(outcome.location)
+    rows = [r for r in store.read_trials().to_pylist() if r["phase"] == "tune"]
     rows.sort(key=lambda r: r["finished_at"])
     start, end = _span(rows)
     engine_s = end - start
+    ids = {r["trial_id"] for r in rows}
+    epochs_s = sum(e["epoch_time_s"] or 0.0 for e in store.read_epochs().to_pylist() if e["trial_id"] in ids)
     data = load_dataset(spec.dataset, image_size=spec.model.image_size)
     configs = [TrialConfig.from_dict(json.loads(r["params_json"])["config"]) for r in rows]
     t0 = time.perf_counter()
@@ -174,6 +181,9 @@ def overhead(work: Path, args: argparse.Namespace) -> None:
     alone_s = time.perf_counter() - t0
     print(f"overhead: {len(rows)} one-epoch trials: engine {engine_s:.2f} s (first start to last end, 1 slot), "
           f"same trials in one process {alone_s:.2f} s; per-trial overhead {(engine_s - alone_s) / len(rows):.3f} s")
+    print(f"outside epochs: {(engine_s - epochs_s) / len(rows):.3f} s per trial through the engine (model build, "
+          f"test evaluation, reports, Ray's hand-over; Σ epochs {epochs_s:.2f} s), "
+          f"{(alone_s - epochs_s) / len(rows):.3f} s of it also in one process")
 
 
 def main() -> None:
