@@ -177,6 +177,12 @@ def test_status_command_prints_the_board_of_a_results_directory(tmp_path: Path) 
     assert result.exit_code == 0, result.output
     assert "demo (not running)" in result.output
     assert ["tune", planned.cell_id, planned.arm, "1/3", "0", "0", "0", "0", "0.500"] in _cells(result.output)
+    assert "slot efficiency" not in result.output
+    figures = {"efficiency": 0.95, "busy_s": 19.0, "trials_span_s": 10.0, "tuner_wall_s": 14.0, "slots": 2}
+    store.write_text("status.json", json.dumps({"updated_at": 0, "finished": True, "running": [], **figures}))
+    result = CliRunner().invoke(cli, ["status", str(tmp_path / "demo")])
+    assert result.exit_code == 0, result.output
+    assert "last run: slot efficiency 0.950: Σ epoch time 19.0 s ÷ (2 slots × 10.0 s" in " ".join(result.output.split())
 
 
 def test_the_efficiency_line_names_its_figures_and_ray_s_start_separately() -> None:
