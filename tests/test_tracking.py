@@ -357,6 +357,33 @@ def test_a_hung_wandb_neither_blocks_the_driver_nor_close(monkeypatch: pytest.Mo
     assert not tracker._thread.is_alive()
 
 
+def test_the_mirror_waits_for_the_driver_to_be_quiet_before_calling_wandb(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """wandb.init/finish hold the interpreter; the driver enqueues while it hands a slot to the next trial."""
+    import wandb
+
+    from tlsweep.tracking import tracker as tracker_module
+
+    calls: list[float] = []
+
+    def counting_init(*args: object, **kwargs: object) -> None:
+        calls.append(time.monotonic())
+        raise RuntimeError("not needed for this test")
+
+    monkeypatch.setattr(wandb, "init", counting_init)
+    tracker = WandbTracker(WandbSettings(), sweep_name="s", results_dir=tmp_path, mode="offline")
+    tracker.trial_started("a", name="a", config={}, job_type="tune")
+    busy_until = time.monotonic() + 0.6
+    while time.monotonic() < busy_until:  # the driver keeps enqueuing every 50 ms
+        tracker.trial_epoch("b", 1, {"val_acc": 0.5})
+        time.sleep(0.05)
+    quiet = time.monotonic()
+    tracker.close(timeout_s=10)
+    assert calls and calls[0] >= quiet, "wandb.init ran while the driver was still enqueuing"
+    assert calls[0] - quiet < tracker_module._SETTLE_MAX_S
+
+
 @pytest.mark.parametrize("server", ["closed-port", "silent-listener"])
 def test_unreachable_server_degrades_to_offline_and_never_writes_the_key(tmp_path: Path, server: str) -> None:
     # A fresh process, because wandb reads its environment (base URL, key) once per process.
