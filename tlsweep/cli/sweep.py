@@ -129,9 +129,7 @@ def run(spec_path: Path, overrides: tuple[str, ...], storage: str | None, addres
     console.print(f"recorded {outcome.trials_recorded} trials in {outcome.wall_time_s / 60:.1f} min → {outcome.location}")
     from tlsweep.engine.progress import efficiency_line
 
-    figures = {"efficiency": outcome.efficiency, "busy_s": outcome.busy_s, "trials_span_s": outcome.trials_span_s,
-               "tuner_wall_s": outcome.tuner_wall_s, "slots": outcome.slots}
-    if (line := efficiency_line(figures)) is not None:
+    if (line := efficiency_line(outcome.efficiency_figures)) is not None:
         console.print(f"{line} (in status.json)")
     for line in outcome.skipped:
         console.print(f"[yellow]not confirmed[/] {line}")

@@ -105,6 +105,12 @@ class SweepOutcome:
     slots: int = 0  # trials run at once
 
     @property
+    def efficiency_figures(self) -> dict[str, Any]:
+        """The slot-efficiency figures as ``status.json`` stores them and ``engine.progress.efficiency_line`` reads them."""
+        return {"efficiency": self.efficiency, "busy_s": self.busy_s, "trials_span_s": self.trials_span_s,
+                "tuner_wall_s": self.tuner_wall_s, "slots": self.slots}
+
+    @property
     def failed(self) -> PhaseFailures | None:
         """The first phase whose every recorded trial failed: the sweep could not do its job (no report)."""
         return next((phase for phase in self.failures if phase.every_trial), None)
@@ -614,8 +620,7 @@ def run_sweep(
                 outcome.interrupted = not sweep_complete(spec, recorder.trials.to_pylist())
                 outcome.busy_s, outcome.trials_span_s, outcome.tuner_wall_s = recorder.busy_s, recorder.trials_span_s, wall
                 outcome.efficiency = recorder.slot_efficiency(concurrency)
-                progress.efficiency = {"efficiency": outcome.efficiency, "busy_s": recorder.busy_s,
-                                       "trials_span_s": recorder.trials_span_s, "tuner_wall_s": wall, "slots": concurrency}
+                progress.efficiency = outcome.efficiency_figures
     except KeyboardInterrupt:
         outcome.interrupted = True
     finally:

@@ -2,13 +2,13 @@
 
 ``TuneSearcher`` runs one Optuna study per study key (cell × arm) with an equal, fixed budget: Tune asks for
 configs and it hands out, round-robin over the studies that still have budget (cell by cell, the arms side by
-side), a trial asked from that study's own Optuna study. Each study only ever sees its own trials, so one cell's results never steer another's, and every
-study gets exactly ``trials_per_cell`` trials. The recipe is enqueued as the first trial of every study.
-``ConfirmSearcher`` hands out a fixed list of confirm trials. ``SweepSearcher`` runs both phases through one Tuner:
-the tune trials first, and each study's confirm trials as soon as its own tune budget is recorded, so no slot waits
-for the slowest study of the tune phase; confirm trials go longest first (their study's median tune trial), so
-the short ones fill the slots at the end instead of one long trial running alone. All share ``PhaseSearcher``: the config format, when the work is over, and
-pickling for Tune's experiment snapshots.
+side), a trial asked from that study's own Optuna study. Each study only ever sees its own trials, so one cell's
+results never steer another's, and every study gets exactly ``trials_per_cell`` trials. The recipe is enqueued as
+the first trial of every study. ``ConfirmSearcher`` hands out a fixed list of confirm trials. ``SweepSearcher`` runs
+both phases through one Tuner: the tune trials first, and each study's confirm trials as soon as its own tune budget
+is recorded, so no slot waits for the slowest study of the tune phase; confirm trials go longest first (their
+study's median tune trial), so the short ones fill the slots at the end instead of one long trial running alone.
+All share ``PhaseSearcher``: the config format, when the work is over, and pickling for Tune's experiment snapshots.
 
 Trials already finished in an earlier run (read back from ``trials.parquet``) are replayed into their studies (or
 skipped) and not run again; that, not Ray's experiment restore, is how a sweep resumes.
@@ -59,9 +59,10 @@ def _cell_major(studies: dict[str, _Study]) -> list[str]:
     """Study keys cell by cell with the arms side by side (``spec.studies()`` lists one arm's cells, then the next
     arm's): every cell's comparison gets its trials early, and the first trials of a sweep run different arms at once
     (the frozen-feature arm's first trial computes the stored features; another trial of it would only wait)."""
-    cells = list(dict.fromkeys(split_study_key(key)[0] for key in studies))
-    arms = list(dict.fromkeys(split_study_key(key)[1] for key in studies))
-    return sorted(studies, key=lambda key: (cells.index(split_study_key(key)[0]), arms.index(split_study_key(key)[1])))
+    parts = {key: split_study_key(key) for key in studies}
+    cells = list(dict.fromkeys(cell for cell, _ in parts.values()))
+    arms = list(dict.fromkeys(arm for _, arm in parts.values()))
+    return sorted(studies, key=lambda key: (cells.index(parts[key][0]), arms.index(parts[key][1])))
 
 
 class _Study:
