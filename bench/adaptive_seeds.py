@@ -29,10 +29,16 @@ def main() -> None:
         if adaptive.power != adaptive.power:  # no true effect: compare with the fixed design at max_seeds
             fixed_n = design.looks[-1]
         else:
-            fixed_n = next(n for n in range(3, 64) if simulate_fixed(
-                effects, n, design, sweeps=4000, rng=np.random.default_rng(12)).power >= adaptive.power)
-        print(f"{name:40s} power {adaptive.power:.3f}  mean seeds {adaptive.mean_seeds:5.2f}  fixed n {fixed_n:2d}  "
-              f"saved {1 - adaptive.mean_seeds / fixed_n:6.1%}  false supported {adaptive.any_supported_false:.3f}")
+            fixed_n = next(
+                n
+                for n in range(3, 64)
+                if simulate_fixed(effects, n, design, sweeps=4000, rng=np.random.default_rng(12)).power
+                >= adaptive.power
+            )
+        print(
+            f"{name:40s} power {adaptive.power:.3f}  mean seeds {adaptive.mean_seeds:5.2f}  fixed n {fixed_n:2d}  "
+            f"saved {1 - adaptive.mean_seeds / fixed_n:6.1%}  false supported {adaptive.any_supported_false:.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -31,12 +31,14 @@ def baseline_loader(root: Path, image_size: int, batch_size: int, workers: int) 
         def __init__(self) -> None:
             with (root / "custom_train_dataset.csv").open(newline="") as fh:
                 self.rows = [(r["image_path"], AGE_LABEL_MAP[r["age_class"]]) for r in csv.DictReader(fh)]
-            self.transform = transforms.Compose([
-                transforms.Resize((image_size, image_size)),
-                transforms.RandomHorizontalFlip(),
-                transforms.ToTensor(),
-                transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-            ])
+            self.transform = transforms.Compose(
+                [
+                    transforms.Resize((image_size, image_size)),
+                    transforms.RandomHorizontalFlip(),
+                    transforms.ToTensor(),
+                    transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+                ]
+            )
 
         def __len__(self) -> int:
             return len(self.rows)
@@ -64,8 +66,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes of the baseline")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op threads of the main process (DataLoader workers always use 1)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads of the main process (DataLoader workers always use 1)",
+    )
     args = parser.parse_args()
 
     from tlsweep.data.augment import TensorAugment
@@ -103,8 +109,9 @@ def main() -> None:
 
         def tlsweep_epoch(_: int) -> int:
             n = 0
-            for images, _labels in iterate_batches(data.train, indices, args.batch_size, shuffle=True,
-                                                  generator=generator):
+            for images, _labels in iterate_batches(
+                data.train, indices, args.batch_size, shuffle=True, generator=generator
+            ):
                 batch = augment(images, generator)
                 n += batch.shape[0]
             return n
@@ -113,15 +120,23 @@ def main() -> None:
         ours_time, ours_n = time_epochs(args.epochs, tlsweep_epoch)
         base_rate, ours_rate = base_n / base_time, ours_n / ours_time
         n_total = len(data.train) + len(data.val) + len(data.test)
-        print(f"train split: {len(data.train)} images, {args.image_size}x{args.image_size}, batch {args.batch_size}, "
-              f"{args.epochs} epochs each, torch threads {args.threads}")
-        print(f"(a) PIL + torchvision.transforms DataLoader, num_workers={args.workers}: "
-              f"{base_rate:9.0f} images/s ({base_time:.2f} s)")
-        print(f"(b) tlsweep cache + iterate_batches + TensorAugment('flip'):       "
-              f"{ours_rate:9.0f} images/s ({ours_time:.2f} s)")
+        print(
+            f"train split: {len(data.train)} images, {args.image_size}x{args.image_size}, batch {args.batch_size}, "
+            f"{args.epochs} epochs each, torch threads {args.threads}"
+        )
+        print(
+            f"(a) PIL + torchvision.transforms DataLoader, num_workers={args.workers}: "
+            f"{base_rate:9.0f} images/s ({base_time:.2f} s)"
+        )
+        print(
+            f"(b) tlsweep cache + iterate_batches + TensorAugment('flip'):       "
+            f"{ours_rate:9.0f} images/s ({ours_time:.2f} s)"
+        )
         print(f"ratio (b)/(a): {ours_rate / base_rate:.1f}x")
-        print(f"one-time cache build: {build:.2f} s for {n_total} images ({n_total / build:.0f} images/s); "
-              f"re-open (memory map, hashing {n_total} file stats): {reopen:.3f} s")
+        print(
+            f"one-time cache build: {build:.2f} s for {n_total} images ({n_total / build:.0f} images/s); "
+            f"re-open (memory map, hashing {n_total} file stats): {reopen:.3f} s"
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

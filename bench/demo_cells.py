@@ -43,8 +43,11 @@ def main() -> None:
 
     spec = tlsweep.load_spec(args.spec, args.sets)
     checkpoint = args.data_dir / Path(str(spec.model.pretrained.checkpoint)).name
-    sets = [*args.sets, f"dataset.root={args.data_dir / Path(spec.dataset.root).name}",
-            f"model.pretrained.checkpoint={checkpoint}"]
+    sets = [
+        *args.sets,
+        f"dataset.root={args.data_dir / Path(spec.dataset.root).name}",
+        f"model.pretrained.checkpoint={checkpoint}",
+    ]
     if spec.model.pretrain is not None:
         sets.append(f"model.pretrain.dataset.root={args.data_dir / Path(spec.model.pretrain.dataset.root).name}")
     spec = tlsweep.load_spec(args.spec, sets)
@@ -55,8 +58,10 @@ def main() -> None:
         started = time.process_time()
         source = load_dataset(spec.model.pretrain.dataset, image_size=spec.model.image_size)
         metrics = pretrain(pretrain_trial_config(spec, num_threads=1).replace(device="cpu"), source, checkpoint)
-        print(f"pretrained {checkpoint}: source val acc {metrics['best_val_acc']:.3f}, "
-              f"{time.process_time() - started:.0f} CPU s")
+        print(
+            f"pretrained {checkpoint}: source val acc {metrics['best_val_acc']:.3f}, "
+            f"{time.process_time() - started:.0f} CPU s"
+        )
 
     factors = spec.design.factors
     if args.cell:
@@ -69,8 +74,11 @@ def main() -> None:
     total_cpu = 0.0
     for cell in cells:
         fraction, epochs = float(cell[0]), int(cell[1])
-        lrs = {arms[0]: float(cell[2]), arms[1]: float(cell[3])} if len(cell) == 4 else {
-            a: args.lr_scratch if a == "scratch" else args.lr_pretrained for a in arms}
+        lrs = (
+            {arms[0]: float(cell[2]), arms[1]: float(cell[3])}
+            if len(cell) == 4
+            else {a: args.lr_scratch if a == "scratch" else args.lr_pretrained for a in arms}
+        )
         accs: dict[str, list[float]] = {}
         for arm in arms:
             cpu: list[float] = []
@@ -84,13 +92,17 @@ def main() -> None:
                 accs.setdefault(arm, []).append(100 * result.test_acc)
                 steps = result.optimizer_steps
             total_cpu += statistics.mean(cpu) * per_study
-            print(f"{fraction:>7} × {epochs:>2} ep {arm:>10} {statistics.mean(accs[arm]):>10.1f} {steps:>6} "
-                  f"{statistics.mean(cpu):>9.1f}   lr {lrs[arm]}: {', '.join(f'{a:.1f}' for a in accs[arm])}")
+            print(
+                f"{fraction:>7} × {epochs:>2} ep {arm:>10} {statistics.mean(accs[arm]):>10.1f} {steps:>6} "
+                f"{statistics.mean(cpu):>9.1f}   lr {lrs[arm]}: {', '.join(f'{a:.1f}' for a in accs[arm])}"
+            )
         diffs = [a - b for a, b in zip(accs[arms[0]], accs[arms[1]], strict=True)]
         print(f"{'':>14} {'Δ':>10} {statistics.mean(diffs):>+10.1f} points ({arms[0]} − {arms[1]})")
     slots = max(1, spec.resources.max_concurrent_trials or 1)
-    print(f"sweep estimate: {per_study} trials per study × these CPU s = {total_cpu:.0f} CPU s, "
-          f"{total_cpu / slots / 60:.1f} min on {slots} slots (without data, pretraining, Ray start-up, report)")
+    print(
+        f"sweep estimate: {per_study} trials per study × these CPU s = {total_cpu:.0f} CPU s, "
+        f"{total_cpu / slots / 60:.1f} min on {slots} slots (without data, pretraining, Ray start-up, report)"
+    )
 
 
 if __name__ == "__main__":

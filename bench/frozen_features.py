@@ -31,9 +31,15 @@ def main() -> None:
     parser.add_argument("--identities", type=int, default=120, help="synthetic identities (x6 images each)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="resnet_tiny only")
-    parser.add_argument("--dtype", choices=["auto", "float16", "float32"], default="auto",
-                        help="storage: auto = float16 feature vectors, float32 feature maps (tlsweep's default)")
-    parser.add_argument("--only", default="", help="run the cases whose name contains this (e.g. 'resnet18 64px depth 4')")
+    parser.add_argument(
+        "--dtype",
+        choices=["auto", "float16", "float32"],
+        default="auto",
+        help="storage: auto = float16 feature vectors, float32 feature maps (tlsweep's default)",
+    )
+    parser.add_argument(
+        "--only", default="", help="run the cases whose name contains this (e.g. 'resnet18 64px depth 4')"
+    )
     args = parser.parse_args()
     os.environ["TLSWEEP_FEATURE_CACHE_DTYPE"] = args.dtype
 
@@ -57,12 +63,21 @@ def main() -> None:
                 continue
             if size not in datasets:
                 started = time.perf_counter()
-                spec = {"format": "synthetic", "task": "age", "seed": 0, "resolution": size,
-                        "n_identities": args.identities, "images_per_identity": 6, "root": str(root / f"age{size}")}
+                spec = {
+                    "format": "synthetic",
+                    "task": "age",
+                    "seed": 0,
+                    "resolution": size,
+                    "n_identities": args.identities,
+                    "images_per_identity": 6,
+                    "root": str(root / f"age{size}"),
+                }
                 datasets[size] = load_dataset(parse_dataset_spec(spec), image_size=size, workers=1)
                 data = datasets[size]
-                print(f"# dataset {size} px: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test "
-                      f"({time.perf_counter() - started:.1f}s to generate)")
+                print(
+                    f"# dataset {size} px: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test "
+                    f"({time.perf_counter() - started:.1f}s to generate)"
+                )
             data = datasets[size]
             name = f"{backbone} {size}px depth {depth}"
             if args.only not in name:
@@ -73,25 +88,40 @@ def main() -> None:
             cache = frozen_features.FeatureCache(root / f"cache-{backbone}-{depth}", max_bytes=8 * 2**30)
             frozen_features._CACHE = cache
             config = TrialConfig(
-                backbone=backbone, init=f"checkpoint:{checkpoint}", freeze_depth=depth, epochs=args.epochs,
-                batch_size=64, lr=0.05, augmentation="flip", seed=0, num_threads=args.threads, device="cpu",
+                backbone=backbone,
+                init=f"checkpoint:{checkpoint}",
+                freeze_depth=depth,
+                epochs=args.epochs,
+                batch_size=64,
+                lr=0.05,
+                augmentation="flip",
+                seed=0,
+                num_threads=args.threads,
+                device="cpu",
             )
             seen = len(data.train) * args.epochs
             rows = {}
-            for path, trial in (("uncached", config.replace(feature_cache=False)), ("first", config),
-                                ("reuse", config)):
+            for path, trial in (
+                ("uncached", config.replace(feature_cache=False)),
+                ("first", config),
+                ("reuse", config),
+            ):
                 started = time.perf_counter()
                 result = run_trial(trial, data)
                 rows[path] = (time.perf_counter() - started, result)
             base = rows["uncached"][0]
             for path, (seconds, result) in rows.items():
-                print(f"{name:<26} {path:<9} {seconds:8.2f} {seen / seconds:8.0f} {base / seconds:6.1f}x "
-                      f"{result.test_acc:8.4f} {result.best_val_loss:9.4f}")
+                print(
+                    f"{name:<26} {path:<9} {seconds:8.2f} {seen / seconds:8.0f} {base / seconds:6.1f}x "
+                    f"{result.test_acc:8.4f} {result.best_val_loss:9.4f}"
+                )
             sweep = (rows["first"][0] + 23 * rows["reuse"][0]) / 24
             diff = abs(rows["reuse"][1].test_acc - rows["uncached"][1].test_acc) * 100
-            print(f"{name:<26} {'sweep':<9} {sweep:8.2f} {seen / sweep:8.0f} {base / sweep:6.1f}x   "
-                  f"|Δ test_acc| {diff:.2f} points; cache {cache.size_bytes() / 2**20:.1f} MiB "
-                  f"({len(cache.entries())} entries, computed {cache.computed})")
+            print(
+                f"{name:<26} {'sweep':<9} {sweep:8.2f} {seen / sweep:8.0f} {base / sweep:6.1f}x   "
+                f"|Δ test_acc| {diff:.2f} points; cache {cache.size_bytes() / 2**20:.1f} MiB "
+                f"({len(cache.entries())} entries, computed {cache.computed})"
+            )
 
 
 if __name__ == "__main__":

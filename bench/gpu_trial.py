@@ -90,8 +90,14 @@ def _trial(index: int, settings: dict[str, Any], start: Any, results: Any) -> No
 
     data = _dataset(settings["train_images"], settings["eval_images"], settings["image_size"], seed=index)
     config = TrialConfig(
-        backbone=settings["backbone"], epochs=settings["epochs"], batch_size=settings["batch_size"],
-        eval_batch_size=512, lr=0.01, augmentation="flip", seed=index, device=settings["device"],
+        backbone=settings["backbone"],
+        epochs=settings["epochs"],
+        batch_size=settings["batch_size"],
+        eval_batch_size=512,
+        lr=0.01,
+        augmentation="flip",
+        seed=index,
+        device=settings["device"],
         num_threads=settings["threads"],
     )
     estimate = estimate_trial_bytes(config, 8, settings["image_size"], dataset_bytes(data))
@@ -105,14 +111,16 @@ def _trial(index: int, settings: dict[str, Any], start: Any, results: Any) -> No
     wall = time.perf_counter() - started
     steady = result.history[1:] or result.history
     seconds = sum(row["epoch_time_s"] for row in steady)
-    results.put({
-        "index": index,
-        "images_per_s": len(data.train) * len(steady) / seconds,
-        "wall_s": wall,
-        "peak_bytes": torch.cuda.max_memory_reserved() if cuda else 0,
-        "estimate_bytes": estimate,
-        "status": result.status,
-    })
+    results.put(
+        {
+            "index": index,
+            "images_per_s": len(data.train) * len(steady) / seconds,
+            "wall_s": wall,
+            "peak_bytes": torch.cuda.max_memory_reserved() if cuda else 0,
+            "estimate_bytes": estimate,
+            "status": result.status,
+        }
+    )
 
 
 def concurrent_trials(k: int, settings: dict[str, Any]) -> list[dict[str, Any]]:
@@ -146,32 +154,47 @@ def main() -> None:
     import torch
 
     settings: dict[str, Any] = {
-        "image_size": args.image_size, "train_images": args.train_images, "eval_images": args.eval_images,
-        "epochs": args.epochs, "batch_size": args.batch_size, "device": "cuda", "threads": 0,
+        "image_size": args.image_size,
+        "train_images": args.train_images,
+        "eval_images": args.eval_images,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "device": "cuda",
+        "threads": 0,
     }
     if not torch.cuda.is_available():
         if not args.cpu_smoke:
-            print("bench/gpu_trial.py measures a GPU, and CUDA is not available here: no figure is produced. "
-                  "Run it on a machine with an NVIDIA GPU, or pass --cpu-smoke to check the code on CPU "
-                  "(tiny sizes, not a GPU measurement).", file=sys.stderr)
+            print(
+                "bench/gpu_trial.py measures a GPU, and CUDA is not available here: no figure is produced. "
+                "Run it on a machine with an NVIDIA GPU, or pass --cpu-smoke to check the code on CPU "
+                "(tiny sizes, not a GPU measurement).",
+                file=sys.stderr,
+            )
             raise SystemExit(2)
         print("CPU SMOKE MODE: tiny sizes on CPU to check the code path; these are NOT GPU figures.")
         args.backbones, args.trials, args.steps = ["resnet_tiny"], [1, 2], 10
-        settings.update(image_size=32, train_images=256, eval_images=64, epochs=2, batch_size=64, device="cpu",
-                        threads=1)
+        settings.update(
+            image_size=32, train_images=256, eval_images=64, epochs=2, batch_size=64, device="cpu", threads=1
+        )
     else:
-        print(f"GPU: {torch.cuda.get_device_name(0)}, "
-              f"{torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB, torch {torch.__version__}")
+        print(
+            f"GPU: {torch.cuda.get_device_name(0)}, "
+            f"{torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB, torch {torch.__version__}"
+        )
     size = settings["image_size"]
-    print(f"{settings['train_images']} train images at {size} px, batch {settings['batch_size']}, "
-          f"{settings['epochs']} epochs (the first not timed), augmentation flip, bf16 autocast on CUDA")
+    print(
+        f"{settings['train_images']} train images at {size} px, batch {settings['batch_size']}, "
+        f"{settings['epochs']} epochs (the first not timed), augmentation flip, bf16 autocast on CUDA"
+    )
     summary = []
     for backbone in args.backbones:
         started = time.perf_counter()
         bare = limit(backbone, size, settings["batch_size"], settings["device"], args.steps, settings["threads"])
         print(f"\n{backbone}: bare forward+backward limit {bare:,.0f} images/s")
-        print(f"  {'trials/GPU':>10} {'img/s per trial':>16} {'total img/s':>12} {'of limit':>9} "
-              f"{'peak GiB':>9} {'estimate GiB':>12}")
+        print(
+            f"  {'trials/GPU':>10} {'img/s per trial':>16} {'total img/s':>12} {'of limit':>9} "
+            f"{'peak GiB':>9} {'estimate GiB':>12}"
+        )
         for k in args.trials:
             rows = concurrent_trials(k, {**settings, "backbone": backbone})
             total = sum(row["images_per_s"] for row in rows)
@@ -179,12 +202,24 @@ def main() -> None:
             peak = max(row["peak_bytes"] for row in rows) / 2**30
             estimate = max(row["estimate_bytes"] for row in rows) / 2**30
             print(f"  {k:>10} {per_trial:>16} {total:>12,.0f} {total / bare:>8.2f}x {peak:>9.2f} {estimate:>12.2f}")
-            summary.append({"backbone": backbone, "trials_per_gpu": k, "per_trial": [r["images_per_s"] for r in rows],
-                            "total": total, "limit": bare, "fraction": total / bare, "peak_gib": peak,
-                            "estimate_gib": estimate, "statuses": [r["status"] for r in rows]})
+            summary.append(
+                {
+                    "backbone": backbone,
+                    "trials_per_gpu": k,
+                    "per_trial": [r["images_per_s"] for r in rows],
+                    "total": total,
+                    "limit": bare,
+                    "fraction": total / bare,
+                    "peak_gib": peak,
+                    "estimate_gib": estimate,
+                    "statuses": [r["status"] for r in rows],
+                }
+            )
         print(f"  ({time.perf_counter() - started:.0f} s)")
-    print("\nJSON " + json.dumps({"device": settings["device"], "cpu_smoke": settings["device"] == "cpu",
-                                  "results": summary}))
+    print(
+        "\nJSON "
+        + json.dumps({"device": settings["device"], "cpu_smoke": settings["device"] == "cpu", "results": summary})
+    )
 
 
 if __name__ == "__main__":

@@ -57,16 +57,39 @@ def _planned(spec: Any, index: int) -> tuple[Any, dict[str, Any]]:
 
 def _results(epochs: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     history = [
-        {"epoch": e, "step": 10 * e, "train_loss": 1.0 / e, "train_acc": 0.5, "val_loss": 1.1 / e, "val_acc": 0.4 + e / 100,
-         "lr": 0.01, "epoch_time_s": 0.5}
+        {
+            "epoch": e,
+            "step": 10 * e,
+            "train_loss": 1.0 / e,
+            "train_acc": 0.5,
+            "val_loss": 1.1 / e,
+            "val_acc": 0.4 + e / 100,
+            "lr": 0.01,
+            "epoch_time_s": 0.5,
+        }
         for e in range(1, epochs + 1)
     ]
     final = {
-        "final": True, "status": "ok", "objective": 0.5, "best_val_acc": 0.5, "best_val_loss": 0.9, "best_epoch": epochs,
-        "final_val_acc": 0.5, "chance": 0.125, "num_classes": 8, "n_train": 100, "n_val": 50, "n_test": 50,
-        "subset_hash": "abc", "epochs_run": epochs, "optimizer_steps": 10 * epochs, "wall_time_s": 3.0,
-        "history": history, "node_id": "n", "hostname": "h",
-    }  # fmt: skip
+        "final": True,
+        "status": "ok",
+        "objective": 0.5,
+        "best_val_acc": 0.5,
+        "best_val_loss": 0.9,
+        "best_epoch": epochs,
+        "final_val_acc": 0.5,
+        "chance": 0.125,
+        "num_classes": 8,
+        "n_train": 100,
+        "n_val": 50,
+        "n_test": 50,
+        "subset_hash": "abc",
+        "epochs_run": epochs,
+        "optimizer_steps": 10 * epochs,
+        "wall_time_s": 3.0,
+        "history": history,
+        "node_id": "n",
+        "hostname": "h",
+    }
     return history, final
 
 
@@ -79,15 +102,28 @@ def _fill(store: Any, spec: Any, n: int, epochs: int) -> None:
     trials, epoch_rows = [], []
     for i in range(n):
         tid = f"{i:016x}"
-        trials.append({"sweep": spec.name, "trial_id": tid, "phase": "tune", "cell_id": "c", "arm": "scratch",
-                       "status": "ok", "params_json": "{}", "lr": 0.01, "objective": 0.5,
-                       **{k: final[k] for k in ("best_val_acc", "epochs_run", "wall_time_s")}})  # fmt: skip
+        trials.append(
+            {
+                "sweep": spec.name,
+                "trial_id": tid,
+                "phase": "tune",
+                "cell_id": "c",
+                "arm": "scratch",
+                "status": "ok",
+                "params_json": "{}",
+                "lr": 0.01,
+                "objective": 0.5,
+                **{k: final[k] for k in ("best_val_acc", "epochs_run", "wall_time_s")},
+            }
+        )
         epoch_rows.extend({"sweep": spec.name, "trial_id": tid, "phase": "tune", **h} for h in history)
     store.write_trials(rows_to_table(trials, TRIALS_SCHEMA), metadata={"spec_hash": "x"})
     store.write_epochs(rows_to_table(epoch_rows, EPOCHS_SCHEMA), metadata={"spec_hash": "x"})
 
 
-def _record(spec: Any, store: Any, count: int, epochs: int, flush_interval_s: float | None, start: int) -> tuple[list[float], float]:
+def _record(
+    spec: Any, store: Any, count: int, epochs: int, flush_interval_s: float | None, start: int
+) -> tuple[list[float], float]:
     """Driver time of each recorded trial (``on_trial_complete`` plus the next Tune step) and their sum with the
     final flush."""
     from tlsweep.engine.recorder import ResultsRecorder
@@ -133,8 +169,11 @@ def _moto() -> tuple[subprocess.Popen[bytes], str] | None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(150):
         try:
@@ -144,12 +183,23 @@ def _moto() -> tuple[subprocess.Popen[bytes], str] | None:
             break
         except OSError:
             time.sleep(0.2)
-    os.environ.update(AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                      AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1")
+    os.environ.update(
+        AWS_ENDPOINT_URL=url,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_REGION="us-east-1",
+    )
     import pyarrow.fs as pafs
 
-    pafs.S3FileSystem(endpoint_override=f"127.0.0.1:{port}", scheme="http", region="us-east-1",
-                      access_key="testing", secret_key="testing", allow_bucket_creation=True).create_dir("bench")
+    pafs.S3FileSystem(
+        endpoint_override=f"127.0.0.1:{port}",
+        scheme="http",
+        region="us-east-1",
+        access_key="testing",
+        secret_key="testing",
+        allow_bucket_creation=True,
+    ).create_dir("bench")
     return process, "s3://bench"
 
 
@@ -174,8 +224,10 @@ def main() -> None:
         backends.append(("s3 (moto)", moto[1]))
     elif not args.no_s3:
         print("moto[server] not installed: S3 rows skipped")
-    print(f"{'backend':<10} {'recorded':>8} {'ms/trial (each written)':>24} {'ms/trial (2 s batches)':>23} "
-          f"{'compact s':>9}")
+    print(
+        f"{'backend':<10} {'recorded':>8} {'ms/trial (each written)':>24} {'ms/trial (2 s batches)':>23} "
+        f"{'compact s':>9}"
+    )
     try:
         for name, root in backends:
             for n in args.sizes:

@@ -124,13 +124,19 @@ def costs(work: Path, args: argparse.Namespace) -> None:
     checkpoints, written = len(sizes), sum(sizes)
     ray_left, parquet_left = _tree_bytes(root / "ray"), _tree_bytes(root, "*.parquet")
     slots = spec.resources.max_concurrent_trials
-    print(f"sweep: {n} trials, {n_epochs} epochs, {training_s:.1f} s of epochs, {slots} slots, "
-          f"{ended - started:.1f} s wall (with Ray start-up and data)")
+    print(
+        f"sweep: {n} trials, {n_epochs} epochs, {training_s:.1f} s of epochs, {slots} slots, "
+        f"{ended - started:.1f} s wall (with Ray start-up and data)"
+    )
     print(f"checkpoints per minute of training: {checkpoints / (training_s / 60):.1f}")
-    print(f"checkpoint bytes written per trial: {written / n / 1e6:.2f} MB ({checkpoints} checkpoints, "
-          f"{written / 1e6:.2f} MB in all)")
-    print(f"bytes left per trial: ray/ {ray_left / n / 1e6:.3f} MB, Parquet results {parquet_left / n / 1e3:.2f} kB "
-          f"(ray/ ÷ results = {ray_left / max(parquet_left, 1):.0f})")
+    print(
+        f"checkpoint bytes written per trial: {written / n / 1e6:.2f} MB ({checkpoints} checkpoints, "
+        f"{written / 1e6:.2f} MB in all)"
+    )
+    print(
+        f"bytes left per trial: ray/ {ray_left / n / 1e6:.3f} MB, Parquet results {parquet_left / n / 1e3:.2f} kB "
+        f"(ray/ ÷ results = {ray_left / max(parquet_left, 1):.0f})"
+    )
     overall_start = None
     last_end = 0.0
     for phase in ("tune", "confirm"):
@@ -142,15 +148,21 @@ def costs(work: Path, args: argparse.Namespace) -> None:
         last_end = max(last_end, end)
         busy = sum(epoch_time.get(r["trial_id"], 0.0) for r in rows)
         inside = sum(r["wall_time_s"] - epoch_time.get(r["trial_id"], 0.0) for r in rows) / len(rows)
-        print(f"{phase:>8}: efficiency {busy / ((end - start) * slots):.2f} (Σ epochs {busy:.1f} s ÷ "
-              f"{end - start:.1f} s × {slots}); inside a trial outside its epochs {inside:.2f} s")
+        print(
+            f"{phase:>8}: efficiency {busy / ((end - start) * slots):.2f} (Σ epochs {busy:.1f} s ÷ "
+            f"{end - start:.1f} s × {slots}); inside a trial outside its epochs {inside:.2f} s"
+        )
     if overall_start is not None:
-        print(f"   sweep: efficiency {training_s / ((last_end - overall_start) * slots):.2f} "
-              f"(first trial start to last trial end)")
+        print(
+            f"   sweep: efficiency {training_s / ((last_end - overall_start) * slots):.2f} "
+            f"(first trial start to last trial end)"
+        )
     if getattr(outcome, "efficiency", None) is not None:  # printed by `tlsweep run` since one Tuner runs both phases
-        print(f"   sweep: efficiency {outcome.efficiency:.3f} as tlsweep run reports it (Σ epochs ÷ slots × first "
-              f"trial's training start to last record); {outcome.busy_s / (slots * outcome.tuner_wall_s):.3f} over "
-              f"the whole Tuner.fit ({outcome.tuner_wall_s - outcome.trials_span_s:.1f} s of worker start-up and stop)")
+        print(
+            f"   sweep: efficiency {outcome.efficiency:.3f} as tlsweep run reports it (Σ epochs ÷ slots × first "
+            f"trial's training start to last record); {outcome.busy_s / (slots * outcome.tuner_wall_s):.3f} over "
+            f"the whole Tuner.fit ({outcome.tuner_wall_s - outcome.trials_span_s:.1f} s of worker start-up and stop)"
+        )
 
 
 def overhead(work: Path, args: argparse.Namespace) -> None:
@@ -161,10 +173,18 @@ def overhead(work: Path, args: argparse.Namespace) -> None:
     from tlsweep.training.loop import run_trial
 
     n = args.overhead_trials
-    spec = _spec(work, "overhead", args, [
-        "design.factors.epochs=[1]", "design.factors.init=[scratch, checkpoint]", f"design.budget.trials_per_cell={n // 2}",
-        "confirm.seeds=1", "resources.max_concurrent_trials=1",
-    ])
+    spec = _spec(
+        work,
+        "overhead",
+        args,
+        [
+            "design.factors.epochs=[1]",
+            "design.factors.init=[scratch, checkpoint]",
+            f"design.budget.trials_per_cell={n // 2}",
+            "confirm.seeds=1",
+            "resources.max_concurrent_trials=1",
+        ],
+    )
     outcome = run_sweep(spec, storage=str(work / "runs"), wandb_mode="disabled", num_cpus=2, live=False, report=False)
     store = ResultsStore(outcome.location)
     rows = [r for r in store.read_trials().to_pylist() if r["phase"] == "tune"]
@@ -179,11 +199,15 @@ def overhead(work: Path, args: argparse.Namespace) -> None:
     for config in configs:
         run_trial(config, data)
     alone_s = time.perf_counter() - t0
-    print(f"overhead: {len(rows)} one-epoch trials: engine {engine_s:.2f} s (first start to last end, 1 slot), "
-          f"same trials in one process {alone_s:.2f} s; per-trial overhead {(engine_s - alone_s) / len(rows):.3f} s")
-    print(f"outside epochs: {(engine_s - epochs_s) / len(rows):.3f} s per trial through the engine (model build, "
-          f"test evaluation, reports, Ray's hand-over; Σ epochs {epochs_s:.2f} s), "
-          f"{(alone_s - epochs_s) / len(rows):.3f} s of it also in one process")
+    print(
+        f"overhead: {len(rows)} one-epoch trials: engine {engine_s:.2f} s (first start to last end, 1 slot), "
+        f"same trials in one process {alone_s:.2f} s; per-trial overhead {(engine_s - alone_s) / len(rows):.3f} s"
+    )
+    print(
+        f"outside epochs: {(engine_s - epochs_s) / len(rows):.3f} s per trial through the engine (model build, "
+        f"test evaluation, reports, Ray's hand-over; Σ epochs {epochs_s:.2f} s), "
+        f"{(alone_s - epochs_s) / len(rows):.3f} s of it also in one process"
+    )
 
 
 def main() -> None:
@@ -193,8 +217,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--overhead-trials", type=int, default=8)
     parser.add_argument("--skip", choices=["costs", "overhead"], action="append", default=[])
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="spec override for the costs sweep, e.g. checkpoints.every='{epochs: 1}'")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="spec override for the costs sweep, e.g. checkpoints.every='{epochs: 1}'",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tlsweep-bench-costs-") as tmp:
         if "costs" not in args.skip:

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 import pytest
 
 
-def run_tlsweep(args: Sequence[object], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-                ) -> tuple[int, str, str]:
+def run_tlsweep(
+    args: Sequence[object], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, str, str]:
     from tlsweep.cli import main
 
     capsys.readouterr()

@@ -114,8 +114,9 @@ def _kill_driver_after(match: dict[str, Any], after_epoch: int) -> None:
 
     record_result = ResultsRecorder.on_trial_result
 
-    def on_trial_result(self: ResultsRecorder, iteration: int, trials: list, trial: Any, result: dict,
-                        **info: Any) -> None:  # fmt: skip
+    def on_trial_result(
+        self: ResultsRecorder, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
         record_result(self, iteration, trials, trial, result, **info)
         epoch = result.get("epoch")
         if not result.get("final") and epoch is not None and int(epoch) >= after_epoch:

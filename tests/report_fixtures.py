@@ -112,8 +112,15 @@ def simulate_results(
                 cell = cell_id_of(levels)
                 for arm in arms:
                     freeze = None if inits[arm] == "scratch" else 0
-                    common = dict(cell_id=cell, arm=arm, init=inits[arm], train_fraction=float(fraction),
-                                  epochs=int(n_epochs), augmentation=aug or "none", freeze_depth=freeze)
+                    common = dict(
+                        cell_id=cell,
+                        arm=arm,
+                        init=inits[arm],
+                        train_fraction=float(fraction),
+                        epochs=int(n_epochs),
+                        augmentation=aug or "none",
+                        freeze_depth=freeze,
+                    )
                     mean = level(fraction, n_epochs, arm, aug)
                     for index in range(trials_per_cell):
                         seed = 1 + index
@@ -123,9 +130,22 @@ def simulate_results(
                             fd = int(freeze_depths[index % len(freeze_depths)])
                             penalty += 0.01 * fd
                         value = float(np.clip(mean - 0.02 - penalty + rng.normal(0, noise_sd), 0.01, 0.99))
-                        row = _row(name, "tune", "recipe" if index == 0 else "search", index, None, seed, value,
-                                   status_of("tune", cell, arm, seed, index), chance, num_classes, n_epochs,
-                                   fraction, common, rng)
+                        row = _row(
+                            name,
+                            "tune",
+                            "recipe" if index == 0 else "search",
+                            index,
+                            None,
+                            seed,
+                            value,
+                            status_of("tune", cell, arm, seed, index),
+                            chance,
+                            num_classes,
+                            n_epochs,
+                            fraction,
+                            common,
+                            rng,
+                        )
                         if fd is not None:
                             row["freeze_depth"] = fd
                         trials.append(row)
@@ -133,15 +153,32 @@ def simulate_results(
                     for kind in configs:
                         for replicate, seed in enumerate(replicate_seeds):
                             shift = -0.03 if kind == "recipe" and arm != treated else 0.0
-                            value = float(np.clip(mean + shift + seed_effects[seed] + rng.normal(0, noise_sd),
-                                                  0.0, 1.0))
-                            row = _row(name, "confirm", kind, None, replicate, seed, value,
-                                       status_of("confirm", cell, arm, seed, None), chance, num_classes, n_epochs,
-                                       fraction, common, rng)
+                            value = float(
+                                np.clip(mean + shift + seed_effects[seed] + rng.normal(0, noise_sd), 0.0, 1.0)
+                            )
+                            row = _row(
+                                name,
+                                "confirm",
+                                kind,
+                                None,
+                                replicate,
+                                seed,
+                                value,
+                                status_of("confirm", cell, arm, seed, None),
+                                chance,
+                                num_classes,
+                                n_epochs,
+                                fraction,
+                                common,
+                                rng,
+                            )
                             lr = 0.01 if kind == "recipe" or best_lr is None else best_lr
                             row["lr"] = lr
-                            arm_levels = {"init": arm} if spec is None or spec.design.arms is None \
+                            arm_levels = (
+                                {"init": arm}
+                                if spec is None or spec.design.arms is None
                                 else {"arm": arm, "init": inits[arm]}
+                            )
                             row["params_json"] = json.dumps({"tuned": {"lr": lr}, "levels": {**levels, **arm_levels}})
                             trials.append(row)
                             epochs_rows += _epoch_rows(row, rng)
@@ -149,25 +186,56 @@ def simulate_results(
     pq.write_table(pa.Table.from_pylist(epochs_rows, schema=EPOCHS_SCHEMA), path / "epochs.parquet")
     if write_spec:
         if spec is None:
-            spec = parse_spec(spec_dict(path, name=name, arms=arms, train_fractions=train_fractions, epochs=epochs,
-                                        augmentations=augmentations, seeds=seeds, trials_per_cell=trials_per_cell,
-                                        configs=configs, hypothesis=hypothesis, region=region))
-        provenance = Provenance(spec_hash=spec.result_hash(), tlsweep_version="0.1.0", source="simulated",
-                                versions={"tlsweep": "0.1.0"}, trial_counts=spec.trial_counts(),
-                                compared_arms=tuple(c.pair for c in spec.compared_arms))
+            spec = parse_spec(
+                spec_dict(
+                    path,
+                    name=name,
+                    arms=arms,
+                    train_fractions=train_fractions,
+                    epochs=epochs,
+                    augmentations=augmentations,
+                    seeds=seeds,
+                    trials_per_cell=trials_per_cell,
+                    configs=configs,
+                    hypothesis=hypothesis,
+                    region=region,
+                )
+            )
+        provenance = Provenance(
+            spec_hash=spec.result_hash(),
+            tlsweep_version="0.1.0",
+            source="simulated",
+            versions={"tlsweep": "0.1.0"},
+            trial_counts=spec.trial_counts(),
+            compared_arms=tuple(c.pair for c in spec.compared_arms),
+        )
         ResultsStore(path).write_spec(spec, provenance)
     return path
 
 
-def spec_dict(path: Path, *, name: str = "demo", arms: Sequence[str] = ("checkpoint", "scratch"),
-              train_fractions: Sequence[float] = (0.1, 1.0), epochs: Sequence[int] = (2, 6),
-              augmentations: Sequence[str] | None = None, seeds: int = 8, trials_per_cell: int = 4,
-              configs: Sequence[str] = ("best", "recipe"), hypothesis: dict[str, Any] | None = None,
-              region: dict[str, list[Any]] | None = None) -> dict[str, Any]:
+def spec_dict(
+    path: Path,
+    *,
+    name: str = "demo",
+    arms: Sequence[str] = ("checkpoint", "scratch"),
+    train_fractions: Sequence[float] = (0.1, 1.0),
+    epochs: Sequence[int] = (2, 6),
+    augmentations: Sequence[str] | None = None,
+    seeds: int = 8,
+    trials_per_cell: int = 4,
+    configs: Sequence[str] = ("best", "recipe"),
+    hypothesis: dict[str, Any] | None = None,
+    region: dict[str, list[Any]] | None = None,
+) -> dict[str, Any]:
     """A valid sweep spec for simulated results; init holds the simulated arms and any other compared arm."""
-    hypothesis = hypothesis or {"metric": "test_acc", "compare": {"init": [arms[0], arms[-1]]},
-                                "direction": "greater", "alpha": 0.05, "correction": "holm",
-                                "equivalence_margin": 0.02}
+    hypothesis = hypothesis or {
+        "metric": "test_acc",
+        "compare": {"init": [arms[0], arms[-1]]},
+        "direction": "greater",
+        "alpha": 0.05,
+        "correction": "holm",
+        "equivalence_margin": 0.02,
+    }
     if region is not None:
         hypothesis = {**hypothesis, "region": region}
     init = list(dict.fromkeys([*arms, *(hypothesis.get("compare") or {}).get("init", [])]))
@@ -178,19 +246,37 @@ def spec_dict(path: Path, *, name: str = "demo", arms: Sequence[str] = ("checkpo
         "name": name,
         "dataset": {"format": "synthetic", "root": str(path / "data")},
         "model": {"pretrained": {"checkpoint": str(path / "backbone.pt")}} if "checkpoint" in init else {},
-        "design": {"factors": factors, "tune": {"lr": {"type": "float", "low": 1e-4, "high": 1.0, "log": True}},
-                   "recipe": {"lr": 0.01}, "budget": {"trials_per_cell": trials_per_cell, "sampler": "tpe"}},
+        "design": {
+            "factors": factors,
+            "tune": {"lr": {"type": "float", "low": 1e-4, "high": 1.0, "log": True}},
+            "recipe": {"lr": 0.01},
+            "budget": {"trials_per_cell": trials_per_cell, "sampler": "tpe"},
+        },
         "confirm": {"seeds": seeds, "configs": list(configs) or ["best"]},
         "objective": {"metric": "val_acc", "mode": "max"},
         "hypothesis": hypothesis,
     }
 
 
-def _row(sweep: str, phase: str, kind: str, tune_index: int | None, replicate: int | None, seed: int, value: float,
-         status: str, chance: float, num_classes: int, n_epochs: int, fraction: float, common: dict[str, Any],
-         rng: np.random.Generator) -> dict[str, Any]:
-    trial_id = hashlib.sha1(f"{phase}|{common['cell_id']}|{common['arm']}|{kind}|{tune_index}|{seed}".encode()
-                            ).hexdigest()[:16]
+def _row(
+    sweep: str,
+    phase: str,
+    kind: str,
+    tune_index: int | None,
+    replicate: int | None,
+    seed: int,
+    value: float,
+    status: str,
+    chance: float,
+    num_classes: int,
+    n_epochs: int,
+    fraction: float,
+    common: dict[str, Any],
+    rng: np.random.Generator,
+) -> dict[str, Any]:
+    trial_id = hashlib.sha1(
+        f"{phase}|{common['cell_id']}|{common['arm']}|{kind}|{tune_index}|{seed}".encode()
+    ).hexdigest()[:16]
     if status == "diverged":
         value = chance
     val = float(np.clip(value + rng.normal(0, 0.005), 0, 1))
@@ -198,21 +284,42 @@ def _row(sweep: str, phase: str, kind: str, tune_index: int | None, replicate: i
     confirm = phase == "confirm"
     n_train = int(round(4000 * fraction))
     return {
-        "sweep": sweep, "trial_id": trial_id, "phase": phase, "config_kind": kind, "tune_index": tune_index,
-        "replicate": replicate, "seed": seed, **common,
-        "lr": 0.01 if kind == "recipe" else float(10 ** rng.uniform(-4, 0)), "weight_decay": 1e-4,
-        "params_json": json.dumps({"lr": 0.01}), "status": "ok" if status == "nan" else status,
-        "error": "worker died" if status == "failed" else None, "attempts": 1,
-        "best_val_acc": None if metrics_missing else val, "best_val_loss": None if metrics_missing else 1.0 - val,
-        "best_epoch": n_epochs, "final_val_acc": None if metrics_missing else val,
+        "sweep": sweep,
+        "trial_id": trial_id,
+        "phase": phase,
+        "config_kind": kind,
+        "tune_index": tune_index,
+        "replicate": replicate,
+        "seed": seed,
+        **common,
+        "lr": 0.01 if kind == "recipe" else float(10 ** rng.uniform(-4, 0)),
+        "weight_decay": 1e-4,
+        "params_json": json.dumps({"lr": 0.01}),
+        "status": "ok" if status == "nan" else status,
+        "error": "worker died" if status == "failed" else None,
+        "attempts": 1,
+        "best_val_acc": None if metrics_missing else val,
+        "best_val_loss": None if metrics_missing else 1.0 - val,
+        "best_epoch": n_epochs,
+        "final_val_acc": None if metrics_missing else val,
         "test_acc": value if confirm and not metrics_missing else None,
         "test_balanced_acc": value - 0.01 if confirm and not metrics_missing else None,
-        "test_loss": None if metrics_missing or not confirm else 2.0 - value, "test_mae": None,
-        "test_off_by_one": None, "objective": None if metrics_missing else val, "chance": chance,
-        "num_classes": num_classes, "n_train": n_train, "n_val": 500, "n_test": 1000,
+        "test_loss": None if metrics_missing or not confirm else 2.0 - value,
+        "test_mae": None,
+        "test_off_by_one": None,
+        "objective": None if metrics_missing else val,
+        "chance": chance,
+        "num_classes": num_classes,
+        "n_train": n_train,
+        "n_val": 500,
+        "n_test": 1000,
         "subset_hash": hashlib.sha1(f"{common['cell_id']}|{seed}".encode()).hexdigest()[:12],
-        "epochs_run": n_epochs, "optimizer_steps": n_epochs * max(1, n_train // 128), "wall_time_s": 1.0,
-        "node_id": "node0", "hostname": "localhost", "finished_at": datetime(2026, 1, 1, tzinfo=timezone.utc),
+        "epochs_run": n_epochs,
+        "optimizer_steps": n_epochs * max(1, n_train // 128),
+        "wall_time_s": 1.0,
+        "node_id": "node0",
+        "hostname": "localhost",
+        "finished_at": datetime(2026, 1, 1, tzinfo=timezone.utc),
     }
 
 
@@ -225,12 +332,33 @@ def _epoch_rows(trial: dict[str, Any], rng: np.random.Generator) -> list[dict[st
     rows = []
     for epoch in range(1, n_epochs + 1):
         frac = epoch / n_epochs
-        val = float(np.clip(trial["chance"] + (final - trial["chance"]) * (1 - math.exp(-3 * frac)) / (1 - math.exp(-3))
-                            + rng.normal(0, 0.005), 0, 1))
-        rows.append({"sweep": trial["sweep"], "trial_id": trial["trial_id"], "phase": trial["phase"],
-                     "cell_id": trial["cell_id"], "arm": trial["arm"], "seed": trial["seed"], "epoch": epoch,
-                     "step": steps * epoch, "train_loss": 2.0 - val, "train_acc": min(val + 0.05, 1.0), "val_loss": 2.0 - val,
-                     "val_acc": val, "lr": 0.01, "epoch_time_s": 0.5})
+        val = float(
+            np.clip(
+                trial["chance"]
+                + (final - trial["chance"]) * (1 - math.exp(-3 * frac)) / (1 - math.exp(-3))
+                + rng.normal(0, 0.005),
+                0,
+                1,
+            )
+        )
+        rows.append(
+            {
+                "sweep": trial["sweep"],
+                "trial_id": trial["trial_id"],
+                "phase": trial["phase"],
+                "cell_id": trial["cell_id"],
+                "arm": trial["arm"],
+                "seed": trial["seed"],
+                "epoch": epoch,
+                "step": steps * epoch,
+                "train_loss": 2.0 - val,
+                "train_acc": min(val + 0.05, 1.0),
+                "val_loss": 2.0 - val,
+                "val_acc": val,
+                "lr": 0.01,
+                "epoch_time_s": 0.5,
+            }
+        )
     return rows
 
 

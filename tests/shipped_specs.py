@@ -18,12 +18,15 @@ REPO = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((REPO / "sweeps").glob("*.yaml"))
 NEEDS_TIMM_BRANCH = {"flowers"}  # specs whose arms set `head` and name small_cnn / timm:* backbones
 TIMM_BRANCH_MERGED = "head" in SETTINGS
-_SKIP = pytest.mark.skipif(not TIMM_BRANCH_MERGED, reason="needs the timm branch (head: mlp, small_cnn, timm:* "
-                                                          "backbones); runs once it is merged")
+_SKIP = pytest.mark.skipif(
+    not TIMM_BRANCH_MERGED,
+    reason="needs the timm branch (head: mlp, small_cnn, timm:* backbones); runs once it is merged",
+)
 
 
 def shipped_params(extra: list[Any] | None = None) -> list[Any]:
     """``pytest.param`` of every shipped spec (id: its stem), the ones waiting for the timm branch marked skip."""
-    params = [pytest.param(path, id=path.stem, marks=[_SKIP] if path.stem in NEEDS_TIMM_BRANCH else [])
-              for path in SHIPPED]
+    params = [
+        pytest.param(path, id=path.stem, marks=[_SKIP] if path.stem in NEEDS_TIMM_BRANCH else []) for path in SHIPPED
+    ]
     return params + [pytest.param(value, id=str(value)) for value in extra or []]

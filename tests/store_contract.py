@@ -365,7 +365,9 @@ class StoreContract:
         store = backend.store()
         store.write_trials(rows_to_table([trial_row("b"), trial_row("a")], TRIALS_SCHEMA), metadata={"v": "0.1"})
         first = store.append_trials(rows_to_table([trial_row("c")], TRIALS_SCHEMA), metadata={"v": "0.2"})
-        second = store.append_trials(rows_to_table([trial_row("a", status="failed")], TRIALS_SCHEMA), metadata={"v": "0.3"})
+        second = store.append_trials(
+            rows_to_table([trial_row("a", status="failed")], TRIALS_SCHEMA), metadata={"v": "0.3"}
+        )
         assert (first, second) == ("parts/trials/part-0000000000.parquet", "parts/trials/part-0000000001.parquet")
         assert store.part_names("trials.parquet") == [first, second]
         back = store.read_trials()
@@ -395,7 +397,9 @@ class StoreContract:
         store = backend.store()
         store.write_epochs(rows_to_table([epoch_row("a", 1, 0.1)], EPOCHS_SCHEMA))  # a file of the old layout
         for i in range(5):
-            store.append_trials(rows_to_table([trial_row(f"t{i % 3}", attempts=i)], TRIALS_SCHEMA), metadata={"n": str(i)})
+            store.append_trials(
+                rows_to_table([trial_row(f"t{i % 3}", attempts=i)], TRIALS_SCHEMA), metadata={"n": str(i)}
+            )
             store.append_epochs(rows_to_table([epoch_row(f"t{i % 3}", 1, i / 10)], EPOCHS_SCHEMA))
         copy = store.download(tmp_path / "copy")  # a copy taken mid-phase carries the parts
         trials, epochs = store.read_trials(), store.read_epochs()
@@ -423,9 +427,7 @@ class StoreContract:
         assert store.read_trials().equals(whole)
         assert store.read_trials().column("error").to_pylist()[0] == "v3"
 
-    def test_a_reader_racing_a_compaction_reads_again(
-        self, backend: Backend, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    def test_a_reader_racing_a_compaction_reads_again(self, backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
         store = backend.store()
         store.append_trials(rows_to_table([trial_row("a")], TRIALS_SCHEMA))
         store.append_trials(rows_to_table([trial_row("b")], TRIALS_SCHEMA))

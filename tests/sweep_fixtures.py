@@ -7,8 +7,14 @@ from typing import Any
 
 import pytest
 
-TINY_AGE = {"format": "synthetic", "task": "age", "seed": 0, "resolution": 16, "n_identities": 24,
-            "images_per_identity": 5}  # fmt: skip
+TINY_AGE = {
+    "format": "synthetic",
+    "task": "age",
+    "seed": 0,
+    "resolution": 16,
+    "n_identities": 24,
+    "images_per_identity": 5,
+}
 
 
 @pytest.fixture(scope="session")
@@ -65,7 +71,6 @@ def ray_local():
     """A private local Ray instance (2 CPUs, small object store) for one test module."""
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=80 * 2**20,
-             log_to_driver=False)  # fmt: skip
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=80 * 2**20, log_to_driver=False)
     yield
     ray.shutdown()

@@ -49,8 +49,13 @@ def three_arms(**changes: Any) -> dict[str, Any]:
             "factors": {"train_fraction": [0.1, 1.0], "epochs": [2]},
             "tune": {
                 "lr": {"type": "float", "low": 1.0e-4, "high": 1.0, "log": True},
-                "weight_decay": {"type": "float", "low": 1.0e-6, "high": 1.0e-2, "log": True,
-                                 "when": {"arm": ["finetune", "scratch"]}},
+                "weight_decay": {
+                    "type": "float",
+                    "low": 1.0e-6,
+                    "high": 1.0e-2,
+                    "log": True,
+                    "when": {"arm": ["finetune", "scratch"]},
+                },
             },
             "recipe": {"lr": 0.01, "weight_decay": 1.0e-4},
             "budget": {"trials_per_cell": 3},
@@ -93,8 +98,13 @@ def test_named_arms_cross_the_factors_and_fix_their_settings() -> None:
     assert split_study_key(study_key(probe)) == ("train_fraction=0.1|epochs=2", "feature_extractor")
     assert split_study_key("all|init=scratch") == ("all", "scratch")  # `tlsweep status` reads both forms
     config = trial_config(spec, probe, {"lr": 0.05}, seed=3)
-    assert (config.freeze_depth, config.backbone_lr_mult, config.init, config.lr, config.seed) == \
-        (5, 0.5, "checkpoint:backbone.pt", 0.05, 3)
+    assert (config.freeze_depth, config.backbone_lr_mult, config.init, config.lr, config.seed) == (
+        5,
+        0.5,
+        "checkpoint:backbone.pt",
+        0.05,
+        3,
+    )
     scratch = next(s for s in studies if s["arm"] == "scratch")
     config = trial_config(spec, scratch, {}, seed=1)
     assert (config.init, config.label_smoothing, config.freeze_depth) == ("scratch", 0.1, 0)
@@ -106,8 +116,11 @@ def test_named_arms_cross_the_factors_and_fix_their_settings() -> None:
     # paired arms: the same cell and tune slot get the same seed, a different trial id, the arm name recorded
     planned = [plan_tune_trial(spec, s, 1, {"lr": 0.1}) for s in studies if s["train_fraction"] == 0.1]
     assert len({p.trial_id for p in planned}) == 3 and len({p.seed for p in planned}) == 1
-    assert [(p.arm, p.init) for p in planned] == [("finetune", "checkpoint"), ("feature_extractor", "checkpoint"),
-                                                   ("scratch", "scratch")]
+    assert [(p.arm, p.init) for p in planned] == [
+        ("finetune", "checkpoint"),
+        ("feature_extractor", "checkpoint"),
+        ("scratch", "scratch"),
+    ]
 
 
 def test_optimizer_steps_use_the_largest_batch_an_arm_fixes() -> None:
@@ -136,11 +149,14 @@ def test_when_arm_also_works_with_the_init_shorthand_and_when_init_with_named_ar
     spec = parse_spec(data)
     by_arm = {s["init"]: set(distributions_for(spec.design.tune, s)) for s in spec.studies()}
     assert by_arm == {"checkpoint": {"lr", "augmentation"}, "scratch": {"lr"}}
-    spec = parse_spec(three_arms(design__tune__weight_decay__when={"init": ["checkpoint"]},
-                                 design__arms__feature_extractor={"init": "checkpoint", "freeze_depth": 5}))
+    spec = parse_spec(
+        three_arms(
+            design__tune__weight_decay__when={"init": ["checkpoint"]},
+            design__arms__feature_extractor={"init": "checkpoint", "freeze_depth": 5},
+        )
+    )
     tuned = {s["arm"]: set(distributions_for(spec.design.tune, s)) for s in spec.studies()}
-    assert tuned == {"finetune": {"lr", "weight_decay"}, "feature_extractor": {"lr", "weight_decay"},
-                     "scratch": {"lr"}}
+    assert tuned == {"finetune": {"lr", "weight_decay"}, "feature_extractor": {"lr", "weight_decay"}, "scratch": {"lr"}}
 
 
 def test_comparison_forms() -> None:
@@ -148,61 +164,103 @@ def test_comparison_forms() -> None:
     assert [c.pair for c in control] == [("finetune", "scratch"), ("feature_extractor", "scratch")]
     default = parse_spec(three_arms(hypothesis__compare=None)).compared_arms  # the scratch arm is the control
     assert default == control
-    pairs = parse_spec(three_arms(hypothesis__compare=[
-        ["finetune", "feature_extractor"],
-        {"treated": "feature_extractor", "baseline": "scratch", "direction": "two-sided"},
-    ], hypothesis__direction="greater")).compared_arms
-    assert pairs == [Comparison("finetune", "feature_extractor", "greater"),
-                     Comparison("feature_extractor", "scratch", "two-sided")]
+    pairs = parse_spec(
+        three_arms(
+            hypothesis__compare=[
+                ["finetune", "feature_extractor"],
+                {"treated": "feature_extractor", "baseline": "scratch", "direction": "two-sided"},
+            ],
+            hypothesis__direction="greater",
+        )
+    ).compared_arms
+    assert pairs == [
+        Comparison("finetune", "feature_extractor", "greater"),
+        Comparison("feature_extractor", "scratch", "two-sided"),
+    ]
     less = parse_spec(three_arms(hypothesis__compare={"control": "finetune", "direction": "less"})).compared_arms
-    assert [(c.treated, c.baseline, c.direction) for c in less] == [("feature_extractor", "finetune", "less"),
-                                                                      ("scratch", "finetune", "less")]
+    assert [(c.treated, c.baseline, c.direction) for c in less] == [
+        ("feature_extractor", "finetune", "less"),
+        ("scratch", "finetune", "less"),
+    ]
 
 
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"hypothesis__compare": {"control": "linear_probe"}},
-         r"hypothesis\.compare\.control: 'linear_probe' is not an arm of design\.arms; arms: \['finetune'"),
-        ({"hypothesis__compare": [["finetune", "finetune"]]},
-         r"hypothesis\.compare\[0\]: arm 'finetune' is compared with itself"),
-        ({"hypothesis__compare": [["finetune", "scratch"], ["scratch", "finetune"]]},
-         r"finetune vs scratch is compared more than once"),
-        ({"hypothesis__compare": {"epochs": [2, 5]}},
-         r"hypothesis\.compare\.epochs: 'epochs' is a factor crossed with every arm, not an arm"),
-        ({"hypothesis__compare": {"init": ["checkpoint", "scratch"]}},
-         r"hypothesis\.compare\.init: the arms are design\.arms, not init levels; .*\{control: ARM\}"),
+        (
+            {"hypothesis__compare": {"control": "linear_probe"}},
+            r"hypothesis\.compare\.control: 'linear_probe' is not an arm of design\.arms; arms: \['finetune'",
+        ),
+        (
+            {"hypothesis__compare": [["finetune", "finetune"]]},
+            r"hypothesis\.compare\[0\]: arm 'finetune' is compared with itself",
+        ),
+        (
+            {"hypothesis__compare": [["finetune", "scratch"], ["scratch", "finetune"]]},
+            r"finetune vs scratch is compared more than once",
+        ),
+        (
+            {"hypothesis__compare": {"epochs": [2, 5]}},
+            r"hypothesis\.compare\.epochs: 'epochs' is a factor crossed with every arm, not an arm",
+        ),
+        (
+            {"hypothesis__compare": {"init": ["checkpoint", "scratch"]}},
+            r"hypothesis\.compare\.init: the arms are design\.arms, not init levels; .*\{control: ARM\}",
+        ),
         ({"hypothesis__compare": [["finetune"]]}, r"hypothesis\.compare\[0\]: \['finetune'\] is not a pair"),
-        ({"design__tune__weight_decay__when": {"arm": ["finetune", "probe"]}},
-         r"tune\.weight_decay\.when\.arm: \['probe'\] are not arms of this design"),
-        ({"design__arms__feature_extractor": {"init": "checkpoint"}},
-         r"design\.arms\.finetune and design\.arms\.feature_extractor differ in nothing"),
-        ({"design__arms__feature_extractor": {"init": "checkpoint", "freeze_depth": 0, "momentum": 0.9}},
-         r"differ in nothing"),  # the model block's momentum and no freezing: still the fine-tune arm
-        ({"design__arms__feature_extractor": {"freeze_depth": 5}},
-         r"design: arms\.feature_extractor\.init: required; every arm names its init level"),
-        ({"design__arms__scratch": {"init": "scratch", "freeze_depth": 5}},
-         r"design: arms\.scratch: init scratch with a frozen body"),
-        ({"design__arms__scratch": {"init": "scratch", "label_smoothing": 1.5}},
-         r"design: arms\.scratch\.label_smoothing: must be in \[0, 1\), got 1\.5"),
-        ({"design__arms__scratch": {"init": "scratch", "optimizer": "lion"}},
-         r"design: arms\.scratch\.optimizer: must be one of sgd, adamw"),
-        ({"design__arms__scratch": {"init": "scratch", "seed": 3}},
-         r"design: arms\.scratch\.seed: not a setting an arm can fix"),
-        ({"design__arms__scratch": {"init": "scratch", "epochs": 3}},
-         r"design: arms\.scratch\.epochs: 'epochs' is a factor"),
-        ({"design__arms__finetune": {"init": "checkpoint", "lr": 0.1}},
-         r"tune\.lr: arm 'finetune' fixes lr .*when: \{arm: \['feature_extractor', 'scratch'\]\}"),
+        (
+            {"design__tune__weight_decay__when": {"arm": ["finetune", "probe"]}},
+            r"tune\.weight_decay\.when\.arm: \['probe'\] are not arms of this design",
+        ),
+        (
+            {"design__arms__feature_extractor": {"init": "checkpoint"}},
+            r"design\.arms\.finetune and design\.arms\.feature_extractor differ in nothing",
+        ),
+        (
+            {"design__arms__feature_extractor": {"init": "checkpoint", "freeze_depth": 0, "momentum": 0.9}},
+            r"differ in nothing",
+        ),  # the model block's momentum and no freezing: still the fine-tune arm
+        (
+            {"design__arms__feature_extractor": {"freeze_depth": 5}},
+            r"design: arms\.feature_extractor\.init: required; every arm names its init level",
+        ),
+        (
+            {"design__arms__scratch": {"init": "scratch", "freeze_depth": 5}},
+            r"design: arms\.scratch: init scratch with a frozen body",
+        ),
+        (
+            {"design__arms__scratch": {"init": "scratch", "label_smoothing": 1.5}},
+            r"design: arms\.scratch\.label_smoothing: must be in \[0, 1\), got 1\.5",
+        ),
+        (
+            {"design__arms__scratch": {"init": "scratch", "optimizer": "lion"}},
+            r"design: arms\.scratch\.optimizer: must be one of sgd, adamw",
+        ),
+        (
+            {"design__arms__scratch": {"init": "scratch", "seed": 3}},
+            r"design: arms\.scratch\.seed: not a setting an arm can fix",
+        ),
+        (
+            {"design__arms__scratch": {"init": "scratch", "epochs": 3}},
+            r"design: arms\.scratch\.epochs: 'epochs' is a factor",
+        ),
+        (
+            {"design__arms__finetune": {"init": "checkpoint", "lr": 0.1}},
+            r"tune\.lr: arm 'finetune' fixes lr .*when: \{arm: \['feature_extractor', 'scratch'\]\}",
+        ),
         ({"design__factors__init": ["checkpoint", "scratch"]}, r"design: arms and factors\.init both"),
         ({"design__arms": {"only": {"init": "scratch"}}}, r"design: arms: declare at least two arms"),
         ({"design__arms": None}, r"design: declare the arms, either as init levels"),
-        ({"confirm__adaptive": {"max_seeds": 12, "batch": 2}, "confirm__seeds": 4},
-         r"confirm\.adaptive handles one comparison; hypothesis\.compare makes 2"),
+        (
+            {"confirm__adaptive": {"max_seeds": 12, "batch": 2}, "confirm__seeds": 4},
+            r"confirm\.adaptive handles one comparison; hypothesis\.compare makes 2",
+        ),
     ],
     ids=lambda value: value if isinstance(value, str) and len(value) < 30 else None,
 )
-def test_bad_arms_and_comparisons_are_refused_with_the_fix(tmp_path: Path, changes: dict[str, Any],
-                                                            message: str) -> None:
+def test_bad_arms_and_comparisons_are_refused_with_the_fix(
+    tmp_path: Path, changes: dict[str, Any], message: str
+) -> None:
     path = tmp_path / "arms.yaml"
     path.write_text(yaml.safe_dump(three_arms(**changes), sort_keys=False))
     with pytest.raises(SpecError, match=message) as err:
@@ -223,8 +281,13 @@ def test_report_holds_every_comparison_in_one_family(tmp_path: Path) -> None:
     """Three arms, two comparisons against the control: each has its table, verdicts, heatmap and overall verdict;
     Holm runs over every cell × comparison; the accuracy figure and the tuning curves show every arm."""
     spec = parse_spec(three_arms(storage=str(tmp_path)))
-    root = simulate_results(tmp_path / "three_arms", spec=spec, seed_sd=0.005, noise_sd=0.005,
-                            arm_effects={"finetune": 0.15, "feature_extractor": 0.0})
+    root = simulate_results(
+        tmp_path / "three_arms",
+        spec=spec,
+        seed_sd=0.005,
+        noise_sd=0.005,
+        arm_effects={"finetune": 0.15, "feature_extractor": 0.0},
+    )
     report = build_report(root, seed=0, n_resamples=499)
     assert [part.name for part in report.comparisons] == ["finetune vs scratch", "feature_extractor vs scratch"]
     finetune, probe = report.comparisons
@@ -235,8 +298,12 @@ def test_report_holds_every_comparison_in_one_family(tmp_path: Path) -> None:
     raw = np.concatenate([part.cell_table["p_value"].to_numpy(dtype=float) for part in report.comparisons])
     adjusted = np.concatenate([part.cell_table["p_adjusted"].to_numpy(dtype=float) for part in report.comparisons])
     assert np.allclose(adjusted, adjust_pvalues(raw, "holm"))
-    assert {"difference_heatmap_finetune_vs_scratch", "difference_heatmap_feature_extractor_vs_scratch",
-            "accuracy_vs_fraction", "tuning_curves"} <= set(report.figures)
+    assert {
+        "difference_heatmap_finetune_vs_scratch",
+        "difference_heatmap_feature_extractor_vs_scratch",
+        "accuracy_vs_fraction",
+        "tuning_curves",
+    } <= set(report.figures)
     assert all(part.heatmap is not None and part.heatmap.exists() for part in report.comparisons)
     assert set(report.tuning["arm"]) == {"finetune", "feature_extractor", "scratch"}
     text = report.markdown_path.read_text()
@@ -248,7 +315,6 @@ def test_report_holds_every_comparison_in_one_family(tmp_path: Path) -> None:
     assert "primary family of 4 tests (every cell × comparison)" in text
     assert "- Arms: finetune (init checkpoint); feature_extractor (init checkpoint, freeze_depth 5" in text
     assert "[finetune vs scratch]" in report.verdict_text and "[feature_extractor vs scratch]" in report.verdict_text
-
 
 
 def test_publishing_logs_every_comparisons_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -271,11 +337,15 @@ def test_the_original_studies_are_posed_as_they_were() -> None:
     scratch; the age study stays two-armed."""
     ants = load_spec(REPO / "sweeps" / "ants_bees.yaml")
     assert ants.model.backbone == "resnet18" and ants.design.arms == {
-        "finetune": {"init": "imagenet"}, "feature_extractor": {"init": "imagenet", "freeze_depth": 5},
-        "scratch": {"init": "scratch"}}
+        "finetune": {"init": "imagenet"},
+        "feature_extractor": {"init": "imagenet", "freeze_depth": 5},
+        "scratch": {"init": "scratch"},
+    }
     assert [(c.pair, c.direction) for c in ants.compared_arms] == [
-        (("finetune", "scratch"), "greater"), (("feature_extractor", "scratch"), "greater"),
-        (("finetune", "feature_extractor"), "two-sided")]
+        (("finetune", "scratch"), "greater"),
+        (("feature_extractor", "scratch"), "greater"),
+        (("finetune", "feature_extractor"), "two-sided"),
+    ]
     cats = load_spec(REPO / "sweeps" / "cats_dogs.yaml")
     assert cats.model.backbone == "resnet34" and cats.design.arm_names() == ["linear_probe", "finetune", "scratch"]
     probe = next(s for s in cats.studies() if s["arm"] == "linear_probe")
@@ -283,8 +353,10 @@ def test_the_original_studies_are_posed_as_they_were() -> None:
     assert len(load_spec(REPO / "sweeps" / "age_hypothesis.yaml").compared_arms) == 1
     for spec in (ants, cats):  # Holm over every cell × comparison: the exact test can reach the gate
         family = len({cell_id(s) for s in spec.studies()}) * len(spec.compared_arms)
-        needed = max(min_replicates(spec.hypothesis.alpha / family, paired=True, alternative=c.direction)
-                     for c in spec.compared_arms)
+        needed = max(
+            min_replicates(spec.hypothesis.alpha / family, paired=True, alternative=c.direction)
+            for c in spec.compared_arms
+        )
         assert spec.confirm.seeds >= needed
 
 
@@ -292,7 +364,10 @@ def test_the_original_studies_are_posed_as_they_were() -> None:
 def test_flowers_poses_the_four_models_against_the_small_cnn() -> None:
     flowers = load_spec(REPO / "sweeps" / "flowers.yaml")
     assert [c.pair for c in flowers.compared_arms] == [
-        ("vgg16_frozen", "small_cnn"), ("resnetv2", "small_cnn"), ("resnetv2_aug", "small_cnn")]
+        ("vgg16_frozen", "small_cnn"),
+        ("resnetv2", "small_cnn"),
+        ("resnetv2_aug", "small_cnn"),
+    ]
     configs = {s["arm"]: trial_config(flowers, s, {}, seed=0) for s in flowers.studies()}
     assert configs["small_cnn"].backbone == "small_cnn" and configs["small_cnn"].init == "scratch"
     assert configs["resnetv2_aug"].augmentation == "flip_color" and configs["resnetv2"].augmentation == "none"

@@ -102,7 +102,13 @@ def test_every_backbone_freezes_level_by_level_up_to_the_whole_body(name: str) -
 
 def test_freeze_levels_per_backbone() -> None:
     assert {name: freeze_levels(name) for name in list_backbones()} == {
-        "resnet18": 5, "resnet34": 5, "resnet50": 5, "resnet101": 5, "vgg16_bn": 5, "resnet_tiny": 5, "small_cnn": 4,
+        "resnet18": 5,
+        "resnet34": 5,
+        "resnet50": 5,
+        "resnet101": 5,
+        "vgg16_bn": 5,
+        "resnet_tiny": 5,
+        "small_cnn": 4,
     }
     assert {name: freeze_levels(name) for name in TIMM_SAMPLE} == TIMM_LEVELS
 
@@ -115,7 +121,8 @@ def test_timm_levels_follow_the_models_own_parameter_groups() -> None:
     assert _frozen_names(model) == {f"body.{n}" for n in groups[0]} == {"body.stem.conv.weight"}
     apply_freeze(model, 3)  # stem + stages 0 and 1
     assert {n.split(".")[1] + "." + n.split(".")[2] for n in _frozen_names(model) if "stages" in n} == {
-        "stages.0", "stages.1"
+        "stages.0",
+        "stages.1",
     }
     assert not any(n.startswith(("body.stages.2", "body.stages.3", "body.norm")) for n in _frozen_names(model))
 
@@ -124,7 +131,10 @@ def test_small_cnn_levels_and_image_sizes() -> None:
     model = create_model("small_cnn", 5, freeze_depth=3)
     assert {n.split(".")[0] for n in _frozen_names(model)} == {"block1", "block2", "block3"}
     assert [n for n, p in model.named_parameters() if p.requires_grad] == [
-        "hidden.1.weight", "hidden.1.bias", "fc.weight", "fc.bias"
+        "hidden.1.weight",
+        "hidden.1.bias",
+        "fc.weight",
+        "fc.bias",
     ]
     for size in (16, 32, 48):
         assert model(torch.randn(2, 3, size, size)).shape == (2, 5)
@@ -139,7 +149,9 @@ def test_frozen_timm_batchnorm_keeps_its_running_stats() -> None:
     before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
     train_mode(model)
-    nn.functional.cross_entropy(model(torch.randn(8, 3, 32, 32) * 3 + 1), torch.tensor([0, 1, 2] * 2 + [0, 1])).backward()
+    nn.functional.cross_entropy(
+        model(torch.randn(8, 3, 32, 32) * 3 + 1), torch.tensor([0, 1, 2] * 2 + [0, 1])
+    ).backward()
     optimizer.step()
     after = model.state_dict()
     for key, value in before.items():
@@ -170,7 +182,9 @@ def test_mlp_head_trains(name: str) -> None:
         model(torch.randn(4, 3, 32, 32)).sum().backward()
     assert all(p.grad is not None for p in head_parameters(model))
     assert torch.equal(
-        create_model(name, 3, head="mlp", seed=0).state_dict()[f"{models._head_name(models._family_of(model))}.0.weight"],
+        create_model(name, 3, head="mlp", seed=0).state_dict()[
+            f"{models._head_name(models._family_of(model))}.0.weight"
+        ],
         model.state_dict()[f"{models._head_name(models._family_of(model))}.0.weight"],
     )
     with pytest.raises(SpecError, match="head must be one of linear, mlp"):
@@ -184,8 +198,9 @@ def test_trained_model_files_keep_their_head(tmp_path: Path) -> None:
     for name, head in [("resnet_tiny", "mlp"), ("timm:test_resnet", "mlp"), ("timm:test_resnet", "linear")]:
         model = create_model(name, 3, head=head, seed=5).eval()
         path = tmp_path / f"{name.replace(':', '-')}-{head}.pt"
-        save_trained_model(path, arch=name, state_dict=model.state_dict(), class_names=["a", "b", "c"], image_size=32,
-                           init="scratch")
+        save_trained_model(
+            path, arch=name, state_dict=model.state_dict(), class_names=["a", "b", "c"], image_size=32, init="scratch"
+        )
         loaded = load_trained_model(path)
         assert isinstance(head_module(loaded.model), MLPHead if head == "mlp" else nn.Linear)
         with torch.no_grad():
@@ -348,8 +363,9 @@ def test_spec_references_check_names_first_then_freeze_depths() -> None:
     assert spec_freeze_depths(spec) == {"small_cnn": [5, 1]}  # the recipe's 5 in every study, the range's ends
     with pytest.raises(SpecError, match=r"^spec.yaml: freeze_depth must be an integer in 0..4 for backbone small_cnn"):
         check_spec_references(spec, source="spec.yaml")
-    fits = load_spec(demo, ["model.backbone=small_cnn", tuned.replace("high: 5", "high: 4"),
-                            "design.recipe.freeze_depth=4"])
+    fits = load_spec(
+        demo, ["model.backbone=small_cnn", tuned.replace("high: 5", "high: 4"), "design.recipe.freeze_depth=4"]
+    )
     assert spec_freeze_depths(fits) == {"small_cnn": [4, 1]}
     check_spec_references(fits, source="spec.yaml")
     misspelt = load_spec(demo, ["model.backbone=small_cnm", tuned])  # depth 5 too, but the name is found first

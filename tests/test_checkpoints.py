@@ -75,8 +75,10 @@ def _checkpoint(root: Path, experiment: str, dirname: str, index: int = 0) -> Pa
 
 
 def test_delete_checkpoints_removes_the_trial_s_checkpoints_in_every_experiment_of_its_phase(tmp_path: Path) -> None:
-    mine = [_checkpoint(tmp_path, "tune-20260101T000000", "tune-abc"), _checkpoint(tmp_path, "tune-20260102T000000",
-                                                                                   "tune-abc", 3)]  # fmt: skip
+    mine = [
+        _checkpoint(tmp_path, "tune-20260101T000000", "tune-abc"),
+        _checkpoint(tmp_path, "tune-20260102T000000", "tune-abc", 3),
+    ]
     others = [
         _checkpoint(tmp_path, "tune-20260101T000000", "tune-def"),  # another trial
         _checkpoint(tmp_path, "confirm-20260101T000000", "tune-abc"),  # another phase's experiment
@@ -89,8 +91,10 @@ def test_delete_checkpoints_removes_the_trial_s_checkpoints_in_every_experiment_
 
 
 def test_delete_checkpoints_finds_the_trial_in_one_tuner_experiments_of_both_phases(tmp_path: Path) -> None:
-    mine = [_checkpoint(tmp_path, "sweep-20260301T000000", "confirm-abc"),
-            _checkpoint(tmp_path, "confirm-20260101T000000", "confirm-abc", 2)]  # an experiment from before 0.2.0
+    mine = [
+        _checkpoint(tmp_path, "sweep-20260301T000000", "confirm-abc"),
+        _checkpoint(tmp_path, "confirm-20260101T000000", "confirm-abc", 2),
+    ]  # an experiment from before 0.2.0
     other = _checkpoint(tmp_path, "sweep-20260301T000000", "tune-abc")
     assert delete_checkpoints(resolve_location(tmp_path / "ray"), "confirm", "confirm-abc") == 2
     assert not any(p.exists() for p in mine) and other.exists()

@@ -29,8 +29,11 @@ def cluster():
             "num_cpus": 0,
             "include_dashboard": False,
             "object_store_memory": 80 * MB,
-            "_system_config": {"health_check_initial_delay_ms": 0, "health_check_period_ms": 1000,
-                               "health_check_failure_threshold": 5},
+            "_system_config": {
+                "health_check_initial_delay_ms": 0,
+                "health_check_period_ms": 1000,
+                "health_check_failure_threshold": 5,
+            },
         },
     )
     workers = [c.add_node(num_cpus=2, num_gpus=1, object_store_memory=80 * MB) for _ in range(2)]
@@ -71,7 +74,9 @@ def test_trials_spread_over_workers_pack_fractional_gpus_and_resume_from_checkpo
     from tlsweep.training.loop import run_trial
 
     spec = _spec(tiny_assets, tmp_path, "cluster")
-    fault = TrialFault({"phase": "confirm", "replicate": 0, "arm": "checkpoint"}, after_epoch=2, first_attempt_only=True)
+    fault = TrialFault(
+        {"phase": "confirm", "replicate": 0, "arm": "checkpoint"}, after_epoch=2, first_attempt_only=True
+    )
     with injected(fault):
         outcome = run_sweep(spec, live=False, report=False)
     rows = pq.read_table(tmp_path / "cluster" / "trials.parquet").to_pylist()
@@ -90,7 +95,10 @@ def test_trials_spread_over_workers_pack_fractional_gpus_and_resume_from_checkpo
         config = TrialConfig.from_dict(json.loads(row["params_json"])["config"]).replace(num_threads=1)
         fresh = run_trial(config, data)
         assert (fresh.best_val_acc, fresh.test_acc, fresh.best_epoch) == (
-            row["best_val_acc"], row["test_acc"], row["best_epoch"])  # fmt: skip
+            row["best_val_acc"],
+            row["test_acc"],
+            row["best_epoch"],
+        )
 
 
 def test_a_lost_worker_node_costs_retries_not_trials(cluster, tiny_assets, tmp_path) -> None:

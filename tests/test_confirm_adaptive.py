@@ -29,8 +29,16 @@ def _tune_rows(spec):
     for levels in spec.studies():
         for i in range(spec.design.budget.trials_per_cell):
             planned = plan_tune_trial(spec, levels, i, {"lr": 0.01 * (i + 1), "augmentation": "none"})
-            rows.append({"trial_id": planned.trial_id, "phase": "tune", "tune_index": i, "status": "ok",
-                         "objective": 0.1 * i, "params_json": json.dumps({"tuned": planned.params, "levels": levels})})
+            rows.append(
+                {
+                    "trial_id": planned.trial_id,
+                    "phase": "tune",
+                    "tune_index": i,
+                    "status": "ok",
+                    "objective": 0.1 * i,
+                    "params_json": json.dumps({"tuned": planned.params, "levels": levels}),
+                }
+            )
     return rows
 
 
@@ -45,9 +53,18 @@ def _run(trial, effects):
     mean, sd = effects[trial.cell_id]
     noise = np.random.default_rng([trial.seed, sum(map(ord, trial.cell_id))]).normal(0, sd)
     acc = 0.5 + (mean + noise if trial.arm == "checkpoint" else 0.0)
-    return {"trial_id": trial.trial_id, "phase": "confirm", "cell_id": trial.cell_id, "arm": trial.arm,
-            "config_kind": trial.config_kind, "replicate": trial.replicate, "seed": trial.seed, "status": "ok",
-            "test_acc": acc, "chance": 0.125}
+    return {
+        "trial_id": trial.trial_id,
+        "phase": "confirm",
+        "cell_id": trial.cell_id,
+        "arm": trial.arm,
+        "config_kind": trial.config_kind,
+        "replicate": trial.replicate,
+        "seed": trial.seed,
+        "status": "ok",
+        "test_acc": acc,
+        "chance": 0.125,
+    }
 
 
 def _sweep(spec, *, stop_after=None):
@@ -170,8 +187,11 @@ def test_the_report_of_an_adaptive_sweep_uses_the_sequential_decisions(tmp_path)
         return cell_id({k: float(v) for k, v in (part.split("=") for part in name.split("|"))})
 
     assert {canonical(c): v.label for c, v in report.cell_verdicts.items()} == {
-        canonical(c): {"not supported": "not supported (reversed)", "equivalent": "equivalent (caught up)"}.get(lbl, lbl)
-        for c, lbl in expected.items()}
+        canonical(c): {"not supported": "not supported (reversed)", "equivalent": "equivalent (caught up)"}.get(
+            lbl, lbl
+        )
+        for c, lbl in expected.items()
+    }
 
 
 def _drive(spec, *, slots=3, done=None, duration=None, record_walls=False):
@@ -207,9 +227,14 @@ def _drive(spec, *, slots=3, done=None, duration=None, record_walls=False):
         live.sort(key=lambda item: item[0])
         now, ray_id, planned, length = live.pop(0)
         if planned.phase == "tune":
-            row = {"trial_id": planned.trial_id, "phase": "tune", "tune_index": planned.tune_index, "status": "ok",
-                   "objective": 0.1 * int(planned.tune_index),
-                   "params_json": json.dumps({"tuned": planned.params, "levels": planned.levels})}
+            row = {
+                "trial_id": planned.trial_id,
+                "phase": "tune",
+                "tune_index": planned.tune_index,
+                "status": "ok",
+                "objective": 0.1 * int(planned.tune_index),
+                "params_json": json.dumps({"tuned": planned.params, "levels": planned.levels}),
+            }
             result = {"final": True, "status": "ok", "objective": row["objective"], "val_metric": 0.1}
         else:
             row, result = _run(planned, effects), {"final": True, "status": "ok", "objective": 0.5}

@@ -13,7 +13,9 @@ def split(n: int = 23) -> SplitTensors:
     return SplitTensors(images=images, labels=torch.arange(n, dtype=torch.int64) % 4, files=[str(i) for i in range(n)])
 
 
-@pytest.mark.parametrize(("n", "bs", "drop", "expected"), [(23, 5, False, 5), (23, 5, True, 4), (20, 5, True, 4), (0, 5, False, 0)])
+@pytest.mark.parametrize(
+    ("n", "bs", "drop", "expected"), [(23, 5, False, 5), (23, 5, True, 4), (20, 5, True, 4), (0, 5, False, 0)]
+)
 def test_num_batches(n: int, bs: int, drop: bool, expected: int) -> None:
     assert num_batches(n, bs, drop) == expected
 
@@ -32,9 +34,11 @@ def test_batches_cover_the_indices_once_with_matching_labels() -> None:
 
 def test_shuffle_order_comes_from_the_generator_and_drop_last_drops() -> None:
     data = split(40)
+
     def order(seed: int) -> list[list[int]]:
         g = torch.Generator().manual_seed(seed)
         return [b[0][:, 0, 0, 0].tolist() for b in iterate_batches(data, np.arange(40), 8, shuffle=True, generator=g)]
+
     assert order(1) == order(1) and order(1) != order(2)
     unshuffled = [b[1].tolist() for b in iterate_batches(data, np.arange(10), 4, shuffle=False, generator=None)]
     assert unshuffled == [[0, 1, 2, 3], [0, 1, 2, 3], [0, 1]]

@@ -28,8 +28,14 @@ def test_korean_preset_fills_the_defaults_of_issue_2() -> None:
 
 def test_explicit_fields_override_the_preset_and_specs_are_frozen() -> None:
     spec = parse_dataset_spec(
-        {"format": "csv", "root": "r", "label_column": "group", "label_map": {"x": 0, "y": 1}, "class_names": ["X", "Y"],
-         "ordinal": False}
+        {
+            "format": "csv",
+            "root": "r",
+            "label_column": "group",
+            "label_map": {"x": 0, "y": 1},
+            "class_names": ["X", "Y"],
+            "ordinal": False,
+        }
     )
     assert spec.label_column == "group" and spec.class_names == ["X", "Y"] and spec.ordinal is False
     assert spec.path_column == "image_path"
@@ -53,10 +59,14 @@ def test_each_format_parses_with_defaults() -> None:
         ({"format": "csv"}, ["dataset.root", "Field required"]),
         ({"format": "csv", "root": "r", "preset": "mnist"}, ["'mnist'", "korean_face_age", "synthetic_source"]),
         ({"format": "synthetic", "root": "r", "task": "cats"}, ["dataset.task", "'age' or 'source'", "'cats'"]),
-        ({"format": "imagefolder", "root": "r", "split_ratios": {"train": 0.5, "val": 0.1, "test": 0.1}},
-         ["dataset.split_ratios", "must be 1"]),
-        ({"format": "csv", "root": "r", "label_map": {"a": 0, "b": 2}, "class_names": ["x", "y"]},
-         ["0..K-1", "[0, 2]"]),
+        (
+            {"format": "imagefolder", "root": "r", "split_ratios": {"train": 0.5, "val": 0.1, "test": 0.1}},
+            ["dataset.split_ratios", "must be 1"],
+        ),
+        (
+            {"format": "csv", "root": "r", "label_map": {"a": 0, "b": 2}, "class_names": ["x", "y"]},
+            ["0..K-1", "[0, 2]"],
+        ),
         ({"format": "csv", "root": "r", "splits": {"train": "t.csv"}}, ["splits", "['train', 'val', 'test']"]),
     ],
 )

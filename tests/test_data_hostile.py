@@ -84,7 +84,9 @@ def test_palette_grey_alpha_and_cmyk_images_become_rgb(tmp_path: Path) -> None:
 
 
 # ---- listing an ImageFolder tree -----------------------------------------------------------------------------------
-def test_images_in_nested_class_folders_count_as_torchvision_does(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_images_in_nested_class_folders_count_as_torchvision_does(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     root = write_imagefolder(tmp_path / "ds", {"cat": 3, "dog": 3}, splits=("train", "val", "test"))
     write_image(root / "train" / "cat" / "sub" / "deep.png", 7)
     write_image(root / "train" / "cat" / "sub-2" / "other.png", 8)
@@ -94,8 +96,11 @@ def test_images_in_nested_class_folders_count_as_torchvision_does(tmp_path: Path
     # torchvision's make_dataset order: folders sorted by path ("cat" < "cat/sub" < "cat/sub-2"), files within each
     from torchvision.datasets.folder import make_dataset
 
-    expected = [os.path.relpath(p, root) for p, _ in make_dataset(str(root / "train"), {"cat": 0, "dog": 1},
-                                                                  extensions=(".png",)) if _ == 0]
+    expected = [
+        os.path.relpath(p, root)
+        for p, _ in make_dataset(str(root / "train"), {"cat": 0, "dog": 1}, extensions=(".png",))
+        if _ == 0
+    ]
     assert cats == expected and "train/cat/sub/deep.png" in cats
     assert "2 image(s) are in folders nested below their class folder" in caplog.text
     problems = check_dataset(folder_spec(root))
@@ -138,8 +143,11 @@ def test_csv_symlink_leaving_the_root_is_refused(tmp_path: Path) -> None:
     moved = tmp_path / "outside.png"
     target.rename(moved)
     target.symlink_to(moved)
-    with pytest.raises(DataError, match=r"custom_train_dataset.csv line 2: image path 'F0000_AGE_D_18_a0.png' is a "
-                                        r"symlink to .*outside.png, outside the dataset root"):
+    with pytest.raises(
+        DataError,
+        match=r"custom_train_dataset.csv line 2: image path 'F0000_AGE_D_18_a0.png' is a "
+        r"symlink to .*outside.png, outside the dataset root",
+    ):
         load_dataset(csv_spec(root), image_size=4)
     assert load_dataset(csv_spec(root, follow_symlinks_outside_root=True), image_size=4).train.images.shape[0] == 2
     target.unlink()
@@ -180,8 +188,13 @@ def test_csv_in_another_encoding_is_refused_clearly_or_read_as_declared(tmp_path
 def test_huge_csv_fields_give_a_short_error_naming_the_line(tmp_path: Path) -> None:
     root = write_csv_dataset(tmp_path / "ds", per_split=2)
     train_csv = root / "custom_train_dataset.csv"
-    train_csv.write_text("image_path,age_class,notes\nF0000_AGE_D_18_a0.png,a," + "x" * 200_000
-                         + "\nF0001_AGE_D_18_a1.png," + "b" * 200_000 + ",\n")
+    train_csv.write_text(
+        "image_path,age_class,notes\nF0000_AGE_D_18_a0.png,a,"
+        + "x" * 200_000
+        + "\nF0001_AGE_D_18_a1.png,"
+        + "b" * 200_000
+        + ",\n"
+    )
     with pytest.raises(DataError) as info:
         load_dataset(csv_spec(root), image_size=4)
     message = str(info.value)
@@ -193,7 +206,9 @@ def test_huge_csv_fields_give_a_short_error_naming_the_line(tmp_path: Path) -> N
 def test_check_reports_single_class_empty_class_missing_classes_and_copies(tmp_path: Path) -> None:
     single = write_imagefolder(tmp_path / "single", {"cat": 3}, splits=("train", "val", "test"))
     problems = check_dataset(folder_spec(single))
-    assert [p.level for p in problems] == ["error"] and "only 1 class has training images ('cat')" in problems[0].message
+    assert [p.level for p in problems] == ["error"] and "only 1 class has training images ('cat')" in problems[
+        0
+    ].message
     with pytest.raises(DataError, match="only 1 class has training images"):
         load_dataset(folder_spec(single), image_size=4)
 
@@ -285,7 +300,7 @@ def test_validate_broken_dataset_corpus_exit_code_2(
         "latin-1 csv": f"{root / 'custom_test_dataset.csv'}: not utf-8 text",
         "empty split": f"{root}: split 'test' has no images",
         "missing image": "1 listed image(s) are missing or not regular files: train_images/F0001_AGE_D_18_a1.png "
-                         "(custom_train_dataset.csv line 3)",
+        "(custom_train_dataset.csv line 3)",
     }[breakage]
     if breakage == "missing root":
         root = tmp_path / "absent"

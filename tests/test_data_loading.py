@@ -114,8 +114,14 @@ def test_imagefolder_without_test_folder_carves_it_out_of_val(tmp_path: Path) ->
 
 def test_single_folder_gets_a_seeded_stratified_split(tmp_path: Path) -> None:
     root = write_imagefolder(tmp_path / "flowers", {"daisy": 20, "rose": 10, "tulip": 5})
-    spec = parse_dataset_spec({"format": "imagefolder", "root": str(root), "split_seed": 1,
-                               "split_ratios": {"train": 0.6, "val": 0.2, "test": 0.2}})
+    spec = parse_dataset_spec(
+        {
+            "format": "imagefolder",
+            "root": str(root),
+            "split_seed": 1,
+            "split_ratios": {"train": 0.6, "val": 0.2, "test": 0.2},
+        }
+    )
     ds = load_dataset(spec, image_size=4, cache_dir=tmp_path / "c1")
     files = [ds.train.files, ds.val.files, ds.test.files]
     assert sum(map(len, files)) == 35 and len(set().union(*files)) == 35

@@ -73,8 +73,9 @@ def test_synthetic_root_holding_other_files_is_never_overwritten(tmp_path: Path)
 
 
 def test_source_task_has_sixteen_attribute_classes(tmp_path: Path) -> None:
-    spec = SyntheticDatasetSpec(root=tmp_path / "src", task="source", n_identities=20, images_per_identity=8,
-                                resolution=16)
+    spec = SyntheticDatasetSpec(
+        root=tmp_path / "src", task="source", n_identities=20, images_per_identity=8, resolution=16
+    )
     ds = load_dataset(spec, image_size=8)
     assert ds.num_classes == 16 and not ds.ordinal and ds.class_names[0] == "smooth-darkhair-longface-bare"
     labels = torch.cat([ds.train.labels, ds.val.labels, ds.test.labels])
@@ -85,8 +86,24 @@ def test_source_task_has_sixteen_attribute_classes(tmp_path: Path) -> None:
 def test_data_synth_and_cache_commands(tmp_path: Path) -> None:
     out = tmp_path / "cli"
     runner = CliRunner()
-    result = runner.invoke(cli, ["data", "synth", str(out), "--identities", "6", "--per-identity", "2",
-                                 "--resolution", "16", "--seed", "1", "--workers", "1"])
+    result = runner.invoke(
+        cli,
+        [
+            "data",
+            "synth",
+            str(out),
+            "--identities",
+            "6",
+            "--per-identity",
+            "2",
+            "--resolution",
+            "16",
+            "--seed",
+            "1",
+            "--workers",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "wrote 12 age images (train 8 images / 4 identities" in result.output and str(out) in result.output
     result = runner.invoke(cli, ["data", "cache", str(out), "--image-size", "8"])

@@ -37,9 +37,17 @@ def test_cell_id_excludes_init_and_ignores_mapping_order() -> None:
 def test_trial_ids_are_content_hashes() -> None:
     base = trial_id("tune", "c", "scratch", "tune-1", {"lr": 0.1}, 7)
     assert base == trial_id("tune", "c", "scratch", "tune-1", {"lr": 0.1}, 7)
-    assert len({base, trial_id("tune", "c", "scratch", "tune-1", {"lr": 0.1}, 8),
+    assert (
+        len(
+            {
+                base,
+                trial_id("tune", "c", "scratch", "tune-1", {"lr": 0.1}, 8),
                 trial_id("tune", "c", "checkpoint", "tune-1", {"lr": 0.1}, 7),
-                trial_id("tune", "c", "scratch", "tune-1", {"lr": 0.2}, 7)}) == 4  # fmt: skip
+                trial_id("tune", "c", "scratch", "tune-1", {"lr": 0.2}, 7),
+            }
+        )
+        == 4
+    )
 
 
 def test_seeds_are_shared_across_arms_and_fresh_in_confirm() -> None:
@@ -54,7 +62,13 @@ def test_trial_config_layers_model_recipe_factors_and_tuned_values() -> None:
     spec = _spec(recipe={"lr": 0.01, "augmentation": "flip"})
     levels = {"init": "checkpoint", "train_fraction": 0.1, "epochs": 6}
     config = trial_config(spec, levels, {"lr": 0.2}, seed=5)
-    assert (config.lr, config.augmentation, config.epochs, config.train_fraction, config.seed) == (0.2, "flip", 6, 0.1, 5)
+    assert (config.lr, config.augmentation, config.epochs, config.train_fraction, config.seed) == (
+        0.2,
+        "flip",
+        6,
+        0.1,
+        5,
+    )
     assert config.init == "checkpoint:data/resnet_tiny-source-16px.pt" and config.batch_size == 16
     scratch = trial_config(spec, {**levels, "init": "scratch"}, {"lr": 0.2, "freeze_depth": 3}, seed=5)
     assert scratch.init == "scratch" and scratch.freeze_depth == 0
@@ -75,8 +89,12 @@ def _row(spec, levels, index, status, objective):
 def test_select_best_uses_validation_ignores_pruned_and_failed_and_prefers_the_recipe_on_ties() -> None:
     spec = _spec()
     levels = spec.studies()[0]
-    rows = [_row(spec, levels, 0, "ok", 0.5), _row(spec, levels, 1, "pruned", 0.9),
-            _row(spec, levels, 2, "failed", None), _row(spec, levels, 3, "ok", 0.5)]  # fmt: skip
+    rows = [
+        _row(spec, levels, 0, "ok", 0.5),
+        _row(spec, levels, 1, "pruned", 0.9),
+        _row(spec, levels, 2, "failed", None),
+        _row(spec, levels, 3, "ok", 0.5),
+    ]
     assert select_best(spec, rows)["tune_index"] == 0
     rows.append(_row(spec, levels, 4, "ok", 0.6))
     assert select_best(spec, rows)["tune_index"] == 4
@@ -106,7 +124,15 @@ def test_a_studys_expected_trial_length_is_the_median_of_its_tune_trials_that_ra
     def row(levels, wall, status="ok", phase="tune"):
         return {"phase": phase, "status": status, "wall_time_s": wall, "params_json": json.dumps({"levels": levels})}
 
-    rows = [row(small, 1.0), row(small, 9.0), row(small, 2.0), row(small, 0.1, "pruned"), row(small, None, "failed"),
-            row(large, 30.0), row(large, 100.0, phase="confirm"), row(large, float("nan"))]
+    rows = [
+        row(small, 1.0),
+        row(small, 9.0),
+        row(small, 2.0),
+        row(small, 0.1, "pruned"),
+        row(small, None, "failed"),
+        row(large, 30.0),
+        row(large, 100.0, phase="confirm"),
+        row(large, float("nan")),
+    ]
     expected = expected_trial_seconds(rows)
     assert expected == {"train_fraction=0.1|epochs=2|init=scratch": 2.0, "train_fraction=1|epochs=5|init=scratch": 30.0}

@@ -21,8 +21,8 @@ def _task_error(cause: BaseException) -> RayTaskError:
 
 
 @pytest.mark.parametrize(
-    "error", [RayActorError(), ActorDiedError(), ActorUnavailableError("gone", None), NodeDiedError("n"),
-              WorkerCrashedError()],
+    "error",
+    [RayActorError(), ActorDiedError(), ActorUnavailableError("gone", None), NodeDiedError("n"), WorkerCrashedError()],
 )
 def test_errors_of_a_lost_node_or_process_are_node_loss(error) -> None:
     assert is_node_loss(error)

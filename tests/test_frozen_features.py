@@ -44,8 +44,15 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FeatureCache:
 
 
 PROBE = TrialConfig(
-    backbone="resnet_tiny", freeze_depth=5, epochs=5, batch_size=16, lr=0.05, augmentation="flip", num_threads=1,
-    train_fraction=0.75, eval_batch_size=64,
+    backbone="resnet_tiny",
+    freeze_depth=5,
+    epochs=5,
+    batch_size=16,
+    lr=0.05,
+    augmentation="flip",
+    num_threads=1,
+    train_fraction=0.75,
+    eval_batch_size=64,
 )
 
 
@@ -87,7 +94,9 @@ def test_vgg_linear_probe_keeps_dropout_and_fc7_in_the_remainder(vgg: nn.Module)
 class _Other(nn.Module):
     def __init__(self, dropout: float = 0.0) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Dropout(dropout), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Dropout(dropout), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+        )
         self.fc = nn.Linear(4, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -138,7 +147,10 @@ def test_stored_features_equal_recomputed_ones(
         assert ((got - expected).abs() <= bound).all(), float((got - expected).abs().max())
         if augmentation == "flip":
             assert stored.train_flipped is not None
-            assert ((stored.train_flipped[rows].float() - expected_flipped).abs() <= 1e-5 + relative * expected_flipped.abs()).all()
+            assert (
+                (stored.train_flipped[rows].float() - expected_flipped).abs()
+                <= 1e-5 + relative * expected_flipped.abs()
+            ).all()
         else:
             assert stored.train_flipped is None
         assert stored.train.dtype == getattr(torch, dtype)
@@ -183,7 +195,9 @@ def test_cached_trials_match_the_uncached_path(
     plain = run_trial(config.replace(feature_cache=False), data)
     assert cache.computed >= 3
     assert (cached.subset_hash, cached.n_train, cached.optimizer_steps) == (
-        plain.subset_hash, plain.n_train, plain.optimizer_steps
+        plain.subset_hash,
+        plain.n_train,
+        plain.optimizer_steps,
     )
     assert abs(cached.test_acc - plain.test_acc) <= 0.005, (cached.test_acc, plain.test_acc)
     assert abs(cached.best_val_acc - plain.best_val_acc) <= 0.005
@@ -307,7 +321,12 @@ def test_float16_overflow_is_stored_as_float32(data: DatasetTensors) -> None:
             return x.flatten(1)[:, :3] * 1e6
 
     array = compute_features(
-        Loud(), data.val, flipped=False, batch_size=16, device=torch.device("cpu"), amp=False,
+        Loud(),
+        data.val,
+        flipped=False,
+        batch_size=16,
+        device=torch.device("cpu"),
+        amp=False,
         dtype=np.dtype("float16"),
     )
     assert array.dtype == np.float32 and np.isfinite(array).all()
@@ -324,13 +343,37 @@ def test_batches_reach_the_model_as_float32_and_channels_last_under_amp(data: Da
     maps = torch.randn(160, 6, 4, 4, generator=torch.Generator().manual_seed(1)).half()
     vectors = maps.flatten(1)
     for amp in (False, True):
-        image_x = [x for x, _ in _image_batches(data, indices, config, cpu, amp, False, TensorAugment("flip"),
-                                                torch.Generator().manual_seed(2), torch.Generator().manual_seed(3))]
+        image_x = [
+            x
+            for x, _ in _image_batches(
+                data,
+                indices,
+                config,
+                cpu,
+                amp,
+                False,
+                TensorAugment("flip"),
+                torch.Generator().manual_seed(2),
+                torch.Generator().manual_seed(3),
+            )
+        ]
         frozen = SimpleNamespace(train=maps, train_flipped=None)
-        feature = list(_feature_batches(frozen, data, indices, config, cpu, amp, False,
-                                        torch.Generator().manual_seed(2), torch.Generator().manual_seed(3)))
-        assert torch.equal(torch.cat([y for _, y in feature]).sort().values,
-                           data.train.labels[torch.from_numpy(indices)].sort().values)
+        feature = list(
+            _feature_batches(
+                frozen,
+                data,
+                indices,
+                config,
+                cpu,
+                amp,
+                False,
+                torch.Generator().manual_seed(2),
+                torch.Generator().manual_seed(3),
+            )
+        )
+        assert torch.equal(
+            torch.cat([y for _, y in feature]).sort().values, data.train.labels[torch.from_numpy(indices)].sort().values
+        )
         stored = [_stored_batches(s, data.train.labels, indices, 8, cpu, amp) for s in (maps, vectors)]
         stored_maps, stored_vectors = ([x for x, _ in batches] for batches in stored)
         assert torch.equal(torch.cat(stored_maps), maps[torch.from_numpy(indices)].float())

@@ -33,8 +33,14 @@ def _trial(cache_dir: str, seed: int, lr: float) -> dict[str, Any]:
     frozen_features._CACHE = frozen_features.FeatureCache(cache_dir)
     body = Path(cache_dir).parent / "body.pt"
     config = TrialConfig(
-        init=f"checkpoint:{body}", freeze_depth=5, epochs=2, batch_size=16, lr=lr, seed=seed,
-        augmentation="flip", num_threads=1,
+        init=f"checkpoint:{body}",
+        freeze_depth=5,
+        epochs=2,
+        batch_size=16,
+        lr=lr,
+        seed=seed,
+        augmentation="flip",
+        num_threads=1,
     )
     result = run_trial(config, data)
     return {"computed": frozen_features._CACHE.computed, "status": result.status, "pid": os.getpid()}

@@ -94,7 +94,9 @@ def test_activation_bytes_match_a_real_forward_pass() -> None:
     model, outputs = create_model("resnet_tiny", 5), []
     for module in model.modules():
         if not list(module.children()):
-            module.register_forward_hook(lambda m, i, o: outputs.append(o.numel()) if isinstance(o, torch.Tensor) else None)
+            module.register_forward_hook(
+                lambda m, i, o: outputs.append(o.numel()) if isinstance(o, torch.Tensor) else None
+            )
     model(torch.zeros(1, 3, 32, 32))
     assert train == sum(outputs) * 4 * 8 and evaluation == max(outputs) * 4 * 2 * 4
     assert isinstance(model.fc, nn.Linear)

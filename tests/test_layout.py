@@ -20,8 +20,9 @@ TESTS = Path(__file__).resolve().parent
 
 def _python(code: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)])}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env,
-                          timeout=300, cwd=REPO)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=300, cwd=REPO
+    )
 
 
 def test_spec_design_results_report_and_stats_work_with_torch_and_ray_unimportable(tmp_path: Path) -> None:
@@ -127,8 +128,16 @@ def test_the_public_api_is_lazy_complete_and_documented() -> None:
         print(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "ray", "optuna", "pyarrow")))
     """)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr[-2000:]
-    assert set(tlsweep.__all__) == {"load_spec", "run_sweep", "load_results", "build_report", "load_dataset",
-                                    "run_trial", "TrialConfig", "__version__"}  # fmt: skip
+    assert set(tlsweep.__all__) == {
+        "load_spec",
+        "run_sweep",
+        "load_results",
+        "build_report",
+        "load_dataset",
+        "run_trial",
+        "TrialConfig",
+        "__version__",
+    }
     for name in tlsweep.__all__:
         value = getattr(tlsweep, name)
         if name == "__version__":

@@ -16,7 +16,9 @@ def test_ruff_is_clean() -> None:
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
     if ruff is None:
         pytest.fail("ruff is not installed: pip install -e '.[dev]'")
-    proc = subprocess.run([ruff, "check", "--no-cache", "tlsweep", "tests", "bench"], cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(
+        [ruff, "check", "--no-cache", "tlsweep", "tests", "bench"], cwd=REPO, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

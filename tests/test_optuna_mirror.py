@@ -67,16 +67,22 @@ def test_the_recorder_mirrors_each_trial_into_its_study_once(tmp_path: Path) -> 
     assert trial.state == TrialState.COMPLETE and trial.value == 0.5
     assert trial.params["lr"] == 0.05 and trial.intermediate_values == {1: 0.3, 2: 0.5}
     assert {k: trial.user_attrs[k] for k in ("trial_id", "seed", "cell_id", "arm", "phase", "tune_index")} == {
-        "trial_id": first.trial_id, "seed": first.seed, "cell_id": first.cell_id, "arm": first.arm,
-        "phase": "tune", "tune_index": 0,
-    }  # fmt: skip
+        "trial_id": first.trial_id,
+        "seed": first.seed,
+        "cell_id": first.cell_id,
+        "arm": first.arm,
+        "phase": "tune",
+        "tune_index": 0,
+    }
     (diverged,) = studies[study_name("tune", second.cell_id, second.arm)]
     assert diverged.user_attrs["status"] == "diverged" and diverged.state == TrialState.COMPLETE
     (confirmed,) = studies[study_name("confirm", confirm.cell_id, confirm.arm)]
     assert confirmed.user_attrs["test_acc"] == 0.41 and confirmed.user_attrs["replicate"] == 2
     assert confirmed.user_attrs["seed"] == confirm.seed
-    study = optuna.load_study(study_name=study_name("tune", first.cell_id, first.arm),
-                              storage=JournalStorage(JournalFileBackend(str(tmp_path / JOURNAL_FILE))))  # fmt: skip
+    study = optuna.load_study(
+        study_name=study_name("tune", first.cell_id, first.arm),
+        storage=JournalStorage(JournalFileBackend(str(tmp_path / JOURNAL_FILE))),
+    )
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE and study.user_attrs["sweep"] == spec.name
 
     # resume: a new driver's mirror syncs from Parquet and the same trial recorded again adds nothing

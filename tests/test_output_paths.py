@@ -82,8 +82,16 @@ def test_the_results_storage_is_checked_before_any_data(tmp_path: Path) -> None:
 def model_file(tmp_path: Path) -> Path:
     path = tmp_path / "model.pt"
     model = create_model("resnet_tiny", 3)
-    torch.save({"arch": "resnet_tiny", "num_classes": 3, "class_names": ["a", "b", "c"], "image_size": 16,
-                "state_dict": model.state_dict()}, path)
+    torch.save(
+        {
+            "arch": "resnet_tiny",
+            "num_classes": 3,
+            "class_names": ["a", "b", "c"],
+            "image_size": 16,
+            "state_dict": model.state_dict(),
+        },
+        path,
+    )
     for index in range(3):
         write_image(tmp_path / "images" / "a" / f"{index}.png", index)
     return path
@@ -123,17 +131,27 @@ def test_predictions_that_cannot_be_written_are_kept_and_named(
     assert kept.name == "predictions.csv" and len(list(csv.DictReader(kept.open()))) == 3
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"class_names": ["a", "b"]}, "2 class names for a head of 3 classes"),
-    ({"image_size": 100_000}, "image_size must be an integer in 8..1024, got 100000"),
-    ({"num_classes": "3"}, "num_classes must be an integer >= 2"),
-    ({"class_names": "abc"}, "class_names must be a list of names"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"class_names": ["a", "b"]}, "2 class names for a head of 3 classes"),
+        ({"image_size": 100_000}, "image_size must be an integer in 8..1024, got 100000"),
+        ({"num_classes": "3"}, "num_classes must be an integer >= 2"),
+        ({"class_names": "abc"}, "class_names must be a list of names"),
+    ],
+)
 def test_a_checkpoint_whose_metadata_does_not_fit_is_refused(model_file: Path, change: dict, message: str) -> None:
     content = torch.load(model_file, weights_only=True)
     torch.save({**content, **change}, model_file)
-    result = invoke("predict", "--checkpoint", model_file, "--images", model_file.parent / "images",
-                    "--out", model_file.parent / "p.csv")
+    result = invoke(
+        "predict",
+        "--checkpoint",
+        model_file,
+        "--images",
+        model_file.parent / "images",
+        "--out",
+        model_file.parent / "p.csv",
+    )
     assert result.exit_code == 2 and message in " ".join(result.output.split()) and str(model_file) in result.output
 
 
@@ -148,8 +166,9 @@ def test_train_checks_out_before_the_work_and_keeps_a_run_it_cannot_write(
     assert result.exit_code == 2 and f"--out: {blocker / 'run'} (or a folder above it) is a file" in result.output
     assert not (tmp_path / "data").exists()  # refused before any data was generated
 
-    dataset = generate_dataset(tmp_path / "faces", task="age", n_identities=8, images_per_identity=4, resolution=16,
-                               workers=1)
+    dataset = generate_dataset(
+        tmp_path / "faces", task="age", n_identities=8, images_per_identity=4, resolution=16, workers=1
+    )
     out = tmp_path / "run"
     original = outputs.write_train_outputs
 
@@ -159,8 +178,23 @@ def test_train_checks_out_before_the_work_and_keeps_a_run_it_cannot_write(
         return original(folder, **kwargs)
 
     monkeypatch.setattr(outputs, "write_train_outputs", failing_at_out)
-    result = invoke("train", "--dataset-root", dataset, "--image-size", "16", "--epochs", "1", "--batch-size", "16",
-                    "--num-threads", "1", "--out", out, "--data-dir", tmp_path / "data")
+    result = invoke(
+        "train",
+        "--dataset-root",
+        dataset,
+        "--image-size",
+        "16",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--num-threads",
+        "1",
+        "--out",
+        out,
+        "--data-dir",
+        tmp_path / "data",
+    )
     assert result.exit_code == 2, result.output
     text = " ".join(result.output.split())
     assert f"--out: writing {out} failed (Disk quota exceeded); the result was kept in" in text

@@ -22,7 +22,14 @@ CLASSES = ["cat", "dog", "fox"]
 
 
 def test_label_index_takes_a_class_name_or_an_index_in_range() -> None:
-    assert [label_index(value, CLASSES) for value in ("dog", "2", "3", "-1", "wolf", "")] == [1, 2, None, None, None, None]
+    assert [label_index(value, CLASSES) for value in ("dog", "2", "3", "-1", "wolf", "")] == [
+        1,
+        2,
+        None,
+        None,
+        None,
+        None,
+    ]
 
 
 def test_a_folder_labels_images_by_their_first_subfolder(tmp_path: Path) -> None:

@@ -193,6 +193,11 @@ def test_the_efficiency_line_names_its_figures_and_ray_s_start_separately() -> N
     assert line is not None and line.startswith("slot efficiency 0.900: Σ epoch time 180.0 s ÷ (2 slots × 100.0 s")
     assert "stopping Ray Tune took 10.0 s more" in line and "(0.818 counting that)" in line
     assert "Ray Tune" not in (efficiency_line({**figures, "tuner_wall_s": None}) or "")
-    for broken in ({}, {**figures, "trials_span_s": 0}, {**figures, "efficiency": "high"}, {**figures, "slots": True},
-                   {**figures, "busy_s": None}):
+    for broken in (
+        {},
+        {**figures, "trials_span_s": 0},
+        {**figures, "efficiency": "high"},
+        {**figures, "slots": True},
+        {**figures, "busy_s": None},
+    ):
         assert efficiency_line(broken) is None

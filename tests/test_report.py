@@ -27,8 +27,14 @@ FAST = 999  # bootstrap resamples in tests
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ReportResult]:
-    root = simulate_results(tmp_path_factory.mktemp("demo") / "demo", train_fractions=(0.1, 0.3, 1.0),
-                            epochs=(2, 6), seeds=8, noise_sd=0.005, seed_sd=0.01)
+    root = simulate_results(
+        tmp_path_factory.mktemp("demo") / "demo",
+        train_fractions=(0.1, 0.3, 1.0),
+        epochs=(2, 6),
+        seeds=8,
+        noise_sd=0.005,
+        seed_sd=0.01,
+    )
     return root, build_report(root, seed=1, n_resamples=FAST)
 
 
@@ -46,9 +52,16 @@ def test_report_files_are_written_and_self_contained(demo: tuple[Path, ReportRes
     for name in ("accuracy_vs_fraction", "difference_heatmap", "validation_curves", "tuning_curves"):
         assert result.figures[name].stat().st_size > 10_000
     markdown = result.markdown_path.read_text()
-    for heading in ("## Verdict", "(B) Equal tuning budget", "(A) Fixed recipe", "## The whole design",
-                    "## Seeds and power", "## Tuning fairness", "## Attrition",
-                    "## Caveats and what could not be computed"):
+    for heading in (
+        "## Verdict",
+        "(B) Equal tuning budget",
+        "(A) Fixed recipe",
+        "## The whole design",
+        "## Seeds and power",
+        "## Tuning fairness",
+        "## Attrition",
+        "## Caveats and what could not be computed",
+    ):
         assert heading in markdown
 
 
@@ -104,9 +117,9 @@ def test_report_is_reproducible_for_a_seed(tmp_path: Path) -> None:
     second = build_report(root, out_dir=tmp_path / "two", seed=3, n_resamples=FAST, formats=("md",))
     assert first.html_path is None and not (tmp_path / "one" / "report.html").exists()
     np.testing.assert_array_equal(first.cell_table["difference_low"], second.cell_table["difference_low"])
-    assert (tmp_path / "one" / "report.md").read_text().split("## Figures")[0] == \
-        (tmp_path / "two" / "report.md").read_text().split("## Figures")[0].replace(str(tmp_path / "two"),
-                                                                                  str(tmp_path / "one"))
+    assert (tmp_path / "one" / "report.md").read_text().split("## Figures")[0] == (
+        tmp_path / "two" / "report.md"
+    ).read_text().split("## Figures")[0].replace(str(tmp_path / "two"), str(tmp_path / "one"))
 
 
 def _build(root: Path) -> tuple[ReportResult, str]:
@@ -123,8 +136,13 @@ def test_one_seed_renders_and_says_what_it_could_not_compute(tmp_path: Path) -> 
 
 
 def test_missing_arm(tmp_path: Path) -> None:
-    root = simulate_results(tmp_path / "r", arms=("checkpoint",), seeds=4, trials_per_cell=2,
-                            hypothesis={"compare": {"init": ["checkpoint", "scratch"]}})
+    root = simulate_results(
+        tmp_path / "r",
+        arms=("checkpoint",),
+        seeds=4,
+        trials_per_cell=2,
+        hypothesis={"compare": {"init": ["checkpoint", "scratch"]}},
+    )
     result, markdown = _build(root)
     assert "the baseline arm has no usable runs" in markdown
     assert "arm 'scratch' of the hypothesis has no trials" in markdown
@@ -175,13 +193,22 @@ def test_nan_and_failed_runs_fall_back_to_unpaired(tmp_path: Path) -> None:
 
 
 def test_declared_metric_direction_and_correction_are_used(tmp_path: Path) -> None:
-    hypothesis = {"metric": "test_balanced_acc", "compare": {"init": ["checkpoint", "scratch"]},
-                  "direction": "two-sided", "alpha": 0.01, "correction": "bonferroni", "equivalence_margin": 0.05}
+    hypothesis = {
+        "metric": "test_balanced_acc",
+        "compare": {"init": ["checkpoint", "scratch"]},
+        "direction": "two-sided",
+        "alpha": 0.01,
+        "correction": "bonferroni",
+        "equivalence_margin": 0.05,
+    }
     root = simulate_results(tmp_path / "r", train_fractions=(0.1, 1.0), epochs=(2,), seeds=9, hypothesis=hypothesis)
     result, markdown = _build(root)
     trials = pq.read_table(root / "trials.parquet").to_pandas()
-    rows = trials[(trials["phase"] == "confirm") & (trials["config_kind"] == "best")
-                  & (trials["cell_id"] == "train_fraction=0.1|epochs=2")]
+    rows = trials[
+        (trials["phase"] == "confirm")
+        & (trials["config_kind"] == "best")
+        & (trials["cell_id"] == "train_fraction=0.1|epochs=2")
+    ]
     a = rows[rows["arm"] == "checkpoint"].sort_values("seed")["test_balanced_acc"].to_numpy()
     b = rows[rows["arm"] == "scratch"].sort_values("seed")["test_balanced_acc"].to_numpy()
     row = result.cell_table.set_index("cell_id").loc["train_fraction=0.1|epochs=2"]
@@ -236,13 +263,21 @@ def test_report_imports_neither_torch_nor_ray(tmp_path: Path, entry: str) -> Non
         call = f"from tlsweep.report import build_report; build_report(Path({str(root)!r}), n_resamples=100)"
     else:
         call = f"from tlsweep.cli import cli; cli.main(['report', {str(root)!r}], standalone_mode=False)"
-    code = ("import sys; from pathlib import Path\n" + call +
-            "\nheavy = sorted(m for m in ('torch', 'ray', 'torchvision') if m in sys.modules)"
-            "\nassert not heavy, heavy"
-            "\nassert 'matplotlib.pyplot' not in sys.modules"
-            " or sys.modules['matplotlib'].get_backend().lower() == 'agg'")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          cwd=Path(__file__).resolve().parents[1])
+    code = (
+        "import sys; from pathlib import Path\n"
+        + call
+        + "\nheavy = sorted(m for m in ('torch', 'ray', 'torchvision') if m in sys.modules)"
+        "\nassert not heavy, heavy"
+        "\nassert 'matplotlib.pyplot' not in sys.modules"
+        " or sys.modules['matplotlib'].get_backend().lower() == 'agg'"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert done.returncode == 0, done.stderr[-2000:]
 
 
@@ -259,6 +294,7 @@ def test_results_in_part_files_load_like_the_single_files(tmp_path: Path) -> Non
     store.append_epochs(epochs)
     parts = load_results(root)
     key = ["trial_id"]
-    assert_frame_equal(parts.trials.sort_values(key).reset_index(drop=True),
-                       whole.trials.sort_values(key).reset_index(drop=True))
+    assert_frame_equal(
+        parts.trials.sort_values(key).reset_index(drop=True), whole.trials.sort_values(key).reset_index(drop=True)
+    )
     assert len(parts.epochs) == len(whole.epochs)

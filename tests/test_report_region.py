@@ -43,18 +43,33 @@ def _read(root: Path) -> Read:
     health = cell_health(results)
     family = analysis.primary
     assert family is not None
-    labels = {(c.levels["train_fraction"], c.levels["epochs"]): cell_verdict(c, results, family,
-                                                                             health.get(c.cell_id)).label
-              for c in family.cells}
-    return Read(analysis, health, overall_verdict(family, results, health=health, trends=analysis.trends),
-                crossover(family, results, health), labels)
+    labels = {
+        (c.levels["train_fraction"], c.levels["epochs"]): cell_verdict(c, results, family, health.get(c.cell_id)).label
+        for c in family.cells
+    }
+    return Read(
+        analysis,
+        health,
+        overall_verdict(family, results, health=health, trends=analysis.trends),
+        crossover(family, results, health),
+        labels,
+    )
 
 
-def _simulate(tmp_path: Path, effect: dict[tuple[float, int], float], *, baseline: Any = None,
-              **kwargs: Any) -> Path:
-    return simulate_results(tmp_path / "r", train_fractions=FRACTIONS, epochs=EPOCHS, seeds=8, trials_per_cell=2,
-                            configs=("best",), noise_sd=0.004, seed_sd=0.01, effect=lambda f, e: effect[(f, e)],
-                            baseline=baseline, **kwargs)
+def _simulate(tmp_path: Path, effect: dict[tuple[float, int], float], *, baseline: Any = None, **kwargs: Any) -> Path:
+    return simulate_results(
+        tmp_path / "r",
+        train_fractions=FRACTIONS,
+        epochs=EPOCHS,
+        seeds=8,
+        trials_per_cell=2,
+        configs=("best",),
+        noise_sd=0.004,
+        seed_sd=0.01,
+        effect=lambda f, e: effect[(f, e)],
+        baseline=baseline,
+        **kwargs,
+    )
 
 
 SHRINKING = {(0.1, 2): 0.25, (0.1, 6): 0.18, (0.3, 2): 0.15, (0.3, 6): 0.08, (1.0, 2): 0.05, (1.0, 6): 0.0}
@@ -66,8 +81,10 @@ def test_a_reversal_outside_the_region_is_named_and_is_a_crossover(tmp_path: Pat
     assert read.labels[(1.0, 6)] == "not supported (reversed)"
     assert read.overall.kind == "supported" and read.overall.label == "supported"  # the region holds
     assert "scratch wins (a reversal) at train fraction 1 × 6 epochs" in read.overall.sentence
-    assert "scratch overtakes checkpoint (significant in the other direction) first at train fraction 1 with 6 " \
-           "epochs" in read.crossover
+    assert (
+        "scratch overtakes checkpoint (significant in the other direction) first at train fraction 1 with 6 "
+        "epochs" in read.crossover
+    )
 
 
 def test_a_reversal_in_the_region_makes_the_overall_verdict_reversed(tmp_path: Path) -> None:
@@ -75,8 +92,9 @@ def test_a_reversal_in_the_region_makes_the_overall_verdict_reversed(tmp_path: P
     read = _read(_simulate(tmp_path, effect))
     assert read.overall.kind == "reversed"
     assert read.overall.label == "reversed at train fraction 0.1 × 2 epochs"
-    assert read.overall.sentence.startswith("The hypothesis (checkpoint > scratch on test_acc in its region, train "
-                                            "fraction 0.1 × 2 epochs) is reversed:")
+    assert read.overall.sentence.startswith(
+        "The hypothesis (checkpoint > scratch on test_acc in its region, train fraction 0.1 × 2 epochs) is reversed:"
+    )
 
 
 def test_equivalence_in_the_region_with_wins_elsewhere_is_supported_only_there(tmp_path: Path) -> None:
@@ -85,8 +103,10 @@ def test_equivalence_in_the_region_with_wins_elsewhere_is_supported_only_there(t
     assert read.labels[(0.1, 2)] == "equivalent (caught up)"
     assert read.overall.kind == "supported only at"
     assert read.overall.label.startswith("supported only at train fraction 0.1 × 6 epochs, ")
-    assert "Crossover: scratch is first equivalent to checkpoint (within ±2 points, TOST) at train fraction 0.1 " \
-           "with 2 epochs" in read.crossover
+    assert (
+        "Crossover: scratch is first equivalent to checkpoint (within ±2 points, TOST) at train fraction 0.1 "
+        "with 2 epochs" in read.crossover
+    )
 
 
 def test_equivalent_everywhere(tmp_path: Path) -> None:
@@ -104,10 +124,19 @@ def test_the_real_study_region_at_chance_reversal_and_undecided_cells(tmp_path: 
     def baseline(fraction: float, epochs: int) -> float:
         return CHANCE if (fraction, epochs) == (0.1, 2) else 0.4 + 0.1 * fraction
 
-    root = simulate_results(tmp_path / "r", train_fractions=FRACTIONS, epochs=EPOCHS, seeds=8, trials_per_cell=2,
-                            configs=("best",), noise_sd=0.01, seed_sd=0.005, effect=lambda f, e: effect[(f, e)],
-                            baseline=baseline, hypothesis={"compare": {"init": ["checkpoint", "scratch"]},
-                                                           "equivalence_margin": 0.01})
+    root = simulate_results(
+        tmp_path / "r",
+        train_fractions=FRACTIONS,
+        epochs=EPOCHS,
+        seeds=8,
+        trials_per_cell=2,
+        configs=("best",),
+        noise_sd=0.01,
+        seed_sd=0.005,
+        effect=lambda f, e: effect[(f, e)],
+        baseline=baseline,
+        hypothesis={"compare": {"init": ["checkpoint", "scratch"]}, "equivalence_margin": 0.01},
+    )
     read = _read(root)
     assert read.labels[(0.1, 2)] == "uninformative (at chance)"
     assert read.labels[(0.1, 6)] == "supported" and read.labels[(1.0, 6)] == "not supported (reversed)"
@@ -117,18 +146,28 @@ def test_the_real_study_region_at_chance_reversal_and_undecided_cells(tmp_path: 
     assert "train fraction 0.1 × 2 epochs is uninformative (every arm at chance) and left out" in sentence
     assert "scratch wins (a reversal) at train fraction 1 × 6 epochs" in sentence
     assert "the data cannot decide at" in sentence and "no informative cell lies in the region" in sentence
-    assert "overtakes checkpoint (significant in the other direction) first at train fraction 1 with 6 epochs" \
+    assert (
+        "overtakes checkpoint (significant in the other direction) first at train fraction 1 with 6 epochs"
         in read.crossover
+    )
     # the uninformative cell is neither a catch-up nor an overtake point
     found = crossover_cells(read.analysis.primary, load_results(root), read.health)
-    assert all(c.levels != {"train_fraction": 0.1, "epochs": 2} for groups in found.values()
-               for cells in groups.values() for c in cells)
+    assert all(
+        c.levels != {"train_fraction": 0.1, "epochs": 2}
+        for groups in found.values()
+        for cells in groups.values()
+        for c in cells
+    )
     # the whole report says it too
     result = build_report(root, n_resamples=200, formats=("md",))
     markdown = result.markdown_path.read_text()
     assert "**Overall: supported only at train fraction 0.1 × 6 epochs.**" in markdown
-    assert "## Design health" in markdown and "Uninformative (no arm above chance by more than 1 points, or than 1.96 standard errors): train " \
-                                                "fraction 0.1, 2 epochs" in markdown
+    assert (
+        "## Design health" in markdown
+        and "Uninformative (no arm above chance by more than 1 points, or than 1.96 standard errors): train "
+        "fraction 0.1, 2 epochs"
+        in markdown
+    )
     row = result.cell_table.set_index(["train_fraction", "epochs"]).loc[(0.1, 2)]
     assert not row["informative"] and row["verdict"] == "inconclusive"
     assert "uninformative (at chance)" in markdown
@@ -182,9 +221,11 @@ def test_region_in_the_spec_is_validated(tmp_path: Path) -> None:
     assert spec.hypothesis.region is None and spec.hypothesis_region() == {"train_fraction": [0.1], "epochs": [2]}
     data["hypothesis"]["region"] = {"train_fraction": [0.1, 1.0]}
     assert parse_spec(data).hypothesis_region() == {"train_fraction": [0.1, 1.0]}
-    for region, message in (({"train_fraction": [0.5]}, r"hypothesis.region.train_fraction: \[0.5\] are not levels"),
-                            ({"init": ["scratch"]}, "hypothesis.region.init: not a cell factor"),
-                            ({}, "give at least one factor")):
+    for region, message in (
+        ({"train_fraction": [0.5]}, r"hypothesis.region.train_fraction: \[0.5\] are not levels"),
+        ({"init": ["scratch"]}, "hypothesis.region.init: not a cell factor"),
+        ({}, "give at least one factor"),
+    ):
         data["hypothesis"]["region"] = region
         with pytest.raises(SpecError, match=message):
             parse_spec(data)

@@ -59,8 +59,9 @@ def _to_old_layout(root: Path) -> None:
     provenance = json.loads((root / PROVENANCE_FILE).read_text())
     (root / PROVENANCE_FILE).unlink()
     document = yaml.safe_load((root / SPEC_FILE).read_text())
-    document["tlsweep"] = {key: provenance[key] for key in ("spec_hash", "source", "versions", "trial_counts",
-                                                            "compared_arms")}
+    document["tlsweep"] = {
+        key: provenance[key] for key in ("spec_hash", "source", "versions", "trial_counts", "compared_arms")
+    }
     (root / SPEC_FILE).write_text(yaml.safe_dump(document, sort_keys=False))
 
 
@@ -75,8 +76,12 @@ def test_the_report_tests_the_comparison_validate_prints(tmp_path: Path, source:
     hypothesis = results.hypothesis
     assert (hypothesis.treated, hypothesis.baseline) == spec.compared_arms[0].pair
     assert (hypothesis.metric, hypothesis.direction, hypothesis.alpha, hypothesis.correction, hypothesis.margin) == (
-        spec.hypothesis.metric, spec.hypothesis.direction, spec.hypothesis.alpha, spec.hypothesis.correction,
-        spec.hypothesis.equivalence_margin)  # fmt: skip
+        spec.hypothesis.metric,
+        spec.hypothesis.direction,
+        spec.hypothesis.alpha,
+        spec.hypothesis.correction,
+        spec.hypothesis.equivalence_margin,
+    )
     assert results.spec == spec and results.cell_factors == spec.cell_factors()
     assert results.trials_per_cell == spec.design.budget.trials_per_cell
     # the same words from the spec file and from the copy saved with the results, itself a valid spec
@@ -115,7 +120,9 @@ def test_the_saved_spec_is_a_valid_spec_and_the_provenance_lies_beside_it(tmp_pa
     provenance = store.read_provenance()
     assert provenance is not None and provenance.spec_hash == spec.result_hash()
     assert provenance.source == str(path) and provenance.compared_arms == tuple(c.pair for c in spec.compared_arms)
-    assert provenance.trial_counts == spec.trial_counts() and provenance.versions["tlsweep"] == provenance.tlsweep_version
+    assert (
+        provenance.trial_counts == spec.trial_counts() and provenance.versions["tlsweep"] == provenance.tlsweep_version
+    )
     assert json.loads((tmp_path / spec.name / PROVENANCE_FILE).read_text())["spec_hash"] == spec.result_hash()
 
 
@@ -129,7 +136,9 @@ def test_old_layout_still_reports_resumes_and_shows_status(tmp_path: Path) -> No
     assert store.read_spec() == spec
     provenance = store.read_provenance()
     assert provenance is not None and provenance.spec_hash == spec.result_hash()
-    assert provenance.compared_arms == tuple(c.pair for c in spec.compared_arms) and provenance.tlsweep_version == "0.1.0"
+    assert (
+        provenance.compared_arms == tuple(c.pair for c in spec.compared_arms) and provenance.tlsweep_version == "0.1.0"
+    )
     result = build_report(root, n_resamples=200, formats=("md",))
     assert result.spec == spec and result.overall.label == "supported"
     status = CliRunner().invoke(cli, ["status", str(root)])
@@ -175,7 +184,9 @@ def test_missing_or_unreadable_spec_and_provenance_name_the_file_and_the_fix(tmp
     assert status.exit_code != 0 and f"{tmp_path / SPEC_FILE}: not found" in status.output
 
     (tmp_path / SPEC_FILE).write_text("name: [unclosed\n")
-    with pytest.raises(StoreError, match=rf"(?s){re.escape(str(tmp_path / SPEC_FILE))}: not valid YAML .*rerun `tlsweep run SPEC`"):
+    with pytest.raises(
+        StoreError, match=rf"(?s){re.escape(str(tmp_path / SPEC_FILE))}: not valid YAML .*rerun `tlsweep run SPEC`"
+    ):
         store.read_spec()
     (tmp_path / SPEC_FILE).write_text("name: demo\ndesign: {factors: {init: [scratch]}}\n")
     with pytest.raises(StoreError, match=r"invalid sweep spec .*\n  dataset: required field is missing"):

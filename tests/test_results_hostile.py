@@ -25,8 +25,9 @@ from tlsweep.results.store import PROVENANCE_FILE, SPEC_FILE, TRIALS_FILE, Resul
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return simulate_results(tmp_path_factory.mktemp("pristine") / "demo", seeds=3, trials_per_cell=2,
-                            train_fractions=(0.5,), epochs=(2,))
+    return simulate_results(
+        tmp_path_factory.mktemp("pristine") / "demo", seeds=3, trials_per_cell=2, train_fractions=(0.5,), epochs=(2,)
+    )
 
 
 def _copy(pristine: Path, tmp_path: Path) -> Path:
@@ -64,50 +65,81 @@ def _edit_spec(root: Path, change: Callable[[dict], None]) -> None:
 
 # name -> (how to break the directory, what the message must say: a format string over {root})
 CORPUS: dict[str, tuple[Callable[[Path], None], str]] = {
-    "empty spec": (lambda r: (r / SPEC_FILE).write_text(""), "{root}/spec.resolved.yaml: a sweep spec must be a YAML "
-                                                             "mapping at the top level, got NoneType"),
-    "list spec": (lambda r: (r / SPEC_FILE).write_text("- 1\n- 2\n"), "{root}/spec.resolved.yaml: a sweep spec must "
-                                                                      "be a YAML mapping at the top level, got list"),
-    "binary spec": (lambda r: (r / SPEC_FILE).write_bytes(b"name: \xff\xfe\n"), "{root}/spec.resolved.yaml is not "
-                                                                               "UTF-8 text"),
-    "truncated parquet": (lambda r: (r / TRIALS_FILE).write_bytes((r / TRIALS_FILE).read_bytes()[:300]),
-                          "{root}/trials.parquet is not a readable Parquet file"),
-    "parquet of another schema": (lambda r: pq.write_table(pa.table({"x": [1]}), r / TRIALS_FILE),
-                                  "{root}/trials.parquet does not match the tlsweep results schema: missing column(s) "
-                                  "sweep, trial_id"),
-    "duplicated trial id": (lambda r: _edit_trials(r, lambda rows: [*rows, rows[3]]),
-                            "{root}/trials.parquet: duplicated trial_id: "),
-    "accuracy above 1": (lambda r: _edit_trials(r, lambda rows: _set(rows, _first_confirm(rows), test_acc=20.51)),
-                         "{root}/trials.parquet: 1 value(s) of 'test_acc' outside [0.0, 1.0] (20.51)"),
-    "negative count": (lambda r: _edit_trials(r, lambda rows: _set(rows, 0, n_train=-5)),
-                       "1 value(s) of 'n_train' outside >= 0 (-5)"),
-    "unknown status": (lambda r: _edit_trials(r, lambda rows: _set(rows, 0, status="finished")),
-                       "{root}/trials.parquet: 1 row(s) have an unknown status ('finished'; known: ok, diverged, "
-                       "pruned, failed)"),
-    "unknown phase": (lambda r: _edit_trials(r, lambda rows: _set(rows, 1, phase="warmup")),
-                      "1 row(s) have an unknown phase ('warmup'; known: tune, confirm)"),
-    "missing trial id": (lambda r: _edit_trials(r, lambda rows: _set(rows, 2, trial_id=None)),
-                         "1 row(s) have no 'trial_id'"),
-    "alpha edited": (lambda r: _edit_spec(r, lambda d: d["hypothesis"].update(alpha=0.2)),
-                     "{root}/spec.resolved.yaml: the hypothesis was edited after the sweep ran (hypothesis.alpha: "
-                     "0.05 → 0.2"),
-    "result field edited": (lambda r: _edit_spec(r, lambda d: d["confirm"].update(seeds=30)),
-                            "{root}/spec.resolved.yaml does not match {root}/provenance.json: result hash"),
-    "spec hash in parquet differs": (lambda r: _edit_trials(r, lambda rows: rows, spec_hash="0123456789abcdef"),
-                                     "{root}/spec.resolved.yaml does not match the spec the trials were recorded "
-                                     "with: its result hash is"),
-    "garbled provenance": (lambda r: (r / PROVENANCE_FILE).write_text("{not json"),
-                           "{root}/provenance.json: not valid JSON"),
+    "empty spec": (
+        lambda r: (r / SPEC_FILE).write_text(""),
+        "{root}/spec.resolved.yaml: a sweep spec must be a YAML mapping at the top level, got NoneType",
+    ),
+    "list spec": (
+        lambda r: (r / SPEC_FILE).write_text("- 1\n- 2\n"),
+        "{root}/spec.resolved.yaml: a sweep spec must be a YAML mapping at the top level, got list",
+    ),
+    "binary spec": (
+        lambda r: (r / SPEC_FILE).write_bytes(b"name: \xff\xfe\n"),
+        "{root}/spec.resolved.yaml is not UTF-8 text",
+    ),
+    "truncated parquet": (
+        lambda r: (r / TRIALS_FILE).write_bytes((r / TRIALS_FILE).read_bytes()[:300]),
+        "{root}/trials.parquet is not a readable Parquet file",
+    ),
+    "parquet of another schema": (
+        lambda r: pq.write_table(pa.table({"x": [1]}), r / TRIALS_FILE),
+        "{root}/trials.parquet does not match the tlsweep results schema: missing column(s) sweep, trial_id",
+    ),
+    "duplicated trial id": (
+        lambda r: _edit_trials(r, lambda rows: [*rows, rows[3]]),
+        "{root}/trials.parquet: duplicated trial_id: ",
+    ),
+    "accuracy above 1": (
+        lambda r: _edit_trials(r, lambda rows: _set(rows, _first_confirm(rows), test_acc=20.51)),
+        "{root}/trials.parquet: 1 value(s) of 'test_acc' outside [0.0, 1.0] (20.51)",
+    ),
+    "negative count": (
+        lambda r: _edit_trials(r, lambda rows: _set(rows, 0, n_train=-5)),
+        "1 value(s) of 'n_train' outside >= 0 (-5)",
+    ),
+    "unknown status": (
+        lambda r: _edit_trials(r, lambda rows: _set(rows, 0, status="finished")),
+        "{root}/trials.parquet: 1 row(s) have an unknown status ('finished'; known: ok, diverged, pruned, failed)",
+    ),
+    "unknown phase": (
+        lambda r: _edit_trials(r, lambda rows: _set(rows, 1, phase="warmup")),
+        "1 row(s) have an unknown phase ('warmup'; known: tune, confirm)",
+    ),
+    "missing trial id": (
+        lambda r: _edit_trials(r, lambda rows: _set(rows, 2, trial_id=None)),
+        "1 row(s) have no 'trial_id'",
+    ),
+    "alpha edited": (
+        lambda r: _edit_spec(r, lambda d: d["hypothesis"].update(alpha=0.2)),
+        "{root}/spec.resolved.yaml: the hypothesis was edited after the sweep ran (hypothesis.alpha: 0.05 → 0.2",
+    ),
+    "result field edited": (
+        lambda r: _edit_spec(r, lambda d: d["confirm"].update(seeds=30)),
+        "{root}/spec.resolved.yaml does not match {root}/provenance.json: result hash",
+    ),
+    "spec hash in parquet differs": (
+        lambda r: _edit_trials(r, lambda rows: rows, spec_hash="0123456789abcdef"),
+        "{root}/spec.resolved.yaml does not match the spec the trials were recorded with: its result hash is",
+    ),
+    "garbled provenance": (
+        lambda r: (r / PROVENANCE_FILE).write_text("{not json"),
+        "{root}/provenance.json: not valid JSON",
+    ),
     "provenance counts not numbers": (
         lambda r: (r / PROVENANCE_FILE).write_text(json.dumps({"spec_hash": "x", "trial_counts": {"tune": "many"}})),
-        "{root}/provenance.json: `trial_counts` must map phases to whole numbers"),
+        "{root}/provenance.json: `trial_counts` must map phases to whole numbers",
+    ),
 }
 
 
 @pytest.mark.parametrize("command", ["report", "status"])
 @pytest.mark.parametrize("case", sorted(CORPUS))
 def test_broken_results_exit_2_naming_the_file(
-    pristine: Path, tmp_path: Path, case: str, command: str, capsys: pytest.CaptureFixture[str],
+    pristine: Path,
+    tmp_path: Path,
+    case: str,
+    command: str,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     root = _copy(pristine, tmp_path)
@@ -139,14 +171,21 @@ def test_report_dir_being_a_file_is_an_error_before_any_work(
     assert code == 2 and "cannot create the report directory" in err
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("{garbled", "status.json: not valid JSON"),
-    ("[1, 2]", "status.json: expected a JSON object, got list"),
-    ('{"updated_at": "yesterday"}', "`updated_at` must be a number"),
-    ('{"updated_at": 1, "running": [{"phase": "tune"}]}', "`running` must be a list of objects with phase, study"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("{garbled", "status.json: not valid JSON"),
+        ("[1, 2]", "status.json: expected a JSON object, got list"),
+        ('{"updated_at": "yesterday"}', "`updated_at` must be a number"),
+        ('{"updated_at": 1, "running": [{"phase": "tune"}]}', "`running` must be a list of objects with phase, study"),
+    ],
+)
 def test_garbled_status_json_is_named(
-    pristine: Path, tmp_path: Path, text: str, expected: str, capsys: pytest.CaptureFixture[str],
+    pristine: Path,
+    tmp_path: Path,
+    text: str,
+    expected: str,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     root = _copy(pristine, tmp_path)
@@ -163,8 +202,10 @@ def test_paired_subset_mismatch_is_flagged_in_the_report_and_status(
     assert all(r["subset_hash"] for r in rows if r["phase"] == "confirm"), "the simulation records subset hashes"
     index = _first_confirm(rows)
     _edit_trials(root, lambda rs: _set(rs, index, subset_hash="someotherhash"))
-    message = f"1 paired confirm seed(s) trained the arms on different training subsets (subset_hash differs: " \
-              f"{rows[index]['cell_id']} seed {rows[index]['seed']})"
+    message = (
+        f"1 paired confirm seed(s) trained the arms on different training subsets (subset_hash differs: "
+        f"{rows[index]['cell_id']} seed {rows[index]['seed']})"
+    )
     assert any(message in note for note in load_results(root).notes)
     code, _, err = run_tlsweep(["status", root], capsys, monkeypatch)
     assert code == 0 and message in err
@@ -196,17 +237,43 @@ def test_old_provenance_without_a_hypothesis_is_still_read(pristine: Path, tmp_p
 
 
 def test_value_checks_accept_what_a_sweep_writes_and_name_the_rest() -> None:
-    ok = pa.Table.from_pylist([
-        {"trial_id": "a", "phase": "tune", "cell_id": "c", "arm": "scratch", "status": "diverged",
-         "best_val_acc": float("nan"), "best_val_loss": float("inf"), "chance": 0.125, "num_classes": 8},
-        {"trial_id": "b", "phase": "confirm", "cell_id": "c", "arm": "scratch", "status": "ok", "test_acc": 1.0},
-    ], schema=TRIALS_SCHEMA)
+    ok = pa.Table.from_pylist(
+        [
+            {
+                "trial_id": "a",
+                "phase": "tune",
+                "cell_id": "c",
+                "arm": "scratch",
+                "status": "diverged",
+                "best_val_acc": float("nan"),
+                "best_val_loss": float("inf"),
+                "chance": 0.125,
+                "num_classes": 8,
+            },
+            {"trial_id": "b", "phase": "confirm", "cell_id": "c", "arm": "scratch", "status": "ok", "test_acc": 1.0},
+        ],
+        schema=TRIALS_SCHEMA,
+    )
     assert check_trials(ok, source="t") == []
-    bad = pa.Table.from_pylist([{"trial_id": "a", "phase": "tune", "cell_id": "c", "arm": "x", "status": "ok",
-                                 "best_val_acc": float("inf"), "num_classes": 1}], schema=TRIALS_SCHEMA)
+    bad = pa.Table.from_pylist(
+        [
+            {
+                "trial_id": "a",
+                "phase": "tune",
+                "cell_id": "c",
+                "arm": "x",
+                "status": "ok",
+                "best_val_acc": float("inf"),
+                "num_classes": 1,
+            }
+        ],
+        schema=TRIALS_SCHEMA,
+    )
     with pytest.raises(StoreError, match=r"'best_val_acc' outside \[0.0, 1.0\] \(inf\).*'num_classes' outside >= 2"):
         check_trials(bad, source="t")
-    epochs = pa.Table.from_pylist([{"trial_id": "a", "epoch": 1, "val_acc": 0.5},
-                                   {"trial_id": "a", "epoch": 1, "val_acc": 0.6}], schema=EPOCHS_SCHEMA)
+    epochs = pa.Table.from_pylist(
+        [{"trial_id": "a", "epoch": 1, "val_acc": 0.5}, {"trial_id": "a", "epoch": 1, "val_acc": 0.6}],
+        schema=EPOCHS_SCHEMA,
+    )
     with pytest.raises(StoreError, match=r"duplicated trial_id \+ epoch: a/1 \(2×\)"):
         check_epochs(epochs, source="e")

@@ -45,26 +45,102 @@ def _leaf_paths(node: Any, prefix: str = "") -> list[str]:
 
 
 # every field of the demo spec, plus fields it leaves at their defaults and a few that do not exist
-PATHS = sorted(set(_leaf_paths(BASE)) | {
-    "confirm.seed_base", "design.budget.seed", "model.pretrain.seed", "model.image_size", "resources.cpus_per_trial",
-    "resources.gpus_per_trial", "hypothesis.equivalence_margin", "hypothesis.alpha", "hypothesis.region",
-    "hypothesis.compare", "storage", "checkpoints.every.seconds", "design.tune.lr.when", "design.tune.momentum",
-    "design.tune.warmup_epochs", "design.recipe.momentum", "design.recipe.warmup_epochs", "design.factors.freeze_depth",
-    "design.factors.augmentation", "design.early_stopping", "confirm.adaptive", "model.pretrained.imagenet",
-    "model.schedule.warmup_epochs", "failures.max_retries", "dataset.image_size", "unknown_key", "model.bogus",
-})  # fmt: skip
+PATHS = sorted(
+    set(_leaf_paths(BASE))
+    | {
+        "confirm.seed_base",
+        "design.budget.seed",
+        "model.pretrain.seed",
+        "model.image_size",
+        "resources.cpus_per_trial",
+        "resources.gpus_per_trial",
+        "hypothesis.equivalence_margin",
+        "hypothesis.alpha",
+        "hypothesis.region",
+        "hypothesis.compare",
+        "storage",
+        "checkpoints.every.seconds",
+        "design.tune.lr.when",
+        "design.tune.momentum",
+        "design.tune.warmup_epochs",
+        "design.recipe.momentum",
+        "design.recipe.warmup_epochs",
+        "design.factors.freeze_depth",
+        "design.factors.augmentation",
+        "design.early_stopping",
+        "confirm.adaptive",
+        "model.pretrained.imagenet",
+        "model.schedule.warmup_epochs",
+        "failures.max_retries",
+        "dataset.image_size",
+        "unknown_key",
+        "model.bogus",
+    }
+)
 
 SPECIAL = [
-    0, 1, -1, 2, 7, 9, 100_000, 2**31, 2**62, 2**63, 2**64, -(2**63), 0.5, 1.0, 1e-9, 1e300, float("inf"),
-    float("-inf"), float("nan"), "", " ", "..", "../../x", "ftp://host/x", "s3://", "s3://bucket/p", "gs://b",
-    "file://host/x", "2024-01-01", "resnet_tiyn", "resnet18", "mixup", "flip", "imagenet", "scratch", "checkpoint",
-    "a" * 300, "é", "\x00", "[", "{a: 1}", True, False, None, [], {}, [1, 2], [0.1, 0.5], ["checkpoint", "scratch"],
-    {"type": "float", "low": 0.0, "high": 7.0}, {"type": "int", "low": 0, "high": 9},
-    {"type": "categorical", "choices": ["flip", "trivial"]}, {"type": "float", "low": 1e-4, "high": 1.0, "log": True},
-    {"init": ["checkpoint"]}, {"init": ["imagenet"]}, {"max_seeds": 8, "batch": 2},
-]  # fmt: skip
+    0,
+    1,
+    -1,
+    2,
+    7,
+    9,
+    100_000,
+    2**31,
+    2**62,
+    2**63,
+    2**64,
+    -(2**63),
+    0.5,
+    1.0,
+    1e-9,
+    1e300,
+    float("inf"),
+    float("-inf"),
+    float("nan"),
+    "",
+    " ",
+    "..",
+    "../../x",
+    "ftp://host/x",
+    "s3://",
+    "s3://bucket/p",
+    "gs://b",
+    "file://host/x",
+    "2024-01-01",
+    "resnet_tiyn",
+    "resnet18",
+    "mixup",
+    "flip",
+    "imagenet",
+    "scratch",
+    "checkpoint",
+    "a" * 300,
+    "é",
+    "\x00",
+    "[",
+    "{a: 1}",
+    True,
+    False,
+    None,
+    [],
+    {},
+    [1, 2],
+    [0.1, 0.5],
+    ["checkpoint", "scratch"],
+    {"type": "float", "low": 0.0, "high": 7.0},
+    {"type": "int", "low": 0, "high": 9},
+    {"type": "categorical", "choices": ["flip", "trivial"]},
+    {"type": "float", "low": 1e-4, "high": 1.0, "log": True},
+    {"init": ["checkpoint"]},
+    {"init": ["imagenet"]},
+    {"max_seeds": 8, "batch": 2},
+]
 scalars = st.one_of(
-    st.sampled_from(SPECIAL), st.integers(min_value=-(2**70), max_value=2**70), st.floats(), st.text(max_size=12),
+    st.sampled_from(SPECIAL),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(),
+    st.text(max_size=12),
 )
 values = st.one_of(scalars, st.lists(scalars, max_size=4), st.dictionaries(st.text(max_size=6), scalars, max_size=3))
 generic = st.tuples(st.sampled_from(PATHS), st.sampled_from(["set", "set", "set", "delete", "--set"]), values)
@@ -77,8 +153,9 @@ def tuned(draw: st.DrawFn) -> list[tuple[str, str, Any]]:
     pass validate and fail inside every or some trials."""
     name = draw(st.sampled_from(TUNABLE))
     if draw(st.booleans()):
-        choices = draw(st.lists(st.sampled_from([*ENDS, "flip", "mixup", "none", "trivial"]), min_size=1, max_size=3,
-                                unique=True))
+        choices = draw(
+            st.lists(st.sampled_from([*ENDS, "flip", "mixup", "none", "trivial"]), min_size=1, max_size=3, unique=True)
+        )
         entry: dict[str, Any] = {"type": "categorical", "choices": choices}
         recipe = choices[0]
     else:
@@ -124,8 +201,11 @@ def _invoke(args: list[str]) -> Result:
 def assert_names_file_and_place(output: str, path: Path) -> None:
     """The error starts with the file, then the line (``file:12: ...``), the ``--set`` item, or the fields
     (``invalid sweep spec`` followed by ``  dotted.field: ...`` lines, or ``model.backbone: ...``)."""
-    assert re.match(rf"Error: {re.escape(str(path))}(:\d+: |: (--set '|model\.|the file is empty|a sweep spec must be"
-                    rf"|invalid sweep spec \(\d+ problems?\):\n  \S[^\n]*: ))", output), output
+    assert re.match(
+        rf"Error: {re.escape(str(path))}(:\d+: |: (--set '|model\.|the file is empty|a sweep spec must be"
+        rf"|invalid sweep spec \(\d+ problems?\):\n  \S[^\n]*: ))",
+        output,
+    ), output
 
 
 def assert_runs(spec: Any) -> None:
@@ -149,8 +229,13 @@ def assert_runs(spec: Any) -> None:
     assert parse_spec(resolved, source="resolved").result_hash() == spec.result_hash()
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(changes=mutations)
 def test_mutated_specs_are_refused_clearly_or_run(tmp_path: Path, changes: list[tuple[str, str, Any]]) -> None:
     data = copy.deepcopy(BASE)
@@ -171,8 +256,13 @@ def test_mutated_specs_are_refused_clearly_or_run(tmp_path: Path, changes: list[
     assert_runs(load_spec(path, overrides))
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(position=st.integers(min_value=0, max_value=len(DEMO.read_bytes())), junk=st.binary(min_size=1, max_size=8))
 def test_corrupted_spec_bytes_are_refused_clearly_or_run(tmp_path: Path, position: int, junk: bytes) -> None:
     content = DEMO.read_bytes()
@@ -227,17 +317,34 @@ HOSTILE_COMMANDS: dict[str, tuple[list[str], str]] = {
     "report date spec": (["report", "{date_spec}"], "name: Input should be a valid string"),
     "report report/ is a file": (["report", "{report_file}"], "is a file, not a directory"),
     "report --out a file": (["report", "{ok}", "--out", "{file}/r"], "is a file"),
-    "predict --device banana": (["predict", "--checkpoint", "{file}", "--images", "{tmp}", "--device", "banana"],
-                                "--device 'banana' is not a device"),
+    "predict --device banana": (
+        ["predict", "--checkpoint", "{file}", "--images", "{tmp}", "--device", "banana"],
+        "--device 'banana' is not a device",
+    ),
     "train --out under a file": (["train", "--synthetic", "age", "--out", "{file}/run"], "is a file"),
-    "train --device banana": (["train", "--synthetic", "age", "--image-size", "16", "--device", "banana", "--out",
-                               "{tmp}/t", "--data-dir", "{tmp}/data"], "device must be auto, cpu, cuda or cuda:N, got 'banana'"),
-}  # fmt: skip
+    "train --device banana": (
+        [
+            "train",
+            "--synthetic",
+            "age",
+            "--image-size",
+            "16",
+            "--device",
+            "banana",
+            "--out",
+            "{tmp}/t",
+            "--data-dir",
+            "{tmp}/data",
+        ],
+        "device must be auto, cpu, cuda or cuda:N, got 'banana'",
+    ),
+}
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE_COMMANDS))
-def test_hostile_command_lines_fail_with_one_clear_error(case: str, results_dirs: dict[str, Path],
-                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hostile_command_lines_fail_with_one_clear_error(
+    case: str, results_dirs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)  # anything a command would write lands here
     args, expected = HOSTILE_COMMANDS[case]
     names = {"demo": str(DEMO), "tmp": str(tmp_path), **{k: str(v) for k, v in results_dirs.items()}}

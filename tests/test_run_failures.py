@@ -24,10 +24,14 @@ def _row(phase: str, status: str, error: str | None = None) -> dict[str, Any]:
 
 def test_failure_summary_counts_and_ranks_reasons_per_phase() -> None:
     rows = [
-        _row("tune", "ok"), _row("tune", "failed", "ValueError: bad   lr\n"), _row("tune", "pruned"),
-        _row("tune", "failed", "ValueError: bad lr"), _row("tune", "failed", "OSError: disk full"),
-        _row("confirm", "ok"), _row("confirm", "diverged"),
-    ]  # fmt: skip
+        _row("tune", "ok"),
+        _row("tune", "failed", "ValueError: bad   lr\n"),
+        _row("tune", "pruned"),
+        _row("tune", "failed", "ValueError: bad lr"),
+        _row("tune", "failed", "OSError: disk full"),
+        _row("confirm", "ok"),
+        _row("confirm", "diverged"),
+    ]
     [tune] = failure_summary(rows)
     assert (tune.phase, tune.failed, tune.recorded, tune.every_trial) == ("tune", 3, 5, False)
     assert tune.reasons == (("ValueError: bad lr", 2), ("OSError: disk full", 1))
@@ -56,8 +60,10 @@ def test_run_exits_non_zero_with_the_first_error_when_every_trial_of_a_phase_fai
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     rows = [_row("tune", "failed", "UnknownNameError: backbone 'resnet_tiyn' is not registered")] * 4
-    _fake_run(monkeypatch, SweepOutcome(location="/r/demo", trials_recorded=4, counts={"tune": 4},
-                                        failures=failure_summary(rows)))
+    _fake_run(
+        monkeypatch,
+        SweepOutcome(location="/r/demo", trials_recorded=4, counts={"tune": 4}, failures=failure_summary(rows)),
+    )
     result = CliRunner().invoke(cli, ["run", str(DEMO)])
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "the sweep could not do its job: tune phase: every trial failed" in result.output
@@ -67,8 +73,16 @@ def test_run_exits_non_zero_with_the_first_error_when_every_trial_of_a_phase_fai
 
 def test_run_reports_how_many_trials_failed_and_why_when_some_did(monkeypatch: pytest.MonkeyPatch) -> None:
     rows = [_row("tune", "ok")] * 6 + [_row("confirm", "ok")] * 3 + [_row("confirm", "failed", "[x] died")] * 2
-    _fake_run(monkeypatch, SweepOutcome(location="/r/demo", trials_recorded=11, counts={},
-                                        failures=failure_summary(rows), report_path="/r/demo/report/report.md"))
+    _fake_run(
+        monkeypatch,
+        SweepOutcome(
+            location="/r/demo",
+            trials_recorded=11,
+            counts={},
+            failures=failure_summary(rows),
+            report_path="/r/demo/report/report.md",
+        ),
+    )
     result = CliRunner().invoke(cli, ["run", str(DEMO)])
     assert result.exit_code == 0, result.output
     assert "failed trials confirm phase: 2 of 5 trials failed: [x] died (2×)" in " ".join(result.output.split())

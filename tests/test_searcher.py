@@ -67,8 +67,16 @@ def test_finished_trials_are_replayed_not_rerun() -> None:
     for levels in spec.studies()[:2]:
         for index in (0, 2):
             planned = plan_tune_trial(spec, levels, index, {"lr": 0.05, "augmentation": "none"})
-            done.append({"trial_id": planned.trial_id, "phase": "tune", "tune_index": index, "status": "ok",
-                         "objective": 0.3, "params_json": json.dumps({"tuned": planned.params, "levels": levels})})  # fmt: skip
+            done.append(
+                {
+                    "trial_id": planned.trial_id,
+                    "phase": "tune",
+                    "tune_index": index,
+                    "status": "ok",
+                    "objective": 0.3,
+                    "params_json": json.dumps({"tuned": planned.params, "levels": levels}),
+                }
+            )
     searcher = TuneSearcher(spec, done=done)
     assert searcher.remaining() == len(spec.studies()) * 3 - 4
     configs = _drain(searcher)
@@ -81,15 +89,20 @@ def test_finished_trials_are_replayed_not_rerun() -> None:
 
 def test_grid_sampler_covers_the_grid_exactly() -> None:
     data = yaml.safe_load((REPO / "sweeps" / "demo.yaml").read_text())
-    data["design"]["tune"] = {"augmentation": {"type": "categorical", "choices": ["none", "flip"]},
-                              "lr": {"type": "categorical", "choices": [0.01, 0.1]}}  # fmt: skip
+    data["design"]["tune"] = {
+        "augmentation": {"type": "categorical", "choices": ["none", "flip"]},
+        "lr": {"type": "categorical", "choices": [0.01, 0.1]},
+    }
     data["design"]["budget"].update(trials_per_cell=4, sampler="grid")
     data["design"]["recipe"]["lr"] = 0.01  # the recipe must be a grid point
     spec = parse_spec(data)
     configs = _drain(TuneSearcher(spec))
     levels = spec.studies()[0]
-    points = {(c["meta"]["params"]["lr"], c["meta"]["params"]["augmentation"])
-              for c in configs if c["meta"]["levels"] == levels}  # fmt: skip
+    points = {
+        (c["meta"]["params"]["lr"], c["meta"]["params"]["augmentation"])
+        for c in configs
+        if c["meta"]["levels"] == levels
+    }
     assert points == {(0.01, "none"), (0.01, "flip"), (0.1, "none"), (0.1, "flip")}
 
 
@@ -179,8 +192,16 @@ def test_replayed_trials_reach_their_study_with_their_outcome() -> None:
     done = []
     for index, (status, objective) in enumerate(outcomes):
         planned = plan_tune_trial(spec, levels, index, {"lr": 0.01 * (index + 1), "augmentation": "none"})
-        done.append({"trial_id": planned.trial_id, "phase": "tune", "tune_index": index, "status": status,
-                     "objective": objective, "params_json": json.dumps({"tuned": planned.params, "levels": levels})})  # fmt: skip
+        done.append(
+            {
+                "trial_id": planned.trial_id,
+                "phase": "tune",
+                "tune_index": index,
+                "status": status,
+                "objective": objective,
+                "params_json": json.dumps({"tuned": planned.params, "levels": levels}),
+            }
+        )
     confirm_row = {**done[0], "phase": "confirm", "tune_index": None, "trial_id": "confirm-row"}
     searcher = TuneSearcher(spec, done=[*done, confirm_row])
     study = searcher._studies[study_key(levels)]
@@ -201,8 +222,16 @@ def test_trials_a_dead_driver_left_running_are_handed_out_first_and_unchanged() 
     first, second = spec.studies()[:2]
     pending = plan_tune_trial(spec, first, 2, {"lr": 0.07, "augmentation": "none"})
     already_done = plan_tune_trial(spec, second, 1, {"lr": 0.05, "augmentation": "flip"})
-    done = [{"trial_id": already_done.trial_id, "phase": "tune", "tune_index": 1, "status": "ok", "objective": 0.3,
-             "params_json": json.dumps({"tuned": already_done.params, "levels": second})}]  # fmt: skip
+    done = [
+        {
+            "trial_id": already_done.trial_id,
+            "phase": "tune",
+            "tune_index": 1,
+            "status": "ok",
+            "objective": 0.3,
+            "params_json": json.dumps({"tuned": already_done.params, "levels": second}),
+        }
+    ]
     searcher = TuneSearcher(spec, done=done, pending=[pending, already_done])  # a recorded one is not rerun
     assert searcher.remaining() == len(spec.studies()) * 3 - 1
     config = searcher.suggest("t0")

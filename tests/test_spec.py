@@ -56,7 +56,9 @@ def test_unknown_key_names_file_path_and_allowed_keys(tmp_path: Path) -> None:
 def test_bad_value_names_field_and_value(tmp_path: Path) -> None:
     data = _base()
     data["design"]["factors"]["train_fraction"] = [0.1, 1.5]
-    with pytest.raises(SpecError, match=r"design\.factors: .*train_fraction levels must be numbers in \(0, 1\], got 1.5"):
+    with pytest.raises(
+        SpecError, match=r"design\.factors: .*train_fraction levels must be numbers in \(0, 1\], got 1.5"
+    ):
         load_spec(_write(tmp_path, data))
 
 
@@ -76,16 +78,32 @@ def test_overrides_change_any_field_with_yaml_types(tmp_path: Path) -> None:
     [
         (lambda d: d["design"]["recipe"].pop("lr"), "recipe is missing \\['lr'\\]"),
         (lambda d: d["design"]["recipe"].update(lr=5.0), "recipe.lr: 5.0 lies outside the tuned range"),
-        (lambda d: d["design"]["factors"].update(init=["imagenet", "random"]), "init levels \\['random'\\] are unknown"),
+        (
+            lambda d: d["design"]["factors"].update(init=["imagenet", "random"]),
+            "init levels \\['random'\\] are unknown",
+        ),
         (lambda d: d["design"]["factors"].update(freeze_depth=[0, 5]), "freeze_depth cannot be a factor"),
-        (lambda d: d["design"]["tune"].update(momentum={"type": "float", "low": 0, "high": 1, "log": True}),
-         "`low > 0` must hold for `log=True`"),
-        (lambda d: d["design"]["tune"].update(epochs={"type": "int", "low": 1, "high": 3}), "tune.epochs: cannot be tuned"),
-        (lambda d: d["hypothesis"].update(compare={"init": ["imagenet", "scratch"]}), "'imagenet' is not an init level"),
+        (
+            lambda d: d["design"]["tune"].update(momentum={"type": "float", "low": 0, "high": 1, "log": True}),
+            "`low > 0` must hold for `log=True`",
+        ),
+        (
+            lambda d: d["design"]["tune"].update(epochs={"type": "int", "low": 1, "high": 3}),
+            "tune.epochs: cannot be tuned",
+        ),
+        (
+            lambda d: d["hypothesis"].update(compare={"init": ["imagenet", "scratch"]}),
+            "'imagenet' is not an init level",
+        ),
         (lambda d: d["design"]["budget"].update(sampler="cmaes"), "design.budget.sampler"),
-        (lambda d: d["model"]["pretrained"].pop("checkpoint"), "init level `checkpoint` needs model.pretrained.checkpoint"),
-        (lambda d: (d["model"].update(image_size=32), d["dataset"].update(image_size=64)),
-         r"dataset.image_size \(64\) differs from model.image_size \(32\)"),
+        (
+            lambda d: d["model"]["pretrained"].pop("checkpoint"),
+            "init level `checkpoint` needs model.pretrained.checkpoint",
+        ),
+        (
+            lambda d: (d["model"].update(image_size=32), d["dataset"].update(image_size=64)),
+            r"dataset.image_size \(64\) differs from model.image_size \(32\)",
+        ),
     ],
 )
 def test_invalid_specs_are_refused_with_the_fix(tmp_path: Path, change, message: str) -> None:
@@ -121,8 +139,9 @@ def test_result_hash_ignores_resources_and_tracking_but_not_the_design() -> None
 
 def test_validate_command_prints_trials_per_phase(tmp_path: Path) -> None:
     demo = REPO / "sweeps" / "demo.yaml"
-    result = CliRunner().invoke(cli, ["validate", str(demo), "--set", "confirm.seeds=6",
-                                      "--set", "design.budget.trials_per_cell=4"])  # fmt: skip
+    result = CliRunner().invoke(
+        cli, ["validate", str(demo), "--set", "confirm.seeds=6", "--set", "design.budget.trials_per_cell=4"]
+    )
     assert result.exit_code == 0, result.output
     assert "tune phase: 32 trials" in result.output and "confirm phase: 48 trials" in result.output
 

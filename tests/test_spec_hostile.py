@@ -43,8 +43,11 @@ YAML_CASES = {
     "set": (b"name: !!set {a: null}\n", r":1: .* reads as a set"),
     "binary": (b"name: !!binary aGVsbG8=\n", r":1: .* reads as binary data"),
     "python tag": (b"name: !!python/object:os.system x\n", r":1: not valid YAML: .*could not determine a constructor"),
-    "recursive alias": (b"name: a\ndesign: &d {factors: *d}\n", r":2: an alias refers to a mapping or list that "
-                                                                  r"contains it"),
+    "recursive alias": (
+        b"name: a\ndesign: &d {factors: *d}\n",
+        r":2: an alias refers to a mapping or list that "
+        r"contains it",
+    ),
     "deep": (b"name: " + b"[" * 3000 + b"]" * 3000 + b"\n", rf":1: nesting deeper than {MAX_DEPTH} levels"),
     "deep block": (b"".join(b"  " * i + b"k%d:\n" % i for i in range(200)), rf"nesting deeper than {MAX_DEPTH}"),
     "bad yaml": (b"name: [a\n", r"not valid YAML: .*check the brackets"),
@@ -84,8 +87,12 @@ def test_alias_expansion_is_bounded_in_time_and_message_size(tmp_path: Path) -> 
 
 def test_plain_aliases_and_merge_keys_still_work() -> None:
     text = "a: &x {lr: 0.1}\nb: *x\nc:\n  <<: *x\n  lr: 0.2\nd: ['2024-01-01', 1.5e-3]\n"
-    assert load_yaml(text, source="s") == {"a": {"lr": 0.1}, "b": {"lr": 0.1}, "c": {"lr": 0.2},
-                                            "d": ["2024-01-01", 1.5e-3]}
+    assert load_yaml(text, source="s") == {
+        "a": {"lr": 0.1},
+        "b": {"lr": 0.1},
+        "c": {"lr": 0.2},
+        "d": ["2024-01-01", 1.5e-3],
+    }
 
 
 def test_oversized_file_is_refused_before_parsing(tmp_path: Path) -> None:
@@ -153,19 +160,30 @@ FIELD_CASES: list[tuple[str, Any, str]] = [
     ("hypothesis.alpha", float("nan"), r"hypothesis\.alpha"),
     ("design.recipe.lr", None, r"recipe\.lr: null is not a setting"),
     ("design.tune.momentum", {"type": "float", "low": 0.5, "high": 7}, r"tune\.momentum: the range can produce 7\.0"),
-    ("design.tune.freeze_depth", {"type": "int", "low": -1, "high": 3}, r"tune\.freeze_depth: the range can produce -1"),
+    (
+        "design.tune.freeze_depth",
+        {"type": "int", "low": -1, "high": 3},
+        r"tune\.freeze_depth: the range can produce -1",
+    ),
     ("design.tune.batch_size", {"type": "float", "low": 8, "high": 64}, r"tune\.batch_size: .*expected int"),
-    ("design.tune.augmentation", {"type": "categorical", "choices": ["flip", "mixup"]},
-     r"tune\.augmentation: the range can produce 'mixup'"),
+    (
+        "design.tune.augmentation",
+        {"type": "categorical", "choices": ["flip", "mixup"]},
+        r"tune\.augmentation: the range can produce 'mixup'",
+    ),
     ("design.tune.lr", {"type": "float", "low": 0.001, "high": float("inf")}, r"design\.tune\.lr"),
-    ("design.tune.lr", {"type": "float", "low": 1e-3, "high": 0.1, "when": {"init": ["imagenet"]}},
-     r"tune\.lr\.when\.init: \['imagenet'\] are not init levels"),
+    (
+        "design.tune.lr",
+        {"type": "float", "low": 1e-3, "high": 0.1, "when": {"init": ["imagenet"]}},
+        r"tune\.lr\.when\.init: \['imagenet'\] are not init levels",
+    ),
     ("design.factors.epochs", [1, 2], r"design\.tune\.warmup_epochs = 1\.5 gives an invalid trial .*epochs=1"),
 ]
 
 
-@pytest.mark.parametrize(("dotted", "value", "pattern"), FIELD_CASES,
-                         ids=[f"{d}={v!r}"[:60] for d, v, _ in FIELD_CASES])
+@pytest.mark.parametrize(
+    ("dotted", "value", "pattern"), FIELD_CASES, ids=[f"{d}={v!r}"[:60] for d, v, _ in FIELD_CASES]
+)
 def test_out_of_range_fields_are_refused_naming_the_field(dotted: str, value: Any, pattern: str) -> None:
     data = _base()
     if dotted == "design.factors.epochs":  # a warmup range fine for 2 epochs but not for 1
@@ -179,8 +197,12 @@ def test_out_of_range_fields_are_refused_naming_the_field(dotted: str, value: An
 
 def test_a_tuned_freeze_depth_beyond_the_backbone_s_levels_is_refused_by_validate() -> None:
     # how many levels a backbone has is known on the torch side only: `tlsweep validate` checks it, not parse_spec
-    code, output = _validate(str(DEMO), "--no-data-check", "--set",
-                             "design.tune.freeze_depth={type: int, low: 0, high: 9, when: {init: [checkpoint]}}")
+    code, output = _validate(
+        str(DEMO),
+        "--no-data-check",
+        "--set",
+        "design.tune.freeze_depth={type: int, low: 0, high: 9, when: {init: [checkpoint]}}",
+    )
     assert code == 2 and "freeze_depth must be an integer in 0..5 for backbone resnet_tiny" in output
     assert "got 9" in output and str(DEMO) in output
 

@@ -16,8 +16,9 @@ from tlsweep.stats import adjust_pvalues, compare_arms, decide_family, paired_t_
 ALPHA = 0.05
 
 
-def simulate_cells(rng: np.random.Generator, shape: tuple[int, ...], n: int, *, effect: float, noise: float,
-                   seed_sd: float = 0.03) -> tuple[np.ndarray, np.ndarray]:
+def simulate_cells(
+    rng: np.random.Generator, shape: tuple[int, ...], n: int, *, effect: float, noise: float, seed_sd: float = 0.03
+) -> tuple[np.ndarray, np.ndarray]:
     """Treated and baseline accuracies of shape (*shape, n): common seed effects, independent run noise."""
     seed_effect = rng.normal(0.0, seed_sd, (*shape, n))
     baseline = 0.5 + seed_effect + rng.normal(0.0, noise, (*shape, n))
@@ -99,16 +100,28 @@ def test_tost_rejects_at_most_alpha_at_the_margin_and_has_power_inside() -> None
     assert np.mean(inside <= ALPHA) > 0.9
 
 
-def _pipeline_labels(rng: np.random.Generator, families: int, m: int, n: int, *, effect: float, noise: float,
-                     correction: str) -> np.ndarray:
+def _pipeline_labels(
+    rng: np.random.Generator, families: int, m: int, n: int, *, effect: float, noise: float, correction: str
+) -> np.ndarray:
     treated, baseline = simulate_cells(rng, (families, m), n, effect=effect, noise=noise)
     seeds = np.arange(n)
     significant = np.zeros((families, m), dtype=bool)
     gate = ALPHA if correction == "none" else ALPHA / m
     for f in range(families):
-        contrasts = [compare_arms(treated[f, c], baseline[f, c], treated_seeds=seeds, baseline_seeds=seeds,
-                                  alternative="greater", margin=0.01, gate_alpha=gate, rng=rng, n_resamples=0)
-                     for c in range(m)]
+        contrasts = [
+            compare_arms(
+                treated[f, c],
+                baseline[f, c],
+                treated_seeds=seeds,
+                baseline_seeds=seeds,
+                alternative="greater",
+                margin=0.01,
+                gate_alpha=gate,
+                rng=rng,
+                n_resamples=0,
+            )
+            for c in range(m)
+        ]
         significant[f] = [d.significant for d in decide_family(contrasts, alpha=ALPHA, correction=correction)]
     return significant
 

@@ -98,7 +98,8 @@ def test_tost_matches_statsmodels() -> None:
 
 def test_unpaired_tests_match_scipy() -> None:
     assert welch_t_test(A, B[:4], alternative="greater").pvalue == pytest.approx(
-        scipy.stats.ttest_ind(A, B[:4], equal_var=False, alternative="greater").pvalue)
+        scipy.stats.ttest_ind(A, B[:4], equal_var=False, alternative="greater").pvalue
+    )
     # 3 vs 3, complete separation: the exact one-sided p is 1/C(6,3) = 0.05
     assert mann_whitney_test([4, 5, 6], [1, 2, 3], alternative="greater").pvalue == pytest.approx(0.05)
 
@@ -112,18 +113,26 @@ def test_effect_sizes_by_hand() -> None:
     assert poi.estimate == pytest.approx(0.5)  # (1 + 1.5 + 2) / 9
     u = scipy.stats.mannwhitneyu(A, B).statistic
     assert probability_of_improvement(A, B, paired=True, rng=rng, n_resamples=0).estimate == pytest.approx(
-        u / (A.size * B.size))
+        u / (A.size * B.size)
+    )
 
 
 def test_bootstrap_intervals_equal_scipy_with_the_same_generator() -> None:
     interval = mean_difference(A, B, paired=True, rng=np.random.default_rng(7), n_resamples=999)
-    expected = scipy.stats.bootstrap((A, B), lambda a, b, axis: np.mean(a, axis=axis) - np.mean(b, axis=axis),
-                                     paired=True, vectorized=True, n_resamples=999, method="BCa",
-                                     rng=np.random.default_rng(7))
+    expected = scipy.stats.bootstrap(
+        (A, B),
+        lambda a, b, axis: np.mean(a, axis=axis) - np.mean(b, axis=axis),
+        paired=True,
+        vectorized=True,
+        n_resamples=999,
+        method="BCa",
+        rng=np.random.default_rng(7),
+    )
     assert interval.method == "BCa"
     assert interval.estimate == pytest.approx(np.mean(A - B))
     assert (interval.low, interval.high) == pytest.approx(
-        (expected.confidence_interval.low, expected.confidence_interval.high))
+        (expected.confidence_interval.low, expected.confidence_interval.high)
+    )
     ratio = ratio_of_means(A, B, paired=True, rng=np.random.default_rng(7), n_resamples=999)
     assert ratio.estimate == pytest.approx(A.mean() / B.mean())
     assert ratio.low < ratio.estimate < ratio.high
@@ -153,8 +162,16 @@ def test_input_checks_name_the_problem() -> None:
     with pytest.raises(StatsInputError, match="must be 1-D"):
         cohens_dz(np.ones((2, 2)), np.ones((2, 2)))
     with pytest.raises(StatsInputError, match="seeds must be unique"):
-        compare_arms(A, B, treated_seeds=[1, 1, 2, 3, 4, 5], baseline_seeds=range(6), alternative="greater",
-                     margin=0.02, gate_alpha=0.05, rng=rng)
+        compare_arms(
+            A,
+            B,
+            treated_seeds=[1, 1, 2, 3, 4, 5],
+            baseline_seeds=range(6),
+            alternative="greater",
+            margin=0.02,
+            gate_alpha=0.05,
+            rng=rng,
+        )
 
 
 def test_exact_floors_and_minimum_seeds_match_the_specification() -> None:
@@ -166,14 +183,20 @@ def test_exact_floors_and_minimum_seeds_match_the_specification() -> None:
     assert min_replicates(0.05, paired=False, alternative="two-sided") == 4
 
 
-@pytest.mark.parametrize("d,alpha,paired,expected", [
-    (1.0, 0.05, True, (10, 13)), (0.5, 0.05, True, (34, 44)), (1.0, 0.05 / 6, True, (16, 19)),
-    (0.8, 0.05, False, (26, 34)), (2.0, 0.05 / 6, False, (8, 10)),
-])
-def test_seeds_for_power_reproduce_the_science_table(d: float, alpha: float, paired: bool,
-                                                     expected: tuple[int, int]) -> None:
-    got = tuple(seeds_for_power(d, alpha=alpha, power=p, paired=paired, alternative="two-sided")
-                for p in (0.8, 0.9))
+@pytest.mark.parametrize(
+    "d,alpha,paired,expected",
+    [
+        (1.0, 0.05, True, (10, 13)),
+        (0.5, 0.05, True, (34, 44)),
+        (1.0, 0.05 / 6, True, (16, 19)),
+        (0.8, 0.05, False, (26, 34)),
+        (2.0, 0.05 / 6, False, (8, 10)),
+    ],
+)
+def test_seeds_for_power_reproduce_the_science_table(
+    d: float, alpha: float, paired: bool, expected: tuple[int, int]
+) -> None:
+    got = tuple(seeds_for_power(d, alpha=alpha, power=p, paired=paired, alternative="two-sided") for p in (0.8, 0.9))
     assert got == expected
     assert seeds_for_power(0.0, alpha=0.05, paired=True, alternative="greater") is None
 
@@ -197,13 +220,31 @@ def test_compare_arms_pairs_by_seed_regardless_of_order() -> None:
     rng = np.random.default_rng(0)
     seeds = np.arange(6)
     shuffled = np.array([3, 0, 5, 1, 4, 2])
-    contrast = compare_arms(A[shuffled], B, treated_seeds=seeds[shuffled], baseline_seeds=seeds,
-                            alternative="greater", margin=0.02, gate_alpha=0.05, rng=rng, n_resamples=0)
+    contrast = compare_arms(
+        A[shuffled],
+        B,
+        treated_seeds=seeds[shuffled],
+        baseline_seeds=seeds,
+        alternative="greater",
+        margin=0.02,
+        gate_alpha=0.05,
+        rng=rng,
+        n_resamples=0,
+    )
     assert contrast.paired and contrast.n_pairs == 6
     assert contrast.test.pvalue == pytest.approx(scipy.stats.ttest_rel(A, B, alternative="greater").pvalue)
     assert contrast.d_z == pytest.approx(cohens_dz(A, B))
-    unpaired = compare_arms(A, B[:5], treated_seeds=seeds, baseline_seeds=seeds[:5], alternative="greater",
-                            margin=0.02, gate_alpha=0.05, rng=rng, n_resamples=0)
+    unpaired = compare_arms(
+        A,
+        B[:5],
+        treated_seeds=seeds,
+        baseline_seeds=seeds[:5],
+        alternative="greater",
+        margin=0.02,
+        gate_alpha=0.05,
+        rng=rng,
+        n_resamples=0,
+    )
     assert not unpaired.paired and unpaired.design.startswith("unpaired (1 run(s) lack a partner")
     assert unpaired.test.name == "Welch t" and unpaired.robustness.name == "Mann–Whitney U"
 
@@ -212,8 +253,9 @@ def test_decide_family_gates_and_labels() -> None:
     rng = np.random.default_rng(0)
     kwargs = dict(alternative="greater", margin=0.02, rng=rng, n_resamples=0)
     strong = compare_arms(A, B, treated_seeds=range(6), baseline_seeds=range(6), gate_alpha=0.05, **kwargs)
-    same = compare_arms(B + 0.001 * np.arange(6), B, treated_seeds=range(6), baseline_seeds=range(6),
-                        gate_alpha=0.05, **kwargs)
+    same = compare_arms(
+        B + 0.001 * np.arange(6), B, treated_seeds=range(6), baseline_seeds=range(6), gate_alpha=0.05, **kwargs
+    )
     worse = compare_arms(B, A, treated_seeds=range(6), baseline_seeds=range(6), gate_alpha=0.05, **kwargs)
     few = compare_arms(A[:3], B[:3], treated_seeds=range(3), baseline_seeds=range(3), gate_alpha=0.05, **kwargs)
     missing = compare_arms(A, [], treated_seeds=range(6), baseline_seeds=[], gate_alpha=0.05, **kwargs)
@@ -233,8 +275,15 @@ def test_design_model_recovers_known_interactions() -> None:
             for epochs in (2.0, 6.0, 12.0):
                 for treated in (0, 1):
                     value = 50 + 4 * log2f + 0.5 * epochs + treated * (10 - 3 * log2f - 0.4 * epochs)
-                    rows.append({"value": value + seed_effect[seed] + rng.normal(0, 0.3), "treated": treated,
-                                 "log2_fraction": log2f, "epochs": epochs, "seed": str(seed)})
+                    rows.append(
+                        {
+                            "value": value + seed_effect[seed] + rng.normal(0, 0.3),
+                            "treated": treated,
+                            "log2_fraction": log2f,
+                            "epochs": epochs,
+                            "seed": str(seed),
+                        }
+                    )
     model = fit_design_model(pd.DataFrame(rows), logit=False, points_per_unit=1.0)
     assert model.fitted and model.method.startswith("mixedlm")
     table = model.coefficients.set_index("term")

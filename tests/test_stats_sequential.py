@@ -78,8 +78,9 @@ def test_holm_recycles_the_level_of_a_rejected_cell():
 def test_decisions_stop_settled_cells_and_carry_the_others():
     rng = np.random.default_rng(1)
     design = SequentialDesign((8, 16), margin=0.5)
-    d = np.stack([rng.normal(5.0, 1.0, 16), rng.normal(0.0, 0.05, 16), rng.normal(-5.0, 1.0, 16),
-                  rng.normal(0.6, 1.0, 16)])
+    d = np.stack(
+        [rng.normal(5.0, 1.0, 16), rng.normal(0.0, 0.05, 16), rng.normal(-5.0, 1.0, 16), rng.normal(0.6, 1.0, 16)]
+    )
     first = sequential_decide(look_pvalues(d, design), design, looks_done=1)
     assert first.label.tolist()[:3] == ["supported", "equivalent", "not supported"]
     assert first.open.tolist() == [False, False, False, True]
@@ -104,13 +105,17 @@ def test_family_wise_error_rate_over_simulated_null_sweeps():
     supported (and, separately, any declared reversed) is 0.05 ± 0.01."""
     design = SequentialDesign(LOOKS, alpha=0.05, margin=0.5)
     summary = simulate(np.zeros(6), design, sweeps=20_000, rng=np.random.default_rng(20_000))
-    print(f"null: FWER {summary.any_supported_false:.4f}, reversed {summary.any_reversed_false:.4f}, "
-          f"mean seeds {summary.mean_seeds:.2f} of {summary.max_seeds}")
+    print(
+        f"null: FWER {summary.any_supported_false:.4f}, reversed {summary.any_reversed_false:.4f}, "
+        f"mean seeds {summary.mean_seeds:.2f} of {summary.max_seeds}"
+    )
     assert 0.04 <= summary.any_supported_false <= 0.06
     assert 0.04 <= summary.any_reversed_false <= 0.06
     # Pocock-type spending and Bonferroni keep the rate too
-    for other in (SequentialDesign(LOOKS, spending="pocock", margin=0.5),
-                  SequentialDesign(LOOKS, correction="bonferroni", margin=0.5)):
+    for other in (
+        SequentialDesign(LOOKS, spending="pocock", margin=0.5),
+        SequentialDesign(LOOKS, correction="bonferroni", margin=0.5),
+    ):
         rate = simulate(np.zeros(6), other, sweeps=20_000, rng=np.random.default_rng(7)).any_supported_false
         assert 0.04 <= rate <= 0.06, (other, rate)
 
@@ -122,11 +127,15 @@ def test_adaptive_seeds_save_trials_against_a_fixed_design_of_equal_power():
     effects = [3.0, 2.0, 1.0, 0.0, 0.0, -1.0]
     design = SequentialDesign(LOOKS, alpha=0.05, margin=0.5)
     adaptive = simulate(effects, design, sweeps=4000, rng=np.random.default_rng(11))
-    fixed_n = next(n for n in range(3, 64)
-                   if simulate_fixed(effects, n, design, sweeps=4000, rng=np.random.default_rng(12)).power
-                   >= adaptive.power)
+    fixed_n = next(
+        n
+        for n in range(3, 64)
+        if simulate_fixed(effects, n, design, sweeps=4000, rng=np.random.default_rng(12)).power >= adaptive.power
+    )
     saved = 1 - adaptive.mean_seeds / fixed_n
-    print(f"alternatives: power {adaptive.power:.3f}, mean seeds {adaptive.mean_seeds:.2f} (max {LOOKS[-1]}), "
-          f"fixed design of equal power {fixed_n} seeds, saved {saved:.1%}")
+    print(
+        f"alternatives: power {adaptive.power:.3f}, mean seeds {adaptive.mean_seeds:.2f} (max {LOOKS[-1]}), "
+        f"fixed design of equal power {fixed_n} seeds, saved {saved:.1%}"
+    )
     assert adaptive.any_supported_false <= 0.06
     assert saved >= 0.30

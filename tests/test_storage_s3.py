@@ -53,9 +53,7 @@ def test_endpoint_from_aws_endpoint_url_is_baked_into_the_filesystem(s3_env: S3B
     }
 
 
-def test_aws_endpoint_url_s3_wins_over_the_generic_variable(
-    s3_env: S3Bucket, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_aws_endpoint_url_s3_wins_over_the_generic_variable(s3_env: S3Bucket, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_env.endpoint.url)
     store = ResultsStore(s3_env.uri("demo"))
@@ -72,7 +70,9 @@ def test_bad_endpoint_variable_is_reported(monkeypatch: pytest.MonkeyPatch) -> N
 def test_missing_bucket_is_a_store_error(s3_env: S3Bucket) -> None:
     store = ResultsStore("s3://tlsweep-no-such-bucket/demo")
     assert not store.exists()
-    with pytest.raises(StoreError, match=r"cannot write s3://tlsweep-no-such-bucket/demo/trials.parquet.*bucket exists"):
+    with pytest.raises(
+        StoreError, match=r"cannot write s3://tlsweep-no-such-bucket/demo/trials.parquet.*bucket exists"
+    ):
         store.write_trials(_trials("a"))
 
 
@@ -91,9 +91,7 @@ def test_explicit_endpoint_in_the_uri_query(s3_bucket: S3Bucket, monkeypatch: py
 
 
 def test_store_on_a_prebuilt_location(s3_bucket: S3Bucket) -> None:
-    location = Location(
-        uri=s3_bucket.uri("x"), filesystem=s3_bucket.endpoint.filesystem(), path=f"{s3_bucket.name}/x"
-    )
+    location = Location(uri=s3_bucket.uri("x"), filesystem=s3_bucket.endpoint.filesystem(), path=f"{s3_bucket.name}/x")
     store = ResultsStore(location)
     store.write_trials(_trials("a"))
     assert store.read_trials().column("trial_id").to_pylist() == ["a"]
@@ -140,9 +138,7 @@ def test_pickled_filesystem_reaches_the_endpoint_without_the_variable(s3_env: S3
         print(ResultsStore(location).read_trials().column("trial_id").to_pylist())
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], input=payload, capture_output=True, env=env, timeout=120
-    )
+    result = subprocess.run([sys.executable, "-c", script], input=payload, capture_output=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout.decode().strip() == "['a']"
 

@@ -30,8 +30,14 @@ def _get(url: str) -> Any:
 def _start(*args: str) -> tuple[subprocess.Popen[str], str]:
     """``tlsweep dashboard ARGS`` in a subprocess; returns it and the URL it printed."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "tlsweep", "dashboard", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tlsweep", "dashboard", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
     lines = []
     deadline = time.monotonic() + 120
     assert proc.stdout is not None
@@ -57,8 +63,12 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 
 
 def test_the_dashboard_lists_every_study_with_the_trials_of_the_parquet(tmp_path: Path) -> None:
-    root = simulate_results(tmp_path / "r", seeds=2, trials_per_cell=3,
-                            status_of=lambda phase, cell, arm, seed, index: "failed" if index == 1 else "ok")  # fmt: skip
+    root = simulate_results(
+        tmp_path / "r",
+        seeds=2,
+        trials_per_cell=3,
+        status_of=lambda phase, cell, arm, seed, index: "failed" if index == 1 else "ok",
+    )
     proc, url = _start(str(root))
     try:
         assert url.startswith("http://127.0.0.1:") and url.endswith("/dashboard")
@@ -83,9 +93,14 @@ def test_the_dashboard_lists_every_study_with_the_trials_of_the_parquet(tmp_path
 
 
 def test_a_directory_without_results_is_a_clear_error(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "tlsweep", "dashboard", str(tmp_path / "nothing")],
-                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO,
-                          timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "tlsweep", "dashboard", str(tmp_path / "nothing")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=REPO,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "spec.resolved.yaml: not found" in proc.stderr and "tlsweep run" in proc.stderr
 
@@ -96,7 +111,12 @@ def test_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        proc = subprocess.run([sys.executable, "-m", "tlsweep", "dashboard", str(root), "--port", str(port)],
-                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
-                              cwd=REPO, timeout=120)  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-m", "tlsweep", "dashboard", str(root), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            cwd=REPO,
+            timeout=120,
+        )
     assert proc.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in proc.stderr

@@ -123,7 +123,10 @@ def test_parquet_files_have_the_declared_schema_and_metadata(finished_sweep) -> 
     provenance = json.loads((results / "provenance.json").read_text())
     assert provenance["spec_hash"] == spec.result_hash() and resolved["name"] == "tiny"
     assert "tlsweep" not in resolved and load_spec(results / "spec.resolved.yaml") == spec  # itself a valid spec
-    assert provenance["compared_arms"] == [list(c.pair) for c in spec.compared_arms] and provenance["trial_counts"] == spec.trial_counts()
+    assert (
+        provenance["compared_arms"] == [list(c.pair) for c in spec.compared_arms]
+        and provenance["trial_counts"] == spec.trial_counts()
+    )
     ok = [r for r in trials.to_pylist() if r["status"] == "ok"]
     rows_per_trial = Counter(r["trial_id"] for r in epochs.to_pylist())
     assert all(rows_per_trial[r["trial_id"]] == r["epochs_run"] for r in ok)
@@ -137,7 +140,9 @@ def test_ray_keeps_checkpoints_but_no_second_copy_of_the_results(finished_sweep)
     states = sorted((results / "ray").rglob("state.pt"))
     rows = pq.read_table(results / "trials.parquet").to_pylist()
     assert len(states) == len({p.parent.parent for p in states})  # one per trial
-    assert {p.parent.parent.name for p in states} == {f"{r['phase']}-{r['trial_id']}" for r in rows if r["status"] == "ok"}
+    assert {p.parent.parent.name for p in states} == {
+        f"{r['phase']}-{r['trial_id']}" for r in rows if r["status"] == "ok"
+    }
     from tlsweep.training.predict import load_trained_model
 
     kept = load_trained_model(states[0])  # what `tlsweep predict --checkpoint` reads
@@ -147,8 +152,15 @@ def test_ray_keeps_checkpoints_but_no_second_copy_of_the_results(finished_sweep)
     assert not [m for m in TUNE_MESSAGES if m.startswith("Failed to fetch metrics")]
     tune_log = logging.getLogger(RESULT_FILES_LOGGER)
     record = tune_log.makeRecord(tune_log.name, logging.WARNING, __file__, 1, "%s", ("x",), None)
-    complaint = tune_log.makeRecord(tune_log.name, logging.WARNING, __file__, 1, "%s", (
-        "Failed to fetch metrics for 24 trial(s):\n- sweep_trainable_1: FileNotFoundError()",), None)
+    complaint = tune_log.makeRecord(
+        tune_log.name,
+        logging.WARNING,
+        __file__,
+        1,
+        "%s",
+        ("Failed to fetch metrics for 24 trial(s):\n- sweep_trainable_1: FileNotFoundError()",),
+        None,
+    )
     with sweep_settings():  # what run_sweep runs under
         assert tune_log.filter(record)
         assert not tune_log.filter(complaint)
@@ -208,13 +220,16 @@ def test_results_in_the_old_layout_resume_and_move_to_the_new_one(finished_sweep
     provenance = json.loads((old / "provenance.json").read_text())
     (old / "provenance.json").unlink()
     document = yaml.safe_load((old / "spec.resolved.yaml").read_text())
-    document["tlsweep"] = {k: provenance[k] for k in ("spec_hash", "source", "versions", "trial_counts", "compared_arms")}
+    document["tlsweep"] = {
+        k: provenance[k] for k in ("spec_hash", "source", "versions", "trial_counts", "compared_arms")
+    }
     (old / "spec.resolved.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
     before = pq.read_table(old / "trials.parquet").to_pylist()
     outcome = _run(spec, storage=str(old.parent))
     assert outcome.trials_recorded == 0 and not outcome.interrupted
     assert sorted(r["trial_id"] for r in pq.read_table(old / "trials.parquet").to_pylist()) == sorted(
-        r["trial_id"] for r in before)  # fmt: skip
+        r["trial_id"] for r in before
+    )
     assert load_spec(old / "spec.resolved.yaml") == spec
     assert json.loads((old / "provenance.json").read_text())["spec_hash"] == spec.result_hash()
 
@@ -225,7 +240,10 @@ def test_status_command_reads_the_results_directory(finished_sweep) -> None:
     spec, results, _ = finished_sweep
     result = CliRunner().invoke(cli, ["status", str(results)])
     assert result.exit_code == 0, result.output
-    assert "not running" in result.output and f"{spec.design.budget.trials_per_cell}/{spec.design.budget.trials_per_cell}" in result.output
+    assert (
+        "not running" in result.output
+        and f"{spec.design.budget.trials_per_cell}/{spec.design.budget.trials_per_cell}" in result.output
+    )
 
 
 def test_a_changed_spec_is_refused_and_new_keeps_the_old_results(finished_sweep, tiny_assets, tmp_path) -> None:
@@ -258,8 +276,9 @@ def test_a_driver_killed_with_sigkill_resumes_to_exactly_the_planned_trials(tiny
     trials_file = tmp_path / "runs" / "killed" / "trials.parquet"
 
     def start_and_wait_for_rows(rows: int) -> subprocess.Popen:
-        proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        )
         deadline = time.time() + 240
         while time.time() < deadline and proc.poll() is None:
             if ResultsStore(trials_file.parent).read_trials().num_rows >= rows:  # with the parts appended mid-phase
@@ -315,8 +334,9 @@ def test_a_trial_running_when_the_driver_died_continues_from_its_checkpoint(tiny
     command = [sys.executable, "-m", "tlsweep", "run", *run_args]
     # the driver SIGKILLs itself once tune trial 1 of the scratch study has checkpointed epoch 1
     dying = kill_driver_command({"phase": "tune", "tune_index": 1, "arm": "scratch"}, after_epoch=1, run_args=run_args)
-    proc = subprocess.Popen(dying, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        dying, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         assert proc.wait(timeout=300) == -signal.SIGKILL
     finally:
@@ -381,11 +401,15 @@ def test_a_three_arm_sweep_runs_end_to_end_and_reports_every_comparison(ray_loca
     only where `when: {arm: ...}` says; the report holds both comparisons against the control."""
     data = tiny_spec_dict(tiny_assets, tmp_path / "runs", name="arms")
     data["design"] = {
-        "arms": {"finetune": {"init": "checkpoint"}, "probe": {"init": "checkpoint", "freeze_depth": 5},
-                 "scratch": {"init": "scratch"}},
+        "arms": {
+            "finetune": {"init": "checkpoint"},
+            "probe": {"init": "checkpoint", "freeze_depth": 5},
+            "scratch": {"init": "scratch"},
+        },
         "factors": {"train_fraction": [1.0], "epochs": [1]},
-        "tune": {"lr": {"type": "float", "low": 1.0e-3, "high": 0.3, "log": True,
-                        "when": {"arm": ["finetune", "scratch"]}}},
+        "tune": {
+            "lr": {"type": "float", "low": 1.0e-3, "high": 0.3, "log": True, "when": {"arm": ["finetune", "scratch"]}}
+        },
         "recipe": {"lr": 0.01},
         "budget": {"trials_per_cell": 2, "sampler": "tpe"},
     }
@@ -397,7 +421,10 @@ def test_a_three_arm_sweep_runs_end_to_end_and_reports_every_comparison(ray_loca
     assert not outcome.interrupted and len(rows) == sum(spec.trial_counts().values()) == 3 * 2 + 3 * 2
     assert Counter(r["arm"] for r in rows) == {"finetune": 4, "probe": 4, "scratch": 4}
     assert {(r["arm"], r["init"], r["freeze_depth"]) for r in rows} == {
-        ("finetune", "checkpoint", 0), ("probe", "checkpoint", 5), ("scratch", "scratch", None)}
+        ("finetune", "checkpoint", 0),
+        ("probe", "checkpoint", 5),
+        ("scratch", "scratch", None),
+    }
     tuned = {r["arm"]: set(json.loads(r["params_json"])["tuned"]) for r in rows if r["phase"] == "tune"}
     assert tuned == {"finetune": {"lr"}, "probe": set(), "scratch": {"lr"}}
     seeds = {arm: sorted(r["seed"] for r in rows if r["arm"] == arm and r["phase"] == "confirm") for arm in tuned}

@@ -38,8 +38,12 @@ def test_offline_sweep_mirrors_every_trial_without_leaking_the_key(ray_local, ti
     assert {d.name.rsplit("-", 1)[-1] for d in run_dirs} == trial_ids | {report_run.rsplit("-", 1)[-1]}
     assert outcome.report_path == str(results / "report" / "report.md")
     assert outcome.wandb_sync and outcome.wandb_sync.startswith("wandb sync ")
-    dry = subprocess.run([str(Path(sys.executable).parent / "wandb"), "sync", "--dry-run", *map(str, run_dirs)],
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    dry = subprocess.run(
+        [str(Path(sys.executable).parent / "wandb"), "sync", "--dry-run", *map(str, run_dirs)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert dry.returncode == 0, dry.stderr
     leaks = [p for p in results.rglob("*") if p.is_file() and PLANTED_KEY.encode() in p.read_bytes()]
     assert leaks == []

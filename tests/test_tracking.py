@@ -82,8 +82,15 @@ def run_contents(run_dir: Path) -> dict[str, object]:
         kind = record.WhichOneof("record_type")
         if kind == "run":
             run = record.run
-            out.update(run_id=run.run_id, group=run.run_group, job_type=run.job_type, name=run.display_name,
-                       tags=list(run.tags), project=run.project, resume=run.resume)
+            out.update(
+                run_id=run.run_id,
+                group=run.run_group,
+                job_type=run.job_type,
+                name=run.display_name,
+                tags=list(run.tags),
+                project=run.project,
+                resume=run.resume,
+            )
             out["config"].update({_key(i): json.loads(i.value_json) for i in run.config.update})
         elif kind == "config":
             out["config"].update({_key(i): json.loads(i.value_json) for i in record.config.update})
@@ -120,8 +127,9 @@ def fake_trial_config(cell: int, seed: int) -> dict[str, object]:
 
 def drive(tracker: object, trial_ids: list[str], epochs: int = 2, finish: bool = True) -> None:
     for index, trial_id in enumerate(trial_ids):
-        tracker.trial_started(trial_id, name=f"trial-{index}", config=fake_trial_config(index, seed=index),
-                              job_type="tune")
+        tracker.trial_started(
+            trial_id, name=f"trial-{index}", config=fake_trial_config(index, seed=index), job_type="tune"
+        )
     for epoch in range(epochs):
         for trial_id in trial_ids:
             tracker.trial_epoch(trial_id, epoch, {"val_acc": 0.5 + 0.1 * epoch, "train_loss": 1.0 / (epoch + 1)})
@@ -135,8 +143,17 @@ def drive(tracker: object, trial_ids: list[str], epochs: int = 2, finish: bool =
 
 def test_flatten_config_keeps_scalars_and_dots_nested_keys() -> None:
     np = pytest.importorskip("numpy")
-    flat = flatten_config({"a": {"b": 1, "c": {"d": "x"}}, "lr": np.float32(0.5), "n": np.int64(3),
-                           "flag": True, "skip": [1, 2], "none": None, "path": Path("/tmp")})
+    flat = flatten_config(
+        {
+            "a": {"b": 1, "c": {"d": "x"}},
+            "lr": np.float32(0.5),
+            "n": np.int64(3),
+            "flag": True,
+            "skip": [1, 2],
+            "none": None,
+            "path": Path("/tmp"),
+        }
+    )
     assert flat == {"a.b": 1, "a.c.d": "x", "lr": 0.5, "n": 3, "flag": True}
     assert type(flat["n"]) is int
 
@@ -161,8 +178,14 @@ def test_wandb_run_id_is_the_trial_id_without_reserved_characters() -> None:
         ("offline", "disabled", "offline", False, "offline"),
     ],
 )
-def test_resolve_mode(monkeypatch: pytest.MonkeyPatch, spec_mode: str | None, env_mode: str | None,
-                      override: str | None, has_key: bool, expected: str) -> None:
+def test_resolve_mode(
+    monkeypatch: pytest.MonkeyPatch,
+    spec_mode: str | None,
+    env_mode: str | None,
+    override: str | None,
+    has_key: bool,
+    expected: str,
+) -> None:
     if env_mode is None:
         monkeypatch.delenv("WANDB_MODE", raising=False)
     else:
@@ -256,8 +279,9 @@ def test_offline_tracker_writes_one_run_per_trial_with_flat_config(
 
     command = tracker.sync_command()
     assert command == f"wandb sync {results.absolute() / 'wandb'}"
-    synced = subprocess.run([str(VENV_BIN / "wandb"), "sync", "--dry-run", *map(str, run_dirs)],
-                            capture_output=True, text=True, timeout=60)
+    synced = subprocess.run(
+        [str(VENV_BIN / "wandb"), "sync", "--dry-run", *map(str, run_dirs)], capture_output=True, text=True, timeout=60
+    )
     assert synced.returncode == 0, synced.stderr
     assert "Would sync 3 run(s)" in synced.stdout + synced.stderr
     assert files_containing(results, PLANTED_KEY) == []
@@ -281,8 +305,12 @@ def test_restarted_tracker_continues_the_same_run(tmp_path: Path) -> None:
     assert [r["run_id"] for r in runs] == ["trialX", "trialX"]
     assert [r["resume"] for r in runs] == [True, True]  # resume="allow": online, W&B continues the run
     assert [r["steps"] for r in runs] == [[0], [1]]
-    synced = subprocess.run([str(VENV_BIN / "wandb"), "sync", "--dry-run", str(results / "wandb")],
-                            capture_output=True, text=True, timeout=60)
+    synced = subprocess.run(
+        [str(VENV_BIN / "wandb"), "sync", "--dry-run", str(results / "wandb")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert synced.returncode == 0, synced.stderr
 
 
@@ -331,8 +359,9 @@ def test_wandb_failures_never_reach_the_driver(
     assert any("injected init failure" in r.getMessage() for r in caplog.records)
 
 
-def test_a_hung_wandb_neither_blocks_the_driver_nor_close(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_a_hung_wandb_neither_blocks_the_driver_nor_close(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     import wandb
 
     release = __import__("threading").Event()
@@ -416,8 +445,9 @@ def test_unreachable_server_degrades_to_offline_and_never_writes_the_key(tmp_pat
     results = tmp_path / "results"
     started = time.monotonic()
     with listener:
-        done = subprocess.run([sys.executable, "-c", script, str(results)], env=env, capture_output=True,
-                              text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(results)], env=env, capture_output=True, text=True, timeout=120
+        )
     assert done.returncode == 0, done.stderr
     assert time.monotonic() - started < 40
     assert "MODE offline" in done.stdout and f"SYNC wandb sync {results / 'wandb'}" in done.stdout
@@ -439,12 +469,18 @@ def test_log_report_summary_offline_logs_tables_images_and_verdict(tmp_path: Pat
     figure = tmp_path / "figures" / "effect_by_cell.png"
     figure.parent.mkdir()
     Image.new("RGB", (8, 6), (200, 30, 30)).save(figure)
-    cells = pd.DataFrame({"delta": [0.05, float("nan")], "arm": ["imagenet", None]},
-                         index=pd.Index(["c1", "c2"], name="cell"))
+    cells = pd.DataFrame(
+        {"delta": [0.05, float("nan")], "arm": ["imagenet", None]}, index=pd.Index(["c1", "c2"], name="cell")
+    )
     results = tmp_path / "results"
     location = log_report_summary(
-        WandbSettings(), sweep_name="age_sweep", results_dir=results, tables={"cells": cells},
-        figures=[figure], verdict="H1 holds in 2 of 2 cells", mode_override="offline",
+        WandbSettings(),
+        sweep_name="age_sweep",
+        results_dir=results,
+        tables={"cells": cells},
+        figures=[figure],
+        verdict="H1 holds in 2 of 2 cells",
+        mode_override="offline",
     )
     (run_dir,) = offline_run_dirs(results)
     assert location == str(run_dir)
@@ -519,8 +555,11 @@ class FakeGraphQL:
         if name == "SweepWithRuns":
             if self.state is None or variables["sweep"] != SWEEP_ID:
                 return {"project": {"sweep": None}}
-            return {"project": {"sweep": {"id": "U3dlZXA6MQ==", "name": SWEEP_ID, "state": self.state,
-                                          "runs": {"edges": []}}}}
+            return {
+                "project": {
+                    "sweep": {"id": "U3dlZXA6MQ==", "name": SWEEP_ID, "state": self.state, "runs": {"edges": []}}
+                }
+            }
         raise AssertionError(f"unexpected GraphQL call {name}")
 
     def named(self, name: str) -> list[dict[str, object]]:
@@ -545,8 +584,11 @@ def fake_wandb(monkeypatch: pytest.MonkeyPatch) -> FakeGraphQL:
     from tlsweep.tracking import wandb_sweep
 
     graphql = FakeGraphQL()
-    monkeypatch.setattr(wandb_sweep, "public_api",
-                        lambda *, entity, project, timeout_s: FakeApi(graphql, entity=entity, project=project))
+    monkeypatch.setattr(
+        wandb_sweep,
+        "public_api",
+        lambda *, entity, project, timeout_s: FakeApi(graphql, entity=entity, project=project),
+    )
     monkeypatch.setattr(tracker_module, "api_key_configured", lambda: True)
     monkeypatch.setattr(tracker_module, "unreachable_reason", lambda base_url, timeout_s: None)
     real_init = wandb.init
@@ -580,7 +622,7 @@ def test_sweep_config_has_the_objective_the_parameters_and_a_local_controller() 
     assert sweep_config(sweep_spec()) == {
         "name": "age_hypothesis",
         "description": "tlsweep sweep age_hypothesis: trials are chosen by Ray Tune and Optuna (sampler tpe); "
-                       "W&B only shows them. The metric is the best-epoch val_acc of each trial.",
+        "W&B only shows them. The metric is the best-epoch val_acc of each trial.",
         "method": "bayes",
         "metric": {"name": "objective", "goal": "maximize"},
         "parameters": {
@@ -596,9 +638,7 @@ def test_sweep_config_has_the_objective_the_parameters_and_a_local_controller() 
     }
 
 
-def test_online_tracker_creates_one_sweep_and_every_run_joins_it(
-    fake_wandb: FakeGraphQL, tmp_path: Path
-) -> None:
+def test_online_tracker_creates_one_sweep_and_every_run_joins_it(fake_wandb: FakeGraphQL, tmp_path: Path) -> None:
     import yaml
 
     from tlsweep.tracking.tracker import SweepLink
@@ -607,8 +647,9 @@ def test_online_tracker_creates_one_sweep_and_every_run_joins_it(
     recorded: list[SweepRecord] = []
     link = SweepLink(config=sweep_config(sweep_spec()), on_record=recorded.append)
     results = tmp_path / "results"
-    tracker = WandbTracker(WandbSettings(project="age"), sweep_name="age_hypothesis", results_dir=results,
-                           mode="online", sweep=link)
+    tracker = WandbTracker(
+        WandbSettings(project="age"), sweep_name="age_hypothesis", results_dir=results, mode="online", sweep=link
+    )
     drive(tracker, ["t0", "t1", "t2"])
     tracker.close(timeout_s=60, complete=True)
 
@@ -630,8 +671,13 @@ def test_online_tracker_creates_one_sweep_and_every_run_joins_it(
 def test_an_interrupted_sweep_leaves_its_w_and_b_sweep_open(fake_wandb: FakeGraphQL, tmp_path: Path) -> None:
     from tlsweep.tracking.tracker import SweepLink
 
-    tracker = WandbTracker(WandbSettings(), sweep_name="s", results_dir=tmp_path, mode="online",
-                           sweep=SweepLink(config={"name": "s", "method": "random"}))
+    tracker = WandbTracker(
+        WandbSettings(),
+        sweep_name="s",
+        results_dir=tmp_path,
+        mode="online",
+        sweep=SweepLink(config={"name": "s", "method": "random"}),
+    )
     drive(tracker, ["a"], epochs=1)
     tracker.close(timeout_s=60)
     assert [v.get("state") for v in fake_wandb.named("UpsertSweep")] == [None]
@@ -645,8 +691,13 @@ def test_a_resumed_sweep_reuses_and_reopens_its_recorded_sweep(fake_wandb: FakeG
     fake_wandb.state = "FINISHED"  # the first run of the sweep created and finished it
     record = SweepRecord(sweep_id=SWEEP_ID, entity="lab", project="age", url="u")
     created: list[SweepRecord] = []
-    tracker = WandbTracker(WandbSettings(project="age"), sweep_name="s", results_dir=tmp_path, mode="online",
-                           sweep=SweepLink(config={"name": "s"}, record=record, on_record=created.append))
+    tracker = WandbTracker(
+        WandbSettings(project="age"),
+        sweep_name="s",
+        results_dir=tmp_path,
+        mode="online",
+        sweep=SweepLink(config={"name": "s"}, record=record, on_record=created.append),
+    )
     drive(tracker, ["r1"], epochs=1)
     tracker.close(timeout_s=60, complete=True)
     assert created == []  # no second sweep
@@ -665,8 +716,13 @@ def test_offline_runs_carry_the_recorded_sweep_id_without_any_api_call(
 
     monkeypatch.setattr(wandb_sweep, "public_api", lambda **kwargs: pytest.fail("offline must not call W&B"))
     record = SweepRecord(sweep_id=SWEEP_ID, entity=None, project="age")
-    tracker = make_tracker(WandbSettings(mode="offline"), sweep_name="s", results_dir=tmp_path,
-                           mode_override="offline", sweep=SweepLink(config={}, record=record))
+    tracker = make_tracker(
+        WandbSettings(mode="offline"),
+        sweep_name="s",
+        results_dir=tmp_path,
+        mode_override="offline",
+        sweep=SweepLink(config={}, record=record),
+    )
     drive(tracker, ["o1", "o2"], epochs=1)
     tracker.close(timeout_s=60, complete=True)
     assert sweep_ids_in(tmp_path) == {"o1": SWEEP_ID, "o2": SWEEP_ID}
@@ -682,8 +738,13 @@ def test_a_sweep_that_cannot_be_created_costs_only_the_sweep_page(
         raise RuntimeError("permission denied")
 
     monkeypatch.setattr(fake_wandb, "execute_graphql", refuse)
-    tracker = WandbTracker(WandbSettings(), sweep_name="s", results_dir=tmp_path, mode="online",
-                           sweep=SweepLink(config={"name": "s", "method": "random"}))
+    tracker = WandbTracker(
+        WandbSettings(),
+        sweep_name="s",
+        results_dir=tmp_path,
+        mode="online",
+        sweep=SweepLink(config={"name": "s", "method": "random"}),
+    )
     with caplog.at_level(logging.WARNING, logger="tlsweep.tracking"):
         drive(tracker, ["f1", "f2"], epochs=1)
         tracker.close(timeout_s=60, complete=True)
@@ -698,8 +759,9 @@ def _results_with_offline_runs(tmp_path: Path, sweep: object = None) -> Path:
     spec = sweep_spec()
     results = tmp_path / "age_hypothesis"
     ResultsStore(results).write_spec(spec, sweep_provenance(spec, source=None))
-    tracker = WandbTracker(WandbSettings(), sweep_name="age_hypothesis", results_dir=results, mode="offline",
-                           sweep=sweep)  # type: ignore[arg-type]
+    tracker = WandbTracker(
+        WandbSettings(), sweep_name="age_hypothesis", results_dir=results, mode="offline", sweep=sweep
+    )  # type: ignore[arg-type]
     drive(tracker, ["s1", "s2"], epochs=1)
     tracker.close(timeout_s=60)
     return results
@@ -717,8 +779,11 @@ def test_wandb_sync_creates_the_sweep_with_the_offline_runs_as_prior_runs(
 
     results = _results_with_offline_runs(tmp_path)
     uploaded: list[list[str]] = []
-    monkeypatch.setattr(wandb_sweep, "upload_offline_runs",
-                        lambda dirs, timeout_s: uploaded.append([d.name.split("-", 3)[3] for d in dirs]))
+    monkeypatch.setattr(
+        wandb_sweep,
+        "upload_offline_runs",
+        lambda dirs, timeout_s: uploaded.append([d.name.split("-", 3)[3] for d in dirs]),
+    )
     monkeypatch.setattr(settings_mod, "api_key_configured", lambda: True)
     done = CliRunner().invoke(cli, ["wandb", "sync", str(results)])
     assert done.exit_code == 0, done.output
@@ -730,7 +795,10 @@ def test_wandb_sync_creates_the_sweep_with_the_offline_runs_as_prior_runs(
     assert json.loads(created["priorRunsFilters"]) == {"$or": [{"name": "s1"}, {"name": "s2"}]}
     assert finished["state"] == "FINISHED"
     assert json.loads((results / "wandb.json").read_text()) == {
-        "sweep_id": SWEEP_ID, "entity": "lab", "project": "age", "url": url,
+        "sweep_id": SWEEP_ID,
+        "entity": "lab",
+        "project": "age",
+        "url": url,
     }
 
     # again: the recorded sweep is found and the runs are (re)attached to it, no second sweep

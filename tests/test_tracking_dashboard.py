@@ -47,15 +47,23 @@ def snapshot(directory: Path) -> dict[str, tuple[int, int]]:
 def test_spec_fields_are_read_from_the_resolved_spec(results_dir: Path) -> None:
     spec = dashboard.load_dashboard_spec(results_dir)
     assert spec == dashboard.DashboardSpec(
-        name="age_hypothesis", factors=("init", "train_fraction"), tuned=("lr", "weight_decay"),
-        objective_metric="val_acc", test_metric="test_acc", project="age", entity="lab",
+        name="age_hypothesis",
+        factors=("init", "train_fraction"),
+        tuned=("lr", "weight_decay"),
+        objective_metric="val_acc",
+        test_metric="test_acc",
+        project="age",
+        entity="lab",
     )
 
 
 def test_spec_missing_field_names_it(results_dir: Path) -> None:
     (results_dir / "spec.resolved.yaml").write_text("name: x\ndesign: {factors: {init: [scratch]}}\n")
-    with pytest.raises(StoreError, match=r"spec.resolved.yaml: invalid sweep spec .*\n  dataset: required field is "
-                                         r"missing\n.*restore it, or rerun `tlsweep run SPEC`"):
+    with pytest.raises(
+        StoreError,
+        match=r"spec.resolved.yaml: invalid sweep spec .*\n  dataset: required field is "
+        r"missing\n.*restore it, or rerun `tlsweep run SPEC`",
+    ):
         dashboard.load_dashboard_spec(results_dir)
 
 
@@ -67,11 +75,14 @@ def test_workspace_has_the_sweep_panels_filtered_to_its_group(results_dir: Path)
     workspace = dashboard.build_workspace(spec, entity="lab")
     assert (workspace.entity, workspace.project, workspace.name) == ("lab", "age", "tlsweep: age_hypothesis")
     panels = {type(panel).__name__: panel for section in workspace.sections for panel in section.panels}
-    assert set(panels) == {"ParallelCoordinatesPlot", "ParameterImportancePlot", "LinePlot", "BarPlot",
-                           "RunComparer"}
+    assert set(panels) == {"ParallelCoordinatesPlot", "ParameterImportancePlot", "LinePlot", "BarPlot", "RunComparer"}
     assert [column.metric for column in panels["ParallelCoordinatesPlot"].columns] == [
-        wr.Config("init"), wr.Config("train_fraction"), wr.Config("lr"), wr.Config("weight_decay"),
-        wr.SummaryMetric("objective"), wr.SummaryMetric("test_acc"),
+        wr.Config("init"),
+        wr.Config("train_fraction"),
+        wr.Config("lr"),
+        wr.Config("weight_decay"),
+        wr.SummaryMetric("objective"),
+        wr.SummaryMetric("test_acc"),
     ]
     assert panels["ParameterImportancePlot"].with_respect_to == "objective"
     assert panels["LinePlot"].y == ["val_acc"] and panels["LinePlot"].groupby == wr.Config("init")
@@ -83,8 +94,14 @@ def test_workspace_has_the_sweep_panels_filtered_to_its_group(results_dir: Path)
     assert runset["filters"]["filters"] == [
         {"key": {"section": "run", "name": "group"}, "op": "=", "value": "age_hypothesis", "disabled": False}
     ]
-    assert {"config:init", "config:lr", "config:cell_id", "config:seed", "summary:objective",
-            "summary:test_acc"} <= set(runset["runFeed"]["columnOrder"])
+    assert {
+        "config:init",
+        "config:lr",
+        "config:cell_id",
+        "config:seed",
+        "summary:objective",
+        "summary:test_acc",
+    } <= set(runset["runFeed"]["columnOrder"])
     assert runset["sort"]["keys"][0]["key"] == {"section": "summary", "name": "test_acc"}
 
 

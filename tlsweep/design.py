@@ -328,9 +328,12 @@ def sequential_design(spec: SweepSpec) -> SequentialDesign:
     adaptive = spec.confirm.adaptive
     hyp = spec.hypothesis
     return SequentialDesign(
-        looks=spec.confirm.looks(), alpha=hyp.alpha,
+        looks=spec.confirm.looks(),
+        alpha=hyp.alpha,
         spending=adaptive.spending if adaptive is not None else "obrien_fleming",
-        correction=hyp.correction, alternative=hyp.direction, margin=hyp.equivalence_margin,
+        correction=hyp.correction,
+        alternative=hyp.direction,
+        margin=hyp.equivalence_margin,
         futility=adaptive.futility if adaptive is not None else 0.0,
     )
 
@@ -346,8 +349,12 @@ def _metric_value(row: dict[str, Any], metric: str) -> float:
         return float("nan")
     value = row.get(metric)
     value = float("nan") if value is None else float(value)
-    if value != value and row.get("status") == "diverged" and row.get("chance") is not None \
-            and (metric.endswith("acc") or metric.endswith("off_by_one")):
+    if (
+        value != value
+        and row.get("status") == "diverged"
+        and row.get("chance") is not None
+        and (metric.endswith("acc") or metric.endswith("off_by_one"))
+    ):
         return float(row["chance"])
     return value
 
@@ -415,7 +422,9 @@ def cell_steps(spec: SweepSpec, n_train: int) -> list[CellSteps]:
     batch = base.batch_size
     tuned = spec.design.tune.get("batch_size")
     if tuned is not None:
-        options = [float(v) for v in (tuned.choices or []) if isinstance(v, (int, float))] or [float(tuned.high or batch)]
+        options = [float(v) for v in (tuned.choices or []) if isinstance(v, (int, float))] or [
+            float(tuned.high or batch)
+        ]
         batch = max(batch, int(max(options)))
     fixed = [spec.arm_settings(arm).get("batch_size") for arm in spec.design.arm_names()]
     batch = max([batch, *(int(b) for b in fixed if isinstance(b, int))])  # an arm may fix a larger batch

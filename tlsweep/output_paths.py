@@ -28,11 +28,14 @@ def _probe(directory: Path, what: str) -> None:
         os.close(fd)
         os.unlink(name)
     except (FileExistsError, NotADirectoryError):
-        raise OutputError(f"{what}: {directory} (or a folder above it) is a file, not a folder; choose another "
-                          "path") from None
+        raise OutputError(
+            f"{what}: {directory} (or a folder above it) is a file, not a folder; choose another path"
+        ) from None
     except OSError as exc:
-        raise OutputError(f"{what}: cannot write into {directory} ({exc.strerror or exc}); choose a writable path "
-                          "or fix its permissions") from None
+        raise OutputError(
+            f"{what}: cannot write into {directory} ({exc.strerror or exc}); choose a writable path "
+            "or fix its permissions"
+        ) from None
 
 
 def check_output_dir(path: Path, *, what: str = "--out") -> None:
@@ -42,8 +45,10 @@ def check_output_dir(path: Path, *, what: str = "--out") -> None:
         OutputError: naming ``what`` (the option), the path, why and the fix.
     """
     if path.exists() and not path.is_dir():
-        raise OutputError(f"{what}: {path} is a file, not a folder; move it aside or choose another folder (it is "
-                          "created when missing)")
+        raise OutputError(
+            f"{what}: {path} is a file, not a folder; move it aside or choose another folder (it is "
+            "created when missing)"
+        )
     _probe(path, what)
 
 
@@ -82,6 +87,7 @@ def keep_elsewhere(write: Callable[[Path], T], target: Path, *, what: str, prefi
         with contextlib.suppress(OSError):
             if kept is not None and kept.is_file():
                 kept.unlink()
-        raise OutputError(f"{first}, and keeping the result in a temporary folder failed too ({exc}); nothing was "
-                          "saved") from None
+        raise OutputError(
+            f"{first}, and keeping the result in a temporary folder failed too ({exc}); nothing was saved"
+        ) from None
     raise OutputError(f"{first}; the result was kept in {kept}: move it where you want it")

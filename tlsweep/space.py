@@ -45,8 +45,10 @@ class ParamEntry(BaseModel):
     def applies_to(self, levels: dict[str, Any]) -> bool:
         """True when every ``when`` condition holds for these study levels (``arm`` is the init level where the arms
         are init levels)."""
-        return all((levels.get(name) if name != "arm" or "arm" in levels else levels.get("init")) in allowed
-                   for name, allowed in self.when.items())
+        return all(
+            (levels.get(name) if name != "arm" or "arm" in levels else levels.get("init")) in allowed
+            for name, allowed in self.when.items()
+        )
 
     def to_distribution(self) -> Any:
         from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution

@@ -60,9 +60,16 @@ DIRECTIONS = ("greater", "less", "two-sided")
 CELL_FACTOR_NAMES = tuple(name for name in FACTOR_NAMES if name != ARM_FACTOR)
 # TrialConfig fields a sweep may tune or fix in its recipe (everything else comes from `model:` or the design)
 TUNABLE = (
-    "lr", "weight_decay", "momentum", "freeze_depth", "augmentation", "label_smoothing",
-    "backbone_lr_mult", "warmup_epochs", "batch_size",
-)  # fmt: skip
+    "lr",
+    "weight_decay",
+    "momentum",
+    "freeze_depth",
+    "augmentation",
+    "label_smoothing",
+    "backbone_lr_mult",
+    "warmup_epochs",
+    "batch_size",
+)
 # objective.metric (a per-epoch validation metric) → the trials column holding its value on the best epoch
 OBJECTIVE_COLUMNS = {"val_acc": "best_val_acc", "val_loss": "best_val_loss"}
 HYPOTHESIS_METRICS = ("test_acc", "test_balanced_acc", "test_off_by_one", "test_mae", "test_loss")
@@ -195,9 +202,11 @@ class DesignSpec(_Model):
     def _check_arms(self) -> DesignSpec:
         if self.arms is None:
             if "init" not in self.factors:
-                raise ValueError("declare the arms, either as init levels (factors.init: [checkpoint, "
-                                 f"scratch]; levels: {list(INIT_LEVELS)}) or by name (arms: {{finetune: {{init: "
-                                 "imagenet}, scratch: {init: scratch}})")
+                raise ValueError(
+                    "declare the arms, either as init levels (factors.init: [checkpoint, "
+                    f"scratch]; levels: {list(INIT_LEVELS)}) or by name (arms: {{finetune: {{init: "
+                    "imagenet}, scratch: {init: scratch}})"
+                )
             if "freeze_depth" in self.factors and "scratch" in self.factors["init"]:
                 raise ValueError(
                     "freeze_depth cannot be a factor together with init level `scratch` (a frozen random body is not "
@@ -206,34 +215,44 @@ class DesignSpec(_Model):
                 )
             return self
         if "init" in self.factors:
-            raise ValueError("arms and factors.init both declare the arms; keep one: give each arm "
-                             "its init level (arms: {NAME: {init: LEVEL, ...}}) and drop factors.init")
+            raise ValueError(
+                "arms and factors.init both declare the arms; keep one: give each arm "
+                "its init level (arms: {NAME: {init: LEVEL, ...}}) and drop factors.init"
+            )
         if len(self.arms) < 2:
             raise ValueError(f"arms: declare at least two arms to compare, got {list(self.arms)}")
         allowed = [name for name in SETTINGS if name not in ARM_FIXED]
         for name, settings in self.arms.items():
             where = f"arms.{name}"
             if not re.fullmatch(ARM_NAME, name):
-                raise ValueError(f"{where}: an arm name takes letters, digits, '_', '.' and '-' (no leading "
-                                 "punctuation), e.g. finetune or linear_probe")
+                raise ValueError(
+                    f"{where}: an arm name takes letters, digits, '_', '.' and '-' (no leading "
+                    "punctuation), e.g. finetune or linear_probe"
+                )
             init = settings.get("init")
             if init not in INIT_LEVELS:
-                raise ValueError(f"{where}.init: {'required' if init is None else f'{init!r} is unknown'}; "
-                                 f"every arm names its init level, one of {list(INIT_LEVELS)}")
+                raise ValueError(
+                    f"{where}.init: {'required' if init is None else f'{init!r} is unknown'}; "
+                    f"every arm names its init level, one of {list(INIT_LEVELS)}"
+                )
             for setting, value in settings.items():
                 if setting == "init":
                     continue
                 if setting not in allowed:
                     raise ValueError(f"{where}.{setting}: not a setting an arm can fix; arm settings: {allowed}")
                 if setting in self.factors:
-                    raise ValueError(f"{where}.{setting}: {setting!r} is a factor (design.factors.{setting}), "
-                                     "crossed with every arm; drop it from the arm or from the factors")
+                    raise ValueError(
+                        f"{where}.{setting}: {setting!r} is a factor (design.factors.{setting}), "
+                        "crossed with every arm; drop it from the arm or from the factors"
+                    )
                 problem = _setting_problem(setting, value)
                 if problem is not None:
                     raise ValueError(f"{where}.{setting}: {problem}")
             if init == "scratch" and (settings.get("freeze_depth") or "freeze_depth" in self.factors):
-                raise ValueError(f"{where}: init scratch with a frozen body (freeze_depth) is not an arm: a frozen "
-                                 "random body learns nothing; drop freeze_depth from this arm")
+                raise ValueError(
+                    f"{where}: init scratch with a frozen body (freeze_depth) is not an arm: a frozen "
+                    "random body learns nothing; drop freeze_depth from this arm"
+                )
         return self
 
     def arm_names(self) -> list[str]:
@@ -257,45 +276,62 @@ class DesignSpec(_Model):
             if name not in TUNABLE:
                 raise ValueError(f"tune.{name}: cannot be tuned; tunable parameters: {list(TUNABLE)}")
             if name in self.factors:
-                raise ValueError(f"tune.{name}: {name!r} is already a factor; a parameter is a factor or tuned, not both")
+                raise ValueError(
+                    f"tune.{name}: {name!r} is already a factor; a parameter is a factor or tuned, not both"
+                )
             for cond, allowed in entry.when.items():
                 if cond == ARM_KEY:
                     unknown = [arm for arm in allowed if arm not in arms]
                     if unknown or not allowed:
-                        raise ValueError(f"tune.{name}.when.arm: {unknown or allowed} are not arms of this design; "
-                                         f"list one or more of {arms}")
+                        raise ValueError(
+                            f"tune.{name}.when.arm: {unknown or allowed} are not arms of this design; "
+                            f"list one or more of {arms}"
+                        )
                 elif cond == "init":
                     unknown = [level for level in allowed if level not in self.init_levels()]
                     if unknown or not allowed:
-                        raise ValueError(f"tune.{name}.when.init: {unknown or allowed} are not init levels of the "
-                                         f"arms; list one or more of {self.init_levels()}")
+                        raise ValueError(
+                            f"tune.{name}.when.init: {unknown or allowed} are not init levels of the "
+                            f"arms; list one or more of {self.init_levels()}"
+                        )
                 elif cond not in self.factors:
-                    raise ValueError(f"tune.{name}.when: {cond!r} is not a factor; conditions: arm, init or a "
-                                     f"factor of {sorted(self.factors)}")
+                    raise ValueError(
+                        f"tune.{name}.when: {cond!r} is not a factor; conditions: arm, init or a "
+                        f"factor of {sorted(self.factors)}"
+                    )
                 else:
                     unknown = [level for level in allowed if level not in self.factors[cond]]
                     if unknown or not allowed:
-                        raise ValueError(f"tune.{name}.when.{cond}: {unknown or allowed} are not levels of "
-                                         f"design.factors.{cond} {self.factors[cond]}; list one or more of them")
+                        raise ValueError(
+                            f"tune.{name}.when.{cond}: {unknown or allowed} are not levels of "
+                            f"design.factors.{cond} {self.factors[cond]}; list one or more of them"
+                        )
             for arm in self.arm_levels():
                 fixed = (self.arms or {}).get(str(arm.get(ARM_KEY)), {})
-                applies = all(arm.get(cond) in allowed for cond, allowed in entry.when.items()
-                              if cond in (ARM_KEY, "init"))
+                applies = all(
+                    arm.get(cond) in allowed for cond, allowed in entry.when.items() if cond in (ARM_KEY, "init")
+                )
                 if name in fixed and applies:
                     others = [a for a in arms if a != arm[ARM_KEY]]
-                    raise ValueError(f"tune.{name}: arm {arm[ARM_KEY]!r} fixes {name} (arms.{arm[ARM_KEY]}."
-                                     f"{name}); tune it only in the other arms: when: {{arm: {others}}}")
+                    raise ValueError(
+                        f"tune.{name}: arm {arm[ARM_KEY]!r} fixes {name} (arms.{arm[ARM_KEY]}."
+                        f"{name}); tune it only in the other arms: when: {{arm: {others}}}"
+                    )
             for value in tune_range_values(entry):
                 problem = _setting_problem(name, value)
                 if problem is not None:
-                    raise ValueError(f"tune.{name}: the range can produce {value!r}, which is invalid: {problem}; "
-                                     f"keep every value {requirement(name)}")
+                    raise ValueError(
+                        f"tune.{name}: the range can produce {value!r}, which is invalid: {problem}; "
+                        f"keep every value {requirement(name)}"
+                    )
         for name, value in self.recipe.items():
             if name not in TUNABLE:
                 raise ValueError(f"recipe.{name}: not a recipe parameter; allowed: {list(TUNABLE)}")
             if value is None:
-                raise ValueError(f"recipe.{name}: null is not a setting; give the original study's value, e.g. "
-                                 f"recipe: {{{name}: {getattr(TrialConfig(), name)!r}}}, or leave {name} out")
+                raise ValueError(
+                    f"recipe.{name}: null is not a setting; give the original study's value, e.g. "
+                    f"recipe: {{{name}: {getattr(TrialConfig(), name)!r}}}, or leave {name} out"
+                )
             problem = _setting_problem(name, value)
             if problem is not None:
                 raise ValueError(f"recipe.{name}: {problem}")
@@ -324,15 +360,19 @@ class AdaptiveSpec(_Model):
 class ConfirmSpec(_Model):
     seeds: int = Field(5, ge=1, le=MAX_SEEDS)
     configs: list[Literal["best", "recipe"]] = Field(default_factory=lambda: ["best"])  # type: ignore[arg-type]
-    seed_base: int = Field(1000, ge=0, le=MAX_SEED)  # replicate seeds are seed_base + 0..seeds-1, distinct from the tune phase's
+    seed_base: int = Field(
+        1000, ge=0, le=MAX_SEED
+    )  # replicate seeds are seed_base + 0..seeds-1, distinct from the tune phase's
     adaptive: AdaptiveSpec | None = None  # group-sequential batches; None: every cell gets `seeds` seeds
 
     @model_validator(mode="after")
     def _check_adaptive(self) -> ConfirmSpec:
         if self.adaptive is not None and not 3 <= self.seeds < self.adaptive.max_seeds:
-            raise ValueError(f"adaptive: the first look's seeds (confirm.seeds = {self.seeds}) must be at least 3 and "
-                             f"below adaptive.max_seeds ({self.adaptive.max_seeds}); e.g. confirm.seeds: 4, "
-                             "adaptive: {max_seeds: 16, batch: 2}")
+            raise ValueError(
+                f"adaptive: the first look's seeds (confirm.seeds = {self.seeds}) must be at least 3 and "
+                f"below adaptive.max_seeds ({self.adaptive.max_seeds}); e.g. confirm.seeds: 4, "
+                "adaptive: {max_seeds: 16, batch: 2}"
+            )
         return self
 
     @property
@@ -379,8 +419,10 @@ class HypothesisSpec(_Model):
     @classmethod
     def _margin_in_range(cls, margin: float, info: ValidationInfo) -> float:
         if info.data.get("metric") in BOUNDED_METRICS and margin >= 1:
-            raise ValueError(f"must be below 1: {info.data['metric']} lies in [0, 1], so a margin of {margin} makes "
-                             "every difference 'equivalent'; e.g. 0.02")
+            raise ValueError(
+                f"must be below 1: {info.data['metric']} lies in [0, 1], so a margin of {margin} makes "
+                "every difference 'equivalent'; e.g. 0.02"
+            )
         return margin
 
 
@@ -393,7 +435,9 @@ class ResourcesSpec(_Model):
 
 class FailuresSpec(_Model):
     max_retries: int = Field(2, ge=-1, le=1000)  # Ray retries of a failing trial (-1: without limit)
-    node_loss_requeues: int = Field(3, ge=0, le=1000)  # extra runs of a trial whose retries were all lost with their node
+    node_loss_requeues: int = Field(
+        3, ge=0, le=1000
+    )  # extra runs of a trial whose retries were all lost with their node
 
 
 class CheckpointEvery(_Model):
@@ -443,8 +487,10 @@ class Comparison:
         return self.treated, self.baseline
 
 
-_COMPARE_FORMS = ("hypothesis.compare takes {control: ARM} (every other arm against it) or pairs "
-                  "[[treated, baseline], ...] (a pair may be {treated: A, baseline: B, direction: less})")
+_COMPARE_FORMS = (
+    "hypothesis.compare takes {control: ARM} (every other arm against it) or pairs "
+    "[[treated, baseline], ...] (a pair may be {treated: A, baseline: B, direction: less})"
+)
 
 
 class SweepSpec(_Model):
@@ -468,8 +514,10 @@ class SweepSpec(_Model):
         if not isinstance(data, dict):
             return data
         pretrain = (data.get("model") or {}).get("pretrain") if isinstance(data.get("model"), dict) else None
-        for where, block in (("dataset", data.get("dataset")),
-                             ("model.pretrain.dataset", pretrain.get("dataset") if isinstance(pretrain, dict) else None)):
+        for where, block in (
+            ("dataset", data.get("dataset")),
+            ("model.pretrain.dataset", pretrain.get("dataset") if isinstance(pretrain, dict) else None),
+        ):
             if isinstance(block, dict) and isinstance(block.get("root"), str) and not block["root"].strip():
                 raise ValueError(f"{where}.root: empty; give the dataset's directory, e.g. {where}.root: data/faces")
         return data
@@ -484,8 +532,10 @@ class SweepSpec(_Model):
             parts = urlsplit(text)
             scheme = parts.scheme.lower()
             if scheme not in STORAGE_SCHEMES:
-                raise ValueError(f"scheme {scheme!r} is not supported; give a local path (runs), file:///abs/path, "
-                                 "s3://bucket/prefix or gs://bucket/prefix")
+                raise ValueError(
+                    f"scheme {scheme!r} is not supported; give a local path (runs), file:///abs/path, "
+                    "s3://bucket/prefix or gs://bucket/prefix"
+                )
             if scheme == "file" and (parts.netloc not in ("", "localhost") or not parts.path.startswith("/")):
                 raise ValueError("a file:// URI must be file:///absolute/path (no host)")
             if scheme != "file" and not parts.netloc:
@@ -514,11 +564,15 @@ class SweepSpec(_Model):
         comparisons = self.comparisons()
         self._check_region()
         if self.confirm.adaptive is not None and len(comparisons) > 1:
-            raise ValueError(f"confirm.adaptive handles one comparison; hypothesis.compare makes {len(comparisons)} "
-                             f"({', '.join(c.name for c in comparisons)}): compare two arms or drop confirm.adaptive")
+            raise ValueError(
+                f"confirm.adaptive handles one comparison; hypothesis.compare makes {len(comparisons)} "
+                f"({', '.join(c.name for c in comparisons)}): compare two arms or drop confirm.adaptive"
+            )
         if self.confirm.adaptive is not None and self.hypothesis.correction not in ("holm", "bonferroni", "none"):
-            raise ValueError(f"confirm.adaptive needs hypothesis.correction holm, bonferroni or none (the "
-                             f"group-sequential design recycles Holm's levels); got {self.hypothesis.correction!r}")
+            raise ValueError(
+                f"confirm.adaptive needs hypothesis.correction holm, bonferroni or none (the "
+                f"group-sequential design recycles Holm's levels); got {self.hypothesis.correction!r}"
+            )
         if self.objective.metric == "val_loss" and self.objective.mode != "min":
             raise ValueError("objective: val_loss must be minimised (mode: min)")
         if self.objective.metric == "val_acc" and self.objective.mode != "max":
@@ -552,8 +606,9 @@ class SweepSpec(_Model):
             candidates: list[tuple[str, dict[str, Any]]] = [("the recipe", recipe_params(self, levels))]
             for name, entry in self.design.tune.items():
                 if entry.applies_to(levels):
-                    candidates += [(f"design.tune.{name} = {value!r}", {name: value})
-                                   for value in tune_range_values(entry)]
+                    candidates += [
+                        (f"design.tune.{name} = {value!r}", {name: value}) for value in tune_range_values(entry)
+                    ]
             for what, params in candidates:
                 try:
                     check_trial_config(trial_config(self, levels, params, seed))
@@ -567,17 +622,22 @@ class SweepSpec(_Model):
             return
         cell_factors = self.cell_factors()
         if not region:
-            raise ValueError("hypothesis.region: give at least one factor, e.g. {train_fraction: [0.1], epochs: [2]}, "
-                             "or leave it out for the smallest train fraction × the fewest epochs")
+            raise ValueError(
+                "hypothesis.region: give at least one factor, e.g. {train_fraction: [0.1], epochs: [2]}, "
+                "or leave it out for the smallest train fraction × the fewest epochs"
+            )
         for name, levels in region.items():
             if name not in cell_factors:
-                raise ValueError(f"hypothesis.region.{name}: not a cell factor of design.factors; use one of "
-                                 f"{cell_factors}")
+                raise ValueError(
+                    f"hypothesis.region.{name}: not a cell factor of design.factors; use one of {cell_factors}"
+                )
             declared = self.design.factors[name]
             unknown = [level for level in levels if level not in declared]
             if not levels or unknown:
-                raise ValueError(f"hypothesis.region.{name}: {unknown or levels} are not levels of "
-                                 f"design.factors.{name} {declared}; list one or more of them")
+                raise ValueError(
+                    f"hypothesis.region.{name}: {unknown or levels} are not levels of "
+                    f"design.factors.{name} {declared}; list one or more of them"
+                )
 
     def hypothesis_region(self) -> dict[str, list[Any]]:
         """The cells the claim is about: ``hypothesis.region``, else the smallest train fraction × the fewest epochs
@@ -598,9 +658,11 @@ class SweepSpec(_Model):
                 settings["freeze_depth"] = 0
             key = json.dumps(settings, sort_keys=True, default=str)
             if key in seen:
-                raise ValueError(f"design.arms.{seen[key]} and design.arms.{name} differ in nothing (same init and "
-                                 "settings once the model block and the recipe apply); change a setting of one arm "
-                                 "or drop it")
+                raise ValueError(
+                    f"design.arms.{seen[key]} and design.arms.{name} differ in nothing (same init and "
+                    "settings once the model block and the recipe apply); change a setting of one arm "
+                    "or drop it"
+                )
             seen[key] = name
 
     def arm_settings(self, arm: str) -> dict[str, Any]:
@@ -640,16 +702,21 @@ class SweepSpec(_Model):
             elif keys == [ARM_FACTOR] and not named:
                 pair = compare[ARM_FACTOR]
                 if not isinstance(pair, list) or len(pair) != 2:
-                    raise ValueError(f"hypothesis.compare.init must list exactly two levels: [treated, baseline], "
-                                     f"got {pair!r}")
+                    raise ValueError(
+                        f"hypothesis.compare.init must list exactly two levels: [treated, baseline], got {pair!r}"
+                    )
                 pairs = [self._pair("hypothesis.compare.init", pair[0], pair[1], direction, arms)]
             else:
                 factor = next((key for key in keys if key in FACTOR_NAMES), None)
                 if factor is not None:
-                    what = ("the arms are design.arms, not init levels" if factor == ARM_FACTOR
-                            else f"{factor!r} is a factor crossed with every arm, not an arm")
-                    raise ValueError(f"hypothesis.compare.{factor}: {what}; comparisons are between arms {arms}: "
-                                     f"{_COMPARE_FORMS}")
+                    what = (
+                        "the arms are design.arms, not init levels"
+                        if factor == ARM_FACTOR
+                        else f"{factor!r} is a factor crossed with every arm, not an arm"
+                    )
+                    raise ValueError(
+                        f"hypothesis.compare.{factor}: {what}; comparisons are between arms {arms}: {_COMPARE_FORMS}"
+                    )
                 raise ValueError(f"hypothesis.compare: keys {keys} not understood; {_COMPARE_FORMS}")
         else:
             if not compare:
@@ -658,11 +725,20 @@ class SweepSpec(_Model):
                 where = f"hypothesis.compare[{i}]"
                 if isinstance(item, list) and len(item) == 2:
                     pairs.append(self._pair(where, item[0], item[1], direction, arms))
-                elif isinstance(item, dict) and {"treated", "baseline"} <= set(item) \
-                        and set(item) <= {"treated", "baseline", "direction"}:
-                    pairs.append(self._pair(where, item["treated"], item["baseline"],
-                                            self._direction(f"{where}.direction", item.get("direction", direction)),
-                                            arms))
+                elif (
+                    isinstance(item, dict)
+                    and {"treated", "baseline"} <= set(item)
+                    and set(item) <= {"treated", "baseline", "direction"}
+                ):
+                    pairs.append(
+                        self._pair(
+                            where,
+                            item["treated"],
+                            item["baseline"],
+                            self._direction(f"{where}.direction", item.get("direction", direction)),
+                            arms,
+                        )
+                    )
                 else:
                     raise ValueError(f"{where}: {item!r} is not a pair; {_COMPARE_FORMS}")
         seen = [frozenset(c.pair) for c in pairs]
@@ -705,8 +781,10 @@ class SweepSpec(_Model):
         ``design.arms`` they also hold ``arm`` (the name) and ``init`` (the arm's level), arms first.
         """
         names = list(self.design.factors)
-        cells = [dict(zip(names, combo, strict=False))
-                 for combo in itertools.product(*(self.design.factors[n] for n in names))]
+        cells = [
+            dict(zip(names, combo, strict=False))
+            for combo in itertools.product(*(self.design.factors[n] for n in names))
+        ]
         if self.design.arms is None:
             return cells
         return [{**arm, **cell} for arm in self.design.arm_levels() for cell in cells]
@@ -790,8 +868,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], *, source: str) 
         node = result
         parts = key.strip().split(".")
         if any(not part for part in parts):
-            raise SpecError(f"{source}: --set {item!r}: {key.strip()!r} has an empty part; write dotted.key=value, "
-                            "e.g. --set confirm.seeds=8")
+            raise SpecError(
+                f"{source}: --set {item!r}: {key.strip()!r} has an empty part; write dotted.key=value, "
+                "e.g. --set confirm.seeds=8"
+            )
         for part in parts[:-1]:
             child = node.get(part)
             if child is None:
@@ -888,8 +968,10 @@ def split_resolved(text: str, *, source: str) -> tuple[dict[str, Any], dict[str,
     except yaml.YAMLError as exc:
         raise SpecError(f"{source}: not valid YAML ({exc}); {_RESOLVED_FIX}") from None
     if not isinstance(data, dict):
-        raise SpecError(f"{source}: a sweep spec must be a YAML mapping at the top level, got "
-                        f"{type(data).__name__}; {_RESOLVED_FIX}")
+        raise SpecError(
+            f"{source}: a sweep spec must be a YAML mapping at the top level, got "
+            f"{type(data).__name__}; {_RESOLVED_FIX}"
+        )
     legacy = data.pop(LEGACY_PROVENANCE_KEY, None)
     if legacy is not None and not isinstance(legacy, dict):
         raise SpecError(f"{source}: `{LEGACY_PROVENANCE_KEY}` is not a spec field; remove it")

@@ -53,8 +53,10 @@ class _StrictLoader(yaml.SafeLoader):
         try:
             if self._depth > MAX_DEPTH:
                 mark = self.peek_event().start_mark
-                raise SpecError(f"{_where(self.source, mark)}: nesting deeper than {MAX_DEPTH} levels; a sweep spec "
-                                "nests a few levels (see sweeps/*.yaml): remove the extra brackets or indentation")
+                raise SpecError(
+                    f"{_where(self.source, mark)}: nesting deeper than {MAX_DEPTH} levels; a sweep spec "
+                    "nests a few levels (see sweeps/*.yaml): remove the extra brackets or indentation"
+                )
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
@@ -66,26 +68,34 @@ class _StrictLoader(yaml.SafeLoader):
                 continue
             key = self.construct_object(key_node, deep=True)
             if not isinstance(key, str):
-                raise SpecError(f"{_where(self.source, key_node)}: key {key!r} is a {type(key).__name__}; keys are "
-                                f"names: quote it (\"{key_node.value}\":) or fix the indentation")
+                raise SpecError(
+                    f"{_where(self.source, key_node)}: key {key!r} is a {type(key).__name__}; keys are "
+                    f'names: quote it ("{key_node.value}":) or fix the indentation'
+                )
             if key in seen:
-                raise SpecError(f"{_where(self.source, key_node)}: duplicate key {key!r} (first at line "
-                                f"{seen[key].start_mark.line + 1}); YAML would keep only the last value: remove one")
+                raise SpecError(
+                    f"{_where(self.source, key_node)}: duplicate key {key!r} (first at line "
+                    f"{seen[key].start_mark.line + 1}); YAML would keep only the last value: remove one"
+                )
             seen[key] = key_node
         return super().construct_mapping(node, deep=deep)
 
     def construct_yaml_float(self, node: ScalarNode) -> float:
         value = super().construct_yaml_float(node)
         if not math.isfinite(value):
-            raise SpecError(f"{_where(self.source, node)}: {node.value!r} is not a finite number; every number in a "
-                            "sweep spec must be finite: give a number such as 1.0e6")
+            raise SpecError(
+                f"{_where(self.source, node)}: {node.value!r} is not a finite number; every number in a "
+                "sweep spec must be finite: give a number such as 1.0e6"
+            )
         return value
 
     def construct_non_json(self, node: Node) -> Any:
         kind = _NON_JSON_TAGS.get(node.tag, node.tag)
         text = node.value if isinstance(node, ScalarNode) else "..."
-        raise SpecError(f"{_where(self.source, node)}: {text!r} reads as {kind}, which a sweep spec cannot hold; "
-                        f"quote it to keep it as text: \"{text}\"")
+        raise SpecError(
+            f"{_where(self.source, node)}: {text!r} reads as {kind}, which a sweep spec cannot hold; "
+            f'quote it to keep it as text: "{text}"'
+        )
 
 
 _StrictLoader.add_constructor("tag:yaml.org,2002:float", _StrictLoader.construct_yaml_float)
@@ -102,12 +112,16 @@ def _check_graph(root: Node, source: str) -> None:
     def measure(node: Node, depth: int) -> tuple[int, int]:
         key = id(node)
         if key in open_nodes:
-            raise SpecError(f"{_where(source, node)}: an alias refers to a mapping or list that contains it (a "
-                            "recursive alias); a sweep spec is a tree: write the value out instead of the alias")
+            raise SpecError(
+                f"{_where(source, node)}: an alias refers to a mapping or list that contains it (a "
+                "recursive alias); a sweep spec is a tree: write the value out instead of the alias"
+            )
         if key not in sizes:
             if depth > MAX_DEPTH:
-                raise SpecError(f"{_where(source, node)}: nesting deeper than {MAX_DEPTH} levels once aliases are "
-                                "expanded; write the values out without nested aliases")
+                raise SpecError(
+                    f"{_where(source, node)}: nesting deeper than {MAX_DEPTH} levels once aliases are "
+                    "expanded; write the values out without nested aliases"
+                )
             open_nodes.add(key)
             children: list[Node] = []
             if isinstance(node, SequenceNode):
@@ -120,14 +134,18 @@ def _check_graph(root: Node, source: str) -> None:
                 total += size
                 height = max(height, child_height + 1)
                 if total > MAX_VALUES:
-                    raise SpecError(f"{_where(source, node)}: aliases expand to more than {MAX_VALUES:,} values; a "
-                                    "sweep spec needs a few hundred: remove the nested aliases")
+                    raise SpecError(
+                        f"{_where(source, node)}: aliases expand to more than {MAX_VALUES:,} values; a "
+                        "sweep spec needs a few hundred: remove the nested aliases"
+                    )
             open_nodes.discard(key)
             sizes[key] = (total, height)
         total, height = sizes[key]
         if depth + height > MAX_DEPTH:
-            raise SpecError(f"{_where(source, node)}: nesting deeper than {MAX_DEPTH} levels once aliases are "
-                            "expanded; write the values out without nested aliases")
+            raise SpecError(
+                f"{_where(source, node)}: nesting deeper than {MAX_DEPTH} levels once aliases are "
+                "expanded; write the values out without nested aliases"
+            )
         return total, height
 
     measure(root, 0)
@@ -151,15 +169,17 @@ def load_yaml(text: str, *, source: str) -> Any:
         return loader.construct_document(node)
     except yaml.reader.ReaderError as exc:
         line = text[: exc.position].count("\n") + 1
-        raise SpecError(f"{source}:{line}: the control character {chr(exc.character)!r} is not allowed in YAML; "
-                        "remove it") from None
+        raise SpecError(
+            f"{source}:{line}: the control character {chr(exc.character)!r} is not allowed in YAML; remove it"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
         context = getattr(exc, "context", None)
         detail = f"{context}, {problem}" if context else problem
-        raise SpecError(f"{_where(source, mark)}: not valid YAML: {detail}; check the brackets, quotes and "
-                        "indentation there") from None
+        raise SpecError(
+            f"{_where(source, mark)}: not valid YAML: {detail}; check the brackets, quotes and indentation there"
+        ) from None
     except RecursionError:  # a bound above should come first; never let it become a traceback
         raise SpecError(f"{source}: nested too deeply to read; a sweep spec nests a few levels") from None
     finally:
@@ -170,14 +190,18 @@ def load_yaml(text: str, *, source: str) -> Any:
 def decode_spec_bytes(data: bytes, *, source: str) -> str:
     """``data`` as UTF-8 text (a leading BOM dropped), refusing oversized or non-UTF-8 input with a SpecError."""
     if len(data) > MAX_SPEC_BYTES:
-        raise SpecError(f"{source}: {len(data):,} bytes is too large for a sweep spec (at most {MAX_SPEC_BYTES:,}); "
-                        "is this the right file?")
+        raise SpecError(
+            f"{source}: {len(data):,} bytes is too large for a sweep spec (at most {MAX_SPEC_BYTES:,}); "
+            "is this the right file?"
+        )
     try:
         return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise SpecError(f"{source}:{line}: byte 0x{data[exc.start]:02x} at offset {exc.start} is not UTF-8; save the "
-                        "file as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+        raise SpecError(
+            f"{source}:{line}: byte 0x{data[exc.start]:02x} at offset {exc.start} is not UTF-8; save the "
+            "file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
 
 
 def read_yaml_file(path: Path, *, source: str | None = None) -> Any:
@@ -195,7 +219,9 @@ def read_yaml_file(path: Path, *, source: str | None = None) -> Any:
     except IsADirectoryError:
         raise SpecError(f"{source}: is a directory; give the sweep spec's YAML file") from None
     except OSError as exc:
-        raise SpecError(f"{source}: cannot be read ({exc.strerror or exc}); check the path and its permissions") from None
+        raise SpecError(
+            f"{source}: cannot be read ({exc.strerror or exc}); check the path and its permissions"
+        ) from None
     return load_yaml(decode_spec_bytes(data, source=source), source=source)
 
 
@@ -211,5 +237,7 @@ def parse_override_value(raw: str, *, source: str, item: str) -> Any:
         return load_yaml(raw, source="value")
     except SpecError as exc:
         reason = str(exc).removeprefix("value:1: ").removeprefix("value: ")
-        raise SpecError(f"{source}: --set {item!r}: {reason}. The value is read as YAML (e.g. --set confirm.seeds=8, "
-                        "--set 'design.factors.epochs=[2, 5]'); quote text: --set 'name=\"my-sweep\"'") from None
+        raise SpecError(
+            f"{source}: --set {item!r}: {reason}. The value is read as YAML (e.g. --set confirm.seeds=8, "
+            "--set 'design.factors.epochs=[2, 5]'); quote text: --set 'name=\"my-sweep\"'"
+        ) from None

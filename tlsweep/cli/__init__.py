@@ -47,7 +47,20 @@ def cli() -> None:
     """
 
 
-for _command in (data, train, predict, pretrain, models, weights, run, validate, status, report, dashboard, wandb_group):
+for _command in (
+    data,
+    train,
+    predict,
+    pretrain,
+    models,
+    weights,
+    run,
+    validate,
+    status,
+    report,
+    dashboard,
+    wandb_group,
+):
     cli.add_command(_command)
 
 

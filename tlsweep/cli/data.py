@@ -14,18 +14,41 @@ def data() -> None:
 
 @data.command("synth")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--task", type=click.Choice(["age", "source"]), default="age", show_default=True,
-              help="age: 8 age groups (target task); source: 16 appearance classes (for pretraining a backbone).")
+@click.option(
+    "--task",
+    type=click.Choice(["age", "source"]),
+    default="age",
+    show_default=True,
+    help="age: 8 age groups (target task); source: 16 appearance classes (for pretraining a backbone).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed → byte-identical dataset.")
 @click.option("--resolution", type=click.IntRange(16, 512), default=64, show_default=True, help="Image side in pixels.")
-@click.option("--identities", type=click.IntRange(3), default=None,
-              help="Number of identities (default: 430 for age, 600 for source).")
+@click.option(
+    "--identities",
+    type=click.IntRange(3),
+    default=None,
+    help="Number of identities (default: 430 for age, 600 for source).",
+)
 @click.option("--per-identity", type=click.IntRange(1), default=None, help="Images per identity (default: 10).")
-@click.option("--split", "split_fractions", type=(float, float, float), default=(0.7, 0.15, 0.15),
-              show_default=True, help="Identity-disjoint train/val/test fractions.")
+@click.option(
+    "--split",
+    "split_fractions",
+    type=(float, float, float),
+    default=(0.7, 0.15, 0.15),
+    show_default=True,
+    help="Identity-disjoint train/val/test fractions.",
+)
 @click.option("--workers", type=click.IntRange(1), default=None, help="Processes to draw with (default: all cores).")
-def synth(out: Path, task: str, seed: int, resolution: int, identities: int | None, per_identity: int | None,
-          split_fractions: tuple[float, float, float], workers: int | None) -> None:
+def synth(
+    out: Path,
+    task: str,
+    seed: int,
+    resolution: int,
+    identities: int | None,
+    per_identity: int | None,
+    split_fractions: tuple[float, float, float],
+    workers: int | None,
+) -> None:
     """Draw a synthetic face dataset into OUT (layout of the Korean face age dataset)."""
     import time
 
@@ -35,8 +58,16 @@ def synth(out: Path, task: str, seed: int, resolution: int, identities: int | No
     if any(f <= 0 for f in split_fractions) or abs(sum(split_fractions) - 1) > 1e-6:
         raise DataError(f"--split must be three positive fractions summing to 1, got {split_fractions}")
     start = time.perf_counter()
-    root = generate_dataset(out, task=task, seed=seed, resolution=resolution, n_identities=identities,  # type: ignore[arg-type]
-                            images_per_identity=per_identity, split_fractions=split_fractions, workers=workers)
+    root = generate_dataset(
+        out,
+        task=task,
+        seed=seed,
+        resolution=resolution,
+        n_identities=identities,  # type: ignore[arg-type]
+        images_per_identity=per_identity,
+        split_fractions=split_fractions,
+        workers=workers,
+    )
     manifest = read_manifest(root) or {}
     counts = manifest.get("counts", {})
     ids = manifest.get("identities", {})
@@ -49,14 +80,29 @@ def synth(out: Path, task: str, seed: int, resolution: int, identities: int | No
 
 @data.command("cache")
 @click.argument("root", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["csv", "imagefolder", "synthetic"]), default="csv",
-              show_default=True, help="Dataset layout under ROOT.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "imagefolder", "synthetic"]),
+    default="csv",
+    show_default=True,
+    help="Dataset layout under ROOT.",
+)
 @click.option("--preset", default="korean_face_age", show_default=True, help="CSV preset (format csv).")
-@click.option("--task", type=click.Choice(["age", "source"]), default="age", show_default=True,
-              help="Generated task (format synthetic).")
+@click.option(
+    "--task",
+    type=click.Choice(["age", "source"]),
+    default="age",
+    show_default=True,
+    help="Generated task (format synthetic).",
+)
 @click.option("--image-size", type=click.IntRange(1), required=True, help="Side the images are resized to.")
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where the tensor files go (default: ROOT/.tlsweep-cache).")
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the tensor files go (default: ROOT/.tlsweep-cache).",
+)
 def cache(root: Path, fmt: str, preset: str, task: str, image_size: int, cache_dir: Path | None) -> None:
     """Decode ROOT's images once into the tensor cache; print counts per split and class."""
     from collections import Counter

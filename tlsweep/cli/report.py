@@ -17,21 +17,36 @@ def _formats(ctx: click.Context, param: click.Parameter, value: str) -> tuple[st
 
 @click.command("report")
 @click.argument("results", metavar="RESULTS")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Where to write the report (default: RESULTS_DIR/report).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Where to write the report (default: RESULTS_DIR/report).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every bootstrap and permutation.")
-@click.option("--format", "formats", default="md,html", show_default=True, callback=_formats,
-              help="Comma-separated outputs: md, html.")
-@click.option("--wandb", "wandb_mode", type=click.Choice(["online", "offline", "disabled"]), default=None,
-              help="Mirror the report to the sweep's W&B summary run (default: the spec's tracking settings).")
+@click.option(
+    "--format",
+    "formats",
+    default="md,html",
+    show_default=True,
+    callback=_formats,
+    help="Comma-separated outputs: md, html.",
+)
+@click.option(
+    "--wandb",
+    "wandb_mode",
+    type=click.Choice(["online", "offline", "disabled"]),
+    default=None,
+    help="Mirror the report to the sweep's W&B summary run (default: the spec's tracking settings).",
+)
 def report(results: str, out_dir: Path | None, seed: int, formats: tuple[str, ...], wandb_mode: str | None) -> None:
     """Write report.md, report.html and figures/ for RESULTS (a results directory, or s3://... / gs://...)."""
     from tlsweep.report.publish import publish_report
     from tlsweep.results.store import ResultsStore
 
     store = ResultsStore(results)  # the report's folder is checked before any statistics (report.build)
-    result, where = publish_report(store, wandb_mode=wandb_mode, seed=seed, out_dir=out_dir,
-                                   formats=formats)
+    result, where = publish_report(store, wandb_mode=wandb_mode, seed=seed, out_dir=out_dir, formats=formats)
     for path in (result.markdown_path, result.html_path):
         if path is not None:
             click.echo(f"wrote {path}")

@@ -21,9 +21,13 @@ _SET_HELP = "Override any spec field: --set confirm.seeds=8 --set dataset.root=/
 @click.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
-@click.option("--data-check/--no-data-check", default=True, show_default=True,
-              help="List the dataset (files and labels, no pixels) and report missing splits, single-class data, "
-                   "empty classes, train/test copies and bad symlinks.")
+@click.option(
+    "--data-check/--no-data-check",
+    default=True,
+    show_default=True,
+    help="List the dataset (files and labels, no pixels) and report missing splits, single-class data, "
+    "empty classes, train/test copies and bad symlinks.",
+)
 def validate(spec_path: Path, overrides: tuple[str, ...], data_check: bool) -> None:
     """Check a sweep spec without running it; print the design and the number of trials per phase."""
     from tlsweep.spec import load_spec
@@ -38,23 +42,37 @@ def validate(spec_path: Path, overrides: tuple[str, ...], data_check: bool) -> N
     console.print(f"[green]✓[/] {spec_path}: sweep [bold]{spec.name}[/] is valid")
     factors = ", ".join(f"{k} {v}" for k, v in spec.design.factors.items())
     if spec.design.arms is not None:
-        arms = "; ".join(f"{name} ({', '.join(f'{k} {v}' for k, v in settings.items())})"
-                         for name, settings in spec.design.arms.items())
+        arms = "; ".join(
+            f"{name} ({', '.join(f'{k} {v}' for k, v in settings.items())})"
+            for name, settings in spec.design.arms.items()
+        )
         console.print(f"  arms: {arms}")
     console.print(f"  factors: {factors or 'none'}  → {len(spec.studies())} studies (cell × arm)")
-    console.print(f"  tuned: {', '.join(spec.design.tune) or 'nothing'} with {spec.design.budget.sampler}, "
-                  f"{spec.design.budget.trials_per_cell} trials per study (the recipe first)")
+    console.print(
+        f"  tuned: {', '.join(spec.design.tune) or 'nothing'} with {spec.design.budget.sampler}, "
+        f"{spec.design.budget.trials_per_cell} trials per study (the recipe first)"
+    )
     console.print(f"  tune phase: {counts['tune']} trials")
-    console.print(f"  confirm phase: {counts['confirm']} trials ({spec.confirm.seeds} paired seeds × "
-                  f"{'/'.join(spec.confirm.configs)})")
-    claims = "; ".join(f"{c.treated} {'differs (two-sided) from' if c.direction == 'two-sided' else c.direction + ' than'} "
-                       f"{c.baseline}" for c in spec.compared_arms)
+    console.print(
+        f"  confirm phase: {counts['confirm']} trials ({spec.confirm.seeds} paired seeds × "
+        f"{'/'.join(spec.confirm.configs)})"
+    )
+    claims = "; ".join(
+        f"{c.treated} {'differs (two-sided) from' if c.direction == 'two-sided' else c.direction + ' than'} "
+        f"{c.baseline}"
+        for c in spec.compared_arms
+    )
     family = f" over {len(spec.compared_arms)} comparisons × cells" if len(spec.compared_arms) > 1 else ""
-    console.print(f"  total: {sum(counts.values())} trials; hypothesis: {spec.hypothesis.metric} "
-                  f"{claims}, alpha {spec.hypothesis.alpha} ({spec.hypothesis.correction}{family})")
+    console.print(
+        f"  total: {sum(counts.values())} trials; hypothesis: {spec.hypothesis.metric} "
+        f"{claims}, alpha {spec.hypothesis.alpha} ({spec.hypothesis.correction}{family})"
+    )
     region = spec.hypothesis_region()
-    console.print("  hypothesis region: " + (" × ".join(f"{k} {v}" for k, v in region.items()) or "every cell")
-                  + ("" if spec.hypothesis.region is not None else " (the default: smallest fraction × fewest epochs)"))
+    console.print(
+        "  hypothesis region: "
+        + (" × ".join(f"{k} {v}" for k, v in region.items()) or "every cell")
+        + ("" if spec.hypothesis.region is not None else " (the default: smallest fraction × fewest epochs)")
+    )
     _print_steps(console, spec)
 
 
@@ -91,42 +109,80 @@ def _print_steps(console: Console, spec: SweepSpec) -> None:
     few = [cell for cell in cells if cell.too_few]
     if few:
         listed = "; ".join(", ".join(f"{k} {v}" for k, v in c.levels.items()) + f": {c.steps}" for c in few)
-        console.print(f"[yellow]warning:[/] {len(few)} cell(s) give fewer than {MIN_OPTIMIZER_STEPS} optimizer steps "
-                      f"per run ({listed}); an arm trained from scratch barely moves from its initialisation there, "
-                      "so every arm may sit at chance and the cell cannot decide anything. Fix: more epochs "
-                      "(design.factors.epochs), a smaller batch (model.batch_size) or a larger fraction "
-                      "(design.factors.train_fraction).")
+        console.print(
+            f"[yellow]warning:[/] {len(few)} cell(s) give fewer than {MIN_OPTIMIZER_STEPS} optimizer steps "
+            f"per run ({listed}); an arm trained from scratch barely moves from its initialisation there, "
+            "so every arm may sit at chance and the cell cannot decide anything. Fix: more epochs "
+            "(design.factors.epochs), a smaller batch (model.batch_size) or a larger fraction "
+            "(design.factors.train_fraction)."
+        )
 
 
 @click.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
-@click.option("--storage", default=None, metavar="URI",
-              help="Where results go: a path (shared FS on a cluster), s3://bucket/prefix or gs://bucket/prefix. "
-                   "Default: the spec's `storage` (runs).")
-@click.option("--address", default=None, metavar="auto|HOST:PORT",
-              help="Join an existing Ray cluster instead of starting a local instance sized to this machine.")
-@click.option("--new", is_flag=True, help="Start over when the results directory holds a different spec's results "
-                                            "(the old ones are moved aside, never deleted).")
-@click.option("--wandb", "wandb_mode", type=click.Choice(["online", "offline", "disabled"]), default=None,
-              help="W&B mirror mode (default: online with an API key configured, else offline).")
+@click.option(
+    "--storage",
+    default=None,
+    metavar="URI",
+    help="Where results go: a path (shared FS on a cluster), s3://bucket/prefix or gs://bucket/prefix. "
+    "Default: the spec's `storage` (runs).",
+)
+@click.option(
+    "--address",
+    default=None,
+    metavar="auto|HOST:PORT",
+    help="Join an existing Ray cluster instead of starting a local instance sized to this machine.",
+)
+@click.option(
+    "--new",
+    is_flag=True,
+    help="Start over when the results directory holds a different spec's results "
+    "(the old ones are moved aside, never deleted).",
+)
+@click.option(
+    "--wandb",
+    "wandb_mode",
+    type=click.Choice(["online", "offline", "disabled"]),
+    default=None,
+    help="W&B mirror mode (default: online with an API key configured, else offline).",
+)
 @click.option("--num-cpus", type=int, default=None, help="CPUs of the local Ray instance (default: all).")
 @click.option("--no-report", is_flag=True, help="Skip the report at the end.")
-def run(spec_path: Path, overrides: tuple[str, ...], storage: str | None, address: str | None, new: bool,
-        wandb_mode: str | None, num_cpus: int | None, no_report: bool) -> None:
+def run(
+    spec_path: Path,
+    overrides: tuple[str, ...],
+    storage: str | None,
+    address: str | None,
+    new: bool,
+    wandb_mode: str | None,
+    num_cpus: int | None,
+    no_report: bool,
+) -> None:
     """Run (or resume) a sweep: data → pretraining → tune → confirm → Parquet → report."""
     from tlsweep.engine.run import run_sweep
     from tlsweep.spec import load_spec
 
     spec = load_spec(spec_path, list(overrides))
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
-    outcome = run_sweep(spec, source=str(spec_path), storage=storage, address=address, new=new,
-                        wandb_mode=wandb_mode, num_cpus=num_cpus, report=not no_report, console=console)
+    outcome = run_sweep(
+        spec,
+        source=str(spec_path),
+        storage=storage,
+        address=address,
+        new=new,
+        wandb_mode=wandb_mode,
+        num_cpus=num_cpus,
+        report=not no_report,
+        console=console,
+    )
     rerun = f"tlsweep run {spec_path}" + "".join(f" --set {o}" for o in overrides)
     if storage:
         rerun += f" --storage {storage}"
     console.print()
-    console.print(f"recorded {outcome.trials_recorded} trials in {outcome.wall_time_s / 60:.1f} min → {outcome.location}")
+    console.print(
+        f"recorded {outcome.trials_recorded} trials in {outcome.wall_time_s / 60:.1f} min → {outcome.location}"
+    )
     from tlsweep.engine.progress import efficiency_line
 
     if (line := efficiency_line(outcome.efficiency_figures)) is not None:
@@ -185,8 +241,11 @@ def status(results: str) -> None:
         board.line(phase, cell, arm).running.add(item["trial_id"])
     state = "running" if fresh else "not running"
     console = Console(width=None if sys.stdout.isatty() else 140)
-    console.print(board.table(title=f"{spec.name} ({state}) · {store.location.uri}",
-                              concurrency=spec.resources.max_concurrent_trials or 1))
+    console.print(
+        board.table(
+            title=f"{spec.name} ({state}) · {store.location.uri}", concurrency=spec.resources.max_concurrent_trials or 1
+        )
+    )
     if live.get("finished") and (line := efficiency_line(live)) is not None:
         console.print(f"last run: {line}")
     for line in warnings:

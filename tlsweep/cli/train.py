@@ -190,7 +190,9 @@ def train(
     result = _run_with_progress(config, data, console, run_trial)
     written = keep_elsewhere(
         lambda folder: write_train_outputs(folder, config=config, data=data, image_size=size, result=result),
-        out, what="--out", prefix="tlsweep-train-",
+        out,
+        what="--out",
+        prefix="tlsweep-train-",
     )
     if result.status == "ok":
         click.echo(
@@ -333,7 +335,10 @@ def predict(
     predicted, confidence = predict_images(trained.model, tensor, batch_size=batch_size, device=torch_device)
     summary = keep_elsewhere(
         lambda path: write_predictions(path, inputs, predicted, confidence, trained.class_names),
-        out, what="--out", prefix="tlsweep-predict-", name=out.name,
+        out,
+        what="--out",
+        prefix="tlsweep-predict-",
+        name=out.name,
     )
     accuracy = f"; accuracy on {summary.labelled} labelled images {summary.accuracy:.4f}" if summary.labelled else ""
     click.echo(f"wrote {summary.count} predictions to {out}{accuracy}")
@@ -341,10 +346,19 @@ def predict(
 
 @click.command()
 @click.argument("pattern", default="*")
-@click.option("--timm", "timm_pattern", default=None, metavar="PATTERN",
-              help="List timm's models matching this fnmatch PATTERN (e.g. 'resnetv2*') instead of the registry.")
-@click.option("--limit", default=30, show_default=True, help="At most this many timm models (each is built on the "
-              "meta device to count its parameters and freeze levels).")
+@click.option(
+    "--timm",
+    "timm_pattern",
+    default=None,
+    metavar="PATTERN",
+    help="List timm's models matching this fnmatch PATTERN (e.g. 'resnetv2*') instead of the registry.",
+)
+@click.option(
+    "--limit",
+    default=30,
+    show_default=True,
+    help="At most this many timm models (each is built on the meta device to count its parameters and freeze levels).",
+)
 def models(pattern: str, timm_pattern: str | None, limit: int) -> None:
     """List the backbones (fnmatch PATTERN) with parameter counts, freeze levels and published ImageNet weights."""
     from rich.console import Console

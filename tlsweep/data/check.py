@@ -74,12 +74,21 @@ def check_dataset(spec: DatasetSpec, *, max_hashed_bytes: int = MAX_HASHED_BYTES
 
 def missing_files(entries: Mapping[str, Sequence[ImageEntry]]) -> list[DatasetProblem]:
     """Images listed (in a CSV) that are not regular files: one error naming each with its CSV line."""
-    missing = [f"{entry.rel} ({entry.origin})" for split in SPLITS for entry in entries.get(split, ())
-               if not entry.path.is_file()]
+    missing = [
+        f"{entry.rel} ({entry.origin})"
+        for split in SPLITS
+        for entry in entries.get(split, ())
+        if not entry.path.is_file()
+    ]
     if not missing:
         return []
-    return [DatasetProblem("error", f"{len(missing)} listed image(s) are missing or not regular files: "
-                                    f"{_listed(missing)}; fix or remove these rows")]
+    return [
+        DatasetProblem(
+            "error",
+            f"{len(missing)} listed image(s) are missing or not regular files: "
+            f"{_listed(missing)}; fix or remove these rows",
+        )
+    ]
 
 
 def label_problems(
@@ -95,27 +104,33 @@ def label_problems(
     trained = [i for i, n in enumerate(counts["train"]) if n > 0]
     if entries.get("train") and len(trained) < 2:
         only = ", ".join(repr(class_names[i]) for i in trained) or "none"
-        problems.append(DatasetProblem(
-            "error",
-            f"{source}: only {len(trained)} class has training images ({only}) of {len(class_names)} declared; a "
-            "classifier needs at least two classes — add images of the other classes",
-        ))
+        problems.append(
+            DatasetProblem(
+                "error",
+                f"{source}: only {len(trained)} class has training images ({only}) of {len(class_names)} declared; a "
+                "classifier needs at least two classes — add images of the other classes",
+            )
+        )
         return problems
     empty = [class_names[i] for i, n in enumerate(counts["train"]) if n == 0]
     if empty:
-        problems.append(DatasetProblem(
-            "warning",
-            f"{source}: {len(empty)} class(es) have no training images: {_listed(empty)}; the model still has an "
-            "output for each, which it can never learn",
-        ))
+        problems.append(
+            DatasetProblem(
+                "warning",
+                f"{source}: {len(empty)} class(es) have no training images: {_listed(empty)}; the model still has an "
+                "output for each, which it can never learn",
+            )
+        )
     for split in ("val", "test"):
         missing = [class_names[i] for i in trained if counts[split][i] == 0]
         if missing and entries.get(split):
-            problems.append(DatasetProblem(
-                "warning",
-                f"{source}: {len(missing)} class(es) with training images have none in {split}: {_listed(missing)}; "
-                f"{split} accuracy says nothing about them",
-            ))
+            problems.append(
+                DatasetProblem(
+                    "warning",
+                    f"{source}: {len(missing)} class(es) with training images have none in {split}: {_listed(missing)}; "
+                    f"{split} accuracy says nothing about them",
+                )
+            )
     return problems
 
 
@@ -171,16 +186,21 @@ def duplicate_problems(
                 if value is not None and value in train_by_digest:
                     pairs.append(f"{entry.rel} = {train_by_digest[value].rel}")
         if pairs:
-            problems.append(DatasetProblem(
-                "warning",
-                f"{len(pairs)} {other} file(s) are byte-for-byte copies of training files: {_listed(pairs)}; "
-                f"{other} scores of every arm are inflated — remove the copies from one of the splits",
-            ))
+            problems.append(
+                DatasetProblem(
+                    "warning",
+                    f"{len(pairs)} {other} file(s) are byte-for-byte copies of training files: {_listed(pairs)}; "
+                    f"{other} scores of every arm are inflated — remove the copies from one of the splits",
+                )
+            )
     if stopped:
-        problems.append(DatasetProblem(
-            "warning", f"the search for files shared by train and val/test stopped after hashing "
-            f"{max_hashed_bytes / 1024**2:.0f} MiB; duplicates beyond that were not looked for",
-        ))
+        problems.append(
+            DatasetProblem(
+                "warning",
+                f"the search for files shared by train and val/test stopped after hashing "
+                f"{max_hashed_bytes / 1024**2:.0f} MiB; duplicates beyond that were not looked for",
+            )
+        )
     return problems
 
 

@@ -173,9 +173,7 @@ class SyntheticDatasetSpec(_Model):
         return self
 
 
-DatasetSpec = Annotated[
-    CsvDatasetSpec | ImageFolderDatasetSpec | SyntheticDatasetSpec, Field(discriminator="format")
-]
+DatasetSpec = Annotated[CsvDatasetSpec | ImageFolderDatasetSpec | SyntheticDatasetSpec, Field(discriminator="format")]
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(DatasetSpec)
 FORMATS: tuple[str, ...] = ("csv", "imagefolder", "synthetic")
 
@@ -196,7 +194,9 @@ def format_validation_error(exc: ValidationError, *, source: str, prefix: str = 
         elif "expected" in ctx and str(ctx["expected"]) not in message:
             message = f"{message} (allowed: {ctx['expected']})"
         value = err.get("input")
-        shown = "" if err["type"] in ("missing", "union_tag_not_found") or isinstance(value, dict) else f", got {value!r}"
+        shown = (
+            "" if err["type"] in ("missing", "union_tag_not_found") or isinstance(value, dict) else f", got {value!r}"
+        )
         lines.append(f"{where}: {message}{shown}")
     return f"{source}: invalid dataset spec:\n  " + "\n  ".join(lines)
 

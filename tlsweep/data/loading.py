@@ -53,11 +53,13 @@ def load_dataset(
         from tlsweep.data.synth import ensure_generated
 
         ensure_generated(spec)
-        csv_spec = CsvDatasetSpec.model_validate({
-            "root": spec.root,
-            "preset": "korean_face_age" if spec.task == "age" else "synthetic_source",
-            "name": spec.name or f"synthetic-{spec.task}",
-        })
+        csv_spec = CsvDatasetSpec.model_validate(
+            {
+                "root": spec.root,
+                "preset": "korean_face_age" if spec.task == "age" else "synthetic_source",
+                "name": spec.name or f"synthetic-{spec.task}",
+            }
+        )
         return load_dataset(csv_spec, image_size=image_size, cache_dir=cache_dir, workers=workers)
     root = Path(spec.root)
     if not root.is_dir():
@@ -129,12 +131,16 @@ def listing_notes(listing: _Listing) -> list[str]:
     if listing.nested:
         shown = ", ".join(f"{folder} ({n})" for folder, n in list(listing.nested.items())[:5])
         more = f" and {len(listing.nested) - 5} more" if len(listing.nested) > 5 else ""
-        notes.append(f"{sum(listing.nested.values())} image(s) are in folders nested below their class folder "
-                     f"({shown}{more}); they count as images of that class, as in torchvision's ImageFolder")
+        notes.append(
+            f"{sum(listing.nested.values())} image(s) are in folders nested below their class folder "
+            f"({shown}{more}); they count as images of that class, as in torchvision's ImageFolder"
+        )
     if listing.undecodable:
         shown = ", ".join(listing.undecodable[:5])
-        notes.append(f"{len(listing.undecodable)} file name(s) are not UTF-8 text ({shown}); they are read, and "
-                     "recorded with \\x escapes")
+        notes.append(
+            f"{len(listing.undecodable)} file name(s) are not UTF-8 text ({shown}); they are read, and "
+            "recorded with \\x escapes"
+        )
     return notes
 
 
@@ -346,8 +352,9 @@ class _Listing:
             if child.is_dir():
                 real = os.path.realpath(child)
                 if real in chain:
-                    self.problems.append(f"{display_name(child)}: symlink loop (leads back to {display_name(real)}); "
-                                         "remove the link")
+                    self.problems.append(
+                        f"{display_name(child)}: symlink loop (leads back to {display_name(real)}); remove the link"
+                    )
                     continue
                 self._walk(child, found, chain | {real})
             elif child.is_file() and child.suffix.lower() in self.extensions:
@@ -361,8 +368,12 @@ class _Listing:
 
 def _listing(spec: ImageFolderDatasetSpec) -> _Listing:
     root = Path(spec.root)
-    return _Listing(root=root, real_root=os.path.realpath(root), outside_ok=spec.follow_symlinks_outside_root,
-                    extensions=frozenset(e.lower() for e in spec.extensions))
+    return _Listing(
+        root=root,
+        real_root=os.path.realpath(root),
+        outside_ok=spec.follow_symlinks_outside_root,
+        extensions=frozenset(e.lower() for e in spec.extensions),
+    )
 
 
 def _stratified_split(labels: np.ndarray, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
@@ -462,5 +473,6 @@ def _raise_listing_problems(listing: _Listing) -> None:
     if listing.problems:
         shown = listing.problems[:_MAX_ROW_ERRORS]
         more = f"\n  ... and {len(listing.problems) - len(shown)} more" if len(listing.problems) > len(shown) else ""
-        raise DataError(f"{len(listing.problems)} problem(s) listing the dataset {listing.root}:\n  "
-                        + "\n  ".join(shown) + more)
+        raise DataError(
+            f"{len(listing.problems)} problem(s) listing the dataset {listing.root}:\n  " + "\n  ".join(shown) + more
+        )

@@ -34,10 +34,14 @@ def nested_subset(labels: np.ndarray | torch.Tensor, fraction: float, seed: int)
     chosen: list[np.ndarray] = []
     for cls in np.unique(values):
         members = np.flatnonzero(values == cls)
-        class_key = int(cls) if np.issubdtype(values.dtype, np.integer) else int.from_bytes(
-            hashlib.sha256(str(cls).encode()).digest()[:8], "little"
+        class_key = (
+            int(cls)
+            if np.issubdtype(values.dtype, np.integer)
+            else int.from_bytes(hashlib.sha256(str(cls).encode()).digest()[:8], "little")
         )
-        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed) & (2**63 - 1), class_key & (2**63 - 1)])))
+        rng = np.random.Generator(
+            np.random.PCG64(np.random.SeedSequence([int(seed) & (2**63 - 1), class_key & (2**63 - 1)]))
+        )
         keep = max(1, math.floor(fraction * len(members) + 0.5))
         chosen.append(members[rng.permutation(len(members))[:keep]])
     return np.sort(np.concatenate(chosen)).astype(np.int64)

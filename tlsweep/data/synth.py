@@ -34,9 +34,9 @@ GENERATOR_VERSION = 2
 MANIFEST_NAME = "tlsweep-synth.json"
 TASK_DEFAULTS: dict[str, tuple[int, int]] = {"age": (430, 10), "source": (600, 10)}  # identities, images each
 _TASK_CODE = {"age": 1, "source": 2}
-_OWN_ENTRIES = {MANIFEST_NAME, ".tlsweep-cache"} | {f"custom_{s}_dataset.csv" for s in SPLITS} | {
-    f"{s}_images" for s in SPLITS
-}
+_OWN_ENTRIES = (
+    {MANIFEST_NAME, ".tlsweep-cache"} | {f"custom_{s}_dataset.csv" for s in SPLITS} | {f"{s}_images" for s in SPLITS}
+)
 
 Task = Literal["age", "source"]
 
@@ -202,7 +202,10 @@ def render_face(ident: Identity, look: Look, rng: np.random.Generator, resolutio
     mdraw.rectangle((0, hairline, C, C), fill=0)
     mdraw.ellipse((cx - 0.55 * W, hairline - 0.05 * H, cx + 0.55 * W, hairline + 0.6 * H), fill=0)
     for side in (-1, 1):  # temples keep their hair
-        mdraw.rectangle((cx + side * 0.40 * W - 0.1 * W, top + 0.1 * H, cx + side * 0.40 * W + 0.1 * W, hairline + 0.05 * H), fill=255)
+        mdraw.rectangle(
+            (cx + side * 0.40 * W - 0.1 * W, top + 0.1 * H, cx + side * 0.40 * W + 0.1 * W, hairline + 0.05 * H),
+            fill=255,
+        )
     if look.recede > 0.05:
         r = 0.42 * W * look.recede
         mdraw.ellipse((cx - r, top - 0.1 * H, cx + r, top + 0.1 * H + 0.28 * H * look.recede), fill=0)
@@ -219,16 +222,22 @@ def render_face(ident: Identity, look: Look, rng: np.random.Generator, resolutio
         draw.ellipse((ex - 0.55 * er, eye_y - 0.55 * er, ex + 0.55 * er, eye_y + 0.55 * er), fill=(*iris, 255))
         draw.ellipse((ex - 0.22 * er, eye_y - 0.22 * er, ex + 0.22 * er, eye_y + 0.22 * er), fill=(10, 10, 10, 255))
         brow_y = eye_y - er * (1.5 + 0.3 * look.child)
-        draw.line((ex - 1.2 * er, brow_y + 0.2 * er, ex + 1.2 * er, brow_y - 0.1 * er * side), fill=(*hair_c, 255),
-                  width=max(1, int(lw * ident.brow_width * 1.5)))
+        draw.line(
+            (ex - 1.2 * er, brow_y + 0.2 * er, ex + 1.2 * er, brow_y - 0.1 * er * side),
+            fill=(*hair_c, 255),
+            width=max(1, int(lw * ident.brow_width * 1.5)),
+        )
         if look.wrinkles > 0.12:
             a = int(90 + 150 * look.wrinkles)
             draw.arc((ex - er, eye_y, ex + er, eye_y + 1.3 * er), 20, 160, fill=(*line_c, a), width=lw)
             corner = ex + side * 1.15 * er
             for k in range(1 + int(look.wrinkles * 3)):
                 dy = (k - 1) * 0.45 * er
-                draw.line((corner, eye_y + 0.3 * dy, corner + side * er * (0.4 + 0.8 * look.wrinkles), eye_y + dy),
-                          fill=(*line_c, a), width=lw)
+                draw.line(
+                    (corner, eye_y + 0.3 * dy, corner + side * er * (0.4 + 0.8 * look.wrinkles), eye_y + dy),
+                    fill=(*line_c, a),
+                    width=lw,
+                )
         if look.glasses:
             gr = 1.55 * er
             draw.ellipse((ex - gr, eye_y - gr, ex + gr, eye_y + gr), outline=(15, 15, 20, 255), width=lw + 1)
@@ -271,8 +280,9 @@ def render_face(ident: Identity, look: Look, rng: np.random.Generator, resolutio
 
     angle = float(np.clip(rng.normal(0, 7), -18, 18))
     shift = tuple(float(v) for v in rng.uniform(-0.07, 0.07, 2) * C)
-    layer = layer.reduce(2).rotate(angle, resample=Image.Resampling.BILINEAR, center=(cx / 2, cy / 2),
-                                   translate=(shift[0] / 2, shift[1] / 2))
+    layer = layer.reduce(2).rotate(
+        angle, resample=Image.Resampling.BILINEAR, center=(cx / 2, cy / 2), translate=(shift[0] / 2, shift[1] / 2)
+    )
     img = Image.alpha_composite(img.reduce(2).convert("RGBA"), layer).convert("RGB")
     if rng.random() < 0.3:
         img = img.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.3, 0.9)) * resolution / 64))
@@ -288,8 +298,14 @@ def render_face(ident: Identity, look: Look, rng: np.random.Generator, resolutio
 
 
 # ----------------------------------------------------------------------------------------------- dataset writing
-def _params(task: str, seed: int, resolution: int, n_identities: int | None, images_per_identity: int | None,
-            split_fractions: tuple[float, float, float]) -> dict[str, Any]:
+def _params(
+    task: str,
+    seed: int,
+    resolution: int,
+    n_identities: int | None,
+    images_per_identity: int | None,
+    split_fractions: tuple[float, float, float],
+) -> dict[str, Any]:
     default_ids, default_per = TASK_DEFAULTS[task]
     return {
         "task": task,
@@ -394,8 +410,11 @@ def generate_dataset(
     try:
         for split in SPLITS:
             (tmp / f"{split}_images").mkdir()
-        members = _split_identities(params["n_identities"], params["split_fractions"],
-                                    np.random.default_rng([seed, _TASK_CODE[task], 999_999_999]))
+        members = _split_identities(
+            params["n_identities"],
+            params["split_fractions"],
+            np.random.default_rng([seed, _TASK_CODE[task], 999_999_999]),
+        )
         jobs = [(params, int(i), split, str(tmp)) for split in SPLITS for i in sorted(members[split])]
         n_workers = max(1, min(workers or _usable_cores(), len(jobs)))
         if n_workers == 1 or "fork" not in get_all_start_methods():
@@ -452,14 +471,21 @@ def _install(tmp: Path, root: Path, params: dict[str, Any]) -> None:
 
 def ensure_generated(spec: Any) -> Path:
     """Generate the dataset a SyntheticDatasetSpec describes unless ``spec.root`` already holds exactly it."""
-    params = _params(spec.task, spec.seed, spec.resolution, spec.n_identities, spec.images_per_identity,
-                     tuple(spec.split_fractions))
+    params = _params(
+        spec.task, spec.seed, spec.resolution, spec.n_identities, spec.images_per_identity, tuple(spec.split_fractions)
+    )
     root = Path(spec.root)
     if root.is_dir() and _manifest_matches(root, params):
         return root
-    return generate_dataset(root, task=spec.task, seed=spec.seed, resolution=spec.resolution,
-                            n_identities=spec.n_identities, images_per_identity=spec.images_per_identity,
-                            split_fractions=tuple(spec.split_fractions))
+    return generate_dataset(
+        root,
+        task=spec.task,
+        seed=spec.seed,
+        resolution=spec.resolution,
+        n_identities=spec.n_identities,
+        images_per_identity=spec.images_per_identity,
+        split_fractions=tuple(spec.split_fractions),
+    )
 
 
 def read_manifest(root: Path | str) -> dict[str, Any] | None:

@@ -15,9 +15,16 @@ if TYPE_CHECKING:
 
 # the exception names Ray gives a lost node, a killed worker process or a lost placement (also in error.txt)
 NODE_LOSS_ERRORS = (
-    "RayActorError", "ActorDiedError", "ActorUnavailableError", "ActorUnschedulableError", "NodeDiedError",
-    "WorkerCrashedError", "ObjectLostError", "OwnerDiedError", "ObjectReconstructionFailedError",
-)  # fmt: skip
+    "RayActorError",
+    "ActorDiedError",
+    "ActorUnavailableError",
+    "ActorUnschedulableError",
+    "NodeDiedError",
+    "WorkerCrashedError",
+    "ObjectLostError",
+    "OwnerDiedError",
+    "ObjectReconstructionFailedError",
+)
 
 
 def is_node_loss(error: BaseException | None) -> bool:

@@ -178,6 +178,7 @@ class Progress:
 def efficiency_line(figures: dict[str, Any]) -> str | None:
     """One line on how busy the slots were, from a run's figures (``status.json``'s ``efficiency``, ``busy_s``,
     ``trials_span_s``, ``tuner_wall_s``, ``slots``); None when the run recorded no trial."""
+
     def number(key: str) -> float | None:
         value = figures.get(key)
         return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
@@ -186,12 +187,16 @@ def efficiency_line(figures: dict[str, Any]) -> str | None:
     if efficiency is None or not span or not slots or busy is None:
         return None
     slots = int(slots)
-    line = (f"slot efficiency {efficiency:.3f}: Σ epoch time {busy:.1f} s ÷ ({slots} slots × {span:.1f} s from the "
-            "first trial's start to the last one's end)")
+    line = (
+        f"slot efficiency {efficiency:.3f}: Σ epoch time {busy:.1f} s ÷ ({slots} slots × {span:.1f} s from the "
+        "first trial's start to the last one's end)"
+    )
     wall = number("tuner_wall_s")
     if wall is not None and wall > span:
-        line += (f"; starting the workers (processes, imports) and stopping Ray Tune took {wall - span:.1f} s more "
-                 f"({busy / (slots * wall):.3f} counting that)")
+        line += (
+            f"; starting the workers (processes, imports) and stopping Ray Tune took {wall - span:.1f} s more "
+            f"({busy / (slots * wall):.3f} counting that)"
+        )
     return line
 
 

@@ -40,9 +40,20 @@ if TYPE_CHECKING:
 
 EPOCH_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s")
 RESULT_KEYS = (
-    "best_val_acc", "best_val_loss", "best_epoch", "final_val_acc", "chance", "num_classes",
-    "n_train", "n_val", "n_test", "subset_hash", "epochs_run", "optimizer_steps", "wall_time_s",
-)  # fmt: skip
+    "best_val_acc",
+    "best_val_loss",
+    "best_epoch",
+    "final_val_acc",
+    "chance",
+    "num_classes",
+    "n_train",
+    "n_val",
+    "n_test",
+    "subset_hash",
+    "epochs_run",
+    "optimizer_steps",
+    "wall_time_s",
+)
 TEST_KEYS = ("test_acc", "test_balanced_acc", "test_loss", "test_mae", "test_off_by_one")
 FLUSH_INTERVAL_S = 2.0  # finished trials reach the results at most this long after they finish (plus one Tune step)
 
@@ -201,7 +212,9 @@ class ResultsRecorder(Callback):
         self._pending_epochs.extend(epoch_rows)
         self.busy_s += sum(e.get("epoch_time_s") or 0.0 for e in epoch_rows)
         self.last_end = time.time()
-        started = self.last_end - float(row.get("wall_time_s") or 0.0)  # the trial's own clock, as trials.parquet has it
+        started = self.last_end - float(
+            row.get("wall_time_s") or 0.0
+        )  # the trial's own clock, as trials.parquet has it
         self.first_start = started if self.first_start is None else min(self.first_start, started)
         if not self.spec.checkpoints.keeps(row["phase"]):
             self._pending_deletes.append((row["phase"], trial_dirname(trial.config["meta"])))
@@ -263,8 +276,9 @@ class ResultsRecorder(Callback):
                 live = max(self._epochs_buffer.get(trial.trial_id, {}), default=0)
                 self._epochs_buffer[trial.trial_id] = epochs = {int(h["epoch"]): _epoch_values(h) for h in history}
                 for epoch in sorted(e for e in epochs if e > live):  # the epochs that ended after the last report
-                    self.tracker.trial_epoch(planned.trial_id, epoch, {k: v for k, v in epochs[epoch].items()
-                                                                       if v is not None})
+                    self.tracker.trial_epoch(
+                        planned.trial_id, epoch, {k: v for k, v in epochs[epoch].items() if v is not None}
+                    )
             row["resumed_from_epoch"] = final.get("resumed_from_epoch")
             row.update({k: _finite_or_none(final.get(k)) for k in RESULT_KEYS})
             if planned.phase == "confirm":

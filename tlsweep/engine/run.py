@@ -64,8 +64,10 @@ class PhaseFailures:
         head = ("every trial" if self.every_trial else f"{self.failed} of {self.recorded} trials") + " failed"
         why = "; ".join(f"{message} ({count}×)" for message, count in self.reasons[:3])
         more = f"; and {len(self.reasons) - 3} other error(s)" if len(self.reasons) > 3 else ""
-        return (f"{self.phase} phase: {head}: {why}{more}\n  details: the `error` column of {location}/trials "
-                f"(status `failed`) and each trial's error.txt under {location}/{RAY_SUBDIR}/sweep-*/{self.phase}-*/")
+        return (
+            f"{self.phase} phase: {head}: {why}{more}\n  details: the `error` column of {location}/trials "
+            f"(status `failed`) and each trial's error.txt under {location}/{RAY_SUBDIR}/sweep-*/{self.phase}-*/"
+        )
 
 
 def failure_summary(rows: list[dict[str, Any]]) -> list[PhaseFailures]:
@@ -107,8 +109,13 @@ class SweepOutcome:
     @property
     def efficiency_figures(self) -> dict[str, Any]:
         """The slot-efficiency figures as ``status.json`` stores them and ``engine.progress.efficiency_line`` reads them."""
-        return {"efficiency": self.efficiency, "busy_s": self.busy_s, "trials_span_s": self.trials_span_s,
-                "tuner_wall_s": self.tuner_wall_s, "slots": self.slots}
+        return {
+            "efficiency": self.efficiency,
+            "busy_s": self.busy_s,
+            "trials_span_s": self.trials_span_s,
+            "tuner_wall_s": self.tuner_wall_s,
+            "slots": self.slots,
+        }
 
     @property
     def failed(self) -> PhaseFailures | None:
@@ -145,15 +152,18 @@ def check_storage_writable(location: Location) -> None:
     report = location.join("report")
     try:
         if location.filesystem.get_file_info(report.path).type == pafs.FileType.File:
-            raise StoreError(f"{report.uri} is a file; the report is written into a folder of that name: move the "
-                             "file aside")
+            raise StoreError(
+                f"{report.uri} is a file; the report is written into a folder of that name: move the file aside"
+            )
         location.filesystem.create_dir(location.path, recursive=True)
         with location.filesystem.open_output_stream(probe.path) as stream:
             stream.write(b"tlsweep")
         location.filesystem.delete_file(probe.path)
     except (OSError, pa.ArrowException) as exc:
-        raise StoreError(f"results storage {location.uri} is not writable ({exc}); choose a writable place with "
-                         "--storage or the spec's `storage`, or fix its permissions or credentials") from None
+        raise StoreError(
+            f"results storage {location.uri} is not writable ({exc}); choose a writable place with "
+            "--storage or the spec's `storage`, or fix its permissions or credentials"
+        ) from None
 
 
 def sweep_provenance(spec: SweepSpec, *, source: str | None) -> Provenance:
@@ -618,7 +628,11 @@ def run_sweep(
                     concurrency=concurrency,
                 )
                 outcome.interrupted = not sweep_complete(spec, recorder.trials.to_pylist())
-                outcome.busy_s, outcome.trials_span_s, outcome.tuner_wall_s = recorder.busy_s, recorder.trials_span_s, wall
+                outcome.busy_s, outcome.trials_span_s, outcome.tuner_wall_s = (
+                    recorder.busy_s,
+                    recorder.trials_span_s,
+                    wall,
+                )
                 outcome.efficiency = recorder.slot_efficiency(concurrency)
                 progress.efficiency = outcome.efficiency_figures
     except KeyboardInterrupt:

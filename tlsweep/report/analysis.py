@@ -111,20 +111,39 @@ def _sort_key(levels: dict[str, Any], factors: list[str]) -> tuple:
     key = []
     for name in factors:
         value = levels.get(name)
-        key.append((value is None, 0 if isinstance(value, (int, float)) else 1,
-                    value if isinstance(value, (int, float)) else str(value)))
+        key.append(
+            (
+                value is None,
+                0 if isinstance(value, (int, float)) else 1,
+                value if isinstance(value, (int, float)) else str(value),
+            )
+        )
     return tuple(key)
 
 
-def analyse_family(results: Results, config_kind: str, correction: str, *, rng: np.random.Generator,
-                   n_resamples: int = 9999) -> Family | None:
+def analyse_family(
+    results: Results, config_kind: str, correction: str, *, rng: np.random.Generator, n_resamples: int = 9999
+) -> Family | None:
     """The family of ``results.hypothesis`` alone (cells of one comparison), decided on its own."""
-    return analyse_families(results.for_comparison(results.hypothesis), config_kind, correction, rng=rng,
-                            n_resamples=n_resamples, comparisons=[results.hypothesis])[0]
+    return analyse_families(
+        results.for_comparison(results.hypothesis),
+        config_kind,
+        correction,
+        rng=rng,
+        n_resamples=n_resamples,
+        comparisons=[results.hypothesis],
+    )[0]
 
 
-def analyse_families(results: Results, config_kind: str, correction: str, *, rng: np.random.Generator,
-                     n_resamples: int = 9999, comparisons: list[Hypothesis] | None = None) -> list[Family | None]:
+def analyse_families(
+    results: Results,
+    config_kind: str,
+    correction: str,
+    *,
+    rng: np.random.Generator,
+    n_resamples: int = 9999,
+    comparisons: list[Hypothesis] | None = None,
+) -> list[Family | None]:
     """Contrast treated − baseline in every cell of the confirm phase for one config kind, for every comparison,
     then decide: one multiplicity family of every (cell × comparison), split back into one ``Family`` per
     comparison (each gated and corrected at the size of the whole family)."""
@@ -142,11 +161,19 @@ def analyse_families(results: Results, config_kind: str, correction: str, *, rng
             rows = confirm[(confirm["cell_id"] == cell) & confirm["value"].notna()]
             arm_a = _per_seed(rows[rows["arm"] == comparison.treated])
             arm_b = _per_seed(rows[rows["arm"] == comparison.baseline])
-            contrasts.append(compare_arms(
-                arm_a.to_numpy(), arm_b.to_numpy(), treated_seeds=arm_a.index.to_numpy(),
-                baseline_seeds=arm_b.index.to_numpy(), alternative=comparison.alternative, margin=hyp.margin,
-                gate_alpha=gate, rng=rng, n_resamples=n_resamples,
-            ))
+            contrasts.append(
+                compare_arms(
+                    arm_a.to_numpy(),
+                    arm_b.to_numpy(),
+                    treated_seeds=arm_a.index.to_numpy(),
+                    baseline_seeds=arm_b.index.to_numpy(),
+                    alternative=comparison.alternative,
+                    margin=hyp.margin,
+                    gate_alpha=gate,
+                    rng=rng,
+                    n_resamples=n_resamples,
+                )
+            )
     decisions = decide_family(contrasts, alpha=hyp.alpha, correction=correction)
     families: list[Family | None] = []
     for k in range(len(comparisons)):
@@ -154,18 +181,26 @@ def analyse_families(results: Results, config_kind: str, correction: str, *, rng
         part_contrasts, part_decisions = contrasts[part], decisions[part]
         sequential = ""
         spec = results.spec
-        if spec is not None and spec.confirm.adaptive is not None and config_kind == primary_config_kind(spec) \
-                and len(comparisons) == 1:
-            part_decisions, sequential = _sequential_decisions(results, cells, [levels[c] for c in cells],
-                                                               part_decisions)
-        cell_results = [CellResult(cell, levels[cell], c, d)
-                        for cell, c, d in zip(cells, part_contrasts, part_decisions, strict=False)]
+        if (
+            spec is not None
+            and spec.confirm.adaptive is not None
+            and config_kind == primary_config_kind(spec)
+            and len(comparisons) == 1
+        ):
+            part_decisions, sequential = _sequential_decisions(
+                results, cells, [levels[c] for c in cells], part_decisions
+            )
+        cell_results = [
+            CellResult(cell, levels[cell], c, d)
+            for cell, c, d in zip(cells, part_contrasts, part_decisions, strict=False)
+        ]
         families.append(Family(config_kind, correction, gate, cell_results, sequential))
     return families
 
 
-def _sequential_decisions(results: Results, cells: list[str], cell_levels: list[dict[str, Any]],
-                          plain: list[Decision]) -> tuple[list[Decision], str]:
+def _sequential_decisions(
+    results: Results, cells: list[str], cell_levels: list[dict[str, Any]], plain: list[Decision]
+) -> tuple[list[Decision], str]:
     """The decisions of an adaptive sweep's primary family as its group-sequential test made them, look by look."""
     spec = results.spec
     assert spec is not None and spec.confirm.adaptive is not None
@@ -181,10 +216,12 @@ def _sequential_decisions(results: Results, cells: list[str], cell_levels: list[
     index = {name: i for i, name in enumerate(names)}
     spending = {"obrien_fleming": "O'Brien–Fleming-type", "pocock": "Pocock-type"}[design.spending]
     complete = not bool(outcome.open.any())
-    method = (f"group-sequential: {len(design.looks)} looks at {', '.join(map(str, design.looks))} paired seeds, "
-              f"Lan–DeMets {spending} alpha spending, {design.correction} across cells with recycling, futility "
-              f"below {design.futility:g} conditional power" + ("" if complete else
-              f"; the sweep is not finished (look {looks_done} of {len(design.looks)} running)"))
+    method = (
+        f"group-sequential: {len(design.looks)} looks at {', '.join(map(str, design.looks))} paired seeds, "
+        f"Lan–DeMets {spending} alpha spending, {design.correction} across cells with recycling, futility "
+        f"below {design.futility:g} conditional power"
+        + ("" if complete else f"; the sweep is not finished (look {looks_done} of {len(design.looks)} running)")
+    )
     out = []
     for cell, levels, decision in zip(cells, cell_levels, plain, strict=True):
         i = index.get(design_cell_id(levels), index.get(cell))
@@ -201,11 +238,17 @@ def _sequential_decisions(results: Results, cells: list[str], cell_levels: list[
             why = f"no decision after the last look ({design.looks[k]} seeds)"
         else:
             why = f"decided at look {k + 1} ({design.looks[k]} seeds)"
-        out.append(Decision(
-            label=label, significant=label == "supported", equivalent=label == "equivalent",  # type: ignore[arg-type]
-            p_adjusted=float(pvalues.efficacy[i, k]), tost_adjusted=float(pvalues.tost[i, k]),
-            opposite_adjusted=float(pvalues.opposite[i, k]), reason=f"group-sequential: {why}",
-        ))
+        out.append(
+            Decision(
+                label=label,
+                significant=label == "supported",
+                equivalent=label == "equivalent",  # type: ignore[arg-type]
+                p_adjusted=float(pvalues.efficacy[i, k]),
+                tost_adjusted=float(pvalues.tost[i, k]),
+                opposite_adjusted=float(pvalues.opposite[i, k]),
+                reason=f"group-sequential: {why}",
+            )
+        )
     return out, method
 
 
@@ -217,15 +260,21 @@ def _per_seed(rows: pd.DataFrame) -> pd.Series:
 def design_frame(results: Results, config_kind: str = PRIMARY_KIND) -> pd.DataFrame:
     hyp = results.hypothesis
     trials = results.trials
-    rows = trials[(trials["phase"] == "confirm") & (trials["config_kind"] == config_kind)
-                  & trials["arm"].isin([hyp.treated, hyp.baseline]) & trials["value"].notna()]
-    frame = pd.DataFrame({
-        "value": rows["value"].astype(float),
-        "treated": (rows["arm"] == hyp.treated).astype(int),
-        "log2_fraction": np.log2(rows["train_fraction"].astype(float)),
-        "epochs": rows["epochs"].astype(float),
-        "seed": rows["seed"].astype("int64").astype(str),
-    })
+    rows = trials[
+        (trials["phase"] == "confirm")
+        & (trials["config_kind"] == config_kind)
+        & trials["arm"].isin([hyp.treated, hyp.baseline])
+        & trials["value"].notna()
+    ]
+    frame = pd.DataFrame(
+        {
+            "value": rows["value"].astype(float),
+            "treated": (rows["arm"] == hyp.treated).astype(int),
+            "log2_fraction": np.log2(rows["train_fraction"].astype(float)),
+            "epochs": rows["epochs"].astype(float),
+            "seed": rows["seed"].astype("int64").astype(str),
+        }
+    )
     for name in extra_factors(results):
         frame[name] = rows[name].astype(str)
     return frame.reset_index(drop=True)
@@ -265,8 +314,9 @@ def analyse_tuning(results: Results, *, rng: np.random.Generator, n_resamples: i
 def attrition_table(results: Results) -> pd.DataFrame:
     """Runs per phase, cell and arm by status; always reported, even when everything succeeded."""
     trials = results.trials
-    counts = (trials.assign(n=1).pivot_table(index=["phase", "cell_id", "arm"], columns="status", values="n",
-                                             aggfunc="sum", fill_value=0))
+    counts = trials.assign(n=1).pivot_table(
+        index=["phase", "cell_id", "arm"], columns="status", values="n", aggfunc="sum", fill_value=0
+    )
     for status in ("ok", "diverged", "failed"):
         if status not in counts.columns:
             counts[status] = 0
@@ -297,11 +347,14 @@ def analyse(results: Results, *, rng: np.random.Generator, n_resamples: int = 99
         if primary is not None:
             frame = design_frame(view)
             if frame.empty:
-                notes.append("no usable confirm runs for the design model"
-                             + (f" of {comparison.name}" if len(comparisons) > 1 else ""))
+                notes.append(
+                    "no usable confirm runs for the design model"
+                    + (f" of {comparison.name}" if len(comparisons) > 1 else "")
+                )
             else:
-                model = fit_design_model(frame, logit=view.accuracy_like, points_per_unit=view.scale,
-                                         extra_factors=extra_factors(view))
+                model = fit_design_model(
+                    frame, logit=view.accuracy_like, points_per_unit=view.scale, extra_factors=extra_factors(view)
+                )
         trends: list[TrendTest] = []
         if model is not None and model.fitted:
             sign = -1.0 if comparison.direction == "less" else 1.0
@@ -312,5 +365,13 @@ def analyse(results: Results, *, rng: np.random.Generator, n_resamples: int = 99
         per_comparison.append(ComparisonAnalysis(comparison, primary, secondary, model, trends))
     tuning = analyse_tuning(results, rng=rng, n_resamples=min(n_resamples, 2000))
     first = per_comparison[0]
-    return Analysis(first.primary, first.secondary, first.model, tuning, attrition_table(results), notes,
-                    first.trends, per_comparison)
+    return Analysis(
+        first.primary,
+        first.secondary,
+        first.model,
+        tuning,
+        attrition_table(results),
+        notes,
+        first.trends,
+        per_comparison,
+    )

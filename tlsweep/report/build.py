@@ -103,8 +103,14 @@ class ReportResult:
         return f"{self.overall.label}: {self.overall.sentence} {self.crossover}"
 
 
-def build_report(results_dir: Path, *, out_dir: Path | None = None, seed: int = 0,
-                 formats: Sequence[str] = FORMATS, n_resamples: int = 9999) -> ReportResult:
+def build_report(
+    results_dir: Path,
+    *,
+    out_dir: Path | None = None,
+    seed: int = 0,
+    formats: Sequence[str] = FORMATS,
+    n_resamples: int = 9999,
+) -> ReportResult:
     """Write the statistical report of a results directory from its Parquet files alone.
 
     Args:
@@ -137,9 +143,12 @@ def build_report(results_dir: Path, *, out_dir: Path | None = None, seed: int = 
 
     tuning = tuning_table(analysis.tuning, results)
     edges = edge_optima(results)
-    parts = [_comparison_report(results.for_comparison(part.hypothesis), part,
-                                figures.get(heatmap_name(results, part.hypothesis)))
-             for part in analysis.comparisons]
+    parts = [
+        _comparison_report(
+            results.for_comparison(part.hypothesis), part, figures.get(heatmap_name(results, part.hypothesis))
+        )
+        for part in analysis.comparisons
+    ]
     first = parts[0]
     notes = _could_not_compute(results, analysis)
     markdown = _markdown(results, analysis, out, figures, parts, tuning, notes, edges)
@@ -149,11 +158,29 @@ def build_report(results_dir: Path, *, out_dir: Path | None = None, seed: int = 
         md_path.write_text(markdown, encoding="utf-8")
     if "html" in formats:
         html_path = out / "report.html"
-        html_path.write_text(markdown_to_html(markdown, title=f"tlsweep report: {results.name}", base_dir=out),
-                             encoding="utf-8")
-    return ReportResult(out, md_path, html_path, figures, first.cell_table, first.recipe_table, analysis.attrition,
-                        tuning, first.model, first.overall, first.cell_verdicts, first.crossover, notes,
-                        results.spec, first.trends, first.health, edges, parts)
+        html_path.write_text(
+            markdown_to_html(markdown, title=f"tlsweep report: {results.name}", base_dir=out), encoding="utf-8"
+        )
+    return ReportResult(
+        out,
+        md_path,
+        html_path,
+        figures,
+        first.cell_table,
+        first.recipe_table,
+        analysis.attrition,
+        tuning,
+        first.model,
+        first.overall,
+        first.cell_verdicts,
+        first.crossover,
+        notes,
+        results.spec,
+        first.trends,
+        first.health,
+        edges,
+        parts,
+    )
 
 
 def _comparison_report(view: Results, part: ComparisonAnalysis, heatmap: Path | None) -> ComparisonReport:
@@ -164,16 +191,33 @@ def _comparison_report(view: Results, part: ComparisonAnalysis, heatmap: Path | 
     health = cell_health(view)
     overall = overall_verdict(part.primary, view, health=health, trends=part.trends)
     cross = crossover(part.primary, view, health)
-    verdicts = {c.cell_id: cell_verdict(c, view, part.primary, health.get(c.cell_id))
-                for c in part.primary.cells} if part.primary else {}
+    verdicts = (
+        {c.cell_id: cell_verdict(c, view, part.primary, health.get(c.cell_id)) for c in part.primary.cells}
+        if part.primary
+        else {}
+    )
     if not cell_table.empty:
         cell_table["informative"] = [health[c].informative if c in health else True for c in cell_table["cell_id"]]
         cell_table["optimizer_steps"] = [health[c].steps if c in health else None for c in cell_table["cell_id"]]
-        cell_table["sentence"] = [verdicts[c].sentence if c in verdicts else s
-                                  for c, s in zip(cell_table["cell_id"], cell_table["sentence"], strict=True)]
+        cell_table["sentence"] = [
+            verdicts[c].sentence if c in verdicts else s
+            for c, s in zip(cell_table["cell_id"], cell_table["sentence"], strict=True)
+        ]
     trends = pd.DataFrame([vars(t) for t in part.trends])
-    return ComparisonReport(part.hypothesis.treated, part.hypothesis.baseline, part.hypothesis.direction, cell_table,
-                            recipe_table, model, overall, verdicts, cross, heatmap, trends, health)
+    return ComparisonReport(
+        part.hypothesis.treated,
+        part.hypothesis.baseline,
+        part.hypothesis.direction,
+        cell_table,
+        recipe_table,
+        model,
+        overall,
+        verdicts,
+        cross,
+        heatmap,
+        trends,
+        health,
+    )
 
 
 def _could_not_compute(results: Results, analysis: Analysis) -> list[str]:
@@ -197,29 +241,43 @@ def _could_not_compute(results: Results, analysis: Analysis) -> list[str]:
     return list(dict.fromkeys(notes))
 
 
-def _family_section(title: str, family: Family, table: pd.DataFrame, results: Results,
-                    health: dict[str, CellHealth]) -> list[str]:
+def _family_section(
+    title: str, family: Family, table: pd.DataFrame, results: Results, health: dict[str, CellHealth]
+) -> list[str]:
     lines = [f"## {title}", ""]
     if family.sequential:
-        lines.append(f"Adaptive confirm seeds: each cell's verdict is the decision of the {family.sequential} "
-                     "(README: \"Adaptive confirm seeds\"); the p-values shown are those of the look that decided. "
-                     f"Means and differences in {results.unit}.")
+        lines.append(
+            f"Adaptive confirm seeds: each cell's verdict is the decision of the {family.sequential} "
+            '(README: "Adaptive confirm seeds"); the p-values shown are those of the look that decided. '
+            f"Means and differences in {results.unit}."
+        )
     else:
-        lines.append(f"{CORRECTION_NAMES[family.correction]}-corrected over {family_extent(family, results)}; "
-                     f"a lone effect must reach p ≤ {family.gate:.3g}. Means and differences in {results.unit}.")
+        lines.append(
+            f"{CORRECTION_NAMES[family.correction]}-corrected over {family_extent(family, results)}; "
+            f"a lone effect must reach p ≤ {family.gate:.3g}. Means and differences in {results.unit}."
+        )
     lines += ["", markdown_table(family_display(table, results, health)), ""]
     verdicts = [cell_verdict(c, results, family, health.get(c.cell_id)) for c in family.cells]
     lines += [f"- **{v.label}** — {v.sentence}" for v in verdicts]
-    unpaired = [f"{describe_cell(c.levels)} ({c.contrast.design})" for c in family.cells
-                if c.contrast.computable and not c.contrast.paired]
+    unpaired = [
+        f"{describe_cell(c.levels)} ({c.contrast.design})"
+        for c in family.cells
+        if c.contrast.computable and not c.contrast.paired
+    ]
     if unpaired:
         lines += ["", "Unpaired fallback: " + "; ".join(unpaired) + "."]
     robust = adjust_pvalues([float(c.contrast.robustness.pvalue) for c in family.cells], family.correction)
-    disagreements = [describe_cell(c.levels) for c, p in zip(family.cells, robust, strict=False)
-                     if c.decision.significant and not p <= results.hypothesis.alpha]
+    disagreements = [
+        describe_cell(c.levels)
+        for c, p in zip(family.cells, robust, strict=False)
+        if c.decision.significant and not p <= results.hypothesis.alpha
+    ]
     if disagreements:
-        lines += ["", "Robustness: the exact test (sign-flip, or Mann–Whitney when unpaired) is not significant "
-                      "after the same correction at " + "; ".join(disagreements) + "; read those cells with care."]
+        lines += [
+            "",
+            "Robustness: the exact test (sign-flip, or Mann–Whitney when unpaired) is not significant "
+            "after the same correction at " + "; ".join(disagreements) + "; read those cells with care.",
+        ]
     return [*lines, ""]
 
 
@@ -237,15 +295,25 @@ def _model_lines(part: ComparisonAnalysis, view: Results) -> list[str]:
     if not table.empty:
         lines += [markdown_table(table), ""]
     if part.trends:
-        lines += [f"Trend (the second half of the hypothesis: one-sided tests that the advantage shrinks, "
-                  f"{CORRECTION_NAMES[hyp.correction] if len(part.trends) > 1 else 'uncorrected'} over "
-                  f"{len(part.trends)} term(s)): {trend_clause(part.trends, view)}.", ""]
+        lines += [
+            f"Trend (the second half of the hypothesis: one-sided tests that the advantage shrinks, "
+            f"{CORRECTION_NAMES[hyp.correction] if len(part.trends) > 1 else 'uncorrected'} over "
+            f"{len(part.trends)} term(s)): {trend_clause(part.trends, view)}.",
+            "",
+        ]
     return lines
 
 
-def _markdown(results: Results, analysis: Analysis, out: Path, figures: dict[str, Path],
-              parts: list[ComparisonReport], tuning: pd.DataFrame, notes: list[str],
-              edges: list[EdgeOptimum]) -> str:
+def _markdown(
+    results: Results,
+    analysis: Analysis,
+    out: Path,
+    figures: dict[str, Path],
+    parts: list[ComparisonReport],
+    tuning: pd.DataFrame,
+    notes: list[str],
+    edges: list[EdgeOptimum],
+) -> str:
     hyp = results.hypothesis
     trials, epochs = results.trials, results.epochs
     several = len(parts) > 1
@@ -253,30 +321,44 @@ def _markdown(results: Results, analysis: Analysis, out: Path, figures: dict[str
     n_cells = len(analysis.primary.cells) if analysis.primary else 0
     family_size = n_cells * len(parts)
     lines = [
-        f"# tlsweep report: {results.name}", "",
+        f"# tlsweep report: {results.name}",
+        "",
         f"Results directory `{results.root}`: {len(trials)} trial(s) ({int((trials['phase'] == 'tune').sum())} "
-        f"tuning, {int((trials['phase'] == 'confirm').sum())} confirm), {len(epochs)} epoch row(s).", "",
-        "## Verdict", "",
+        f"tuning, {int((trials['phase'] == 'confirm').sum())} confirm), {len(epochs)} epoch row(s).",
+        "",
+        "## Verdict",
+        "",
     ]
     if several:
-        lines += [f"{len(parts)} comparisons, tested in one family of {n_cells} cell(s) × {len(parts)} "
-                  f"comparisons ({CORRECTION_NAMES[hyp.correction]}).", ""]
+        lines += [
+            f"{len(parts)} comparisons, tested in one family of {n_cells} cell(s) × {len(parts)} "
+            f"comparisons ({CORRECTION_NAMES[hyp.correction]}).",
+            "",
+        ]
     for part, section in zip(parts, analysis.comparisons, strict=True):
         prefix = f"{part.name}: " if several else "Overall: "
         lines += [f"**{prefix}{part.overall.label}.** {part.overall.sentence}", "", part.crossover, ""]
         if part.cell_verdicts and section.primary is not None:
-            lines += [f"- {describe_cell(next(c.levels for c in section.primary.cells if c.cell_id == cell_id))}: "
-                      f"**{verdict.label}**" for cell_id, verdict in part.cell_verdicts.items()] + [""]
+            lines += [
+                f"- {describe_cell(next(c.levels for c in section.primary.cells if c.cell_id == cell_id))}: "
+                f"**{verdict.label}**"
+                for cell_id, verdict in part.cell_verdicts.items()
+            ] + [""]
     lines += ["## Hypothesis and design", "", *hypothesis_lines(results, family_size), ""]
     for part, section, view in zip(parts, analysis.comparisons, views, strict=True):
         title = f"{part.name}: " if several else ""
         if section.primary is not None:
-            lines += _family_section(f"{title}(B) Equal tuning budget — primary family", section.primary,
-                                     part.cell_table, view, part.health)
+            lines += _family_section(
+                f"{title}(B) Equal tuning budget — primary family", section.primary, part.cell_table, view, part.health
+            )
         if section.secondary is not None:
-            lines += _family_section(f"{title}(A) Fixed recipe — secondary family (recipe tuned for fine-tuning; "
-                                     "biased toward pretrained)", section.secondary, part.recipe_table, view,
-                                     cell_health(view, "recipe"))
+            lines += _family_section(
+                f"{title}(A) Fixed recipe — secondary family (recipe tuned for fine-tuning; biased toward pretrained)",
+                section.secondary,
+                part.recipe_table,
+                view,
+                cell_health(view, "recipe"),
+            )
         if several:
             lines += [f"### {part.name}: the whole design", "", *_model_lines(section, view)]
             if part.heatmap is not None:
@@ -284,29 +366,51 @@ def _markdown(results: Results, analysis: Analysis, out: Path, figures: dict[str
     if not several:
         lines += ["## The whole design", "", *_model_lines(analysis.comparisons[0], results)]
     lines += ["## Design health", "", *design_health_lines(results, parts[0].health, edges), ""]
-    power = [f"- {f'{part.name}: ' if several else ''}{n}"
-             for part, view in zip(parts, views, strict=True) if not part.cell_table.empty
-             for n in power_notes(part.cell_table, view)]
+    power = [
+        f"- {f'{part.name}: ' if several else ''}{n}"
+        for part, view in zip(parts, views, strict=True)
+        if not part.cell_table.empty
+        for n in power_notes(part.cell_table, view)
+    ]
     if power:
         lines += ["## Seeds and power", "", *power, ""]
     lines += ["## Tuning fairness", ""]
     if tuning.empty:
         lines += ["No tuning-phase trials with an objective value.", ""]
     else:
-        lines += [f"- {f'{view.hypothesis.name}: ' if several else ''}{s}"
-                  for view in views for s in tuning_verdicts(tuning, view)]
+        lines += [
+            f"- {f'{view.hypothesis.name}: ' if several else ''}{s}"
+            for view in views
+            for s in tuning_verdicts(tuning, view)
+        ]
         display = tuning.drop(columns=["cell_id"]).round(2)
-        lines += ["", f"Validation `{results.objective_metric}` "
-                      f"({'points' if is_accuracy_like(results.objective_metric) else 'units'}); expected best after "
-                      "k trials by the U-estimator, band = 95% bootstrap.", "", markdown_table(display), ""]
+        lines += [
+            "",
+            f"Validation `{results.objective_metric}` "
+            f"({'points' if is_accuracy_like(results.objective_metric) else 'units'}); expected best after "
+            "k trials by the U-estimator, band = 95% bootstrap.",
+            "",
+            markdown_table(display),
+            "",
+        ]
         if "recipe" in set(results.trials["config_kind"]) and analysis.secondary is not None:
-            lines += ["The test-set verdict at k = 1 is comparison (A) above (fixed recipe, confirm runs); at k = K "
-                      "it is comparison (B).", ""]
+            lines += [
+                "The test-set verdict at k = 1 is comparison (A) above (fixed recipe, confirm runs); at k = K "
+                "it is comparison (B).",
+                "",
+            ]
     attrition = markdown_table(attrition_display(analysis.attrition, results))
-    lines += ["## Attrition", "", "Runs by phase, cell and arm. Diverged runs count at chance level in the "
-              "statistics; failed runs are excluded.", "", attrition, ""]
-    shown = {name: path for name, path in figures.items()
-             if not (several and any(part.heatmap == path for part in parts))}
+    lines += [
+        "## Attrition",
+        "",
+        "Runs by phase, cell and arm. Diverged runs count at chance level in the statistics; failed runs are excluded.",
+        "",
+        attrition,
+        "",
+    ]
+    shown = {
+        name: path for name, path in figures.items() if not (several and any(part.heatmap == path for part in parts))
+    }
     if shown:
         lines += ["## Figures", "", figures_markdown(shown, out), ""]
     lines += ["## Caveats and what could not be computed", ""]

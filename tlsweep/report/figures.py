@@ -88,8 +88,13 @@ def accuracy_vs_fraction(results: Results, path: Path, *, rng: np.random.Generat
     epochs_levels = sorted(rows["epochs"].dropna().unique())
     combos = _extra_combos(results)
     fractions = sorted(rows["train_fraction"].dropna().unique())
-    fig, axes = _subplots(len(combos), len(epochs_levels), figsize=(3.4 * len(epochs_levels) + 0.6,
-                             2.9 * len(combos) + 0.6), squeeze=False, sharey=True)
+    fig, axes = _subplots(
+        len(combos),
+        len(epochs_levels),
+        figsize=(3.4 * len(epochs_levels) + 0.6, 2.9 * len(combos) + 0.6),
+        squeeze=False,
+        sharey=True,
+    )
     s = results.scale
     chance = rows["chance"].dropna()
     for (i, combo), (j, n_epochs) in itertools.product(enumerate(combos), enumerate(epochs_levels)):
@@ -144,18 +149,26 @@ def difference_heatmap(results: Results, family: Family | None, path: Path) -> P
     combos = _extra_combos(results)
     fractions = sorted({c.levels["train_fraction"] for c in family.cells if c.levels.get("train_fraction") is not None})
     epochs_levels = sorted({c.levels["epochs"] for c in family.cells if c.levels.get("epochs") is not None})
-    diffs = [abs(c.contrast.difference.estimate * s) for c in family.cells
-             if math.isfinite(c.contrast.difference.estimate)]
+    diffs = [
+        abs(c.contrast.difference.estimate * s) for c in family.cells if math.isfinite(c.contrast.difference.estimate)
+    ]
     vmax = max(diffs) if diffs else 1.0
     vmax = vmax if vmax > 0 else 1.0
-    fig, axes = _subplots(1, len(combos), figsize=(max(6.4 / len(combos), 1.7 * len(fractions) + 2.2)
-                             * len(combos), 1.1 * len(epochs_levels) + 2.2), squeeze=False)
+    fig, axes = _subplots(
+        1,
+        len(combos),
+        figsize=(max(6.4 / len(combos), 1.7 * len(fractions) + 2.2) * len(combos), 1.1 * len(epochs_levels) + 2.2),
+        squeeze=False,
+    )
     image = None
     for ax, combo in zip(axes[0], combos, strict=False):
         grid = np.full((len(epochs_levels), len(fractions)), np.nan)
         for cell in family.cells:
-            if not _matches(cell.levels, combo) or cell.levels.get("epochs") not in epochs_levels \
-                    or cell.levels.get("train_fraction") not in fractions:
+            if (
+                not _matches(cell.levels, combo)
+                or cell.levels.get("epochs") not in epochs_levels
+                or cell.levels.get("train_fraction") not in fractions
+            ):
                 continue
             r = epochs_levels.index(cell.levels.get("epochs"))
             c = fractions.index(cell.levels.get("train_fraction"))
@@ -187,8 +200,11 @@ def difference_heatmap(results: Results, family: Family | None, path: Path) -> P
         bar.set_label(f"Δ {hyp.metric} ({results.unit})")
     corr = CORRECTION_NAMES[family.correction]
     fig.suptitle(f"{hyp.treated} − {hyp.baseline}: mean difference [95% CI] in {results.unit}")
-    fig.supxlabel(f"* significant ({corr}, alpha {fmt_level(hyp.alpha)})\ngreen outline = {hyp.baseline} "
-             f"caught up: equivalent within ±{fmt_level(hyp.margin * s)} {results.unit} (TOST)", fontsize=8.5)
+    fig.supxlabel(
+        f"* significant ({corr}, alpha {fmt_level(hyp.alpha)})\ngreen outline = {hyp.baseline} "
+        f"caught up: equivalent within ±{fmt_level(hyp.margin * s)} {results.unit} (TOST)",
+        fontsize=8.5,
+    )
     fig.savefig(path, dpi=110)
     return path
 
@@ -224,8 +240,7 @@ def validation_curves(results: Results, path: Path) -> Path | None:
     grid, _ = _cell_grid(results, cells)
     levels = cell_levels(results)
     n_rows, n_cols = len(grid), len(grid[0])
-    fig, axes = _subplots(n_rows, n_cols, figsize=(3.2 * n_cols + 0.4, 2.5 * n_rows + 0.7), squeeze=False,
-                             sharey=True)
+    fig, axes = _subplots(n_rows, n_cols, figsize=(3.2 * n_cols + 0.4, 2.5 * n_rows + 0.7), squeeze=False, sharey=True)
     for r, c in itertools.product(range(n_rows), range(n_cols)):
         ax = axes[r][c]
         cell = grid[r][c]
@@ -276,18 +291,24 @@ def freeze_depth_figure(results: Results, path: Path) -> Path | None:
     n = len(groups)
     n_cols = min(n, 4)
     n_rows = math.ceil(n / n_cols)
-    fig, axes = _subplots(n_rows, n_cols, figsize=(3.2 * n_cols + 0.4, 2.6 * n_rows + 0.7), squeeze=False,
-                             sharey=True)
+    fig, axes = _subplots(n_rows, n_cols, figsize=(3.2 * n_cols + 0.4, 2.6 * n_rows + 0.7), squeeze=False, sharey=True)
     for index, (ax, (key, group)) in enumerate(zip(axes.flat, groups, strict=False)):
         values = y.loc[group.index].astype(float) * scale
         depth_rows = group[group["freeze_depth"].notna()]
         for arm, arm_rows in depth_rows.groupby("arm"):
             v = values.loc[arm_rows.index]
-            ax.scatter(arm_rows["freeze_depth"].astype(float), v, s=14, alpha=0.6, color=colors.get(arm, "0.3"),
-                       linewidths=0)
+            ax.scatter(
+                arm_rows["freeze_depth"].astype(float), v, s=14, alpha=0.6, color=colors.get(arm, "0.3"), linewidths=0
+            )
             medians = v.groupby(arm_rows["freeze_depth"]).median()
-            ax.plot(medians.index.astype(float), medians.values, "-o", ms=3, color=colors.get(arm, "0.3"),
-                    label=f"{arm} (median)")
+            ax.plot(
+                medians.index.astype(float),
+                medians.values,
+                "-o",
+                ms=3,
+                color=colors.get(arm, "0.3"),
+                label=f"{arm} (median)",
+            )
         unfrozen = group[group["freeze_depth"].isna()]
         for arm, arm_rows in unfrozen.groupby("arm"):
             level = float(values.loc[arm_rows.index].median())
@@ -303,8 +324,10 @@ def freeze_depth_figure(results: Results, path: Path) -> Path | None:
         ax.set_visible(False)
     _outside_legend(fig, axes)
     source = "confirm runs" if as_factor else "tuning trials, freeze depth tuned"
-    fig.suptitle(f"Accuracy vs freeze depth ({source}; dots = runs)\n"
-                 "freeze depth 0 = full fine-tuning, 1 = stem frozen, …, 5 = linear probe")
+    fig.suptitle(
+        f"Accuracy vs freeze depth ({source}; dots = runs)\n"
+        "freeze depth 0 = full fine-tuning, 1 = stem frozen, …, 5 = linear probe"
+    )
     fig.savefig(path, dpi=110)
     return path
 
@@ -319,8 +342,7 @@ def tuning_curves(results: Results, analysis: Analysis, path: Path) -> Path | No
     grid, _ = _cell_grid(results, cells)
     levels = cell_levels(results)
     n_rows, n_cols = len(grid), len(grid[0])
-    fig, axes = _subplots(n_rows, n_cols, figsize=(3.2 * n_cols + 0.4, 2.6 * n_rows + 0.7), squeeze=False,
-                             sharey=True)
+    fig, axes = _subplots(n_rows, n_cols, figsize=(3.2 * n_cols + 0.4, 2.6 * n_rows + 0.7), squeeze=False, sharey=True)
     for r, c in itertools.product(range(n_rows), range(n_cols)):
         ax = axes[r][c]
         cell = grid[r][c]
@@ -332,17 +354,38 @@ def tuning_curves(results: Results, analysis: Analysis, path: Path) -> Path | No
             curve = tuning.curve
             if curve is None:
                 continue
-            ax.plot(curve.k, curve.expected * scale, "-", color=color, lw=1.8,
-                    label=f"{tuning.arm}: expected best of k (95% band)")
+            ax.plot(
+                curve.k,
+                curve.expected * scale,
+                "-",
+                color=color,
+                lw=1.8,
+                label=f"{tuning.arm}: expected best of k (95% band)",
+            )
             if np.all(np.isfinite(curve.low)):
-                ax.fill_between(curve.k, curve.low * scale, curve.high * scale, color=color, alpha=0.18,
-                                linewidth=0)
+                ax.fill_between(curve.k, curve.low * scale, curve.high * scale, color=color, alpha=0.18, linewidth=0)
             trial_k = np.arange(1, tuning.values.size + 1) + (k - 0.5) * 0.12
-            ax.scatter(trial_k, tuning.values * scale, s=12, color=color, alpha=0.55, linewidths=0, zorder=3,
-                       label=f"{tuning.arm}: trial i (x = i)")
+            ax.scatter(
+                trial_k,
+                tuning.values * scale,
+                s=12,
+                color=color,
+                alpha=0.55,
+                linewidths=0,
+                zorder=3,
+                label=f"{tuning.arm}: trial i (x = i)",
+            )
             if math.isfinite(tuning.recipe_value):
-                ax.scatter([1 + (k - 0.5) * 0.12], [tuning.recipe_value * scale], marker="D", s=28,
-                           facecolors="none", edgecolors=color, zorder=4, label=f"{tuning.arm}: fixed recipe")
+                ax.scatter(
+                    [1 + (k - 0.5) * 0.12],
+                    [tuning.recipe_value * scale],
+                    marker="D",
+                    s=28,
+                    facecolors="none",
+                    edgecolors=color,
+                    zorder=4,
+                    label=f"{tuning.arm}: fixed recipe",
+                )
         ax.set_title(describe_cell_short(levels[cell]))
         ax.set_xlabel("tuning budget k (trials)")
         if c == 0:
@@ -350,14 +393,17 @@ def tuning_curves(results: Results, analysis: Analysis, path: Path) -> Path | No
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
     _outside_legend(fig, axes)
-    fig.suptitle("Tuning curves: expected best validation score after k trials\n(U-estimator with 95% bootstrap "
-                 "band; dots = single trials; diamond = fixed recipe)")
+    fig.suptitle(
+        "Tuning curves: expected best validation score after k trials\n(U-estimator with 95% bootstrap "
+        "band; dots = single trials; diamond = fixed recipe)"
+    )
     fig.savefig(path, dpi=110)
     return path
 
 
-def write_figures(results: Results, analysis: Analysis, directory: Path, *,
-                  rng: np.random.Generator) -> dict[str, Path]:
+def write_figures(
+    results: Results, analysis: Analysis, directory: Path, *, rng: np.random.Generator
+) -> dict[str, Path]:
     """Write every figure that has data; returns name → path (missing names = nothing to plot)."""
     import matplotlib
 
@@ -374,16 +420,19 @@ def heatmap_name(results: Results, comparison: Hypothesis) -> str:
     return f"difference_heatmap_{comparison.treated}_vs_{comparison.baseline}"
 
 
-def _draw_all(results: Results, analysis: Analysis, directory: Path, *,
-              rng: np.random.Generator) -> dict[str, Path | None]:
+def _draw_all(
+    results: Results, analysis: Analysis, directory: Path, *, rng: np.random.Generator
+) -> dict[str, Path | None]:
     heatmaps = {}
     for part in analysis.comparisons or []:
         name = heatmap_name(results, part.hypothesis)
-        heatmaps[name] = difference_heatmap(results.for_comparison(part.hypothesis), part.primary,
-                                            directory / f"{name}.png")
+        heatmaps[name] = difference_heatmap(
+            results.for_comparison(part.hypothesis), part.primary, directory / f"{name}.png"
+        )
     if not analysis.comparisons:
-        heatmaps["difference_heatmap"] = difference_heatmap(results, analysis.primary,
-                                                            directory / "difference_heatmap.png")
+        heatmaps["difference_heatmap"] = difference_heatmap(
+            results, analysis.primary, directory / "difference_heatmap.png"
+        )
     return {
         "accuracy_vs_fraction": accuracy_vs_fraction(results, directory / "accuracy_vs_fraction.png", rng=rng),
         **heatmaps,

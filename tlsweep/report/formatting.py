@@ -6,8 +6,12 @@ import math
 from typing import Any
 
 CORRECTION_NAMES = {"holm": "Holm", "bonferroni": "Bonferroni", "bh": "Benjamini–Hochberg", "none": "uncorrected"}
-FACTOR_LABELS = {"train_fraction": "train fraction", "epochs": "epochs", "augmentation": "augmentation",
-                 "freeze_depth": "freeze depth"}
+FACTOR_LABELS = {
+    "train_fraction": "train fraction",
+    "epochs": "epochs",
+    "augmentation": "augmentation",
+    "freeze_depth": "freeze depth",
+}
 
 
 def fmt_p(p: float) -> str:
@@ -19,7 +23,7 @@ def fmt_p(p: float) -> str:
 
 
 def p_text(p: float) -> str:
-    """"p = 0.012" or "p < 0.001" (for sentences)."""
+    """ "p = 0.012" or "p < 0.001" (for sentences)."""
     text = fmt_p(p)
     return f"p {text[0]} {text[1:]}" if text.startswith("<") else f"p = {text}"
 
@@ -31,8 +35,16 @@ def fmt_num(x: float, digits: int = 1, signed: bool = False) -> str:
     return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
 
 
-def fmt_interval(estimate: float, low: float, high: float, *, scale: float = 1.0, digits: int = 1,
-                 signed: bool = False, suffix: str = "") -> str:
+def fmt_interval(
+    estimate: float,
+    low: float,
+    high: float,
+    *,
+    scale: float = 1.0,
+    digits: int = 1,
+    signed: bool = False,
+    suffix: str = "",
+) -> str:
     text = fmt_num(estimate * scale, digits, signed) + suffix
     if math.isfinite(low) and math.isfinite(high):
         text += f" [{fmt_num(low * scale, digits, signed)}, {fmt_num(high * scale, digits, signed)}]"
@@ -46,7 +58,7 @@ def fmt_level(value: Any) -> str:
 
 
 def describe_cell(levels: dict[str, Any]) -> str:
-    """"train fraction 0.1, 2 epochs" (+ other factors)."""
+    """ "train fraction 0.1, 2 epochs" (+ other factors)."""
     parts = []
     for name, value in levels.items():
         if name == "epochs":
@@ -60,7 +72,8 @@ _SHORT = {"train_fraction": "fraction", "augmentation": "aug", "freeze_depth": "
 
 
 def describe_cell_short(levels: dict[str, Any]) -> str:
-    """"fraction 0.1 · 2 epochs · aug flip" (panel titles)."""
-    parts = [f"{fmt_level(v)} epochs" if k == "epochs" else f"{_SHORT.get(k, k)} {fmt_level(v)}"
-             for k, v in levels.items()]
+    """ "fraction 0.1 · 2 epochs · aug flip" (panel titles)."""
+    parts = [
+        f"{fmt_level(v)} epochs" if k == "epochs" else f"{_SHORT.get(k, k)} {fmt_level(v)}" for k, v in levels.items()
+    ]
     return " · ".join(parts) if parts else "all runs"

@@ -55,10 +55,12 @@ class EdgeOptimum:
     edge: str  # "lower" | "upper"
 
     def sentence(self) -> str:
-        return (f"{describe_cell(self.levels)} ({self.arm}): the selected {self.parameter} = {self.value:.3g} lies at "
-                f"the {self.edge} edge of its search range [{fmt_level(self.low)}, {fmt_level(self.high)}]; the optimum "
-                f"may lie outside it: widen design.tune.{self.parameter} "
-                f"({'lower low' if self.edge == 'lower' else 'raise high'}) and rerun with --new")
+        return (
+            f"{describe_cell(self.levels)} ({self.arm}): the selected {self.parameter} = {self.value:.3g} lies at "
+            f"the {self.edge} edge of its search range [{fmt_level(self.low)}, {fmt_level(self.high)}]; the optimum "
+            f"may lie outside it: widen design.tune.{self.parameter} "
+            f"({'lower low' if self.edge == 'lower' else 'raise high'}) and rerun with --new"
+        )
 
 
 def cell_health(results: Results, config_kind: str = PRIMARY_KIND) -> dict[str, CellHealth]:
@@ -84,10 +86,12 @@ def cell_health(results: Results, config_kind: str = PRIMARY_KIND) -> dict[str, 
             se = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
             arms.append(ArmLevel(arm, float(values.mean()), float(chance.iloc[0]), se))
         at_chance = results.accuracy_like and len(arms) == 2 and all(a.at_chance(hyp.margin) for a in arms)
-        steps = pd.to_numeric(rows.loc[rows["arm"].isin([hyp.treated, hyp.baseline]), "optimizer_steps"],
-                              errors="coerce").dropna()
-        out[cell] = CellHealth(cell, levels[cell], int(steps.min()) if not steps.empty else None, tuple(arms),
-                               bool(at_chance))
+        steps = pd.to_numeric(
+            rows.loc[rows["arm"].isin([hyp.treated, hyp.baseline]), "optimizer_steps"], errors="coerce"
+        ).dropna()
+        out[cell] = CellHealth(
+            cell, levels[cell], int(steps.min()) if not steps.empty else None, tuple(arms), bool(at_chance)
+        )
     return out
 
 
@@ -112,8 +116,9 @@ def edge_optima(results: Results, config_kind: str = PRIMARY_KIND) -> list[EdgeO
                 continue
             edge = "lower" if position <= EDGE_SHARE else "upper" if position >= 1 - EDGE_SHARE else None
             if edge is not None:
-                found.append(EdgeOptimum(str(cell), levels.get(str(cell), {}), str(arm), name, float(value), low, high,
-                                         edge))
+                found.append(
+                    EdgeOptimum(str(cell), levels.get(str(cell), {}), str(arm), name, float(value), low, high, edge)
+                )
     order = {cell: i for i, cell in enumerate(levels)}
     return sorted(found, key=lambda e: (order.get(e.cell_id, len(order)), e.arm, e.parameter))
 
@@ -138,10 +143,13 @@ def _position(value: float, low: float, high: float, *, log: bool) -> float | No
 
 
 def steps_summary(health: dict[str, CellHealth]) -> list[str]:
-    """"train fraction 0.1, 2 epochs: 4 steps" per cell, fewest first marked."""
+    """ "train fraction 0.1, 2 epochs: 4 steps" per cell, fewest first marked."""
     steps = [h.steps for h in health.values() if h.steps is not None]
     if not steps:
         return []
     fewest = int(np.min(steps))
-    return [f"{describe_cell(h.levels)}: {h.steps} optimizer steps per run" + (" (fewest)" if h.steps == fewest else "")
-            for h in health.values() if h.steps is not None]
+    return [
+        f"{describe_cell(h.levels)}: {h.steps} optimizer steps per run" + (" (fewest)" if h.steps == fewest else "")
+        for h in health.values()
+        if h.steps is not None
+    ]

@@ -52,8 +52,15 @@ class Hypothesis:
     @classmethod
     def of(cls, settings: HypothesisSpec, comparison: Comparison) -> Hypothesis:
         """The report's view of a spec's hypothesis for one comparison (treated − baseline in its direction)."""
-        return cls(settings.metric, comparison.treated, comparison.baseline, comparison.direction, settings.alpha,
-                   settings.correction, settings.equivalence_margin)
+        return cls(
+            settings.metric,
+            comparison.treated,
+            comparison.baseline,
+            comparison.direction,
+            settings.alpha,
+            settings.correction,
+            settings.equivalence_margin,
+        )
 
 
 @dataclass
@@ -79,7 +86,9 @@ class Results:
     def arms(self) -> list[str]:
         """The compared arms: in the order of ``design.arms`` when the spec names them, else in order of first mention
         (the treated arm of the first comparison first)."""
-        arms = list(dict.fromkeys(arm for h in self.comparisons or [self.hypothesis] for arm in (h.treated, h.baseline)))
+        arms = list(
+            dict.fromkeys(arm for h in self.comparisons or [self.hypothesis] for arm in (h.treated, h.baseline))
+        )
         if self.spec is None or self.spec.design.arms is None:
             return arms
         order = {arm: i for i, arm in enumerate(self.spec.design.arm_names())}
@@ -128,8 +137,10 @@ def _hypotheses(spec: SweepSpec | None, arms: list[str], notes: list[str]) -> li
     ordered = sorted(arms, key=lambda arm: (INIT_LEVELS.index(arm) if arm in INIT_LEVELS else len(INIT_LEVELS), arm))
     compared = default_comparison(ordered) if ordered else None
     if compared is None or compared[0] == compared[1]:
-        raise StoreError(f"{SPEC_FILE} is missing and the arms in trials.parquet ({arms}) do not make a comparison; "
-                         f"restore {SPEC_FILE} (it names hypothesis.compare.{ARM_FACTOR})")
+        raise StoreError(
+            f"{SPEC_FILE} is missing and the arms in trials.parquet ({arms}) do not make a comparison; "
+            f"restore {SPEC_FILE} (it names hypothesis.compare.{ARM_FACTOR})"
+        )
     notes.append(f"compared {compared[0]} (treated) with {compared[1]}, the default comparison of the arms found")
     defaults = HypothesisSpec()
     return [Hypothesis.of(defaults, Comparison(compared[0], compared[1], defaults.direction))]
@@ -155,8 +166,10 @@ def load_results(results_dir: Path) -> Results:
         raise StoreError(f"results directory {root} does not exist; {_RUN_FIRST}")
     store = ResultsStore(root)
     if not trials_path.exists() and not store.part_names(TRIALS_FILE):
-        raise StoreError(f"{root} holds no trials.parquet (not a results directory, or the sweep has not written "
-                         f"any trial yet); {_RUN_FIRST}")
+        raise StoreError(
+            f"{root} holds no trials.parquet (not a results directory, or the sweep has not written "
+            f"any trial yet); {_RUN_FIRST}"
+        )
     notes: list[str] = []
     trials = _read_table(store, TRIALS_FILE, notes)
     if trials.empty:
@@ -172,9 +185,11 @@ def load_results(results_dir: Path) -> Results:
         check_spec(store, spec)
     if spec is None:
         defaults = HypothesisSpec()
-        notes.append(f"{SPEC_FILE} is missing: the hypothesis defaults ({defaults.metric}, {defaults.direction}, "
-                     f"alpha {defaults.alpha}, {defaults.correction}, margin {defaults.equivalence_margin}) and the "
-                     "arms found in the data are used")
+        notes.append(
+            f"{SPEC_FILE} is missing: the hypothesis defaults ({defaults.metric}, {defaults.direction}, "
+            f"alpha {defaults.alpha}, {defaults.correction}, margin {defaults.equivalence_margin}) and the "
+            "arms found in the data are used"
+        )
     arms = sorted(trials["arm"].dropna().unique().tolist())
     hypotheses = _hypotheses(spec, arms, notes)
     hypothesis = hypotheses[0]
@@ -190,10 +205,17 @@ def load_results(results_dir: Path) -> Results:
     objective = spec.objective if spec is not None else ObjectiveSpec()
     cell_factors = _cell_factors(trials, spec.cell_factors() if spec is not None else [])
     return Results(
-        root=root, name=spec.name if spec is not None else root.name, spec=spec, trials=trials, epochs=epochs,
-        hypothesis=hypothesis, cell_factors=cell_factors, objective_metric=objective.metric,
+        root=root,
+        name=spec.name if spec is not None else root.name,
+        spec=spec,
+        trials=trials,
+        epochs=epochs,
+        hypothesis=hypothesis,
+        cell_factors=cell_factors,
+        objective_metric=objective.metric,
         objective_mode=objective.mode,
-        trials_per_cell=spec.design.budget.trials_per_cell if spec is not None else None, notes=notes,
+        trials_per_cell=spec.design.budget.trials_per_cell if spec is not None else None,
+        notes=notes,
         comparisons=hypotheses,
     )
 
@@ -208,12 +230,16 @@ def _metric_values(trials: pd.DataFrame, metric: str, notes: list[str]) -> pd.Se
         if is_accuracy_like(metric):
             values[diverged_missing] = trials.loc[diverged_missing, "chance"].astype(float)
         else:
-            notes.append(f"{int(diverged_missing.sum())} diverged run(s) have no {metric} and no chance level for it;"
-                         " they are left out of the tests")
+            notes.append(
+                f"{int(diverged_missing.sum())} diverged run(s) have no {metric} and no chance level for it;"
+                " they are left out of the tests"
+            )
     confirm_ok_nan = (trials["phase"] == "confirm") & (status == "ok") & values.isna()
     if confirm_ok_nan.any():
-        notes.append(f"{int(confirm_ok_nan.sum())} confirm run(s) with status ok have no {metric} value (NaN); "
-                     "they are left out of the tests")
+        notes.append(
+            f"{int(confirm_ok_nan.sum())} confirm run(s) with status ok have no {metric} value (NaN); "
+            "they are left out of the tests"
+        )
     return values
 
 

@@ -60,8 +60,9 @@ def _mirror_to_wandb(staging: Path, result: ReportResult, wandb_mode: str | None
     if len(result.comparisons) > 1:  # each comparison's tables under its own names (the ones above: the first)
         for part in result.comparisons:
             key = f"{part.treated}_vs_{part.baseline}"
-            tables.update({f"cells/{key}": part.cell_table, f"recipe/{key}": part.recipe_table,
-                           f"design_model/{key}": part.model})
+            tables.update(
+                {f"cells/{key}": part.cell_table, f"recipe/{key}": part.recipe_table, f"design_model/{key}": part.model}
+            )
     log_report_summary(
         settings,
         sweep_name=spec.name if spec is not None else staging.name,

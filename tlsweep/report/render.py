@@ -16,11 +16,11 @@ from tlsweep.stats import DesignModel
 
 FIGURE_CAPTIONS = {
     "accuracy_vs_fraction": "Accuracy vs train fraction per arm, one panel per epochs level (mean and 95% CI ribbon; "
-                            "dots are seeds).",
+    "dots are seeds).",
     "difference_heatmap": "Difference treated − baseline over train fraction × epochs, with significance marks and "
-                          "the cells where the baseline has caught up (equivalence, outlined).",
+    "the cells where the baseline has caught up (equivalence, outlined).",
     "validation_curves": "Validation accuracy by epoch (median and interquartile band over seeds; thin lines are "
-                         "seeds).",
+    "seeds).",
     "freeze_depth": "Accuracy vs freeze depth.",
     "tuning_curves": "Tuning curves: expected best validation score after k tuning trials, per cell and arm.",
 }
@@ -53,21 +53,29 @@ def model_sentences(model: DesignModel, results: Results) -> list[str]:
 
     def interval(term: str) -> str:
         row = table.loc[term]
-        return (fmt_interval(row["points"], row["points_low"], row["points_high"], digits=2, signed=True)
-                + f" {unit}, {p_text(row['p'])}")
+        return (
+            fmt_interval(row["points"], row["points_low"], row["points_high"], digits=2, signed=True)
+            + f" {unit}, {p_text(row['p'])}"
+        )
 
     if "treated" in table.index:
         sentences.append(f"At the average design point, {hyp.treated} − {hyp.baseline} = {interval('treated')}.")
-    for term, what in (("treated:log2_fraction", "per doubling of the training data"),
-                       ("treated:epochs", "per additional epoch")):
+    for term, what in (
+        ("treated:log2_fraction", "per doubling of the training data"),
+        ("treated:epochs", "per additional epoch"),
+    ):
         if term in table.index:
             value = table.loc[term, "points"]
             trend = "grows" if value > 0 else "shrinks"
-            sentences.append(f"The advantage of {hyp.treated} over {hyp.baseline} {trend} by "
-                             f"{abs(value):.2f} {unit} {what} ({interval(term)}).")
+            sentences.append(
+                f"The advantage of {hyp.treated} over {hyp.baseline} {trend} by "
+                f"{abs(value):.2f} {unit} {what} ({interval(term)})."
+            )
     if model.scale == "logit":
-        sentences.append(f"(Fitted on the logit of {hyp.metric}; coefficients converted to {unit} at the mean "
-                         f"accuracy {model.mean_level * 100:.1f}%.)")
+        sentences.append(
+            f"(Fitted on the logit of {hyp.metric}; coefficients converted to {unit} at the mean "
+            f"accuracy {model.mean_level * 100:.1f}%.)"
+        )
     return sentences
 
 
@@ -75,9 +83,11 @@ def figure_caption(name: str) -> str:
     """The caption of figure ``name`` (a comparison's heatmap: ``difference_heatmap_<treated>_vs_<baseline>``)."""
     if name.startswith("difference_heatmap_") and "_vs_" in name:
         treated, _, baseline = name.removeprefix("difference_heatmap_").partition("_vs_")
-        return (f"Difference {treated} − {baseline} over train fraction × epochs, with significance marks (the "
-                f"family of every cell × comparison) and the cells where {baseline} has caught up (equivalence, "
-                "outlined).")
+        return (
+            f"Difference {treated} − {baseline} over train fraction × epochs, with significance marks (the "
+            f"family of every cell × comparison) and the cells where {baseline} has caught up (equivalence, "
+            "outlined)."
+        )
     return FIGURE_CAPTIONS.get(name, name)
 
 
@@ -116,8 +126,10 @@ def markdown_to_html(markdown: str, *, title: str, base_dir: Path) -> str:
         return f'src="data:image/png;base64,{data}"'
 
     body = re.sub(r'src="([^"]+\.png)"', embed, body)
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>\n{body}</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>\n{body}</body></html>\n"
+    )
 
 
 def hypothesis_lines(results: Results, family_size: int) -> list[str]:
@@ -131,7 +143,7 @@ def hypothesis_lines(results: Results, family_size: int) -> list[str]:
             f"- Claim: {hyp.treated} {sign} {hyp.baseline} on `{hyp.metric}`, contrast {hyp.treated} − "
             f"{hyp.baseline} paired by seed (same seed → same training subset, order and augmentation in both arms).",
             f"- Tests at alpha {fmt_level(hyp.alpha)}, {CORRECTION_NAMES[hyp.correction]} over the primary family of "
-            f"{family_size} cell(s); \"caught up\" only with a TOST at ±{fmt_level(hyp.margin * results.scale)} "
+            f'{family_size} cell(s); "caught up" only with a TOST at ±{fmt_level(hyp.margin * results.scale)} '
             f"{results.unit}.",
         ]
     else:
@@ -140,26 +152,42 @@ def hypothesis_lines(results: Results, family_size: int) -> list[str]:
             f"- Claims on `{hyp.metric}` ({len(comparisons)} comparisons): {claims}; each contrast treated − "
             "baseline paired by seed (same seed → same training subset, order and augmentation in every arm).",
             f"- Tests at alpha {fmt_level(hyp.alpha)}, {CORRECTION_NAMES[hyp.correction]} over the primary family of "
-            f"{family_size} tests (every cell × comparison); \"caught up\" only with a TOST at "
+            f'{family_size} tests (every cell × comparison); "caught up" only with a TOST at '
             f"±{fmt_level(hyp.margin * results.scale)} {results.unit}.",
         ]
     if spec is not None and spec.design.arms is not None:
-        lines.append("- Arms: " + "; ".join(f"{name} ({', '.join(f'{k} {fmt_level(v)}' for k, v in s.items())})"
-                                            for name, s in spec.design.arms.items()))
+        lines.append(
+            "- Arms: "
+            + "; ".join(
+                f"{name} ({', '.join(f'{k} {fmt_level(v)}' for k, v in s.items())})"
+                for name, s in spec.design.arms.items()
+            )
+        )
     if spec is not None:
-        lines.append("- Factors: " + "; ".join(f"{name} ∈ {{{', '.join(fmt_level(v) for v in levels)}}}"
-                                               for name, levels in spec.design.factors.items()))
+        lines.append(
+            "- Factors: "
+            + "; ".join(
+                f"{name} ∈ {{{', '.join(fmt_level(v) for v in levels)}}}"
+                for name, levels in spec.design.factors.items()
+            )
+        )
         if spec.confirm.adaptive is not None:
-            lines.append(f"- Confirm phase (adaptive): {spec.confirm.seeds} seed(s) per cell and arm first, then "
-                         f"{spec.confirm.adaptive.batch} more per look up to {spec.confirm.adaptive.max_seeds} for "
-                         f"cells not yet decided, configs {', '.join(spec.confirm.configs)}.")
+            lines.append(
+                f"- Confirm phase (adaptive): {spec.confirm.seeds} seed(s) per cell and arm first, then "
+                f"{spec.confirm.adaptive.batch} more per look up to {spec.confirm.adaptive.max_seeds} for "
+                f"cells not yet decided, configs {', '.join(spec.confirm.configs)}."
+            )
         else:
-            lines.append(f"- Confirm phase: {spec.confirm.seeds} seed(s) per cell and arm for the configs "
-                         f"{', '.join(spec.confirm.configs)}.")
+            lines.append(
+                f"- Confirm phase: {spec.confirm.seeds} seed(s) per cell and arm for the configs "
+                f"{', '.join(spec.confirm.configs)}."
+            )
     if results.trials_per_cell:
-        lines.append(f"- Equal tuning budget: {results.trials_per_cell} trial(s) per cell and arm, selected on "
-                     f"validation `{results.objective_metric}` ({results.objective_mode}); trial 0 is the fixed "
-                     "recipe.")
+        lines.append(
+            f"- Equal tuning budget: {results.trials_per_cell} trial(s) per cell and arm, selected on "
+            f"validation `{results.objective_metric}` ({results.objective_mode}); trial 0 is the fixed "
+            "recipe."
+        )
     return lines
 
 
@@ -169,7 +197,7 @@ METHODS = (
     "g, P(improvement) = Mann–Whitney AUC with a bootstrap CI, a {sided} paired t-test (primary p) and an exact "
     "sign-flip permutation test (robustness p). Cells whose runs lack partners use Welch's t and Mann–Whitney U. "
     "A cell gets a p-value only when its exact test can reach the threshold a lone effect must pass (alpha/m "
-    "under a correction); otherwise it reads \"insufficient replicates (need n)\". Diverged runs count at chance "
+    'under a correction); otherwise it reads "insufficient replicates (need n)". Diverged runs count at chance '
     "level; failed runs are excluded and counted in the attrition table. The tuning curves use the unbiased "
     "U-estimator of the expected best of k trials (Tang et al. 2020) with a 95% bootstrap band; tuning trials "
     "are sequential (TPE), so the curve describes the pool of trials, not random search."

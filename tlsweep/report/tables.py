@@ -21,26 +21,48 @@ def family_table(family: Family, results: Results) -> pd.DataFrame:
     rows = []
     for cell in family.cells:
         c, d = cell.contrast, cell.decision
-        rows.append({
-            "cell_id": cell.cell_id, **cell.levels, "design": c.design, "n_pairs": c.n_pairs,
-            "n_treated": c.n_treated, "n_baseline": c.n_baseline, "mean_treated": c.mean_treated,
-            "mean_baseline": c.mean_baseline, "difference": c.difference.estimate,
-            "difference_low": c.difference.low, "difference_high": c.difference.high,
-            "difference_ci_method": c.difference.method, "ratio": c.ratio.estimate, "ratio_low": c.ratio.low,
-            "ratio_high": c.ratio.high, "d_z": c.d_z, "hedges_g": c.hedges_g,
-            "p_improvement": c.p_improvement.estimate, "p_improvement_low": c.p_improvement.low,
-            "p_improvement_high": c.p_improvement.high, "test": c.test.name, "p_value": float(c.test.pvalue),
-            "robust_test": c.robustness.name, "robust_p_value": float(c.robustness.pvalue),
-            "p_adjusted": d.p_adjusted, "tost_p_value": float(c.tost.pvalue), "tost_p_adjusted": d.tost_adjusted,
-            "exact_floor": c.exact_floor, "needed_replicates": c.needed_replicates,
-            "seeds_for_power": c.seeds_for_power, "verdict": d.label, "reason": d.reason,
-            "sentence": cell_verdict(cell, results, family).sentence, "notes": "; ".join(c.notes),
-        })
+        rows.append(
+            {
+                "cell_id": cell.cell_id,
+                **cell.levels,
+                "design": c.design,
+                "n_pairs": c.n_pairs,
+                "n_treated": c.n_treated,
+                "n_baseline": c.n_baseline,
+                "mean_treated": c.mean_treated,
+                "mean_baseline": c.mean_baseline,
+                "difference": c.difference.estimate,
+                "difference_low": c.difference.low,
+                "difference_high": c.difference.high,
+                "difference_ci_method": c.difference.method,
+                "ratio": c.ratio.estimate,
+                "ratio_low": c.ratio.low,
+                "ratio_high": c.ratio.high,
+                "d_z": c.d_z,
+                "hedges_g": c.hedges_g,
+                "p_improvement": c.p_improvement.estimate,
+                "p_improvement_low": c.p_improvement.low,
+                "p_improvement_high": c.p_improvement.high,
+                "test": c.test.name,
+                "p_value": float(c.test.pvalue),
+                "robust_test": c.robustness.name,
+                "robust_p_value": float(c.robustness.pvalue),
+                "p_adjusted": d.p_adjusted,
+                "tost_p_value": float(c.tost.pvalue),
+                "tost_p_adjusted": d.tost_adjusted,
+                "exact_floor": c.exact_floor,
+                "needed_replicates": c.needed_replicates,
+                "seeds_for_power": c.seeds_for_power,
+                "verdict": d.label,
+                "reason": d.reason,
+                "sentence": cell_verdict(cell, results, family).sentence,
+                "notes": "; ".join(c.notes),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def family_display(table: pd.DataFrame, results: Results, health: dict[str, CellHealth] | None = None
-                   ) -> pd.DataFrame:
+def family_display(table: pd.DataFrame, results: Results, health: dict[str, CellHealth] | None = None) -> pd.DataFrame:
     """The per-cell table as the reader sees it (points, CIs in brackets, gated p-values, optimizer steps)."""
     hyp, s = results.hypothesis, results.scale
     health = health or {}
@@ -55,25 +77,30 @@ def family_display(table: pd.DataFrame, results: Results, health: dict[str, Cell
         computable = not str(row["design"]).startswith("not computed")
         gated = f"insufficient replicates (need {row['needed_replicates']})"
         n = row["n_pairs"] if row["design"] == "paired" else f"{row['n_treated']}+{row['n_baseline']}"
-        out.append({
-            "cell": describe_cell(levels),
-            "design": "paired" if row["design"] == "paired" else ("unpaired" if computable else "–"),
-            "n": n,
-            f"{hyp.treated}": fmt_num(row["mean_treated"] * s),
-            f"{hyp.baseline}": fmt_num(row["mean_baseline"] * s),
-            f"Δ [95% CI] ({results.unit})": fmt_interval(row["difference"], row["difference_low"],
-                                                         row["difference_high"], scale=s, signed=True),
-            "ratio [95% CI]": fmt_interval(row["ratio"], row["ratio_low"], row["ratio_high"], digits=2),
-            "d_z": fmt_num(row["d_z"], 2), "g": fmt_num(row["hedges_g"], 2),
-            "P(improve) [95% CI]": fmt_interval(row["p_improvement"], row["p_improvement_low"],
-                                                row["p_improvement_high"], digits=2),
-            "p": gated if insufficient else fmt_p(row["p_value"]),
-            "p (robust)": gated if insufficient else fmt_p(row["robust_p_value"]),
-            "p adjusted": "–" if insufficient else fmt_p(row["p_adjusted"]),
-            "TOST p adjusted": "–" if insufficient else fmt_p(row["tost_p_adjusted"]),
-            "steps": "–" if cell_health is None or cell_health.steps is None else str(cell_health.steps),
-            "verdict": verdict,
-        })
+        out.append(
+            {
+                "cell": describe_cell(levels),
+                "design": "paired" if row["design"] == "paired" else ("unpaired" if computable else "–"),
+                "n": n,
+                f"{hyp.treated}": fmt_num(row["mean_treated"] * s),
+                f"{hyp.baseline}": fmt_num(row["mean_baseline"] * s),
+                f"Δ [95% CI] ({results.unit})": fmt_interval(
+                    row["difference"], row["difference_low"], row["difference_high"], scale=s, signed=True
+                ),
+                "ratio [95% CI]": fmt_interval(row["ratio"], row["ratio_low"], row["ratio_high"], digits=2),
+                "d_z": fmt_num(row["d_z"], 2),
+                "g": fmt_num(row["hedges_g"], 2),
+                "P(improve) [95% CI]": fmt_interval(
+                    row["p_improvement"], row["p_improvement_low"], row["p_improvement_high"], digits=2
+                ),
+                "p": gated if insufficient else fmt_p(row["p_value"]),
+                "p (robust)": gated if insufficient else fmt_p(row["robust_p_value"]),
+                "p adjusted": "–" if insufficient else fmt_p(row["p_adjusted"]),
+                "TOST p adjusted": "–" if insufficient else fmt_p(row["tost_p_adjusted"]),
+                "steps": "–" if cell_health is None or cell_health.steps is None else str(cell_health.steps),
+                "verdict": verdict,
+            }
+        )
     return pd.DataFrame(out)
 
 
@@ -86,16 +113,20 @@ def design_health_lines(results: Results, health: dict[str, CellHealth], edges: 
         lines.append(f"- Optimizer steps per run (confirm phase): {listed}.")
         few = [c for c, n in steps.items() if n < MIN_OPTIMIZER_STEPS]
         if few:
-            lines.append(f"- Fewer than {MIN_OPTIMIZER_STEPS} optimizer steps at "
-                         f"{'; '.join(describe_cell(health[c].levels) for c in few)}: an arm trained from scratch "
-                         "barely moves from its initialisation there; more epochs, a smaller batch or a larger train "
-                         "fraction give it a fair chance (`tlsweep validate` prints this before a sweep).")
+            lines.append(
+                f"- Fewer than {MIN_OPTIMIZER_STEPS} optimizer steps at "
+                f"{'; '.join(describe_cell(health[c].levels) for c in few)}: an arm trained from scratch "
+                "barely moves from its initialisation there; more epochs, a smaller batch or a larger train "
+                "fraction give it a fair chance (`tlsweep validate` prints this before a sweep)."
+            )
     dead = [h for h in health.values() if h.at_chance]
     if dead:
         margin = f"{results.hypothesis.margin * results.scale:g} {results.unit}"
-        lines.append(f"- Uninformative (no arm above chance by more than {margin}, or than 1.96 standard errors): "
-                     f"{'; '.join(describe_cell(h.levels) for h in dead)}. These cells can neither support nor refute "
-                     "the hypothesis and are left out of the region verdict and the crossover.")
+        lines.append(
+            f"- Uninformative (no arm above chance by more than {margin}, or than 1.96 standard errors): "
+            f"{'; '.join(describe_cell(h.levels) for h in dead)}. These cells can neither support nor refute "
+            "the hypothesis and are left out of the region verdict and the crossover."
+        )
     for edge in edges:
         lines.append(f"- Tuned optimum at the edge of its range: {edge.sentence()}.")
     if not edges and results.spec is not None and results.spec.design.tune:
@@ -115,14 +146,18 @@ def power_notes(table: pd.DataFrame, results: Results) -> list[str]:
         effect_name = "d_z" if row["design"] == "paired" else "Hedges' g"
         needed_power = row["seeds_for_power"]
         if needed_power is None or (isinstance(needed_power, float) and math.isnan(needed_power)):
-            notes.append(f"{describe_cell(levels)}: observed {effect_name} {fmt_num(effect, 2)} is zero or points away "
-                         f"from the hypothesis, so no number of seeds gives it power; an equivalence claim needs "
-                         f"a TOST (have {have} {unit}).")
+            notes.append(
+                f"{describe_cell(levels)}: observed {effect_name} {fmt_num(effect, 2)} is zero or points away "
+                f"from the hypothesis, so no number of seeds gives it power; an equivalence claim needs "
+                f"a TOST (have {have} {unit})."
+            )
             continue
         needed = max(int(needed_power), int(row["needed_replicates"]))
         status = "enough" if have >= needed else f"need {needed - have} more"
-        notes.append(f"{describe_cell(levels)}: observed {effect_name} {fmt_num(effect, 2)} needs {needed} {unit} for "
-                     f"80% power at p ≤ {_gate(results, table):.3g} (have {have}: {status}).")
+        notes.append(
+            f"{describe_cell(levels)}: observed {effect_name} {fmt_num(effect, 2)} needs {needed} {unit} for "
+            f"80% power at p ≤ {_gate(results, table):.3g} (have {have}: {status})."
+        )
     return notes
 
 
@@ -136,14 +171,20 @@ def model_table(model: DesignModel, results: Results) -> pd.DataFrame:
     if not model.fitted or model.coefficients.empty:
         return pd.DataFrame()
     table = model.coefficients.copy()
-    return pd.DataFrame({
-        "term": table["term"],
-        f"coefficient ({model.scale})": [fmt_interval(e, lo, hi, digits=3, signed=True)
-                                         for e, lo, hi in zip(table["estimate"], table["ci_low"], table["ci_high"], strict=False)],
-        f"{results.unit} [95% CI]": [fmt_interval(e, lo, hi, digits=2, signed=True) for e, lo, hi in
-                                     zip(table["points"], table["points_low"], table["points_high"], strict=False)],
-        "p": [fmt_p(p) for p in table["p"]],
-    })
+    return pd.DataFrame(
+        {
+            "term": table["term"],
+            f"coefficient ({model.scale})": [
+                fmt_interval(e, lo, hi, digits=3, signed=True)
+                for e, lo, hi in zip(table["estimate"], table["ci_low"], table["ci_high"], strict=False)
+            ],
+            f"{results.unit} [95% CI]": [
+                fmt_interval(e, lo, hi, digits=2, signed=True)
+                for e, lo, hi in zip(table["points"], table["points_low"], table["points_high"], strict=False)
+            ],
+            "p": [fmt_p(p) for p in table["p"]],
+        }
+    )
 
 
 def tuning_table(cells: list[TuningCell], results: Results) -> pd.DataFrame:
@@ -153,14 +194,19 @@ def tuning_table(cells: list[TuningCell], results: Results) -> pd.DataFrame:
     for cell in cells:
         curve = cell.curve
         k_max = len(cell.values)
-        rows.append({
-            "cell_id": cell.cell_id, **cell.levels, "arm": cell.arm, "trials": k_max,
-            "recipe (k=1)": cell.recipe_value * s,
-            "expected best k=1": curve.expected[0] * s if curve is not None else np.nan,
-            "expected best k=K": curve.expected[-1] * s if curve is not None else np.nan,
-            "band low k=K": curve.low[-1] * s if curve is not None else np.nan,
-            "band high k=K": curve.high[-1] * s if curve is not None else np.nan,
-        })
+        rows.append(
+            {
+                "cell_id": cell.cell_id,
+                **cell.levels,
+                "arm": cell.arm,
+                "trials": k_max,
+                "recipe (k=1)": cell.recipe_value * s,
+                "expected best k=1": curve.expected[0] * s if curve is not None else np.nan,
+                "expected best k=K": curve.expected[-1] * s if curve is not None else np.nan,
+                "band low k=K": curve.low[-1] * s if curve is not None else np.nan,
+                "band high k=K": curve.high[-1] * s if curve is not None else np.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -178,8 +224,10 @@ def tuning_verdicts(table: pd.DataFrame, results: Results) -> list[str]:
             continue
         levels = {name: by_arm.iloc[0][name] for name in results.cell_factors if name in by_arm.columns}
         parts = []
-        for label, column in (("k = 1 (recipe)", "recipe (k=1)"), (f"k = K = {int(by_arm['trials'].max())}",
-                                                                    "expected best k=K")):
+        for label, column in (
+            ("k = 1 (recipe)", "recipe (k=1)"),
+            (f"k = K = {int(by_arm['trials'].max())}", "expected best k=K"),
+        ):
             gap = by_arm.loc[hyp.treated, column] - by_arm.loc[hyp.baseline, column]
             if not np.isfinite(gap):
                 parts.append(f"at {label} not computable")

@@ -18,8 +18,12 @@ from tlsweep.report.load import Results
 from tlsweep.spec import default_region
 from tlsweep.stats import TrendTest
 
-LABEL_TEXT = {"supported": "supported", "not supported": "not supported (reversed)", "equivalent": "equivalent (caught up)",
-              "inconclusive": "inconclusive"}
+LABEL_TEXT = {
+    "supported": "supported",
+    "not supported": "not supported (reversed)",
+    "equivalent": "equivalent (caught up)",
+    "inconclusive": "inconclusive",
+}
 
 
 @dataclass(frozen=True)
@@ -49,10 +53,12 @@ def _cell_verdict(cell: CellResult, results: Results, family: Family, health: Ce
     if health is not None and health.at_chance:
         means = ", ".join(f"{a.arm} {fmt_level(round(a.mean * results.scale, 1))}" for a in health.arms)
         steps = f" after {health.steps} optimizer steps" if health.steps is not None else ""
-        return Verdict("uninformative (at chance)",
-                       f"{where}, every arm is at chance ({means}; chance "
-                       f"{fmt_level(round(health.arms[0].chance * results.scale, 1))}){steps}: the cell can neither "
-                       "support nor refute the hypothesis and is left out of the region verdict.")
+        return Verdict(
+            "uninformative (at chance)",
+            f"{where}, every arm is at chance ({means}; chance "
+            f"{fmt_level(round(health.arms[0].chance * results.scale, 1))}){steps}: the cell can neither "
+            "support nor refute the hypothesis and is left out of the region verdict.",
+        )
     corr = CORRECTION_NAMES[family.correction]
     if family.sequential:  # the p-values are the deciding look's nominal ones, tested against its boundary
         corr = "nominal"
@@ -63,29 +69,47 @@ def _cell_verdict(cell: CellResult, results: Results, family: Family, health: Ce
     diff = _difference(cell, results)
     if decision.reason.startswith("insufficient replicates"):
         n = contrast.n_pairs if contrast.paired else min(contrast.n_treated, contrast.n_baseline)
-        return Verdict(label, f"{where}, {decision.reason} — {n} available: {hyp.treated} − {hyp.baseline} = "
-                              f"{diff} is shown without a test.")
+        return Verdict(
+            label,
+            f"{where}, {decision.reason} — {n} available: {hyp.treated} − {hyp.baseline} = "
+            f"{diff} is shown without a test.",
+        )
     if decision.label == "equivalent":
         extra = " (a difference smaller than the margin is still detectable)" if decision.significant else ""
-        return Verdict(label, f"{where}, {hyp.baseline} has caught up: {hyp.treated} − {hyp.baseline} = {diff} lies "
-                              f"within {margin} ({corr}-adjusted TOST {p_text(decision.tost_adjusted)}){extra}.")
+        return Verdict(
+            label,
+            f"{where}, {hyp.baseline} has caught up: {hyp.treated} − {hyp.baseline} = {diff} lies "
+            f"within {margin} ({corr}-adjusted TOST {p_text(decision.tost_adjusted)}){extra}.",
+        )
     if decision.label == "supported":
         verb = {"greater": "beats", "less": "is below", "two-sided": "differs from"}[hyp.direction]
         ratio = contrast.ratio
-        ratio_text = f", ratio {fmt_interval(ratio.estimate, ratio.low, ratio.high, digits=2)}×" \
-            if ratio.estimate == ratio.estimate else ""
-        return Verdict(label, f"{where}, {hyp.treated} {verb} {hyp.baseline} on {hyp.metric} by {diff}{ratio_text} "
-                              f"({corr}-adjusted {p_text(decision.p_adjusted)}).")
+        ratio_text = (
+            f", ratio {fmt_interval(ratio.estimate, ratio.low, ratio.high, digits=2)}×"
+            if ratio.estimate == ratio.estimate
+            else ""
+        )
+        return Verdict(
+            label,
+            f"{where}, {hyp.treated} {verb} {hyp.baseline} on {hyp.metric} by {diff}{ratio_text} "
+            f"({corr}-adjusted {p_text(decision.p_adjusted)}).",
+        )
     if decision.label == "not supported":
-        return Verdict(label, f"{where}, the opposite holds: {hyp.treated} − {hyp.baseline} = {diff} "
-                              f"({corr}-adjusted {p_text(decision.opposite_adjusted)} in the other direction).")
-    return Verdict(label, f"{where}, the data cannot decide: {hyp.treated} − {hyp.baseline} = {diff}, "
-                          f"{corr}-adjusted {p_text(decision.p_adjusted)}, TOST "
-                          f"{p_text(decision.tost_adjusted)} ({decision.reason}).")
+        return Verdict(
+            label,
+            f"{where}, the opposite holds: {hyp.treated} − {hyp.baseline} = {diff} "
+            f"({corr}-adjusted {p_text(decision.opposite_adjusted)} in the other direction).",
+        )
+    return Verdict(
+        label,
+        f"{where}, the data cannot decide: {hyp.treated} − {hyp.baseline} = {diff}, "
+        f"{corr}-adjusted {p_text(decision.p_adjusted)}, TOST "
+        f"{p_text(decision.tost_adjusted)} ({decision.reason}).",
+    )
 
 
 def family_extent(family: Family, results: Results) -> str:
-    """"4 cell(s)", or "4 cell(s) × 3 comparisons" when the family spans several comparisons."""
+    """ "4 cell(s)", or "4 cell(s) × 3 comparisons" when the family spans several comparisons."""
     several = len(results.comparisons) > 1
     return f"{len(family.cells)} cell(s)" + (f" × {len(results.comparisons)} comparisons" if several else "")
 
@@ -109,8 +133,12 @@ def in_region(levels: dict[str, Any], region: dict[str, list[Any]]) -> bool:
 def describe_region(region: dict[str, list[Any]]) -> str:
     if not region:
         return "every cell"
-    return " × ".join(describe_cell({name: levels[0]}) if len(levels) == 1 else
-                      f"{describe_cell({name: '/'.join(fmt_level(v) for v in levels)})}" for name, levels in region.items())
+    return " × ".join(
+        describe_cell({name: levels[0]})
+        if len(levels) == 1
+        else f"{describe_cell({name: '/'.join(fmt_level(v) for v in levels)})}"
+        for name, levels in region.items()
+    )
 
 
 def _informative(cell: CellResult, health: dict[str, CellHealth] | None) -> bool:
@@ -118,13 +146,13 @@ def _informative(cell: CellResult, health: dict[str, CellHealth] | None) -> bool
 
 
 def _places(cells: list[CellResult]) -> str:
-    """"train fraction 0.1 × 2 epochs, train fraction 0.3 × 2 epochs and …" (cells in a list)."""
+    """ "train fraction 0.1 × 2 epochs, train fraction 0.3 × 2 epochs and …" (cells in a list)."""
     names = [" × ".join(describe_cell({k: v}) for k, v in c.levels.items()) or "the single cell" for c in cells]
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def trend_clause(trends: list[TrendTest] | None, results: Results) -> str:
-    """"the advantage shrinks by 4.0 [2.1, 5.9] points per doubling of the training data (one-sided Holm p = …)"."""
+    """ "the advantage shrinks by 4.0 [2.1, 5.9] points per doubling of the training data (one-sided Holm p = …)"."""
     if not trends:
         return ""
     hyp = results.hypothesis
@@ -135,13 +163,19 @@ def trend_clause(trends: list[TrendTest] | None, results: Results) -> str:
         verb = "shrinks" if test.points * (1 if hyp.direction != "less" else -1) < 0 else "grows"
         change = fmt_interval(test.points, test.points_low, test.points_high, digits=2, signed=True)
         status = "significant" if test.shrinks else "not significant"
-        parts.append(f"{verb} {what[test.term]} ({change} {results.unit}; one-sided {corr} "
-                     f"{p_text(test.p_adjusted)}, {status})")
+        parts.append(
+            f"{verb} {what[test.term]} ({change} {results.unit}; one-sided {corr} {p_text(test.p_adjusted)}, {status})"
+        )
     return f"the {hyp.treated} advantage " + " and ".join(parts)
 
 
-def overall_verdict(family: Family | None, results: Results, *, health: dict[str, CellHealth] | None = None,
-                    trends: list[TrendTest] | None = None) -> Verdict:
+def overall_verdict(
+    family: Family | None,
+    results: Results,
+    *,
+    health: dict[str, CellHealth] | None = None,
+    trends: list[TrendTest] | None = None,
+) -> Verdict:
     """The verdict over the region, with one quotable sentence: where the treated arm wins, where the baseline wins
     (a reversal), where they are equivalent, where the data cannot decide, which cells are uninformative, and the
     trend.
@@ -154,18 +188,26 @@ def overall_verdict(family: Family | None, results: Results, *, health: dict[str
     """
     hyp = results.hypothesis
     if family is None or not family.cells:
-        return Verdict("inconclusive", "No confirm-phase runs of the tuned configs yet, so the hypothesis is not "
-                                       "tested; run the sweep to completion and re-render the report.", "inconclusive")
+        return Verdict(
+            "inconclusive",
+            "No confirm-phase runs of the tuned configs yet, so the hypothesis is not "
+            "tested; run the sweep to completion and re-render the report.",
+            "inconclusive",
+        )
     region = region_of(results, family)
     informative = [c for c in family.cells if _informative(c, health)]
     dead = [c for c in family.cells if not _informative(c, health)]
     in_reg = [c for c in informative if in_region(c.levels, region)]
-    of = {label: [c for c in informative if c.decision.label == label]
-          for label in ("supported", "not supported", "equivalent", "inconclusive")}
+    of = {
+        label: [c for c in informative if c.decision.label == label]
+        for label in ("supported", "not supported", "equivalent", "inconclusive")
+    }
     reg = {label: [c for c in in_reg if c.decision.label == label] for label in of}
     sign = {"greater": ">", "less": "<", "two-sided": "≠"}[hyp.direction]
     claim = f"{hyp.treated} {sign} {hyp.baseline} on {hyp.metric} in its region, {describe_region(region)}"
-    setting = f"alpha {fmt_level(hyp.alpha)}, {CORRECTION_NAMES[family.correction]} over {family_extent(family, results)}"
+    setting = (
+        f"alpha {fmt_level(hyp.alpha)}, {CORRECTION_NAMES[family.correction]} over {family_extent(family, results)}"
+    )
     if not informative:
         kind, label = "uninformative", "uninformative"
     elif in_reg and len(reg["supported"]) == len(in_reg):
@@ -197,13 +239,16 @@ def overall_verdict(family: Family | None, results: Results, *, health: dict[str
     if of["not supported"]:
         parts.append(f"{hyp.baseline} wins (a reversal) at {_places(of['not supported'])}")
     if of["equivalent"]:
-        parts.append(f"the arms are equivalent (within ±{fmt_level(hyp.margin * results.scale)} {results.unit}) at "
-                     f"{_places(of['equivalent'])}")
+        parts.append(
+            f"the arms are equivalent (within ±{fmt_level(hyp.margin * results.scale)} {results.unit}) at "
+            f"{_places(of['equivalent'])}"
+        )
     if of["inconclusive"]:
         parts.append(f"the data cannot decide at {_places(of['inconclusive'])}")
     if dead:
-        parts.append(f"{_places(dead)} {'is' if len(dead) == 1 else 'are'} uninformative (every arm at chance) and "
-                     "left out")
+        parts.append(
+            f"{_places(dead)} {'is' if len(dead) == 1 else 'are'} uninformative (every arm at chance) and left out"
+        )
     if not in_reg and informative:
         parts.append("no informative cell lies in the region")
     trend = trend_clause(trends, results)
@@ -213,8 +258,9 @@ def overall_verdict(family: Family | None, results: Results, *, health: dict[str
     return Verdict(label, sentence, kind)
 
 
-def crossover_cells(family: Family | None, results: Results, health: dict[str, CellHealth] | None = None
-                    ) -> dict[str, dict[tuple[tuple[str, Any], ...], list[CellResult]]]:
+def crossover_cells(
+    family: Family | None, results: Results, health: dict[str, CellHealth] | None = None
+) -> dict[str, dict[tuple[tuple[str, Any], ...], list[CellResult]]]:
     """The Pareto-minimal (train fraction, epochs) cells where the baseline first catches up (``"equivalent"``,
     TOST) and where it first overtakes (``"overtakes"``, significant in the other direction), per level of any other
     factor (the key); uninformative cells are left out."""
@@ -230,8 +276,11 @@ def crossover_cells(family: Family | None, results: Results, health: dict[str, C
             groups.setdefault(key, []).append(cell)
         for key, cells in groups.items():
             positions = [_grid_position(cell) for cell in cells]
-            out[kind][key] = [cell for cell, at in zip(cells, positions, strict=True)
-                              if not any(_dominates(other, at) for other in positions)]
+            out[kind][key] = [
+                cell
+                for cell, at in zip(cells, positions, strict=True)
+                if not any(_dominates(other, at) for other in positions)
+            ]
     return out
 
 
@@ -248,8 +297,10 @@ def _grid_position(cell: CellResult) -> tuple[float, float]:
 def _points(groups: dict[tuple[tuple[str, Any], ...], list[CellResult]]) -> str:
     parts = []
     for key, cells in groups.items():
-        minimal = " and ".join(f"train fraction {fmt_level(_grid_position(c)[0])} with "
-                               f"{fmt_level(_grid_position(c)[1])} epochs" for c in cells)
+        minimal = " and ".join(
+            f"train fraction {fmt_level(_grid_position(c)[0])} with {fmt_level(_grid_position(c)[1])} epochs"
+            for c in cells
+        )
         prefix = ", ".join(f"{k} {fmt_level(v)}" for k, v in key)
         parts.append((f"with {prefix}: " if prefix else "") + minimal)
     return "; ".join(parts)
@@ -265,17 +316,21 @@ def crossover(family: Family | None, results: Results, health: dict[str, CellHea
     found = crossover_cells(family, results, health)
     catch, over = found["equivalent"], found["overtakes"]
     if not catch and not over:
-        return (f"Crossover: none — {hyp.baseline} is not shown equivalent to {hyp.treated} (within {margin}) in any "
-                f"cell, nor significantly ahead of it.")
+        return (
+            f"Crossover: none — {hyp.baseline} is not shown equivalent to {hyp.treated} (within {margin}) in any "
+            f"cell, nor significantly ahead of it."
+        )
     sentences = []
     if catch:
-        sentences.append(f"{hyp.baseline} is first equivalent to {hyp.treated} (within {margin}, TOST) at "
-                         f"{_points(catch)}.")
+        sentences.append(
+            f"{hyp.baseline} is first equivalent to {hyp.treated} (within {margin}, TOST) at {_points(catch)}."
+        )
     else:
         sentences.append(f"{hyp.baseline} is shown equivalent to {hyp.treated} (within {margin}) in no cell.")
     if over:
-        sentences.append(f"{hyp.baseline} overtakes {hyp.treated} (significant in the other direction) first at "
-                         f"{_points(over)}.")
+        sentences.append(
+            f"{hyp.baseline} overtakes {hyp.treated} (significant in the other direction) first at {_points(over)}."
+        )
     elif hyp.direction != "two-sided":
         sentences.append(f"{hyp.baseline} is significantly ahead in no cell.")
     return "Crossover: " + " ".join(sentences)

@@ -164,8 +164,10 @@ def _known(table: pa.Table, column: str, allowed: Sequence[str]) -> list[str]:
     if len(unknown) == 0:
         return []
     distinct = sorted(set(unknown.to_pylist()))
-    return [f"{len(unknown)} row(s) have an unknown {column} ({_listed([repr(v) for v in distinct])}; known: "
-            f"{', '.join(allowed)})"]
+    return [
+        f"{len(unknown)} row(s) have an unknown {column} ({_listed([repr(v) for v in distinct])}; known: "
+        f"{', '.join(allowed)})"
+    ]
 
 
 def _unique(table: pa.Table, keys: list[str]) -> list[str]:
@@ -180,8 +182,10 @@ def _unique(table: pa.Table, keys: list[str]) -> list[str]:
     ]
     more = f" and {repeated.num_rows - _SHOWN} more" if repeated.num_rows > _SHOWN else ""
     label = " + ".join(keys)
-    return [f"duplicated {label}: {', '.join(shown)}{more} — each must occur once (a duplicate would be counted "
-            "twice in the statistics)"]
+    return [
+        f"duplicated {label}: {', '.join(shown)}{more} — each must occur once (a duplicate would be counted "
+        "twice in the statistics)"
+    ]
 
 
 def _ranges(table: pa.Table, ranges: dict[str, tuple[float | None, float | None]]) -> list[str]:
@@ -202,8 +206,9 @@ def _ranges(table: pa.Table, ranges: dict[str, tuple[float | None, float | None]
 
 def _subset_warnings(table: pa.Table, source: str) -> list[str]:
     """Confirm-phase seeds whose training subset differs between arms of one cell (paired tests assume equal)."""
-    confirm = table.filter(pc.and_(pc.equal(table.column("phase"), "confirm"),
-                                   pc.invert(pc.is_null(table.column("subset_hash")))))
+    confirm = table.filter(
+        pc.and_(pc.equal(table.column("phase"), "confirm"), pc.invert(pc.is_null(table.column("subset_hash"))))
+    )
     if confirm.num_rows == 0:
         return []
     grouped = confirm.select(["cell_id", "seed", "subset_hash"]).group_by(["cell_id", "seed"], use_threads=False)
@@ -213,9 +218,11 @@ def _subset_warnings(table: pa.Table, source: str) -> list[str]:
         return []
     shown = [f"{row['cell_id']} seed {row['seed']}" for row in split.slice(0, _SHOWN).to_pylist()]
     more = f" and {split.num_rows - _SHOWN} more" if split.num_rows > _SHOWN else ""
-    return [f"{source}: {split.num_rows} paired confirm seed(s) trained the arms on different training subsets "
-            f"(subset_hash differs: {', '.join(shown)}{more}); the paired comparison assumes the same subset in "
-            "every arm, so treat its p-values there with caution"]
+    return [
+        f"{source}: {split.num_rows} paired confirm seed(s) trained the arms on different training subsets "
+        f"(subset_hash differs: {', '.join(shown)}{more}); the paired comparison assumes the same subset in "
+        "every arm, so treat its p-values there with caution"
+    ]
 
 
 def _listed(items: Sequence[str]) -> str:

@@ -85,7 +85,9 @@ def resolve_location(uri: str | Path) -> Location:
     scheme = parts.scheme.lower()
     if scheme == "file":
         if parts.netloc not in ("", "localhost"):
-            raise StoreError(f"{text}: a file:// URI must be file:///absolute/path (no host); accepted: {ACCEPTED_FORMS}")
+            raise StoreError(
+                f"{text}: a file:// URI must be file:///absolute/path (no host); accepted: {ACCEPTED_FORMS}"
+            )
         return _local(Path(unquote(parts.path)))
     if scheme not in _SCHEME_ALIASES:
         raise StoreError(f"unsupported results location {text!r} (scheme {scheme!r}); accepted: {ACCEPTED_FORMS}")

@@ -56,9 +56,15 @@ REPORT_DIR = "report"
 PARTS_DIR = "parts"  # parts/trials/part-<seq>.parquet, parts/epochs/...: rows appended since the last compaction
 # The sweep's own top-level entries: only the driver writes them (an upload never replaces one).
 SWEEP_ENTRIES = (
-    TRIALS_FILE, EPOCHS_FILE, SPEC_FILE, PROVENANCE_FILE, OPTUNA_JOURNAL_FILE, WANDB_RECORD_FILE, RAY_SUBDIR,
+    TRIALS_FILE,
+    EPOCHS_FILE,
+    SPEC_FILE,
+    PROVENANCE_FILE,
+    OPTUNA_JOURNAL_FILE,
+    WANDB_RECORD_FILE,
+    RAY_SUBDIR,
     PARTS_DIR,
-)  # fmt: skip
+)
 
 _PARQUET_SCHEMAS: dict[str, pa.Schema] = {TRIALS_FILE: TRIALS_SCHEMA, EPOCHS_FILE: EPOCHS_SCHEMA}
 TABLE_KEYS: dict[str, list[str]] = {TRIALS_FILE: ["trial_id"], EPOCHS_FILE: ["trial_id", "epoch"]}
@@ -110,8 +116,12 @@ class Provenance:
             raise StoreError(f"{source}: `versions` and `trial_counts` must be mappings; {fix}")
         if isinstance(arms, list) and len(arms) == 2 and all(isinstance(arm, str) for arm in arms):
             arms = [arms]  # tlsweep <= 0.1: the one pair [treated, baseline]
-        if arms is not None and not (isinstance(arms, list) and all(
-                isinstance(pair, list) and len(pair) == 2 and all(isinstance(a, str) for a in pair) for pair in arms)):
+        if arms is not None and not (
+            isinstance(arms, list)
+            and all(
+                isinstance(pair, list) and len(pair) == 2 and all(isinstance(a, str) for a in pair) for pair in arms
+            )
+        ):
             raise StoreError(f"{source}: `compared_arms` must be [[treated, baseline], ...], got {arms!r}; {fix}")
         hypothesis = data.get("hypothesis")
         if hypothesis is not None and not isinstance(hypothesis, dict):
@@ -119,7 +129,9 @@ class Provenance:
         try:
             counts = {str(k): int(v) for k, v in counts.items()}
         except (TypeError, ValueError):
-            raise StoreError(f"{source}: `trial_counts` must map phases to whole numbers, got {counts!r}; {fix}") from None
+            raise StoreError(
+                f"{source}: `trial_counts` must map phases to whole numbers, got {counts!r}; {fix}"
+            ) from None
         version = data.get("tlsweep_version", versions.get("tlsweep"))
         return cls(
             spec_hash=data["spec_hash"],
@@ -206,7 +218,9 @@ class ResultsStore:
         return sorted(
             f"{directory}/{i.base_name}"
             for i in infos
-            if i.type == pafs.FileType.File and i.base_name.startswith(_PART_PREFIX) and i.base_name.endswith(".parquet")
+            if i.type == pafs.FileType.File
+            and i.base_name.startswith(_PART_PREFIX)
+            and i.base_name.endswith(".parquet")
         )
 
     def read_metadata(self, name: str) -> dict[str, str]:
@@ -216,7 +230,9 @@ class ResultsStore:
         Returns an empty dict when the table does not exist. Arrow's own schema entry is left out.
         """
         file_name = name if name.endswith(".parquet") else f"{name}.parquet"
-        candidates = [*reversed(self.part_names(file_name)), file_name] if file_name in _PARQUET_SCHEMAS else [file_name]
+        candidates = (
+            [*reversed(self.part_names(file_name)), file_name] if file_name in _PARQUET_SCHEMAS else [file_name]
+        )
         for candidate in candidates:
             if not self._is_file(candidate):
                 continue
@@ -274,8 +290,10 @@ class ResultsStore:
         uri = self._uri(SPEC_FILE)
         text = self.read_text(SPEC_FILE)
         if text is None:
-            raise StoreError(f"{uri}: not found; is {self.location.uri} a results directory written by "
-                             "`tlsweep run`? Start a sweep with `tlsweep run SPEC`.")
+            raise StoreError(
+                f"{uri}: not found; is {self.location.uri} a results directory written by "
+                "`tlsweep run`? Start a sweep with `tlsweep run SPEC`."
+            )
         try:
             return parse_resolved_spec(text, source=uri)
         except SpecError as exc:
@@ -308,8 +326,11 @@ class ResultsStore:
             raise StoreError(str(exc)) from None
         if legacy is None:
             return None
-        return Provenance.from_dict(legacy, source=f"{spec_uri} (its `tlsweep:` block)",
-                                    fix="remove the block: a resumed sweep then compares the spec field by field")
+        return Provenance.from_dict(
+            legacy,
+            source=f"{spec_uri} (its `tlsweep:` block)",
+            fix="remove the block: a resumed sweep then compares the spec field by field",
+        )
 
     def write_spec(self, spec: SweepSpec, provenance: Provenance) -> None:
         """Save the resolved spec and its provenance (the provenance first: a spec is never left without it).
@@ -409,8 +430,10 @@ class ResultsStore:
             for table in found[1:]:
                 merged = pa.concat_tables([merged, table])
             return merge_rows(schema.empty_table(), merged, key=TABLE_KEYS[name])
-        raise StoreError(f"{self._uri(name)}: its parts kept changing while being read ({_READ_ATTEMPTS} attempts); "
-                         "is a second driver compacting these results? Read again when it is done")
+        raise StoreError(
+            f"{self._uri(name)}: its parts kept changing while being read ({_READ_ATTEMPTS} attempts); "
+            "is a second driver compacting these results? Read again when it is done"
+        )
 
     def _read_parquet(self, name: str, schema: pa.Schema) -> pa.Table | None:
         """One file as a table of ``schema``; None when absent. Raises FileNotFoundError only for a part that was
@@ -609,4 +632,3 @@ def merge_rows(existing: pa.Table, new: pa.Table, *, key: list[str]) -> pa.Table
     last = numbered.group_by(key, use_threads=False).aggregate([(position, "max")])
     merged = combined.take(last.column(f"{position}_max"))
     return merged.sort_by([(name, "ascending") for name in key])
-

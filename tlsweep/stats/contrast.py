@@ -131,7 +131,10 @@ def compare_arms(
     else:
         return _empty(
             f"not computed: need at least 2 runs per arm, got {a.size} treated and {b.size} baseline",
-            a.size, b.size, mean_a, mean_b,
+            a.size,
+            b.size,
+            mean_a,
+            mean_b,
         )
 
     floor = exact_test_floor(a.size, b.size, paired=paired, alternative=alternative)
@@ -162,14 +165,32 @@ def compare_arms(
     seeds_power = _seeds_for_observed(effect_for_power, alternative, gate_alpha, paired, power)
     if floor > gate_alpha:
         have = f"{a.size} pairs" if paired else f"{a.size} + {b.size} runs"
-        notes.append(f"insufficient replicates (need {needed}): with {have} the exact test cannot reach p ≤ "
-                     f"{gate_alpha:.3g} (its floor is {floor:.3g})")
+        notes.append(
+            f"insufficient replicates (need {needed}): with {have} the exact test cannot reach p ≤ "
+            f"{gate_alpha:.3g} (its floor is {floor:.3g})"
+        )
     return Contrast(
-        design=design, paired=paired, n_treated=int(a.size), n_baseline=int(b.size),
-        n_pairs=len(common), mean_treated=mean_a, mean_baseline=mean_b, difference=difference, ratio=ratio,
-        d_z=d_z, hedges_g=g, p_improvement=p_improvement, test=test, robustness=robustness,
-        opposite=opposite_test, tost=tost, exact_floor=floor, gate_alpha=gate_alpha, needed_replicates=needed,
-        seeds_for_power=seeds_power, notes=tuple(notes),
+        design=design,
+        paired=paired,
+        n_treated=int(a.size),
+        n_baseline=int(b.size),
+        n_pairs=len(common),
+        mean_treated=mean_a,
+        mean_baseline=mean_b,
+        difference=difference,
+        ratio=ratio,
+        d_z=d_z,
+        hedges_g=g,
+        p_improvement=p_improvement,
+        test=test,
+        robustness=robustness,
+        opposite=opposite_test,
+        tost=tost,
+        exact_floor=floor,
+        gate_alpha=gate_alpha,
+        needed_replicates=needed,
+        seeds_for_power=seeds_power,
+        notes=tuple(notes),
     )
 
 
@@ -184,9 +205,25 @@ def _seeds_for_observed(effect: float, alternative: str, alpha: float, paired: b
 
 def _empty(design: str, n_a: int, n_b: int, mean_a: float, mean_b: float) -> Contrast:
     return Contrast(
-        design=design, paired=False, n_treated=n_a, n_baseline=n_b, n_pairs=0, mean_treated=mean_a,
-        mean_baseline=mean_b, difference=_NO_INTERVAL, ratio=_NO_INTERVAL, d_z=_NAN, hedges_g=_NAN,
-        p_improvement=_NO_INTERVAL, test=_NO_TEST, robustness=_NO_TEST, opposite=_NO_TEST, tost=_NO_TEST,
-        exact_floor=1.0, gate_alpha=0.0, needed_replicates=0, seeds_for_power=None,
+        design=design,
+        paired=False,
+        n_treated=n_a,
+        n_baseline=n_b,
+        n_pairs=0,
+        mean_treated=mean_a,
+        mean_baseline=mean_b,
+        difference=_NO_INTERVAL,
+        ratio=_NO_INTERVAL,
+        d_z=_NAN,
+        hedges_g=_NAN,
+        p_improvement=_NO_INTERVAL,
+        test=_NO_TEST,
+        robustness=_NO_TEST,
+        opposite=_NO_TEST,
+        tost=_NO_TEST,
+        exact_floor=1.0,
+        gate_alpha=0.0,
+        needed_replicates=0,
+        seeds_for_power=None,
         notes=(design.removeprefix("not computed: "),),
     )

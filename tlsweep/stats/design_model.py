@@ -41,8 +41,9 @@ def _empty(why: str, scale: str) -> DesignModel:
     return DesignModel(f"not fitted: {why}", scale, "", pd.DataFrame(columns=columns), float("nan"), 0)
 
 
-def fit_design_model(frame: pd.DataFrame, *, logit: bool, points_per_unit: float = 100.0,
-                     extra_factors: tuple[str, ...] = ()) -> DesignModel:
+def fit_design_model(
+    frame: pd.DataFrame, *, logit: bool, points_per_unit: float = 100.0, extra_factors: tuple[str, ...] = ()
+) -> DesignModel:
     """Fit the design model on ``frame`` (columns value, treated ∈ {0,1}, log2_fraction, epochs, seed, extras).
 
     ``points_per_unit`` converts the response scale to reported points (100 for accuracies in [0, 1]).
@@ -90,8 +91,10 @@ def fit_design_model(frame: pd.DataFrame, *, logit: bool, points_per_unit: float
                 raise ValueError("the seed variance is estimated at 0 (singular fit)")
             result, method = fit, "mixedlm (seed random intercept)"
             if any("boundary" in str(w.message) for w in caught):
-                notes.append(f"statsmodels warns the seed variance ({seed_var:.3g}) may be near the boundary; "
-                             "the mixed-model estimates are kept")
+                notes.append(
+                    f"statsmodels warns the seed variance ({seed_var:.3g}) may be near the boundary; "
+                    "the mixed-model estimates are kept"
+                )
         except Exception as exc:  # noqa: BLE001 — any failure of the mixed model means: use the fallback
             notes.append(f"the mixed model failed ({str(exc)[:90]}); used OLS with seed fixed effects instead")
     else:
@@ -111,9 +114,18 @@ def fit_design_model(frame: pd.DataFrame, *, logit: bool, points_per_unit: float
         if term == "Intercept" or term.startswith("C(seed)") or term == "Group Var":
             continue
         estimate, low, high = float(params[term]), float(ci.loc[term, 0]), float(ci.loc[term, 1])
-        rows.append({"term": term, "estimate": estimate, "ci_low": low, "ci_high": high,
-                     "p": float(pvalues[term]), "points": estimate * slope,
-                     "points_low": low * slope, "points_high": high * slope})
+        rows.append(
+            {
+                "term": term,
+                "estimate": estimate,
+                "ci_low": low,
+                "ci_high": high,
+                "p": float(pvalues[term]),
+                "points": estimate * slope,
+                "points_low": low * slope,
+                "points_high": high * slope,
+            }
+        )
     return DesignModel(method, scale, formula, pd.DataFrame(rows), mean_level, len(data), tuple(notes))
 
 
@@ -158,6 +170,15 @@ def trend_tests(model: DesignModel, *, advantage_sign: float, alpha: float, corr
         predicted = estimate * advantage_sign < 0
         one_sided.append(p / 2 if predicted else 1 - p / 2)
     adjusted = adjust_pvalues(np.array(one_sided), correction)
-    return [TrendTest(term, float(table.loc[term, "points"]), float(table.loc[term, "points_low"]),
-                      float(table.loc[term, "points_high"]), p, float(q), bool(q <= alpha))
-            for term, p, q in zip(terms, one_sided, adjusted, strict=True)]
+    return [
+        TrendTest(
+            term,
+            float(table.loc[term, "points"]),
+            float(table.loc[term, "points_low"]),
+            float(table.loc[term, "points_high"]),
+            p,
+            float(q),
+            bool(q <= alpha),
+        )
+        for term, p, q in zip(terms, one_sided, adjusted, strict=True)
+    ]

@@ -78,14 +78,18 @@ def bootstrap_interval(
     return _not_computed(estimate, "the bootstrap distribution is degenerate")
 
 
-def _jackknife_is_constant(samples: tuple[np.ndarray, ...], statistic: Callable[..., np.ndarray], estimate: float,
-                           paired: bool) -> bool:
+def _jackknife_is_constant(
+    samples: tuple[np.ndarray, ...], statistic: Callable[..., np.ndarray], estimate: float, paired: bool
+) -> bool:
     """True when leaving out any one replicate leaves the statistic unchanged (e.g. identical differences)."""
     if paired:
         values = [statistic(*(np.delete(s, i) for s in samples), axis=-1) for i in range(samples[0].size)]
     else:
-        values = [statistic(*(np.delete(s, i) if j == k else s for k, s in enumerate(samples)), axis=-1)
-                  for j, sample in enumerate(samples) for i in range(sample.size)]
+        values = [
+            statistic(*(np.delete(s, i) if j == k else s for k, s in enumerate(samples)), axis=-1)
+            for j, sample in enumerate(samples)
+            for i in range(sample.size)
+        ]
     return bool(np.allclose(values, estimate, rtol=1e-9, atol=1e-12))
 
 
@@ -102,31 +106,48 @@ def _ratio_of_means(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
         return np.mean(a, axis=axis) / np.mean(b, axis=axis)
 
 
-def mean_interval(values: object, *, rng: np.random.Generator, n_resamples: int = 9999,
-                  confidence: float = 0.95) -> Interval:
+def mean_interval(
+    values: object, *, rng: np.random.Generator, n_resamples: int = 9999, confidence: float = 0.95
+) -> Interval:
     """The mean of one sample with a bootstrap CI (used for per-arm ribbons)."""
     x = as_sample(values, "values")
     return bootstrap_interval((x,), _mean, paired=False, rng=rng, n_resamples=n_resamples, confidence=confidence)
 
 
-def mean_difference(treated: object, baseline: object, *, paired: bool, rng: np.random.Generator,
-                    n_resamples: int = 9999, confidence: float = 0.95) -> Interval:
+def mean_difference(
+    treated: object,
+    baseline: object,
+    *,
+    paired: bool,
+    rng: np.random.Generator,
+    n_resamples: int = 9999,
+    confidence: float = 0.95,
+) -> Interval:
     """mean(treated) − mean(baseline) with a bootstrap CI (paired: resample seeds jointly)."""
     a, b = _samples(treated, baseline, paired)
-    return bootstrap_interval((a, b), _mean_difference, paired=paired, rng=rng, n_resamples=n_resamples,
-                              confidence=confidence)
+    return bootstrap_interval(
+        (a, b), _mean_difference, paired=paired, rng=rng, n_resamples=n_resamples, confidence=confidence
+    )
 
 
-def ratio_of_means(treated: object, baseline: object, *, paired: bool, rng: np.random.Generator,
-                   n_resamples: int = 9999, confidence: float = 0.95) -> Interval:
+def ratio_of_means(
+    treated: object,
+    baseline: object,
+    *,
+    paired: bool,
+    rng: np.random.Generator,
+    n_resamples: int = 9999,
+    confidence: float = 0.95,
+) -> Interval:
     """mean(treated) / mean(baseline) with a bootstrap CI; not computed when the baseline mean is 0."""
     a, b = _samples(treated, baseline, paired)
     if np.mean(b) == 0:
         return _not_computed(float("nan"), "the baseline mean is 0")
     if np.any(b <= 0) or np.any(a < 0):
         return _not_computed(float(np.mean(a) / np.mean(b)), "a ratio needs positive values")
-    return bootstrap_interval((a, b), _ratio_of_means, paired=paired, rng=rng, n_resamples=n_resamples,
-                              confidence=confidence)
+    return bootstrap_interval(
+        (a, b), _ratio_of_means, paired=paired, rng=rng, n_resamples=n_resamples, confidence=confidence
+    )
 
 
 def _auc(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -135,17 +156,22 @@ def _auc(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.mean((a > b) + 0.5 * (a == b), axis=(-2, -1))
 
 
-def probability_of_improvement(treated: object, baseline: object, *, paired: bool,
-                               rng: np.random.Generator, n_resamples: int = 9999,
-                               confidence: float = 0.95) -> Interval:
+def probability_of_improvement(
+    treated: object,
+    baseline: object,
+    *,
+    paired: bool,
+    rng: np.random.Generator,
+    n_resamples: int = 9999,
+    confidence: float = 0.95,
+) -> Interval:
     """P(treated > baseline) + ½·P(tie) over all treated × baseline runs (Mann–Whitney AUC), with a bootstrap CI.
 
     This is rliable's probability of improvement; the CI resamples seeds jointly when ``paired``. For a
     "lower is better" metric pass the samples swapped.
     """
     a, b = _samples(treated, baseline, paired)
-    return bootstrap_interval((a, b), _auc, paired=paired, rng=rng, n_resamples=n_resamples,
-                              confidence=confidence)
+    return bootstrap_interval((a, b), _auc, paired=paired, rng=rng, n_resamples=n_resamples, confidence=confidence)
 
 
 def cohens_dz(treated: object, baseline: object) -> float:

@@ -73,11 +73,15 @@ def decide_family(contrasts: list[Contrast], *, alpha: float, correction: str) -
             label, reason = "not supported", "significant in the opposite direction"
         else:
             label, reason = "inconclusive", "neither a significant difference nor equivalence"
-        decisions.append(Decision(
-            label=label, significant=significant, equivalent=equivalent,
-            p_adjusted=float(p_adj[i]) if usable[i] else float("nan"),
-            tost_adjusted=float(tost_adj[i]) if usable[i] else float("nan"),
-            opposite_adjusted=float(opposite_adj[i]) if usable[i] else float("nan"),
-            reason=reason,
-        ))
+        decisions.append(
+            Decision(
+                label=label,
+                significant=significant,
+                equivalent=equivalent,
+                p_adjusted=float(p_adj[i]) if usable[i] else float("nan"),
+                tost_adjusted=float(tost_adj[i]) if usable[i] else float("nan"),
+                opposite_adjusted=float(opposite_adj[i]) if usable[i] else float("nan"),
+                reason=reason,
+            )
+        )
     return decisions

@@ -39,8 +39,9 @@ def min_replicates(threshold: float, *, paired: bool, alternative: str) -> int:
     raise StatsInputError(f"threshold {threshold} is too small for any exact test with fewer than 64 seeds")
 
 
-def seeds_for_power(effect_size: float, *, alpha: float, power: float = 0.8, paired: bool,
-                    alternative: str) -> int | None:
+def seeds_for_power(
+    effect_size: float, *, alpha: float, power: float = 0.8, paired: bool, alternative: str
+) -> int | None:
     """Seeds (pairs, or runs per arm) a t-test needs to detect ``effect_size`` (d_z or d) with ``power``.
 
     Solved with statsmodels ``TTestPower``/``TTestIndPower``; ``alternative`` is in the direction of the
@@ -57,10 +58,11 @@ def seeds_for_power(effect_size: float, *, alpha: float, power: float = 0.8, pai
     low = 2
 
     def power_at(n: float) -> float:
-        return float(solver.power(effect_size=size, nobs=n, alpha=alpha, alternative=solver_alternative)
-                     if paired else
-                     solver.power(effect_size=size, nobs1=n, alpha=alpha, ratio=1.0,
-                                  alternative=solver_alternative))
+        return float(
+            solver.power(effect_size=size, nobs=n, alpha=alpha, alternative=solver_alternative)
+            if paired
+            else solver.power(effect_size=size, nobs1=n, alpha=alpha, ratio=1.0, alternative=solver_alternative)
+        )
 
     if power_at(low) >= power:
         return low

@@ -78,15 +78,19 @@ def _critical_values(fractions: tuple[float, ...], alpha: float, spending: str) 
             raise StatsInputError(f"information fractions must increase, but got {fractions}")
         target = float(targets[k])
 
-        def crossing(c: float, t: float = t, inc: float = increment, g: np.ndarray | None = grid,
-                     f: np.ndarray = density) -> float:
+        def crossing(
+            c: float, t: float = t, inc: float = increment, g: np.ndarray | None = grid, f: np.ndarray = density
+        ) -> float:
             if g is None:  # the first look
                 return float(scipy.stats.norm.sf(c))
             tail = scipy.stats.norm.sf((c * math.sqrt(t) - g) / math.sqrt(inc))
             return float(np.trapezoid(f * tail, g))
 
-        c = 40.0 if target <= 0 else float(scipy.optimize.brentq(lambda c, a=target: crossing(c) - a, -10.0, 40.0,
-                                                                  xtol=1e-10))
+        c = (
+            40.0
+            if target <= 0
+            else float(scipy.optimize.brentq(lambda c, a=target: crossing(c) - a, -10.0, 40.0, xtol=1e-10))
+        )
         crit.append(c)
         upper = c * math.sqrt(t)
         new_grid = np.linspace(min(-10.0 * math.sqrt(t), upper - 1.0), upper, _GRID)
@@ -125,10 +129,10 @@ class SequentialDesign:
     def __post_init__(self) -> None:
         check_alternative(self.alternative)
         if self.correction not in SEQUENTIAL_CORRECTIONS:
-            raise StatsInputError(f"a sequential design needs a correction of {SEQUENTIAL_CORRECTIONS}, "
-                                  f"but got {self.correction!r}")
-        if not self.looks or any(b <= a for a, b in zip(self.looks, self.looks[1:], strict=False)) \
-                or self.looks[0] < 2:
+            raise StatsInputError(
+                f"a sequential design needs a correction of {SEQUENTIAL_CORRECTIONS}, but got {self.correction!r}"
+            )
+        if not self.looks or any(b <= a for a, b in zip(self.looks, self.looks[1:], strict=False)) or self.looks[0] < 2:
             raise StatsInputError(f"looks must be increasing seed counts ≥ 2, but got {self.looks}")
         if not self.margin > 0:
             raise StatsInputError(f"the equivalence margin must be > 0, but got {self.margin}")
@@ -163,8 +167,11 @@ def look_pvalues(differences: object, design: SequentialDesign) -> LookPvalues:
     """
     d = np.asarray(differences, dtype=float)
     if d.ndim < 1 or d.shape[-1] < design.looks[-1]:
-        d = np.concatenate([d, np.full((*d.shape[:-1], design.looks[-1] - d.shape[-1]), np.nan)], axis=-1) \
-            if d.ndim >= 1 else d
+        d = (
+            np.concatenate([d, np.full((*d.shape[:-1], design.looks[-1] - d.shape[-1]), np.nan)], axis=-1)
+            if d.ndim >= 1
+            else d
+        )
     present = np.isfinite(d)
     values = np.where(present, d, 0.0)
     cum_n = np.cumsum(present, axis=-1)
@@ -181,8 +188,9 @@ def look_pvalues(differences: object, design: SequentialDesign) -> LookPvalues:
         t = mean / se
         greater = scipy.stats.t.sf(t, df)
         less = scipy.stats.t.cdf(t, df)
-        tost = np.maximum(scipy.stats.t.sf((mean + design.margin) / se, df),
-                          scipy.stats.t.cdf((mean - design.margin) / se, df))
+        tost = np.maximum(
+            scipy.stats.t.sf((mean + design.margin) / se, df), scipy.stats.t.cdf((mean - design.margin) / se, df)
+        )
     if design.alternative == "greater":
         eff, opp = greater, less
     elif design.alternative == "less":
@@ -192,8 +200,9 @@ def look_pvalues(differences: object, design: SequentialDesign) -> LookPvalues:
     return LookPvalues(eff, opp, tost, n)
 
 
-def sequential_reject(p: np.ndarray, available: np.ndarray, design: SequentialDesign, *,
-                      two_sided: bool = False) -> np.ndarray:
+def sequential_reject(
+    p: np.ndarray, available: np.ndarray, design: SequentialDesign, *, two_sided: bool = False
+) -> np.ndarray:
     """Which cells a family rejects: p ``[..., m, K]``, ``available`` (bool, same shape) marks looks a cell had.
 
     Holm with recycling (see the module docstring): iterate α/m_open until no new rejection.
@@ -263,7 +272,9 @@ class SequentialOutcome:
     looks_done: int
 
 
-def sequential_decide(pvalues: LookPvalues, design: SequentialDesign, looks_done: int | None = None) -> SequentialOutcome:
+def sequential_decide(
+    pvalues: LookPvalues, design: SequentialDesign, looks_done: int | None = None
+) -> SequentialOutcome:
     """Run the looks 1..``looks_done`` (default: all): test, stop settled cells, carry the others on."""
     k_total = len(design.looks)
     looks_done = k_total if looks_done is None else looks_done
@@ -314,8 +325,9 @@ class SimulationSummary:
     max_seeds: int
 
 
-def simulate(effects: object, design: SequentialDesign, *, sweeps: int, rng: np.random.Generator,
-             sd: float = 1.0) -> SimulationSummary:
+def simulate(
+    effects: object, design: SequentialDesign, *, sweeps: int, rng: np.random.Generator, sd: float = 1.0
+) -> SimulationSummary:
     """Simulate ``sweeps`` sweeps of paired normal differences (mean ``effects[c]``, SD ``sd``) per cell, run the
     sequential design on each and summarise. Vectorised: 10⁴ sweeps of a few cells take about a second."""
     mu = np.asarray(effects, dtype=float)
@@ -324,11 +336,13 @@ def simulate(effects: object, design: SequentialDesign, *, sweeps: int, rng: np.
     return _summary(out.label, mu, out.seeds.astype(float), sweeps, design.looks[-1])
 
 
-def simulate_fixed(effects: object, n: int, design: SequentialDesign, *, sweeps: int, rng: np.random.Generator,
-                   sd: float = 1.0) -> SimulationSummary:
+def simulate_fixed(
+    effects: object, n: int, design: SequentialDesign, *, sweeps: int, rng: np.random.Generator, sd: float = 1.0
+) -> SimulationSummary:
     """The same sweeps with a fixed number ``n`` of seeds per cell and one analysis (a one-look design)."""
-    fixed = SequentialDesign((n,), design.alpha, design.spending, design.correction, design.alternative,
-                             design.margin, futility=0.0)
+    fixed = SequentialDesign(
+        (n,), design.alpha, design.spending, design.correction, design.alternative, design.margin, futility=0.0
+    )
     mu = np.asarray(effects, dtype=float)
     d = rng.normal(mu[None, :, None], sd, size=(sweeps, mu.size, n))
     out = sequential_decide(look_pvalues(d, fixed), fixed)

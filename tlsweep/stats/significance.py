@@ -49,8 +49,9 @@ def paired_t_test(treated: object, baseline: object, *, alternative: str) -> Tes
     return TestResult("paired t", _scalar(t), _scalar(p), float(df))
 
 
-def sign_flip_test(differences: object, *, alternative: str, rng: np.random.Generator,
-                   n_resamples: int = 9999) -> TestResult:
+def sign_flip_test(
+    differences: object, *, alternative: str, rng: np.random.Generator, n_resamples: int = 9999
+) -> TestResult:
     """Sign-flip permutation test of mean(d) = 0 (``scipy.stats.permutation_test``, permutation_type="samples").
 
     Exact (all 2**n sign patterns) up to ``EXACT_SIGN_FLIP_MAX_PAIRS`` pairs, Monte Carlo with ``rng`` beyond.

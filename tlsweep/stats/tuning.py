@@ -44,8 +44,9 @@ class TuningCurve:
     high: np.ndarray
 
 
-def tuning_curve(values: object, *, rng: np.random.Generator, mode: str = "max", n_resamples: int = 2000,
-                 confidence: float = 0.95) -> TuningCurve:
+def tuning_curve(
+    values: object, *, rng: np.random.Generator, mode: str = "max", n_resamples: int = 2000, confidence: float = 0.95
+) -> TuningCurve:
     """The U-estimator curve with a pointwise percentile bootstrap band over the trials (vectorised)."""
     v = as_sample(values, "tuning values")
     expected = expected_best_curve(v, mode=mode)

@@ -76,8 +76,7 @@ def require_workspaces_package() -> None:
         import wandb_workspaces.workspaces  # noqa: F401
     except ImportError as exc:
         raise DashboardError(
-            f"the W&B workspace API is not installed (package wandb-workspaces: {exc}); "
-            f"install it with: {INSTALL_HINT}"
+            f"the W&B workspace API is not installed (package wandb-workspaces: {exc}); install it with: {INSTALL_HINT}"
         ) from exc
 
 

@@ -140,8 +140,13 @@ class StudyMirror:
                 self._storage.create_new_study(directions=[direction], study_name=name)
             study = optuna.load_study(study_name=name, storage=self._storage)
             if not study.user_attrs:
-                attrs = {"sweep": self.spec.name, "phase": phase, "cell_id": cell_id, "arm": arm,
-                         "objective": self.spec.objective.metric}  # fmt: skip
+                attrs = {
+                    "sweep": self.spec.name,
+                    "phase": phase,
+                    "cell_id": cell_id,
+                    "arm": arm,
+                    "objective": self.spec.objective.metric,
+                }
                 for key, value in attrs.items():
                     study.set_user_attr(key, value)
             self._studies[name] = study
@@ -174,12 +179,18 @@ class StudyMirror:
         objective = row.get("objective")
         status = row.get("status")
         if status in ("ok", "diverged") and _finite(objective):
-            frozen = optuna.trial.create_trial(params=params, distributions=dists, value=float(objective),
-                                               user_attrs=attrs, intermediate_values=intermediate)  # fmt: skip
+            frozen = optuna.trial.create_trial(
+                params=params,
+                distributions=dists,
+                value=float(objective),
+                user_attrs=attrs,
+                intermediate_values=intermediate,
+            )
         else:
             state = TrialState.PRUNED if status == "pruned" else TrialState.FAIL
-            frozen = optuna.trial.create_trial(params=params, distributions=dists, state=state, user_attrs=attrs,
-                                               intermediate_values=intermediate)  # fmt: skip
+            frozen = optuna.trial.create_trial(
+                params=params, distributions=dists, state=state, user_attrs=attrs, intermediate_values=intermediate
+            )
         finished = row.get("finished_at")
         if isinstance(finished, datetime):
             wall = row.get("wall_time_s")

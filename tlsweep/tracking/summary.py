@@ -91,7 +91,9 @@ def log_report_summary(
                 )
             )
         except Exception as exc:  # noqa: BLE001
-            warn("summary", "W&B report summary failed (%s: %s); the report itself is complete", type(exc).__name__, exc)
+            warn(
+                "summary", "W&B report summary failed (%s: %s); the report itself is complete", type(exc).__name__, exc
+            )
 
     worker = threading.Thread(target=work, name="tlsweep-wandb-report", daemon=True)
     worker.start()

@@ -591,8 +591,9 @@ class WandbTracker(Tracker):
             )
             wandb_sweep.set_sweep_state(api, record, "FINISHED")
         except Exception as exc:  # noqa: BLE001
-            self._warn("sweep-finish", "W&B: could not mark the sweep finished (%s: %s)", type(exc).__name__,
-                       _first_line(exc))  # fmt: skip
+            self._warn(
+                "sweep-finish", "W&B: could not mark the sweep finished (%s: %s)", type(exc).__name__, _first_line(exc)
+            )
 
     def _finish_open_runs(self) -> None:
         """Runs of trials that never finished (an interrupted sweep) end as failed; a resume continues them."""
@@ -601,7 +602,9 @@ class WandbTracker(Tracker):
             try:
                 run.finish(exit_code=1)
             except Exception as exc:  # noqa: BLE001
-                self._warn(f"finish-open:{type(exc).__name__}", "W&B mirror: could not finish run %s: %r", trial_id, exc)
+                self._warn(
+                    f"finish-open:{type(exc).__name__}", "W&B mirror: could not finish run %s: %r", trial_id, exc
+                )
 
 
 def make_tracker(
@@ -627,4 +630,3 @@ def make_tracker(
         return NullTracker()
     Path(results_dir).mkdir(parents=True, exist_ok=True)
     return WandbTracker(settings, sweep_name=sweep_name, results_dir=Path(results_dir), mode=mode, sweep=sweep)
-

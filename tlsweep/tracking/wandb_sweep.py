@@ -141,8 +141,9 @@ def sweep_url(api: Any, record_entity: str | None, project: str, sweep_id: str) 
     from wandb.sdk.wandb_sweep import _get_sweep_url
 
     entity = record_entity or api.settings.get("entity") or getattr(api, "default_entity", None)
-    url: str | None = _get_sweep_url(base_url=api.settings["base_url"], entity=entity, project=project,
-                                     sweep_id=sweep_id)  # fmt: skip
+    url: str | None = _get_sweep_url(
+        base_url=api.settings["base_url"], entity=entity, project=project, sweep_id=sweep_id
+    )
     return url
 
 
@@ -159,8 +160,7 @@ def create_sweep(
     project_obj = sweep.get("project") or {}
     entity = (project_obj.get("entity") or {}).get("name") or entity
     project = project_obj.get("name") or project
-    return SweepRecord(sweep_id=sweep_id, entity=entity, project=project,
-                       url=sweep_url(api, entity, project, sweep_id))  # fmt: skip
+    return SweepRecord(sweep_id=sweep_id, entity=entity, project=project, url=sweep_url(api, entity, project, sweep_id))
 
 
 def find_sweep(api: Any, record: SweepRecord) -> dict[str, Any] | None:
@@ -168,8 +168,9 @@ def find_sweep(api: Any, record: SweepRecord) -> dict[str, Any] | None:
     from wandb.apis.public.sweeps import _sweep_with_runs
 
     try:
-        found: dict[str, Any] = _sweep_with_runs(api, record.sweep_id, "{}", entity=record.entity,
-                                                 project=record.project)  # fmt: skip
+        found: dict[str, Any] = _sweep_with_runs(
+            api, record.sweep_id, "{}", entity=record.entity, project=record.project
+        )
     except Exception as exc:
         if "not found" in str(exc).lower():
             return None
@@ -223,7 +224,9 @@ def upload_offline_runs(run_dirs: list[Path], timeout_s: float) -> None:
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise WandbSyncError(f"`wandb sync` did not finish within {timeout_s:g} s; rerun with a larger --timeout") from exc
+        raise WandbSyncError(
+            f"`wandb sync` did not finish within {timeout_s:g} s; rerun with a larger --timeout"
+        ) from exc
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-10:])
         raise WandbSyncError(f"`wandb sync` failed (exit {done.returncode}):\n{tail}")

@@ -364,7 +364,10 @@ class MLPHead(nn.Sequential):
 
     def __init__(self, in_features: int, num_classes: int, hidden: int = MLP_HIDDEN) -> None:
         super().__init__(
-            nn.Linear(in_features, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, num_classes)
+            nn.Linear(in_features, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, num_classes),
         )
         self.in_features, self.out_features = in_features, num_classes
 
@@ -786,7 +789,9 @@ def timm_weights(backbone: str, tag: str | None = None) -> TimmWeights | None:
     if cfg is None and tag:
         timm = _import_timm(backbone)
         tags = [n.partition(".")[2] for n in timm.list_pretrained(f"{arch}.*")]
-        raise UnknownNameError(f"timm model {arch} has no pretrained tag {tag!r}; its tags: {', '.join(tags) or 'none'}")
+        raise UnknownNameError(
+            f"timm model {arch} has no pretrained tag {tag!r}; its tags: {', '.join(tags) or 'none'}"
+        )
     if cfg is None or not (cfg.hf_hub_id or cfg.url):
         return None
     if cfg.hf_hub_id and cfg.source != "local-dir":

@@ -32,7 +32,9 @@ MLP_HIDDEN = 32  # width of head: mlp (dense(32) + BatchNorm + ReLU + dense), th
 # freeze levels of the torchvision ResNets, VGG-16-BN and resnet_tiny; other backbones have their own number:
 # tlsweep.training.backbones.freeze_levels(backbone) (small_cnn 4, a timm model its parameter groups)
 MAX_FREEZE_DEPTH = 5
-DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")  # what TrialConfig.device may be (tlsweep.training.loop.resolve_device)
+DEVICE_NAME = re.compile(
+    r"auto|cpu|cuda(:\d+)?"
+)  # what TrialConfig.device may be (tlsweep.training.loop.resolve_device)
 MAX_IMAGE_SIZE = 1024  # pixels per side (spec and checkpoints); decoded images take N × 3 × size² bytes
 
 

@@ -174,7 +174,9 @@ def frozen_prefix(model: nn.Module, freeze_depth: int) -> tuple[nn.Module, nn.Mo
     head_ids = {id(m) for m in head.modules()}
     stochastic = _stochastic(m for m in model.modules() if id(m) not in head_ids)
     if stochastic or float(getattr(model, "drop_rate", 0.0) or 0.0) > 0:
-        return f"{type(model).__name__}'s body draws random numbers in training ({', '.join(stochastic) or 'drop_rate'})"
+        return (
+            f"{type(model).__name__}'s body draws random numbers in training ({', '.join(stochastic) or 'drop_rate'})"
+        )
     return _Headless(model, name), head
 
 
@@ -466,8 +468,10 @@ def prepare(
                 busy.append((split_name, flipped))
                 continue
             if array is None:
-                log_once(f"the {view} features ({nbytes / 2**20:.0f} MiB) exceed the cache's bound "
-                         f"({cache.max_bytes / 2**20:.0f} MiB; set {CACHE_GB_ENV})")
+                log_once(
+                    f"the {view} features ({nbytes / 2**20:.0f} MiB) exceed the cache's bound "
+                    f"({cache.max_bytes / 2**20:.0f} MiB; set {CACHE_GB_ENV})"
+                )
                 return None
             LOG.debug("features %s ready in %.2fs", view, time.perf_counter() - started)
             with warnings.catch_warnings():

@@ -106,8 +106,10 @@ def resolve_device(name: str, *, what: str = "device") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DataError(f"{what} {name!r} requested but CUDA is not available; use device 'cpu' or 'auto'")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise DataError(f"{what} {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
-                        f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
+        raise DataError(
+            f"{what} {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+            f"cuda:0..cuda:{torch.cuda.device_count() - 1}"
+        )
     return device
 
 

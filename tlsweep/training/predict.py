@@ -147,8 +147,10 @@ def _check_metadata(content: dict[str, Any], path: Path) -> None:
     if not isinstance(names, (list, tuple)) or not all(isinstance(name, str) for name in names):
         raise WeightsError(f"{path}: class_names must be a list of names, got {type(names).__name__}; {fix}")
     if len(names) != num_classes:
-        raise WeightsError(f"{path}: {len(names)} class names for a head of {num_classes} classes; the names and "
-                           f"the head must match: {fix}")
+        raise WeightsError(
+            f"{path}: {len(names)} class names for a head of {num_classes} classes; the names and "
+            f"the head must match: {fix}"
+        )
     if isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= MAX_IMAGE_SIZE:
         raise WeightsError(f"{path}: image_size must be an integer in 8..{MAX_IMAGE_SIZE}, got {size!r}; {fix}")
 
