@@ -45,7 +45,7 @@ def undecodable_images(spec: DatasetSpec, *, full: bool = False, workers: int | 
     A dataset that cannot be listed (``tlsweep.data.check.check_dataset`` reports why) or a synthetic one (generated
     by tlsweep) has nothing to check here.
     """
-    from tlsweep.data.loading import csv_entries, imagefolder_entries
+    from tlsweep.data.listing import csv_entries, imagefolder_entries
 
     try:
         if isinstance(spec, CsvDatasetSpec):

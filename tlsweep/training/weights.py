@@ -74,11 +74,11 @@ def spec_weights(spec: SweepSpec) -> dict[WeightsFile, list[str]]:
 
     A checkpoint that the spec's ``model.pretrain`` block builds before the trials counts as present.
     """
-    from tlsweep.design import arm_of, trial_config
+    from tlsweep.design import arm_of, studies, trial_config
 
     needed: dict[WeightsFile, list[str]] = {}
     seen: dict[tuple[str, str], WeightsFile | None] = {}
-    for levels in spec.studies():
+    for levels in studies(spec):
         config = trial_config(spec, levels, {}, 0)
         key = (config.backbone, config.init)
         if key not in seen:
