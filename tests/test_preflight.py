@@ -14,7 +14,7 @@ from faults import INJECTED, TrialFault, injected
 from sweep_fixtures import smallest_spec_dict
 
 from tlsweep.errors import WeightsError
-from tlsweep.spec import parse_spec
+from tlsweep.spec_load import parse_spec
 
 
 def _two_arm_spec(data: Path, storage: Path) -> dict[str, Any]:
