@@ -228,8 +228,11 @@ def upload_offline_runs(run_dirs: list[Path], timeout_s: float) -> None:
             f"`wandb sync` did not finish within {timeout_s:g} s; rerun with a larger --timeout"
         ) from exc
     if done.returncode != 0:
-        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-10:])
-        raise WandbSyncError(f"`wandb sync` failed (exit {done.returncode}):\n{tail}")
+        from tlsweep.tracking.server_check import WHAT_TO_CHECK, redact
+
+        lines = [line.strip() for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+        last = redact(lines[-1])[:300] if lines else "no output"
+        raise WandbSyncError(f"`wandb sync` failed (exit {done.returncode}: {last}); {WHAT_TO_CHECK}")
 
 
 def sync_to_sweep(results_dir: Path, *, timeout_s: float = 600.0, finish: bool = True) -> SweepRecord:
@@ -243,9 +246,9 @@ def sync_to_sweep(results_dir: Path, *, timeout_s: float = 600.0, finish: bool =
         StoreError: ``results_dir`` holds no sweep (no ``spec.resolved.yaml``) or an unreadable ``wandb.json``.
         WandbSyncError: no offline runs, no API key, an unreachable server or a failed upload.
     """
+    from tlsweep.tracking.server_check import check_server, server_error
     from tlsweep.tracking.settings import api_key_configured
     from tlsweep.tracking.summary import report_run_id
-    from tlsweep.tracking.tracker import unreachable_reason, wandb_base_url
 
     results_dir = Path(results_dir)
     store = ResultsStore(results_dir)
@@ -259,26 +262,28 @@ def sync_to_sweep(results_dir: Path, *, timeout_s: float = 600.0, finish: bool =
         )
     if not api_key_configured():
         raise WandbSyncError("no W&B API key is configured; run `wandb login` or set WANDB_API_KEY, then rerun")
-    base_url = wandb_base_url()
-    reason = unreachable_reason(base_url, min(timeout_s, 30.0))
-    if reason is not None:
-        raise WandbSyncError(f"the W&B server {base_url} cannot be reached ({reason}); rerun when it can")
+    base_url = check_server(WandbSyncError, min(timeout_s, 30.0))
     settings = spec.tracking.wandb
-    api = public_api(
-        entity=record.entity if record else settings.entity,
-        project=record.project if record else settings.project,
-        timeout_s=min(timeout_s, 60.0),
-    )
-    upload_offline_runs(run_dirs, timeout_s)
-    report_run = report_run_id(spec.name)
-    runs = sorted({run_id_of(d) for d in run_dirs} - {report_run})
-    config = sweep_config(spec)
-    found = find_sweep(api, record) if record is not None else None
-    if record is not None and found is not None:
-        add_runs(api, config, found, record, runs)
-    else:
-        record = create_sweep(api, config, entity=settings.entity, project=settings.project, prior_runs=runs)
-        write_sweep_record(store, record)
-    if finish:
-        set_sweep_state(api, record, "FINISHED")
+    try:
+        api = public_api(
+            entity=record.entity if record else settings.entity,
+            project=record.project if record else settings.project,
+            timeout_s=min(timeout_s, 60.0),
+        )
+        upload_offline_runs(run_dirs, timeout_s)
+        report_run = report_run_id(spec.name)
+        runs = sorted({run_id_of(d) for d in run_dirs} - {report_run})
+        config = sweep_config(spec)
+        found = find_sweep(api, record) if record is not None else None
+        if record is not None and found is not None:
+            add_runs(api, config, found, record, runs)
+        else:
+            record = create_sweep(api, config, entity=settings.entity, project=settings.project, prior_runs=runs)
+            write_sweep_record(store, record)
+        if finish:
+            set_sweep_state(api, record, "FINISHED")
+    except TlsweepError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - wandb's errors, whatever their class, become one line
+        raise server_error(WandbSyncError, base_url, exc, "syncing the sweep") from None
     return record
