@@ -72,10 +72,9 @@ def server_problem(url: str, timeout_s: float) -> str | None:
     An answer with ``data.viewer`` (null without a key) or GraphQL ``errors``, or a 401/403, is W&B's API; silence,
     a refused connection, another HTTP error, a page that is not JSON or JSON without those fields is not.
     """
-    import http.client
-    import ssl
-    import urllib.error
     import urllib.request
+
+    from tlsweep.tracking.tracker import http_answer
 
     request = urllib.request.Request(
         url.rstrip("/") + "/graphql",
@@ -83,35 +82,23 @@ def server_problem(url: str, timeout_s: float) -> str | None:
         method="POST",
         headers={"Content-Type": "application/json", "Accept": "application/json"},
     )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            body = response.read(65536)
-            content_type = response.headers.get("Content-Type", "")
-    except urllib.error.HTTPError as exc:
-        if exc.code in (401, 403):
-            return None
-        return f"answered HTTP {exc.code} {exc.reason}"
-    except urllib.error.URLError as exc:
-        if isinstance(exc.reason, ssl.SSLError):
-            return None  # wandb may trust a CA that urllib does not: let wandb judge the certificate
-        if isinstance(exc.reason, TimeoutError):
-            return f"is not reachable (no answer within {timeout_s:g} s)"
-        return f"is not reachable ({exc.reason})"
-    except ssl.SSLError:
+    answer = http_answer(request, timeout_s)
+    if isinstance(answer, str):
+        return f"is not reachable ({redact(answer)})"
+    if answer.status in (0, 401, 403):  # a TLS error is wandb's to judge (it may trust another CA); no key was sent
         return None
-    except TimeoutError:
-        return f"is not reachable (no answer within {timeout_s:g} s)"
-    except (OSError, ValueError, http.client.HTTPException) as exc:
-        return f"is not reachable ({one_line(exc)})"
+    if answer.status >= 400:
+        return f"answered HTTP {answer.status} {answer.reason}"
+    body, content_type = answer.body, answer.content_type
     try:
-        answer = json.loads(body)
+        parsed = json.loads(body)
     except ValueError:
         kind = "an HTML page" if "html" in content_type.lower() or body.lstrip()[:1] == b"<" else "a reply"
         return (
             f"answered with {kind} that is not W&B's API (a captive portal, a proxy's login page or another service?)"
         )
-    if isinstance(answer, dict) and (
-        "errors" in answer or (isinstance(answer.get("data"), dict) and "viewer" in answer["data"])
+    if isinstance(parsed, dict) and (
+        "errors" in parsed or (isinstance(parsed.get("data"), dict) and "viewer" in parsed["data"])
     ):
         return None
     return f"answered JSON that is not W&B's API ({redact(body[:80].decode('utf-8', 'replace'))})"
