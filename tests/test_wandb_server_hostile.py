@@ -17,7 +17,7 @@ from wandb.sdk import wandb_setup
 
 from tests.cli_exit import run_tlsweep
 from tests.test_tracking_dashboard import SPEC
-from tlsweep.tracking import wandb_sweep
+from tlsweep.tracking import wandb_sweep, wandb_sync
 
 pytestmark = pytest.mark.timeout(120)
 KEY = "0123456789abcdef0123456789abcdef01234567"
@@ -198,6 +198,6 @@ def test_a_failing_upload_is_one_line_without_the_key(
     def failing(command: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
         return subprocess.CompletedProcess(command, 1, "Syncing...\n", f"Traceback (most recent call last):\nE {KEY}\n")
 
-    monkeypatch.setattr(wandb_sweep.subprocess, "run", failing)
+    monkeypatch.setattr(wandb_sync.subprocess, "run", failing)
     message, _ = _one_line_error("sync", results_dir, capsys, monkeypatch)
     assert "`wandb sync` failed (exit 1: E ***)" in message and "Traceback" not in message

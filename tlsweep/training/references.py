@@ -55,9 +55,11 @@ def check_spec_references(spec: SweepSpec, *, source: str) -> None:
 def spec_freeze_depths(spec: SweepSpec) -> dict[str, list[Any]]:
     """Every freeze depth a sweep can train, per backbone: factor levels, each arm's (or the recipe's) value and the
     ends of a tuned range, in the studies whose arm uses that backbone (``when`` respected)."""
+    from tlsweep.design import studies
+
     by_backbone: dict[str, list[Any]] = {}
     tuned = spec.design.tune.get("freeze_depth")
-    for levels in spec.studies():
+    for levels in studies(spec):
         arm = (spec.design.arms or {}).get(str(levels.get("arm")), {})
         depths = by_backbone.setdefault(str(arm.get("backbone", spec.model.backbone)), [])
         if levels.get("freeze_depth") is not None:
