@@ -31,6 +31,7 @@ from tlsweep.report import build_report
 from tlsweep.space import distributions_for
 from tlsweep.spec import Comparison
 from tlsweep.spec_load import load_spec, parse_spec
+from tlsweep.spec_paths import relative_result_hash
 from tlsweep.stats import adjust_pvalues
 from tlsweep.stats.power import min_replicates
 
@@ -79,10 +80,15 @@ def three_arms(**changes: Any) -> dict[str, Any]:
 
 
 def test_existing_specs_keep_their_hash_and_studies() -> None:
-    """The init shorthand is unchanged: same result hash (results resume), same studies, same comparison."""
+    """The init shorthand is unchanged: same result hash (results resume), same studies, same comparison.
+
+    tlsweep 0.1 hashed the dataset and checkpoint paths as written, relative to the folder it ran from; a spec now
+    holds them anchored at its file's folder, and ``check_resume`` also accepts the hash of the paths written
+    relative to the current folder (``relative_result_hash``): the 0.1 hash, read from where 0.1 ran."""
     demo = load_spec(REPO / "tests" / "specs" / "demo-0.1.yaml")  # the demo spec since changed its design
-    age = load_spec(REPO / "sweeps" / "age_hypothesis.yaml")
-    assert demo.result_hash() == "3939b4f29ff3f906" and age.result_hash() == "c2293f1fe37b1674"  # tlsweep 0.1
+    age = load_spec(REPO / "sweeps" / "age_hypothesis.yaml")  # its paths now ../data/...: the clone's data/
+    assert relative_result_hash(demo, REPO / "tests" / "specs") == "3939b4f29ff3f906"  # tlsweep 0.1
+    assert relative_result_hash(age, REPO) == "c2293f1fe37b1674"
     assert "arms" not in demo.resolved()["design"]
     assert len(studies(demo)) == 8 and all(set(s) == {"init", "train_fraction", "epochs"} for s in studies(demo))
     assert study_key(studies(demo)[0]) == "train_fraction=0.1|epochs=2|init=checkpoint"

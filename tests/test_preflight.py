@@ -104,7 +104,10 @@ def test_validate_lists_files_that_are_not_images_and_full_decode_finds_cut_ones
 
 
 @pytest.mark.ray
-def test_an_error_no_retry_can_fix_fails_its_trial_once(ray_local, tiny_assets, tmp_path: Path) -> None:
+def test_an_error_no_retry_can_fix_fails_its_trial_once(
+    ray_local, tiny_assets, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tlsweep.engine import run
     from tlsweep.engine.run import run_sweep
     from tlsweep.results.store import ResultsStore
 
@@ -116,3 +119,10 @@ def test_an_error_no_retry_can_fix_fails_its_trial_once(ray_local, tiny_assets, 
     assert len(rows) == 4 and len(failed) == 1 and failed[0]["arm"] == "scratch"
     assert failed[0]["attempts"] == 1 and f"WeightsError: {INJECTED}" in failed[0]["error"]
     assert all(r["attempts"] == 1 for r in rows)
+
+    def no_ray(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("Ray started")
+
+    monkeypatch.setattr(run, "_init_ray", no_ray)  # a finished sweep answers from its results
+    again = run_sweep(parse_spec(data), live=False, report=False)
+    assert again.trials_recorded == 0 and [f.failed for f in again.failures] == [1]

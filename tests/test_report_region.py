@@ -247,6 +247,7 @@ def test_validate_prints_steps_per_cell_and_warns_below_the_minimum(tmp_path: Pa
     data["model"]["batch_size"] = 32
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
+    (tmp_path / "backbone.pt").touch()  # the checkpoint arm's file: validate checks that it is on this machine
     spec = parse_spec(data)
     steps = {(c.levels["train_fraction"], c.levels["epochs"]): c.steps for c in cell_steps(spec, 700)}
     assert steps == {(0.01, 2): 2, (0.01, 6): 6, (1.0, 2): 44, (1.0, 6): 132}

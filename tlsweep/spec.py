@@ -453,11 +453,14 @@ class CheckpointSpec(_Model):
     is recorded: ``none``, the confirm phase's (``confirm``) or every trial's (``all``)."""
 
     every: CheckpointEvery = Field(default_factory=lambda: CheckpointEvery(seconds=60.0))
-    keep: Literal["none", "confirm", "all"] = "none"
+    keep: Literal["none", "best", "confirm", "all"] = "none"
 
-    def keeps(self, phase: str) -> bool:
-        """Whether the checkpoints of a trial of ``phase`` stay after it is recorded."""
-        return self.keep == "all" or (self.keep == "confirm" and phase == "confirm")  # = engine.checkpoints.keeps
+    def keeps(self, phase: str, config_kind: str | None = None) -> bool:
+        """Whether the checkpoints of a trial of ``phase`` stay after it is recorded (``best``: the confirm trials of
+        the selected configs, what ``tlsweep export --best`` reads)."""
+        if self.keep == "best":
+            return phase == "confirm" and config_kind == "best"
+        return self.keep == "all" or (self.keep == "confirm" and phase == "confirm")
 
 
 class TrackingSpec(_Model):
@@ -720,9 +723,13 @@ class SweepSpec(_Model):
 
     def result_hash(self) -> str:
         """Hash of the fields that decide results (not resources, storage, tracking or the report's settings)."""
-        resolved = self.resolved()
-        payload = json.dumps({k: resolved[k] for k in RESULT_FIELDS}, sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+        return result_fields_hash(self.resolved())
+
+
+def result_fields_hash(resolved: dict[str, Any]) -> str:
+    """:meth:`SweepSpec.result_hash` of a resolved spec mapping."""
+    payload = json.dumps({k: resolved[k] for k in RESULT_FIELDS}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def tune_range_values(entry: ParamEntry) -> list[Any]:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from tlsweep.design import check_design
 from tlsweep.errors import SpecError
 from tlsweep.spec import LEGACY_PROVENANCE_KEY, SweepSpec
+from tlsweep.spec_paths import anchor_paths
 from tlsweep.spec_yaml import load_yaml, parse_override_value, read_yaml_file
 
 
@@ -107,6 +108,9 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> SweepSpec
         path: the sweep YAML (``sweeps/*.yaml`` are complete examples).
         overrides: ``dotted.key=value`` strings, values in YAML (``["confirm.seeds=12", "design.factors.epochs=[2,5]"]``).
 
+    Relative paths written in the file resolve against the file's folder, those of ``overrides`` against the current
+    folder (``tlsweep.spec_paths``): the spec holds absolute paths.
+
     Returns:
         The frozen, validated ``SweepSpec``: ``tlsweep.design.studies(spec)`` and ``trial_counts(spec)`` give
         the experiment's plan, ``spec.compared_arms`` its comparisons and ``spec.resolved()`` the saved form.
@@ -117,7 +121,10 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> SweepSpec
     path = Path(path)
     source = str(path)
     data = read_yaml_file(path, source=source)
-    data = apply_overrides(data or {}, overrides or [], source=source) if isinstance(data, dict) else data
+    if isinstance(data, dict):  # relative paths: the file's beside the file, --set values' from the current folder
+        data = anchor_paths(data, path.absolute().parent)
+        data = anchor_paths(apply_overrides(data, overrides or [], source=source), Path.cwd())
+        data.setdefault("storage", str(Path.cwd() / SweepSpec.model_fields["storage"].default))
     return parse_spec(data, source=source)
 
 

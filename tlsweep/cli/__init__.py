@@ -13,6 +13,7 @@ import click
 from tlsweep import __version__
 from tlsweep.cli.dashboard import dashboard
 from tlsweep.cli.data import data
+from tlsweep.cli.export import export
 from tlsweep.cli.report import report
 from tlsweep.cli.sweep import run, status, validate
 from tlsweep.cli.train import models, predict, pretrain, train, weights
@@ -58,6 +59,7 @@ for _command in (
     validate,
     status,
     report,
+    export,
     dashboard,
     wandb_group,
 ):

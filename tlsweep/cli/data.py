@@ -84,11 +84,11 @@ def synth(
     "--format",
     "fmt",
     type=click.Choice(["csv", "imagefolder", "synthetic"]),
-    default="csv",
-    show_default=True,
-    help="Dataset layout under ROOT.",
+    default=None,
+    help="Dataset layout under ROOT [default: detected: a dataset tlsweep generated, the CSV layout "
+    "(custom_train_dataset.csv ...), else an ImageFolder tree].",
 )
-@click.option("--preset", default="korean_face_age", show_default=True, help="CSV preset (format csv).")
+@click.option("--preset", default=None, help="CSV preset (format csv) [default: korean_face_age].")
 @click.option(
     "--task",
     type=click.Choice(["age", "source"]),
@@ -96,26 +96,55 @@ def synth(
     show_default=True,
     help="Generated task (format synthetic).",
 )
-@click.option("--image-size", type=click.IntRange(1), required=True, help="Side the images are resized to.")
+@click.option(
+    "--image-size",
+    type=click.IntRange(1),
+    default=None,
+    help="Side the images are resized to [default: a generated dataset's resolution, else the shorter side of the "
+    "first training image, at most 224].",
+)
 @click.option(
     "--cache-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Where the tensor files go (default: ROOT/.tlsweep-cache).",
 )
-def cache(root: Path, fmt: str, preset: str, task: str, image_size: int, cache_dir: Path | None) -> None:
+def cache(
+    root: Path, fmt: str | None, preset: str | None, task: str, image_size: int | None, cache_dir: Path | None
+) -> None:
     """Decode ROOT's images once into the tensor cache; print counts per split and class."""
     from collections import Counter
 
-    from tlsweep.data.config import parse_dataset_spec
+    from tlsweep.data.config import (
+        CsvDatasetSpec,
+        DatasetSpec,
+        ImageFolderDatasetSpec,
+        dataset_spec_for_directory,
+        parse_dataset_spec,
+    )
     from tlsweep.data.loading import load_dataset
+    from tlsweep.data.size import natural_image_size
+    from tlsweep.errors import DataError
 
-    raw: dict[str, object] = {"format": fmt, "root": str(root)}
-    if fmt == "csv":
-        raw["preset"] = preset
-    if fmt == "synthetic":
-        raw["task"] = task
-    spec = parse_dataset_spec(raw, source="tlsweep data cache")
+    if fmt is None:
+        if not root.is_dir():
+            raise DataError(f"{root} does not exist or is not a directory; give the folder that holds the dataset")
+        spec: DatasetSpec = dataset_spec_for_directory(root)
+        if preset is not None and isinstance(spec, CsvDatasetSpec):
+            spec = parse_dataset_spec({"format": "csv", "root": str(root), "preset": preset}, source="--preset")
+    else:
+        raw: dict[str, object] = {"format": fmt, "root": str(root)}
+        if fmt == "csv":
+            raw["preset"] = preset or "korean_face_age"
+        if fmt == "synthetic":
+            raw["task"] = task
+        spec = parse_dataset_spec(raw, source="tlsweep data cache")
+    if image_size is None:
+        if not isinstance(spec, CsvDatasetSpec | ImageFolderDatasetSpec):
+            raise click.UsageError("a synthetic dataset needs --image-size")
+        image_size, where = natural_image_size(spec)
+        click.echo(f"image size {image_size} ({where}; --image-size chooses another)")
+    click.echo(f"format {spec.format} ({'given' if fmt else 'detected'})")
     ds = load_dataset(spec, image_size=image_size, cache_dir=cache_dir)
     click.echo(f"{ds.name}: {ds.num_classes} classes, images {image_size}x{image_size}")
     width = max(len(n) for n in ds.class_names)

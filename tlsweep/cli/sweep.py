@@ -249,7 +249,7 @@ def status(results: str) -> None:
         cell, arm = split_study_key(study)
         board.line(phase, cell, arm).running.add(item["trial_id"])
     state = "running" if fresh else "not running"
-    console = Console(width=None if sys.stdout.isatty() else 140)
+    console = Console(width=None if sys.stdout.isatty() else 1000)  # piped: the table at its own width, never squeezed
     console.print(
         board.table(
             title=f"{spec.name} ({state}) · {store.location.uri}", concurrency=spec.resources.max_concurrent_trials or 1

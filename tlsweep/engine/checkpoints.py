@@ -16,9 +16,11 @@ from tlsweep.results.location import Location
 log = logging.getLogger(__name__)
 
 
-def keeps(policy: dict[str, Any], phase: str) -> bool:
-    """Whether the policy keeps the checkpoints of a trial of ``phase`` after it is recorded."""
-    return policy["keep"] == "all" or (policy["keep"] == "confirm" and phase == "confirm")
+def keeps(policy: dict[str, Any], phase: str, config_kind: str | None = None) -> bool:
+    """Whether the policy keeps the checkpoints of a trial of ``phase`` (and ``config_kind``) after it is recorded."""
+    from tlsweep.spec import CheckpointSpec
+
+    return CheckpointSpec.model_validate(policy).keeps(phase, config_kind)
 
 
 def checkpoint_due(

@@ -69,6 +69,21 @@ class StatusBoard:
             return 0.0 if not remaining else None
         return remaining * (sum(walls) / len(walls)) / max(1, concurrency)
 
+    def progress_line(self, *, title: str, concurrency: int = 1) -> str:
+        """One line for a log: trials recorded of planned, per phase, failures and the ETA."""
+        phases = []
+        for phase in ("tune", "confirm"):
+            mine = [line for key, line in self.lines.items() if key[0] == phase]
+            phases.append(f"{phase} {sum(x.done for x in mine)}/{sum(x.expected for x in mine)}")
+        failed = sum(line.failed for line in self.lines.values())
+        eta = self.eta_s(concurrency)
+        done = sum(line.done for line in self.lines.values())
+        total = sum(line.expected for line in self.lines.values())
+        return (
+            f"{time.strftime('%H:%M:%S')} {title}: {done}/{total} trials ({', '.join(phases)}), {failed} failed, "
+            f"ETA {'—' if eta is None else f'{eta / 60:.1f} min'}"
+        )
+
     def table(self, *, title: str, concurrency: int = 1) -> Table:
         eta = self.eta_s(concurrency)
         eta_text = "—" if eta is None else f"{eta / 60:.1f} min"
@@ -91,6 +106,9 @@ class StatusBoard:
         return table
 
 
+PROGRESS_LINES = 20  # a run logged to a file prints a line every 1/20 of the planned trials (rounded up) and at the end
+
+
 class Progress:
     """Live view during a run; also keeps ``status.json`` fresh for ``tlsweep status``."""
 
@@ -109,7 +127,11 @@ class Progress:
         self.concurrency = concurrency
         self._write_status = write_status
         self.console = console or Console(stderr=True)
-        self._live = Live(console=self.console, refresh_per_second=2, transient=False) if live else None
+        # on a terminal the table is redrawn in place; elsewhere (a log file, a pipe) a line every few trials
+        drawn = live and self.console.is_terminal
+        self._live = Live(console=self.console, refresh_per_second=2, transient=False) if drawn else None
+        total = sum(line.expected for line in board.lines.values())
+        self.line_every = max(1, -(-total // PROGRESS_LINES)) if live and not drawn else 0
         self._running: dict[str, dict[str, Any]] = {}
         self._last_write = 0.0
         self.efficiency: dict[str, Any] | None = None  # set at the end of a run (SweepOutcome's figures)
@@ -173,6 +195,10 @@ class Progress:
         self._running.pop(planned.trial_id, None)
         self.board.add_row(row)
         self.refresh(force=True)
+        done = sum(line.done for line in self.board.lines.values())
+        total = sum(line.expected for line in self.board.lines.values())
+        if self.line_every and (done % self.line_every == 0 or done >= total):
+            self.console.print(self.board.progress_line(title=self.title, concurrency=self.concurrency), markup=False)
 
 
 def efficiency_line(figures: dict[str, Any]) -> str | None:

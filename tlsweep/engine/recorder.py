@@ -216,7 +216,7 @@ class ResultsRecorder(Callback):
             row.get("wall_time_s") or 0.0
         )  # the trial's own clock, as trials.parquet has it
         self.first_start = started if self.first_start is None else min(self.first_start, started)
-        if not self.spec.checkpoints.keeps(row["phase"]):
+        if not self.spec.checkpoints.keeps(row["phase"], row.get("config_kind")):
             self._pending_deletes.append((row["phase"], trial_dirname(trial.config["meta"])))
         self._flush_if_due()
         self.recorded += 1

@@ -42,6 +42,7 @@ from tlsweep.results.atomic import atomic_write_bytes
 from tlsweep.results.location import RAY_SUBDIR, Location, resolve_location
 from tlsweep.results.store import Provenance, ResultsStore
 from tlsweep.spec import RESULT_FIELDS, SweepSpec, diff_resolved
+from tlsweep.spec_paths import relative_result_hash
 from tlsweep.training.config import TrialConfig
 
 if TYPE_CHECKING:
@@ -209,14 +210,15 @@ def check_resume(spec: SweepSpec, store: ResultsStore, *, new: bool) -> None:
     if not store.has_spec():
         return
     provenance = store.read_provenance()
-    if provenance is not None and provenance.spec_hash == spec.result_hash():
+    accepted = {spec.result_hash(), relative_result_hash(spec, Path.cwd())}  # also results of un-anchored paths
+    if provenance is not None and provenance.spec_hash in accepted:
         return
     try:
         old: SweepSpec | None = store.read_spec()
     except StoreError as exc:
         old, changes = None, [str(exc).splitlines()[0]]
     if old is not None:
-        if provenance is None and old.result_hash() == spec.result_hash():
+        if provenance is None and old.result_hash() in accepted:
             return
         old_fields, new_fields = old.resolved(), spec.resolved()
         changes = diff_resolved({k: old_fields[k] for k in RESULT_FIELDS}, {k: new_fields[k] for k in RESULT_FIELDS})
@@ -498,6 +500,20 @@ def sweep_complete(spec: SweepSpec, rows: list[dict[str, Any]]) -> bool:
     return not step.more and all(trial.trial_id in recorded for trial in step.trials)
 
 
+def finished_outcome(spec: SweepSpec, store: ResultsStore) -> SweepOutcome | None:
+    """The outcome of a sweep whose every planned trial is recorded in ``store`` (None when one is not)."""
+    rows = store.read_trials().to_pylist() if store.has_spec() else []
+    if not rows or not sweep_complete(spec, rows):
+        return None
+    return SweepOutcome(
+        location=store.location.uri,
+        trials_recorded=0,
+        counts=trial_counts(spec),
+        skipped=plan_confirm_step(spec, rows).skipped,
+        failures=failure_summary(rows),
+    )
+
+
 @sweep_settings()
 def run_sweep(
     spec: SweepSpec,
@@ -562,6 +578,16 @@ def run_sweep(
     store = ResultsStore(location)
     check_resume(spec, store, new=new)
     console.print(f"[bold]{spec.name}[/]: results in {location.uri}")
+    if (finished := finished_outcome(spec, store)) is not None:  # a rerun of a finished sweep: no data, no Ray
+        console.print(f"every planned trial is recorded ({finished.counts}); nothing to run")
+        if store.read_provenance() is None:  # results of tlsweep 0.1: the provenance moves to provenance.json
+            store.write_spec(spec, sweep_provenance(spec, source=source))
+        if report and not finished.failed:
+            from tlsweep.report.publish import publish_report
+
+            _, finished.report_path = publish_report(store, wandb_mode=wandb_mode)
+        finished.wall_time_s = time.time() - started
+        return finished
     data = load_dataset(spec.dataset, image_size=spec.model.image_size)
     store.write_spec(spec, sweep_provenance(spec, source=source))
     metadata = {"spec_hash": spec.result_hash(), **{f"version.{k}": v for k, v in library_versions().items()}}

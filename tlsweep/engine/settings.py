@@ -24,6 +24,7 @@ SWEEP_ENVIRONMENT: dict[str, str] = {
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
 }
 RESULT_FILES_LOGGER = "ray.tune.analysis.experiment_analysis"
+TOKEN_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 
 
 class NoResultFilesWarning(logging.Filter):
@@ -31,6 +32,14 @@ class NoResultFilesWarning(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith("Failed to fetch metrics for")
+
+
+class TokenAuthNotice(logging.Filter):
+    """Ray 2.60 turns token authentication on for the local instance a sweep starts (RAY_AUTH_MODE unset) and says so
+    on every run; that is its secure default, not news. Its warning that authentication is *off* still passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
 
 
 class sweep_settings(ContextDecorator):
@@ -43,12 +52,14 @@ class sweep_settings(ContextDecorator):
         self._saved_env: dict[str, str | None] = {}
         self._saved_verbosity = optuna.logging.WARNING
         self._filter = NoResultFilesWarning()
+        self._auth_filter = TokenAuthNotice()
 
     def __enter__(self) -> sweep_settings:
         self._saved_env = {name: os.environ.get(name) for name in SWEEP_ENVIRONMENT}
         for name, value in SWEEP_ENVIRONMENT.items():
             os.environ.setdefault(name, value)
         logging.getLogger(RESULT_FILES_LOGGER).addFilter(self._filter)
+        logging.getLogger(TOKEN_AUTH_LOGGER).addFilter(self._auth_filter)
         self._saved_verbosity = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         return self
@@ -58,6 +69,7 @@ class sweep_settings(ContextDecorator):
     ) -> None:
         optuna.logging.set_verbosity(self._saved_verbosity)
         logging.getLogger(RESULT_FILES_LOGGER).removeFilter(self._filter)
+        logging.getLogger(TOKEN_AUTH_LOGGER).removeFilter(self._auth_filter)
         for name, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(name, None)

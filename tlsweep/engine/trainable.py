@@ -202,7 +202,7 @@ def _run_planned_trial(config: dict[str, Any], payload: dict[str, Any]) -> None:
     if resume_state is not None:
         resumed_from_epoch = int(resume_state["progress"]["epoch"])
     policy = payload["checkpoints"]
-    keep = keeps(policy, meta["phase"])
+    keep = keeps(policy, meta["phase"], meta.get("config_kind"))
     started = time.monotonic()
     resumed_s = float(resume_state["progress"]["elapsed_s"]) if resume_state is not None else 0.0
     last_checkpoint_s = resumed_s

@@ -75,7 +75,7 @@ class TrainedModel:
     meta: dict[str, Any]
 
 
-def _from_sweep_checkpoint(state: dict[str, Any], path: Path) -> dict[str, Any]:
+def sweep_checkpoint_model(state: dict[str, Any], path: Path) -> dict[str, Any]:
     """A sweep trial's ``state.pt`` (kept by ``checkpoints.keep``) as a model file: its best-validation weights."""
     best = state["progress"].get("best_state")
     if best is None or "class_names" not in state or "image_size" not in state:
@@ -112,7 +112,7 @@ def load_trained_model(path: str | Path) -> TrainedModel:
     except Exception as exc:
         raise WeightsError(f"model file {path} cannot be read with torch.load(weights_only=True): {exc}") from exc
     if isinstance(content, dict) and "progress" in content and "format" in content:
-        content = _from_sweep_checkpoint(content, path)
+        content = sweep_checkpoint_model(content, path)
     missing = [key for key in REQUIRED_KEYS if not isinstance(content, dict) or key not in content]
     if missing:
         raise WeightsError(
