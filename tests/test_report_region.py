@@ -184,27 +184,37 @@ def test_a_mixed_declared_region_is_supported_only_in_part(tmp_path: Path) -> No
     assert default.overall.kind == "supported"
 
 
-def test_the_shrinking_trend_is_tested_one_sided_in_points(tmp_path: Path) -> None:
+def test_the_shrinking_trend_is_tested_on_cells_in_points(tmp_path: Path) -> None:
     read = _read(_simulate(tmp_path, SHRINKING))
     trends = {t.term: t for t in read.analysis.trends}
     assert set(trends) == {"treated:log2_fraction", "treated:epochs"}
     assert all(t.shrinks and t.points < 0 and t.p_adjusted <= 0.05 for t in trends.values())
-    # one-sided from the model's two-sided p, Holm over the two terms
-    model = read.analysis.model.coefficients.set_index("term")
-    p_one = [model.loc[term, "p"] / 2 for term in trends]
-    assert sorted(t.p_one_sided for t in trends.values()) == pytest.approx(sorted(p_one))
-    assert max(t.p_adjusted for t in trends.values()) == pytest.approx(min(1.0, max(max(p_one), 2 * min(p_one))))
+    # the cell is the unit: 6 cell means, 3 parameters, 3 residual df
+    model = read.analysis.model
+    assert model.n_cells == 6 and model.df == 3
+    table = model.coefficients.set_index("term")
+    p_one = [table.loc[term, "p"] / 2 for term in trends]  # one-sided in the predicted direction
+    assert sorted(t.p_shrinks for t in trends.values()) == pytest.approx(sorted(p_one))
+    # one Holm family over both directions of both terms (4 one-sided tests)
+    assert max(t.p_adjusted for t in trends.values()) == pytest.approx(min(1.0, max(4 * min(p_one), 3 * max(p_one))))
     assert "the checkpoint advantage shrinks per doubling of the training data (-" in read.overall.sentence
-    assert "points; one-sided Holm p" in read.overall.sentence
+    assert "points; Holm p" in read.overall.sentence
 
 
-def test_a_growing_advantage_does_not_pass_the_trend_test(tmp_path: Path) -> None:
+def test_a_growing_advantage_is_claimed_as_growing_not_shrinking(tmp_path: Path) -> None:
     growing = {(f, e): 0.05 + 0.05 * np.log2(f / 0.1) + 0.01 * e for f, e in SHRINKING}
     read = _read(_simulate(tmp_path, growing))
     trends = {t.term: t for t in read.analysis.trends}
     assert trends["treated:log2_fraction"].points > 0 and not trends["treated:log2_fraction"].shrinks
-    assert trends["treated:log2_fraction"].p_one_sided > 0.95
+    assert trends["treated:log2_fraction"].p_shrinks > 0.95 and trends["treated:log2_fraction"].claim == "grows"
     assert "the checkpoint advantage grows per doubling of the training data (+" in read.overall.sentence
+
+
+def test_too_few_cells_for_a_trend_test_are_said_so(tmp_path: Path) -> None:
+    root = simulate_results(tmp_path / "r", train_fractions=(0.1, 1.0), epochs=(2, 6), seeds=6, trials_per_cell=2)
+    read = _read(root)
+    assert read.analysis.trends == [] and not read.analysis.model.fitted
+    assert "too few cells for a trend test: 4 cells and 3 parameters leave 1 residual df" in read.analysis.model.method
 
 
 def test_edge_of_range_optimum_is_flagged(tmp_path: Path) -> None:
