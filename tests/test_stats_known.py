@@ -14,12 +14,12 @@ from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 from tlsweep.stats import (
     StatsInputError,
     adjust_pvalues,
+    bootstrap_interval,
     cohens_dz,
     compare_arms,
     decide_family,
     exact_test_floor,
     expected_best_curve,
-    bootstrap_interval,
     fit_cell_trend,
     hedges_g,
     mann_whitney_test,
