@@ -267,3 +267,45 @@ def test_validate_prints_steps_per_cell_and_warns_below_the_minimum(tmp_path: Pa
     assert f"2 cell(s) give fewer than {MIN_OPTIMIZER_STEPS} optimizer steps" in out.output
     assert "more epochs (design.factors.epochs), a smaller batch (model.batch_size) or a larger fraction" in out.output
     assert "hypothesis region: train_fraction [0.01] × epochs [2]" in out.output
+
+
+def test_validate_prints_each_family_and_warns_when_the_robust_test_cannot_reach_it() -> None:
+    """The ants/bees study: 6 cells × 3 comparisons = 18 tests in one family of 36 one-sided tests. With 8 seeds
+    the t-test decides and validate warns that the exact test's floor 1/2^8 cannot reach 0.05/36."""
+    from tlsweep.cli import cli
+
+    spec = Path(__file__).resolve().parents[1] / "sweeps" / "ants_bees.yaml"
+    args = ["validate", str(spec), "--no-data-check", "--set", "confirm.seeds=8", "--set", "confirm.configs=[best]"]
+    out = CliRunner().invoke(cli, args)
+    assert out.exit_code == 0, out.output
+    text = " ".join(out.output.split())
+    assert "primary family: 6 cell(s) × 3 comparison(s) = 18 tests, both directions in one holm family (36 " in text
+    assert "smallest threshold 0.00139" in text and "the t-test detects d_z ≥ 2.00 at 80% power" in text
+    assert "warning: with 8 paired seeds the exact sign-flip test cannot reach the primary family's" in text
+    assert "confirm.seeds: 10" in text
+    out = CliRunner().invoke(cli, ["validate", str(spec), "--no-data-check"])  # the shipped 10 seeds reach it
+    assert out.exit_code == 0 and "warning: with" not in out.output, out.output
+
+
+def test_a_margin_large_against_the_error_rate_is_warned_about(tmp_path: Path) -> None:
+    """At 99 % accuracy a ±3-point margin admits four times the errors: the report says so."""
+    root = simulate_results(
+        tmp_path / "r",
+        train_fractions=(0.1,),
+        epochs=(2,),
+        seeds=6,
+        trials_per_cell=2,
+        configs=("best",),
+        baseline=lambda f, e: 0.985,
+        effect=0.005,
+        noise_sd=0.001,
+        seed_sd=0.001,
+        hypothesis={"compare": {"init": ["checkpoint", "scratch"]}, "equivalence_margin": 0.03},
+    )
+    from tlsweep.report import build_report
+
+    text = build_report(root, n_resamples=0, formats=("md",)).markdown_path.read_text()
+    assert "the equivalence margin ±3 points is large against the error rate there (1.0 % at 99.0 % accuracy)" in text
+    import re
+
+    assert re.search(r"making 4\.\d× the other's errors", " ".join(text.split()))

@@ -235,9 +235,32 @@ def _could_not_compute(results: Results, analysis: Analysis) -> list[str]:
             notes += [f"{model_name}: {note}" for note in part.model.notes]
             if not part.model.fitted:
                 notes.append(f"{model_name} {part.model.method}")
+        if part.primary is not None:
+            notes += margin_warnings(part.primary, results.for_comparison(part.hypothesis))
     if not analysis.tuning:
         notes.append("no tuning-phase trials with an objective value: no tuning curves")
     return list(dict.fromkeys(notes))
+
+
+def margin_warnings(family: Family, results: Results) -> list[str]:
+    """Cells where the equivalence margin is large against the error rate (1 − accuracy) of the better arm: there
+    "equivalent" admits one arm making several times the other's errors."""
+    if not results.accuracy_like:
+        return []
+    margin, s = results.hypothesis.margin, results.scale
+    notes = []
+    for cell in family.cells:
+        best = max(cell.contrast.mean_treated, cell.contrast.mean_baseline)
+        error = 1.0 - best
+        if not np.isfinite(best) or error <= 0 or margin < error / 2:
+            continue
+        notes.append(
+            f"{describe_cell(cell.levels)}: the equivalence margin ±{margin * s:g} {results.unit} is large against "
+            f"the error rate there ({error * 100:.1f} % at {best * 100:.1f} % accuracy): 'equivalent' admits one arm "
+            f"making {(error + margin) / error:.1f}× the other's errors; a margin of at most "
+            f"{error * s / 2:.2g} {results.unit} (half the error rate) keeps the claim meaningful"
+        )
+    return notes
 
 
 def _family_section(

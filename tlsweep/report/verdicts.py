@@ -249,9 +249,15 @@ def overall_verdict(
     }[kind]
     parts = []
     if of["supported"]:
-        parts.append(f"{hyp.treated} wins at {_places(of['supported'])}")
+        claim = {
+            "greater": f"{hyp.treated} wins",
+            "less": f"{hyp.treated} is below {hyp.baseline} as claimed",
+            "two-sided": f"{hyp.treated} differs from {hyp.baseline}",
+        }[hyp.direction]
+        parts.append(f"{claim} at {_places(of['supported'])}")
     if of["not supported"]:
-        parts.append(f"{hyp.baseline} wins (a reversal) at {_places(of['not supported'])}")
+        opposite = f"{hyp.baseline} wins" if hyp.direction == "greater" else f"{hyp.treated} is above {hyp.baseline}"
+        parts.append(f"{opposite} (a reversal) at {_places(of['not supported'])}")
     if of["equivalent"]:
         parts.append(
             f"the arms are equivalent (within ±{fmt_level(hyp.margin * results.scale)} {results.unit}) at "

@@ -21,8 +21,10 @@ from tlsweep.stats.effects import (
 from tlsweep.stats.family import (
     Decision,
     FamilyDecisions,
+    FamilyFacts,
     decide_arrays,
     decide_family,
+    family_facts,
     simultaneous_confidence,
     smallest_threshold,
 )
@@ -47,6 +49,7 @@ __all__ = [
     "Contrast",
     "Decision",
     "FamilyDecisions",
+    "FamilyFacts",
     "Interval",
     "PairedT",
     "StatsInputError",
@@ -62,6 +65,7 @@ __all__ = [
     "decide_family",
     "exact_test_floor",
     "expected_best_curve",
+    "family_facts",
     "fit_cell_trend",
     "hedges_g",
     "mann_whitney_test",

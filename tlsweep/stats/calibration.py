@@ -219,11 +219,9 @@ def calibrate(
             correction=correction,
             alternative="greater",
         ).label.reshape(sweeps, arms, n_cells)
-        changed = (
-            ((label != healthy_label) & (supported | reversed_) & diverged.any(axis=-1)[:, None])
-            .reshape(sweeps, -1)
-            .any(axis=-1)
-        )
+        any_diverged: np.ndarray = np.asarray(diverged.any(axis=-1))
+        changed = ((label != healthy_label) & (supported | reversed_) & any_diverged[:, None]).reshape(sweeps, -1)
+        changed = changed.any(axis=-1)
         flagged = _rate(changed[false_cell]) if false_cell.any() else (0.0, 0.0)
     return Calibration(
         scenario.name,

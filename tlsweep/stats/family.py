@@ -26,6 +26,7 @@ import numpy as np
 from tlsweep.stats._checks import StatsInputError, check_alternative
 from tlsweep.stats.contrast import Contrast
 from tlsweep.stats.multiplicity import CORRECTIONS, adjust_pvalues
+from tlsweep.stats.power import min_replicates
 
 Label = Literal["supported", "not supported", "equivalent", "inconclusive"]
 
@@ -187,3 +188,33 @@ def decide_family(contrasts: list[Contrast], *, alpha: float, correction: str) -
             )
         )
     return decisions
+
+
+@dataclass(frozen=True)
+class FamilyFacts:
+    """What a family's design can decide, before any run: its size, its threshold and the seeds it needs."""
+
+    tests: int  # cells × comparisons (each tested in both directions)
+    threshold: float  # the smallest one-sided threshold (alpha / 2m under Holm)
+    seeds: int  # paired seeds per cell
+    robust_needs: int  # paired seeds the exact sign-flip test needs to reach the threshold at all
+    detectable_dz: float  # the d_z the paired t-test detects with ``power`` at the threshold with ``seeds``
+    power: float
+
+    @property
+    def robust_reachable(self) -> bool:
+        return self.seeds >= self.robust_needs
+
+
+def family_facts(*, tests: int, alpha: float, correction: str, seeds: int, power: float = 0.8) -> FamilyFacts:
+    """The family's size, smallest threshold, the seeds its robustness test needs and the effect the t-test detects."""
+    from statsmodels.stats.power import TTestPower
+
+    threshold = smallest_threshold(alpha, correction, tests)
+    needs = min_replicates(threshold, paired=True, alternative="greater")
+    detectable = (
+        float(TTestPower().solve_power(nobs=seeds, alpha=threshold, power=power, alternative="larger"))
+        if seeds >= 2
+        else float("inf")
+    )
+    return FamilyFacts(tests, threshold, seeds, needs, detectable, power)
