@@ -309,3 +309,26 @@ def test_results_in_part_files_load_like_the_single_files(tmp_path: Path) -> Non
         parts.trials.sort_values(key).reset_index(drop=True), whole.trials.sort_values(key).reset_index(drop=True)
     )
     assert len(parts.epochs) == len(whole.epochs)
+
+
+def test_diverged_runs_are_named_with_a_sensitivity_check(tmp_path: Path) -> None:
+    """No advantage among healthy runs; 3 of 8 scratch runs of one cell diverge (scored at chance): the verdict
+    names them and says what the cell reads without them."""
+
+    def status(phase: str, cell: str, arm: str, seed: int, index: int | None) -> str:
+        diverged = phase == "confirm" and arm == "scratch" and seed < 1003 and cell == "train_fraction=0.1|epochs=2"
+        return "diverged" if diverged else "ok"
+
+    root = simulate_results(tmp_path / "r", seeds=8, status_of=status, effect=0.0, configs=("best",))
+    result, markdown = _build(root)
+    row = result.cell_table.set_index("cell_id").loc["train_fraction=0.1|epochs=2"]
+    assert row["diverged"] == "scratch: 3" and row["verdict_without_diverged"] in LABELS
+    sentence = result.cell_verdicts["train_fraction=0.1|epochs=2"].sentence
+    assert "Diverged: 3 scratch run(s), scored at chance;" in sentence
+    assert ("the verdict holds without them" in sentence) == (row["verdict_without_diverged"] == row["verdict"])
+    others = result.cell_table[result.cell_table["cell_id"] != "train_fraction=0.1|epochs=2"]
+    assert (others["diverged"] == "").all() and others["verdict_without_diverged"].isna().all()
+    assert "Diverged:" in markdown
+
+
+LABELS = {"supported", "not supported", "equivalent", "inconclusive"}
