@@ -14,7 +14,7 @@ from report_fixtures import simulate_results, spec_dict
 from tlsweep.report.load import load_results
 from tlsweep.results.schema import TRIALS_SCHEMA
 from tlsweep.results.store import ResultsStore
-from tlsweep.spec import parse_spec
+from tlsweep.spec_load import parse_spec
 
 
 def _adaptive(tmp_path: Path) -> Path:

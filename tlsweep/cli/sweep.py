@@ -25,19 +25,24 @@ _SET_HELP = "Override any spec field: --set confirm.seeds=8 --set dataset.root=/
     "--data-check/--no-data-check",
     default=True,
     show_default=True,
-    help="List the dataset (files and labels, no pixels) and report missing splits, single-class data, "
-    "empty classes, train/test copies and bad symlinks.",
+    help="Check what this machine must hold: every arm's pretrained weights, and the dataset (files, labels and "
+    "image headers): missing splits, single-class data, empty classes, train/test copies, bad symlinks, files that "
+    "are not images.",
 )
-def validate(spec_path: Path, overrides: tuple[str, ...], data_check: bool) -> None:
+@click.option("--full-decode", is_flag=True, help="Decode every image (slower), which also finds files cut short.")
+def validate(spec_path: Path, overrides: tuple[str, ...], data_check: bool, full_decode: bool) -> None:
     """Check a sweep spec without running it; print the design and the number of trials per phase."""
-    from tlsweep.spec import load_spec
+    from tlsweep.design import studies, trial_counts
+    from tlsweep.spec_load import load_spec
     from tlsweep.training.references import check_spec_references
+    from tlsweep.training.weights import check_spec_weights
 
     spec = load_spec(spec_path, list(overrides))
     check_spec_references(spec, source=str(spec_path))
     if data_check:
-        _check_data(spec)
-    counts = spec.trial_counts()
+        check_spec_weights(spec, source=str(spec_path))
+        _check_data(spec, full_decode=full_decode)
+    counts = trial_counts(spec)
     console = Console(soft_wrap=True)
     console.print(f"[green]✓[/] {spec_path}: sweep [bold]{spec.name}[/] is valid")
     factors = ", ".join(f"{k} {v}" for k, v in spec.design.factors.items())
@@ -47,7 +52,7 @@ def validate(spec_path: Path, overrides: tuple[str, ...], data_check: bool) -> N
             for name, settings in spec.design.arms.items()
         )
         console.print(f"  arms: {arms}")
-    console.print(f"  factors: {factors or 'none'}  → {len(spec.studies())} studies (cell × arm)")
+    console.print(f"  factors: {factors or 'none'}  → {len(studies(spec))} studies (cell × arm)")
     console.print(
         f"  tuned: {', '.join(spec.design.tune) or 'nothing'} with {spec.design.budget.sampler}, "
         f"{spec.design.budget.trials_per_cell} trials per study (the recipe first)"
@@ -80,10 +85,10 @@ def validate(spec_path: Path, overrides: tuple[str, ...], data_check: bool) -> N
 def _print_families(console: Console, spec: SweepSpec) -> None:
     """Per multiplicity family: its tests, smallest threshold, the effect the t-test detects and the seeds the exact
     robustness test needs; a warning when the seeds cannot let that test reach the threshold."""
-    from tlsweep.design import cell_id
+    from tlsweep.design import cell_id, studies
     from tlsweep.stats import family_facts
 
-    cells = len({cell_id(levels) for levels in spec.studies()})
+    cells = len({cell_id(levels) for levels in studies(spec)})
     comparisons = len(spec.compared_arms)
     seeds = spec.confirm.max_seeds
     families = [("primary", spec.hypothesis.correction)] + (
@@ -107,12 +112,16 @@ def _print_families(console: Console, spec: SweepSpec) -> None:
             )
 
 
-def _check_data(spec: SweepSpec) -> None:
-    """Print the dataset's warnings; raise one DataError listing its errors (``tlsweep.data.check``)."""
+def _check_data(spec: SweepSpec, *, full_decode: bool = False) -> None:
+    """Print the dataset's warnings; raise one DataError listing its errors (``tlsweep.data.check``, and images that
+    do not open: ``tlsweep.data.decodable``)."""
     from tlsweep.data.check import check_dataset, raise_errors
+    from tlsweep.data.decodable import undecodable_images
     from tlsweep.errors import DataError
 
     problems = check_dataset(spec.dataset)
+    if not any(problem.level == "error" for problem in problems):
+        problems = undecodable_images(spec.dataset, full=full_decode) + problems
     try:
         raise_errors(problems, source=str(spec.dataset.root))
     except DataError as exc:
@@ -192,7 +201,7 @@ def run(
 ) -> None:
     """Run (or resume) a sweep: data → pretraining → tune → confirm → Parquet → report."""
     from tlsweep.engine.run import run_sweep
-    from tlsweep.spec import load_spec
+    from tlsweep.spec_load import load_spec
 
     spec = load_spec(spec_path, list(overrides))
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
@@ -250,8 +259,8 @@ def run(
 @click.argument("results", metavar="DIR")
 def status(results: str) -> None:
     """Progress per cell and arm of a sweep's results directory (running or finished)."""
-    from tlsweep.design import split_study_key
-    from tlsweep.engine.progress import StatusBoard, efficiency_line, expected_counts
+    from tlsweep.design import split_study_key, study_trial_counts
+    from tlsweep.engine.progress import StatusBoard, efficiency_line
     from tlsweep.engine.run import STATUS_FILE
     from tlsweep.results.check import check_spec, check_trials
     from tlsweep.results.store import TRIALS_FILE, ResultsStore
@@ -261,7 +270,7 @@ def status(results: str) -> None:
     check_spec(store, spec)
     trials = store.read_trials()
     warnings = check_trials(trials, source=store.location.join(TRIALS_FILE).uri)
-    board = StatusBoard(expected_counts(spec), mode=spec.objective.mode)
+    board = StatusBoard(study_trial_counts(spec), mode=spec.objective.mode)
     for row in trials.to_pylist():
         board.add_row(row)
     live = read_live_status(store.read_text(STATUS_FILE), source=store.location.join(STATUS_FILE).uri)

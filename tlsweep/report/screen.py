@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from tlsweep.design import cell_id
+from tlsweep.design import cell_id, studies
 from tlsweep.spec import SweepSpec
 
 _SHOWN = 5  # trial ids named per problem
@@ -54,7 +54,7 @@ def screen_trials(trials: pd.DataFrame, spec: SweepSpec | None, conflicting: lis
         )
     if spec is not None:
         factors = spec.cell_factors()
-        declared = {cell_id({f: v for f, v in levels.items() if f in factors}) for levels in spec.studies()}
+        declared = {cell_id({f: v for f, v in levels.items() if f in factors}) for levels in studies(spec)}
         cells = pd.Series(
             [_canonical_cell(row, factors) for row in trials[factors].to_dict("records")], index=trials.index
         )

@@ -249,12 +249,12 @@ def overall_verdict(
     }[kind]
     parts = []
     if of["supported"]:
-        claim = {
+        won = {
             "greater": f"{hyp.treated} wins",
             "less": f"{hyp.treated} is below {hyp.baseline} as claimed",
             "two-sided": f"{hyp.treated} differs from {hyp.baseline}",
         }[hyp.direction]
-        parts.append(f"{claim} at {_places(of['supported'])}")
+        parts.append(f"{won} at {_places(of['supported'])}")
     if of["not supported"]:
         opposite = f"{hyp.baseline} wins" if hyp.direction == "greater" else f"{hyp.treated} is above {hyp.baseline}"
         parts.append(f"{opposite} (a reversal) at {_places(of['not supported'])}")
