@@ -146,7 +146,6 @@ def test_ray_up_cluster_runs_a_sweep_on_workers_it_launches(cluster, tiny_assets
     spec = parse_spec(yaml.safe_load(spec_path.read_text()))
     shape = shape_from_autoscaling_config(fake.config, source=name)
     expected_slots = trial_slots(shape, request)
-    assert expected_slots >= 2, f"{name}'s node types hold {expected_slots} trial(s) of {request} at once"
 
     assert not _workers(fake.head_node_id), "a worker node before any demand"
     started = time.monotonic()
@@ -170,6 +169,7 @@ def test_ray_up_cluster_runs_a_sweep_on_workers_it_launches(cluster, tiny_assets
     err = log.read_text()
     assert proc.returncode == 0, f"exit {proc.returncode} after {elapsed:.0f} s:\n{err[-4000:]}"
     assert elapsed < SWEEP_DEADLINE_S
+    assert expected_slots >= 2, f"{name}'s node types hold {expected_slots} trial(s) of {request} at once"
 
     rows = ResultsStore(tmp_path / "runs" / spec.name).read_trials().to_pylist()
     planned = sum(spec.trial_counts().values())

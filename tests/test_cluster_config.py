@@ -244,18 +244,20 @@ def test_setup_on_a_ready_node_installs_nothing_and_puts_the_venv_on_the_path(na
     (home / "tlsweep" / "pyproject.toml").write_text("changed dependencies\n")
     assert any("-e" in c.split() for c in _run_setup(config, home, tools, calls))  # until pyproject.toml changes
 
-    bashrc = (home / ".bashrc").read_text()
-    assert bashrc.count("venv/bin") == 1
-    # how Ray's SSH command runner opens a shell on a node: an interactive login bash that sources ~/.bashrc
-    shell = subprocess.run(
-        ["bash", "--login", "-c", "-i", "source ~/.bashrc; command -v ray python tlsweep"],
-        env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    found = shell.stdout.split()
-    assert found == [str(home / "venv" / "bin" / tool) for tool in ("ray", "python", "tlsweep")], shell.stderr
+    for rc in (".bashrc", ".profile"):
+        assert (home / rc).read_text().count("venv/bin") == 1
+    # how Ray's SSH command runner opens a shell on a node (an interactive login bash that sources ~/.bashrc), and
+    # a `ray job submit -- bash -lc` entrypoint (a login shell: ~/.profile)
+    for shell in (["bash", "--login", "-c", "-i", "source ~/.bashrc; "], ["bash", "-lc", ""]):
+        done = subprocess.run(
+            [*shell[:-1], shell[-1] + "command -v ray python tlsweep"],
+            env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        found = done.stdout.split()
+        assert found == [str(home / "venv" / "bin" / tool) for tool in ("ray", "python", "tlsweep")], done.stderr
 
 
 def test_nodes_build_tlsweep_with_a_setuptools_that_reads_its_license() -> None:
