@@ -186,3 +186,22 @@ def test_tlsweep_run_refuses_a_trial_larger_than_the_machine_in_seconds(tiny_ass
     assert "resources.cpus_per_trial at most 2" in message
     assert elapsed < 60, f"refused after {elapsed:.0f} s"
     assert not (tmp_path / "runs" / "tiny" / "trials.parquet").exists()
+
+
+@pytest.mark.ray
+def test_a_named_cluster_config_gives_the_worker_types_and_the_running_head(monkeypatch) -> None:
+    import ray
+
+    from tlsweep.engine.capacity import cluster_shape
+
+    monkeypatch.setenv(CLUSTER_CONFIG_ENV, str(ROOT / "cluster.yaml"))
+    ray.init(address="local", num_cpus=1, include_dashboard=False, object_store_memory=80 * 2**20, log_to_driver=False)
+    try:
+        shape = cluster_shape()
+    finally:
+        ray.shutdown()
+    head = [t for t in shape.node_types if t.head]
+    assert len(head) == 1 and head[0].resources is not None and head[0].resources["CPU"] == 1.0  # as it runs
+    assert [(t.name, t.max_count) for t in shape.node_types if not t.head] == [("gpu_worker", 4)]
+    assert shape.autoscaling and "cluster.yaml" in shape.source
+    assert trial_slots(shape, {"CPU": 1.0}) == 1 + 4 * 48

@@ -165,24 +165,21 @@ def load_autoscaling_config(path: str | Path) -> ClusterShape:
 
 def cluster_shape() -> ClusterShape:
     """The shape of the Ray cluster this process is connected to (``ray.init`` first): its autoscaling config's
-    node types when there is one, else the nodes alive now."""
+    node types when there is one, with the head as it runs; else the nodes alive now."""
     import ray
 
-    explicit = os.environ.get(CLUSTER_CONFIG_ENV)
-    if explicit:
-        return load_autoscaling_config(explicit)
     gcs_address = ray.get_runtime_context().gcs_address
-    found = monitor_autoscaling_config(gcs_address, _process_cmdlines())
-    if found:
-        shape = load_autoscaling_config(found)
-        head = shape_from_nodes(
-            [n for n in ray.nodes() if "node:__internal_head__" in n.get("Resources", {})], source=""
-        )
-        if head.node_types:  # the head as it runs (its type in the config may declare nothing, e.g. on AWS)
-            workers = tuple(t for t in shape.node_types if not t.head)
-            shape = ClusterShape(head.node_types + workers, shape.max_workers, shape.source, autoscaling=True)
+    config = os.environ.get(CLUSTER_CONFIG_ENV) or monitor_autoscaling_config(gcs_address, _process_cmdlines())
+    if not config:
+        return shape_from_nodes(ray.nodes(), source=f"the nodes of the Ray cluster at {gcs_address}")
+    shape = load_autoscaling_config(config)
+    running_head = shape_from_nodes(
+        [n for n in ray.nodes() if "node:__internal_head__" in n.get("Resources", {})], source=""
+    )
+    if not running_head.node_types:
         return shape
-    return shape_from_nodes(ray.nodes(), source=f"the nodes of the Ray cluster at {gcs_address}")
+    workers = tuple(t for t in shape.node_types if not t.head)
+    return ClusterShape(running_head.node_types + workers, shape.max_workers, shape.source, autoscaling=True)
 
 
 def check_trial_fits(shape: ClusterShape, resources: ResourcesSpec, *, source: str) -> None:
