@@ -22,7 +22,7 @@ from tlsweep.report.analysis import Analysis, analyse
 from tlsweep.report.health import CellHealth, cell_health, edge_optima
 from tlsweep.report.load import load_results
 from tlsweep.report.verdicts import Verdict, cell_verdict, crossover, crossover_cells, overall_verdict
-from tlsweep.spec import parse_spec
+from tlsweep.spec_load import parse_spec
 
 CHANCE = 0.125
 FRACTIONS, EPOCHS = (0.1, 0.3, 1.0), (2, 6)

@@ -30,14 +30,15 @@ _SET_HELP = "Override any spec field: --set confirm.seeds=8 --set dataset.root=/
 )
 def validate(spec_path: Path, overrides: tuple[str, ...], data_check: bool) -> None:
     """Check a sweep spec without running it; print the design and the number of trials per phase."""
-    from tlsweep.spec import load_spec
+    from tlsweep.design import studies, trial_counts
+    from tlsweep.spec_load import load_spec
     from tlsweep.training.references import check_spec_references
 
     spec = load_spec(spec_path, list(overrides))
     check_spec_references(spec, source=str(spec_path))
     if data_check:
         _check_data(spec)
-    counts = spec.trial_counts()
+    counts = trial_counts(spec)
     console = Console(soft_wrap=True)
     console.print(f"[green]✓[/] {spec_path}: sweep [bold]{spec.name}[/] is valid")
     factors = ", ".join(f"{k} {v}" for k, v in spec.design.factors.items())
@@ -47,7 +48,7 @@ def validate(spec_path: Path, overrides: tuple[str, ...], data_check: bool) -> N
             for name, settings in spec.design.arms.items()
         )
         console.print(f"  arms: {arms}")
-    console.print(f"  factors: {factors or 'none'}  → {len(spec.studies())} studies (cell × arm)")
+    console.print(f"  factors: {factors or 'none'}  → {len(studies(spec))} studies (cell × arm)")
     console.print(
         f"  tuned: {', '.join(spec.design.tune) or 'nothing'} with {spec.design.budget.sampler}, "
         f"{spec.design.budget.trials_per_cell} trials per study (the recipe first)"
@@ -161,7 +162,7 @@ def run(
 ) -> None:
     """Run (or resume) a sweep: data → pretraining → tune → confirm → Parquet → report."""
     from tlsweep.engine.run import run_sweep
-    from tlsweep.spec import load_spec
+    from tlsweep.spec_load import load_spec
 
     spec = load_spec(spec_path, list(overrides))
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
@@ -219,8 +220,8 @@ def run(
 @click.argument("results", metavar="DIR")
 def status(results: str) -> None:
     """Progress per cell and arm of a sweep's results directory (running or finished)."""
-    from tlsweep.design import split_study_key
-    from tlsweep.engine.progress import StatusBoard, efficiency_line, expected_counts
+    from tlsweep.design import split_study_key, study_trial_counts
+    from tlsweep.engine.progress import StatusBoard, efficiency_line
     from tlsweep.engine.run import STATUS_FILE
     from tlsweep.results.check import check_spec, check_trials
     from tlsweep.results.store import TRIALS_FILE, ResultsStore
@@ -230,7 +231,7 @@ def status(results: str) -> None:
     check_spec(store, spec)
     trials = store.read_trials()
     warnings = check_trials(trials, source=store.location.join(TRIALS_FILE).uri)
-    board = StatusBoard(expected_counts(spec), mode=spec.objective.mode)
+    board = StatusBoard(study_trial_counts(spec), mode=spec.objective.mode)
     for row in trials.to_pylist():
         board.add_row(row)
     live = read_live_status(store.read_text(STATUS_FILE), source=store.location.join(STATUS_FILE).uri)

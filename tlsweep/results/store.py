@@ -44,7 +44,8 @@ from tlsweep.errors import SpecError, StoreError
 from tlsweep.results.atomic import TMP_PREFIX, atomic_write_bytes
 from tlsweep.results.location import RAY_SUBDIR, Location, resolve_location
 from tlsweep.results.schema import ADDED_COLUMNS, EPOCHS_SCHEMA, TRIALS_SCHEMA
-from tlsweep.spec import SweepSpec, parse_resolved_spec, split_resolved
+from tlsweep.spec import SweepSpec
+from tlsweep.spec_load import parse_resolved_spec, split_resolved
 
 TRIALS_FILE = "trials.parquet"
 EPOCHS_FILE = "epochs.parquet"
@@ -142,6 +143,12 @@ class Provenance:
             compared_arms=tuple((str(pair[0]), str(pair[1])) for pair in arms) if arms else None,
             hypothesis=hypothesis,
         )
+
+
+def hypothesis_record(spec: SweepSpec) -> dict[str, Any]:
+    """The hypothesis block of ``spec`` as recorded in ``provenance.json`` (what a hand edit is compared with)."""
+    record: dict[str, Any] = spec.resolved()["hypothesis"]
+    return record
 
 
 class ResultsStore:
@@ -338,8 +345,6 @@ class ResultsStore:
         The provenance records ``spec``'s hypothesis block when it does not hold one already.
         """
         if provenance.hypothesis is None:
-            from tlsweep.results.check import hypothesis_record
-
             provenance = dataclasses.replace(provenance, hypothesis=hypothesis_record(spec))
         self.write_text(PROVENANCE_FILE, json.dumps(provenance.to_dict(), indent=2) + "\n")
         self.write_text(SPEC_FILE, yaml.safe_dump(spec.resolved(), sort_keys=False))
