@@ -22,9 +22,11 @@ import yaml
 from fake_autoscaler import fake_autoscaling_cluster
 from sweep_fixtures import tiny_spec_dict
 
+from tlsweep.design import trial_counts
 from tlsweep.engine.capacity import shape_from_autoscaling_config, trial_request, trial_slots
 from tlsweep.results.store import ResultsStore
-from tlsweep.spec import ResourcesSpec, parse_spec
+from tlsweep.spec import ResourcesSpec
+from tlsweep.spec_load import parse_spec
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,7 +93,8 @@ def _workers(head_node_id: str) -> list[dict[str, Any]]:
 
 def _write_spec(tmp_path: Path, tiny_assets, name: str, resources: dict[str, Any]) -> Path:
     data = tiny_spec_dict(tiny_assets, tmp_path / "runs", name=name)
-    data["design"]["factors"] = {"init": ["checkpoint", "scratch"], "train_fraction": [1.0], "epochs": [1]}
+    # 8 trials (2 arms × 2 tuned + 2 arms × 2 seeds); 3 epochs, so trials that start together overlap in training
+    data["design"]["factors"] = {"init": ["checkpoint", "scratch"], "train_fraction": [1.0], "epochs": [3]}
     data["resources"] = resources  # no max_concurrent_trials: the cluster decides
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -172,7 +175,7 @@ def test_ray_up_cluster_runs_a_sweep_on_workers_it_launches(cluster, tiny_assets
     assert expected_slots >= 2, f"{name}'s node types hold {expected_slots} trial(s) of {request} at once"
 
     rows = ResultsStore(tmp_path / "runs" / spec.name).read_trials().to_pylist()
-    planned = sum(spec.trial_counts().values())
+    planned = sum(trial_counts(spec).values())
     ids = [r["trial_id"] for r in rows]
     assert len(ids) == planned == len(set(ids)), f"{len(ids)} rows for {planned} planned trials"
     assert all(r["status"] != "failed" for r in rows), [r["error"] for r in rows if r["status"] == "failed"]
