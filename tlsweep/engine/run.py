@@ -338,9 +338,15 @@ def check_gpu_memory(spec: SweepSpec, data: DatasetTensors, *, source: str) -> N
 def _init_ray(address: str | None, num_cpus: int | None, object_store_memory: int | None) -> None:
     import ray
 
+    from tlsweep.engine.worker_setup import worker_runtime_env
+
     if ray.is_initialized():
         return
-    common: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
+    common: dict[str, Any] = {
+        "log_to_driver": False,
+        "logging_level": logging.WARNING,
+        "runtime_env": worker_runtime_env(),
+    }
     if address:
         ray.init(address=address, **common)
     else:
@@ -538,11 +544,15 @@ def run_sweep(
     from tlsweep.tracking import make_tracker
     from tlsweep.tracking.optuna_mirror import open_study_mirror
     from tlsweep.training.references import check_spec_references
+    from tlsweep.training.weights import check_spec_weights
 
     console = console or Console(stderr=True)
     started = time.time()
     location = results_location(spec, storage)
     check_spec_references(spec, source=source or spec.name)
+    # on a cluster (address) the trials' nodes read their own weights caches: a miss here is only a warning
+    if (missing := check_spec_weights(spec, source=source or spec.name, warn_only=address is not None)) is not None:
+        console.print(f"warning: {missing}", style="yellow", markup=False, highlight=False)
     check_storage_writable(location)  # before any data is decoded or Ray started
     store = ResultsStore(location)
     check_resume(spec, store, new=new)
