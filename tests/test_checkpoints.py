@@ -51,6 +51,9 @@ def test_which_phases_keep_their_checkpoints() -> None:
         policy = CheckpointSpec(keep=keep)
         assert (policy.keeps("tune"), policy.keeps("confirm")) == expected
         assert (keeps(policy.model_dump(), "tune"), keeps(policy.model_dump(), "confirm")) == expected
+    best = CheckpointSpec(keep="best")  # what `tlsweep export --best` reads: the selected configs' confirm trials
+    assert [best.keeps(phase, kind) for phase, kind in (("tune", "search"), ("confirm", "recipe"))] == [False, False]
+    assert best.keeps("confirm", "best") and keeps(best.model_dump(), "confirm", "best")
 
 
 def test_the_spec_block_is_validated_with_a_clear_error() -> None:
@@ -62,7 +65,7 @@ def test_the_spec_block_is_validated_with_a_clear_error() -> None:
     with pytest.raises(SpecError, match="exactly one of seconds"):
         demo_spec(checkpoints={"every": {}})
     with pytest.raises(SpecError, match=r"checkpoints\.keep"):
-        demo_spec(checkpoints={"keep": "best"})
+        demo_spec(checkpoints={"keep": "latest"})
     with pytest.raises(SpecError, match=r"checkpoints\.every\.seconds"):
         demo_spec(checkpoints={"every": {"seconds": 0}})
 

@@ -162,8 +162,8 @@ def test_resume_without_a_provenance_compares_the_saved_spec(tmp_path: Path) -> 
     assert store.read_provenance() is None
     check_resume(spec, store, new=False)
     data = json.loads(json.dumps(spec.resolved()))
-    data["design"]["budget"]["trials_per_cell"] = 5
-    with pytest.raises(StoreError, match=r"design\.budget\.trials_per_cell: 1 → 5"):
+    data["design"]["budget"]["seed"] = 5  # more tune trials would extend the sweep (tests/test_extend.py)
+    with pytest.raises(StoreError, match=r"design\.budget\.seed: 0 → 5"):
         check_resume(parse_spec(data), store, new=False)
 
 

@@ -251,9 +251,9 @@ def test_a_changed_spec_is_refused_and_new_keeps_the_old_results(finished_sweep,
 
     spec, results, _ = finished_sweep
     data = json.loads(json.dumps(spec.resolved()))
-    data["confirm"]["seeds"] = 3
+    data["confirm"]["seeds"] = 1  # fewer: more seeds would extend the sweep (tests/test_extend.py)
     changed = parse_spec(data)
-    with pytest.raises(StoreError, match=r"confirm\.seeds: 2 → 3"):
+    with pytest.raises(StoreError, match=r"confirm\.seeds: 2 → 1"):
         check_resume(changed, ResultsStore(results), new=False)
     copy = tmp_path / "tiny"
     subprocess.run(["cp", "-r", str(results), str(copy)], check=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -83,6 +84,8 @@ def test_the_own_images_walkthrough_runs_from_the_folder_that_holds_the_study(tm
     rows = pq.read_table(results / "trials.parquet").to_pylist()
     assert len(rows) == 6 and {r["status"] for r in rows} == {"ok"}, [r["error"] for r in rows]
     assert {r["arm"] for r in rows} == {"finetune", "linear_probe", "scratch"}
+    for row in (r for r in rows if r["phase"] == "confirm"):  # per-class accuracy and the confusion matrix
+        assert len(json.loads(row["test_class_acc"])) == 3 and sum(map(sum, json.loads(row["test_confusion"]))) == 12
     assert (results / "report" / "report.html").is_file()
     assert tlsweep("status", "runs/own-study").returncode == 0
 

@@ -283,6 +283,7 @@ class ResultsRecorder(Callback):
             row.update({k: _finite_or_none(final.get(k)) for k in RESULT_KEYS})
             if planned.phase == "confirm":
                 row.update({k: _finite_or_none(final.get(k)) for k in TEST_KEYS})
+                row.update(confusion_columns(final.get("test_confusion")))
             row.update(
                 status=final["status"],
                 error=final.get("error"),
@@ -356,6 +357,15 @@ class ResultsRecorder(Callback):
         )
         self._final.pop(trial.trial_id, None)
         self._record(trial, row)
+
+
+def confusion_columns(confusion: list[list[int]] | None) -> dict[str, str | None]:
+    """The trials table's ``test_class_acc`` and ``test_confusion`` (JSON) of a trial's test confusion matrix."""
+    from tlsweep.training.evaluate import class_accuracies
+
+    if not confusion:
+        return {"test_class_acc": None, "test_confusion": None}
+    return {"test_class_acc": json.dumps(class_accuracies(confusion)), "test_confusion": json.dumps(confusion)}
 
 
 def _epoch_values(result: dict[str, Any]) -> dict[str, Any]:

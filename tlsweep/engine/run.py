@@ -35,6 +35,7 @@ from tlsweep.design import (
     trial_counts,
     tune_complete_studies,
 )
+from tlsweep.engine.extend import extension_changes, extension_history, record_extension
 from tlsweep.engine.progress import StatusBoard
 from tlsweep.engine.settings import sweep_settings
 from tlsweep.errors import StoreError
@@ -175,8 +176,9 @@ def check_storage_writable(location: Location) -> None:
         ) from None
 
 
-def sweep_provenance(spec: SweepSpec, *, source: str | None) -> Provenance:
-    """What ``provenance.json`` records about a run of ``spec`` started from the file ``source``."""
+def sweep_provenance(spec: SweepSpec, *, source: str | None, extensions: tuple[dict[str, Any], ...] = ()) -> Provenance:
+    """What ``provenance.json`` records about a run of ``spec`` started from the file ``source`` (and the extensions
+    of the sweep so far, ``tlsweep.engine.extend``)."""
     return Provenance(
         spec_hash=spec.result_hash(),
         tlsweep_version=__version__,
@@ -184,6 +186,7 @@ def sweep_provenance(spec: SweepSpec, *, source: str | None) -> Provenance:
         versions=library_versions(),
         trial_counts=trial_counts(spec),
         compared_arms=tuple(c.pair for c in spec.compared_arms),
+        extensions=extensions,
     )
 
 
@@ -219,6 +222,10 @@ def check_resume(spec: SweepSpec, store: ResultsStore, *, new: bool) -> None:
         old, changes = None, [str(exc).splitlines()[0]]
     if old is not None:
         if provenance is None and old.result_hash() in accepted:
+            return
+        if not new and (added := extension_changes(old, spec)) is not None:  # more seeds, cells, tune trials
+            record_extension(store, provenance.spec_hash if provenance else old.result_hash(), spec, added)
+            log.warning("extending %s: %s", store.location.uri, "; ".join(added))
             return
         old_fields, new_fields = old.resolved(), spec.resolved()
         changes = diff_resolved({k: old_fields[k] for k in RESULT_FIELDS}, {k: new_fields[k] for k in RESULT_FIELDS})
@@ -586,7 +593,7 @@ def run_sweep(
     _init_ray(address, num_cpus, object_store_memory)
     preflight(spec.resources, source=source or f"sweep {spec.name!r}")  # before any data is decoded or trial runs
     data = load_dataset(spec.dataset, image_size=spec.model.image_size)
-    store.write_spec(spec, sweep_provenance(spec, source=source))
+    store.write_spec(spec, sweep_provenance(spec, source=source, extensions=extension_history(store)))
     metadata = {"spec_hash": spec.result_hash(), **{f"version.{k}": v for k, v in library_versions().items()}}
     console.print(
         f"data: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test images, "

@@ -23,7 +23,7 @@ FACTOR_COLUMNS: dict[str, pa.DataType] = {name: _FACTOR_TYPES[name] for name in 
 
 PHASES = ("tune", "confirm")
 # Columns added after the first release: files written before them are read with these columns all null.
-ADDED_COLUMNS = frozenset({"resumed_from_epoch"})
+ADDED_COLUMNS = frozenset({"resumed_from_epoch", "test_class_acc", "test_confusion"})
 STATUSES = ("ok", "diverged", "pruned", "failed")  # pruned: stopped early by ASHA (tune phase only)
 
 TRIALS_SCHEMA = pa.schema(
@@ -54,6 +54,8 @@ TRIALS_SCHEMA = pa.schema(
         ("test_loss", pa.float64()),
         ("test_mae", pa.float64()),  # mean absolute class error (ordinal labels only)
         ("test_off_by_one", pa.float64()),  # accuracy within one class (ordinal labels only)
+        ("test_class_acc", pa.string()),  # JSON list: each class's test accuracy (recall), in class order; null: none
+        ("test_confusion", pa.string()),  # JSON K×K test counts: row = true class, column = predicted class
         ("objective", pa.float64()),  # the spec's objective metric value for this trial
         ("chance", pa.float64()),  # 1 / num_classes
         ("num_classes", pa.int32()),

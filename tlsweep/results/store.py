@@ -92,6 +92,9 @@ class Provenance:
     # the resolved hypothesis block the sweep last ran with (a hand edit of spec.resolved.yaml is refused by the
     # report; tlsweep.results.check.check_spec); None in results written before 0.2.0
     hypothesis: dict[str, Any] | None = None
+    # each time a finished or interrupted sweep was extended (more seeds, cells or tune trials; its recorded trials
+    # reused): {"from": old hash, "to": new hash, "changes": [...], "at": ISO time}, oldest first
+    extensions: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,6 +105,7 @@ class Provenance:
             "trial_counts": dict(self.trial_counts),
             "compared_arms": [list(pair) for pair in self.compared_arms] if self.compared_arms else None,
             "hypothesis": self.hypothesis,
+            "extensions": [dict(extension) for extension in self.extensions],
         }
 
     @classmethod
@@ -143,6 +147,7 @@ class Provenance:
             trial_counts=counts,
             compared_arms=tuple((str(pair[0]), str(pair[1])) for pair in arms) if arms else None,
             hypothesis=hypothesis,
+            extensions=tuple(e for e in data.get("extensions") or [] if isinstance(e, dict)),
         )
 
 

@@ -42,6 +42,19 @@ def classification_metrics(
     }
 
 
+def confusion_matrix(probabilities: np.ndarray, labels: np.ndarray, num_classes: int) -> list[list[int]]:
+    """Counts of (true class, predicted class): row ``i`` holds the images of class ``i`` by predicted class."""
+    counts = np.zeros((num_classes, num_classes), dtype=np.int64)
+    if len(labels):
+        np.add.at(counts, (labels.astype(np.int64), probabilities.argmax(axis=1)), 1)
+    return counts.tolist()
+
+
+def class_accuracies(confusion: list[list[int]]) -> list[float | None]:
+    """Each class's accuracy (its recall) from a confusion matrix; None for a class without images."""
+    return [row[i] / sum(row) if sum(row) else None for i, row in enumerate(confusion)]
+
+
 def predict_probabilities(
     model: nn.Module,
     split: SplitTensors,

@@ -64,6 +64,7 @@ class TrialResult:
     optimizer_steps: int
     wall_time_s: float
     history: list[dict[str, float]]
+    test_confusion: list[list[int]] | None = None  # test images by (true class, predicted class); None when diverged
     best_state: dict[str, Any] | None = field(default=None, repr=False)  # model state dict of the best val epoch
 
     def to_dict(self) -> dict[str, Any]:
@@ -311,8 +312,17 @@ def _run(
 
     frozen = frozen_features.prepare(config, model, host_data, device, amp)
 
+    test_confusion: list[list[int]] | None = None
+
     def evaluate(split_name: str, indices: np.ndarray) -> dict[str, float | None]:
-        from tlsweep.training.evaluate import classification_metrics, predict_probabilities, probabilities_of
+        from tlsweep.training.evaluate import (
+            classification_metrics,
+            confusion_matrix,
+            predict_probabilities,
+            probabilities_of,
+        )
+
+        nonlocal test_confusion
 
         if frozen is not None:
             model.eval()
@@ -334,6 +344,8 @@ def _run(
                 use_amp=amp,
                 channels_last=amp,
             )
+        if split_name == "test":
+            test_confusion = confusion_matrix(probabilities, labels, data.num_classes)
         return classification_metrics(probabilities, labels, ordinal=data.ordinal, loss=loss)
 
     # 4) epochs of train + validate
@@ -414,6 +426,7 @@ def _run(
         test_loss=float(test["loss"]),  # type: ignore[arg-type]
         test_mae=test["mae"],
         test_off_by_one=test["off_by_one"],
+        test_confusion=test_confusion,
         wall_time_s=time.perf_counter() - started,
         best_state=progress.best_state,
         **base,
