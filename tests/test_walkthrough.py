@@ -92,7 +92,9 @@ def test_the_own_images_walkthrough_runs_from_the_folder_that_holds_the_study(tm
     exported = tlsweep(*export)
     assert exported.returncode == 0, exported.stderr
     for arm in ("finetune", "linear_probe", "scratch"):
-        assert f"{arm}: runs/own-study/export/{arm}/model.pt" in exported.stdout
+        assert (
+            f"{arm}: {results / 'export' / arm / 'model.pt'} (train_fraction=1|epochs=3, seed 1000" in exported.stdout
+        )
         assert (results / "export" / arm / "metrics.json").is_file() and (
             results / "export" / arm / "config.json"
         ).is_file()
