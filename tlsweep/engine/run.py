@@ -582,8 +582,9 @@ def run_sweep(
     console.print(f"[bold]{spec.name}[/]: results in {location.uri}")
     if (finished := finished_outcome(spec, store)) is not None:  # a rerun of a finished sweep: no data, no Ray
         console.print(f"every planned trial is recorded ({finished.counts}); nothing to run")
-        if store.read_provenance() is None:  # results of tlsweep 0.1: the provenance moves to provenance.json
-            store.write_spec(spec, sweep_provenance(spec, source=source))
+        recorded = store.read_provenance()
+        if recorded is None or recorded.spec_hash == spec.result_hash():  # 0.1 results move to provenance.json
+            store.write_spec(spec, sweep_provenance(spec, source=source, extensions=extension_history(store)))
         if report and not finished.failed:
             from tlsweep.report.publish import publish_report
 
