@@ -66,6 +66,20 @@ def tiny_spec_dict(assets: dict[str, Path], storage: Path | str, **changes: Any)
     return spec
 
 
+def smallest_spec_dict(assets: dict[str, Path], storage: Path | str, **changes: Any) -> dict[str, Any]:
+    """``tiny_spec_dict`` cut to one cell, one tune trial per arm and one seed: 4 trials."""
+    return tiny_spec_dict(
+        assets,
+        storage,
+        **{
+            "design__factors": {"init": ["checkpoint", "scratch"], "train_fraction": [1.0], "epochs": [1]},
+            "design__budget": {"trials_per_cell": 1, "sampler": "tpe"},
+            "confirm__seeds": 1,
+            **changes,
+        },
+    )
+
+
 @pytest.fixture(scope="module")
 def ray_local():
     """A private local Ray instance (2 CPUs, small object store) for one test module."""

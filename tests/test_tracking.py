@@ -580,8 +580,8 @@ def fake_wandb(monkeypatch: pytest.MonkeyPatch) -> FakeGraphQL:
     """A reachable W&B server with a key (the API faked), whose runs are still written offline to disk."""
     import wandb
 
+    from tlsweep.tracking import server_check, wandb_sweep
     from tlsweep.tracking import tracker as tracker_module
-    from tlsweep.tracking import wandb_sweep
 
     graphql = FakeGraphQL()
     monkeypatch.setattr(
@@ -591,6 +591,7 @@ def fake_wandb(monkeypatch: pytest.MonkeyPatch) -> FakeGraphQL:
     )
     monkeypatch.setattr(tracker_module, "api_key_configured", lambda: True)
     monkeypatch.setattr(tracker_module, "unreachable_reason", lambda base_url, timeout_s: None)
+    monkeypatch.setattr(server_check, "server_problem", lambda base_url, timeout_s: None)
     real_init = wandb.init
     monkeypatch.setattr(wandb, "init", lambda **kwargs: real_init(**{**kwargs, "mode": "offline"}))
     monkeypatch.setenv("WANDB_API_KEY", PLANTED_KEY)

@@ -24,19 +24,23 @@ _SET_HELP = "Override any spec field: --set confirm.seeds=8 --set dataset.root=/
     "--data-check/--no-data-check",
     default=True,
     show_default=True,
-    help="List the dataset (files and labels, no pixels) and report missing splits, single-class data, "
-    "empty classes, train/test copies and bad symlinks.",
+    help="Check what this machine must hold: every arm's pretrained weights, and the dataset (files, labels and "
+    "image headers): missing splits, single-class data, empty classes, train/test copies, bad symlinks, files that "
+    "are not images.",
 )
-def validate(spec_path: Path, overrides: tuple[str, ...], data_check: bool) -> None:
+@click.option("--full-decode", is_flag=True, help="Decode every image (slower), which also finds files cut short.")
+def validate(spec_path: Path, overrides: tuple[str, ...], data_check: bool, full_decode: bool) -> None:
     """Check a sweep spec without running it; print the design and the number of trials per phase."""
     from tlsweep.design import studies, trial_counts
     from tlsweep.spec_load import load_spec
     from tlsweep.training.references import check_spec_references
+    from tlsweep.training.weights import check_spec_weights
 
     spec = load_spec(spec_path, list(overrides))
     check_spec_references(spec, source=str(spec_path))
     if data_check:
-        _check_data(spec)
+        check_spec_weights(spec, source=str(spec_path))
+        _check_data(spec, full_decode=full_decode)
     counts = trial_counts(spec)
     console = Console(soft_wrap=True)
     console.print(f"[green]✓[/] {spec_path}: sweep [bold]{spec.name}[/] is valid")
@@ -76,12 +80,16 @@ def validate(spec_path: Path, overrides: tuple[str, ...], data_check: bool) -> N
     _print_steps(console, spec)
 
 
-def _check_data(spec: SweepSpec) -> None:
-    """Print the dataset's warnings; raise one DataError listing its errors (``tlsweep.data.check``)."""
+def _check_data(spec: SweepSpec, *, full_decode: bool = False) -> None:
+    """Print the dataset's warnings; raise one DataError listing its errors (``tlsweep.data.check``, and images that
+    do not open: ``tlsweep.data.decodable``)."""
     from tlsweep.data.check import check_dataset, raise_errors
+    from tlsweep.data.decodable import undecodable_images
     from tlsweep.errors import DataError
 
     problems = check_dataset(spec.dataset)
+    if not any(problem.level == "error" for problem in problems):
+        problems = undecodable_images(spec.dataset, full=full_decode) + problems
     try:
         raise_errors(problems, source=str(spec.dataset.root))
     except DataError as exc:

@@ -53,6 +53,7 @@ from tlsweep.engine.recorder import ResultsRecorder
 from tlsweep.engine.searchers import SweepSearcher
 from tlsweep.engine.settings import sweep_settings
 from tlsweep.engine.status import STATUS_FILE, StatusDocument
+from tlsweep.engine.worker_setup import worker_runtime_env
 from tlsweep.errors import StoreError, WeightsError
 from tlsweep.results.atomic import atomic_write_bytes
 from tlsweep.results.location import RAY_SUBDIR, Location, ray_storage_args, resolve_location
@@ -64,6 +65,7 @@ from tlsweep.tracking.wandb_sweep import read_sweep_record, sweep_config, write_
 from tlsweep.training.config import TrialConfig, pretrain_config
 from tlsweep.training.device import check_gpu_fit, dataset_bytes, estimate_trial_bytes
 from tlsweep.training.references import check_spec_references
+from tlsweep.training.weights import check_spec_weights
 
 log = logging.getLogger(__name__)
 SWEEP_EXPERIMENT_PREFIX = "sweep-"  # Ray experiments of one run (both phases); "tune-"/"confirm-" before 0.2.0
@@ -494,7 +496,7 @@ def run_sweep(
     """
     console = console or Console(stderr=True)
     started = time.time()
-    prepared = prepare(spec, source=source, storage=storage, new=new, console=console)
+    prepared = prepare(spec, source=source, storage=storage, new=new, on_cluster=address is not None, console=console)
     with RaySession(address=address, num_cpus=num_cpus, object_store_memory=object_store_memory):
         launched = launch(spec, prepared, console=console, source=source)
         with open_sinks(spec, prepared, launched, wandb_mode=wandb_mode, live=live, console=console) as sinks:
@@ -514,11 +516,16 @@ class Prepared:
     metadata: dict[str, str]
 
 
-def prepare(spec: SweepSpec, *, source: str | None, storage: str | None, new: bool, console: Console) -> Prepared:
-    """Before Ray: references checked, storage writable, a changed spec refused (or moved aside), the data decoded,
-    the spec and its provenance written."""
+def prepare(
+    spec: SweepSpec, *, source: str | None, storage: str | None, new: bool, on_cluster: bool, console: Console
+) -> Prepared:
+    """Before Ray: references and weights checked, storage writable, a changed spec refused (or moved aside), the
+    data decoded, the spec and its provenance written."""
     location = results_location(spec, storage)
     check_spec_references(spec, source=source or spec.name)
+    # on a cluster the trials' nodes read their own weights caches: a miss here is only a warning
+    if (missing := check_spec_weights(spec, source=source or spec.name, warn_only=on_cluster)) is not None:
+        console.print(f"warning: {missing}", style="yellow", markup=False, highlight=False)
     check_storage_writable(location)  # before any data is decoded or Ray started
     store = ResultsStore(location)
     check_resume(spec, store, new=new)
@@ -558,7 +565,11 @@ class RaySession:
                     ", ".join(ignored),
                 )
             return self
-        common: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
+        common: dict[str, Any] = {
+            "log_to_driver": False,
+            "logging_level": logging.WARNING,
+            "runtime_env": worker_runtime_env(),
+        }
         if self.address:
             ray.init(address=self.address, **common)
         else:

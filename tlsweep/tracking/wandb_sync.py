@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tlsweep.errors import TlsweepError
 from tlsweep.results.store import ResultsStore
-from tlsweep.tracking import settings, tracker, wandb_sweep
+from tlsweep.tracking import server_check, settings, wandb_sweep
 from tlsweep.tracking.summary import report_run_id
 from tlsweep.tracking.wandb_sweep import SweepRecord, read_sweep_record, sweep_config, write_sweep_record
 
@@ -30,7 +30,7 @@ def upload_offline_runs(run_dirs: list[Path], timeout_s: float) -> None:
     """``wandb sync`` of these run directories (W&B's own uploader, in a child process).
 
     Raises:
-        WandbSyncError: the upload failed; the message carries the end of wandb's output.
+        WandbSyncError: the upload failed; the message carries the last line of wandb's output (keys masked).
     """
     command = [sys.executable, "-m", "wandb", "sync", *map(str, run_dirs)]
     try:
@@ -40,8 +40,9 @@ def upload_offline_runs(run_dirs: list[Path], timeout_s: float) -> None:
             f"`wandb sync` did not finish within {timeout_s:g} s; rerun with a larger --timeout"
         ) from exc
     if done.returncode != 0:
-        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-10:])
-        raise WandbSyncError(f"`wandb sync` failed (exit {done.returncode}):\n{tail}")
+        lines = [line.strip() for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+        last = server_check.redact(lines[-1])[:300] if lines else "no output"
+        raise WandbSyncError(f"`wandb sync` failed (exit {done.returncode}: {last}); {server_check.WHAT_TO_CHECK}")
 
 
 def sync_to_sweep(results_dir: Path, *, timeout_s: float = 600.0, finish: bool = True) -> SweepRecord:
@@ -67,28 +68,30 @@ def sync_to_sweep(results_dir: Path, *, timeout_s: float = 600.0, finish: bool =
         )
     if not settings.api_key_configured():
         raise WandbSyncError("no W&B API key is configured; run `wandb login` or set WANDB_API_KEY, then rerun")
-    base_url = tracker.wandb_base_url()
-    reason = tracker.unreachable_reason(base_url, min(timeout_s, 30.0))
-    if reason is not None:
-        raise WandbSyncError(f"the W&B server {base_url} cannot be reached ({reason}); rerun when it can")
+    base_url = server_check.check_server(WandbSyncError, min(timeout_s, 30.0))
     wandb_settings = spec.tracking.wandb
-    api = wandb_sweep.public_api(
-        entity=record.entity if record else wandb_settings.entity,
-        project=record.project if record else wandb_settings.project,
-        timeout_s=min(timeout_s, 60.0),
-    )
-    upload_offline_runs(run_dirs, timeout_s)
-    report_run = report_run_id(spec.name)
-    runs = sorted({run_id_of(d) for d in run_dirs} - {report_run})
-    config = sweep_config(spec)
-    found = wandb_sweep.find_sweep(api, record) if record is not None else None
-    if record is not None and found is not None:
-        wandb_sweep.add_runs(api, config, found, record, runs)
-    else:
-        record = wandb_sweep.create_sweep(
-            api, config, entity=wandb_settings.entity, project=wandb_settings.project, prior_runs=runs
+    try:
+        api = wandb_sweep.public_api(
+            entity=record.entity if record else wandb_settings.entity,
+            project=record.project if record else wandb_settings.project,
+            timeout_s=min(timeout_s, 60.0),
         )
-        write_sweep_record(store, record)
-    if finish:
-        wandb_sweep.set_sweep_state(api, record, "FINISHED")
+        upload_offline_runs(run_dirs, timeout_s)
+        report_run = report_run_id(spec.name)
+        runs = sorted({run_id_of(d) for d in run_dirs} - {report_run})
+        config = sweep_config(spec)
+        found = wandb_sweep.find_sweep(api, record) if record is not None else None
+        if record is not None and found is not None:
+            wandb_sweep.add_runs(api, config, found, record, runs)
+        else:
+            record = wandb_sweep.create_sweep(
+                api, config, entity=wandb_settings.entity, project=wandb_settings.project, prior_runs=runs
+            )
+            write_sweep_record(store, record)
+        if finish:
+            wandb_sweep.set_sweep_state(api, record, "FINISHED")
+    except TlsweepError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - wandb's errors, whatever their class, become one line
+        raise server_check.server_error(WandbSyncError, base_url, exc, "syncing the sweep") from None
     return record
