@@ -361,7 +361,9 @@ def _markdown(
                 f"**{verdict.label}**"
                 for cell_id, verdict in part.cell_verdicts.items()
             ] + [""]
-    lead = {name: figures[name] for name in ("accuracy_vs_fraction", "difference_heatmap") if name in figures}
+    lead: dict[str, Path] = {
+        name: figures[name] for name in ("accuracy_vs_fraction", "difference_heatmap") if name in figures
+    }
     lead.update({part.heatmap.stem: part.heatmap for part in parts if several and part.heatmap is not None})
     if lead:
         lines += ["## The picture", "", figures_markdown(lead, out), ""]
