@@ -48,6 +48,7 @@ from tlsweep.design import (
 )
 from tlsweep.engine import trainable
 from tlsweep.engine.asha import PerStudyASHA
+from tlsweep.engine.capacity import pending_trials_limit, planned_concurrency, preflight
 from tlsweep.engine.progress import Progress, StatusBoard
 from tlsweep.engine.recorder import ResultsRecorder
 from tlsweep.engine.searchers import SweepSearcher
@@ -334,16 +335,7 @@ def check_gpu_memory(spec: SweepSpec, data: DatasetTensors, *, source: str) -> N
 
 
 def _concurrency(spec: SweepSpec) -> int:
-    import ray
-
-    if spec.resources.max_concurrent_trials:
-        return spec.resources.max_concurrent_trials
-    cpus = ray.cluster_resources().get("CPU", 1)
-    by_cpu = int(cpus // spec.resources.cpus_per_trial)
-    if spec.resources.gpus_per_trial:
-        gpus = ray.cluster_resources().get("GPU", 0)
-        by_cpu = min(by_cpu, int(gpus // spec.resources.gpus_per_trial))
-    return max(1, by_cpu)
+    return planned_concurrency(spec.resources)
 
 
 def _trial_dirname(trial: Any) -> str:
@@ -401,7 +393,7 @@ def _run_tuner(
     on_sigint = _SigintWatch()
     started = time.monotonic()
     try:
-        with on_sigint:
+        with on_sigint, pending_trials_limit(launched.concurrency):
             tuner.fit()
     finally:
         recorder.compact()  # the part files become trials.parquet / epochs.parquet again
@@ -498,7 +490,9 @@ def run_sweep(
     started = time.time()
     prepared = prepare(spec, source=source, storage=storage, new=new, on_cluster=address is not None, console=console)
     with RaySession(address=address, num_cpus=num_cpus, object_store_memory=object_store_memory):
-        launched = launch(spec, prepared, console=console, source=source)
+        preflight(spec.resources, source=source or f"sweep {spec.name!r}")  # before any data is decoded or trial runs
+        data = load_data(spec, prepared, source=source, console=console)
+        launched = launch(spec, data, location=prepared.location, source=source, console=console)
         with open_sinks(spec, prepared, launched, wandb_mode=wandb_mode, live=live, console=console) as sinks:
             outcome = execute(spec, prepared, launched, sinks)
         outcome.wandb_sync, outcome.wandb_sweep_url = sinks.closed["wandb_sync"], sinks.closed["wandb_sweep_url"]
@@ -508,19 +502,17 @@ def run_sweep(
 # ---- the stages of run_sweep ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Prepared:
-    """What ``prepare`` leaves for the later stages: where results go, the data, the Parquet metadata."""
+    """What ``prepare`` leaves for the later stages: where results go and the Parquet metadata."""
 
     location: Location
     store: ResultsStore
-    data: DatasetTensors
     metadata: dict[str, str]
 
 
 def prepare(
     spec: SweepSpec, *, source: str | None, storage: str | None, new: bool, on_cluster: bool, console: Console
 ) -> Prepared:
-    """Before Ray: references and weights checked, storage writable, a changed spec refused (or moved aside), the
-    data decoded, the spec and its provenance written."""
+    """Before Ray: references and weights checked, storage writable, a changed spec refused (or moved aside)."""
     location = results_location(spec, storage)
     check_spec_references(spec, source=source or spec.name)
     # on a cluster the trials' nodes read their own weights caches: a miss here is only a warning
@@ -530,14 +522,19 @@ def prepare(
     store = ResultsStore(location)
     check_resume(spec, store, new=new)
     console.print(f"[bold]{spec.name}[/]: results in {location.uri}")
-    data = load_dataset(spec.dataset, image_size=spec.model.image_size)
-    store.write_spec(spec, sweep_provenance(spec, source=source))
     metadata = {"spec_hash": spec.result_hash(), **{f"version.{k}": v for k, v in library_versions().items()}}
+    return Prepared(location, store, metadata)
+
+
+def load_data(spec: SweepSpec, prepared: Prepared, *, source: str | None, console: Console) -> DatasetTensors:
+    """The dataset decoded (once, cached), then the spec and its provenance written beside the results."""
+    data = load_dataset(spec.dataset, image_size=spec.model.image_size)
+    prepared.store.write_spec(spec, sweep_provenance(spec, source=source))
     console.print(
         f"data: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test images, "
         f"{data.num_classes} classes"
     )
-    return Prepared(location, store, data, metadata)
+    return data
 
 
 class RaySession:
@@ -596,19 +593,20 @@ class Launch:
     concurrency: int
 
 
-def launch(spec: SweepSpec, prepared: Prepared, *, console: Console, source: str | None) -> Launch:
+def launch(
+    spec: SweepSpec, data: DatasetTensors, *, location: Location, source: str | None, console: Console
+) -> Launch:
     """The GPU fit checked, the backbone pretrained when it is missing, the payload put in Ray's object store.
 
     The trial function is ``tlsweep.engine.trainable.sweep_trainable``, looked up here, at launch: the one seam
     for running a sweep with another trial function (``tests/faults.py`` injects failures through it).
     """
-    data = prepared.data
     check_gpu_memory(spec, data, source=source or f"sweep {spec.name!r}")
     checkpoint = _prepare_checkpoint(spec, console, max(1, int(spec.resources.cpus_per_trial)))
     payload = trainable.TrialPayload.build(
         data,
         checkpoint,
-        ray_location=prepared.location.join(RAY_SUBDIR),
+        ray_location=location.join(RAY_SUBDIR),
         checkpoints=spec.checkpoints,
         gpu_estimate=gpu_trial_estimate(spec, data),
         report_every_epoch=spec.design.early_stopping is not None,
