@@ -295,3 +295,56 @@ def test_a_resumed_sweep_searcher_hands_out_only_what_is_not_recorded():
     rows, resumed, _ = _drive(spec, done=list(reversed(recorded)))
     assert not {p.trial_id for p in resumed} & {r["trial_id"] for r in recorded}
     assert sorted(r["trial_id"] for r in rows) == sorted(r["trial_id"] for r in whole)
+
+
+def _spec_with_pairs(compare, **hypothesis):
+    data = yaml.safe_load((REPO / "sweeps" / "demo.yaml").read_text())
+    data["design"]["factors"]["train_fraction"] = [0.1, 0.3]
+    data["confirm"] = {"seeds": 4, "configs": ["best"], "seed_base": 1000, "adaptive": {"max_seeds": 12, "batch": 4}}
+    data["hypothesis"].update({"equivalence_margin": 0.02, "compare": compare, **hypothesis})
+    return parse_spec(data)
+
+
+@pytest.mark.parametrize(
+    "compare,hypothesis",
+    [
+        ([{"treated": "checkpoint", "baseline": "scratch", "direction": "less"}], {}),
+        ({"control": "scratch", "direction": "less"}, {}),
+        ({"init": ["checkpoint", "scratch"]}, {"direction": "less"}),
+    ],
+)
+def test_the_adaptive_path_uses_the_comparison_s_own_direction(compare, hypothesis):
+    """checkpoint is far below scratch by construction (as a 'less' claim would have it): every way of saying
+    `direction: less` decides 'supported' in the adaptive path, as the fixed design does."""
+    spec = _spec_with_pairs(compare, **hypothesis)
+    assert spec.compared_arms[0].direction == "less"
+    rows = _tune_rows(spec)
+    while True:
+        step = plan_confirm_step(spec, rows)
+        done = {r["trial_id"] for r in rows}
+        for trial in step.trials:
+            if trial.trial_id in done:
+                continue
+            row = _run(trial, {trial.cell_id: (0.0, 0.0)})
+            noise = np.random.default_rng([trial.seed, 7, trial.arm == "checkpoint"]).normal(0, 0.02)
+            row["test_acc"] = (0.14 if trial.arm == "checkpoint" else 0.35) + noise
+            rows.append(row)
+        if not step.more:
+            break
+    names, outcome = confirm_outcome(spec, [r for r in rows if r["phase"] == "confirm"], looks_done=step.look)
+    assert set(outcome.label.tolist()) == {"supported"}, dict(zip(names, outcome.label.tolist(), strict=True))
+
+
+def test_a_look_with_a_hole_is_not_evaluated():
+    """A report rendered while look 2 runs evaluates look 1 only: look 2's boundary belongs to its full information."""
+    from tlsweep.report.analysis import complete_looks
+
+    spec = _spec({"max_seeds": 16, "batch": 4}, seeds=8)
+    rows, steps, _ = _sweep(spec)
+    confirm = [r for r in rows if r["phase"] == "confirm"]
+    assert complete_looks(spec, confirm) == steps[-1].look
+    second = [r for r in confirm if 8 <= r["replicate"] < 12]
+    assert second, "the fixture's open cells get a second look"
+    holed = [r for r in confirm if r is not second[0]]
+    assert complete_looks(spec, holed) == 1
+    assert complete_looks(spec, [r for r in confirm if r["replicate"] != 0]) == 0

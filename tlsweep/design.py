@@ -387,7 +387,7 @@ def sequential_design(spec: SweepSpec) -> SequentialDesign:
         alpha=hyp.alpha,
         spending=adaptive.spending if adaptive is not None else "obrien_fleming",
         correction=hyp.correction,
-        alternative=hyp.direction,
+        alternative=spec.compared_arms[0].direction,  # the comparison's own direction (adaptive: one comparison)
         margin=hyp.equivalence_margin,
         futility=adaptive.futility if adaptive is not None else 0.0,
     )

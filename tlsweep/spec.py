@@ -429,7 +429,7 @@ class HypothesisSpec(_Model):
 class ResourcesSpec(_Model):
     cpus_per_trial: float = Field(1.0, gt=0, le=1024)
     gpus_per_trial: float = Field(0.0, ge=0, le=64)
-    max_concurrent_trials: int | None = Field(None, ge=1, le=100_000)  # None → as many as the cluster's CPUs allow
+    max_concurrent_trials: int | None = Field(None, ge=1, le=100_000)  # None → what the cluster's node types hold
     reuse_actors: bool = True
 
 

@@ -78,7 +78,38 @@ def validate(spec_path: Path, overrides: tuple[str, ...], data_check: bool, full
         + (" × ".join(f"{k} {v}" for k, v in region.items()) or "every cell")
         + ("" if spec.hypothesis.region is not None else " (the default: smallest fraction × fewest epochs)")
     )
+    _print_families(console, spec)
     _print_steps(console, spec)
+
+
+def _print_families(console: Console, spec: SweepSpec) -> None:
+    """Per multiplicity family: its tests, smallest threshold, the effect the t-test detects and the seeds the exact
+    robustness test needs; a warning when the seeds cannot let that test reach the threshold."""
+    from tlsweep.design import cell_id, studies
+    from tlsweep.stats import family_facts
+
+    cells = len({cell_id(levels) for levels in studies(spec)})
+    comparisons = len(spec.compared_arms)
+    seeds = spec.confirm.max_seeds
+    families = [("primary", spec.hypothesis.correction)] + (
+        [("secondary (recipe)", "bh")] if "recipe" in spec.confirm.configs and "best" in spec.confirm.configs else []
+    )
+    for name, correction in families:
+        facts = family_facts(tests=cells * comparisons, alpha=spec.hypothesis.alpha, correction=correction, seeds=seeds)
+        console.print(
+            f"  {name} family: {cells} cell(s) × {comparisons} comparison(s) = {facts.tests} tests, both directions "
+            f"in one {correction} family ({2 * facts.tests} one-sided); smallest threshold {facts.threshold:.3g}; "
+            f"with {seeds} paired seeds the t-test detects d_z ≥ {facts.detectable_dz:.2f} at 80% power; the exact "
+            f"robustness test needs {facts.robust_needs} seeds to reach the threshold"
+        )
+        if not facts.robust_reachable:
+            console.print(
+                f"[yellow]warning:[/] with {seeds} paired seeds the exact sign-flip test cannot reach the {name} "
+                f"family's smallest threshold {facts.threshold:.3g} (its floor is 1/2^{seeds}): the paired t-test "
+                "decides and the report flags each decided cell the exact test does not confirm. Fix, if you want "
+                f"the robust test to confirm: confirm.seeds: {facts.robust_needs}"
+                + (" (or confirm.adaptive.max_seeds)" if spec.confirm.adaptive is not None else "")
+            )
 
 
 def _check_data(spec: SweepSpec, *, full_decode: bool = False) -> None:

@@ -360,16 +360,9 @@ def _init_ray(address: str | None, num_cpus: int | None, object_store_memory: in
 
 
 def _concurrency(spec: SweepSpec) -> int:
-    import ray
+    from tlsweep.engine.capacity import planned_concurrency
 
-    if spec.resources.max_concurrent_trials:
-        return spec.resources.max_concurrent_trials
-    cpus = ray.cluster_resources().get("CPU", 1)
-    by_cpu = int(cpus // spec.resources.cpus_per_trial)
-    if spec.resources.gpus_per_trial:
-        gpus = ray.cluster_resources().get("GPU", 0)
-        by_cpu = min(by_cpu, int(gpus // spec.resources.gpus_per_trial))
-    return max(1, by_cpu)
+    return planned_concurrency(spec.resources)
 
 
 def _trial_dirname(trial: Any) -> str:
@@ -409,6 +402,7 @@ def _run_tuner(
     """One Tuner over the whole sweep (both phases, ``searcher`` decides what runs); returns its wall time in s."""
     from ray import tune
 
+    from tlsweep.engine.capacity import pending_trials_limit
     from tlsweep.results.location import ray_storage_args
 
     scheduler = None
@@ -441,7 +435,7 @@ def _run_tuner(
     on_sigint = _SigintWatch()
     started = time.monotonic()
     try:
-        with on_sigint:
+        with on_sigint, pending_trials_limit(concurrency):
             tuner.fit()
     finally:
         recorder.compact()  # the part files become trials.parquet / epochs.parquet again
@@ -542,6 +536,7 @@ def run_sweep(
     from ray import tune
 
     from tlsweep.data.loading import load_dataset
+    from tlsweep.engine.capacity import preflight
     from tlsweep.engine.progress import Progress
     from tlsweep.engine.recorder import ResultsRecorder
     from tlsweep.engine.searchers import SweepSearcher
@@ -562,6 +557,8 @@ def run_sweep(
     store = ResultsStore(location)
     check_resume(spec, store, new=new)
     console.print(f"[bold]{spec.name}[/]: results in {location.uri}")
+    _init_ray(address, num_cpus, object_store_memory)
+    preflight(spec.resources, source=source or f"sweep {spec.name!r}")  # before any data is decoded or trial runs
     data = load_dataset(spec.dataset, image_size=spec.model.image_size)
     store.write_spec(spec, sweep_provenance(spec, source=source))
     metadata = {"spec_hash": spec.result_hash(), **{f"version.{k}": v for k, v in library_versions().items()}}
@@ -569,7 +566,6 @@ def run_sweep(
         f"data: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test images, "
         f"{data.num_classes} classes"
     )
-    _init_ray(address, num_cpus, object_store_memory)
     check_gpu_memory(spec, data, source=source or f"sweep {spec.name!r}")
     num_threads = max(1, int(spec.resources.cpus_per_trial))
     checkpoint = _prepare_checkpoint(spec, console, num_threads)
