@@ -167,3 +167,96 @@ def test_predict_refuses_a_sweep_checkpoint_of_an_unknown_format(tmp_path: Path)
     torch.save({"format": 99, "progress": {"best_state": {}}, "config": {"backbone": "resnet_tiny"}}, path)
     with pytest.raises(WeightsError, match=r"state.pt: a sweep checkpoint of format 99; this tlsweep reads format 1"):
         load_trained_model(path)
+
+
+# ---------------------------------------------------------------------------------------------- datasets and runs
+
+
+def _image(path: Path) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), (path.stem.__hash__() % 255, 30, 60)).save(path)
+
+
+def test_data_cache_refuses_a_split_layout_without_train(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "split"
+    for split in ("val", "test"):
+        for cls in ("cat", "dog"):
+            for i in range(3):
+                _image(root / split / cls / f"{split}{cls}{i}.png")
+    code, out, err = run_tlsweep(
+        ["data", "cache", root, "--format", "imagefolder", "--image-size", 8], capsys, monkeypatch
+    )
+    assert code == 2 and out == ""
+    assert f"{root}: has val/ and test/ but no train/" in err and "classes named test, val" in err
+    assert not (root / ".tlsweep-cache").exists()
+
+
+def test_data_cache_warns_as_validate_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "split"
+    for split in ("train", "val", "test"):
+        for cls in ("cat", "dog"):
+            for i in range(3):
+                _image(root / split / cls / f"{split}{cls}{i}.png")
+    _image(root / "test" / "cat" / "traincat0.png")  # the same image (same pixels) in train and test
+    code, _, err = run_tlsweep(
+        ["data", "cache", root, "--format", "imagefolder", "--image-size", 8], capsys, monkeypatch
+    )
+    assert code == 0 and "warning:" in err and "traincat0.png" in err
+
+
+def _csv_dataset(tmp_path: Path, rows: str) -> Path:
+    root = tmp_path / "csv"
+    for i in range(4):
+        _image(root / f"{i}.png")
+    (root / "labels.csv").write_text("path,label\n0.png,a\n1.png,b\n" + rows)
+    spec = copy.deepcopy(DEMO)
+    spec["dataset"] = {
+        "format": "csv",
+        "preset": None,
+        "root": str(root),
+        "splits": dict.fromkeys(("train", "val", "test"), "labels.csv"),
+        "image_dirs": dict.fromkeys(("train", "val", "test"), "."),
+        "path_column": "path",
+        "label_column": "label",
+        "label_map": {"a": 0, "b": 1},
+        "class_names": ["a", "b"],
+    }
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("row", "says"),
+    [
+        ("2.\x00png,a\n", "line 4: image path '2.\\x00png' contains a NUL byte; fix the CSV"),
+        ("x" * 200_000 + ",b\n", "(200000 characters) is 200000 bytes long with a 200000-byte name"),
+        ("d/" * 2100 + "3.png,b\n", "is 4205 bytes long with a 5-byte name (a path holds at most 4096 bytes"),
+    ],
+)
+def test_a_csv_path_that_no_file_system_can_hold_is_a_row_error(
+    row: str, says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = _csv_dataset(tmp_path, row)
+    code, _, err = run_tlsweep(["validate", spec], capsys, monkeypatch)
+    assert code == 2 and says in err, err
+
+
+@pytest.mark.parametrize("command", ["train", "pretrain"])
+def test_a_frozen_random_body_is_refused(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = [command, "--freeze-depth", 5, "--epochs", 1, "--out", tmp_path / "out"]
+    code, _, err = run_tlsweep([*args, *(["--synthetic", "age"] if command == "train" else [])], capsys, monkeypatch)
+    assert code == 2 and "freeze_depth 5 with init scratch freezes a randomly initialized body" in err
+    assert not list(tmp_path.rglob("*.pt")), "nothing trained"
+    config = tmp_path / "train.yaml"
+    config.write_text("freeze_depth: 3\ninit: scratch\n")
+    code, _, err = run_tlsweep([command, "--config", config, "--out", tmp_path / "out"], capsys, monkeypatch)
+    assert code == 2 and f"{config}: freeze_depth 3 with init scratch" in err

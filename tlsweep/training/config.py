@@ -32,6 +32,7 @@ MLP_HIDDEN = 32  # width of head: mlp (dense(32) + BatchNorm + ReLU + dense), th
 # freeze levels of the torchvision ResNets, VGG-16-BN and resnet_tiny; other backbones have their own number:
 # tlsweep.training.backbones.freeze_levels(backbone) (small_cnn 4, a timm model its parameter groups)
 MAX_FREEZE_DEPTH = 5
+STATE_FORMAT = 1  # the layout of a training state (``state.pt``) that this tlsweep reads and writes
 MAX_EPOCHS = 100_000  # more is a typo (10**12 epochs would never end), not a budget
 DEVICE_NAME = re.compile(
     r"auto|cpu|cuda(:\d+)?"
@@ -217,7 +218,7 @@ def check_setting(name: str, value: Any, *, source: str | None = None) -> Any:
 
     Raises:
         SpecError: naming ``source`` (a file) when given, the setting and what it must be:
-            ``"train.yaml: epochs: expected int, got 'two'"``, ``"epochs must be an integer >= 1, got 0"``.
+            ``"train.yaml: epochs: expected int, got 'two'"``, ``"epochs must be an integer in 1..100000, got 0"``.
     """
     if name not in SETTING_TYPES:
         raise SpecError(f"{source + ': ' if source else ''}unknown setting {name!r}; known: {', '.join(SETTINGS)}")

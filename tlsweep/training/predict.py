@@ -112,7 +112,7 @@ def load_trained_model(path: str | Path) -> TrainedModel:
     except Exception as exc:
         raise WeightsError(f"model file {path} cannot be read with torch.load(weights_only=True): {exc}") from exc
     if isinstance(content, dict) and "progress" in content and "format" in content:
-        from tlsweep.training.loop import STATE_FORMAT
+        from tlsweep.training.config import STATE_FORMAT
 
         if content["format"] != STATE_FORMAT:
             raise WeightsError(
