@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from tlsweep.data.config import DatasetSpec
+from tlsweep.metrics import BOUNDED_METRICS
 from tlsweep.space import ParamEntry, ParamValue
 from tlsweep.tracking.settings import WandbSettings
 from tlsweep.training.config import (
@@ -67,8 +68,6 @@ TUNABLE = (
 )
 # objective.metric (a per-epoch validation metric) → the trials column holding its value on the best epoch
 OBJECTIVE_COLUMNS = {"val_acc": "best_val_acc", "val_loss": "best_val_loss"}
-HYPOTHESIS_METRICS = ("test_acc", "test_balanced_acc", "test_off_by_one", "test_mae", "test_loss")
-BOUNDED_METRICS = ("test_acc", "test_balanced_acc", "test_off_by_one")  # proportions in [0, 1]
 # Fields whose change makes existing results incomparable (resume is refused unless --new).
 RESULT_FIELDS = ("dataset", "model", "design", "confirm", "objective")
 # The block tlsweep <= 0.1.0 appended to spec.resolved.yaml (provenance); it lives in its own file now.
@@ -463,7 +462,7 @@ class CheckpointSpec(_Model):
 
     def keeps(self, phase: str) -> bool:
         """Whether the checkpoints of a trial of ``phase`` stay after it is recorded."""
-        return self.keep == "all" or (self.keep == "confirm" and phase == "confirm")  # = engine.checkpoints.keeps
+        return self.keep == "all" or (self.keep == "confirm" and phase == "confirm")
 
 
 class TrackingSpec(_Model):
