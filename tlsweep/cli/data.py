@@ -60,10 +60,10 @@ def synth(
     start = time.perf_counter()
     root = generate_dataset(
         out,
-        task=task,
+        task=task,  # type: ignore[arg-type]
         seed=seed,
         resolution=resolution,
-        n_identities=identities,  # type: ignore[arg-type]
+        n_identities=identities,
         images_per_identity=per_identity,
         split_fractions=split_fractions,
         workers=workers,

@@ -240,9 +240,9 @@ def _sequential_decisions(
             why = f"decided at look {k + 1} ({design.looks[k]} seeds)"
         out.append(
             Decision(
-                label=label,
+                label=label,  # type: ignore[arg-type]
                 significant=label == "supported",
-                equivalent=label == "equivalent",  # type: ignore[arg-type]
+                equivalent=label == "equivalent",
                 p_adjusted=float(pvalues.efficacy[i, k]),
                 tost_adjusted=float(pvalues.tost[i, k]),
                 opposite_adjusted=float(pvalues.opposite[i, k]),
