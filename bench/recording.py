@@ -41,15 +41,15 @@ class FakeTrial:
 
 
 def _spec() -> Any:
-    from tlsweep.spec import load_spec
+    from tlsweep.spec_load import load_spec
 
     return load_spec(REPO / "sweeps" / "demo.yaml")
 
 
 def _planned(spec: Any, index: int) -> tuple[Any, dict[str, Any]]:
-    from tlsweep.design import plan_tune_trial, trial_config
+    from tlsweep.design import plan_tune_trial, studies, trial_config
 
-    study = spec.studies()[index % len(spec.studies())]
+    study = studies(spec)[index % len(studies(spec))]
     planned = plan_tune_trial(spec, study, index, {"lr": 0.01 + index * 1e-7, "augmentation": "none"})
     config = trial_config(spec, planned.levels, planned.params, planned.seed, num_threads=1)
     return planned, {"meta": planned.meta(), "trial": config.to_dict(), "objective_metric": spec.objective.metric}

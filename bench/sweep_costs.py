@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _spec(work: Path, name: str, args: argparse.Namespace, extra: list[str]) -> Any:
-    from tlsweep.spec import load_spec
+    from tlsweep.spec_load import load_spec
 
     sets = [
         f"name={name}",

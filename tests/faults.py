@@ -38,12 +38,14 @@ class TrialFault:
     ``kill_worker`` ends the worker process (``os._exit``, as a lost node does) instead of raising.
     ``first_attempt_only`` spares attempts that resume from a checkpoint (a retry, or a trial an earlier driver
     left running), so they continue from the failed epoch.
+    ``unfixable`` raises a ``WeightsError`` (an error no retry can fix) instead of a ``RuntimeError``.
     """
 
     match: dict[str, Any]
     after_epoch: int = 0
     kill_worker: bool = False
     first_attempt_only: bool = False
+    unfixable: bool = False
 
     def strike(self, meta: dict[str, Any], *, epoch: int, resumed: bool) -> None:
         """Fail here if this is the epoch (and the attempt) the fault is for."""
@@ -51,6 +53,10 @@ class TrialFault:
             return
         if self.kill_worker:
             os._exit(1)
+        if self.unfixable:
+            from tlsweep.errors import WeightsError
+
+            raise WeightsError(f"{INJECTED} in trial {meta['trial_id']}: weights missing")
         raise RuntimeError(f"{INJECTED} in trial {meta['trial_id']} after epoch {epoch}")
 
 

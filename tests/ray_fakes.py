@@ -12,8 +12,9 @@ from typing import Any
 
 import yaml
 
-from tlsweep.design import PlannedTrial, plan_tune_trial, trial_config
-from tlsweep.spec import SweepSpec, parse_spec
+from tlsweep.design import PlannedTrial, plan_tune_trial, studies, trial_config
+from tlsweep.spec import SweepSpec
+from tlsweep.spec_load import parse_spec
 
 REPO = Path(__file__).resolve().parents[1]
 HISTORY_KEYS = ("epoch", "step", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s")
@@ -54,7 +55,7 @@ class FakeTrial:
 
 def tune_trial(spec: SweepSpec, study: int = 0, tune_index: int = 0, lr: float = 0.05) -> PlannedTrial:
     """Tune trial ``tune_index`` of the spec's ``study``-th study."""
-    return plan_tune_trial(spec, spec.studies()[study], tune_index, {"lr": lr, "augmentation": "none"})
+    return plan_tune_trial(spec, studies(spec)[study], tune_index, {"lr": lr, "augmentation": "none"})
 
 
 def confirm_trial(spec: SweepSpec, study: int = 0, replicate: int = 0) -> PlannedTrial:

@@ -20,9 +20,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tlsweep.design import trial_counts
 from tlsweep.results.schema import EPOCHS_SCHEMA, TRIALS_SCHEMA
 from tlsweep.results.store import Provenance, ResultsStore
-from tlsweep.spec import SweepSpec, parse_spec
+from tlsweep.spec import SweepSpec
+from tlsweep.spec_load import parse_spec
 
 StatusOf = Callable[[str, str, str, int, int | None], str]  # (phase, cell_id, arm, seed, tune_index) -> status
 
@@ -206,7 +208,7 @@ def simulate_results(
             tlsweep_version="0.1.0",
             source="simulated",
             versions={"tlsweep": "0.1.0"},
-            trial_counts=spec.trial_counts(),
+            trial_counts=trial_counts(spec),
             compared_arms=tuple(c.pair for c in spec.compared_arms),
         )
         ResultsStore(path).write_spec(spec, provenance)

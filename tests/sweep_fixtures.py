@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from tlsweep.engine.worker_setup import worker_runtime_env
+
 TINY_AGE = {
     "format": "synthetic",
     "task": "age",
@@ -67,12 +69,27 @@ def tiny_spec_dict(assets: dict[str, Path], storage: Path | str, **changes: Any)
     return spec
 
 
+def smallest_spec_dict(assets: dict[str, Path], storage: Path | str, **changes: Any) -> dict[str, Any]:
+    """``tiny_spec_dict`` cut to one cell, one tune trial per arm and one seed: 4 trials."""
+    return tiny_spec_dict(
+        assets,
+        storage,
+        **{
+            "design__factors": {"init": ["checkpoint", "scratch"], "train_fraction": [1.0], "epochs": [1]},
+            "design__budget": {"trials_per_cell": 1, "sampler": "tpe"},
+            "confirm__seeds": 1,
+            **changes,
+        },
+    )
+
+
 TEST_RAY = {
     "address": "local",
     "num_cpus": 2,
     "include_dashboard": False,
     "object_store_memory": 80 * 2**20,
     "log_to_driver": False,
+    "runtime_env": worker_runtime_env(),  # as run_sweep starts Ray
 }
 
 

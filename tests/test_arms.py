@@ -21,13 +21,16 @@ from tlsweep.design import (
     plan_tune_trial,
     recipe_params,
     split_study_key,
+    studies,
     study_key,
     trial_config,
+    trial_counts,
 )
 from tlsweep.errors import SpecError
 from tlsweep.report import build_report
 from tlsweep.space import distributions_for
-from tlsweep.spec import Comparison, load_spec, parse_spec
+from tlsweep.spec import Comparison
+from tlsweep.spec_load import load_spec, parse_spec
 from tlsweep.stats import adjust_pvalues
 from tlsweep.stats.power import min_replicates
 
@@ -81,8 +84,8 @@ def test_existing_specs_keep_their_hash_and_studies() -> None:
     age = load_spec(REPO / "sweeps" / "age_hypothesis.yaml")
     assert demo.result_hash() == "3939b4f29ff3f906" and age.result_hash() == "c2293f1fe37b1674"  # tlsweep 0.1
     assert "arms" not in demo.resolved()["design"]
-    assert len(demo.studies()) == 8 and all(set(s) == {"init", "train_fraction", "epochs"} for s in demo.studies())
-    assert study_key(demo.studies()[0]) == "train_fraction=0.1|epochs=2|init=checkpoint"
+    assert len(studies(demo)) == 8 and all(set(s) == {"init", "train_fraction", "epochs"} for s in studies(demo))
+    assert study_key(studies(demo)[0]) == "train_fraction=0.1|epochs=2|init=checkpoint"
     assert demo.compared_arms == [Comparison("checkpoint", "scratch", "greater")]
     assert age.compared_arms == [Comparison("imagenet", "scratch", "greater")] and len(age.design.arm_names()) == 2
 
@@ -90,9 +93,9 @@ def test_existing_specs_keep_their_hash_and_studies() -> None:
 def test_named_arms_cross_the_factors_and_fix_their_settings() -> None:
     spec = parse_spec(three_arms())
     assert spec.design.arm_names() == ["finetune", "feature_extractor", "scratch"]
-    studies = spec.studies()
-    assert len(studies) == 3 * 2 and spec.trial_counts() == {"tune": 18, "confirm": 48}
-    probe = next(s for s in studies if s["arm"] == "feature_extractor")
+    arm_studies = studies(spec)
+    assert len(arm_studies) == 3 * 2 and trial_counts(spec) == {"tune": 18, "confirm": 48}
+    probe = next(s for s in arm_studies if s["arm"] == "feature_extractor")
     assert probe == {"arm": "feature_extractor", "init": "checkpoint", "train_fraction": 0.1, "epochs": 2}
     assert cell_id(probe) == "train_fraction=0.1|epochs=2" and study_key(probe).endswith("|arm=feature_extractor")
     assert split_study_key(study_key(probe)) == ("train_fraction=0.1|epochs=2", "feature_extractor")
@@ -105,7 +108,7 @@ def test_named_arms_cross_the_factors_and_fix_their_settings() -> None:
         0.05,
         3,
     )
-    scratch = next(s for s in studies if s["arm"] == "scratch")
+    scratch = next(s for s in arm_studies if s["arm"] == "scratch")
     config = trial_config(spec, scratch, {}, seed=1)
     assert (config.init, config.label_smoothing, config.freeze_depth) == ("scratch", 0.1, 0)
     # weight_decay is tuned in finetune and scratch only; the recipe trial of each study suggests the recipe
@@ -114,7 +117,7 @@ def test_named_arms_cross_the_factors_and_fix_their_settings() -> None:
     assert recipe_params(spec, probe) == {"lr": 0.01}
     assert arm_params(spec, probe, {"lr": 0.1, "weight_decay": 0.01}) == {"lr": 0.1}
     # paired arms: the same cell and tune slot get the same seed, a different trial id, the arm name recorded
-    planned = [plan_tune_trial(spec, s, 1, {"lr": 0.1}) for s in studies if s["train_fraction"] == 0.1]
+    planned = [plan_tune_trial(spec, s, 1, {"lr": 0.1}) for s in arm_studies if s["train_fraction"] == 0.1]
     assert len({p.trial_id for p in planned}) == 3 and len({p.seed for p in planned}) == 1
     assert [(p.arm, p.init) for p in planned] == [
         ("finetune", "checkpoint"),
@@ -147,7 +150,7 @@ def test_when_arm_also_works_with_the_init_shorthand_and_when_init_with_named_ar
     data = yaml.safe_load((REPO / "sweeps" / "demo.yaml").read_text())
     data["design"]["tune"]["augmentation"]["when"] = {"arm": ["checkpoint"]}
     spec = parse_spec(data)
-    by_arm = {s["init"]: set(distributions_for(spec.design.tune, s)) for s in spec.studies()}
+    by_arm = {s["init"]: set(distributions_for(spec.design.tune, s)) for s in studies(spec)}
     assert by_arm == {"checkpoint": {"lr", "augmentation"}, "scratch": {"lr"}}
     spec = parse_spec(
         three_arms(
@@ -155,7 +158,7 @@ def test_when_arm_also_works_with_the_init_shorthand_and_when_init_with_named_ar
             design__arms__feature_extractor={"init": "checkpoint", "freeze_depth": 5},
         )
     )
-    tuned = {s["arm"]: set(distributions_for(spec.design.tune, s)) for s in spec.studies()}
+    tuned = {s["arm"]: set(distributions_for(spec.design.tune, s)) for s in studies(spec)}
     assert tuned == {"finetune": {"lr", "weight_decay"}, "feature_extractor": {"lr", "weight_decay"}, "scratch": {"lr"}}
 
 
@@ -348,11 +351,11 @@ def test_the_original_studies_are_posed_as_they_were() -> None:
     ]
     cats = load_spec(REPO / "sweeps" / "cats_dogs.yaml")
     assert cats.model.backbone == "resnet34" and cats.design.arm_names() == ["linear_probe", "finetune", "scratch"]
-    probe = next(s for s in cats.studies() if s["arm"] == "linear_probe")
+    probe = next(s for s in studies(cats) if s["arm"] == "linear_probe")
     assert trial_config(cats, probe, {}, seed=0).freeze_depth == 5
     assert len(load_spec(REPO / "sweeps" / "age_hypothesis.yaml").compared_arms) == 1
     for spec in (ants, cats):  # Holm over every cell × comparison: the exact test can reach the gate
-        family = len({cell_id(s) for s in spec.studies()}) * len(spec.compared_arms)
+        family = len({cell_id(s) for s in studies(spec)}) * len(spec.compared_arms)
         needed = max(
             min_replicates(spec.hypothesis.alpha / family, paired=True, alternative=c.direction)
             for c in spec.compared_arms
@@ -368,7 +371,7 @@ def test_flowers_poses_the_four_models_against_the_small_cnn() -> None:
         ("resnetv2", "small_cnn"),
         ("resnetv2_aug", "small_cnn"),
     ]
-    configs = {s["arm"]: trial_config(flowers, s, {}, seed=0) for s in flowers.studies()}
+    configs = {s["arm"]: trial_config(flowers, s, {}, seed=0) for s in studies(flowers)}
     assert configs["small_cnn"].backbone == "small_cnn" and configs["small_cnn"].init == "scratch"
     assert configs["resnetv2_aug"].augmentation == "flip_color" and configs["resnetv2"].augmentation == "none"
 
@@ -379,5 +382,5 @@ def test_every_arm_of_a_shipped_spec_is_a_valid_run(path: Path) -> None:
     from tlsweep.training.loop import check_config
 
     spec = load_spec(path)
-    for levels in spec.studies():
+    for levels in studies(spec):
         check_config(trial_config(spec, levels, recipe_params(spec, levels), seed=0))

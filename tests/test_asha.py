@@ -6,6 +6,7 @@ import pytest
 from ray.tune.schedulers import TrialScheduler
 from ray_fakes import FakeTrial, confirm_trial, demo_spec, epoch_result, final_result, tune_trial
 
+from tlsweep.design import studies
 from tlsweep.engine.asha import PerStudyASHA
 
 CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
@@ -34,7 +35,7 @@ def _scheduler(spec, trials: list[FakeTrial]) -> PerStudyASHA:
 
 def test_trials_are_compared_only_within_their_own_study() -> None:
     spec = _spec()
-    short_levels, long_levels = spec.studies()[0], spec.studies()[1]
+    short_levels, long_levels = studies(spec)[0], studies(spec)[1]
     assert {k: v for k, v in short_levels.items() if k != "epochs"} == {
         k: v for k, v in long_levels.items() if k != "epochs"
     }

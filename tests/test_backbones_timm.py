@@ -357,7 +357,7 @@ def test_validate_checks_freeze_depths_against_the_backbone(tmp_path: Path) -> N
 
 def test_spec_references_check_names_first_then_freeze_depths() -> None:
     # one check for `tlsweep validate` and run_sweep: every backbone name, then each backbone's freeze depths
-    from tlsweep.spec import load_spec
+    from tlsweep.spec_load import load_spec
     from tlsweep.training.references import check_spec_references, spec_freeze_depths
 
     demo = Path(__file__).resolve().parents[1] / "sweeps" / "demo.yaml"

@@ -10,9 +10,9 @@ import pytest
 from faults import TrialFault, injected
 from sweep_fixtures import tiny_spec_dict
 
-from tlsweep.design import plan_confirm
+from tlsweep.design import plan_confirm, trial_counts
 from tlsweep.results.store import ResultsStore
-from tlsweep.spec import parse_spec
+from tlsweep.spec_load import parse_spec
 
 pytestmark = pytest.mark.ray
 MB = 2**20
@@ -80,7 +80,7 @@ def test_trials_spread_over_workers_pack_fractional_gpus_and_resume_from_checkpo
     with injected(fault):
         outcome = run_sweep(spec, live=False, report=False)
     rows = pq.read_table(tmp_path / "cluster" / "trials.parquet").to_pylist()
-    assert not outcome.interrupted and len(rows) == sum(spec.trial_counts().values())
+    assert not outcome.interrupted and len(rows) == sum(trial_counts(spec).values())
     head_id = cluster[0].head_node.node_id
     nodes = {r["node_id"] for r in rows}
     assert len(nodes) == 2 and head_id not in nodes  # both workers, never the CPU-less head
@@ -130,7 +130,7 @@ def test_a_lost_worker_node_costs_retries_not_trials(cluster, tiny_assets, tmp_p
     assert not outcome.interrupted
     assert {r["status"] for r in rows} <= {"ok", "diverged"}  # nothing lost to the node
     tune = [r for r in rows if r["phase"] == "tune"]
-    assert len(tune) == spec.trial_counts()["tune"]
+    assert len(tune) == trial_counts(spec)["tune"]
     expected, _ = plan_confirm(spec, tune)
     assert {p.trial_id for p in expected} == {r["trial_id"] for r in rows if r["phase"] == "confirm"}
     assert len({r["trial_id"] for r in rows}) == len(rows)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import yaml
 
-from tlsweep.design import confirm_outcome, plan_confirm, plan_confirm_step, plan_tune_trial
+from tlsweep.design import confirm_outcome, plan_confirm, plan_confirm_step, plan_tune_trial, studies, trial_counts
 from tlsweep.errors import SpecError
-from tlsweep.spec import parse_spec
+from tlsweep.spec_load import parse_spec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,7 +26,7 @@ def _spec(adaptive=None, seeds=4, **hypothesis):
 
 def _tune_rows(spec):
     rows = []
-    for levels in spec.studies():
+    for levels in studies(spec):
         for i in range(spec.design.budget.trials_per_cell):
             planned = plan_tune_trial(spec, levels, i, {"lr": 0.01 * (i + 1), "augmentation": "none"})
             rows.append(
@@ -89,7 +89,7 @@ def _sweep(spec, *, stop_after=None):
 def test_spec_validation_and_resolved_spec():
     spec = _spec({"max_seeds": 16, "batch": 2})
     assert spec.confirm.looks() == (4, 6, 8, 10, 12, 14, 16)
-    assert spec.trial_counts()["confirm"] == len(spec.studies()) * 16
+    assert trial_counts(spec)["confirm"] == len(studies(spec)) * 16
     plain = _spec()
     assert "adaptive" not in plain.resolved()["confirm"]  # results of older versions keep their hash
     assert spec.resolved()["confirm"]["adaptive"]["max_seeds"] == 16
@@ -109,7 +109,7 @@ def test_without_adaptive_the_step_is_the_whole_fixed_plan():
 def test_settled_cells_stop_and_open_cells_get_more_seeds():
     spec = _spec({"max_seeds": 16, "batch": 4}, seeds=8)
     rows, steps, finished = _sweep(spec)
-    assert finished and steps[0].look == 1 and len(steps[0].trials) == len(spec.studies()) * 8
+    assert finished and steps[0].look == 1 and len(steps[0].trials) == len(studies(spec)) * 8
     confirm = [r for r in rows if r["phase"] == "confirm"]
     per_cell = {}
     for r in confirm:
@@ -119,7 +119,7 @@ def test_settled_cells_stop_and_open_cells_get_more_seeds():
     assert per_cell[cells[0]] == set(range(8)) and per_cell[cells[1]] == set(range(8))
     assert all(per_cell[c] in (set(range(12)), set(range(16))) for c in cells[2:])
     assert {r["seed"] for r in confirm} == {1000 + i for i in range(max(map(len, per_cell.values())))}
-    assert len(confirm) < spec.trial_counts()["confirm"]
+    assert len(confirm) < trial_counts(spec)["confirm"]
     names, outcome = confirm_outcome(spec, confirm, looks_done=steps[-1].look)
     labels = dict(zip(names, outcome.label.tolist(), strict=True))
     assert labels[cells[0]] == "supported" and labels[cells[1]] == "equivalent"
@@ -257,7 +257,7 @@ def test_one_searcher_runs_both_phases_and_starts_each_study_s_confirm_trials_ea
     assert confirm_ids == sorted(t.trial_id for t in final.trials)
     assert len(confirm_ids) == len(set(confirm_ids))
     tune = [p for p in order if p.phase == "tune"]
-    assert len(tune) == len(spec.studies()) * spec.design.budget.trials_per_cell
+    assert len(tune) == len(studies(spec)) * spec.design.budget.trials_per_cell
     # no idle slot at the phase boundary: some confirm trial finished before the last tune trial did
     first_confirm = next(i for i, p in enumerate(order) if p.phase == "confirm")
     last_tune = max(i for i, p in enumerate(order) if p.phase == "tune")
@@ -295,3 +295,56 @@ def test_a_resumed_sweep_searcher_hands_out_only_what_is_not_recorded():
     rows, resumed, _ = _drive(spec, done=list(reversed(recorded)))
     assert not {p.trial_id for p in resumed} & {r["trial_id"] for r in recorded}
     assert sorted(r["trial_id"] for r in rows) == sorted(r["trial_id"] for r in whole)
+
+
+def _spec_with_pairs(compare, **hypothesis):
+    data = yaml.safe_load((REPO / "sweeps" / "demo.yaml").read_text())
+    data["design"]["factors"]["train_fraction"] = [0.1, 0.3]
+    data["confirm"] = {"seeds": 4, "configs": ["best"], "seed_base": 1000, "adaptive": {"max_seeds": 12, "batch": 4}}
+    data["hypothesis"].update({"equivalence_margin": 0.02, "compare": compare, **hypothesis})
+    return parse_spec(data)
+
+
+@pytest.mark.parametrize(
+    "compare,hypothesis",
+    [
+        ([{"treated": "checkpoint", "baseline": "scratch", "direction": "less"}], {}),
+        ({"control": "scratch", "direction": "less"}, {}),
+        ({"init": ["checkpoint", "scratch"]}, {"direction": "less"}),
+    ],
+)
+def test_the_adaptive_path_uses_the_comparison_s_own_direction(compare, hypothesis):
+    """checkpoint is far below scratch by construction (as a 'less' claim would have it): every way of saying
+    `direction: less` decides 'supported' in the adaptive path, as the fixed design does."""
+    spec = _spec_with_pairs(compare, **hypothesis)
+    assert spec.compared_arms[0].direction == "less"
+    rows = _tune_rows(spec)
+    while True:
+        step = plan_confirm_step(spec, rows)
+        done = {r["trial_id"] for r in rows}
+        for trial in step.trials:
+            if trial.trial_id in done:
+                continue
+            row = _run(trial, {trial.cell_id: (0.0, 0.0)})
+            noise = np.random.default_rng([trial.seed, 7, trial.arm == "checkpoint"]).normal(0, 0.02)
+            row["test_acc"] = (0.14 if trial.arm == "checkpoint" else 0.35) + noise
+            rows.append(row)
+        if not step.more:
+            break
+    names, outcome = confirm_outcome(spec, [r for r in rows if r["phase"] == "confirm"], looks_done=step.look)
+    assert set(outcome.label.tolist()) == {"supported"}, dict(zip(names, outcome.label.tolist(), strict=True))
+
+
+def test_a_look_with_a_hole_is_not_evaluated():
+    """A report rendered while look 2 runs evaluates look 1 only: look 2's boundary belongs to its full information."""
+    from tlsweep.report.analysis import complete_looks
+
+    spec = _spec({"max_seeds": 16, "batch": 4}, seeds=8)
+    rows, steps, _ = _sweep(spec)
+    confirm = [r for r in rows if r["phase"] == "confirm"]
+    assert complete_looks(spec, confirm) == steps[-1].look
+    second = [r for r in confirm if 8 <= r["replicate"] < 12]
+    assert second, "the fixture's open cells get a second look"
+    holed = [r for r in confirm if r is not second[0]]
+    assert complete_looks(spec, holed) == 1
+    assert complete_looks(spec, [r for r in confirm if r["replicate"] != 0]) == 0

@@ -12,11 +12,13 @@ from tlsweep.design import (
     plan_confirm,
     plan_tune_trial,
     select_best,
+    studies,
     trial_config,
+    trial_counts,
     trial_id,
     tune_seed,
 )
-from tlsweep.spec import parse_spec
+from tlsweep.spec_load import parse_spec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,7 +54,7 @@ def test_trial_ids_are_content_hashes() -> None:
 
 def test_seeds_are_shared_across_arms_and_fresh_in_confirm() -> None:
     spec = _spec()
-    seeds = {plan_tune_trial(spec, levels, 2, {"lr": 0.1, "augmentation": "none"}).seed for levels in spec.studies()}
+    seeds = {plan_tune_trial(spec, levels, 2, {"lr": 0.1, "augmentation": "none"}).seed for levels in studies(spec)}
     assert seeds == {tune_seed(spec, 2)}
     tune_seeds = {tune_seed(spec, i) for i in range(spec.design.budget.trials_per_cell)}
     assert not tune_seeds & set(confirm_seeds(spec)) and len(confirm_seeds(spec)) == spec.confirm.seeds
@@ -88,7 +90,7 @@ def _row(spec, levels, index, status, objective):
 
 def test_select_best_uses_validation_ignores_pruned_and_failed_and_prefers_the_recipe_on_ties() -> None:
     spec = _spec()
-    levels = spec.studies()[0]
+    levels = studies(spec)[0]
     rows = [
         _row(spec, levels, 0, "ok", 0.5),
         _row(spec, levels, 1, "pruned", 0.9),
@@ -103,9 +105,9 @@ def test_select_best_uses_validation_ignores_pruned_and_failed_and_prefers_the_r
 
 def test_plan_confirm_reruns_each_studys_best_with_every_seed() -> None:
     spec = _spec()
-    rows = [_row(spec, levels, i, "ok", 0.1 * i) for levels in spec.studies() for i in range(4)]
+    rows = [_row(spec, levels, i, "ok", 0.1 * i) for levels in studies(spec) for i in range(4)]
     planned, skipped = plan_confirm(spec, rows)
-    assert not skipped and len(planned) == spec.trial_counts()["confirm"]
+    assert not skipped and len(planned) == trial_counts(spec)["confirm"]
     assert len({p.trial_id for p in planned}) == len(planned)
     assert {p.params["lr"] for p in planned} == {0.04}  # tune index 3 won everywhere
     by_seed = {}
@@ -114,7 +116,7 @@ def test_plan_confirm_reruns_each_studys_best_with_every_seed() -> None:
     assert all(arms == {"checkpoint", "scratch"} for arms in by_seed.values())  # paired
     failed_study = [dict(r, status="failed", objective=None) if i < 4 else r for i, r in enumerate(rows)]
     planned, skipped = plan_confirm(spec, failed_study)
-    assert len(skipped) == 1 and len(planned) == spec.trial_counts()["confirm"] - spec.confirm.seeds
+    assert len(skipped) == 1 and len(planned) == trial_counts(spec)["confirm"] - spec.confirm.seeds
 
 
 def test_a_studys_expected_trial_length_is_the_median_of_its_tune_trials_that_ran_to_the_end() -> None:

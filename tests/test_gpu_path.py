@@ -11,8 +11,9 @@ import torch
 from sweep_fixtures import tiny_spec_dict
 
 from tlsweep.data.types import DatasetTensors, SplitTensors
+from tlsweep.design import base_trial_config
 from tlsweep.errors import SpecError
-from tlsweep.spec import parse_spec
+from tlsweep.spec_load import parse_spec
 from tlsweep.training import device as gpu
 from tlsweep.training import loop
 from tlsweep.training.config import TrialConfig
@@ -139,7 +140,7 @@ def test_the_sweep_estimate_covers_every_arm_and_is_checked_against_the_gpu(
     spec = parse_spec(tiny_spec_dict(assets, tmp_path / "runs", resources__gpus_per_trial=0.25))
     estimate = engine_run.gpu_trial_estimate(spec, data)
     assert estimate is not None and estimate["gpus_per_trial"] == 0.25
-    scratch = spec.base_trial_config()  # the scratch arm trains the whole body: the larger of the two
+    scratch = base_trial_config(spec)  # the scratch arm trains the whole body: the larger of the two
     assert estimate["bytes"] == gpu.estimate_trial_bytes(scratch, 3, 16, gpu.dataset_bytes(data))
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

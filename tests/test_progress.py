@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from ray_fakes import confirm_trial, demo_spec, tune_trial
 from rich.console import Console
 
-from tlsweep.design import cell_id, study_key
+from tlsweep.design import cell_id, studies, study_key, study_trial_counts, trial_counts
 from tlsweep.engine import progress as progress_module
-from tlsweep.engine.progress import Progress, StatusBoard, expected_counts
+from tlsweep.engine.progress import Progress, StatusBoard
 
 
 def _row(planned, status: str = "ok", best: float | None = 0.5, wall: float | None = 10.0) -> dict[str, Any]:
@@ -42,19 +42,19 @@ def _cells(text: str) -> list[list[str]]:
 
 def test_expected_counts_give_every_study_its_tune_budget_and_confirm_seeds() -> None:
     spec = demo_spec(design__budget__trials_per_cell=4, confirm__configs=["best", "recipe"], confirm__seeds=3)
-    counts = expected_counts(spec)
-    studies = spec.studies()
-    assert len(counts) == 2 * len(studies) == 16
-    for levels in studies:
+    counts = study_trial_counts(spec)
+    planned_studies = studies(spec)
+    assert len(counts) == 2 * len(planned_studies) == 16
+    for levels in planned_studies:
         assert counts[("tune", cell_id(levels), levels["init"])] == 4
         assert counts[("confirm", cell_id(levels), levels["init"])] == 6
-    assert sum(n for (phase, _, _), n in counts.items() if phase == "tune") == spec.trial_counts()["tune"]
-    assert sum(n for (phase, _, _), n in counts.items() if phase == "confirm") == spec.trial_counts()["confirm"]
+    assert sum(n for (phase, _, _), n in counts.items() if phase == "tune") == trial_counts(spec)["tune"]
+    assert sum(n for (phase, _, _), n in counts.items() if phase == "confirm") == trial_counts(spec)["confirm"]
 
 
 def test_the_board_counts_outcomes_and_keeps_the_best_of_finished_trials_only() -> None:
     spec = demo_spec()
-    board = StatusBoard(expected_counts(spec))
+    board = StatusBoard(study_trial_counts(spec))
     planned = [tune_trial(spec, study=0, tune_index=i) for i in range(3)]
     line = board.line("tune", planned[0].cell_id, planned[0].arm)
     line.running.update(p.trial_id for p in planned)
@@ -88,7 +88,7 @@ def test_eta_is_the_mean_wall_time_of_what_is_left_over_the_concurrency() -> Non
 
 def test_the_table_has_one_line_per_study_tune_first() -> None:
     spec = demo_spec()
-    board = StatusBoard(expected_counts(spec))
+    board = StatusBoard(study_trial_counts(spec))
     first = tune_trial(spec, study=0)
     board.add_row(_row(first, "ok", 0.5, wall=120.0))
     board.line("confirm", first.cell_id, first.arm).running.add("x")
@@ -97,11 +97,11 @@ def test_the_table_has_one_line_per_study_tune_first() -> None:
     assert text.splitlines()[0].split() == ["demo", "ETA", "87.0", "min"]
     header, *body = _cells(text)
     assert header == ["phase", "cell", "arm", "done", "running", "failed", "diverged", "pruned", "best val"]
-    assert len(body) == len(expected_counts(spec))
+    assert len(body) == len(study_trial_counts(spec))
     assert [row[0] for row in body] == ["tune"] * 8 + ["confirm"] * 8
     assert ["tune", first.cell_id, first.arm, "1/3", "0", "0", "0", "0", "0.500"] in body
     assert ["confirm", first.cell_id, first.arm, "0/8", "1", "0", "0", "0", "—"] in body
-    assert _text(StatusBoard(expected_counts(spec)), concurrency=1).splitlines()[0].split() == ["demo", "ETA", "—"]
+    assert _text(StatusBoard(study_trial_counts(spec)), concurrency=1).splitlines()[0].split() == ["demo", "ETA", "—"]
 
 
 def test_status_document_lists_running_trials_until_they_are_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -109,7 +109,7 @@ def test_status_document_lists_running_trials_until_they_are_recorded(monkeypatc
     monkeypatch.setattr(progress_module.time, "time", lambda: clock[0])
     spec = demo_spec()
     documents: list[dict[str, Any]] = []
-    board = StatusBoard(expected_counts(spec))
+    board = StatusBoard(study_trial_counts(spec))
     progress = Progress(
         board,
         title="demo · tune",
@@ -146,7 +146,7 @@ def test_a_trial_still_running_when_the_driver_stops_is_handed_out_again(tmp_pat
     spec = demo_spec()
     store = ResultsStore(tmp_path)
     progress = Progress(
-        StatusBoard(expected_counts(spec)),
+        StatusBoard(study_trial_counts(spec)),
         title="demo",
         concurrency=1,
         live=False,

@@ -15,8 +15,8 @@ import ray.cloudpickle as cloudpickle
 from ray.exceptions import ActorDiedError, RayTaskError
 from ray_fakes import FakeTrial, confirm_trial, demo_spec, epoch_result, final_result, tune_trial
 
-from tlsweep.design import PlannedTrial
-from tlsweep.engine.progress import Progress, StatusBoard, expected_counts
+from tlsweep.design import PlannedTrial, study_trial_counts
+from tlsweep.engine.progress import Progress, StatusBoard
 from tlsweep.engine.recorder import ResultsRecorder
 from tlsweep.results.store import ResultsStore
 from tlsweep.tracking import Tracker
@@ -310,7 +310,7 @@ def test_a_resumed_sweep_upserts_rows_without_duplicates(tmp_path: Path) -> None
 def test_a_progress_view_follows_the_recorded_trials(tmp_path: Path) -> None:
     spec = demo_spec()
     documents: list[str] = []
-    board = StatusBoard(expected_counts(spec))
+    board = StatusBoard(study_trial_counts(spec))
     progress = Progress(board, title="demo", concurrency=2, write_status=documents.append, live=False)
     recorder = _recorder(tmp_path, spec, progress=progress)
     planned = tune_trial(spec, study=0, tune_index=0)

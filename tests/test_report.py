@@ -84,11 +84,15 @@ def test_report_numbers_equal_those_recomputed_from_parquet(demo: tuple[Path, Re
         assert row["robust_p_value"] == pytest.approx(_sign_flip_p((a - b).to_numpy()))
         assert row["tost_p_value"] == pytest.approx(ttost_paired(a.to_numpy(), b.to_numpy(), -0.02, 0.02)[0])
         assert row["difference_low"] <= row["difference"] <= row["difference_high"]
-        p_values[cell] = row["p_value"]
+        interval = scipy.stats.ttest_rel(a, b).confidence_interval(0.95)  # the t interval of the deciding test
+        assert (row["difference_low"], row["difference_high"]) == pytest.approx((interval.low, interval.high))
+        p_values[cell] = (row["p_value"], scipy.stats.ttest_rel(a, b, alternative="less").pvalue)
     cells = list(p_values)
-    holm = multipletests([p_values[c] for c in cells], method="holm")[1]
-    for cell, expected in zip(cells, holm, strict=False):
+    # one Holm family of both directions: 2 one-sided tests per cell
+    holm = multipletests([p_values[c][0] for c in cells] + [p_values[c][1] for c in cells], method="holm")[1]
+    for cell, expected, opposite in zip(cells, holm[: len(cells)], holm[len(cells) :], strict=True):
         assert table.loc[cell, "p_adjusted"] == pytest.approx(expected)
+        assert table.loc[cell, "opposite_p_adjusted"] == pytest.approx(opposite)
     markdown = result.markdown_path.read_text()
     first = table.iloc[0]
     assert f"{first['difference'] * 100:+.1f} [{first['difference_low'] * 100:+.1f}" in markdown
@@ -104,9 +108,9 @@ def test_report_verdicts_follow_the_simulated_truth(demo: tuple[Path, ReportResu
     assert set(result.cell_verdicts) == set(result.cell_table["cell_id"])
     assert all(v.sentence.startswith("At train fraction") for v in result.cell_verdicts.values())
     assert not result.model.empty and "treated:log2_fraction" in set(result.model["term"])
-    shrink = result.model.set_index("term").loc["treated:log2_fraction", "points"]
+    shrink = result.model.set_index("term").loc["treated:log2_fraction", "estimate"]
     assert shrink < 0  # the simulated advantage shrinks with data
-    assert "shrinks by" in result.markdown_path.read_text()
+    assert "shrinks per doubling of the training data" in result.markdown_path.read_text()
     assert set(result.attrition.columns) >= {"ok", "diverged", "failed", "total"}
     assert len(result.tuning) == 12 and result.tuning["trials"].eq(4).all()
 
@@ -130,7 +134,7 @@ def _build(root: Path) -> tuple[ReportResult, str]:
 def test_one_seed_renders_and_says_what_it_could_not_compute(tmp_path: Path) -> None:
     result, markdown = _build(simulate_results(tmp_path / "r", seeds=1, trials_per_cell=2))
     assert set(result.cell_table["verdict"]) == {"inconclusive"}
-    assert "need at least 2 runs per arm" in markdown
+    assert "only 1 complete pair (a paired test needs 2)" in markdown
     assert result.overall.label == "inconclusive"
     assert result.html_path.exists()
 
@@ -178,15 +182,17 @@ def test_single_cell(tmp_path: Path) -> None:
     assert "accuracy_vs_fraction" in result.figures
 
 
-def test_nan_and_failed_runs_fall_back_to_unpaired(tmp_path: Path) -> None:
+def test_nan_and_failed_runs_drop_their_pair_not_the_pairing(tmp_path: Path) -> None:
     def status(phase: str, cell: str, arm: str, seed: int, index: int | None) -> str:
         if phase == "confirm" and arm == "scratch" and seed == 1000:
             return "nan" if cell.startswith("train_fraction=0.1") else "failed"
         return "ok"
 
     result, markdown = _build(simulate_results(tmp_path / "r", seeds=8, status_of=status))
-    assert result.cell_table["design"].str.startswith("unpaired (1 run(s) lack a partner").all()
+    table = result.cell_table
+    assert (table["design"] == "paired").all() and (table["n_pairs"] == 7).all() and (table["dropped_runs"] == 1).all()
     assert "have no test_acc value (NaN)" in markdown
+    assert "Runs left out for lack of a partner seed (analysed as complete pairs)" in markdown
     failed = result.attrition[(result.attrition["phase"] == "confirm") & (result.attrition["arm"] == "scratch")]
     assert failed["failed"].sum() == 4  # 2 cells × (best, recipe)
     assert failed["missing metric"].sum() == 4
@@ -218,10 +224,15 @@ def test_declared_metric_direction_and_correction_are_used(tmp_path: Path) -> No
     assert "Bonferroni over the primary family of 2 cell(s)" in markdown and "±5 points" in markdown
 
 
-def test_insufficient_replicates_replace_p_values(tmp_path: Path) -> None:
+def test_five_seeds_decide_with_the_t_test_and_flag_the_exact_floor(tmp_path: Path) -> None:
+    """5 paired seeds, 4 cells: the exact sign-flip floor 1/32 is above the smallest threshold 0.05/8, so it cannot
+    confirm a decision; the t-test decides and the verdict says the robust test does not confirm it."""
     result, markdown = _build(simulate_results(tmp_path / "r", seeds=5))
-    assert (result.cell_table["reason"] == "insufficient replicates (need 7)").all()
-    assert "insufficient replicates (need 7)" in markdown
+    table = result.cell_table.set_index(["train_fraction", "epochs"])
+    assert table.loc[(0.1, 2), "verdict"] == "supported"  # true advantage 25 points
+    assert not table["robust_reachable"].any() and (table["needed_replicates"] == 8).all()
+    assert "insufficient replicates" not in markdown
+    assert "exact sign-flip test does not confirm this (its floor 0.0312 with 5 pairs" in markdown
 
 
 def test_tune_only_and_missing_spec(tmp_path: Path) -> None:
@@ -298,3 +309,26 @@ def test_results_in_part_files_load_like_the_single_files(tmp_path: Path) -> Non
         parts.trials.sort_values(key).reset_index(drop=True), whole.trials.sort_values(key).reset_index(drop=True)
     )
     assert len(parts.epochs) == len(whole.epochs)
+
+
+def test_diverged_runs_are_named_with_a_sensitivity_check(tmp_path: Path) -> None:
+    """No advantage among healthy runs; 3 of 8 scratch runs of one cell diverge (scored at chance): the verdict
+    names them and says what the cell reads without them."""
+
+    def status(phase: str, cell: str, arm: str, seed: int, index: int | None) -> str:
+        diverged = phase == "confirm" and arm == "scratch" and seed < 1003 and cell == "train_fraction=0.1|epochs=2"
+        return "diverged" if diverged else "ok"
+
+    root = simulate_results(tmp_path / "r", seeds=8, status_of=status, effect=0.0, configs=("best",))
+    result, markdown = _build(root)
+    row = result.cell_table.set_index("cell_id").loc["train_fraction=0.1|epochs=2"]
+    assert row["diverged"] == "scratch: 3" and row["verdict_without_diverged"] in LABELS
+    sentence = result.cell_verdicts["train_fraction=0.1|epochs=2"].sentence
+    assert "Diverged: 3 scratch run(s), scored at chance;" in sentence
+    assert ("the verdict holds without them" in sentence) == (row["verdict_without_diverged"] == row["verdict"])
+    others = result.cell_table[result.cell_table["cell_id"] != "train_fraction=0.1|epochs=2"]
+    assert (others["diverged"] == "").all() and others["verdict_without_diverged"].isna().all()
+    assert "Diverged:" in markdown
+
+
+LABELS = {"supported", "not supported", "equivalent", "inconclusive"}

@@ -22,7 +22,7 @@ from tlsweep.report.analysis import Analysis, analyse
 from tlsweep.report.health import CellHealth, cell_health, edge_optima
 from tlsweep.report.load import load_results
 from tlsweep.report.verdicts import Verdict, cell_verdict, crossover, crossover_cells, overall_verdict
-from tlsweep.spec import parse_spec
+from tlsweep.spec_load import parse_spec
 
 CHANCE = 0.125
 FRACTIONS, EPOCHS = (0.1, 0.3, 1.0), (2, 6)
@@ -184,27 +184,37 @@ def test_a_mixed_declared_region_is_supported_only_in_part(tmp_path: Path) -> No
     assert default.overall.kind == "supported"
 
 
-def test_the_shrinking_trend_is_tested_one_sided_in_points(tmp_path: Path) -> None:
+def test_the_shrinking_trend_is_tested_on_cells_in_points(tmp_path: Path) -> None:
     read = _read(_simulate(tmp_path, SHRINKING))
     trends = {t.term: t for t in read.analysis.trends}
     assert set(trends) == {"treated:log2_fraction", "treated:epochs"}
     assert all(t.shrinks and t.points < 0 and t.p_adjusted <= 0.05 for t in trends.values())
-    # one-sided from the model's two-sided p, Holm over the two terms
-    model = read.analysis.model.coefficients.set_index("term")
-    p_one = [model.loc[term, "p"] / 2 for term in trends]
-    assert sorted(t.p_one_sided for t in trends.values()) == pytest.approx(sorted(p_one))
-    assert max(t.p_adjusted for t in trends.values()) == pytest.approx(min(1.0, max(max(p_one), 2 * min(p_one))))
+    # the cell is the unit: 6 cell means, 3 parameters, 3 residual df
+    model = read.analysis.model
+    assert model.n_cells == 6 and model.df == 3
+    table = model.coefficients.set_index("term")
+    p_one = [table.loc[term, "p"] / 2 for term in trends]  # one-sided in the predicted direction
+    assert sorted(t.p_shrinks for t in trends.values()) == pytest.approx(sorted(p_one))
+    # one Holm family over both directions of both terms (4 one-sided tests)
+    assert max(t.p_adjusted for t in trends.values()) == pytest.approx(min(1.0, max(4 * min(p_one), 3 * max(p_one))))
     assert "the checkpoint advantage shrinks per doubling of the training data (-" in read.overall.sentence
-    assert "points; one-sided Holm p" in read.overall.sentence
+    assert "points; Holm p" in read.overall.sentence
 
 
-def test_a_growing_advantage_does_not_pass_the_trend_test(tmp_path: Path) -> None:
+def test_a_growing_advantage_is_claimed_as_growing_not_shrinking(tmp_path: Path) -> None:
     growing = {(f, e): 0.05 + 0.05 * np.log2(f / 0.1) + 0.01 * e for f, e in SHRINKING}
     read = _read(_simulate(tmp_path, growing))
     trends = {t.term: t for t in read.analysis.trends}
     assert trends["treated:log2_fraction"].points > 0 and not trends["treated:log2_fraction"].shrinks
-    assert trends["treated:log2_fraction"].p_one_sided > 0.95
+    assert trends["treated:log2_fraction"].p_shrinks > 0.95 and trends["treated:log2_fraction"].claim == "grows"
     assert "the checkpoint advantage grows per doubling of the training data (+" in read.overall.sentence
+
+
+def test_too_few_cells_for_a_trend_test_are_said_so(tmp_path: Path) -> None:
+    root = simulate_results(tmp_path / "r", train_fractions=(0.1, 1.0), epochs=(2, 6), seeds=6, trials_per_cell=2)
+    read = _read(root)
+    assert read.analysis.trends == [] and not read.analysis.model.fitted
+    assert "too few cells for a trend test: 4 cells and 3 parameters leave 1 residual df" in read.analysis.model.method
 
 
 def test_edge_of_range_optimum_is_flagged(tmp_path: Path) -> None:
@@ -257,3 +267,45 @@ def test_validate_prints_steps_per_cell_and_warns_below_the_minimum(tmp_path: Pa
     assert f"2 cell(s) give fewer than {MIN_OPTIMIZER_STEPS} optimizer steps" in out.output
     assert "more epochs (design.factors.epochs), a smaller batch (model.batch_size) or a larger fraction" in out.output
     assert "hypothesis region: train_fraction [0.01] × epochs [2]" in out.output
+
+
+def test_validate_prints_each_family_and_warns_when_the_robust_test_cannot_reach_it() -> None:
+    """The ants/bees study: 6 cells × 3 comparisons = 18 tests in one family of 36 one-sided tests. With 8 seeds
+    the t-test decides and validate warns that the exact test's floor 1/2^8 cannot reach 0.05/36."""
+    from tlsweep.cli import cli
+
+    spec = Path(__file__).resolve().parents[1] / "sweeps" / "ants_bees.yaml"
+    args = ["validate", str(spec), "--no-data-check", "--set", "confirm.seeds=8", "--set", "confirm.configs=[best]"]
+    out = CliRunner().invoke(cli, args)
+    assert out.exit_code == 0, out.output
+    text = " ".join(out.output.split())
+    assert "primary family: 6 cell(s) × 3 comparison(s) = 18 tests, both directions in one holm family (36 " in text
+    assert "smallest threshold 0.00139" in text and "the t-test detects d_z ≥ 2.00 at 80% power" in text
+    assert "warning: with 8 paired seeds the exact sign-flip test cannot reach the primary family's" in text
+    assert "confirm.seeds: 10" in text
+    out = CliRunner().invoke(cli, ["validate", str(spec), "--no-data-check"])  # the shipped 10 seeds reach it
+    assert out.exit_code == 0 and "warning: with" not in out.output, out.output
+
+
+def test_a_margin_large_against_the_error_rate_is_warned_about(tmp_path: Path) -> None:
+    """At 99 % accuracy a ±3-point margin admits four times the errors: the report says so."""
+    root = simulate_results(
+        tmp_path / "r",
+        train_fractions=(0.1,),
+        epochs=(2,),
+        seeds=6,
+        trials_per_cell=2,
+        configs=("best",),
+        baseline=lambda f, e: 0.985,
+        effect=0.005,
+        noise_sd=0.001,
+        seed_sd=0.001,
+        hypothesis={"compare": {"init": ["checkpoint", "scratch"]}, "equivalence_margin": 0.03},
+    )
+    from tlsweep.report import build_report
+
+    text = build_report(root, n_resamples=0, formats=("md",)).markdown_path.read_text()
+    assert "the equivalence margin ±3 points is large against the error rate there (1.0 % at 99.0 % accuracy)" in text
+    import re
+
+    assert re.search(r"making 4\.\d× the other's errors", " ".join(text.split()))

@@ -17,12 +17,14 @@ from report_fixtures import simulate_results
 from shipped_specs import shipped_params
 
 from tlsweep.cli import cli
+from tlsweep.design import trial_counts
 from tlsweep.engine.run import check_resume, sweep_provenance
 from tlsweep.errors import StoreError
 from tlsweep.report import build_report
 from tlsweep.report.load import load_results
 from tlsweep.results.store import PROVENANCE_FILE, SPEC_FILE, SWEEP_ENTRIES, ResultsStore
-from tlsweep.spec import SweepSpec, load_spec, parse_spec
+from tlsweep.spec import SweepSpec
+from tlsweep.spec_load import load_spec, parse_spec
 
 SWEEPS = sorted((Path(__file__).resolve().parents[1] / "sweeps").glob("*.yaml"))
 
@@ -121,7 +123,7 @@ def test_the_saved_spec_is_a_valid_spec_and_the_provenance_lies_beside_it(tmp_pa
     assert provenance is not None and provenance.spec_hash == spec.result_hash()
     assert provenance.source == str(path) and provenance.compared_arms == tuple(c.pair for c in spec.compared_arms)
     assert (
-        provenance.trial_counts == spec.trial_counts() and provenance.versions["tlsweep"] == provenance.tlsweep_version
+        provenance.trial_counts == trial_counts(spec) and provenance.versions["tlsweep"] == provenance.tlsweep_version
     )
     assert json.loads((tmp_path / spec.name / PROVENANCE_FILE).read_text())["spec_hash"] == spec.result_hash()
 
@@ -185,7 +187,7 @@ def test_missing_or_unreadable_spec_and_provenance_name_the_file_and_the_fix(tmp
 
     (tmp_path / SPEC_FILE).write_text("name: [unclosed\n")
     with pytest.raises(
-        StoreError, match=rf"(?s){re.escape(str(tmp_path / SPEC_FILE))}: not valid YAML .*rerun `tlsweep run SPEC`"
+        StoreError, match=rf"(?s){re.escape(str(tmp_path / SPEC_FILE))}:2: not valid YAML: .*rerun `tlsweep run SPEC`"
     ):
         store.read_spec()
     (tmp_path / SPEC_FILE).write_text("name: demo\ndesign: {factors: {init: [scratch]}}\n")

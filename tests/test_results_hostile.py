@@ -215,7 +215,7 @@ def test_paired_subset_mismatch_is_flagged_in_the_report_and_status(
 
 def test_a_rerun_with_a_changed_hypothesis_records_it(pristine: Path, tmp_path: Path) -> None:
     """Changing the hypothesis through the sweep (write_spec, as `tlsweep run` does) is not an edit."""
-    from tlsweep.spec import parse_spec
+    from tlsweep.spec_load import parse_spec
 
     root = _copy(pristine, tmp_path)
     store = ResultsStore(root)

@@ -25,8 +25,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tlsweep.cli import cli
-from tlsweep.design import confirm_seeds, recipe_params, trial_config, tune_seed
-from tlsweep.spec import TUNABLE, load_spec, parse_spec, tune_range_values
+from tlsweep.design import confirm_seeds, recipe_params, studies, trial_config, tune_seed
+from tlsweep.spec import TUNABLE, tune_range_values
+from tlsweep.spec_load import load_spec, parse_spec
 from tlsweep.training.loop import check_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -213,7 +214,7 @@ def assert_runs(spec: Any) -> None:
     trial, each end and the middle of each tune range) passes the trial's checks; seeds fit int64; the resolved
     copy is itself a valid spec with the same hash."""
     assert spec.model.image_size <= 1024 and math.isfinite(spec.resources.cpus_per_trial)
-    for levels in spec.studies():
+    for levels in studies(spec):
         params_list = [recipe_params(spec, levels)]
         for name, entry in spec.design.tune.items():
             if entry.applies_to(levels):
@@ -314,7 +315,7 @@ HOSTILE_COMMANDS: dict[str, tuple[list[str], str]] = {
     "status empty spec": (["status", "{empty_spec}"], "must be a YAML mapping"),
     "status list spec": (["status", "{list_spec}"], "must be a YAML mapping"),
     "report list spec": (["report", "{list_spec}"], "must be a YAML mapping"),
-    "report date spec": (["report", "{date_spec}"], "name: Input should be a valid string"),
+    "report date spec": (["report", "{date_spec}"], "spec.resolved.yaml:1: '2024-01-01' reads as a date or time"),
     "report report/ is a file": (["report", "{report_file}"], "is a file, not a directory"),
     "report --out a file": (["report", "{ok}", "--out", "{file}/r"], "is a file"),
     "predict --device banana": (

@@ -8,9 +8,9 @@ import pytest
 import yaml
 from ray.tune.search import Searcher
 
-from tlsweep.design import PlannedTrial, plan_tune_trial, recipe_params, study_key
+from tlsweep.design import PlannedTrial, plan_tune_trial, recipe_params, studies, study_key
 from tlsweep.engine.searchers import ConfirmSearcher, PhaseSearcher, TuneSearcher
-from tlsweep.spec import parse_spec
+from tlsweep.spec_load import parse_spec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,19 +38,19 @@ def test_every_study_gets_exactly_its_budget_with_the_recipe_first() -> None:
     spec = _spec(trials=3)
     configs = _drain(TuneSearcher(spec))
     per_study = Counter(c["meta"]["study_key"] for c in configs)
-    assert len(per_study) == len(spec.studies()) and set(per_study.values()) == {3}
-    for levels in spec.studies():
+    assert len(per_study) == len(studies(spec)) and set(per_study.values()) == {3}
+    for levels in studies(spec):
         mine = [c["meta"] for c in configs if c["meta"]["levels"] == levels]
         assert sorted(m["tune_index"] for m in mine) == [0, 1, 2]
         recipe = next(m for m in mine if m["tune_index"] == 0)
         assert recipe["config_kind"] == "recipe" and recipe["params"] == recipe_params(spec, levels)
     # round-robin: the first len(studies) suggestions cover every study once
-    assert len({c["meta"]["study_key"] for c in configs[: len(spec.studies())]}) == len(spec.studies())
-    # cell by cell with the arms side by side (spec.studies() lists one arm's cells, then the other's)
-    first = [(c["meta"]["cell_id"], c["meta"]["arm"]) for c in configs[: len(spec.studies())]]
+    assert len({c["meta"]["study_key"] for c in configs[: len(studies(spec))]}) == len(studies(spec))
+    # cell by cell with the arms side by side (studies(spec) lists one arm's cells, then the other's)
+    first = [(c["meta"]["cell_id"], c["meta"]["arm"]) for c in configs[: len(studies(spec))]]
     cells = list(dict.fromkeys(cell for cell, _ in first))
     assert first == [(cell, arm) for cell in cells for arm in ("checkpoint", "scratch")]
-    assert [levels["init"] for levels in spec.studies()[:2]] == ["checkpoint", "checkpoint"]
+    assert [levels["init"] for levels in studies(spec)[:2]] == ["checkpoint", "checkpoint"]
 
 
 def test_each_study_only_learns_from_its_own_trials() -> None:
@@ -64,7 +64,7 @@ def test_each_study_only_learns_from_its_own_trials() -> None:
 def test_finished_trials_are_replayed_not_rerun() -> None:
     spec = _spec(trials=3)
     done = []
-    for levels in spec.studies()[:2]:
+    for levels in studies(spec)[:2]:
         for index in (0, 2):
             planned = plan_tune_trial(spec, levels, index, {"lr": 0.05, "augmentation": "none"})
             done.append(
@@ -78,9 +78,9 @@ def test_finished_trials_are_replayed_not_rerun() -> None:
                 }
             )
     searcher = TuneSearcher(spec, done=done)
-    assert searcher.remaining() == len(spec.studies()) * 3 - 4
+    assert searcher.remaining() == len(studies(spec)) * 3 - 4
     configs = _drain(searcher)
-    for levels in spec.studies()[:2]:
+    for levels in studies(spec)[:2]:
         indices = [c["meta"]["tune_index"] for c in configs if c["meta"]["levels"] == levels]
         assert indices == [1]
     study = searcher._studies[configs[0]["meta"]["study_key"]]
@@ -97,7 +97,7 @@ def test_grid_sampler_covers_the_grid_exactly() -> None:
     data["design"]["recipe"]["lr"] = 0.01  # the recipe must be a grid point
     spec = parse_spec(data)
     configs = _drain(TuneSearcher(spec))
-    levels = spec.studies()[0]
+    levels = studies(spec)[0]
     points = {
         (c["meta"]["params"]["lr"], c["meta"]["params"]["augmentation"])
         for c in configs
@@ -140,7 +140,7 @@ def test_a_trial_lost_with_its_node_is_handed_out_again_unchanged() -> None:
 
 def test_a_confirm_trial_lost_with_its_node_is_handed_out_again() -> None:
     spec = _spec(trials=2)
-    levels = spec.studies()[0]
+    levels = studies(spec)[0]
     fixed = [plan_tune_trial(spec, levels, i, {"lr": 0.05, "augmentation": "none"}) for i in range(2)]
     searcher = ConfirmSearcher(spec, planned=fixed)
     a = searcher.suggest("a")
@@ -187,7 +187,7 @@ def test_replayed_trials_reach_their_study_with_their_outcome() -> None:
     from optuna.trial import TrialState
 
     spec = _spec(trials=6)
-    levels = spec.studies()[1]
+    levels = studies(spec)[1]
     outcomes = [("ok", 0.4), ("diverged", 0.125), ("pruned", 0.2), ("failed", None), ("ok", float("nan"))]
     done = []
     for index, (status, objective) in enumerate(outcomes):
@@ -214,12 +214,12 @@ def test_replayed_trials_reach_their_study_with_their_outcome() -> None:
     ]
     assert [t.params["lr"] for t in study.study.trials] == pytest.approx([0.01, 0.02, 0.03, 0.04, 0.05])
     assert study.free_indices == [5]
-    assert searcher.remaining() == len(spec.studies()) * 6 - 5  # the confirm row is not a tune trial
+    assert searcher.remaining() == len(studies(spec)) * 6 - 5  # the confirm row is not a tune trial
 
 
 def test_trials_a_dead_driver_left_running_are_handed_out_first_and_unchanged() -> None:
     spec = _spec(trials=3)
-    first, second = spec.studies()[:2]
+    first, second = studies(spec)[:2]
     pending = plan_tune_trial(spec, first, 2, {"lr": 0.07, "augmentation": "none"})
     already_done = plan_tune_trial(spec, second, 1, {"lr": 0.05, "augmentation": "flip"})
     done = [
@@ -233,7 +233,7 @@ def test_trials_a_dead_driver_left_running_are_handed_out_first_and_unchanged() 
         }
     ]
     searcher = TuneSearcher(spec, done=done, pending=[pending, already_done])  # a recorded one is not rerun
-    assert searcher.remaining() == len(spec.studies()) * 3 - 1
+    assert searcher.remaining() == len(studies(spec)) * 3 - 1
     config = searcher.suggest("t0")
     assert config["meta"] == pending.meta()  # same index, params and seed: the same id, so its checkpoint is found
     configs = [config, *_drain(searcher)]
@@ -244,7 +244,7 @@ def test_trials_a_dead_driver_left_running_are_handed_out_first_and_unchanged() 
 
 def test_confirm_hands_out_the_fixed_plan_in_order_without_recorded_trials() -> None:
     spec = _spec(trials=2)
-    levels = spec.studies()[0]
+    levels = studies(spec)[0]
     fixed = [plan_tune_trial(spec, levels, i, {"lr": 0.01 * (i + 1), "augmentation": "none"}) for i in range(3)]
     searcher = ConfirmSearcher(spec, planned=fixed, done=[{"trial_id": fixed[1].trial_id}])
     assert searcher.phase == "confirm" and searcher.planned == fixed and searcher.remaining() == 2
@@ -264,7 +264,7 @@ def test_the_searcher_continues_from_tunes_snapshot(tmp_path: Path) -> None:
     searcher.save(str(tmp_path / "searcher.pkl"))
     restored = TuneSearcher(spec)
     restored.restore(str(tmp_path / "searcher.pkl"))
-    assert restored.remaining() == searcher.remaining() == len(spec.studies()) * 2 - 3
+    assert restored.remaining() == searcher.remaining() == len(studies(spec)) * 2 - 3
     assert set(restored._live) == {"t1", "t2"}
     assert restored.suggest("t3")["meta"] == searcher.suggest("t3")["meta"]
     assert handed[0]["meta"]["config_kind"] == "recipe"

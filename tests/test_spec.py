@@ -10,8 +10,10 @@ from click.testing import CliRunner
 from shipped_specs import shipped_params
 
 from tlsweep.cli import cli
+from tlsweep.design import studies, trial_counts
 from tlsweep.errors import SpecError
-from tlsweep.spec import diff_resolved, load_spec, parse_spec
+from tlsweep.spec import diff_resolved
+from tlsweep.spec_load import load_spec, parse_spec
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((REPO / "sweeps").glob("*.yaml"))
@@ -30,7 +32,7 @@ def _write(tmp_path: Path, data: dict) -> Path:
 @pytest.mark.parametrize("path", shipped_params())
 def test_shipped_specs_load(path: Path) -> None:
     spec = load_spec(path)
-    assert spec.trial_counts()["tune"] == len(spec.studies()) * spec.design.budget.trials_per_cell
+    assert trial_counts(spec)["tune"] == len(studies(spec)) * spec.design.budget.trials_per_cell
 
 
 def test_shipped_specs_include_the_required_ones() -> None:
@@ -118,8 +120,8 @@ def test_trial_counts_and_studies() -> None:
     data["design"]["budget"]["trials_per_cell"] = 4
     data["confirm"].update(seeds=5, configs=["best", "recipe"])
     spec = parse_spec(data)
-    assert len(spec.studies()) == 2 * 2 * 2
-    assert spec.trial_counts() == {"tune": 8 * 4, "confirm": 8 * 5 * 2}
+    assert len(studies(spec)) == 2 * 2 * 2
+    assert trial_counts(spec) == {"tune": 8 * 4, "confirm": 8 * 5 * 2}
     assert [c.pair for c in spec.compared_arms] == [("checkpoint", "scratch")]
 
 

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from tlsweep.cli import cli
 from tlsweep.errors import SpecError
-from tlsweep.spec import MAX_NAME_LENGTH, MAX_SEED, load_spec, parse_spec
+from tlsweep.spec import MAX_NAME_LENGTH, MAX_SEED
+from tlsweep.spec_load import load_spec, parse_spec
 from tlsweep.spec_yaml import MAX_DEPTH, MAX_SPEC_BYTES, MAX_VALUES, load_yaml
 
 REPO = Path(__file__).resolve().parents[1]

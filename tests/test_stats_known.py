@@ -14,12 +14,13 @@ from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 from tlsweep.stats import (
     StatsInputError,
     adjust_pvalues,
+    bootstrap_interval,
     cohens_dz,
     compare_arms,
     decide_family,
     exact_test_floor,
     expected_best_curve,
-    fit_design_model,
+    fit_cell_trend,
     hedges_g,
     mann_whitney_test,
     mean_difference,
@@ -28,6 +29,7 @@ from tlsweep.stats import (
     probability_of_improvement,
     ratio_of_means,
     seeds_for_power,
+    sign_flip_pvalues,
     sign_flip_test,
     tost_paired,
     tost_unpaired,
@@ -117,8 +119,12 @@ def test_effect_sizes_by_hand() -> None:
     )
 
 
+def _mean_difference(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(a, axis=axis) - np.mean(b, axis=axis)
+
+
 def test_bootstrap_intervals_equal_scipy_with_the_same_generator() -> None:
-    interval = mean_difference(A, B, paired=True, rng=np.random.default_rng(7), n_resamples=999)
+    interval = bootstrap_interval((A, B), _mean_difference, paired=True, rng=np.random.default_rng(7), n_resamples=999)
     expected = scipy.stats.bootstrap(
         (A, B),
         lambda a, b, axis: np.mean(a, axis=axis) - np.mean(b, axis=axis),
@@ -133,30 +139,52 @@ def test_bootstrap_intervals_equal_scipy_with_the_same_generator() -> None:
     assert (interval.low, interval.high) == pytest.approx(
         (expected.confidence_interval.low, expected.confidence_interval.high)
     )
-    ratio = ratio_of_means(A, B, paired=True, rng=np.random.default_rng(7), n_resamples=999)
-    assert ratio.estimate == pytest.approx(A.mean() / B.mean())
+
+
+def test_difference_intervals_are_the_t_intervals_of_the_tests() -> None:
+    paired = mean_difference(A, B, paired=True)
+    expected = scipy.stats.ttest_rel(A, B).confidence_interval(0.95)
+    assert paired.method == "paired t" and paired.estimate == pytest.approx(np.mean(A - B))
+    assert (paired.low, paired.high) == pytest.approx((expected.low, expected.high))
+    wide = mean_difference(A, B, paired=True, confidence=1 - 0.05 / 18)
+    assert wide.low < paired.low and wide.high > paired.high
+    welch = mean_difference(A, B[:4], paired=False)
+    expected = scipy.stats.ttest_ind(A, B[:4], equal_var=False).confidence_interval(0.95)
+    assert welch.method == "Welch t" and (welch.low, welch.high) == pytest.approx((expected.low, expected.high))
+
+
+def test_ratio_interval_is_fieller_by_hand() -> None:
+    ratio = ratio_of_means(A, B, paired=True)
+    assert ratio.method == "Fieller" and ratio.estimate == pytest.approx(A.mean() / B.mean())
+    critical = scipy.stats.t.ppf(0.975, A.size - 1)
+    for bound in (ratio.low, ratio.high):  # at each bound, the paired t of A − R·B sits on the critical value
+        d = A - bound * B
+        assert abs(d.mean() / (d.std(ddof=1) / np.sqrt(d.size))) == pytest.approx(critical)
     assert ratio.low < ratio.estimate < ratio.high
 
 
 def test_bootstrap_degenerate_inputs() -> None:
     rng = np.random.default_rng(0)
-    constant = mean_difference(B + 0.1, B, paired=True, rng=rng, n_resamples=999)
+    constant = bootstrap_interval((B + 0.1, B), _mean_difference, paired=True, rng=rng, n_resamples=999)
     assert constant.method == "constant" and constant.low == constant.high == pytest.approx(0.1)
-    lumpy = mean_difference(np.r_[np.zeros(7), 1.0], np.zeros(8), paired=True, rng=rng, n_resamples=999)
+    lumpy = bootstrap_interval(
+        (np.r_[np.zeros(7), 1.0], np.zeros(8)), _mean_difference, paired=True, rng=rng, n_resamples=999
+    )
     assert lumpy.method in ("BCa", "percentile") and np.isfinite(lumpy.low) and lumpy.low <= lumpy.high
-    single = mean_difference([0.6], [0.5], paired=True, rng=rng, n_resamples=999)
+    assert mean_difference(B + 0.1, B, paired=True).method == "constant"
+    single = mean_difference([0.6], [0.5], paired=True)
     assert single.method.startswith("not computed") and np.isnan(single.low)
-    assert ratio_of_means([0.1, 0.2], [0.0, 0.0], paired=True, rng=rng).method.startswith("not computed")
+    assert ratio_of_means([0.1, 0.2], [0.0, 0.0], paired=True).method.startswith("not computed")
     with pytest.raises(StatsInputError, match=r"numpy.random.Generator"):
-        mean_difference(A, B, paired=True, rng=np.random.RandomState(0))  # type: ignore[arg-type]
+        bootstrap_interval((A, B), _mean_difference, paired=True, rng=np.random.RandomState(0))  # type: ignore[arg-type]
 
 
 def test_input_checks_name_the_problem() -> None:
     rng = np.random.default_rng(0)
     with pytest.raises(StatsInputError, match="NaN or infinite values at positions \\[1\\]"):
-        mean_difference([0.1, np.nan], [0.1, 0.2], paired=True, rng=rng)
+        mean_difference([0.1, np.nan], [0.1, 0.2], paired=True)
     with pytest.raises(StatsInputError, match="equal length"):
-        mean_difference([0.1, 0.2, 0.3], [0.1, 0.2], paired=True, rng=rng)
+        mean_difference([0.1, 0.2, 0.3], [0.1, 0.2], paired=True)
     with pytest.raises(StatsInputError, match="alternative must be one of"):
         paired_t_test(A, B, alternative="bigger")
     with pytest.raises(StatsInputError, match="must be 1-D"):
@@ -169,7 +197,7 @@ def test_input_checks_name_the_problem() -> None:
             baseline_seeds=range(6),
             alternative="greater",
             margin=0.02,
-            gate_alpha=0.05,
+            smallest_threshold=0.05,
             rng=rng,
         )
 
@@ -227,69 +255,103 @@ def test_compare_arms_pairs_by_seed_regardless_of_order() -> None:
         baseline_seeds=seeds,
         alternative="greater",
         margin=0.02,
-        gate_alpha=0.05,
+        smallest_threshold=0.05,
         rng=rng,
         n_resamples=0,
     )
     assert contrast.paired and contrast.n_pairs == 6
     assert contrast.test.pvalue == pytest.approx(scipy.stats.ttest_rel(A, B, alternative="greater").pvalue)
     assert contrast.d_z == pytest.approx(cohens_dz(A, B))
-    unpaired = compare_arms(
+    one_lost = compare_arms(
         A,
         B[:5],
         treated_seeds=seeds,
         baseline_seeds=seeds[:5],
         alternative="greater",
         margin=0.02,
-        gate_alpha=0.05,
+        smallest_threshold=0.05,
         rng=rng,
         n_resamples=0,
-    )
-    assert not unpaired.paired and unpaired.design.startswith("unpaired (1 run(s) lack a partner")
+    )  # a missing run drops its pair, not the pairing
+    assert one_lost.paired and one_lost.n_pairs == 5 and one_lost.dropped == 1
+    assert one_lost.test.pvalue == pytest.approx(scipy.stats.ttest_rel(A[:5], B[:5], alternative="greater").pvalue)
+    assert "1 run(s) without a partner seed left out (seed(s) [5])" in one_lost.notes[0]
+    unpaired = compare_arms(
+        A,
+        B[:5],
+        treated_seeds=seeds,
+        baseline_seeds=seeds[:5] + 100,
+        alternative="greater",
+        margin=0.02,
+        smallest_threshold=0.05,
+        rng=rng,
+        n_resamples=0,
+    )  # the arms share no seed: an unpaired design
+    assert not unpaired.paired and unpaired.design.startswith("unpaired (the arms share no seed)")
     assert unpaired.test.name == "Welch t" and unpaired.robustness.name == "Mann–Whitney U"
 
 
-def test_decide_family_gates_and_labels() -> None:
+def test_decide_family_labels_with_the_t_test_and_flags_the_exact_floor() -> None:
     rng = np.random.default_rng(0)
     kwargs = dict(alternative="greater", margin=0.02, rng=rng, n_resamples=0)
-    strong = compare_arms(A, B, treated_seeds=range(6), baseline_seeds=range(6), gate_alpha=0.05, **kwargs)
+    strong = compare_arms(A, B, treated_seeds=range(6), baseline_seeds=range(6), smallest_threshold=0.025, **kwargs)
     same = compare_arms(
-        B + 0.001 * np.arange(6), B, treated_seeds=range(6), baseline_seeds=range(6), gate_alpha=0.05, **kwargs
+        B + 0.001 * np.arange(6),
+        B,
+        treated_seeds=range(6),
+        baseline_seeds=range(6),
+        smallest_threshold=0.025,
+        **kwargs,
     )
-    worse = compare_arms(B, A, treated_seeds=range(6), baseline_seeds=range(6), gate_alpha=0.05, **kwargs)
-    few = compare_arms(A[:3], B[:3], treated_seeds=range(3), baseline_seeds=range(3), gate_alpha=0.05, **kwargs)
-    missing = compare_arms(A, [], treated_seeds=range(6), baseline_seeds=[], gate_alpha=0.05, **kwargs)
+    worse = compare_arms(B, A, treated_seeds=range(6), baseline_seeds=range(6), smallest_threshold=0.025, **kwargs)
+    few = compare_arms(
+        A[:3], B[:3], treated_seeds=range(3), baseline_seeds=range(3), smallest_threshold=0.025, **kwargs
+    )
+    missing = compare_arms(A, [], treated_seeds=range(6), baseline_seeds=[], smallest_threshold=0.025, **kwargs)
     labels = [d.label for d in decide_family([strong, same, worse, few, missing], alpha=0.05, correction="none")]
     assert labels == ["supported", "equivalent", "not supported", "inconclusive", "inconclusive"]
+    # without correction each cell's two directions share alpha: 3 pairs, one-sided p 0.027 → 0.054 adjusted
+    assert float(few.test.pvalue) == pytest.approx(scipy.stats.ttest_rel(A[:3], B[:3], alternative="greater").pvalue)
     decisions = decide_family([few, missing], alpha=0.05, correction="holm")
-    assert decisions[0].reason == "insufficient replicates (need 5)"
+    assert decisions[0].reason == "neither a significant difference nor equivalence"
     assert "baseline arm has no usable runs" in decisions[1].reason
+    # 3 pairs with a large effect: the t-test decides although the exact test's floor (1/8) cannot reach alpha/4
+    big = B[:3] + 0.3 + np.array([0.001, -0.002, 0.0015])
+    huge = compare_arms(
+        big, B[:3], treated_seeds=range(3), baseline_seeds=range(3), smallest_threshold=0.0125, **kwargs
+    )
+    decided = decide_family([huge, few], alpha=0.05, correction="holm")[0]
+    assert decided.label == "supported" and not huge.robust_reachable and huge.needed_replicates == 7
+    assert "floor 0.125 with 3 pairs is above the family's smallest threshold 0.0125: it needs 7" in decided.robust_note
 
 
-def test_design_model_recovers_known_interactions() -> None:
+def test_the_trend_model_recovers_known_slopes_with_cells_as_replicates() -> None:
     rng = np.random.default_rng(5)
-    rows = []
-    seed_effect = rng.normal(0, 0.5, 8)
-    for seed in range(8):
-        for log2f in (-3.0, -1.0, 0.0):
-            for epochs in (2.0, 6.0, 12.0):
-                for treated in (0, 1):
-                    value = 50 + 4 * log2f + 0.5 * epochs + treated * (10 - 3 * log2f - 0.4 * epochs)
-                    rows.append(
-                        {
-                            "value": value + seed_effect[seed] + rng.normal(0, 0.3),
-                            "treated": treated,
-                            "log2_fraction": log2f,
-                            "epochs": epochs,
-                            "seed": str(seed),
-                        }
-                    )
-    model = fit_design_model(pd.DataFrame(rows), logit=False, points_per_unit=1.0)
-    assert model.fitted and model.method.startswith("mixedlm")
+    rows = [
+        {"delta": 10 - 3 * log2f - 0.4 * epochs + rng.normal(0, 0.3), "log2_fraction": log2f, "epochs": epochs}
+        for log2f in (-3.0, -1.0, 0.0)
+        for epochs in (2.0, 6.0, 12.0)
+    ]
+    model = fit_cell_trend(pd.DataFrame(rows))
+    assert model.fitted and model.df == 6 and model.n_cells == 9
     table = model.coefficients.set_index("term")
     for term, truth in (("treated:log2_fraction", -3.0), ("treated:epochs", -0.4)):
         assert table.loc[term, "ci_low"] < truth < table.loc[term, "ci_high"]
-        assert table.loc[term, "points"] == pytest.approx(truth, abs=0.2)
-    two_seeds = fit_design_model(pd.DataFrame([r for r in rows if r["seed"] in ("0", "1")]), logit=False)
-    assert two_seeds.method == "OLS (seed fixed effects)"
-    assert any("cannot be estimated" in note for note in two_seeds.notes)
+        assert table.loc[term, "estimate"] == pytest.approx(truth, abs=0.2)
+    # the same slopes from statsmodels' OLS on the cell means
+    import statsmodels.formula.api as smf
+
+    ols = smf.ols("delta ~ log2_fraction + epochs", pd.DataFrame(rows)).fit()
+    assert table.loc["treated:epochs", "p"] == pytest.approx(ols.pvalues["epochs"])
+    assert table.loc["treated:log2_fraction", "se"] == pytest.approx(ols.bse["log2_fraction"])
+    four = fit_cell_trend(pd.DataFrame(rows[:2] + rows[3:5]))  # 4 cells, 3 parameters: 1 df
+    assert not four.fitted and "too few cells for a trend test" in four.method
+
+
+@pytest.mark.parametrize("n", [5, 8, 20])
+def test_sign_flip_pvalues_equal_three_sign_flip_tests(n: int) -> None:
+    d = np.random.default_rng(n).normal(0.3, 1.0, n)
+    flips = sign_flip_pvalues(d, rng=np.random.default_rng(1))
+    for alternative in ("greater", "less", "two-sided"):
+        single = sign_flip_test(d, alternative=alternative, rng=np.random.default_rng(1))
+        assert flips[alternative].pvalue == pytest.approx(single.pvalue, abs=0)

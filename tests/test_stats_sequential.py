@@ -102,21 +102,22 @@ def test_conditional_power_rule():
 
 def test_family_wise_error_rate_over_simulated_null_sweeps():
     """20,000 simulated null sweeps of 6 cells (no true difference anywhere): the share with any cell declared
-    supported (and, separately, any declared reversed) is 0.05 ± 0.01."""
+    supported or reversed (one family for both directions) is 0.05 ± 0.01, each direction about half of it."""
     design = SequentialDesign(LOOKS, alpha=0.05, margin=0.5)
     summary = simulate(np.zeros(6), design, sweeps=20_000, rng=np.random.default_rng(20_000))
     print(
         f"null: FWER {summary.any_supported_false:.4f}, reversed {summary.any_reversed_false:.4f}, "
         f"mean seeds {summary.mean_seeds:.2f} of {summary.max_seeds}"
     )
-    assert 0.04 <= summary.any_supported_false <= 0.06
-    assert 0.04 <= summary.any_reversed_false <= 0.06
+    assert 0.04 <= summary.any_false_claim <= 0.06
+    assert 0.02 <= summary.any_supported_false <= 0.035
+    assert 0.02 <= summary.any_reversed_false <= 0.035
     # Pocock-type spending and Bonferroni keep the rate too
     for other in (
         SequentialDesign(LOOKS, spending="pocock", margin=0.5),
         SequentialDesign(LOOKS, correction="bonferroni", margin=0.5),
     ):
-        rate = simulate(np.zeros(6), other, sweeps=20_000, rng=np.random.default_rng(7)).any_supported_false
+        rate = simulate(np.zeros(6), other, sweeps=20_000, rng=np.random.default_rng(7)).any_false_claim
         assert 0.04 <= rate <= 0.06, (other, rate)
 
 

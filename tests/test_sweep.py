@@ -19,12 +19,12 @@ from click.testing import CliRunner
 from faults import INJECTED, TrialFault, injected, kill_driver_command
 from sweep_fixtures import tiny_spec_dict
 
-from tlsweep.design import plan_confirm
+from tlsweep.design import plan_confirm, studies, trial_counts
 from tlsweep.engine.settings import RESULT_FILES_LOGGER, sweep_settings
 from tlsweep.errors import StoreError
 from tlsweep.results.schema import EPOCHS_SCHEMA, TRIALS_SCHEMA
 from tlsweep.results.store import ResultsStore
-from tlsweep.spec import load_spec, parse_spec
+from tlsweep.spec_load import load_spec, parse_spec
 
 pytestmark = pytest.mark.ray
 
@@ -105,7 +105,7 @@ def test_trial_counts_match_the_design_and_budgets_are_equal(finished_sweep) -> 
     assert figures["efficiency"] == round(outcome.efficiency, 4) and figures["slots"] == outcome.slots
     tune = [r for r in trials if r["phase"] == "tune"]
     confirm = [r for r in trials if r["phase"] == "confirm"]
-    assert len(tune) == spec.trial_counts()["tune"] and len(confirm) == spec.trial_counts()["confirm"]
+    assert len(tune) == trial_counts(spec)["tune"] and len(confirm) == trial_counts(spec)["confirm"]
     per_study = Counter((r["cell_id"], r["arm"]) for r in tune)
     assert set(per_study.values()) == {spec.design.budget.trials_per_cell}
     assert len({r["trial_id"] for r in trials}) == len(trials)
@@ -123,10 +123,9 @@ def test_parquet_files_have_the_declared_schema_and_metadata(finished_sweep) -> 
     provenance = json.loads((results / "provenance.json").read_text())
     assert provenance["spec_hash"] == spec.result_hash() and resolved["name"] == "tiny"
     assert "tlsweep" not in resolved and load_spec(results / "spec.resolved.yaml") == spec  # itself a valid spec
-    assert (
-        provenance["compared_arms"] == [list(c.pair) for c in spec.compared_arms]
-        and provenance["trial_counts"] == spec.trial_counts()
-    )
+    assert provenance["compared_arms"] == [list(c.pair) for c in spec.compared_arms] and provenance[
+        "trial_counts"
+    ] == trial_counts(spec)
     ok = [r for r in trials.to_pylist() if r["status"] == "ok"]
     rows_per_trial = Counter(r["trial_id"] for r in epochs.to_pylist())
     assert all(rows_per_trial[r["trial_id"]] == r["epochs_run"] for r in ok)
@@ -268,7 +267,7 @@ def test_a_driver_killed_with_sigkill_resumes_to_exactly_the_planned_trials(tiny
     spec_dict["design"]["early_stopping"] = {"type": "asha", "grace_period": 1, "reduction_factor": 2}
     # enough confirm trials that the kill below lands mid-sweep although finished rows reach the disk in batches
     spec_dict["confirm"]["seeds"] = 4
-    planned_total = sum(parse_spec(spec_dict).trial_counts().values())
+    planned_total = sum(trial_counts(parse_spec(spec_dict)).values())
     path = tmp_path / "killed.yaml"
     path.write_text(yaml.safe_dump(spec_dict))
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
@@ -310,7 +309,7 @@ def test_a_driver_killed_with_sigkill_resumes_to_exactly_the_planned_trials(tiny
     tune = [r for r in rows if r["phase"] == "tune"]
     assert len(rows) == len({r["trial_id"] for r in rows})
     per_study = Counter((r["cell_id"], r["arm"]) for r in tune)
-    assert set(per_study.values()) == {2} and len(per_study) == len(spec.studies())
+    assert set(per_study.values()) == {2} and len(per_study) == len(studies(spec))
     for key in per_study:
         assert sorted(r["tune_index"] for r in tune if (r["cell_id"], r["arm"]) == key) == [0, 1]
     expected, _ = plan_confirm(spec, tune)
@@ -351,7 +350,7 @@ def test_a_trial_running_when_the_driver_died_continues_from_its_checkpoint(tiny
     reborn = [r for r in rows if r["resumed_from_epoch"] is not None]  # every trial running at the death
     assert ("tune", 1, "scratch") in [(r["phase"], r["tune_index"], r["arm"]) for r in reborn]
     spec = parse_spec(spec_dict)
-    assert len(rows) == len({r["trial_id"] for r in rows}) == sum(spec.trial_counts().values())
+    assert len(rows) == len({r["trial_id"] for r in rows}) == sum(trial_counts(spec).values())
     epochs = pq.read_table(results / "epochs.parquet").to_pylist()
     data = load_dataset(spec.dataset, image_size=spec.model.image_size)
     for row in reborn:
@@ -377,7 +376,7 @@ def test_a_trial_whose_worker_process_dies_runs_again_and_continues(ray_local, t
     with injected(fault):
         outcome = _run(spec)
     rows = pq.read_table(tmp_path / "lostworker" / "trials.parquet").to_pylist()
-    assert not outcome.interrupted and len(rows) == sum(spec.trial_counts().values())
+    assert not outcome.interrupted and len(rows) == sum(trial_counts(spec).values())
     assert {r["status"] for r in rows} == {"ok"}
     lost = next(r for r in rows if r["phase"] == "tune" and r["arm"] == "scratch")
     assert lost["attempts"] == 2 and lost["resumed_from_epoch"] == 1 and lost["epochs_run"] == 2
@@ -418,7 +417,7 @@ def test_a_three_arm_sweep_runs_end_to_end_and_reports_every_comparison(ray_loca
     outcome = _run(spec)
     results = tmp_path / "runs" / "arms"
     rows = pq.read_table(results / "trials.parquet").to_pylist()
-    assert not outcome.interrupted and len(rows) == sum(spec.trial_counts().values()) == 3 * 2 + 3 * 2
+    assert not outcome.interrupted and len(rows) == sum(trial_counts(spec).values()) == 3 * 2 + 3 * 2
     assert Counter(r["arm"] for r in rows) == {"finetune": 4, "probe": 4, "scratch": 4}
     assert {(r["arm"], r["init"], r["freeze_depth"]) for r in rows} == {
         ("finetune", "checkpoint", 0),

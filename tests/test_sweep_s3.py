@@ -7,9 +7,9 @@ import pyarrow.compute as pc
 import pytest
 from sweep_fixtures import tiny_spec_dict
 
-from tlsweep.design import plan_confirm
+from tlsweep.design import plan_confirm, trial_counts
 from tlsweep.results.store import ResultsStore
-from tlsweep.spec import parse_spec
+from tlsweep.spec_load import parse_spec
 
 pytestmark = pytest.mark.ray
 
@@ -23,7 +23,7 @@ def test_sweep_on_s3_resumes_from_storage_alone(ray_local, s3_env, tiny_assets, 
     first = run_sweep(spec, live=False, report=True)
     store = ResultsStore(f"{storage}/remote")
     trials = store.read_trials()
-    assert first.location == f"{storage}/remote" and trials.num_rows == sum(spec.trial_counts().values())
+    assert first.location == f"{storage}/remote" and trials.num_rows == sum(trial_counts(spec).values())
     assert store.read_text("report/report.md")  # the report was rendered from a download and uploaded
     assert not list(tmp_path.glob("**/trials.parquet"))  # nothing of the results lives on this machine
 
@@ -35,7 +35,7 @@ def test_sweep_on_s3_resumes_from_storage_alone(ray_local, s3_env, tiny_assets, 
     second = run_sweep(spec, live=False, report=False)
     assert second.trials_recorded == len(lost)
     rows = ResultsStore(f"{storage}/remote").read_trials().to_pylist()
-    assert len(rows) == len({r["trial_id"] for r in rows}) == sum(spec.trial_counts().values())
+    assert len(rows) == len({r["trial_id"] for r in rows}) == sum(trial_counts(spec).values())
     expected, _ = plan_confirm(spec, [r for r in rows if r["phase"] == "tune"])
     assert {p.trial_id for p in expected} == {r["trial_id"] for r in rows if r["phase"] == "confirm"}
     fs = s3_env.endpoint.filesystem()

@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 from sweep_fixtures import tiny_spec_dict
 
-from tlsweep.spec import parse_spec
+from tlsweep.design import trial_counts
+from tlsweep.spec_load import parse_spec
 from tlsweep.tracking.summary import report_run_id
 
 pytestmark = pytest.mark.ray
@@ -62,7 +63,7 @@ def test_a_broken_mirror_never_costs_results(ray_local, tiny_assets, tmp_path, m
     spec = _small(tiny_assets, tmp_path, "broken")
     outcome = run_sweep(spec, live=False, report=False, wandb_mode="offline")
     rows = pq.read_table(tmp_path / "broken" / "trials.parquet").num_rows
-    assert not outcome.interrupted and rows == sum(spec.trial_counts().values())
+    assert not outcome.interrupted and rows == sum(trial_counts(spec).values())
 
 
 def test_the_report_of_a_real_sweep_matches_its_parquet(ray_local, tiny_assets, tmp_path):

@@ -530,7 +530,7 @@ SWEEP_ID = "swp0abc1"
 def sweep_spec() -> object:
     import yaml
 
-    from tlsweep.spec import parse_spec
+    from tlsweep.spec_load import parse_spec
 
     return parse_spec(yaml.safe_load(SWEEP_SPEC))
 
@@ -580,8 +580,8 @@ def fake_wandb(monkeypatch: pytest.MonkeyPatch) -> FakeGraphQL:
     """A reachable W&B server with a key (the API faked), whose runs are still written offline to disk."""
     import wandb
 
+    from tlsweep.tracking import server_check, wandb_sweep
     from tlsweep.tracking import tracker as tracker_module
-    from tlsweep.tracking import wandb_sweep
 
     graphql = FakeGraphQL()
     monkeypatch.setattr(
@@ -591,6 +591,7 @@ def fake_wandb(monkeypatch: pytest.MonkeyPatch) -> FakeGraphQL:
     )
     monkeypatch.setattr(tracker_module, "api_key_configured", lambda: True)
     monkeypatch.setattr(tracker_module, "unreachable_reason", lambda base_url, timeout_s: None)
+    monkeypatch.setattr(server_check, "server_problem", lambda base_url, timeout_s: None)
     real_init = wandb.init
     monkeypatch.setattr(wandb, "init", lambda **kwargs: real_init(**{**kwargs, "mode": "offline"}))
     monkeypatch.setenv("WANDB_API_KEY", PLANTED_KEY)
@@ -775,12 +776,12 @@ def test_wandb_sync_creates_the_sweep_with_the_offline_runs_as_prior_runs(
 
     from tlsweep.cli import cli
     from tlsweep.tracking import settings as settings_mod
-    from tlsweep.tracking import wandb_sweep
+    from tlsweep.tracking import wandb_sweep, wandb_sync
 
     results = _results_with_offline_runs(tmp_path)
     uploaded: list[list[str]] = []
     monkeypatch.setattr(
-        wandb_sweep,
+        wandb_sync,
         "upload_offline_runs",
         lambda dirs, timeout_s: uploaded.append([d.name.split("-", 3)[3] for d in dirs]),
     )
@@ -814,7 +815,7 @@ def test_wandb_sync_creates_the_sweep_with_the_offline_runs_as_prior_runs(
 
 def test_wandb_sync_refuses_clearly_without_runs_or_a_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from tlsweep.tracking import settings as settings_mod
-    from tlsweep.tracking.wandb_sweep import WandbSyncError, sync_to_sweep
+    from tlsweep.tracking.wandb_sync import WandbSyncError, sync_to_sweep
 
     results = _results_with_offline_runs(tmp_path)
     monkeypatch.setattr(settings_mod, "api_key_configured", lambda: False)

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from tlsweep.cli import cli
 from tlsweep.errors import StoreError
-from tlsweep.tracking import dashboard
+from tlsweep.tracking import dashboard, tracker
 
 SPEC = """\
 name: age_hypothesis
@@ -118,8 +118,7 @@ def test_save_updates_an_existing_view(monkeypatch: pytest.MonkeyPatch, results_
 
     saved: list[ws.Workspace] = []
     monkeypatch.setattr(dashboard, "api_key_configured", lambda: True)
-    monkeypatch.setattr(dashboard, "wandb_base_url", lambda: "https://wandb.test")
-    monkeypatch.setattr(dashboard, "unreachable_reason", lambda url, timeout: None)
+    monkeypatch.setattr(dashboard, "check_server", lambda timeout_s: "https://wandb.test")
     monkeypatch.setattr(internal, "get_view_dict", lambda entity, project, name: {"id": f"id-of-{name}"})
     monkeypatch.setattr(ws.Workspace, "save", lambda self: saved.append(self) or self)
     monkeypatch.setattr(ws.Workspace, "url", property(lambda self: f"https://wandb.test/{self._internal_name}"))
@@ -154,7 +153,7 @@ def test_no_api_key_says_so(monkeypatch: pytest.MonkeyPatch, results_dir: Path) 
 def test_unreachable_server_says_so(monkeypatch: pytest.MonkeyPatch, results_dir: Path) -> None:
     pytest.importorskip("wandb_workspaces")
     monkeypatch.setattr(dashboard, "api_key_configured", lambda: True)
-    monkeypatch.setattr(dashboard, "wandb_base_url", lambda: "http://127.0.0.1:9")
+    monkeypatch.setattr(tracker, "wandb_base_url", lambda: "http://127.0.0.1:9")
     before = snapshot(results_dir)
     result = CliRunner().invoke(cli, ["wandb", "dashboard", "--timeout", "2", str(results_dir)])
     assert result.exit_code != 0

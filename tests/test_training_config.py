@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tlsweep.errors import SpecError
-from tlsweep.spec import load_spec, parse_spec
+from tlsweep.spec_load import load_spec, parse_spec
 from tlsweep.training.config import (
     PRETRAIN_DEFAULTS,
     SETTING_RULES,

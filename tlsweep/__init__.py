@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.2.0"
 
 _EXPORTS: dict[str, str] = {
-    "load_spec": "tlsweep.spec",
+    "load_spec": "tlsweep.spec_load",
     "run_sweep": "tlsweep.engine.run",
     "load_results": "tlsweep.report.load",
     "build_report": "tlsweep.report.build",
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from tlsweep.engine.run import run_sweep
     from tlsweep.report.build import build_report
     from tlsweep.report.load import load_results
-    from tlsweep.spec import load_spec
+    from tlsweep.spec_load import load_spec
     from tlsweep.training.config import TrialConfig
     from tlsweep.training.loop import run_trial
 

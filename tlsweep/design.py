@@ -1,21 +1,26 @@
-"""The experimental design as plain data: studies (cell × arm), trial ids, seeds, and resolved trial configs.
+"""The plan of a sweep: studies (cell × arm), trial counts, trial ids, seeds, trial configs and the confirm plan.
 
-Pure functions over a ``SweepSpec`` and rows of ``trials.parquet``; no ray, no torch. The sweep engine asks this
-module *what* to run; ``tlsweep.engine.searchers`` and ``tlsweep.engine.run`` decide *when*.
+Pure functions over a validated ``SweepSpec`` (``tlsweep.spec``, the data) and rows of ``trials.parquet``; no ray, no
+torch. :func:`check_design` is the part of a spec's validation that needs the plan (``tlsweep.spec_load`` runs it).
+The sweep engine asks this module *what* to run; ``tlsweep.engine.searchers`` and ``tlsweep.engine.run`` decide
+*when*.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from tlsweep.spec import ARM_KEY, FACTOR_NAMES, PRETRAINED_LEVELS, SweepSpec
+from tlsweep.errors import SpecError
+from tlsweep.space import grid_points
+from tlsweep.spec import ARM_KEY, FACTOR_NAMES, PRETRAINED_LEVELS, SweepSpec, tune_range_values
 from tlsweep.stats.sequential import SequentialDesign, SequentialOutcome, look_pvalues, sequential_decide
-from tlsweep.training.config import TrialConfig
+from tlsweep.training.config import TrialConfig, check_trial_config
 
 
 def _fmt(value: Any) -> str:
@@ -51,6 +56,56 @@ def split_study_key(key: str) -> tuple[str, str]:
         if found:
             return cell, arm
     raise ValueError(f"{key!r} is not a study key (CELL|init=LEVEL or CELL|arm=NAME)")
+
+
+def studies(spec: SweepSpec) -> list[dict[str, Any]]:
+    """Every combination of factor levels (cell × arm): one Optuna study each, in a stable order.
+
+    With init levels as the arms a study's levels are its factor levels (``init`` among them); with
+    ``design.arms`` they also hold ``arm`` (the name) and ``init`` (the arm's level), arms first.
+    """
+    factors = spec.design.factors
+    names = list(factors)
+    cells = [dict(zip(names, combo, strict=False)) for combo in itertools.product(*(factors[n] for n in names))]
+    if spec.design.arms is None:
+        return cells
+    return [{**arm, **cell} for arm in spec.design.arm_levels() for cell in cells]
+
+
+def study_trial_counts(spec: SweepSpec) -> dict[tuple[str, str, str], int]:
+    """Trials each (phase, cell, arm) runs: its tune budget, and its confirm seeds × configs (adaptive: at most)."""
+    per_confirm = spec.confirm.max_seeds * len(spec.confirm.configs)
+    counts: dict[tuple[str, str, str], int] = {}
+    for levels in studies(spec):
+        counts[("tune", cell_id(levels), arm_of(levels))] = spec.design.budget.trials_per_cell
+        counts[("confirm", cell_id(levels), arm_of(levels))] = per_confirm
+    return counts
+
+
+def trial_counts(spec: SweepSpec) -> dict[str, int]:
+    """Trials of each phase: ``{"tune": N, "confirm": M}`` (adaptive confirm: at most)."""
+    totals = {"tune": 0, "confirm": 0}
+    for (phase, _, _), count in study_trial_counts(spec).items():
+        totals[phase] += count
+    return totals
+
+
+def base_trial_config(spec: SweepSpec) -> TrialConfig:
+    """TrialConfig with everything the model block and the recipe fix (factors and tuned values go on top)."""
+    m = spec.model
+    return TrialConfig(
+        backbone=m.backbone,
+        batch_size=m.batch_size,
+        eval_batch_size=m.eval_batch_size,
+        optimizer=m.optimizer.name,
+        momentum=m.optimizer.momentum,
+        schedule=m.schedule.name,
+        warmup_epochs=m.schedule.warmup_epochs,
+        step_size=m.schedule.step_size,
+        step_gamma=m.schedule.gamma,
+        label_smoothing=m.label_smoothing,
+        backbone_lr_mult=m.backbone_lr_mult,
+    ).replace(**{k: v for k, v in spec.design.recipe.items() if v is not None})
 
 
 def trial_id(phase: str, cell: str, arm: str, index: str, params: dict[str, Any], seed: int) -> str:
@@ -110,7 +165,7 @@ def trial_config(
     values = {k: v for k, v in spec.arm_settings(arm_of(levels)).items() if k != "init"}
     values.update({k: v for k, v in levels.items() if k not in ("init", ARM_KEY)})
     values.update(params)
-    config = spec.base_trial_config().replace(
+    config = base_trial_config(spec).replace(
         **values, init=resolve_init(spec, str(levels["init"])), seed=seed, num_threads=num_threads
     )
     if levels["init"] not in PRETRAINED_LEVELS:
@@ -198,9 +253,9 @@ def _confirm_studies(
     by_study: dict[str, list[dict[str, Any]]] = {}
     for row in tune_rows:
         by_study.setdefault(study_key(json.loads(row["params_json"])["levels"]), []).append(row)
-    studies: list[tuple[dict[str, Any], str, dict[str, Any]]] = []
+    confirmed: list[tuple[dict[str, Any], str, dict[str, Any]]] = []
     skipped: list[str] = []
-    for levels in spec.studies():
+    for levels in studies(spec):
         key = study_key(levels)
         if only is not None and key not in only:
             continue
@@ -213,15 +268,15 @@ def _confirm_studies(
                 params = arm_params(spec, levels, json.loads(best["params_json"])["tuned"])
             else:
                 params = recipe_params(spec, levels)
-            studies.append((levels, kind, params))
-    return studies, skipped
+            confirmed.append((levels, kind, params))
+    return confirmed, skipped
 
 
 def _confirm_trials(
-    spec: SweepSpec, studies: list[tuple[dict[str, Any], str, dict[str, Any]]], replicates: range
+    spec: SweepSpec, confirmed: list[tuple[dict[str, Any], str, dict[str, Any]]], replicates: range
 ) -> list[PlannedTrial]:
     planned = []
-    for levels, kind, params in studies:
+    for levels, kind, params in confirmed:
         for replicate in replicates:
             seed = spec.confirm.seed_base + replicate
             tid = trial_id("confirm", cell_id(levels), arm_of(levels), f"{kind}-{replicate}", params, seed)
@@ -232,8 +287,8 @@ def _confirm_trials(
 def plan_confirm(spec: SweepSpec, tune_rows: list[dict[str, Any]]) -> tuple[list[PlannedTrial], list[str]]:
     """Confirm trials for every study from the finished tune phase (adaptive: the first look's); also the studies
     that could not be confirmed."""
-    studies, skipped = _confirm_studies(spec, tune_rows)
-    return _confirm_trials(spec, studies, range(spec.confirm.looks()[0])), skipped
+    confirmed, skipped = _confirm_studies(spec, tune_rows)
+    return _confirm_trials(spec, confirmed, range(spec.confirm.looks()[0])), skipped
 
 
 @dataclass(frozen=True)
@@ -260,13 +315,13 @@ def plan_confirm_step(spec: SweepSpec, rows: list[dict[str, Any]]) -> ConfirmSte
     tune_rows = [r for r in rows if r["phase"] == "tune"]
     confirm_rows = [r for r in rows if r["phase"] == "confirm"]
     recorded = {r["trial_id"] for r in confirm_rows}
-    studies, skipped = _confirm_studies(spec, tune_rows)
+    confirmed, skipped = _confirm_studies(spec, tune_rows)
     looks = spec.confirm.looks()
-    open_cells = tuple(dict.fromkeys(cell_id(levels) for levels, _, _ in studies))
+    open_cells = tuple(dict.fromkeys(cell_id(levels) for levels, _, _ in confirmed))
     planned: list[PlannedTrial] = []
     previous = 0
     for k, n in enumerate(looks, start=1):
-        batch = [t for t in _confirm_trials(spec, studies, range(previous, n)) if t.cell_id in open_cells]
+        batch = [t for t in _confirm_trials(spec, confirmed, range(previous, n)) if t.cell_id in open_cells]
         planned += batch
         if k == len(looks) or any(t.trial_id not in recorded for t in batch):
             return ConfirmStep(planned, k < len(looks), skipped, k, looks, open_cells)
@@ -299,11 +354,11 @@ def plan_confirm_now(spec: SweepSpec, rows: list[dict[str, Any]]) -> ConfirmStep
     every cell's previous look.
     """
     ready = tune_complete_studies(spec, rows)
-    if len(ready) == len(spec.studies()):
+    if len(ready) == len(studies(spec)):
         return plan_confirm_step(spec, rows)
-    studies, skipped = _confirm_studies(spec, [r for r in rows if r["phase"] == "tune"], only=ready)
+    confirmed, skipped = _confirm_studies(spec, [r for r in rows if r["phase"] == "tune"], only=ready)
     looks = spec.confirm.looks()
-    trials = _confirm_trials(spec, studies, range(looks[0]))
+    trials = _confirm_trials(spec, confirmed, range(looks[0]))
     return ConfirmStep(trials, True, skipped, 1, looks, tuple(dict.fromkeys(t.cell_id for t in trials)))
 
 
@@ -332,7 +387,7 @@ def sequential_design(spec: SweepSpec) -> SequentialDesign:
         alpha=hyp.alpha,
         spending=adaptive.spending if adaptive is not None else "obrien_fleming",
         correction=hyp.correction,
-        alternative=hyp.direction,
+        alternative=spec.compared_arms[0].direction,  # the comparison's own direction (adaptive: one comparison)
         margin=hyp.equivalence_margin,
         futility=adaptive.futility if adaptive is not None else 0.0,
     )
@@ -364,7 +419,7 @@ def confirm_differences(spec: SweepSpec, confirm_rows: list[dict[str, Any]]) -> 
     primary (first) comparison's confirm runs."""
     treated, baseline = spec.compared_arms[0].pair
     kind = primary_config_kind(spec)
-    cells = list(dict.fromkeys(cell_id(levels) for levels in spec.studies()))
+    cells = list(dict.fromkeys(cell_id(levels) for levels in studies(spec)))
     index = {cell: i for i, cell in enumerate(cells)}
     n = spec.confirm.max_seeds
     values = {arm: np.full((len(cells), n), np.nan) for arm in (treated, baseline)}
@@ -418,7 +473,7 @@ def optimizer_steps(n_train: int, fraction: float, batch_size: int, epochs: int)
 
 def cell_steps(spec: SweepSpec, n_train: int) -> list[CellSteps]:
     """Steps per run of every cell of the design, with the largest batch size a study may use (fewest steps)."""
-    base = spec.base_trial_config()
+    base = base_trial_config(spec)
     batch = base.batch_size
     tuned = spec.design.tune.get("batch_size")
     if tuned is not None:
@@ -431,7 +486,7 @@ def cell_steps(spec: SweepSpec, n_train: int) -> list[CellSteps]:
     names = spec.cell_factors()
     out = []
     seen: set[str] = set()
-    for study in spec.studies():
+    for study in studies(spec):
         levels = {name: study[name] for name in names}
         key = cell_id(levels)
         if key in seen:
@@ -442,3 +497,70 @@ def cell_steps(spec: SweepSpec, n_train: int) -> list[CellSteps]:
         n, steps = optimizer_steps(n_train, fraction, batch, epochs)
         out.append(CellSteps(levels, n, batch, epochs, steps))
     return out
+
+
+# ---- the checks of a spec that need its plan ---------------------------------------------------------------------
+def check_design(spec: SweepSpec) -> None:
+    """What field validation cannot see: arms that differ in nothing, trials the design makes that are invalid, a
+    grid sampler whose grid is not the budget.
+
+    Raises:
+        ValueError: naming the field and the fix (``tlsweep.spec_load.parse_spec`` reports it as a spec error).
+    """
+    _check_arms_differ(spec)
+    _check_trial_configs(spec)
+    if spec.design.budget.sampler == "grid":
+        _check_grid(spec)
+
+
+def _check_arms_differ(spec: SweepSpec) -> None:
+    """Two arms that would train the same model with the same settings are one arm: an error."""
+    if spec.design.arms is None:
+        return
+    base = base_trial_config(spec).to_dict()
+    seen: dict[str, str] = {}
+    for name in spec.design.arms:
+        settings = {**base, **spec.arm_settings(name)}
+        if settings.get("init") == "scratch":
+            settings["freeze_depth"] = 0
+        key = json.dumps(settings, sort_keys=True, default=str)
+        if key in seen:
+            raise ValueError(
+                f"design.arms.{seen[key]} and design.arms.{name} differ in nothing (same init and "
+                "settings once the model block and the recipe apply); change a setting of one arm "
+                "or drop it"
+            )
+        seen[key] = name
+
+
+def _check_trial_configs(spec: SweepSpec) -> None:
+    """Every study's recipe trial and every end of every tune range passes ``check_trial_config``: what holds for
+    each setting alone is checked field by field; this catches the rules between settings (warmup_epochs within
+    epochs) as the trials will meet them."""
+    seed = spec.confirm.seed_base
+    for levels in studies(spec):
+        candidates: list[tuple[str, dict[str, Any]]] = [("the recipe", recipe_params(spec, levels))]
+        for name, entry in spec.design.tune.items():
+            if entry.applies_to(levels):
+                candidates += [(f"design.tune.{name} = {value!r}", {name: value}) for value in tune_range_values(entry)]
+        for what, params in candidates:
+            try:
+                check_trial_config(trial_config(spec, levels, params, seed))
+            except SpecError as exc:
+                where = ", ".join(f"{k}={v}" for k, v in levels.items())
+                raise ValueError(f"{what} gives an invalid trial in the study {where}: {exc}") from None
+
+
+def _check_grid(spec: SweepSpec) -> None:
+    for levels in studies(spec):
+        grid = grid_points(spec.design.tune, levels)
+        if grid is None:
+            raise ValueError("budget.sampler grid needs categorical or linear int tune entries only")
+        size = 1
+        for values in grid.values():
+            size *= len(values)
+        if size != spec.design.budget.trials_per_cell:
+            raise ValueError(
+                f"budget.trials_per_cell must equal the grid size ({size}) with sampler grid, "
+                f"got {spec.design.budget.trials_per_cell}"
+            )

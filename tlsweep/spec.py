@@ -1,13 +1,12 @@
-"""The sweep spec: a validated, frozen description of one experiment, loaded from YAML plus ``--set`` overrides.
+"""The sweep spec: a validated, frozen description of one experiment (the data; its plan is ``tlsweep.design``).
 
-``load_spec(path, overrides)`` → ``SweepSpec``. Every error names the file, the dotted field path, what was
-given and what is allowed. Nothing here imports torch or ray.
+``tlsweep.spec_load.load_spec(path, overrides)`` reads one from YAML. Every error names the dotted field path, what
+was given and what is allowed. Nothing here imports torch or ray, nor the rest of tlsweep beyond the settings' rules.
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import re
 from collections.abc import Sequence
@@ -16,23 +15,19 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from tlsweep.data.config import DatasetSpec
-from tlsweep.errors import SpecError
 from tlsweep.space import ParamEntry, ParamValue
-from tlsweep.spec_yaml import parse_override_value, read_yaml_file
-from tlsweep.tracking import WandbSettings
+from tlsweep.tracking.settings import WandbSettings
 from tlsweep.training.config import (
     MAX_IMAGE_SIZE,
     PRETRAIN_DEFAULTS,
@@ -41,7 +36,6 @@ from tlsweep.training.config import (
     OptimizerName,
     ScheduleName,
     TrialConfig,
-    check_trial_config,
     requirement,
     rule_problem,
     type_problem,
@@ -558,9 +552,6 @@ class SweepSpec(_Model):
             )
         if self.model.pretrain is not None and self.model.pretrained.checkpoint is None:
             raise ValueError("model.pretrain needs model.pretrained.checkpoint: the path where it saves the backbone")
-        if "epochs" not in self.design.factors and "epochs" not in self.design.recipe:
-            pass  # TrialConfig's default applies; allowed
-        self._check_arms_differ()
         comparisons = self.comparisons()
         self._check_region()
         if self.confirm.adaptive is not None and len(comparisons) > 1:
@@ -577,44 +568,7 @@ class SweepSpec(_Model):
             raise ValueError("objective: val_loss must be minimised (mode: min)")
         if self.objective.metric == "val_acc" and self.objective.mode != "max":
             raise ValueError("objective: val_acc must be maximised (mode: max)")
-        self._check_trial_configs()
-        if self.design.budget.sampler == "grid":
-            from tlsweep.space import grid_points
-
-            for levels in self.studies():
-                grid = grid_points(self.design.tune, levels)
-                if grid is None:
-                    raise ValueError("budget.sampler grid needs categorical or linear int tune entries only")
-                size = 1
-                for values in grid.values():
-                    size *= len(values)
-                if size != self.design.budget.trials_per_cell:
-                    raise ValueError(
-                        f"budget.trials_per_cell must equal the grid size ({size}) with sampler grid, "
-                        f"got {self.design.budget.trials_per_cell}"
-                    )
         return self
-
-    def _check_trial_configs(self) -> None:
-        """Every study's recipe trial and every end of every tune range passes ``check_trial_config``: what holds
-        for each setting alone is checked field by field; this catches the rules between settings (warmup_epochs
-        within epochs) as the trials will meet them."""
-        from tlsweep.design import recipe_params, trial_config
-
-        seed = self.confirm.seed_base
-        for levels in self.studies():
-            candidates: list[tuple[str, dict[str, Any]]] = [("the recipe", recipe_params(self, levels))]
-            for name, entry in self.design.tune.items():
-                if entry.applies_to(levels):
-                    candidates += [
-                        (f"design.tune.{name} = {value!r}", {name: value}) for value in tune_range_values(entry)
-                    ]
-            for what, params in candidates:
-                try:
-                    check_trial_config(trial_config(self, levels, params, seed))
-                except SpecError as exc:
-                    where = ", ".join(f"{k}={v}" for k, v in levels.items())
-                    raise ValueError(f"{what} gives an invalid trial in the study {where}: {exc}") from None
 
     def _check_region(self) -> None:
         region = self.hypothesis.region
@@ -645,25 +599,6 @@ class SweepSpec(_Model):
         if self.hypothesis.region is not None:
             return {name: list(levels) for name, levels in self.hypothesis.region.items()}
         return default_region(self.design.factors)
-
-    def _check_arms_differ(self) -> None:
-        """Two arms that would train the same model with the same settings are one arm: an error."""
-        if self.design.arms is None:
-            return
-        base = self.base_trial_config().to_dict()
-        seen: dict[str, str] = {}
-        for name in self.design.arms:
-            settings = {**base, **self.arm_settings(name)}
-            if settings.get("init") == "scratch":
-                settings["freeze_depth"] = 0
-            key = json.dumps(settings, sort_keys=True, default=str)
-            if key in seen:
-                raise ValueError(
-                    f"design.arms.{seen[key]} and design.arms.{name} differ in nothing (same init and "
-                    "settings once the model block and the recipe apply); change a setting of one arm "
-                    "or drop it"
-                )
-            seen[key] = name
 
     def arm_settings(self, arm: str) -> dict[str, Any]:
         """The settings arm ``arm`` fixes, ``init`` (its level) included; ``{init: arm}`` for the init shorthand."""
@@ -774,45 +709,6 @@ class SweepSpec(_Model):
         """Factor names that define a cell (every factor but init), in spec order."""
         return [name for name in self.design.factors if name != ARM_FACTOR]
 
-    def studies(self) -> list[dict[str, Any]]:
-        """Every combination of factor levels (cell × arm): one Optuna study each, in a stable order.
-
-        With init levels as the arms a study's levels are its factor levels (``init`` among them); with
-        ``design.arms`` they also hold ``arm`` (the name) and ``init`` (the arm's level), arms first.
-        """
-        names = list(self.design.factors)
-        cells = [
-            dict(zip(names, combo, strict=False))
-            for combo in itertools.product(*(self.design.factors[n] for n in names))
-        ]
-        if self.design.arms is None:
-            return cells
-        return [{**arm, **cell} for arm in self.design.arm_levels() for cell in cells]
-
-    def trial_counts(self) -> dict[str, int]:
-        n_studies = len(self.studies())
-        return {
-            "tune": n_studies * self.design.budget.trials_per_cell,
-            "confirm": n_studies * self.confirm.max_seeds * len(self.confirm.configs),  # adaptive: at most
-        }
-
-    def base_trial_config(self) -> TrialConfig:
-        """TrialConfig with everything the model block and the recipe fix (factors and tuned values go on top)."""
-        m = self.model
-        return TrialConfig(
-            backbone=m.backbone,
-            batch_size=m.batch_size,
-            eval_batch_size=m.eval_batch_size,
-            optimizer=m.optimizer.name,
-            momentum=m.optimizer.momentum,
-            schedule=m.schedule.name,
-            warmup_epochs=m.schedule.warmup_epochs,
-            step_size=m.schedule.step_size,
-            step_gamma=m.schedule.gamma,
-            label_smoothing=m.label_smoothing,
-            backbone_lr_mult=m.backbone_lr_mult,
-        ).replace(**{k: v for k, v in self.design.recipe.items() if v is not None})
-
     # ---- persistence -----------------------------------------------------------------------------------------
     def resolved(self) -> dict[str, Any]:
         dumped = self.model_dump(mode="json")
@@ -854,147 +750,6 @@ def default_comparison(levels: Sequence[Any]) -> tuple[str, str]:
     treated = next((lvl for lvl in levels if lvl in PRETRAINED_LEVELS), levels[0])
     baseline = "scratch" if "scratch" in levels else levels[-1]
     return str(treated), str(baseline)
-
-
-# ---- loading -------------------------------------------------------------------------------------------------
-def apply_overrides(data: dict[str, Any], overrides: list[str], *, source: str) -> dict[str, Any]:
-    """Apply ``dotted.key=value`` overrides (values parsed as YAML) to a nested dict."""
-    result = json.loads(json.dumps(data))
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise SpecError(f"{source}: --set {item!r}: expected dotted.key=value, e.g. --set confirm.seeds=8")
-        value = parse_override_value(raw, source=source, item=item)
-        node = result
-        parts = key.strip().split(".")
-        if any(not part for part in parts):
-            raise SpecError(
-                f"{source}: --set {item!r}: {key.strip()!r} has an empty part; write dotted.key=value, "
-                "e.g. --set confirm.seeds=8"
-            )
-        for part in parts[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise SpecError(f"{source}: --set {key}: {part!r} holds a {type(child).__name__}, not a mapping")
-            node = child
-        node[parts[-1]] = value
-    return result
-
-
-def _allowed_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
-    """Field names allowed at the parent of ``loc`` (for 'unknown key' messages), when it can be found."""
-    current: Any = model
-    for part in loc[:-1]:
-        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
-            return None
-        field = current.model_fields.get(str(part))
-        if field is None:
-            return None
-        current = field.annotation
-        args = getattr(current, "__args__", ())
-        models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
-        if models:
-            current = models[0]
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
-    return None
-
-
-def format_validation_error(exc: ValidationError, *, source: str) -> str:
-    lines = [f"{source}: invalid sweep spec ({exc.error_count()} problem{'s' if exc.error_count() > 1 else ''}):"]
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        # drop discriminator tags pydantic inserts for unions (e.g. 'synthetic' in dataset.synthetic.root)
-        path = ".".join(str(p) for p in loc) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            allowed = _allowed_fields(SweepSpec, loc)
-            hint = f"; allowed keys here: {allowed}" if allowed else ""
-            lines.append(f"  {path}: unknown key{hint}")
-        elif err["type"] == "missing":
-            lines.append(f"  {path}: required field is missing")
-        else:
-            given = err.get("input")
-            given_text = "" if isinstance(given, dict) else f" (got {given!r})"
-            lines.append(f"  {path}: {msg}{given_text}")
-    return "\n".join(lines)
-
-
-def parse_spec(data: Any, *, source: str = "<spec>") -> SweepSpec:
-    if data is None:
-        raise SpecError(f"{source}: the file is empty; a sweep spec is a YAML mapping (see sweeps/demo.yaml)")
-    if not isinstance(data, dict):
-        raise SpecError(f"{source}: a sweep spec must be a YAML mapping at the top level, got {type(data).__name__}")
-    try:
-        return SweepSpec.model_validate(data)
-    except ValidationError as exc:
-        raise SpecError(format_validation_error(exc, source=source)) from None
-
-
-def load_spec(path: str | Path, overrides: list[str] | None = None) -> SweepSpec:
-    """Read a sweep YAML, apply ``--set`` style overrides and validate it, as ``tlsweep validate`` does.
-
-    Args:
-        path: the sweep YAML (``sweeps/*.yaml`` are complete examples).
-        overrides: ``dotted.key=value`` strings, values in YAML (``["confirm.seeds=12", "design.factors.epochs=[2,5]"]``).
-
-    Returns:
-        The frozen, validated ``SweepSpec``: its ``studies()``, ``trial_counts()``, ``compared_arms`` and
-        ``resolved()`` describe the experiment.
-
-    Raises:
-        SpecError: naming the file, the dotted field, what was given and what is allowed.
-    """
-    path = Path(path)
-    source = str(path)
-    data = read_yaml_file(path, source=source)
-    data = apply_overrides(data or {}, overrides or [], source=source) if isinstance(data, dict) else data
-    return parse_spec(data, source=source)
-
-
-def split_resolved(text: str, *, source: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The spec mapping of a saved ``spec.resolved.yaml`` and the legacy provenance block it may carry.
-
-    Results written by tlsweep 0.1.0 append a ``tlsweep:`` block (hash, versions, ...) to the spec; it is taken
-    out here so that what remains is a spec again.
-
-    Raises:
-        SpecError: the text is not YAML or not a mapping.
-    """
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{source}: not valid YAML ({exc}); {_RESOLVED_FIX}") from None
-    if not isinstance(data, dict):
-        raise SpecError(
-            f"{source}: a sweep spec must be a YAML mapping at the top level, got "
-            f"{type(data).__name__}; {_RESOLVED_FIX}"
-        )
-    legacy = data.pop(LEGACY_PROVENANCE_KEY, None)
-    if legacy is not None and not isinstance(legacy, dict):
-        raise SpecError(f"{source}: `{LEGACY_PROVENANCE_KEY}` is not a spec field; remove it")
-    return data, legacy
-
-
-def parse_resolved_spec(text: str, *, source: str) -> SweepSpec:
-    """The ``SweepSpec`` saved with a sweep's results (``spec.resolved.yaml``, old layout included).
-
-    Raises:
-        SpecError: naming ``source``, every invalid field and how to get a valid file back.
-    """
-    data, _ = split_resolved(text, source=source)
-    try:
-        return parse_spec(data, source=source)
-    except SpecError as exc:
-        raise SpecError(f"{exc}\n{_RESOLVED_FIX}") from None
-
-
-_RESOLVED_FIX = (
-    "this file records the spec the sweep ran with: restore it, or rerun `tlsweep run SPEC` with that spec to "
-    "rewrite it"
-)
 
 
 def diff_resolved(old: dict[str, Any], new: dict[str, Any], *, prefix: str = "") -> list[str]:

@@ -37,6 +37,11 @@ def dashboard(results: str, port: int, rebuild: bool) -> None:
     server = make_server(journal.path, port=port)
     built = " (built from trials.parquet)" if journal.built else ""
     click.echo(f"Optuna journal: {journal.path}{built}: {journal.studies} studies, {journal.trials} trials")
+    if journal.lacks:
+        click.echo(
+            f"Note: {journal.lacks}; a running sweep shows this until it records them, otherwise rebuild it with "
+            "`tlsweep dashboard DIR --rebuild`"
+        )
     click.echo(f"optuna-dashboard: {server_url(server)}  (Ctrl-C stops it)")
     try:
         server.serve_forever()

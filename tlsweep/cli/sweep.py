@@ -25,19 +25,24 @@ _SET_HELP = "Override any spec field: --set confirm.seeds=8 --set dataset.root=/
     "--data-check/--no-data-check",
     default=True,
     show_default=True,
-    help="List the dataset (files and labels, no pixels) and report missing splits, single-class data, "
-    "empty classes, train/test copies and bad symlinks.",
+    help="Check what this machine must hold: every arm's pretrained weights, and the dataset (files, labels and "
+    "image headers): missing splits, single-class data, empty classes, train/test copies, bad symlinks, files that "
+    "are not images.",
 )
-def validate(spec_path: Path, overrides: tuple[str, ...], data_check: bool) -> None:
+@click.option("--full-decode", is_flag=True, help="Decode every image (slower), which also finds files cut short.")
+def validate(spec_path: Path, overrides: tuple[str, ...], data_check: bool, full_decode: bool) -> None:
     """Check a sweep spec without running it; print the design and the number of trials per phase."""
-    from tlsweep.spec import load_spec
+    from tlsweep.design import studies, trial_counts
+    from tlsweep.spec_load import load_spec
     from tlsweep.training.references import check_spec_references
+    from tlsweep.training.weights import check_spec_weights
 
     spec = load_spec(spec_path, list(overrides))
     check_spec_references(spec, source=str(spec_path))
     if data_check:
-        _check_data(spec)
-    counts = spec.trial_counts()
+        check_spec_weights(spec, source=str(spec_path))
+        _check_data(spec, full_decode=full_decode)
+    counts = trial_counts(spec)
     console = Console(soft_wrap=True)
     console.print(f"[green]✓[/] {spec_path}: sweep [bold]{spec.name}[/] is valid")
     factors = ", ".join(f"{k} {v}" for k, v in spec.design.factors.items())
@@ -47,7 +52,7 @@ def validate(spec_path: Path, overrides: tuple[str, ...], data_check: bool) -> N
             for name, settings in spec.design.arms.items()
         )
         console.print(f"  arms: {arms}")
-    console.print(f"  factors: {factors or 'none'}  → {len(spec.studies())} studies (cell × arm)")
+    console.print(f"  factors: {factors or 'none'}  → {len(studies(spec))} studies (cell × arm)")
     console.print(
         f"  tuned: {', '.join(spec.design.tune) or 'nothing'} with {spec.design.budget.sampler}, "
         f"{spec.design.budget.trials_per_cell} trials per study (the recipe first)"
@@ -73,15 +78,50 @@ def validate(spec_path: Path, overrides: tuple[str, ...], data_check: bool) -> N
         + (" × ".join(f"{k} {v}" for k, v in region.items()) or "every cell")
         + ("" if spec.hypothesis.region is not None else " (the default: smallest fraction × fewest epochs)")
     )
+    _print_families(console, spec)
     _print_steps(console, spec)
 
 
-def _check_data(spec: SweepSpec) -> None:
-    """Print the dataset's warnings; raise one DataError listing its errors (``tlsweep.data.check``)."""
+def _print_families(console: Console, spec: SweepSpec) -> None:
+    """Per multiplicity family: its tests, smallest threshold, the effect the t-test detects and the seeds the exact
+    robustness test needs; a warning when the seeds cannot let that test reach the threshold."""
+    from tlsweep.design import cell_id, studies
+    from tlsweep.stats import family_facts
+
+    cells = len({cell_id(levels) for levels in studies(spec)})
+    comparisons = len(spec.compared_arms)
+    seeds = spec.confirm.max_seeds
+    families = [("primary", spec.hypothesis.correction)] + (
+        [("secondary (recipe)", "bh")] if "recipe" in spec.confirm.configs and "best" in spec.confirm.configs else []
+    )
+    for name, correction in families:
+        facts = family_facts(tests=cells * comparisons, alpha=spec.hypothesis.alpha, correction=correction, seeds=seeds)
+        console.print(
+            f"  {name} family: {cells} cell(s) × {comparisons} comparison(s) = {facts.tests} tests, both directions "
+            f"in one {correction} family ({2 * facts.tests} one-sided); smallest threshold {facts.threshold:.3g}; "
+            f"with {seeds} paired seeds the t-test detects d_z ≥ {facts.detectable_dz:.2f} at 80% power; the exact "
+            f"robustness test needs {facts.robust_needs} seeds to reach the threshold"
+        )
+        if not facts.robust_reachable:
+            console.print(
+                f"[yellow]warning:[/] with {seeds} paired seeds the exact sign-flip test cannot reach the {name} "
+                f"family's smallest threshold {facts.threshold:.3g} (its floor is 1/2^{seeds}): the paired t-test "
+                "decides and the report flags each decided cell the exact test does not confirm. Fix, if you want "
+                f"the robust test to confirm: confirm.seeds: {facts.robust_needs}"
+                + (" (or confirm.adaptive.max_seeds)" if spec.confirm.adaptive is not None else "")
+            )
+
+
+def _check_data(spec: SweepSpec, *, full_decode: bool = False) -> None:
+    """Print the dataset's warnings; raise one DataError listing its errors (``tlsweep.data.check``, and images that
+    do not open: ``tlsweep.data.decodable``)."""
     from tlsweep.data.check import check_dataset, raise_errors
+    from tlsweep.data.decodable import undecodable_images
     from tlsweep.errors import DataError
 
     problems = check_dataset(spec.dataset)
+    if not any(problem.level == "error" for problem in problems):
+        problems = undecodable_images(spec.dataset, full=full_decode) + problems
     try:
         raise_errors(problems, source=str(spec.dataset.root))
     except DataError as exc:
@@ -161,7 +201,7 @@ def run(
 ) -> None:
     """Run (or resume) a sweep: data → pretraining → tune → confirm → Parquet → report."""
     from tlsweep.engine.run import run_sweep
-    from tlsweep.spec import load_spec
+    from tlsweep.spec_load import load_spec
 
     spec = load_spec(spec_path, list(overrides))
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
@@ -219,8 +259,8 @@ def run(
 @click.argument("results", metavar="DIR")
 def status(results: str) -> None:
     """Progress per cell and arm of a sweep's results directory (running or finished)."""
-    from tlsweep.design import split_study_key
-    from tlsweep.engine.progress import StatusBoard, efficiency_line, expected_counts
+    from tlsweep.design import split_study_key, study_trial_counts
+    from tlsweep.engine.progress import StatusBoard, efficiency_line
     from tlsweep.engine.run import STATUS_FILE
     from tlsweep.results.check import check_spec, check_trials
     from tlsweep.results.store import TRIALS_FILE, ResultsStore
@@ -230,7 +270,7 @@ def status(results: str) -> None:
     check_spec(store, spec)
     trials = store.read_trials()
     warnings = check_trials(trials, source=store.location.join(TRIALS_FILE).uri)
-    board = StatusBoard(expected_counts(spec), mode=spec.objective.mode)
+    board = StatusBoard(study_trial_counts(spec), mode=spec.objective.mode)
     for row in trials.to_pylist():
         board.add_row(row)
     live = read_live_status(store.read_text(STATUS_FILE), source=store.location.join(STATUS_FILE).uri)

@@ -365,6 +365,7 @@ def models(pattern: str, timm_pattern: str | None, limit: int) -> None:
     from rich.table import Table
 
     from tlsweep.training.backbones import backbone_info, list_backbones, list_timm_models
+    from tlsweep.training.weights import locate_weights
 
     names = list_backbones(pattern) if timm_pattern is None else list_timm_models(timm_pattern)
     table = Table(title="backbones" if timm_pattern is None else f"timm models matching {timm_pattern!r}")
@@ -374,25 +375,34 @@ def models(pattern: str, timm_pattern: str | None, limit: int) -> None:
         ("parameters", "right"),
         ("freeze levels", "right"),
         ("ImageNet weights", "left"),
+        ("cached", "left"),
         ("description", "left"),
     ):
         table.add_column(column, justify=justify, no_wrap=column == "name")  # type: ignore[arg-type]
+    where: list[str] = []
     for name in names[:limit] if timm_pattern is not None else names:
         info = backbone_info(name)
+        located = locate_weights(name, "imagenet") if info["imagenet_weights"] else None
+        if located is not None:
+            where.append(f"{name}: {located.found}" if located.found else f"{name}: not cached; `{located.fetch}`")
         table.add_row(
             name,
             info["family"],
             f"{info['params']:,}",
             f"0..{info['freeze_levels']}",
             info["imagenet_weights"] or "-",
+            "-" if located is None else "yes" if located.present else "no",
             info["description"],
         )
     Console().print(table)
+    if where:
+        click.echo("ImageNet weights on this machine:\n  " + "\n  ".join(where))
     if timm_pattern is not None and len(names) > limit:
         click.echo(f"{len(names) - limit} more timm models match; narrow the pattern or raise --limit")
     click.echo(
         "parameters counted with a 1000-class head; freeze_depth runs over the levels (the last freezes the whole "
-        "body); `init: imagenet` needs published weights; any timm model is a backbone as timm:<model name>"
+        "body); `init: imagenet` needs published weights, read from this machine's cache (TORCH_HOME, HF_HOME); "
+        "any timm model is a backbone as timm:<model name>"
     )
 
 

@@ -59,7 +59,7 @@ def sync(results_dir: Path, timeout_s: float, finish: bool) -> None:
     id is recorded there) and the uploaded runs are added to it through W&B's prior-runs mechanism. Needs a W&B
     API key and a reachable server.
     """
-    from tlsweep.tracking.wandb_sweep import sync_to_sweep
+    from tlsweep.tracking.wandb_sync import sync_to_sweep
 
     record = sync_to_sweep(results_dir, timeout_s=timeout_s, finish=finish)
     click.echo(f"W&B sweep: {record.url or record.sweep_id}")

@@ -22,6 +22,7 @@ from typing import Literal
 
 from tlsweep.data.cache import ImageEntry
 from tlsweep.data.config import CsvDatasetSpec, DatasetSpec, ImageFolderDatasetSpec, SyntheticDatasetSpec
+from tlsweep.data.listing import csv_entries, imagefolder_listing, listing_notes, missing_root_message
 from tlsweep.data.presets import SPLITS
 from tlsweep.errors import DataError
 
@@ -49,20 +50,18 @@ def check_dataset(spec: DatasetSpec, *, max_hashed_bytes: int = MAX_HASHED_BYTES
     equals that of a val or test file; never decodes an image. A synthetic dataset not generated yet has nothing
     to check.
     """
-    from tlsweep.data.loading import _imagefolder_listing, _missing_root_message, csv_entries, listing_notes
-
     if isinstance(spec, SyntheticDatasetSpec):
         return []
     root = Path(spec.root)
     if not root.is_dir():
-        return [DatasetProblem("error", _missing_root_message(spec))]
+        return [DatasetProblem("error", missing_root_message(spec))]
     notes: list[str] = []
     try:
         if isinstance(spec, CsvDatasetSpec):
             entries, class_names = csv_entries(spec), list(spec.class_names)
         else:
             assert isinstance(spec, ImageFolderDatasetSpec)
-            entries, class_names, listing = _imagefolder_listing(spec)
+            entries, class_names, listing = imagefolder_listing(spec)
             notes = listing_notes(listing)
     except DataError as exc:
         return [DatasetProblem("error", str(exc))]

@@ -28,11 +28,11 @@ def train_size(spec: DatasetSpec) -> tuple[int | None, str]:
         return None, f"dataset.root {spec.root} does not exist yet"
     try:
         if isinstance(spec, CsvDatasetSpec):
-            from tlsweep.data.loading import csv_entries
+            from tlsweep.data.listing import csv_entries
 
             return len(csv_entries(spec)["train"]), f"{Path(spec.root) / spec.splits['train']}"
         if isinstance(spec, ImageFolderDatasetSpec):
-            from tlsweep.data.loading import imagefolder_entries
+            from tlsweep.data.listing import imagefolder_entries
 
             entries, _ = imagefolder_entries(spec)
             return len(entries["train"]), f"the image files under {spec.root}"

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from tlsweep.design import PlannedTrial, arm_of, study_key
+from tlsweep.design import PlannedTrial, study_key
 
 
 @dataclass
@@ -198,14 +198,3 @@ def efficiency_line(figures: dict[str, Any]) -> str | None:
             f"({busy / (slots * wall):.3f} counting that)"
         )
     return line
-
-
-def expected_counts(spec: Any) -> dict[tuple[str, str, str], int]:
-    from tlsweep.design import cell_id
-
-    counts: dict[tuple[str, str, str], int] = {}
-    per_confirm = spec.confirm.max_seeds * len(spec.confirm.configs)  # adaptive: at most
-    for levels in spec.studies():
-        counts[("tune", cell_id(levels), arm_of(levels))] = spec.design.budget.trials_per_cell
-        counts[("confirm", cell_id(levels), arm_of(levels))] = per_confirm
-    return counts

@@ -285,6 +285,7 @@ class ResultsRecorder(Callback):
                 row.update({k: _finite_or_none(final.get(k)) for k in TEST_KEYS})
             row.update(
                 status=final["status"],
+                error=final.get("error"),
                 objective=_finite_or_none(final["objective"]),
                 node_id=final.get("node_id"),
                 hostname=final.get("hostname"),

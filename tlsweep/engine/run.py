@@ -26,8 +26,16 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from tlsweep import __version__
-from tlsweep.design import ConfirmStep, PlannedTrial, plan_confirm_step, tune_complete_studies
-from tlsweep.engine.progress import StatusBoard, expected_counts
+from tlsweep.design import (
+    ConfirmStep,
+    PlannedTrial,
+    plan_confirm_step,
+    studies,
+    study_trial_counts,
+    trial_counts,
+    tune_complete_studies,
+)
+from tlsweep.engine.progress import StatusBoard
 from tlsweep.engine.settings import sweep_settings
 from tlsweep.errors import StoreError
 from tlsweep.results.atomic import atomic_write_bytes
@@ -173,7 +181,7 @@ def sweep_provenance(spec: SweepSpec, *, source: str | None) -> Provenance:
         tlsweep_version=__version__,
         source=source,
         versions=library_versions(),
-        trial_counts=spec.trial_counts(),
+        trial_counts=trial_counts(spec),
         compared_arms=tuple(c.pair for c in spec.compared_arms),
     )
 
@@ -303,7 +311,7 @@ def gpu_trial_estimate(spec: SweepSpec, data: DatasetTensors) -> dict[str, float
 
     if not spec.resources.gpus_per_trial:
         return None
-    configs = [trial_config(spec, levels, {}, 0) for levels in spec.studies()]
+    configs = [trial_config(spec, levels, {}, 0) for levels in studies(spec)]
     if "freeze_depth" in spec.design.tune:
         configs = [config.replace(freeze_depth=0) for config in configs]
     worst = max(
@@ -330,9 +338,15 @@ def check_gpu_memory(spec: SweepSpec, data: DatasetTensors, *, source: str) -> N
 def _init_ray(address: str | None, num_cpus: int | None, object_store_memory: int | None) -> None:
     import ray
 
+    from tlsweep.engine.worker_setup import worker_runtime_env
+
     if ray.is_initialized():
         return
-    common: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
+    common: dict[str, Any] = {
+        "log_to_driver": False,
+        "logging_level": logging.WARNING,
+        "runtime_env": worker_runtime_env(),
+    }
     if address:
         ray.init(address=address, **common)
     else:
@@ -404,7 +418,7 @@ def _run_tuner(
         scheduler = PerStudyASHA(spec.design.early_stopping, mode=spec.objective.mode)
         recorder.pruned = scheduler.stopped
     recorder.requeue = searcher.requeue
-    planned = sum(spec.trial_counts().values())
+    planned = sum(trial_counts(spec).values())
     tuner = tune.Tuner(
         payload_trainable,
         tune_config=tune.TuneConfig(
@@ -477,7 +491,7 @@ class _SigintWatch:
 def sweep_complete(spec: SweepSpec, rows: list[dict[str, Any]]) -> bool:
     """Every planned trial of both phases has a recorded row (an interrupted Tuner may have handed out more): each
     study's whole tune budget, and every confirm trial of the last look the recorded rows lead to."""
-    if len(tune_complete_studies(spec, rows)) < len(spec.studies()):
+    if len(tune_complete_studies(spec, rows)) < len(studies(spec)):
         return False
     step = plan_confirm_step(spec, rows)
     recorded = {r["trial_id"] for r in rows if r["phase"] == "confirm"}
@@ -535,11 +549,15 @@ def run_sweep(
     from tlsweep.tracking import make_tracker
     from tlsweep.tracking.optuna_mirror import open_study_mirror
     from tlsweep.training.references import check_spec_references
+    from tlsweep.training.weights import check_spec_weights
 
     console = console or Console(stderr=True)
     started = time.time()
     location = results_location(spec, storage)
     check_spec_references(spec, source=source or spec.name)
+    # on a cluster (address) the trials' nodes read their own weights caches: a miss here is only a warning
+    if (missing := check_spec_weights(spec, source=source or spec.name, warn_only=address is not None)) is not None:
+        console.print(f"warning: {missing}", style="yellow", markup=False, highlight=False)
     check_storage_writable(location)  # before any data is decoded or Ray started
     store = ResultsStore(location)
     check_resume(spec, store, new=new)
@@ -581,10 +599,10 @@ def run_sweep(
     )
     mirror = open_study_mirror(spec, store, staging=wandb_dir)
     mirror.sync(store.read_trials(), store.read_epochs())  # trials recorded before the journal existed, or lost
-    board = StatusBoard(expected_counts(spec), mode=spec.objective.mode)
+    board = StatusBoard(study_trial_counts(spec), mode=spec.objective.mode)
     for row in store.read_trials().to_pylist():
         board.add_row(row)
-    outcome = SweepOutcome(location=location.uri, trials_recorded=0, counts=spec.trial_counts(), slots=concurrency)
+    outcome = SweepOutcome(location=location.uri, trials_recorded=0, counts=trial_counts(spec), slots=concurrency)
     progress = Progress(
         board,
         title=spec.name,

@@ -35,6 +35,7 @@ from tlsweep.design import (
     plan_tune_trial,
     recipe_params,
     split_study_key,
+    studies,
     study_key,
     trial_config,
     tune_complete_studies,
@@ -56,7 +57,7 @@ def _sampler(spec: SweepSpec, levels: dict[str, Any], index: int) -> optuna.samp
 
 
 def _cell_major(studies: dict[str, _Study]) -> list[str]:
-    """Study keys cell by cell with the arms side by side (``spec.studies()`` lists one arm's cells, then the next
+    """Study keys cell by cell with the arms side by side (``studies(spec)`` lists one arm's cells, then the next
     arm's): every cell's comparison gets its trials early, and the first trials of a sweep run different arms at once
     (the frozen-feature arm's first trial computes the stored features; another trial of it would only wait)."""
     parts = {key: split_study_key(key) for key in studies}
@@ -190,7 +191,7 @@ class TuneSearcher(PhaseSearcher):
     ) -> None:
         super().__init__(spec)
         self._studies: dict[str, _Study] = {
-            study_key(levels): _Study(spec, levels, index) for index, levels in enumerate(spec.studies())
+            study_key(levels): _Study(spec, levels, index) for index, levels in enumerate(studies(spec))
         }
         self._asked: dict[str, optuna.trial.Trial] = {}  # Ray trial id -> its Optuna trial
         self._reported: dict[str, set[int]] = {}  # Ray trial id -> epochs already reported to Optuna
@@ -336,7 +337,7 @@ class SweepSearcher(PhaseSearcher):
             return
         rows = self._rows()
         self.step = step = plan_confirm_now(self.spec, rows)
-        tune_done = len(tune_complete_studies(self.spec, rows)) == len(self.spec.studies())
+        tune_done = len(tune_complete_studies(self.spec, rows)) == len(studies(self.spec))
         recorded = {r["trial_id"] for r in rows if r["phase"] == "confirm"}
         new = [t for t in step.trials if t.trial_id not in self._handed and t.trial_id not in recorded]
         self._handed.update(t.trial_id for t in new)

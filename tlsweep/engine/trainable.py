@@ -159,6 +159,21 @@ def _check_gpu(estimate: dict[str, float] | None, trial: TrialConfig) -> None:
 
 
 def sweep_trainable(config: dict[str, Any], payload: dict[str, Any]) -> None:
+    """One planned trial. An error no retry can fix (``TlsweepError``: missing weights, a setting the trial refuses)
+    is the trial's outcome, reported as ``status: failed`` with its message, not raised for Ray to retry."""
+    from ray import tune
+
+    from tlsweep.errors import TlsweepError
+
+    try:
+        _run_planned_trial(config, payload)
+    except TlsweepError as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        outcome = {"final": True, "status": "failed", "error": error, "objective": None, "val_metric": float("nan")}
+        tune.report(outcome)  # val_metric: Tune requires the searcher's metric in every result
+
+
+def _run_planned_trial(config: dict[str, Any], payload: dict[str, Any]) -> None:
     import time
 
     import ray

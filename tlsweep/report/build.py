@@ -42,7 +42,6 @@ from tlsweep.report.verdicts import (
     trend_clause,
 )
 from tlsweep.spec import SweepSpec
-from tlsweep.stats import adjust_pvalues
 
 FORMATS = ("md", "html")
 
@@ -91,7 +90,7 @@ class ReportResult:
     crossover: str
     notes: list[str] = field(default_factory=list)
     spec: SweepSpec | None = None  # the spec the results were written with (None when spec.resolved.yaml is missing)
-    trends: pd.DataFrame = field(default_factory=pd.DataFrame)  # one-sided trend tests (term, points, p, shrinks)
+    trends: pd.DataFrame = field(default_factory=pd.DataFrame)  # trend tests (term, points, p, claim)
     health: dict[str, CellHealth] = field(default_factory=dict)  # cell_id → steps, arms at chance
     edge_optima: list[EdgeOptimum] = field(default_factory=list)  # selected values at an end of their range
     comparisons: list[ComparisonReport] = field(default_factory=list)  # every comparison; the fields above: the first
@@ -232,13 +231,36 @@ def _could_not_compute(results: Results, analysis: Analysis) -> list[str]:
                 for note in cell.contrast.notes:
                     notes.append(f"({which}{family.config_kind}) {describe_cell(cell.levels)}: {note}")
         if part.model is not None:
-            model_name = f"design model of {part.hypothesis.name}" if several else "design model"
+            model_name = f"trend model of {part.hypothesis.name}" if several else "trend model"
             notes += [f"{model_name}: {note}" for note in part.model.notes]
             if not part.model.fitted:
                 notes.append(f"{model_name} {part.model.method}")
+        if part.primary is not None:
+            notes += margin_warnings(part.primary, results.for_comparison(part.hypothesis))
     if not analysis.tuning:
         notes.append("no tuning-phase trials with an objective value: no tuning curves")
     return list(dict.fromkeys(notes))
+
+
+def margin_warnings(family: Family, results: Results) -> list[str]:
+    """Cells where the equivalence margin is large against the error rate (1 − accuracy) of the better arm: there
+    "equivalent" admits one arm making several times the other's errors."""
+    if not results.accuracy_like:
+        return []
+    margin, s = results.hypothesis.margin, results.scale
+    notes = []
+    for cell in family.cells:
+        best = max(cell.contrast.mean_treated, cell.contrast.mean_baseline)
+        error = 1.0 - best
+        if not np.isfinite(best) or error <= 0 or margin < error / 2:
+            continue
+        notes.append(
+            f"{describe_cell(cell.levels)}: the equivalence margin ±{margin * s:g} {results.unit} is large against "
+            f"the error rate there ({error * 100:.1f} % at {best * 100:.1f} % accuracy): 'equivalent' admits one arm "
+            f"making {(error + margin) / error:.1f}× the other's errors; a margin of at most "
+            f"{error * s / 2:.2g} {results.unit} (half the error rate) keeps the claim meaningful"
+        )
+    return notes
 
 
 def _family_section(
@@ -248,15 +270,18 @@ def _family_section(
     if family.sequential:
         lines.append(
             f"Adaptive confirm seeds: each cell's verdict is the decision of the {family.sequential} "
-            '(README: "Adaptive confirm seeds"); the p-values shown are those of the look that decided. '
-            f"Means and differences in {results.unit}."
+            f'(README: "Adaptive confirm seeds"). Means and differences in {results.unit}.'
         )
     else:
         lines.append(
-            f"{CORRECTION_NAMES[family.correction]}-corrected over {family_extent(family, results)}; "
-            f"a lone effect must reach p ≤ {family.gate:.3g}. Means and differences in {results.unit}."
+            f"Both directions of every cell ({2 * family.size} one-sided t-tests over "
+            f"{family_extent(family, results)}) are {CORRECTION_NAMES[family.correction]}-corrected as one "
+            f"family at alpha {results.hypothesis.alpha:g}, so false 'supported' and 'reversed' claims together "
+            f"stay at most alpha; the most significant test must reach p ≤ {family.threshold:.3g}. The "
+            f"simultaneous interval ({family.simultaneous:.4g} per cell) covers every cell's Δ at once and agrees "
+            f"with the corrected decisions. Means and differences in {results.unit}."
         )
-    lines += ["", markdown_table(family_display(table, results, health)), ""]
+    lines += ["", markdown_table(family_display(table, results, health, family)), ""]
     verdicts = [cell_verdict(c, results, family, health.get(c.cell_id)) for c in family.cells]
     lines += [f"- **{v.label}** — {v.sentence}" for v in verdicts]
     unpaired = [
@@ -265,40 +290,32 @@ def _family_section(
         if c.contrast.computable and not c.contrast.paired
     ]
     if unpaired:
-        lines += ["", "Unpaired fallback: " + "; ".join(unpaired) + "."]
-    robust = adjust_pvalues([float(c.contrast.robustness.pvalue) for c in family.cells], family.correction)
-    disagreements = [
-        describe_cell(c.levels)
-        for c, p in zip(family.cells, robust, strict=False)
-        if c.decision.significant and not p <= results.hypothesis.alpha
-    ]
-    if disagreements:
+        lines += ["", "Unpaired design: " + "; ".join(unpaired) + "."]
+    dropped = [f"{describe_cell(c.levels)}: {c.contrast.dropped}" for c in family.cells if c.contrast.dropped]
+    if dropped:
         lines += [
             "",
-            "Robustness: the exact test (sign-flip, or Mann–Whitney when unpaired) is not significant "
-            "after the same correction at " + "; ".join(disagreements) + "; read those cells with care.",
+            "Runs left out for lack of a partner seed (analysed as complete pairs): " + "; ".join(dropped) + ".",
         ]
     return [*lines, ""]
 
 
 def _model_lines(part: ComparisonAnalysis, view: Results) -> list[str]:
-    """The whole-design model of one comparison and its trend tests."""
-    hyp = view.hypothesis
+    """The trend model of one comparison (the cell as the unit) and its trend tests."""
     if part.model is None:
         return ["Not fitted: no confirm-phase results.", ""]
     lines: list[str] = []
     model = part.model
     if model.fitted:
-        lines += [f"Model: `{model.formula}` — {model.method}, {model.n_obs} runs.", ""]
+        lines += [f"Model: `{model.formula}` — {model.method}.", ""]
     lines += [" ".join(model_sentences(model, view)), ""]
     table = model_table(model, view)
     if not table.empty:
         lines += [markdown_table(table), ""]
     if part.trends:
         lines += [
-            f"Trend (the second half of the hypothesis: one-sided tests that the advantage shrinks, "
-            f"{CORRECTION_NAMES[hyp.correction] if len(part.trends) > 1 else 'uncorrected'} over "
-            f"{len(part.trends)} term(s)): {trend_clause(part.trends, view)}.",
+            "Trend (the second half of the hypothesis: does the advantage shrink as data and epochs grow? Each "
+            f"slope is tested in both directions, one family): {trend_clause(part.trends, view)}.",
             "",
         ]
     return lines
@@ -415,9 +432,8 @@ def _markdown(
         lines += ["## Figures", "", figures_markdown(shown, out), ""]
     lines += ["## Caveats and what could not be computed", ""]
     lines += [f"- {note}" for note in notes] if notes else ["Everything was computed."]
-    sided = "two-sided" if hyp.direction == "two-sided" else "one-sided"
     treated, baseline = ("treated", "baseline") if several else (hyp.treated, hyp.baseline)
-    lines += ["", "## Methods", "", METHODS.format(treated=treated, baseline=baseline, sided=sided), ""]
+    lines += ["", "## Methods", "", METHODS.format(treated=treated, baseline=baseline, unit=results.unit), ""]
     return "\n".join(lines)
 
 

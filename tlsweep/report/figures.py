@@ -112,7 +112,7 @@ def accuracy_vs_fraction(results: Results, path: Path, *, rng: np.random.Generat
                 ax.scatter(fraction * jitter, values, s=14, color=colors[arm], alpha=0.55, linewidths=0, zorder=3)
                 if not values.size:
                     continue
-                interval = mean_interval(values, rng=rng, n_resamples=2000)
+                interval = mean_interval(values)
                 xs.append(fraction)
                 means.append(interval.estimate)
                 lows.append(interval.low if math.isfinite(interval.low) else interval.estimate)
@@ -181,8 +181,6 @@ def difference_heatmap(results: Results, family: Family | None, path: Path) -> P
                 text = f"{fmt_num(diff.estimate * s, 1, True)}{mark}"
                 if math.isfinite(diff.low):
                     text += f"\n[{fmt_num(diff.low * s, 1, True)}, {fmt_num(diff.high * s, 1, True)}]"
-                if cell.decision.reason.startswith("insufficient"):
-                    text += f"\nneed {cell.contrast.needed_replicates} seeds"
             value = grid[r, c]
             dark = math.isfinite(value) and abs(value) > 0.6 * vmax
             ax.text(c, r, text, ha="center", va="center", fontsize=8.5, color="white" if dark else "black")

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from tlsweep.errors import StoreError
+from tlsweep.report.screen import screen_trials
 from tlsweep.results.check import check_epochs, check_spec, check_trials
 from tlsweep.results.schema import EPOCHS_SCHEMA
 from tlsweep.results.store import EPOCHS_FILE, SPEC_FILE, TRIALS_FILE, ResultsStore
@@ -200,7 +201,9 @@ def load_results(results_dir: Path) -> Results:
     ignored = sorted(set(arms) - set(compared))
     if ignored:
         notes.append(f"arm(s) {ignored} are not part of the declared comparison and are left out of the tests")
-    trials = trials.copy()
+    leave_out, screened = screen_trials(trials, spec, store.conflicting_trials())
+    notes.extend(screened)
+    trials = trials[~leave_out].copy()
     trials["value"] = _metric_values(trials, hypothesis.metric, notes)
     objective = spec.objective if spec is not None else ObjectiveSpec()
     cell_factors = _cell_factors(trials, spec.cell_factors() if spec is not None else [])

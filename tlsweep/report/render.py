@@ -12,7 +12,7 @@ import pandas as pd
 
 from tlsweep.report.formatting import CORRECTION_NAMES, fmt_interval, fmt_level, p_text
 from tlsweep.report.load import Results
-from tlsweep.stats import DesignModel
+from tlsweep.stats import TrendModel
 
 FIGURE_CAPTIONS = {
     "accuracy_vs_fraction": "Accuracy vs train fraction per arm, one panel per epochs level (mean and 95% CI ribbon; "
@@ -43,39 +43,35 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body]) + "\n"
 
 
-def model_sentences(model: DesignModel, results: Results) -> list[str]:
+def model_sentences(model: TrendModel, results: Results) -> list[str]:
+    """The trend model in words: the advantage at the design's centre and its change along each axis."""
     hyp = results.hypothesis
     if not model.fitted:
-        return [f"The whole-design model was not fitted: {model.method.removeprefix('not fitted: ')}."]
+        return [f"The trend model was not fitted: {model.method.removeprefix('not fitted: ')}."]
     table = model.coefficients.set_index("term")
     unit = results.unit
-    sentences = []
+    s = results.scale
 
     def interval(term: str) -> str:
         row = table.loc[term]
         return (
-            fmt_interval(row["points"], row["points_low"], row["points_high"], digits=2, signed=True)
-            + f" {unit}, {p_text(row['p'])}"
+            fmt_interval(row["estimate"], row["ci_low"], row["ci_high"], scale=s, digits=2, signed=True)
+            + f" {unit}, two-sided {p_text(row['p'])}"
         )
 
+    sentences = [
+        f"The advantage {hyp.treated} − {hyp.baseline} of each cell (its mean paired difference) is modelled "
+        f"over the {model.n_cells} cells, the cell being the unit of replication ({model.method}; on the "
+        f"{unit} scale, so the slopes are average changes in {unit})."
+    ]
     if "treated" in table.index:
-        sentences.append(f"At the average design point, {hyp.treated} − {hyp.baseline} = {interval('treated')}.")
+        sentences.append(f"At the design's average point, {hyp.treated} − {hyp.baseline} = {interval('treated')}.")
     for term, what in (
         ("treated:log2_fraction", "per doubling of the training data"),
         ("treated:epochs", "per additional epoch"),
     ):
         if term in table.index:
-            value = table.loc[term, "points"]
-            trend = "grows" if value > 0 else "shrinks"
-            sentences.append(
-                f"The advantage of {hyp.treated} over {hyp.baseline} {trend} by "
-                f"{abs(value):.2f} {unit} {what} ({interval(term)})."
-            )
-    if model.scale == "logit":
-        sentences.append(
-            f"(Fitted on the logit of {hyp.metric}; coefficients converted to {unit} at the mean "
-            f"accuracy {model.mean_level * 100:.1f}%.)"
-        )
+            sentences.append(f"Its change {what}: {interval(term)}.")
     return sentences
 
 
@@ -192,13 +188,21 @@ def hypothesis_lines(results: Results, family_size: int) -> list[str]:
 
 
 METHODS = (
-    "Per cell, the {treated} − {baseline} contrast uses the confirm runs paired by seed: mean difference with a "
-    "95% BCa bootstrap CI (percentile when BCa is degenerate), ratio of means with a bootstrap CI, d_z and Hedges' "
-    "g, P(improvement) = Mann–Whitney AUC with a bootstrap CI, a {sided} paired t-test (primary p) and an exact "
-    "sign-flip permutation test (robustness p). Cells whose runs lack partners use Welch's t and Mann–Whitney U. "
-    "A cell gets a p-value only when its exact test can reach the threshold a lone effect must pass (alpha/m "
-    'under a correction); otherwise it reads "insufficient replicates (need n)". Diverged runs count at chance '
-    "level; failed runs are excluded and counted in the attrition table. The tuning curves use the unbiased "
-    "U-estimator of the expected best of k trials (Tang et al. 2020) with a 95% bootstrap band; tuning trials "
-    "are sequential (TPE), so the curve describes the pool of trials, not random search."
+    "Per cell, the {treated} − {baseline} contrast uses the confirm runs paired by seed; a run whose partner seed "
+    "has no usable run is left out and counted (unpaired tests only when the arms share no seed). The mean "
+    "difference Δ gets the 95% t interval of the paired t-test and a simultaneous interval (Bonferroni over the "
+    "family, consistent with the corrected decisions); the ratio of means gets Fieller's interval; d_z, Hedges' g "
+    "and P(improvement) (Mann–Whitney AUC, bootstrap interval only from 20 seeds on) describe the effect. The "
+    "paired t-test decides: both one-sided directions of every cell × comparison form one family corrected at "
+    "alpha, so false 'supported' and false 'reversed' claims together stay at most alpha; equivalence (TOST within "
+    "the margin) is its own family. The exact sign-flip test is the robustness column, corrected the same way; "
+    "where it does not confirm a decided cell (often because its floor 1/2^n cannot reach the threshold) the "
+    "verdict says so. The estimand is the difference between the configs each arm's tuning selected, re-run with "
+    "fresh seeds: conditional on those selections, not on the best config either arm could reach. Diverged runs "
+    "count at chance level and are named in the verdict with a sensitivity check without them; failed runs are "
+    "excluded and counted in the attrition table. The trend model fits each cell's Δ over the cells (the cell is "
+    "the unit of replication) on the {unit} scale; its slopes are tested in both directions in one family. The "
+    "tuning curves use the unbiased U-estimator of the expected best of k trials (Tang et al. 2020) with a 95% "
+    "bootstrap band; tuning trials are sequential (TPE), so the curve describes the pool of trials, not random "
+    "search."
 )

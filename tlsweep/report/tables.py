@@ -13,7 +13,7 @@ from tlsweep.report.formatting import describe_cell, fmt_interval, fmt_num, fmt_
 from tlsweep.report.health import CellHealth, EdgeOptimum
 from tlsweep.report.load import Results, is_accuracy_like
 from tlsweep.report.verdicts import cell_verdict
-from tlsweep.stats import DesignModel
+from tlsweep.stats import TrendModel, smallest_threshold
 
 
 def family_table(family: Family, results: Results) -> pd.DataFrame:
@@ -35,6 +35,10 @@ def family_table(family: Family, results: Results) -> pd.DataFrame:
                 "difference_low": c.difference.low,
                 "difference_high": c.difference.high,
                 "difference_ci_method": c.difference.method,
+                "difference_simultaneous_low": c.simultaneous.low,
+                "difference_simultaneous_high": c.simultaneous.high,
+                "simultaneous_confidence": family.simultaneous,
+                "dropped_runs": c.dropped,
                 "ratio": c.ratio.estimate,
                 "ratio_low": c.ratio.low,
                 "ratio_high": c.ratio.high,
@@ -48,9 +52,15 @@ def family_table(family: Family, results: Results) -> pd.DataFrame:
                 "robust_test": c.robustness.name,
                 "robust_p_value": float(c.robustness.pvalue),
                 "p_adjusted": d.p_adjusted,
+                "opposite_p_adjusted": d.opposite_adjusted,
+                "robust_p_adjusted": d.robust_adjusted,
+                "robust_note": d.robust_note,
                 "tost_p_value": float(c.tost.pvalue),
                 "tost_p_adjusted": d.tost_adjusted,
                 "exact_floor": c.exact_floor,
+                "robust_reachable": c.robust_reachable,
+                "diverged": "; ".join(f"{arm}: {n}" for arm, n in cell.diverged.items()),
+                "verdict_without_diverged": cell.without_diverged,
                 "needed_replicates": c.needed_replicates,
                 "seeds_for_power": c.seeds_for_power,
                 "verdict": d.label,
@@ -62,10 +72,14 @@ def family_table(family: Family, results: Results) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def family_display(table: pd.DataFrame, results: Results, health: dict[str, CellHealth] | None = None) -> pd.DataFrame:
-    """The per-cell table as the reader sees it (points, CIs in brackets, gated p-values, optimizer steps)."""
+def family_display(
+    table: pd.DataFrame, results: Results, health: dict[str, CellHealth] | None = None, family: Family | None = None
+) -> pd.DataFrame:
+    """The per-cell table as the reader sees it (points, t intervals in brackets, corrected p, optimizer steps)."""
     hyp, s = results.hypothesis, results.scale
     health = health or {}
+    sequential = family is not None and bool(family.sequential)
+    simultaneous = f"{100 * family.simultaneous:.3g}%" if family is not None else "simultaneous"
     out = []
     for row in table.to_dict("records"):
         cell_health = health.get(str(row["cell_id"]))
@@ -73,32 +87,34 @@ def family_display(table: pd.DataFrame, results: Results, health: dict[str, Cell
         if cell_health is not None and cell_health.at_chance:
             verdict = "uninformative (at chance)"
         levels = {name: row[name] for name in results.cell_factors if name in row}
-        insufficient = str(row["reason"]).startswith("insufficient")
         computable = not str(row["design"]).startswith("not computed")
-        gated = f"insufficient replicates (need {row['needed_replicates']})"
         n = row["n_pairs"] if row["design"] == "paired" else f"{row['n_treated']}+{row['n_baseline']}"
+        dropped = int(row.get("dropped_runs") or 0)
         out.append(
             {
+                "verdict": verdict,
                 "cell": describe_cell(levels),
-                "design": "paired" if row["design"] == "paired" else ("unpaired" if computable else "–"),
-                "n": n,
+                "n": f"{n} (−{dropped})" if dropped else n,
                 f"{hyp.treated}": fmt_num(row["mean_treated"] * s),
                 f"{hyp.baseline}": fmt_num(row["mean_baseline"] * s),
                 f"Δ [95% CI] ({results.unit})": fmt_interval(
                     row["difference"], row["difference_low"], row["difference_high"], scale=s, signed=True
                 ),
+                f"Δ [{simultaneous} simultaneous]": fmt_interval(
+                    row["difference"],
+                    row["difference_simultaneous_low"],
+                    row["difference_simultaneous_high"],
+                    scale=s,
+                    signed=True,
+                ),
                 "ratio [95% CI]": fmt_interval(row["ratio"], row["ratio_low"], row["ratio_high"], digits=2),
                 "d_z": fmt_num(row["d_z"], 2),
-                "g": fmt_num(row["hedges_g"], 2),
-                "P(improve) [95% CI]": fmt_interval(
-                    row["p_improvement"], row["p_improvement_low"], row["p_improvement_high"], digits=2
-                ),
-                "p": gated if insufficient else fmt_p(row["p_value"]),
-                "p (robust)": gated if insufficient else fmt_p(row["robust_p_value"]),
-                "p adjusted": "–" if insufficient else fmt_p(row["p_adjusted"]),
-                "TOST p adjusted": "–" if insufficient else fmt_p(row["tost_p_adjusted"]),
+                "P(improve)": fmt_num(row["p_improvement"], 2),
+                "p (t)": fmt_p(row["p_value"]),
+                ("p at deciding look (nominal)" if sequential else "p adjusted"): fmt_p(row["p_adjusted"]),
+                "p (exact, robustness)": fmt_p(row["robust_p_value"]) if computable else "–",
+                "TOST p adjusted": fmt_p(row["tost_p_adjusted"]),
                 "steps": "–" if cell_health is None or cell_health.steps is None else str(cell_health.steps),
-                "verdict": verdict,
             }
         )
     return pd.DataFrame(out)
@@ -152,37 +168,40 @@ def power_notes(table: pd.DataFrame, results: Results) -> list[str]:
                 f"a TOST (have {have} {unit})."
             )
             continue
-        needed = max(int(needed_power), int(row["needed_replicates"]))
+        needed = int(needed_power)
         status = "enough" if have >= needed else f"need {needed - have} more"
+        robust = (
+            ""
+            if have >= int(row["needed_replicates"])
+            else f"; the exact robustness test needs {int(row['needed_replicates'])} to reach that threshold at all"
+        )
         notes.append(
             f"{describe_cell(levels)}: observed {effect_name} {fmt_num(effect, 2)} needs {needed} {unit} for "
-            f"80% power at p ≤ {_gate(results, table):.3g} (have {have}: {status})."
+            f"80% power of the t-test at one-sided p ≤ {_threshold(results, table):.3g} (have {have}: "
+            f"{status}{robust})."
         )
     return notes
 
 
-def _gate(results: Results, table: pd.DataFrame) -> float:
+def _threshold(results: Results, table: pd.DataFrame) -> float:
+    """The family's smallest one-sided threshold (every cell × comparison, both directions)."""
     hyp = results.hypothesis
-    family = len(table) * max(len(results.comparisons), 1)  # every cell × comparison
-    return hyp.alpha if hyp.correction == "none" else hyp.alpha / max(family, 1)
+    return smallest_threshold(hyp.alpha, hyp.correction, len(table) * max(len(results.comparisons), 1))
 
 
-def model_table(model: DesignModel, results: Results) -> pd.DataFrame:
+def model_table(model: TrendModel, results: Results) -> pd.DataFrame:
+    """The trend model's coefficients as the reader sees them (the metric's reported units, t intervals)."""
     if not model.fitted or model.coefficients.empty:
         return pd.DataFrame()
-    table = model.coefficients.copy()
+    table = model.coefficients
     return pd.DataFrame(
         {
             "term": table["term"],
-            f"coefficient ({model.scale})": [
-                fmt_interval(e, lo, hi, digits=3, signed=True)
-                for e, lo, hi in zip(table["estimate"], table["ci_low"], table["ci_high"], strict=False)
-            ],
             f"{results.unit} [95% CI]": [
-                fmt_interval(e, lo, hi, digits=2, signed=True)
-                for e, lo, hi in zip(table["points"], table["points_low"], table["points_high"], strict=False)
+                fmt_interval(e, lo, hi, scale=results.scale, digits=2, signed=True)
+                for e, lo, hi in zip(table["estimate"], table["ci_low"], table["ci_high"], strict=True)
             ],
-            "p": [fmt_p(p) for p in table["p"]],
+            "p (two-sided)": [fmt_p(p) for p in table["p"]],
         }
     )
 

@@ -39,11 +39,25 @@ def _difference(cell: CellResult, results: Results) -> str:
 
 
 def cell_verdict(cell: CellResult, results: Results, family: Family, health: CellHealth | None = None) -> Verdict:
+    """The cell's verdict sentence, with what the reader must know beside it: the deciding look of an adaptive sweep,
+    an exact test that does not confirm it, and the runs that diverged (with the verdict without them)."""
     verdict = _cell_verdict(cell, results, family, health)
+    extra = []
     reason = cell.decision.reason
     if family.sequential and reason.startswith("group-sequential") and reason not in verdict.sentence:
-        return Verdict(verdict.label, f"{verdict.sentence} ({reason}.)", verdict.kind)
-    return verdict
+        extra.append(f"({reason}.)")
+    if cell.decision.robust_note and not verdict.label.startswith("uninformative"):
+        extra.append(f"Robustness: {cell.decision.robust_note}.")
+    if cell.diverged:
+        runs = ", ".join(f"{n} {arm} run(s)" for arm, n in cell.diverged.items())
+        if cell.without_diverged is None or cell.without_diverged == cell.decision.label:
+            holds = "the verdict holds without them"
+        else:
+            holds = f"without them the cell reads {LABEL_TEXT[cell.without_diverged]}"
+        extra.append(f"Diverged: {runs}, scored at chance; {holds}.")
+    if not extra:
+        return verdict
+    return Verdict(verdict.label, " ".join([verdict.sentence, *extra]), verdict.kind)
 
 
 def _cell_verdict(cell: CellResult, results: Results, family: Family, health: CellHealth | None = None) -> Verdict:
@@ -61,19 +75,12 @@ def _cell_verdict(cell: CellResult, results: Results, family: Family, health: Ce
         )
     corr = CORRECTION_NAMES[family.correction]
     if family.sequential:  # the p-values are the deciding look's nominal ones, tested against its boundary
-        corr = "nominal"
+        corr = "deciding look's nominal"
     margin = f"±{fmt_level(hyp.margin * results.scale)} {results.unit}"
     label = LABEL_TEXT[decision.label]
     if not contrast.computable:
         return Verdict(label, f"{where}, nothing could be tested: {decision.reason}.")
     diff = _difference(cell, results)
-    if decision.reason.startswith("insufficient replicates"):
-        n = contrast.n_pairs if contrast.paired else min(contrast.n_treated, contrast.n_baseline)
-        return Verdict(
-            label,
-            f"{where}, {decision.reason} — {n} available: {hyp.treated} − {hyp.baseline} = "
-            f"{diff} is shown without a test.",
-        )
     if decision.label == "equivalent":
         extra = " (a difference smaller than the margin is still detectable)" if decision.significant else ""
         return Verdict(
@@ -151,21 +158,28 @@ def _places(cells: list[CellResult]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
+TREND_WHAT = {"treated:log2_fraction": "per doubling of the training data", "treated:epochs": "per additional epoch"}
+
+
 def trend_clause(trends: list[TrendTest] | None, results: Results) -> str:
-    """ "the advantage shrinks by 4.0 [2.1, 5.9] points per doubling of the training data (one-sided Holm p = …)"."""
+    """ "the advantage shrinks per doubling of the training data (−4.0 [−5.9, −2.1] points; Holm p = …)": each term's
+    claim (shrinks / grows, toward or away from no difference) only when significant in the trend family."""
     if not trends:
         return ""
     hyp = results.hypothesis
-    what = {"treated:log2_fraction": "per doubling of the training data", "treated:epochs": "per additional epoch"}
-    corr = CORRECTION_NAMES[hyp.correction] if len(trends) > 1 else "uncorrected"
+    corr = CORRECTION_NAMES[hyp.correction]
     parts = []
     for test in trends:
-        verb = "shrinks" if test.points * (1 if hyp.direction != "less" else -1) < 0 else "grows"
-        change = fmt_interval(test.points, test.points_low, test.points_high, digits=2, signed=True)
-        status = "significant" if test.shrinks else "not significant"
-        parts.append(
-            f"{verb} {what[test.term]} ({change} {results.unit}; one-sided {corr} {p_text(test.p_adjusted)}, {status})"
+        change = fmt_interval(
+            test.points, test.points_low, test.points_high, scale=results.scale, digits=2, signed=True
         )
+        detail = (
+            f"{change} {results.unit}; {corr} {p_text(test.p_adjusted)} over both directions of {len(trends)} term(s)"
+        )
+        if test.claim:
+            parts.append(f"{test.claim} {TREND_WHAT[test.term]} ({detail}, significant)")
+        else:
+            parts.append(f"shows no significant trend {TREND_WHAT[test.term]} ({detail})")
     return f"the {hyp.treated} advantage " + " and ".join(parts)
 
 
@@ -235,9 +249,15 @@ def overall_verdict(
     }[kind]
     parts = []
     if of["supported"]:
-        parts.append(f"{hyp.treated} wins at {_places(of['supported'])}")
+        won = {
+            "greater": f"{hyp.treated} wins",
+            "less": f"{hyp.treated} is below {hyp.baseline} as claimed",
+            "two-sided": f"{hyp.treated} differs from {hyp.baseline}",
+        }[hyp.direction]
+        parts.append(f"{won} at {_places(of['supported'])}")
     if of["not supported"]:
-        parts.append(f"{hyp.baseline} wins (a reversal) at {_places(of['not supported'])}")
+        opposite = f"{hyp.baseline} wins" if hyp.direction == "greater" else f"{hyp.treated} is above {hyp.baseline}"
+        parts.append(f"{opposite} (a reversal) at {_places(of['not supported'])}")
     if of["equivalent"]:
         parts.append(
             f"the arms are equivalent (within ±{fmt_level(hyp.margin * results.scale)} {results.unit}) at "

@@ -14,16 +14,17 @@ pyarrow only: the report, ``tlsweep status`` and any reader can call it without 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from tlsweep.errors import StoreError
 from tlsweep.results.schema import PHASES, STATUSES
+from tlsweep.results.store import PROVENANCE_FILE, SPEC_FILE, TRIALS_FILE, ResultsStore, hypothesis_record
+from tlsweep.spec import diff_resolved
 
 if TYPE_CHECKING:
-    from tlsweep.results.store import ResultsStore
     from tlsweep.spec import SweepSpec
 
 _FIX = "the file was edited or damaged after the sweep wrote it: restore it, or rerun the sweep with --new"
@@ -93,12 +94,6 @@ def check_epochs(table: pa.Table, *, source: str) -> None:
     _raise(problems, source)
 
 
-def hypothesis_record(spec: SweepSpec) -> dict[str, Any]:
-    """The hypothesis block of ``spec`` as recorded in ``provenance.json`` (what a hand edit is compared with)."""
-    record: dict[str, Any] = spec.resolved()["hypothesis"]
-    return record
-
-
 def check_spec(store: ResultsStore, spec: SweepSpec) -> None:
     """``spec`` (read from ``spec.resolved.yaml``) is the spec the results were recorded with.
 
@@ -110,9 +105,6 @@ def check_spec(store: ResultsStore, spec: SweepSpec) -> None:
     Raises:
         StoreError: naming the files, what differs and the fix.
     """
-    from tlsweep.results.store import PROVENANCE_FILE, SPEC_FILE, TRIALS_FILE
-    from tlsweep.spec import diff_resolved
-
     spec_uri = store.location.join(SPEC_FILE).uri
     current = spec.result_hash()
     recorded = store.read_metadata(TRIALS_FILE).get("spec_hash")

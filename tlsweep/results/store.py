@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import yaml
@@ -44,7 +45,8 @@ from tlsweep.errors import SpecError, StoreError
 from tlsweep.results.atomic import TMP_PREFIX, atomic_write_bytes
 from tlsweep.results.location import RAY_SUBDIR, Location, resolve_location
 from tlsweep.results.schema import ADDED_COLUMNS, EPOCHS_SCHEMA, TRIALS_SCHEMA
-from tlsweep.spec import SweepSpec, parse_resolved_spec, split_resolved
+from tlsweep.spec import SweepSpec
+from tlsweep.spec_load import parse_resolved_spec, split_resolved
 
 TRIALS_FILE = "trials.parquet"
 EPOCHS_FILE = "epochs.parquet"
@@ -144,6 +146,12 @@ class Provenance:
         )
 
 
+def hypothesis_record(spec: SweepSpec) -> dict[str, Any]:
+    """The hypothesis block of ``spec`` as recorded in ``provenance.json`` (what a hand edit is compared with)."""
+    record: dict[str, Any] = spec.resolved()["hypothesis"]
+    return record
+
+
 class ResultsStore:
     """Reads and writes one sweep's results directory (``runs/<name>`` or ``s3://bucket/prefix/<name>``)."""
 
@@ -173,6 +181,24 @@ class ResultsStore:
         """The epochs table (:data:`EPOCHS_SCHEMA`): ``epochs.parquet`` upserted with its parts, one row per
         (trial id, epoch), sorted by them (empty when nothing was written yet)."""
         return self._read_table(EPOCHS_FILE)
+
+    def conflicting_trials(self) -> list[str]:
+        """Trial ids recorded as finished (ok or diverged) more than once, in the file or its parts, with different
+        numbers: a re-recording the upsert would otherwise let win silently."""
+        schema = _PARQUET_SCHEMAS[TRIALS_FILE]
+        tables = (self._read_parquet(n, schema) for n in (TRIALS_FILE, *self.part_names(TRIALS_FILE)))
+        found = [t for t in tables if t is not None]
+        if len(found) < 2:
+            return []
+        table = pa.concat_tables(found)
+        finished = table.filter(pc.is_in(table.column("status"), pa.array(["ok", "diverged"])))
+        columns = [c for c in ("test_acc", "objective", "best_val_acc") if c in finished.schema.names]
+        counts = finished.group_by("trial_id", use_threads=False).aggregate([(c, "count_distinct") for c in columns])
+        mask = None
+        for c in columns:
+            more = pc.greater(counts.column(f"{c}_count_distinct"), 1)
+            mask = more if mask is None else pc.or_(mask, more)
+        return sorted(counts.filter(mask).column("trial_id").to_pylist()) if mask is not None else []
 
     def write_trials(self, table: pa.Table, *, metadata: Mapping[str, str] | None = None) -> None:
         """Replace the whole trials table with ``table`` (validated against :data:`TRIALS_SCHEMA`): write
@@ -338,8 +364,6 @@ class ResultsStore:
         The provenance records ``spec``'s hypothesis block when it does not hold one already.
         """
         if provenance.hypothesis is None:
-            from tlsweep.results.check import hypothesis_record
-
             provenance = dataclasses.replace(provenance, hypothesis=hypothesis_record(spec))
         self.write_text(PROVENANCE_FILE, json.dumps(provenance.to_dict(), indent=2) + "\n")
         self.write_text(SPEC_FILE, yaml.safe_dump(spec.resolved(), sort_keys=False))

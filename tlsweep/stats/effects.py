@@ -1,8 +1,11 @@
-"""Effect sizes and their bootstrap confidence intervals (treated − baseline).
+"""Effect sizes and their confidence intervals (treated − baseline).
 
-Every resampling takes an explicit ``rng: numpy.random.Generator``. Bootstrap intervals are BCa
-(``scipy.stats.bootstrap``) where BCa is defined, and fall back to the percentile method for degenerate data
-(constant differences, too few distinct values); ``Interval.method`` says which one was used.
+Means and differences get t intervals (paired t on the seed differences, Welch for unpaired runs): the interval of
+the test that decides, which covers at n = 5–8 where a bootstrap does not (BCa covers ~0.86 at n = 8). The ratio of
+means gets Fieller's interval from the same t distribution. The probability of improvement gets a bootstrap
+interval only from ``BOOTSTRAP_MIN_N`` replicates on. Every resampling takes an explicit
+``rng: numpy.random.Generator``; bootstrap intervals are BCa (``scipy.stats.bootstrap``) with a percentile fallback
+for degenerate data; ``Interval.method`` says which method was used.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import numpy as np
 import scipy.stats
 
 from tlsweep.stats._checks import StatsInputError, as_pair, as_sample
+
+BOOTSTRAP_MIN_N = 20  # below this a bootstrap interval under-covers; the interval is not computed
 
 
 @dataclass(frozen=True)
@@ -93,61 +98,66 @@ def _jackknife_is_constant(
     return bool(np.allclose(values, estimate, rtol=1e-9, atol=1e-12))
 
 
-def _mean_difference(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
-    return np.mean(a, axis=axis) - np.mean(b, axis=axis)
+def _t_bounds(estimate: float, se: float, df: float, confidence: float, method: str) -> Interval:
+    if not 0 < confidence < 1:
+        raise StatsInputError(f"confidence must lie in (0, 1), but got {confidence}")
+    if not np.isfinite(estimate):
+        return _not_computed(estimate, "the estimate is not finite")
+    if not df >= 1 or not np.isfinite(se):
+        return _not_computed(estimate, "fewer than 2 replicates")
+    if se == 0:
+        return Interval(estimate, estimate, estimate, "constant")
+    half = float(scipy.stats.t.ppf(0.5 + confidence / 2, df)) * se
+    return Interval(estimate, estimate - half, estimate + half, method)
 
 
-def _mean(a: np.ndarray, axis: int = -1) -> np.ndarray:
-    return np.mean(a, axis=axis)
-
-
-def _ratio_of_means(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.mean(a, axis=axis) / np.mean(b, axis=axis)
-
-
-def mean_interval(
-    values: object, *, rng: np.random.Generator, n_resamples: int = 9999, confidence: float = 0.95
-) -> Interval:
-    """The mean of one sample with a bootstrap CI (used for per-arm ribbons)."""
+def mean_interval(values: object, *, confidence: float = 0.95) -> Interval:
+    """The mean of one sample with its t interval (per-arm ribbons)."""
     x = as_sample(values, "values")
-    return bootstrap_interval((x,), _mean, paired=False, rng=rng, n_resamples=n_resamples, confidence=confidence)
+    se = float(np.std(x, ddof=1) / np.sqrt(x.size)) if x.size >= 2 else float("nan")
+    return _t_bounds(float(np.mean(x)), se, x.size - 1, confidence, "t")
 
 
-def mean_difference(
-    treated: object,
-    baseline: object,
-    *,
-    paired: bool,
-    rng: np.random.Generator,
-    n_resamples: int = 9999,
-    confidence: float = 0.95,
-) -> Interval:
-    """mean(treated) − mean(baseline) with a bootstrap CI (paired: resample seeds jointly)."""
+def mean_difference(treated: object, baseline: object, *, paired: bool, confidence: float = 0.95) -> Interval:
+    """mean(treated) − mean(baseline) with the t interval of its test: paired t on the seed differences, else
+    Welch's (Welch–Satterthwaite df)."""
     a, b = _samples(treated, baseline, paired)
-    return bootstrap_interval(
-        (a, b), _mean_difference, paired=paired, rng=rng, n_resamples=n_resamples, confidence=confidence
-    )
+    estimate = float(np.mean(a) - np.mean(b))
+    if paired:
+        d = a - b
+        se = float(np.std(d, ddof=1) / np.sqrt(d.size)) if d.size >= 2 else float("nan")
+        return _t_bounds(estimate, se, d.size - 1, confidence, "paired t")
+    if a.size < 2 or b.size < 2:
+        return _not_computed(estimate, "fewer than 2 runs in an arm")
+    va, vb = np.var(a, ddof=1) / a.size, np.var(b, ddof=1) / b.size
+    se = float(np.sqrt(va + vb))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = float((va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1)))
+    return _t_bounds(estimate, se, df if np.isfinite(df) else a.size + b.size - 2, confidence, "Welch t")
 
 
-def ratio_of_means(
-    treated: object,
-    baseline: object,
-    *,
-    paired: bool,
-    rng: np.random.Generator,
-    n_resamples: int = 9999,
-    confidence: float = 0.95,
-) -> Interval:
-    """mean(treated) / mean(baseline) with a bootstrap CI; not computed when the baseline mean is 0."""
+def ratio_of_means(treated: object, baseline: object, *, paired: bool, confidence: float = 0.95) -> Interval:
+    """mean(treated) / mean(baseline) with Fieller's interval (t quantile, the df of the difference's test); not
+    computed when the baseline mean is not clearly above 0 (the interval would be unbounded)."""
     a, b = _samples(treated, baseline, paired)
     if np.mean(b) == 0:
         return _not_computed(float("nan"), "the baseline mean is 0")
     if np.any(b <= 0) or np.any(a < 0):
         return _not_computed(float(np.mean(a) / np.mean(b)), "a ratio needs positive values")
-    return bootstrap_interval(
-        (a, b), _ratio_of_means, paired=paired, rng=rng, n_resamples=n_resamples, confidence=confidence
-    )
+    ma, mb = float(np.mean(a)), float(np.mean(b))
+    estimate = ma / mb
+    if min(a.size, b.size) < 2:
+        return _not_computed(estimate, "fewer than 2 replicates")
+    va, vb = float(np.var(a, ddof=1) / a.size), float(np.var(b, ddof=1) / b.size)
+    cab = float(np.cov(a, b, ddof=1)[0, 1] / a.size) if paired else 0.0
+    df = a.size - 1 if paired else min(a.size, b.size) - 1
+    t2 = float(scipy.stats.t.ppf(0.5 + confidence / 2, df)) ** 2
+    qa, qb, qc = mb * mb - t2 * vb, ma * mb - t2 * cab, ma * ma - t2 * va
+    disc = qb * qb - qa * qc
+    if qa <= 0 or disc < 0:
+        return _not_computed(estimate, "the baseline mean is too uncertain for a bounded ratio interval")
+    root = float(np.sqrt(disc))
+    return Interval(estimate, (qb - root) / qa, (qb + root) / qa, "Fieller")
 
 
 def _auc(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -165,12 +175,15 @@ def probability_of_improvement(
     n_resamples: int = 9999,
     confidence: float = 0.95,
 ) -> Interval:
-    """P(treated > baseline) + ½·P(tie) over all treated × baseline runs (Mann–Whitney AUC), with a bootstrap CI.
+    """P(treated > baseline) + ½·P(tie) over all treated × baseline runs (Mann–Whitney AUC), with a bootstrap CI
+    from ``BOOTSTRAP_MIN_N`` replicates on (below, the estimate alone: a bootstrap would under-cover).
 
     This is rliable's probability of improvement; the CI resamples seeds jointly when ``paired``. For a
     "lower is better" metric pass the samples swapped.
     """
     a, b = _samples(treated, baseline, paired)
+    if min(a.size, b.size) < BOOTSTRAP_MIN_N:
+        return _not_computed(float(_auc(a, b)), f"fewer than {BOOTSTRAP_MIN_N} replicates for a bootstrap interval")
     return bootstrap_interval((a, b), _auc, paired=paired, rng=rng, n_resamples=n_resamples, confidence=confidence)
 
 

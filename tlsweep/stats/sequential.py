@@ -13,8 +13,10 @@ cell is tested on its first n_k paired differences; a cell whose decision is set
 - **Multiplicity.** Holm across cells with recycling (Maurer & Bretz 2013, "Multiple testing in group sequential
   trials using graphical approaches"): every unrejected cell is tested at α/m_open with the boundaries of that
   level, at each of its looks so far; a rejection frees its share and the others are tested again at the larger
-  level. Bonferroni keeps α/m, ``none`` gives each cell α. The primary family (efficacy), the reversal family (the
-  opposite direction) and the equivalence family (TOST with the margin) are each run this way, as the fixed-n
+  level. Bonferroni keeps α/m, ``none`` gives each cell's two directions α/2. Both directions form ONE family: each
+  cell brings its two one-sided tests (treated above / below baseline), so a false "supported" and a false "reversed"
+  claim together stay at most α, as in the fixed-n analysis. The equivalence family (TOST with the margin) is run the
+  same way on its own, as the fixed-n
   analysis corrects each of its three p-values separately.
 - **Decisions.** Equivalent first, then supported, then reversed (the order of ``decide_family``); a cell with any
   of them stops; the others go on to the next look; after the last look they are inconclusive. Stopping a cell for
@@ -27,6 +29,7 @@ the simulation that checks the error rate.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -158,6 +161,8 @@ class LookPvalues:
     opposite: np.ndarray  # [..., m, K] the other direction (NaN for two-sided hypotheses)
     tost: np.ndarray  # [..., m, K] the larger of the two one-sided TOST p-values
     n_pairs: np.ndarray  # [..., m, K] pairs used
+    greater: np.ndarray  # [..., m, K] H1: treated > baseline (one-sided): the family tests both directions
+    less: np.ndarray  # [..., m, K] H1: treated < baseline
 
 
 def look_pvalues(differences: object, design: SequentialDesign) -> LookPvalues:
@@ -197,7 +202,7 @@ def look_pvalues(differences: object, design: SequentialDesign) -> LookPvalues:
         eff, opp = less, greater
     else:
         eff, opp = np.minimum(2 * np.minimum(greater, less), 1.0), np.full_like(greater, np.nan)
-    return LookPvalues(eff, opp, tost, n)
+    return LookPvalues(eff, opp, tost, n, greater, less)
 
 
 def sequential_reject(
@@ -246,10 +251,10 @@ def conditional_power(p: np.ndarray, fraction: float, final_level: np.ndarray | 
     return np.asarray(scipy.stats.norm.cdf((z / math.sqrt(fraction) - c) / math.sqrt(1 - fraction)))
 
 
-def _open_levels(design: SequentialDesign, rejected: np.ndarray, *, two_sided: bool = False) -> np.ndarray:
-    """The last look's nominal level each cell of a family is tested at now (Holm: α / cells not rejected)."""
+def _open_levels(design: SequentialDesign, rejected: np.ndarray) -> np.ndarray:
+    """The last look's nominal level each test of a family is tested at now (Holm: α / tests not rejected)."""
     m = rejected.shape[-1]
-    finals = np.array([design.levels(design.alpha / j, two_sided=two_sided)[-1] for j in range(1, m + 1)])
+    finals = np.array([design.levels(design.alpha / j)[-1] for j in range(1, m + 1)])
     if design.correction == "none":
         n_share = np.ones(rejected.shape[:-1], dtype=int)
     elif design.correction == "bonferroni":
@@ -258,6 +263,11 @@ def _open_levels(design: SequentialDesign, rejected: np.ndarray, *, two_sided: b
         n_share = np.maximum(m - rejected.sum(axis=-1), 1)
     level = finals[n_share - 1]
     return np.broadcast_to(level[..., None], rejected.shape)
+
+
+def _directions_design(design: SequentialDesign) -> SequentialDesign:
+    """The design the 2m one-sided tests of both directions run under (``none``: α/2 for each cell's two)."""
+    return dataclasses.replace(design, alpha=design.alpha / 2) if design.correction == "none" else design
 
 
 @dataclass(frozen=True)
@@ -281,7 +291,9 @@ def sequential_decide(
     if not 1 <= looks_done <= k_total:
         raise StatsInputError(f"looks_done must lie in 1..{k_total}, but got {looks_done}")
     shape = pvalues.efficacy.shape[:-1]
-    two_sided = design.alternative == "two-sided"
+    m = shape[-1] if shape else 1
+    both_design = _directions_design(design)
+    both_p = np.concatenate([pvalues.greater, pvalues.less], axis=-2)  # [..., 2m, K]: one family, both directions
     open_ = np.ones(shape, dtype=bool)
     stop_look = np.full(shape, looks_done, dtype=int)
     available = np.zeros(pvalues.efficacy.shape, dtype=bool)
@@ -289,16 +301,24 @@ def sequential_decide(
     futile = np.zeros(shape, dtype=bool)
     for k in range(looks_done):
         available[..., k] = open_
-        eff = sequential_reject(pvalues.efficacy, available, design, two_sided=two_sided)
-        opp = sequential_reject(pvalues.opposite, available, design) if not two_sided else np.zeros(shape, bool)
+        rejected = sequential_reject(both_p, np.concatenate([available, available], axis=-2), both_design)
+        above, below = rejected[..., :m], rejected[..., m:]
+        if design.alternative == "greater":
+            eff, opp = above, below
+        elif design.alternative == "less":
+            eff, opp = below, above
+        else:
+            eff, opp = above | below, np.zeros(shape, dtype=bool)
         equiv = sequential_reject(pvalues.tost, available, design)
         settled = (eff | opp | equiv) & open_
         if design.futility > 0 and k + 1 < k_total and design.fractions[k] >= design.futility_from - 1e-12:
             t = design.fractions[k]
-            power = conditional_power(pvalues.efficacy[..., k], t, _open_levels(design, eff, two_sided=two_sided))
+            levels = _open_levels(both_design, rejected)
+            power = np.maximum(
+                conditional_power(pvalues.greater[..., k], t, levels[..., :m]),
+                conditional_power(pvalues.less[..., k], t, levels[..., m:]),
+            )
             power = np.maximum(power, conditional_power(pvalues.tost[..., k], t, _open_levels(design, equiv)))
-            if not two_sided:
-                power = np.maximum(power, conditional_power(pvalues.opposite[..., k], t, _open_levels(design, opp)))
             stop = open_ & ~settled & (power < design.futility)
             futile |= stop
             settled |= stop
@@ -323,6 +343,7 @@ class SimulationSummary:
     power: float  # mean over cells with a true effect > 0 of P(supported)
     mean_seeds: float  # mean confirm seeds per cell (per arm)
     max_seeds: int
+    any_false_claim: float = float("nan")  # share with a false claim in either direction (the family's error)
 
 
 def simulate(
@@ -353,6 +374,9 @@ def _summary(label: np.ndarray, mu: np.ndarray, seeds: np.ndarray, sweeps: int, 
     supported, reversed_ = label == "supported", label == "not supported"
     false_sup = np.any(supported & (mu <= 0)[None, :], axis=-1).mean()
     false_rev = np.any(reversed_ & (mu >= 0)[None, :], axis=-1).mean()
+    false_any = np.any((supported & (mu <= 0)[None, :]) | (reversed_ & (mu >= 0)[None, :]), axis=-1).mean()
     positive = mu > 0
     power = float(supported[:, positive].mean()) if positive.any() else float("nan")
-    return SimulationSummary(sweeps, float(false_sup), float(false_rev), power, float(seeds.mean()), max_seeds)
+    return SimulationSummary(
+        sweeps, float(false_sup), float(false_rev), power, float(seeds.mean()), max_seeds, float(false_any)
+    )

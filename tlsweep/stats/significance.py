@@ -18,6 +18,51 @@ EXACT_SIGN_FLIP_MAX_PAIRS = 16  # 2**16 sign patterns; beyond that a Monte-Carlo
 
 
 @dataclass(frozen=True)
+class PairedT:
+    """Student's t on paired differences, both one-sided p-values (arrays over the leading axes, or floats)."""
+
+    mean: np.ndarray | float
+    se: np.ndarray | float
+    n: np.ndarray | float  # complete pairs used (NaN differences are missing pairs, left out)
+    t: np.ndarray | float
+    p_greater: np.ndarray | float  # H1: mean difference > 0
+    p_less: np.ndarray | float  # H1: mean difference < 0
+
+    def pvalue(self, alternative: str) -> np.ndarray | float:
+        """The p-value for ``alternative`` (two-sided: twice the smaller one-sided p)."""
+        if check_alternative(alternative) == "greater":
+            return self.p_greater
+        if alternative == "less":
+            return self.p_less
+        return _scalar(np.minimum(2 * np.minimum(self.p_greater, self.p_less), 1.0))
+
+
+def paired_t(differences: object) -> PairedT:
+    """Paired t-tests of mean(d) = 0 in both directions from d ``[..., n]`` (NaN = a missing pair, left out).
+
+    Fewer than two pairs, or differences without variation, give NaN p-values.
+    """
+    d = np.asarray(differences, dtype=float)
+    if d.ndim < 1:
+        raise StatsInputError("paired_t needs the differences on the last axis, but got a scalar")
+    present = np.isfinite(d)
+    n = present.sum(axis=-1)
+    values = np.where(present, d, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = values.sum(axis=-1) / n
+        centred = np.where(present, d - mean[..., None], 0.0)
+        var = (centred * centred).sum(axis=-1) / (n - 1)
+        scale = np.maximum(np.abs(mean), np.sqrt(np.where(n > 0, (values * values).sum(axis=-1) / n, 0.0)))
+        var = np.where((n >= 2) & (var > (1e-12 * scale) ** 2), var, np.nan)
+        se = np.sqrt(var / n)
+        t = mean / se
+        df = np.maximum(n - 1, 1)
+        p_greater = scipy.stats.t.sf(t, df)
+        p_less = scipy.stats.t.cdf(t, df)
+    return PairedT(_scalar(mean), _scalar(se), _scalar(n), _scalar(t), _scalar(p_greater), _scalar(p_less))
+
+
+@dataclass(frozen=True)
 class TestResult:
     """A test statistic and its p-value (scalars, or arrays for batched input)."""
 
@@ -72,6 +117,36 @@ def sign_flip_test(
     )
     name = "exact sign-flip" if exact else f"sign-flip ({n_resamples} random flips)"
     return TestResult(name, _scalar(result.statistic), _scalar(result.pvalue))
+
+
+def sign_flip_pvalues(
+    differences: object, *, rng: np.random.Generator, n_resamples: int = 9999
+) -> dict[str, TestResult]:
+    """``sign_flip_test`` for all three alternatives from one permutation distribution (1-D differences): the same
+    p-values as three calls, at a third of the cost."""
+    d = as_sample(differences, "differences")
+    exact = d.size <= EXACT_SIGN_FLIP_MAX_PAIRS
+    result = scipy.stats.permutation_test(
+        (d,),
+        lambda x, axis: np.mean(x, axis=axis),
+        permutation_type="samples",
+        vectorized=True,
+        n_resamples=np.inf if exact else n_resamples,
+        alternative="greater",
+        rng=rng,
+    )
+    null = np.asarray(result.null_distribution)
+    observed = float(result.statistic)
+    gamma = abs(np.finfo(float).eps * 100 * observed)  # scipy's tolerance for ties
+    adjustment = 0 if exact else 1
+    greater = (np.count_nonzero(null >= observed - gamma) + adjustment) / (null.size + adjustment)
+    less = (np.count_nonzero(null <= observed + gamma) + adjustment) / (null.size + adjustment)
+    name = "exact sign-flip" if exact else f"sign-flip ({n_resamples} random flips)"
+    return {
+        "greater": TestResult(name, observed, float(greater)),
+        "less": TestResult(name, observed, float(less)),
+        "two-sided": TestResult(name, observed, float(min(2 * min(greater, less), 1.0))),
+    }
 
 
 def tost_paired(treated: object, baseline: object, *, margin: float) -> TestResult:

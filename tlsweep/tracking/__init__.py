@@ -2,14 +2,26 @@
 
 Parquet is the source of truth; W&B is a view of it. ``make_tracker`` gives the sweep driver a ``Tracker``;
 ``log_report_summary`` logs the report; ``tlsweep.tracking.dashboard`` builds the saved workspace view.
-wandb itself is imported only when a run is actually logged.
+wandb itself is imported only when a run is actually logged. The names below are imported lazily, so the spec can
+use ``tlsweep.tracking.settings`` without loading the tracker (and what the tracker imports).
 """
 
 from __future__ import annotations
 
-from tlsweep.tracking.settings import WandbSettings, api_key_configured, resolve_mode
-from tlsweep.tracking.summary import log_report_summary
-from tlsweep.tracking.tracker import NullTracker, Tracker, WandbTracker, flatten_config, make_tracker
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS: dict[str, str] = {
+    "NullTracker": "tlsweep.tracking.tracker",
+    "Tracker": "tlsweep.tracking.tracker",
+    "WandbSettings": "tlsweep.tracking.settings",
+    "WandbTracker": "tlsweep.tracking.tracker",
+    "api_key_configured": "tlsweep.tracking.settings",
+    "flatten_config": "tlsweep.tracking.tracker",
+    "log_report_summary": "tlsweep.tracking.summary",
+    "make_tracker": "tlsweep.tracking.tracker",
+    "resolve_mode": "tlsweep.tracking.settings",
+}
 
 __all__ = [
     "NullTracker",
@@ -22,3 +34,21 @@ __all__ = [
     "make_tracker",
     "resolve_mode",
 ]
+
+if TYPE_CHECKING:
+    from tlsweep.tracking.settings import WandbSettings, api_key_configured, resolve_mode
+    from tlsweep.tracking.summary import log_report_summary
+    from tlsweep.tracking.tracker import NullTracker, Tracker, WandbTracker, flatten_config, make_tracker
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tlsweep.tracking' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 from tlsweep.errors import TlsweepError
 from tlsweep.results.store import ResultsStore
 from tlsweep.spec import ARM_FACTOR, ARM_KEY
+from tlsweep.tracking import server_check
 from tlsweep.tracking.settings import api_key_configured
-from tlsweep.tracking.tracker import unreachable_reason, wandb_base_url
 
 if TYPE_CHECKING:
     import wandb_workspaces.workspaces as ws
@@ -154,14 +154,13 @@ def build_workspace(spec: DashboardSpec, *, entity: str) -> ws.Workspace:
     return workspace
 
 
-def check_server(base_url: str, timeout_s: float) -> None:
-    """Raises DashboardError when nothing accepts a TCP connection at ``base_url`` within ``timeout_s``."""
-    reason = unreachable_reason(base_url, timeout_s)
-    if reason is not None:
-        raise DashboardError(
-            f"the W&B server at {base_url} is not reachable ({reason}); check the network or WANDB_BASE_URL, "
-            "then run the command again (the sweep's results are untouched)"
-        )
+def check_server(timeout_s: float) -> str:
+    """The W&B server URL once it answers like W&B's API within ``timeout_s``.
+
+    Raises:
+        DashboardError: one line naming the server, what went wrong and what to check.
+    """
+    return server_check.check_server(DashboardError, timeout_s)
 
 
 def save_dashboard(results_dir: Path, *, timeout_s: float = 10.0) -> str:
@@ -180,8 +179,7 @@ def save_dashboard(results_dir: Path, *, timeout_s: float = 10.0) -> str:
         raise DashboardError(
             "no W&B API key is configured; run `wandb login` (or set WANDB_API_KEY) and run the command again"
         )
-    base_url = wandb_base_url()
-    check_server(base_url, timeout_s)
+    base_url = check_server(timeout_s)
     try:
         import wandb
         from wandb_workspaces.workspaces import internal
@@ -199,8 +197,5 @@ def save_dashboard(results_dir: Path, *, timeout_s: float = 10.0) -> str:
         return str(workspace.url)
     except DashboardError:
         raise
-    except Exception as exc:
-        raise DashboardError(
-            f"the W&B server at {base_url} refused the workspace view ({type(exc).__name__}: {exc}); "
-            "check the API key, entity and project"
-        ) from exc
+    except Exception as exc:  # noqa: BLE001 - wandb's errors, whatever their class, become one line
+        raise server_check.server_error(DashboardError, base_url, exc, "saving the workspace view") from None

@@ -23,7 +23,9 @@ import math
 import os
 import shutil
 import threading
+from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
@@ -69,10 +71,12 @@ class StudyMirror:
         self._storage: Any = None
         try:
             self._storage = _open_journal(self.path)
-            for study in self._storage.get_all_studies():
-                for trial in self._storage.get_all_trials(study._study_id, deepcopy=False):
-                    if "trial_id" in trial.user_attrs:
-                        self._seen.add(str(trial.user_attrs["trial_id"]))
+            contents = read_journal(self._storage)
+            problems = journal_differences(contents, spec.name)
+            if problems:  # another sweep's journal, or lines written twice: set aside, rebuilt from the Parquet
+                self._storage = _set_aside(self.path, "; ".join(problems), "mismatched")
+                contents = read_journal(self._storage)
+            self._seen.update(contents.trial_ids)
         except Exception as exc:  # noqa: BLE001 - the mirror never breaks a sweep
             self._fail("open", exc)
 
@@ -229,10 +233,88 @@ def _open_journal(path: Path) -> Any:
             storage.get_all_studies()  # replays the whole log: a damaged one fails here
             return storage
         except Exception as exc:  # noqa: BLE001 - any unreadable journal is set aside, never deleted
-            aside = path.with_name(f"{path.name}.unreadable-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}")
-            shutil.move(str(path), aside)
-            _log.warning("Optuna mirror: %s cannot be read (%s); moved it to %s and rebuilding it", path, exc, aside)
+            return _set_aside(path, f"cannot be read: {exc}", "unreadable")
     return JournalStorage(JournalFileBackend(str(path)))
+
+
+def _set_aside(path: Path, why: str, kind: str) -> Any:
+    """Move the journal at ``path`` aside (never deleted) and open a new one there."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    aside = path.with_name(f"{path.name}.{kind}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}")
+    shutil.move(str(path), aside)
+    _log.warning("Optuna mirror: %s %s; moved it to %s and rebuilding it from the Parquet files", path, why, aside)
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+@dataclass(frozen=True)
+class JournalContents:
+    """What a journal holds: each study's trial ids (as often as recorded) and the sweep its studies name."""
+
+    trials: dict[str, list[str]]  # study name -> trial ids, one per mirrored trial
+    sweeps: dict[str, str | None]  # study name -> its ``sweep`` user attribute
+
+    @property
+    def trial_ids(self) -> set[str]:
+        return {trial_id for ids in self.trials.values() for trial_id in ids}
+
+
+def read_journal(storage: Any) -> JournalContents:
+    """The studies and trial ids of an opened ``JournalStorage``."""
+    trials: dict[str, list[str]] = {}
+    sweeps: dict[str, str | None] = {}
+    for study in storage.get_all_studies():
+        sweep = study.user_attrs.get("sweep")
+        sweeps[study.study_name] = None if sweep is None else str(sweep)
+        trials[study.study_name] = [
+            str(trial.user_attrs.get("trial_id")) for trial in storage.get_all_trials(study._study_id, deepcopy=False)
+        ]
+    return JournalContents(trials, sweeps)
+
+
+def _examples(items: Iterable[str]) -> str:
+    ordered = sorted(items)
+    return ", ".join(ordered[:3]) + (", ..." if len(ordered) > 3 else "")
+
+
+def journal_differences(
+    contents: JournalContents, sweep: str, expected: Mapping[str, set[str]] | None = None
+) -> list[str]:
+    """How a journal differs from the sweep ``sweep`` beyond trials not mirrored yet: studies of another sweep,
+    trials recorded more than once and (given ``expected``: study name -> trial ids of trials.parquet) studies or
+    trials the Parquet files lack. Empty when it is a faithful, possibly incomplete, mirror."""
+    problems = []
+    foreign = {name: other for name, other in contents.sweeps.items() if other is not None and other != sweep}
+    if foreign:
+        problems.append(f"{len(foreign)} studies of another sweep ({_examples(set(foreign.values()))})")
+    counts = Counter(trial_id for ids in contents.trials.values() for trial_id in ids)
+    twice = [trial_id for trial_id, count in counts.items() if count > 1]
+    if twice:
+        problems.append(f"{len(twice)} trials recorded more than once ({_examples(twice)})")
+    if expected is not None:
+        extra_studies = set(contents.trials) - set(expected) - set(foreign)
+        if extra_studies:
+            problems.append(f"{len(extra_studies)} studies not in trials.parquet ({_examples(extra_studies)})")
+        known = {trial_id for ids in expected.values() for trial_id in ids}
+        extra = set(counts) - known
+        if extra:
+            problems.append(f"{len(extra)} trials not in trials.parquet ({_examples(extra)})")
+    return problems
+
+
+def journal_lacks(contents: JournalContents, expected: Mapping[str, set[str]]) -> str | None:
+    """What of trials.parquet (study name -> trial ids) the journal has not mirrored, or None when nothing."""
+    present = contents.trial_ids
+    missing = {trial_id for ids in expected.values() for trial_id in ids} - present
+    if not missing:
+        return None
+    total = sum(len(ids) for ids in expected.values())
+    studies = sum(1 for ids in expected.values() if ids & present)
+    return (
+        f"it lacks {len(missing)} of the {total} trials in trials.parquet "
+        f"(it has trials of {studies} of {len(expected)} studies)"
+    )
 
 
 def _drop_partial_last_line(path: Path) -> None:

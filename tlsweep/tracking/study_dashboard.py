@@ -15,12 +15,22 @@ import wsgiref.simple_server
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tlsweep.errors import TlsweepError
 from tlsweep.results.location import resolve_location
 from tlsweep.results.store import ResultsStore
-from tlsweep.tracking.optuna_mirror import JOURNAL_FILE, StudyMirror
+from tlsweep.tracking.optuna_mirror import (
+    JOURNAL_FILE,
+    StudyMirror,
+    journal_differences,
+    journal_lacks,
+    read_journal,
+    study_name,
+)
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 HOST = "127.0.0.1"
 INSTALL_HINT = "pip install 'tlsweep[dashboards]'"
@@ -39,6 +49,7 @@ class Journal:
     studies: int
     trials: int
     built: bool  # True when it was (re)built from trials.parquet just now
+    lacks: str | None = None  # what of trials.parquet it has not mirrored (yet: a sweep may be writing it)
 
 
 def prepare_journal(results: str | Path, *, rebuild: bool = False, workdir: Path | None = None) -> Journal:
@@ -62,31 +73,54 @@ def prepare_journal(results: str | Path, *, rebuild: bool = False, workdir: Path
         if data is not None:
             path.write_bytes(data)
     built = False
-    if rebuild and path.exists() and local is not None:
+    if rebuild and (path.exists() or path.is_symlink()) and local is not None:
         aside = path.with_name(f"{path.name}.replaced-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}")
         shutil.move(str(path), aside)
         _log.warning("moved the previous Optuna journal to %s", aside)
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         mirror = StudyMirror(spec, path)
         mirror.sync(store.read_trials(), store.read_epochs())
         if not mirror.enabled:
             raise StudyDashboardError(f"could not build the Optuna journal {path} (see the warning above)")
         built = True
+    fix = (
+        "it is only a mirror of the Parquet files: rebuild it from them with `tlsweep dashboard DIR --rebuild` "
+        "(when no sweep is writing it)"
+    )
+    if not path.is_file():  # a FIFO would block the reader, /dev/null reads as empty
+        raise StudyDashboardError(f"{path}: the Optuna journal is not a regular file; {fix}")
     try:
-        studies, trials = journal_counts(path)
+        contents = read_journal(_storage(path))
     except Exception as exc:  # noqa: BLE001 - whatever Optuna raises on a damaged log
         raise StudyDashboardError(
             f"{path}: Optuna cannot read this journal ({type(exc).__name__}: {exc}); rebuild it from the Parquet "
             "files with `tlsweep dashboard DIR --rebuild` (when no sweep is writing it)"
         ) from None
-    return Journal(path=path, studies=studies, trials=trials, built=built)
+    lacks = None
+    if not built:  # a journal found: checked against the Parquet files it mirrors
+        expected = expected_studies(store.read_trials())
+        problems = journal_differences(contents, spec.name, expected)
+        lacks = journal_lacks(contents, expected)
+        if not contents.trial_ids and lacks:
+            problems.append(
+                f"it holds none of the {sum(len(ids) for ids in expected.values())} trials of trials.parquet"
+            )
+        if problems:
+            raise StudyDashboardError(
+                f"{path}: the Optuna journal does not match this sweep's trials.parquet: {'; '.join(problems)}; {fix}"
+            )
+    trials = sum(len(ids) for ids in contents.trials.values())
+    return Journal(path=path, studies=len(contents.trials), trials=trials, built=built, lacks=lacks)
 
 
-def journal_counts(path: Path) -> tuple[int, int]:
-    """(studies, trials) in the journal at ``path``."""
-    storage = _storage(path)
-    summaries = storage.get_all_studies()
-    return len(summaries), sum(len(storage.get_all_trials(s._study_id, deepcopy=False)) for s in summaries)
+def expected_studies(trials: pa.Table) -> dict[str, set[str]]:
+    """Study name -> trial ids of a trials table: what its journal mirrors."""
+    expected: dict[str, set[str]] = {}
+    for row in trials.select(["phase", "cell_id", "arm", "trial_id"]).to_pylist():
+        expected.setdefault(study_name(str(row["phase"]), str(row["cell_id"]), str(row["arm"])), set()).add(
+            str(row["trial_id"])
+        )
+    return expected
 
 
 def _storage(path: Path) -> Any:

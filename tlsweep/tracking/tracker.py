@@ -17,6 +17,7 @@ import queue
 import shlex
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,36 +225,52 @@ def wandb_base_url() -> str:
     return str(wandb_setup.singleton().settings.base_url)
 
 
-def unreachable_reason(base_url: str, timeout_s: float) -> str | None:
-    """Why the server at ``base_url`` gives no HTTP answer within ``timeout_s``, or None when it answers.
+@dataclass(frozen=True)
+class HttpAnswer:
+    """An HTTP answer: its status (0 for a TLS error), reason, content type and the start of its body."""
 
-    Any HTTP status counts as an answer, and so does a TLS error (wandb may trust a CA that urllib does not);
-    refused connections, DNS failures and silence do not.
+    status: int
+    reason: str
+    content_type: str
+    body: bytes
+
+
+def http_answer(request: urllib.request.Request, timeout_s: float) -> HttpAnswer | str:
+    """The answer to ``request`` within ``timeout_s``, or why none came.
+
+    Any HTTP status is an answer, and so is a TLS error (wandb may trust a CA that urllib does not); refused
+    connections, DNS failures and silence are not.
     """
     import http.client
     import ssl
     import urllib.error
-    import urllib.request
 
-    if not urlsplit(base_url).hostname:
-        return f"the URL {base_url!r} has no host"
     try:
-        with urllib.request.urlopen(urllib.request.Request(base_url, method="GET"), timeout=timeout_s):
-            return None
-    except urllib.error.HTTPError:
-        return None
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            content_type = response.headers.get("Content-Type", "")
+            return HttpAnswer(response.status, str(response.reason), content_type, response.read(65536))
+    except urllib.error.HTTPError as exc:
+        return HttpAnswer(exc.code, str(exc.reason), "", b"")
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, ssl.SSLError):
-            return None
+            return HttpAnswer(0, str(exc.reason), "", b"")
         if isinstance(exc.reason, TimeoutError):
             return f"no answer within {timeout_s:g} s"
         return str(exc.reason)
-    except ssl.SSLError:
-        return None
+    except ssl.SSLError as exc:
+        return HttpAnswer(0, str(exc), "", b"")
     except TimeoutError:
         return f"no answer within {timeout_s:g} s"
     except (OSError, ValueError, http.client.HTTPException) as exc:
         return f"{type(exc).__name__}: {exc}"
+
+
+def unreachable_reason(base_url: str, timeout_s: float) -> str | None:
+    """Why the server at ``base_url`` gives no HTTP answer within ``timeout_s`` (:func:`http_answer`), or None."""
+    if not urlsplit(base_url).hostname:
+        return f"the URL {base_url!r} has no host"
+    answer = http_answer(urllib.request.Request(base_url, method="GET"), timeout_s)
+    return answer if isinstance(answer, str) else None
 
 
 def init_run(

@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tlsweep.errors import StoreError, TlsweepError
+from tlsweep.errors import StoreError
 from tlsweep.results.store import WANDB_RECORD_FILE, ResultsStore
 
 if TYPE_CHECKING:
@@ -196,89 +193,3 @@ def set_sweep_state(api: Any, record: SweepRecord, state: str) -> None:
         if "already" in str(exc).lower():
             return
         raise
-
-
-# -- after the fact: offline runs into the sweep ------------------------------------------------------------------
-
-
-class WandbSyncError(TlsweepError):
-    """Offline runs cannot be uploaded into a W&B Sweep here (no runs, no key, server unreachable, upload failed)."""
-
-
-def offline_run_dirs(results_dir: Path) -> list[Path]:
-    """The offline run directories the tracker wrote (``<results>/wandb/offline-run-<time>-<run id>``)."""
-    return sorted((Path(results_dir) / "wandb").glob("offline-run-*"))
-
-
-def run_id_of(run_dir: Path) -> str:
-    return run_dir.name.split("-", 3)[3]
-
-
-def upload_offline_runs(run_dirs: list[Path], timeout_s: float) -> None:
-    """``wandb sync`` of these run directories (W&B's own uploader, in a child process).
-
-    Raises:
-        WandbSyncError: the upload failed; the message carries the end of wandb's output.
-    """
-    command = [sys.executable, "-m", "wandb", "sync", *map(str, run_dirs)]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise WandbSyncError(
-            f"`wandb sync` did not finish within {timeout_s:g} s; rerun with a larger --timeout"
-        ) from exc
-    if done.returncode != 0:
-        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-10:])
-        raise WandbSyncError(f"`wandb sync` failed (exit {done.returncode}):\n{tail}")
-
-
-def sync_to_sweep(results_dir: Path, *, timeout_s: float = 600.0, finish: bool = True) -> SweepRecord:
-    """Upload the offline runs under ``results_dir`` and make them the W&B Sweep's runs.
-
-    The recorded sweep (``wandb.json``) is reused when the server still has it; otherwise one is created and
-    recorded. Runs written before the sweep id was known join through W&B's prior-runs filter (after the upload,
-    so the server has them). ``finish`` marks the sweep finished (run it after the sweep ended).
-
-    Raises:
-        StoreError: ``results_dir`` holds no sweep (no ``spec.resolved.yaml``) or an unreadable ``wandb.json``.
-        WandbSyncError: no offline runs, no API key, an unreachable server or a failed upload.
-    """
-    from tlsweep.tracking.settings import api_key_configured
-    from tlsweep.tracking.summary import report_run_id
-    from tlsweep.tracking.tracker import unreachable_reason, wandb_base_url
-
-    results_dir = Path(results_dir)
-    store = ResultsStore(results_dir)
-    spec = store.read_spec()
-    record = read_sweep_record(store)
-    run_dirs = offline_run_dirs(results_dir)
-    if not run_dirs:
-        raise WandbSyncError(
-            f"{results_dir / 'wandb'}: no offline W&B runs to upload (a sweep run with --wandb offline, or one "
-            "whose W&B server was unreachable, writes them there)"
-        )
-    if not api_key_configured():
-        raise WandbSyncError("no W&B API key is configured; run `wandb login` or set WANDB_API_KEY, then rerun")
-    base_url = wandb_base_url()
-    reason = unreachable_reason(base_url, min(timeout_s, 30.0))
-    if reason is not None:
-        raise WandbSyncError(f"the W&B server {base_url} cannot be reached ({reason}); rerun when it can")
-    settings = spec.tracking.wandb
-    api = public_api(
-        entity=record.entity if record else settings.entity,
-        project=record.project if record else settings.project,
-        timeout_s=min(timeout_s, 60.0),
-    )
-    upload_offline_runs(run_dirs, timeout_s)
-    report_run = report_run_id(spec.name)
-    runs = sorted({run_id_of(d) for d in run_dirs} - {report_run})
-    config = sweep_config(spec)
-    found = find_sweep(api, record) if record is not None else None
-    if record is not None and found is not None:
-        add_runs(api, config, found, record, runs)
-    else:
-        record = create_sweep(api, config, entity=settings.entity, project=settings.project, prior_runs=runs)
-        write_sweep_record(store, record)
-    if finish:
-        set_sweep_state(api, record, "FINISHED")
-    return record

@@ -35,21 +35,27 @@ whose head is not their last operation), ``feature_cache: false``, or an entry o
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import functools
 import hashlib
 import logging
+import math
 import os
+import stat
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 import torch
 from torch import nn
+
+from tlsweep.errors import SpecError
 
 if TYPE_CHECKING:
     from tlsweep.data.types import DatasetTensors, SplitTensors
@@ -61,7 +67,15 @@ CACHE_GB_ENV = "TLSWEEP_FEATURE_CACHE_GB"
 CACHE_DTYPE_ENV = "TLSWEEP_FEATURE_CACHE_DTYPE"  # auto (default) | float16 | float32
 CACHEABLE_AUGMENTATIONS = ("none", "flip")
 FLOAT16_MAX_STORED = 6.0e4  # larger activations are stored as float32 (float16 ends at 65504)
+STALE_TEMPORARY_S = 60.0  # a temporary of a dead process untouched this long is removed
 _LOGGED: set[str] = set()
+_BAD_LOGGED: set[str] = set()  # entries found bad in this process (each logged once)
+
+
+def warn_once(message: str) -> None:
+    if message not in _LOGGED:
+        _LOGGED.add(message)
+        LOG.warning(message)
 
 
 def log_once(reason: str) -> None:
@@ -203,10 +217,16 @@ def _verify(model: nn.Module, prefix: nn.Module, remainder: nn.Module, image_sha
 # ---------------------------------------------------------------------------------------------- the cache
 
 
-def _default_max_bytes() -> int:
-    configured = os.environ.get(CACHE_GB_ENV)
-    if configured:
-        return int(float(configured) * 2**30)
+@dataclass(frozen=True)
+class CacheSettings:
+    """Where the cache lives, its bound in bytes and its storage dtype (``auto``, ``float16`` or ``float32``)."""
+
+    directory: Path
+    max_bytes: int
+    dtype: str
+
+
+def _memory_quarter() -> int:
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
@@ -214,82 +234,296 @@ def _default_max_bytes() -> int:
     return int(min(memory // 4, 16 * 2**30))
 
 
+def _parse_gigabytes(text: str) -> int:
+    fix = f"set {CACHE_GB_ENV} to the bound in GiB, a finite number >= 0 such as 4 or 0.5 (0 turns the cache off)"
+    try:
+        value = float(text)
+    except ValueError:
+        hint = f" (a decimal point, not a comma: {text.replace(',', '.')})" if "," in text else ""
+        raise SpecError(f"environment variable {CACHE_GB_ENV}={text!r} is not a number{hint}: {fix}") from None
+    if not math.isfinite(value) or value < 0 or value * 2**30 >= 2**63:
+        raise SpecError(f"environment variable {CACHE_GB_ENV}={text!r} is out of range: {fix}")
+    return int(value * 2**30)
+
+
+def cache_settings(environ: Mapping[str, str] | None = None) -> CacheSettings:
+    """The cache's settings from ``$TLSWEEP_FEATURE_CACHE_DIR``, ``_GB`` and ``_DTYPE`` (the one place that reads
+    them), each checked.
+
+    Raises:
+        SpecError: a bound that is not a finite number >= 0, or an unknown dtype, naming the variable and the fix.
+    """
+    environ = os.environ if environ is None else environ
+    directory = Path(environ.get(CACHE_DIR_ENV) or Path(tempfile.gettempdir()) / "tlsweep-features")
+    gigabytes = environ.get(CACHE_GB_ENV, "").strip()
+    max_bytes = _parse_gigabytes(gigabytes) if gigabytes else _memory_quarter()
+    dtype = environ.get(CACHE_DTYPE_ENV, "").strip() or "auto"
+    if dtype not in ("float16", "float32", "auto"):
+        raise SpecError(f"environment variable {CACHE_DTYPE_ENV}={dtype!r}: use auto, float16 or float32")
+    return CacheSettings(directory, max_bytes, dtype)
+
+
 class EntryBusy(Exception):
     """Another process holds the entry's lock (it is computing it)."""
 
 
+class CacheUnusable(Exception):
+    """The cache directory cannot hold entries (not a directory, not writable, full, an odd lock): run uncached."""
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
+def _open_regular(path: Path, flags: int) -> int:
+    """A descriptor of ``path`` opened without blocking (a FIFO never hangs), provided it is a regular file."""
+    fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    return fd
+
+
+class _DigestWriter:
+    """A binary file that hashes what is written to it (``np.save`` writes through ``write`` in chunks)."""
+
+    def __init__(self, handle: BinaryIO, digest: Any) -> None:
+        self.handle, self.digest = handle, digest
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self.handle.write(data)
+
+
+def _digest(key: str) -> Any:
+    """The digest an entry's bytes are checked with; keyed, so an entry moved under another key does not match."""
+    return hashlib.sha256(f"tlsweep-features:{key}:".encode())
+
+
 class FeatureCache:
     """Arrays stored once per key as ``.npy`` files in ``directory``, memory-mapped on read, at most ``max_bytes``
-    in total (least recently used entries removed first)."""
+    in total (least recently used entries removed first).
+
+    Each entry has a ``.sha256`` file beside it, the digest of its bytes, checked on its first use in a process;
+    an entry whose digest, shape or dtype is wrong, or that cannot be read, is a miss: computed again and replaced
+    atomically (logged once per entry). A directory that cannot hold entries raises :class:`CacheUnusable`.
+    """
 
     def __init__(self, directory: Path | str | None = None, max_bytes: int | None = None) -> None:
-        default = Path(tempfile.gettempdir()) / "tlsweep-features"
-        self.directory = Path(directory or os.environ.get(CACHE_DIR_ENV) or default)
-        self.max_bytes = _default_max_bytes() if max_bytes is None else int(max_bytes)
+        if directory is None or max_bytes is None:
+            settings = cache_settings()
+            directory = settings.directory if directory is None else directory
+            max_bytes = settings.max_bytes if max_bytes is None else max_bytes
+        self.directory = Path(directory)
+        self.max_bytes = int(max_bytes)
         self.computed = 0  # entries this process computed (tests and benchmarks read it)
+        self._checked: set[tuple[str, int, int, int]] = set()  # entries whose digest this process checked
+        self._cleaned = False
 
     def path(self, key: str) -> Path:
         return self.directory / f"{key}.npy"
 
+    def digest_path(self, key: str) -> Path:
+        return self.directory / f"{key}.sha256"
+
     def entries(self) -> list[Path]:
-        return sorted(self.directory.glob("*.npy")) if self.directory.is_dir() else []
+        try:
+            return sorted(self.directory.glob("*.npy")) if self.directory.is_dir() else []
+        except OSError:
+            return []
 
     def size_bytes(self) -> int:
         total = 0
         for path in self.entries():
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 total += path.stat().st_size
         return total
 
     @contextlib.contextmanager
     def _locked(self, key: str, wait: bool = True) -> Iterator[None]:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with open(self.directory / f"{key}.lock", "w") as handle:
+        lock = self.directory / f"{key}.lock"
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CacheUnusable(f"{self.directory} is not a usable directory ({_why(exc)})") from None
+        try:
+            fd = _open_regular(lock, os.O_RDWR | os.O_CREAT)
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EROFS, errno.EPERM):
+                raise CacheUnusable(f"cannot open the lock {lock} ({_why(exc)})") from None
+            try:  # a read-only cache still serves the entries it holds
+                fd = _open_regular(lock, os.O_RDONLY)
+            except OSError:
+                raise CacheUnusable(f"cannot open the lock {lock} ({_why(exc)})") from None
+        try:
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise EntryBusy(key) from None
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+            except OSError as exc:
+                raise CacheUnusable(f"cannot lock {lock} ({_why(exc)})") from None
+            self._clean_temporaries()
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
-    def get(self, key: str, nbytes: int, compute: Callable[[], np.ndarray], *, wait: bool = True) -> np.ndarray | None:
-        """The stored array for ``key``, computing and storing it first if absent; None when ``nbytes`` (its size)
-        exceeds the bound. With ``wait=False``, raise :class:`EntryBusy` instead of waiting while another process
-        computes it."""
+    def get(
+        self,
+        key: str,
+        nbytes: int,
+        compute: Callable[[], np.ndarray],
+        *,
+        wait: bool = True,
+        accept: Callable[[np.ndarray], str | None] | None = None,
+    ) -> np.ndarray | None:
+        """The stored array for ``key``, computing and storing it first if absent or bad; None when ``nbytes``
+        (its size) exceeds the bound. ``accept`` says what is wrong with a stored array (None: nothing). With
+        ``wait=False``, raise :class:`EntryBusy` instead of waiting while another process computes it.
+
+        Raises:
+            CacheUnusable: the directory cannot be used (the caller runs without the cache).
+        """
         if nbytes > self.max_bytes:
             return None
-        path = self.path(key)
         with self._locked(key, wait):
-            if path.exists():
-                try:
-                    os.utime(path)  # recently used
-                    return np.load(path, mmap_mode="r")
-                except FileNotFoundError:  # evicted by another process just now: compute it again
-                    pass
+            stored = self._read(key, accept)
+            if stored is not None:
+                return stored
             array = compute()
-            self._make_room(array.nbytes, keep=path)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            with open(tmp, "wb") as handle:
-                np.save(handle, array)
-            os.replace(tmp, path)
+            try:
+                self._write(key, array)
+            except CacheUnusable:
+                with contextlib.suppress(OSError):  # a waiter holding it computes the entry again: harmless
+                    (self.directory / f"{key}.lock").unlink()
+                raise
             self.computed += 1
-            return np.load(path, mmap_mode="r")
+            stored = self._read(key, accept)
+            if stored is None:
+                raise CacheUnusable(f"{self.path(key)} does not read back as written")
+            return stored
+
+    def _read(self, key: str, accept: Callable[[np.ndarray], str | None] | None) -> np.ndarray | None:
+        """The entry if present and good; None if absent, or bad (then logged once and removed)."""
+        path = self.path(key)
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            self._discard(key, _why(exc))
+            return None
+        if not stat.S_ISREG(info.st_mode):
+            self._discard(key, "not a regular file")
+            return None
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except FileNotFoundError:  # evicted by another process just now
+            return None
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is a miss
+            self._discard(key, f"unreadable ({type(exc).__name__}: {str(exc)[:200]})")
+            return None
+        reason = "an object array" if array.dtype.hasobject else accept(array) if accept else None
+        if reason:
+            self._discard(key, reason)
+            return None
+        checked = (key, info.st_dev, info.st_ino, info.st_size)
+        if checked not in self._checked:
+            reason = self._check_digest(key)
+            if reason:
+                self._discard(key, reason)
+                return None
+            self._checked.add(checked)
+        with contextlib.suppress(OSError):
+            os.utime(path)  # recently used (a read-only cache keeps its order)
+        return array
+
+    def _check_digest(self, key: str) -> str | None:
+        try:
+            fd = _open_regular(self.digest_path(key), os.O_RDONLY)
+            with os.fdopen(fd, "rb") as handle:
+                expected = handle.read(128).decode("ascii", "replace").strip()
+        except OSError as exc:
+            return f"no readable digest ({_why(exc)})"
+        digest = _digest(key)
+        try:
+            with os.fdopen(_open_regular(self.path(key), os.O_RDONLY), "rb") as handle:
+                while chunk := handle.read(2**22):
+                    digest.update(chunk)
+        except OSError as exc:
+            return f"unreadable ({_why(exc)})"
+        return None if digest.hexdigest() == expected else "its bytes do not match its digest"
+
+    def _discard(self, key: str, reason: str) -> None:
+        """Remove a bad entry (it is computed again) and log once that it was bad."""
+        for path in (self.path(key), self.digest_path(key)):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise CacheUnusable(f"the bad entry {path} cannot be removed ({_why(exc)})") from None
+        if key not in _BAD_LOGGED:
+            _BAD_LOGGED.add(key)
+            LOG.warning("frozen-feature cache: entry %s is bad (%s); computing it again", self.path(key), reason)
+
+    def _write(self, key: str, array: np.ndarray) -> None:
+        path, digest_path = self.path(key), self.digest_path(key)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        digest_tmp = digest_path.with_name(f".{digest_path.name}.{os.getpid()}.tmp")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+        try:
+            self._make_room(array.nbytes, keep=path)
+            digest = _digest(key)
+            with os.fdopen(_open_regular(tmp, flags), "wb") as handle:
+                np.save(_DigestWriter(handle, digest), array, allow_pickle=False)
+            with os.fdopen(_open_regular(digest_tmp, flags), "wb") as handle:
+                handle.write(digest.hexdigest().encode() + b"\n")
+            os.replace(tmp, path)
+            os.replace(digest_tmp, digest_path)
+        except OSError as exc:
+            raise CacheUnusable(f"cannot write {path} ({_why(exc)})") from None
+        finally:
+            for leftover in (tmp, digest_tmp):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+
+    def _clean_temporaries(self) -> None:
+        """Remove temporaries that processes killed while writing left behind (once per process)."""
+        if self._cleaned:
+            return
+        self._cleaned = True
+        now = time.time()
+        for leftover in self.directory.glob(".*.tmp"):
+            with contextlib.suppress(OSError, ValueError):
+                pid = int(leftover.name.rsplit(".", 2)[-2])
+                if pid != os.getpid() and not _alive(pid) and now - leftover.lstat().st_mtime > STALE_TEMPORARY_S:
+                    leftover.unlink()
 
     def _make_room(self, nbytes: int, keep: Path) -> None:
         stats = []
         for entry in self.entries():
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 stats.append((entry.stat().st_mtime, entry.stat().st_size, entry))
         total = sum(size for _, size, _ in stats)
         for _, size, entry in sorted(stats):
             if total + nbytes <= self.max_bytes:
                 break
             if entry != keep:
-                with contextlib.suppress(FileNotFoundError):
+                with contextlib.suppress(OSError):
                     entry.unlink()  # a process that mapped it keeps reading it (POSIX)
+                with contextlib.suppress(OSError):
+                    entry.with_suffix(".sha256").unlink()
                 total -= size
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 # ---------------------------------------------------------------------------------------------- trial side
@@ -339,11 +573,7 @@ def storage_dtype(freeze_depth: int) -> np.dtype[np.floating]:
     (training several layers on float16-rounded inputs drifted by 2 of 90 test images in bench/frozen_features.py)."""
     from tlsweep.training.config import MAX_FREEZE_DEPTH
 
-    name = os.environ.get(CACHE_DTYPE_ENV, "auto") or "auto"
-    if name not in ("float16", "float32", "auto"):
-        from tlsweep.errors import SpecError
-
-        raise SpecError(f"environment variable {CACHE_DTYPE_ENV}={name!r}: use auto, float16 or float32")
+    name = cache_settings().dtype
     if name == "auto":
         name = "float16" if freeze_depth >= MAX_FREEZE_DEPTH else "float32"
     return np.dtype(name)
@@ -378,6 +608,17 @@ def compute_features(
     if dtype == np.float16 and np.abs(array).max(initial=0.0) > FLOAT16_MAX_STORED:
         return array  # float16 would overflow: keep float32
     return array.astype(dtype, copy=False)
+
+
+def _wrong_shape(array: np.ndarray, *, rows: int, per_image: int, dtype: np.dtype[np.floating]) -> str | None:
+    """What is wrong with a stored array for a split of ``rows`` images, ``per_image`` values each (None: nothing)."""
+    if array.dtype not in (dtype, np.dtype(np.float32)):  # float32: float16 would have overflowed
+        return f"dtype {array.dtype}, expected {dtype}"
+    if rows == 0 and array.shape[:1] == (0,):
+        return None
+    if array.ndim < 2 or array.shape[0] != rows or math.prod(array.shape[1:]) != per_image:
+        return f"shape {array.shape}, expected {rows} rows of {per_image} values"
+    return None
 
 
 _CACHE: FeatureCache | None = None
@@ -463,10 +704,17 @@ def prepare(
                         dtype=dtype,
                     ),
                     wait=wait,
+                    accept=functools.partial(_wrong_shape, rows=len(part), per_image=per_image, dtype=dtype),
                 )
             except EntryBusy:
                 busy.append((split_name, flipped))
                 continue
+            except CacheUnusable as exc:
+                warn_once(
+                    f"frozen-feature cache not used: {exc}; trials run their frozen layers every step "
+                    f"(set {CACHE_DIR_ENV} to a writable local directory with free space)"
+                )
+                return None
             if array is None:
                 log_once(
                     f"the {view} features ({nbytes / 2**20:.0f} MiB) exceed the cache's bound "

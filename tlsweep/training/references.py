@@ -29,6 +29,7 @@ def check_spec_references(spec: SweepSpec, *, source: str) -> None:
             freeze depth beyond a backbone's levels, naming ``source`` and the levels.
     """
     from tlsweep.training.backbones import check_backbone_settings, get_backbone, imagenet_weights
+    from tlsweep.training.frozen_features import cache_settings
 
     arms = spec.design.arms or {}
     uses: list[tuple[str, str, str]] = [("model.backbone", spec.model.backbone, "")]  # (field, backbone, init)
@@ -48,14 +49,17 @@ def check_spec_references(spec: SweepSpec, *, source: str) -> None:
                 raise SpecError(f"{source}: model.pretrained.imagenet ({field} {backbone}): {exc}") from None
     for backbone, depths in spec_freeze_depths(spec).items():
         check_backbone_settings(backbone, depths, source=source)
+    cache_settings()  # the frozen-feature cache's environment, checked before any trial reads it
 
 
 def spec_freeze_depths(spec: SweepSpec) -> dict[str, list[Any]]:
     """Every freeze depth a sweep can train, per backbone: factor levels, each arm's (or the recipe's) value and the
     ends of a tuned range, in the studies whose arm uses that backbone (``when`` respected)."""
+    from tlsweep.design import studies
+
     by_backbone: dict[str, list[Any]] = {}
     tuned = spec.design.tune.get("freeze_depth")
-    for levels in spec.studies():
+    for levels in studies(spec):
         arm = (spec.design.arms or {}).get(str(levels.get("arm")), {})
         depths = by_backbone.setdefault(str(arm.get("backbone", spec.model.backbone)), [])
         if levels.get("freeze_depth") is not None:
