@@ -124,6 +124,7 @@ def test_setup_installs_tlsweep_with_pins_weights_and_data(name: str) -> None:
     assert any("torch==2.14.1" in c and "torchvision==0.29.1" in c for c in setup)
     install = [c for c in setup if "-e ~/tlsweep" in c]
     assert len(install) == 1 and f'"ray[default,tune]=={ray.__version__}"' in install[0]
+    assert install[0].count(f"ray=={ray.__version__} $(sha1sum") == 2  # the stamp that skips it names the same Ray
     assert setup.index(install[0]) > next(i for i, c in enumerate(setup) if "torch==" in c)
     weights = [c for c in setup if "tlsweep weights download resnet50" in c]
     assert weights and setup.index(weights[0]) > setup.index(install[0])
@@ -175,3 +176,95 @@ def test_the_guide_uses_only_real_tlsweep_flags() -> None:
         known = {opt for param in command.params for opt in getattr(param, "opts", [])}
         used = set(re.findall(r"(?<!\S)(--[a-z][a-z-]*)", rest))
         assert used <= known, f"`tlsweep {name}` has no option(s) {sorted(used - known)}"
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("spec_path", sorted((ROOT / "sweeps").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_spec_fits_a_node_type(name: str, spec_path: Path) -> None:
+    from tlsweep.engine.capacity import check_trial_fits, shape_from_autoscaling_config, trial_request, trial_slots
+    from tlsweep.spec import ResourcesSpec
+
+    resources = ResourcesSpec(**(yaml.safe_load(spec_path.read_text()).get("resources") or {}))
+    shape = shape_from_autoscaling_config(prepared(name), source=name)
+    check_trial_fits(shape, resources, source=str(spec_path))  # SpecError: no node type holds one trial
+    slots = trial_slots(shape, trial_request(resources))
+    assert slots >= 2, f"{name} runs {slots} trial(s) of {spec_path.name} at once"
+    if resources.max_concurrent_trials:
+        assert resources.max_concurrent_trials <= slots, (
+            f"{spec_path.name} asks for more trials at once than {name} holds"
+        )
+
+
+_LOGGING_TOOL = '#!/bin/sh\necho "$(basename "$0") $*" >> "$CALLS"\n'
+_FAKE_PYTHON3 = """#!/bin/sh
+echo "python3 $*" >> "$CALLS"
+[ "$1 $2" = "-m venv" ] || exit 0
+mkdir -p "$3/bin"
+for tool in pip python ray tlsweep; do printf '%s' "$TOOL" > "$3/bin/$tool"; chmod +x "$3/bin/$tool"; done
+"""
+
+
+def _run_setup(config: dict[str, Any], home: Path, tools: Path, calls: Path) -> list[str]:
+    """Run the config's setup commands as Ray does on a node (bash, HOME and PATH of the node); the tools called."""
+    import subprocess
+
+    calls.write_text("")
+    env = {"HOME": str(home), "PATH": f"{tools}:/usr/bin:/bin", "CALLS": str(calls), "TOOL": _LOGGING_TOOL}
+    for command in config["setup_commands"] + config["head_setup_commands"]:
+        command = PLACEHOLDER.sub("filled-in", command)
+        done = subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, f"{command}\n{done.stderr}"
+    return calls.read_text().splitlines()
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_setup_on_a_ready_node_installs_nothing_and_puts_the_venv_on_the_path(name: str, tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    config = load(name)
+    home, tools, calls = tmp_path / "home", tmp_path / "tools", tmp_path / "calls.log"
+    (home / "tlsweep").mkdir(parents=True)
+    shutil.copy(ROOT / "pyproject.toml", home / "tlsweep" / "pyproject.toml")
+    tools.mkdir()
+    for tool, body in {
+        "python3": _FAKE_PYTHON3,
+        "sudo": _LOGGING_TOOL,
+        "aws": _LOGGING_TOOL,
+        "gsutil": _LOGGING_TOOL,
+    }.items():
+        (tools / tool).write_text(body)
+        (tools / tool).chmod(0o755)
+
+    first = _run_setup(config, home, tools, calls)  # a bare node: venv, pip, torch, tlsweep
+    assert any(c.startswith("python3 -m venv") for c in first) and "pip install -q --upgrade pip" in first
+    assert any("-e" in c.split() and "pip install" in c for c in first)
+    again = _run_setup(config, home, tools, calls)  # a prebuilt image or a rerun: nothing is installed again
+    assert not any(c.startswith("python3") or "--upgrade pip" in c or "-e" in c.split() for c in again), again
+    (home / "tlsweep" / "pyproject.toml").write_text("changed dependencies\n")
+    assert any("-e" in c.split() for c in _run_setup(config, home, tools, calls))  # until pyproject.toml changes
+
+    for rc in (".bashrc", ".profile"):
+        assert (home / rc).read_text().count("venv/bin") == 1
+    # how Ray's SSH command runner opens a shell on a node (an interactive login bash that sources ~/.bashrc), and
+    # a `ray job submit -- bash -lc` entrypoint (a login shell: ~/.profile)
+    for shell in (["bash", "--login", "-c", "-i", "source ~/.bashrc; "], ["bash", "-lc", ""]):
+        done = subprocess.run(
+            [*shell[:-1], shell[-1] + "command -v ray python tlsweep"],
+            env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        found = done.stdout.split()
+        assert found == [str(home / "venv" / "bin" / tool) for tool in ("ray", "python", "tlsweep")], done.stderr
+
+
+def test_nodes_build_tlsweep_with_a_setuptools_that_reads_its_license() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    from packaging.requirements import Requirement
+
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert isinstance(data["project"]["license"], str)  # the SPDX string form (PEP 639): setuptools >= 77 only
+    setuptools = [r for r in map(Requirement, data["build-system"]["requires"]) if r.name == "setuptools"]
+    assert setuptools and not setuptools[0].specifier.contains("76.1.0") and setuptools[0].specifier.contains("77.0.3")

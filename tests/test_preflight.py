@@ -63,7 +63,7 @@ def test_missing_imagenet_weights_are_refused_by_validate_and_run_and_shown_by_m
     def no_ray(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("Ray started")
 
-    monkeypatch.setattr(run, "_init_ray", no_ray)
+    monkeypatch.setattr(run.RaySession, "__enter__", no_ray)
     with pytest.raises(WeightsError, match="resnet18:IMAGENET1K_V1"):
         run.run_sweep(parse_spec(_two_arm_spec(data, tmp_path / "runs")), live=False, report=False)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from confirm_plans import plan_confirm
 from sweep_fixtures import tiny_spec_dict
 
-from tlsweep.design import plan_confirm, trial_counts
+from tlsweep.design import trial_counts
 from tlsweep.results.store import ResultsStore
 from tlsweep.spec_load import parse_spec
 

@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from tlsweep.data.config import DatasetSpec
+from tlsweep.metrics import BOUNDED_METRICS
 from tlsweep.space import ParamEntry, ParamValue
 from tlsweep.tracking.settings import WandbSettings
 from tlsweep.training.config import (
@@ -66,8 +67,6 @@ TUNABLE = (
 )
 # objective.metric (a per-epoch validation metric) → the trials column holding its value on the best epoch
 OBJECTIVE_COLUMNS = {"val_acc": "best_val_acc", "val_loss": "best_val_loss"}
-HYPOTHESIS_METRICS = ("test_acc", "test_balanced_acc", "test_off_by_one", "test_mae", "test_loss")
-BOUNDED_METRICS = ("test_acc", "test_balanced_acc", "test_off_by_one")  # proportions in [0, 1]
 # Fields whose change makes existing results incomparable (resume is refused unless --new).
 RESULT_FIELDS = ("dataset", "model", "design", "confirm", "objective")
 # The block tlsweep <= 0.1.0 appended to spec.resolved.yaml (provenance); it lives in its own file now.
@@ -423,7 +422,7 @@ class HypothesisSpec(_Model):
 class ResourcesSpec(_Model):
     cpus_per_trial: float = Field(1.0, gt=0, le=1024)
     gpus_per_trial: float = Field(0.0, ge=0, le=64)
-    max_concurrent_trials: int | None = Field(None, ge=1, le=100_000)  # None → as many as the cluster's CPUs allow
+    max_concurrent_trials: int | None = Field(None, ge=1, le=100_000)  # None → what the cluster's node types hold
     reuse_actors: bool = True
 
 
@@ -457,7 +456,7 @@ class CheckpointSpec(_Model):
 
     def keeps(self, phase: str) -> bool:
         """Whether the checkpoints of a trial of ``phase`` stay after it is recorded."""
-        return self.keep == "all" or (self.keep == "confirm" and phase == "confirm")  # = engine.checkpoints.keeps
+        return self.keep == "all" or (self.keep == "confirm" and phase == "confirm")
 
 
 class TrackingSpec(_Model):

@@ -417,11 +417,6 @@ def head_module(model: nn.Module) -> nn.Module:
     return head
 
 
-def head_kind(model: nn.Module) -> str:
-    """``mlp`` or ``linear``: the head ``model`` carries."""
-    return "mlp" if isinstance(head_module(model), MLPHead) else "linear"
-
-
 def head_parameters(model: nn.Module) -> list[nn.Parameter]:
     return list(head_module(model).parameters())
 
