@@ -20,7 +20,7 @@ MB = 2**20
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(ray_stopped):
     import ray
     from ray.cluster_utils import Cluster
 

@@ -49,6 +49,7 @@ FACTOR_NAMES = ("init", "train_fraction", "epochs", "augmentation", "freeze_dept
 ARM_FACTOR = "init"  # the factor whose levels are the arms compared inside a cell (the shorthand of design.arms)
 ARM_KEY = "arm"  # the key of a study's levels naming its arm when the spec declares design.arms
 ARM_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+MAX_ARM_NAME = 64
 # TrialConfig settings an arm cannot fix: the design sets the seed, the run places the trial
 ARM_FIXED = ("seed", "device", "num_threads", "amp")
 DIRECTIONS = ("greater", "less", "two-sided")
@@ -221,6 +222,11 @@ class DesignSpec(_Model):
                 raise ValueError(
                     f"{where}: an arm name takes letters, digits, '_', '.' and '-' (no leading "
                     "punctuation), e.g. finetune or linear_probe"
+                )
+            if len(name) > MAX_ARM_NAME:
+                raise ValueError(
+                    f"{where[:60]}...: an arm name of {len(name)} characters; at most {MAX_ARM_NAME} (it names "
+                    "studies, W&B runs and report columns)"
                 )
             init = settings.get("init")
             if init not in INIT_LEVELS:
