@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install demo test clean
+.PHONY: install demo lint test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/tlsweep run sweeps/demo.yaml
 
-test: $(STAMP)
+# formatting, lint and types first (cached in .ruff_cache and .mypy_cache: seconds once warm), then the tests
+lint: $(STAMP)
+	$(BIN)/ruff format --check tlsweep tests bench
+	$(BIN)/ruff check tlsweep tests bench
+	$(BIN)/mypy
+
+test: lint
 	RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_MODE=disabled WANDB_MODE=disabled $(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) runs .tlsweep-cache
+	rm -rf $(VENV) runs .tlsweep-cache .mypy_cache .ruff_cache

@@ -48,11 +48,12 @@ def _spec() -> Any:
 
 def _planned(spec: Any, index: int) -> tuple[Any, dict[str, Any]]:
     from tlsweep.design import plan_tune_trial, studies, trial_config
+    from tlsweep.engine.trainable import trial_message
 
     study = studies(spec)[index % len(studies(spec))]
     planned = plan_tune_trial(spec, study, index, {"lr": 0.01 + index * 1e-7, "augmentation": "none"})
     config = trial_config(spec, planned.levels, planned.params, planned.seed, num_threads=1)
-    return planned, {"meta": planned.meta(), "trial": config.to_dict(), "objective_metric": spec.objective.metric}
+    return planned, trial_message(planned, config, spec.objective.metric)
 
 
 def _results(epochs: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:

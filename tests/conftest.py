@@ -1,4 +1,16 @@
-"""Test-wide settings: private Ray instances without telemetry or auth, W&B off unless a test turns it on."""
+"""Test-wide settings: a private Ray without telemetry or auth, W&B off unless a test turns it on.
+
+How to keep the suite fast (``make test`` runs ruff format, ruff and mypy before pytest; no test runs them):
+- Ray: ask for the ``ray_local`` fixture (tests/sweep_fixtures.py). One local Ray (2 CPUs, 80 MB object store) is
+  started by the first module that needs it and shared by the rest of the session; ``run_sweep`` uses it as it is.
+  Never call ``ray.init``/``ray.shutdown`` in a test. A module that needs a Ray of its own (a ``Cluster``) asks for
+  ``ray_stopped`` first; the next ``ray_local`` starts the shared one again.
+- Sweeps: a sweep is the expensive thing here. Tests that only read results share one sweep through a module- or
+  session-scoped fixture (``finished_sweep`` in test_sweep.py); add assertions
+  to a test over an existing sweep rather than running another. Use ``tiny_spec_dict`` (resnet_tiny, 16 px).
+- Prefer an in-process call (``CliRunner``, ``run_sweep``) to a ``tlsweep``/Python subprocess unless the test is
+  about the process itself (a killed driver, an import-time effect).
+"""
 
 from __future__ import annotations
 

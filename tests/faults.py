@@ -1,7 +1,8 @@
 """Infrastructure failures injected into real sweeps from outside the product.
 
 Inside trials: ``with injected(TrialFault(...)):`` around ``run_sweep`` makes it hand Ray a wrapper of
-``tlsweep.engine.trainable.sweep_trainable`` (``run_sweep`` takes the name from its module at call time). The wrapper
+``tlsweep.engine.trainable.sweep_trainable``: the seam ``tlsweep.engine.run.launch`` documents (it looks the name up
+in its module when a sweep launches). The wrapper
 runs in Ray worker processes, which cannot import this module, so the module is pickled by value. In a matching
 trial the wrapper patches ``tlsweep.training.loop.run_trial`` for that call only (Ray may reuse the process), to
 fail before training or right after the epoch's report (and its checkpoint).
@@ -25,9 +26,10 @@ from typing import Any
 INJECTED = "injected fault"  # in the error message of an injected exception
 
 
-def matches(meta: dict[str, Any], match: dict[str, Any]) -> bool:
-    """A trial's plan (``config["meta"]``) has every value of ``match``."""
-    return all(meta.get(key) == value for key, value in match.items())
+def matches(planned: Any, match: dict[str, Any]) -> bool:
+    """A trial's plan (the ``PlannedTrial`` of ``tlsweep.engine.trainable.planned_of(config)``) has every value of
+    ``match``."""
+    return all(getattr(planned, key, None) == value for key, value in match.items())
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class TrialFault:
     first_attempt_only: bool = False
     unfixable: bool = False
 
-    def strike(self, meta: dict[str, Any], *, epoch: int, resumed: bool) -> None:
+    def strike(self, meta: Any, *, epoch: int, resumed: bool) -> None:
         """Fail here if this is the epoch (and the attempt) the fault is for."""
         if epoch != self.after_epoch or (resumed and self.first_attempt_only):
             return
@@ -56,8 +58,8 @@ class TrialFault:
         if self.unfixable:
             from tlsweep.errors import WeightsError
 
-            raise WeightsError(f"{INJECTED} in trial {meta['trial_id']}: weights missing")
-        raise RuntimeError(f"{INJECTED} in trial {meta['trial_id']} after epoch {epoch}")
+            raise WeightsError(f"{INJECTED} in trial {meta.trial_id}: weights missing")
+        raise RuntimeError(f"{INJECTED} in trial {meta.trial_id} after epoch {epoch}")
 
 
 def _failing_trainable(fault: TrialFault) -> Callable[..., Any]:
@@ -68,7 +70,7 @@ def _failing_trainable(fault: TrialFault) -> Callable[..., Any]:
         real = trainable.sweep_trainable
         if real.__module__ != trainable.__name__:  # the driver's patch is visible: not in a Ray worker process
             raise RuntimeError("the fault-injecting trainable must run in a Ray worker process")
-        meta = config["meta"]
+        meta = trainable.planned_of(config)
         if not matches(meta, fault.match):
             return real(config, payload)
         run_trial = loop.run_trial
@@ -126,7 +128,7 @@ def _kill_driver_after(match: dict[str, Any], after_epoch: int) -> None:
         record_result(self, iteration, trials, trial, result, **info)
         epoch = result.get("epoch")
         if not result.get("final") and epoch is not None and int(epoch) >= after_epoch:
-            if matches(trial.config["meta"], match):
+            if matches(trial.config["meta"], match):  # the PlannedTrial (tlsweep.engine.trainable.planned_of)
                 os.kill(os.getpid(), signal.SIGKILL)
 
     ResultsRecorder.on_trial_result = on_trial_result  # type: ignore[method-assign]

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from tlsweep.design import PlannedTrial, plan_tune_trial, studies, trial_config
+from tlsweep.engine.trainable import trial_message
 from tlsweep.spec import SweepSpec
 from tlsweep.spec_load import parse_spec
 
@@ -49,7 +50,7 @@ class FakeTrial:
     def of(cls, spec: SweepSpec, planned: PlannedTrial, trial_id: str, **attributes: Any) -> FakeTrial:
         """The Ray trial running ``planned``, with the config the searchers hand out."""
         config = trial_config(spec, planned.levels, planned.params, planned.seed, num_threads=1)
-        payload = {"meta": planned.meta(), "trial": config.to_dict(), "objective_metric": spec.objective.metric}
+        payload = trial_message(planned, config, spec.objective.metric)
         return cls(trial_id=trial_id, config=payload, **attributes)
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tlsweep.engine.worker_setup import worker_runtime_env
 
 TINY_AGE = {
     "format": "synthetic",
@@ -80,11 +83,41 @@ def smallest_spec_dict(assets: dict[str, Path], storage: Path | str, **changes: 
     )
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    """A private local Ray instance (2 CPUs, small object store) for one test module."""
+TEST_RAY = {
+    "address": "local",
+    "num_cpus": 2,
+    "include_dashboard": False,
+    "object_store_memory": 80 * 2**20,
+    "log_to_driver": False,
+    "runtime_env": worker_runtime_env(),  # as run_sweep starts Ray
+}
+
+
+@pytest.fixture(scope="session")
+def _ray_session() -> Iterator[None]:
+    """Shuts down, at the end of the test session, the Ray that ``ray_local`` started."""
+    yield
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=80 * 2**20, log_to_driver=False)
-    yield
-    ray.shutdown()
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_local(_ray_session: None) -> None:
+    """The test session's private local Ray (2 CPUs, 80 MB object store, no dashboard): started by the first module
+    that asks for it and shared by every later one (``run_sweep`` uses a Ray that is already up)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(**TEST_RAY)
+
+
+@pytest.fixture(scope="module")
+def ray_stopped() -> None:
+    """No Ray in this process, for a module that starts its own (a ``Cluster``, a ``tlsweep run`` in this process):
+    the shared one is shut down and the next ``ray_local`` starts it again."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()

@@ -94,9 +94,9 @@ def test_complete_and_remove_reach_the_trials_own_study() -> None:
     asha = _scheduler(spec, [done, removed, other])
     asha.on_trial_complete(None, done, epoch_result(1, 0.5))
     asha.on_trial_remove(None, removed)
-    long_study = asha._by_study[done.config["meta"]["study_key"]]
+    long_study = asha._by_study[done.config["meta"].study_key]
     assert long_study._trial_info == {}
-    assert set(asha._by_study[other.config["meta"]["study_key"]]._trial_info) == {"other"}
+    assert set(asha._by_study[other.config["meta"].study_key]._trial_info) == {"other"}
     with pytest.raises(KeyError):  # a trial is never forwarded to another study's scheduler
         asha.on_trial_remove(None, done)
 

@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 from ray_fakes import FakeTrial, confirm_trial, demo_spec, epoch_result, final_result, tune_trial
 
-from tlsweep.engine.checkpoints import checkpoint_due, delete_checkpoints, keeps
+from tlsweep.design import PlannedTrial
+from tlsweep.engine.checkpoints import checkpoint_due, delete_checkpoints
 from tlsweep.engine.trainable import trial_dirname
 from tlsweep.errors import SpecError
 from tlsweep.results.location import resolve_location
-from tlsweep.spec import CheckpointSpec
+from tlsweep.spec import CheckpointEvery, CheckpointSpec
 
-SECONDS_60 = CheckpointSpec().model_dump()
-EVERY_EPOCH = {"every": {"epochs": 1, "seconds": None}, "keep": "none"}
+SECONDS_60 = CheckpointSpec()
+EVERY_EPOCH = CheckpointSpec(every=CheckpointEvery(epochs=1), keep="none")
 
 
 def _due(policy, epoch, elapsed_s, last_s=0.0, *, final=False, keep=False):
@@ -23,7 +24,7 @@ def _due(policy, epoch, elapsed_s, last_s=0.0, *, final=False, keep=False):
 
 
 def test_the_default_is_at_most_one_checkpoint_per_60_s_of_training() -> None:
-    assert SECONDS_60 == {"every": {"seconds": 60.0, "epochs": None}, "keep": "none"}
+    assert SECONDS_60.model_dump() == {"every": {"seconds": 60.0, "epochs": None}, "keep": "none"}
     # a trial shorter than the interval saves nothing, not even after its last epoch (it would be deleted at once)
     assert [_due(SECONDS_60, e, 10.0 * e, final=e == 5) for e in range(1, 6)] == [False] * 5
     # a long trial: one save once 60 s passed since the last one (or since the start)
@@ -38,7 +39,7 @@ def test_the_default_is_at_most_one_checkpoint_per_60_s_of_training() -> None:
 
 
 def test_every_n_epochs_and_the_final_checkpoint_of_kept_trials() -> None:
-    every_2 = {"every": {"epochs": 2, "seconds": None}, "keep": "none"}
+    every_2 = CheckpointSpec(every=CheckpointEvery(epochs=2), keep="none")
     assert [_due(every_2, e, 1000.0 * e) for e in range(1, 7)] == [False, True, False, True, False, True]
     assert [_due(EVERY_EPOCH, e, 0.1) for e in (1, 2, 3)] == [True] * 3
     # a kept trial always saves its last epoch (its weights are what is kept), whatever the interval
@@ -50,10 +51,9 @@ def test_which_phases_keep_their_checkpoints() -> None:
     for keep, expected in {"none": (False, False), "confirm": (False, True), "all": (True, True)}.items():
         policy = CheckpointSpec(keep=keep)
         assert (policy.keeps("tune"), policy.keeps("confirm")) == expected
-        assert (keeps(policy.model_dump(), "tune"), keeps(policy.model_dump(), "confirm")) == expected
     best = CheckpointSpec(keep="best")  # what `tlsweep export --best` reads: the selected configs' confirm trials
     assert [best.keeps(phase, kind) for phase, kind in (("tune", "search"), ("confirm", "recipe"))] == [False, False]
-    assert best.keeps("confirm", "best") and keeps(best.model_dump(), "confirm", "best")
+    assert best.keeps("confirm", "best")
 
 
 def test_the_spec_block_is_validated_with_a_clear_error() -> None:
@@ -123,7 +123,7 @@ def test_the_recorder_deletes_a_recorded_trial_s_checkpoints_unless_kept(tmp_pat
     saved = {}
     for planned in (tune_trial(spec), confirm_trial(spec)):
         trial = FakeTrial.of(spec, planned, f"ray-{planned.phase}")
-        saved[planned.phase] = _checkpoint(tmp_path, f"{planned.phase}-20260101T000000", trial_dirname(planned.meta()))
+        saved[planned.phase] = _checkpoint(tmp_path, f"{planned.phase}-20260101T000000", trial_dirname(planned))
         epochs = [epoch_result(1, 0.3)]
         recorder.on_trial_start(0, [], trial)
         recorder.on_trial_result(0, [], trial, epochs[0])
@@ -192,15 +192,15 @@ def test_the_trainable_reports_short_epochs_together_unless_early_stopping_needs
         return SplitTensors(images, torch.randint(0, 3, (n,), generator=generator), [])
 
     data = DatasetTensors(split(24, 0), split(9, 1), split(9, 2), ["a", "b", "c"])
-    payload = trainable.make_payload(data, None, checkpoints=SECONDS_60, report_every_epoch=every_epoch)
+    payload = trainable.TrialPayload.build(data, None, checkpoints=SECONDS_60, report_every_epoch=every_epoch)
     reports: list[dict] = []
     monkeypatch.setattr(trainable, "LIVE_REPORT_INTERVAL_S", interval)
     monkeypatch.setattr(tune, "report", lambda metrics, checkpoint=None: reports.append(metrics))
     monkeypatch.setattr(tune, "get_checkpoint", lambda: None)
     monkeypatch.setattr(ray, "get_runtime_context", lambda: type("Context", (), {"get_node_id": lambda self: "n"})())
     config = TrialConfig(backbone="resnet_tiny", init="scratch", epochs=3, batch_size=8, num_threads=1)
-    meta = {"phase": phase, "trial_id": "t1"}
-    trainable.sweep_trainable({"meta": meta, "trial": config.to_dict(), "objective_metric": "val_acc"}, payload)
+    planned = PlannedTrial("t1", phase, {"init": "scratch"}, "recipe", seed=0)
+    trainable.sweep_trainable(trainable.trial_message(planned, config, "val_acc"), payload)
     *live, final = reports
     assert [[e["epoch"] for e in r["epochs"]] for r in live] == live_epochs
     assert final["final"] and [h["epoch"] for h in final["history"]] == [1, 2, 3]

@@ -7,10 +7,11 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
+from confirm_plans import plan_confirm
 from faults import TrialFault, injected
 from sweep_fixtures import tiny_spec_dict
 
-from tlsweep.design import plan_confirm, trial_counts
+from tlsweep.design import trial_counts
 from tlsweep.results.store import ResultsStore
 from tlsweep.spec_load import parse_spec
 
@@ -19,7 +20,7 @@ MB = 2**20
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(ray_stopped):
     import ray
     from ray.cluster_utils import Cluster
 

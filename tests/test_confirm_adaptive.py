@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from confirm_plans import plan_confirm
 
-from tlsweep.design import confirm_outcome, plan_confirm, plan_confirm_step, plan_tune_trial, studies, trial_counts
+from tlsweep.design import confirm_outcome, plan_confirm_step, plan_tune_trial, studies, trial_counts
 from tlsweep.errors import SpecError
 from tlsweep.spec_load import parse_spec
 
@@ -149,7 +150,7 @@ def test_a_resumed_sweep_takes_the_same_batches_and_seeds(stop_after):
 
 
 def test_the_confirm_searcher_hands_out_only_what_is_not_recorded():
-    from tlsweep.engine.searchers import ConfirmSearcher
+    from confirm_plans import ConfirmSearcher
 
     spec = _spec({"max_seeds": 16, "batch": 4}, seeds=8)
     rows, _, _ = _sweep(spec, stop_after=10)
@@ -201,7 +202,6 @@ def _drive(spec, *, slots=3, done=None, duration=None, record_walls=False):
     Returns (rows, the trials in the order they finished, the searcher)."""
     from ray.tune.search import Searcher
 
-    from tlsweep.design import PlannedTrial
     from tlsweep.engine.searchers import SweepSearcher
 
     rows, order, effects = list(done or []), [], _effects(spec)
@@ -217,7 +217,7 @@ def _drive(spec, *, slots=3, done=None, duration=None, record_walls=False):
                 break
             if config is None:
                 break
-            planned = PlannedTrial.from_meta(config["meta"])
+            planned = config["meta"]
             length = duration(planned) if duration else planned.levels["epochs"]
             live.append((now + length + n * 1e-6, f"t{n}", planned, length))
             n += 1

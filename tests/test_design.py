@@ -4,12 +4,11 @@ import json
 from pathlib import Path
 
 import yaml
+from confirm_plans import confirm_seeds, plan_confirm
 
 from tlsweep.design import (
     cell_id,
-    confirm_seeds,
     expected_trial_seconds,
-    plan_confirm,
     plan_tune_trial,
     select_best,
     studies,

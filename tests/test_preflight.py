@@ -63,7 +63,7 @@ def test_missing_imagenet_weights_are_refused_by_validate_and_run_and_shown_by_m
     def no_ray(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("Ray started")
 
-    monkeypatch.setattr(run, "_init_ray", no_ray)
+    monkeypatch.setattr(run.RaySession, "__enter__", no_ray)
     with pytest.raises(WeightsError, match="resnet18:IMAGENET1K_V1"):
         run.run_sweep(parse_spec(_two_arm_spec(data, tmp_path / "runs")), live=False, report=False)
 
@@ -123,6 +123,6 @@ def test_an_error_no_retry_can_fix_fails_its_trial_once(
     def no_ray(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("Ray started")
 
-    monkeypatch.setattr(run, "_init_ray", no_ray)  # a finished sweep answers from its results
+    monkeypatch.setattr(run.RaySession, "__enter__", no_ray)  # a finished sweep answers from its results
     again = run_sweep(parse_spec(data), live=False, report=False)
     assert again.trials_recorded == 0 and [f.failed for f in again.failures] == [1]

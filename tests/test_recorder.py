@@ -181,7 +181,7 @@ def test_a_trial_that_spent_its_retries_is_recorded_failed_with_the_last_error_l
     recorder.on_trial_start(0, [], other)
     recorder.on_trial_error(0, [], other)
     by_id = {r["trial_id"]: r for r in ResultsStore(tmp_path).read_trials().to_pylist()}
-    assert by_id[other.config["meta"]["trial_id"]]["error"] == "worker OOM"
+    assert by_id[other.config["meta"].trial_id]["error"] == "worker OOM"
     assert recorder.recorded == 2
 
 
@@ -218,9 +218,10 @@ def test_a_trial_lost_with_its_node_is_requeued_instead_of_failed(tmp_path: Path
 
 @pytest.mark.parametrize("phase", ["tune", "confirm"])
 def test_a_lost_trial_goes_back_to_the_searcher_that_handed_it_out(tmp_path: Path, phase: str) -> None:
+    from confirm_plans import ConfirmSearcher
     from ray.tune.search import Searcher
 
-    from tlsweep.engine.searchers import ConfirmSearcher, TuneSearcher
+    from tlsweep.engine.searchers import TuneSearcher
 
     spec = demo_spec(design__budget__trials_per_cell=1)
     if phase == "tune":
@@ -228,7 +229,7 @@ def test_a_lost_trial_goes_back_to_the_searcher_that_handed_it_out(tmp_path: Pat
     else:
         searcher = ConfirmSearcher(spec, planned=[confirm_trial(spec, study=s) for s in range(2)])
     recorder = _recorder(tmp_path, spec)
-    recorder.requeue = searcher.requeue  # as tlsweep.engine.run wires them
+    recorder.connect(requeue=searcher.requeue, pruned=None)  # as tlsweep.engine.run wires them
     handed = searcher.suggest("ray-1")
     trial = FakeTrial("ray-1", handed, num_failures=2, pickled_error_file=_pickled_error(tmp_path, ActorDiedError()))
     recorder.on_trial_start(0, [], trial)
@@ -343,7 +344,7 @@ def test_freeze_depth_is_recorded_for_pretrained_arms_only(tmp_path: Path, phase
     if planned.arm == "scratch":
         assert row["freeze_depth"] is None
     else:
-        assert row["freeze_depth"] == trial.config["trial"]["freeze_depth"] is not None
+        assert row["freeze_depth"] == trial.config["trial"].freeze_depth is not None
 
 
 def test_finished_trials_are_appended_in_batches_and_compacted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,11 +21,12 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner, Result
+from confirm_plans import confirm_seeds
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tlsweep.cli import cli
-from tlsweep.design import confirm_seeds, recipe_params, studies, trial_config, tune_seed
+from tlsweep.design import recipe_params, studies, trial_config, tune_seed
 from tlsweep.spec import TUNABLE, tune_range_values
 from tlsweep.spec_load import load_spec, parse_spec
 from tlsweep.training.loop import check_config

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from confirm_plans import ConfirmSearcher
 from ray.tune.search import Searcher
 
-from tlsweep.design import PlannedTrial, plan_tune_trial, recipe_params, studies, study_key
-from tlsweep.engine.searchers import ConfirmSearcher, PhaseSearcher, TuneSearcher
+from tlsweep.design import plan_tune_trial, recipe_params, studies, study_key
+from tlsweep.engine.searchers import PhaseSearcher, TuneSearcher
 from tlsweep.spec_load import parse_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,17 +38,17 @@ def _drain(searcher: PhaseSearcher) -> list[dict]:
 def test_every_study_gets_exactly_its_budget_with_the_recipe_first() -> None:
     spec = _spec(trials=3)
     configs = _drain(TuneSearcher(spec))
-    per_study = Counter(c["meta"]["study_key"] for c in configs)
+    per_study = Counter(c["meta"].study_key for c in configs)
     assert len(per_study) == len(studies(spec)) and set(per_study.values()) == {3}
     for levels in studies(spec):
-        mine = [c["meta"] for c in configs if c["meta"]["levels"] == levels]
-        assert sorted(m["tune_index"] for m in mine) == [0, 1, 2]
-        recipe = next(m for m in mine if m["tune_index"] == 0)
-        assert recipe["config_kind"] == "recipe" and recipe["params"] == recipe_params(spec, levels)
+        mine = [c["meta"] for c in configs if c["meta"].levels == levels]
+        assert sorted(m.tune_index for m in mine) == [0, 1, 2]
+        recipe = next(m for m in mine if m.tune_index == 0)
+        assert recipe.config_kind == "recipe" and recipe.params == recipe_params(spec, levels)
     # round-robin: the first len(studies) suggestions cover every study once
-    assert len({c["meta"]["study_key"] for c in configs[: len(studies(spec))]}) == len(studies(spec))
+    assert len({c["meta"].study_key for c in configs[: len(studies(spec))]}) == len(studies(spec))
     # cell by cell with the arms side by side (studies(spec) lists one arm's cells, then the other's)
-    first = [(c["meta"]["cell_id"], c["meta"]["arm"]) for c in configs[: len(studies(spec))]]
+    first = [(c["meta"].cell_id, c["meta"].arm) for c in configs[: len(studies(spec))]]
     cells = list(dict.fromkeys(cell for cell, _ in first))
     assert first == [(cell, arm) for cell in cells for arm in ("checkpoint", "scratch")]
     assert [levels["init"] for levels in studies(spec)[:2]] == ["checkpoint", "checkpoint"]
@@ -81,9 +82,9 @@ def test_finished_trials_are_replayed_not_rerun() -> None:
     assert searcher.remaining() == len(studies(spec)) * 3 - 4
     configs = _drain(searcher)
     for levels in studies(spec)[:2]:
-        indices = [c["meta"]["tune_index"] for c in configs if c["meta"]["levels"] == levels]
+        indices = [c["meta"].tune_index for c in configs if c["meta"].levels == levels]
         assert indices == [1]
-    study = searcher._studies[configs[0]["meta"]["study_key"]]
+    study = searcher._studies[configs[0]["meta"].study_key]
     assert len(study.study.trials) >= 1
 
 
@@ -98,11 +99,7 @@ def test_grid_sampler_covers_the_grid_exactly() -> None:
     spec = parse_spec(data)
     configs = _drain(TuneSearcher(spec))
     levels = studies(spec)[0]
-    points = {
-        (c["meta"]["params"]["lr"], c["meta"]["params"]["augmentation"])
-        for c in configs
-        if c["meta"]["levels"] == levels
-    }
+    points = {(c["meta"].params["lr"], c["meta"].params["augmentation"]) for c in configs if c["meta"].levels == levels}
     assert points == {(0.01, "none"), (0.01, "flip"), (0.1, "none"), (0.1, "flip")}
 
 
@@ -116,7 +113,7 @@ def test_failed_and_pruned_trials_are_told_to_optuna_as_such() -> None:
     searcher.on_trial_complete("b", {"epoch": 1, "val_metric": 0.2})  # stopped early: no final result
     states = {t.state for s in searcher._studies.values() for t in s.study.trials}
     assert states == {TrialState.FAIL, TrialState.PRUNED}
-    assert a["trial"]["seed"] == b["trial"]["seed"]  # tune index 0 of two studies share the replicate seed
+    assert a["trial"].seed == b["trial"].seed  # tune index 0 of two studies share the replicate seed
 
 
 def test_a_trial_lost_with_its_node_is_handed_out_again_unchanged() -> None:
@@ -128,13 +125,13 @@ def test_a_trial_lost_with_its_node_is_handed_out_again_unchanged() -> None:
     assert searcher.suggest("waiting") is None
     lost = first[3]
     searcher.on_trial_complete("t3", None, error=True)
-    searcher.requeue(PlannedTrial.from_meta(lost["meta"]))
+    searcher.requeue(lost["meta"])
     again = searcher.suggest("t3-again")
     assert again["meta"] == lost["meta"] and again["trial"] == lost["trial"]  # same plan, same id, same seed
     for n in [*(n for n in range(total) if n != 3), "3-again"]:
         searcher.on_trial_complete(f"t{n}", {"final": True, "status": "ok", "objective": 0.2, "val_metric": 0.2})
     assert searcher.suggest("late") == Searcher.FINISHED
-    study = searcher._studies[lost["meta"]["study_key"]]
+    study = searcher._studies[lost["meta"].study_key]
     assert len(study.study.trials) == 3  # the lost attempt (FAIL) and its rerun; the budget is not charged twice
 
 
@@ -146,8 +143,8 @@ def test_a_confirm_trial_lost_with_its_node_is_handed_out_again() -> None:
     a = searcher.suggest("a")
     searcher.suggest("b")
     searcher.on_trial_complete("a", None, error=True)
-    searcher.requeue(PlannedTrial.from_meta(a["meta"]))
-    assert searcher.suggest("a2")["meta"]["trial_id"] == fixed[0].trial_id
+    searcher.requeue(a["meta"])
+    assert searcher.suggest("a2")["meta"].trial_id == fixed[0].trial_id
     searcher.on_trial_complete("a2", {"final": True, "objective": 0.2})
     assert searcher.suggest("c") is None  # "b" still runs
     searcher.on_trial_complete("b", {"final": True, "objective": 0.2})
@@ -235,11 +232,11 @@ def test_trials_a_dead_driver_left_running_are_handed_out_first_and_unchanged() 
     searcher = TuneSearcher(spec, done=done, pending=[pending, already_done])  # a recorded one is not rerun
     assert searcher.remaining() == len(studies(spec)) * 3 - 1
     config = searcher.suggest("t0")
-    assert config["meta"] == pending.meta()  # same index, params and seed: the same id, so its checkpoint is found
+    assert config["meta"] == pending  # same index, params and seed: the same id, so its checkpoint is found
     configs = [config, *_drain(searcher)]
-    mine = sorted(c["meta"]["tune_index"] for c in configs if c["meta"]["levels"] == first)
+    mine = sorted(c["meta"].tune_index for c in configs if c["meta"].levels == first)
     assert mine == [0, 1, 2]
-    assert sorted(c["meta"]["tune_index"] for c in configs if c["meta"]["levels"] == second) == [0, 2]
+    assert sorted(c["meta"].tune_index for c in configs if c["meta"].levels == second) == [0, 2]
 
 
 def test_confirm_hands_out_the_fixed_plan_in_order_without_recorded_trials() -> None:
@@ -249,9 +246,9 @@ def test_confirm_hands_out_the_fixed_plan_in_order_without_recorded_trials() -> 
     searcher = ConfirmSearcher(spec, planned=fixed, done=[{"trial_id": fixed[1].trial_id}])
     assert searcher.phase == "confirm" and searcher.planned == fixed and searcher.remaining() == 2
     configs = _drain(searcher)
-    assert [c["meta"]["trial_id"] for c in configs] == [fixed[0].trial_id, fixed[2].trial_id]
-    assert [c["trial"]["seed"] for c in configs] == [fixed[0].seed, fixed[2].seed]
-    assert [c["trial"]["lr"] for c in configs] == [0.01, 0.03]
+    assert [c["meta"].trial_id for c in configs] == [fixed[0].trial_id, fixed[2].trial_id]
+    assert [c["trial"].seed for c in configs] == [fixed[0].seed, fixed[2].seed]
+    assert [c["trial"].lr for c in configs] == [0.01, 0.03]
     assert {c["objective_metric"] for c in configs} == {"val_acc"}
     assert searcher.remaining() == 0 and searcher.suggest("more") == Searcher.FINISHED
 
@@ -267,4 +264,4 @@ def test_the_searcher_continues_from_tunes_snapshot(tmp_path: Path) -> None:
     assert restored.remaining() == searcher.remaining() == len(studies(spec)) * 2 - 3
     assert set(restored._live) == {"t1", "t2"}
     assert restored.suggest("t3")["meta"] == searcher.suggest("t3")["meta"]
-    assert handed[0]["meta"]["config_kind"] == "recipe"
+    assert handed[0]["meta"].config_kind == "recipe"

@@ -144,8 +144,7 @@ def test_pickled_filesystem_reaches_the_endpoint_without_the_variable(s3_env: S3
 
 
 @pytest.mark.ray
-def test_ray_tune_keeps_its_experiment_state_in_the_bucket(s3_env: S3Bucket) -> None:
-    ray = pytest.importorskip("ray")
+def test_ray_tune_keeps_its_experiment_state_in_the_bucket(ray_local: None, s3_env: S3Bucket) -> None:
     from ray import tune
 
     location = resolve_location(s3_env.uri("tlsweep", "demo"))
@@ -164,17 +163,13 @@ def test_ray_tune_keeps_its_experiment_state_in_the_bucket(s3_env: S3Bucket) -> 
                     {"score": config["x"] * step}, checkpoint=inner_tune.Checkpoint.from_directory(directory)
                 )
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=80 * 2**20)
-    try:
-        tuner = tune.Tuner(
-            trainable,
-            param_space={"x": tune.grid_search([1, 2])},
-            tune_config=tune.TuneConfig(max_concurrent_trials=2),
-            run_config=tune.RunConfig(name="exp", verbose=0, **storage),
-        )
-        results = tuner.fit()
-    finally:
-        ray.shutdown()
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"x": tune.grid_search([1, 2])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=2),
+        run_config=tune.RunConfig(name="exp", verbose=0, **storage),
+    )
+    results = tuner.fit()
 
     assert results.num_errors == 0 and len(results) == 2
     assert all(result.checkpoint is not None for result in results)

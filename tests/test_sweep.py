@@ -16,10 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from click.testing import CliRunner
+from confirm_plans import plan_confirm
 from faults import INJECTED, TrialFault, injected, kill_driver_command
 from sweep_fixtures import tiny_spec_dict
 
-from tlsweep.design import plan_confirm, studies, trial_counts
+from tlsweep.design import studies, trial_counts
 from tlsweep.engine.settings import RESULT_FILES_LOGGER, sweep_settings
 from tlsweep.errors import StoreError
 from tlsweep.results.schema import EPOCHS_SCHEMA, TRIALS_SCHEMA

@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 
 from tlsweep.errors import SpecError
+from tlsweep.metrics import metric_value
 from tlsweep.space import grid_points
 from tlsweep.spec import ARM_KEY, FACTOR_NAMES, PRETRAINED_LEVELS, SweepSpec, tune_range_values
 from tlsweep.stats.sequential import SequentialDesign, SequentialOutcome, look_pvalues, sequential_decide
-from tlsweep.training.config import TrialConfig, check_trial_config
+from tlsweep.training.config import TrialConfig, check_trial_config, effective_settings
 
 
 def _fmt(value: Any) -> str:
@@ -123,10 +124,10 @@ def tune_seed(spec: SweepSpec, tune_index: int) -> int:
     return 100_000 * (spec.design.budget.seed + 1) + tune_index
 
 
-def confirm_seeds(spec: SweepSpec) -> list[int]:
-    """Replicate seeds of the confirm phase: ``seed_base + r``, r < ``seeds`` (adaptive: r < ``max_seeds``, handed
-    out look by look)."""
-    return [spec.confirm.seed_base + r for r in range(spec.confirm.max_seeds)]
+def confirm_seed(spec: SweepSpec, replicate: int) -> int:
+    """Seed of confirm replicate ``replicate``: ``seed_base + replicate`` (r < ``seeds``; adaptive: r < ``max_seeds``,
+    handed out look by look), shared by every cell and arm (paired comparisons)."""
+    return spec.confirm.seed_base + replicate
 
 
 def arm_params(spec: SweepSpec, levels: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -278,17 +279,10 @@ def _confirm_trials(
     planned = []
     for levels, kind, params in confirmed:
         for replicate in replicates:
-            seed = spec.confirm.seed_base + replicate
+            seed = confirm_seed(spec, replicate)
             tid = trial_id("confirm", cell_id(levels), arm_of(levels), f"{kind}-{replicate}", params, seed)
             planned.append(PlannedTrial(tid, "confirm", levels, kind, seed, params, replicate=replicate))
     return planned
-
-
-def plan_confirm(spec: SweepSpec, tune_rows: list[dict[str, Any]]) -> tuple[list[PlannedTrial], list[str]]:
-    """Confirm trials for every study from the finished tune phase (adaptive: the first look's); also the studies
-    that could not be confirmed."""
-    confirmed, skipped = _confirm_studies(spec, tune_rows)
-    return _confirm_trials(spec, confirmed, range(spec.confirm.looks()[0])), skipped
 
 
 @dataclass(frozen=True)
@@ -398,22 +392,6 @@ def primary_config_kind(spec: SweepSpec) -> str:
     return "best" if "best" in spec.confirm.configs else spec.confirm.configs[0]
 
 
-def _metric_value(row: dict[str, Any], metric: str) -> float:
-    """The hypothesis metric of a row as the report reads it: failed → NaN, diverged without a value → chance."""
-    if row.get("status") == "failed":
-        return float("nan")
-    value = row.get(metric)
-    value = float("nan") if value is None else float(value)
-    if (
-        value != value
-        and row.get("status") == "diverged"
-        and row.get("chance") is not None
-        and (metric.endswith("acc") or metric.endswith("off_by_one"))
-    ):
-        return float(row["chance"])
-    return value
-
-
 def confirm_differences(spec: SweepSpec, confirm_rows: list[dict[str, Any]]) -> tuple[list[str], np.ndarray]:
     """(cells, treated − baseline per cell and replicate ``[m, max_seeds]``, NaN where a pair is missing) of the
     primary (first) comparison's confirm runs."""
@@ -431,7 +409,7 @@ def confirm_differences(spec: SweepSpec, confirm_rows: list[dict[str, Any]]) -> 
         i, r = index.get(name), row.get("replicate")
         if i is None or r is None or not 0 <= int(r) < n:
             continue
-        values[row["arm"]][i, int(r)] = _metric_value(row, spec.hypothesis.metric)
+        values[row["arm"]][i, int(r)] = metric_value(row, spec.hypothesis.metric)
     return cells, values[treated] - values[baseline]
 
 
@@ -514,23 +492,28 @@ def check_design(spec: SweepSpec) -> None:
 
 
 def _check_arms_differ(spec: SweepSpec) -> None:
-    """Two arms that would train the same model with the same settings are one arm: an error."""
+    """Two arms that would train the same model with the same settings are one arm: an error (settings that
+    cannot change a run's numbers, ``training.config.effective_settings``, do not count)."""
     if spec.design.arms is None:
         return
     base = base_trial_config(spec).to_dict()
-    seen: dict[str, str] = {}
+    seen: dict[str, tuple[str, dict[str, Any]]] = {}
     for name in spec.design.arms:
         settings = {**base, **spec.arm_settings(name)}
-        if settings.get("init") == "scratch":
-            settings["freeze_depth"] = 0
-        key = json.dumps(settings, sort_keys=True, default=str)
+        key = json.dumps(effective_settings(settings), sort_keys=True, default=str)
         if key in seen:
-            raise ValueError(
-                f"design.arms.{seen[key]} and design.arms.{name} differ in nothing (same init and "
-                "settings once the model block and the recipe apply); change a setting of one arm "
-                "or drop it"
+            other, other_settings = seen[key]
+            differ = sorted(k for k in set(settings) | set(other_settings) if settings.get(k) != other_settings.get(k))
+            what = (
+                f"differ only in {', '.join(differ)}, which cannot change a run's numbers here"
+                if differ
+                else "differ in nothing"
             )
-        seen[key] = name
+            raise ValueError(
+                f"design.arms.{other} and design.arms.{name} {what} (same init and settings once the model block "
+                "and the recipe apply); change a setting of one arm or drop it"
+            )
+        seen[key] = (name, settings)
 
 
 def _check_trial_configs(spec: SweepSpec) -> None:

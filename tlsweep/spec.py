@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from tlsweep.data.config import DatasetSpec
+from tlsweep.metrics import BOUNDED_METRICS
 from tlsweep.space import ParamEntry, ParamValue
 from tlsweep.tracking.settings import WandbSettings
 from tlsweep.training.config import (
@@ -48,6 +49,7 @@ FACTOR_NAMES = ("init", "train_fraction", "epochs", "augmentation", "freeze_dept
 ARM_FACTOR = "init"  # the factor whose levels are the arms compared inside a cell (the shorthand of design.arms)
 ARM_KEY = "arm"  # the key of a study's levels naming its arm when the spec declares design.arms
 ARM_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+MAX_ARM_NAME = 64
 # TrialConfig settings an arm cannot fix: the design sets the seed, the run places the trial
 ARM_FIXED = ("seed", "device", "num_threads", "amp")
 DIRECTIONS = ("greater", "less", "two-sided")
@@ -66,8 +68,6 @@ TUNABLE = (
 )
 # objective.metric (a per-epoch validation metric) → the trials column holding its value on the best epoch
 OBJECTIVE_COLUMNS = {"val_acc": "best_val_acc", "val_loss": "best_val_loss"}
-HYPOTHESIS_METRICS = ("test_acc", "test_balanced_acc", "test_off_by_one", "test_mae", "test_loss")
-BOUNDED_METRICS = ("test_acc", "test_balanced_acc", "test_off_by_one")  # proportions in [0, 1]
 # Fields whose change makes existing results incomparable (resume is refused unless --new).
 RESULT_FIELDS = ("dataset", "model", "design", "confirm", "objective")
 # The block tlsweep <= 0.1.0 appended to spec.resolved.yaml (provenance); it lives in its own file now.
@@ -222,6 +222,11 @@ class DesignSpec(_Model):
                 raise ValueError(
                     f"{where}: an arm name takes letters, digits, '_', '.' and '-' (no leading "
                     "punctuation), e.g. finetune or linear_probe"
+                )
+            if len(name) > MAX_ARM_NAME:
+                raise ValueError(
+                    f"{where[:60]}...: an arm name of {len(name)} characters; at most {MAX_ARM_NAME} (it names "
+                    "studies, W&B runs and report columns)"
                 )
             init = settings.get("init")
             if init not in INIT_LEVELS:
@@ -450,7 +455,8 @@ class CheckpointEvery(_Model):
 
 class CheckpointSpec(_Model):
     """When trials save their training state (for retries and resumes), and which saved states stay after a trial
-    is recorded: ``none``, the confirm phase's (``confirm``) or every trial's (``all``)."""
+    is recorded: ``none``, the selected configs' confirm trials (``best``), the confirm phase's (``confirm``) or every
+    trial's (``all``)."""
 
     every: CheckpointEvery = Field(default_factory=lambda: CheckpointEvery(seconds=60.0))
     keep: Literal["none", "best", "confirm", "all"] = "none"

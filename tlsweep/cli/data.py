@@ -115,6 +115,7 @@ def cache(
     """Decode ROOT's images once into the tensor cache; print counts per split and class."""
     from collections import Counter
 
+    from tlsweep.data.check import check_dataset, raise_errors
     from tlsweep.data.config import (
         CsvDatasetSpec,
         DatasetSpec,
@@ -139,6 +140,10 @@ def cache(
         if fmt == "synthetic":
             raw["task"] = task
         spec = parse_dataset_spec(raw, source="tlsweep data cache")
+    problems = check_dataset(spec)  # the checks `tlsweep validate` makes: errors stop, warnings are printed
+    raise_errors(problems, source=str(spec.root))
+    for problem in problems:
+        click.echo(f"warning: {problem.message}", err=True)
     if image_size is None:
         if not isinstance(spec, CsvDatasetSpec | ImageFolderDatasetSpec):
             raise click.UsageError("a synthetic dataset needs --image-size")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -261,7 +260,7 @@ def status(results: str) -> None:
     """Progress per cell and arm of a sweep's results directory (running or finished)."""
     from tlsweep.design import split_study_key, study_trial_counts
     from tlsweep.engine.progress import StatusBoard, efficiency_line
-    from tlsweep.engine.run import STATUS_FILE
+    from tlsweep.engine.status import STATUS_FILE, StatusDocument
     from tlsweep.results.check import check_spec, check_trials
     from tlsweep.results.store import TRIALS_FILE, ResultsStore
 
@@ -273,9 +272,9 @@ def status(results: str) -> None:
     board = StatusBoard(study_trial_counts(spec), mode=spec.objective.mode)
     for row in trials.to_pylist():
         board.add_row(row)
-    live = read_live_status(store.read_text(STATUS_FILE), source=store.location.join(STATUS_FILE).uri)
-    fresh = not live.get("finished") and time.time() - float(live.get("updated_at", 0)) < 120
-    for item in live.get("running", []) if fresh else []:
+    live = StatusDocument.parse(store.read_text(STATUS_FILE), source=store.location.join(STATUS_FILE).uri)
+    fresh = live.fresh(time.time())
+    for item in live.running if fresh else ():
         phase, study = item["phase"], item["study"]
         cell, arm = split_study_key(study)
         board.line(phase, cell, arm).running.add(item["trial_id"])
@@ -286,37 +285,7 @@ def status(results: str) -> None:
             title=f"{spec.name} ({state}) · {store.location.uri}", concurrency=spec.resources.max_concurrent_trials or 1
         )
     )
-    if live.get("finished") and (line := efficiency_line(live)) is not None:
+    if live.finished and (line := efficiency_line(live.figures)) is not None:
         console.print(f"last run: {line}")
     for line in warnings:
         click.echo(f"warning: {line}", err=True)
-
-
-def read_live_status(text: str | None, *, source: str) -> dict[str, Any]:
-    """The driver's live ``status.json`` (``{}`` when absent), checked: a mapping whose ``updated_at`` is a number
-    and whose ``running`` lists trials with ``phase``, ``study`` and ``trial_id`` strings.
-
-    Raises:
-        StoreError: naming the file and what is wrong with it.
-    """
-    from tlsweep.errors import StoreError
-
-    fix = "it is rewritten by a running sweep every few seconds; delete it if no sweep is running"
-    if text is None:
-        return {}
-    try:
-        live = json.loads(text)
-    except ValueError as exc:
-        raise StoreError(f"{source}: not valid JSON ({exc}); {fix}") from None
-    if not isinstance(live, dict):
-        raise StoreError(f"{source}: expected a JSON object, got {type(live).__name__}; {fix}")
-    updated = live.get("updated_at", 0)
-    if isinstance(updated, bool) or not isinstance(updated, int | float) or updated != updated:
-        raise StoreError(f"{source}: `updated_at` must be a number (seconds since the epoch), got {updated!r}; {fix}")
-    running = live.get("running", [])
-    keys = ("phase", "study", "trial_id")
-    if not isinstance(running, list) or not all(
-        isinstance(item, dict) and all(isinstance(item.get(key), str) for key in keys) for item in running
-    ):
-        raise StoreError(f"{source}: `running` must be a list of objects with {', '.join(keys)} strings; {fix}")
-    return live

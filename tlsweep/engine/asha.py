@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
+from tlsweep.engine.trainable import planned_of, settings_of
+
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
@@ -27,12 +29,12 @@ class PerStudyASHA(FIFOScheduler):
 
     @staticmethod
     def _tuned(trial: Trial) -> bool:
-        return bool(trial.config["meta"]["phase"] == "tune")
+        return planned_of(trial.config).phase == "tune"
 
     def _asha(self, trial: Trial) -> AsyncHyperBandScheduler:
-        key = trial.config["meta"]["study_key"]
+        key = planned_of(trial.config).study_key
         if key not in self._by_study:
-            epochs = int(trial.config["trial"]["epochs"])
+            epochs = settings_of(trial.config).epochs
             self._by_study[key] = AsyncHyperBandScheduler(
                 time_attr="epoch",
                 metric="val_metric",

@@ -9,22 +9,18 @@ filesystem), which the results recorder calls once the trial's row is written. N
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tlsweep.results.location import Location
+
+if TYPE_CHECKING:
+    from tlsweep.spec import CheckpointSpec
 
 log = logging.getLogger(__name__)
 
 
-def keeps(policy: dict[str, Any], phase: str, config_kind: str | None = None) -> bool:
-    """Whether the policy keeps the checkpoints of a trial of ``phase`` (and ``config_kind``) after it is recorded."""
-    from tlsweep.spec import CheckpointSpec
-
-    return CheckpointSpec.model_validate(policy).keeps(phase, config_kind)
-
-
 def checkpoint_due(
-    policy: dict[str, Any],
+    policy: CheckpointSpec,
     *,
     epoch: int,
     final: bool,
@@ -35,12 +31,12 @@ def checkpoint_due(
     """Whether a trial saves its training state after ``epoch``.
 
     Args:
-        policy: the spec's ``checkpoints`` block as a dict (``SweepSpec.checkpoints.model_dump()``).
+        policy: the spec's ``checkpoints`` block.
         epoch: the epoch just finished (1-based).
         final: it is the trial's last epoch.
         elapsed_s: training time of the trial so far (across resumes).
         last_checkpoint_s: ``elapsed_s`` at the last save (0 when there was none, the resumed time after a resume).
-        keep: the trial's checkpoints stay after it is recorded (:func:`keeps`).
+        keep: the trial's checkpoints stay after it is recorded (``policy.keeps(phase)``).
 
     The last epoch saves when the checkpoint is kept (its weights are the result: best-validation weights
     included); otherwise it would be deleted as soon as the trial is recorded, so it saves only when the interval
@@ -50,10 +46,10 @@ def checkpoint_due(
     """
     if final and keep:
         return True
-    every = policy["every"]
-    if every.get("epochs") is not None:
-        return epoch % int(every["epochs"]) == 0
-    return elapsed_s - last_checkpoint_s >= float(every["seconds"])
+    every = policy.every
+    if every.epochs is not None:
+        return epoch % every.epochs == 0
+    return elapsed_s - last_checkpoint_s >= float(every.seconds or 0.0)
 
 
 def delete_checkpoints(ray_location: Location, phase: str, dirname: str) -> int:

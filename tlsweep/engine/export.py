@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tlsweep.design import PlannedTrial
 from tlsweep.errors import StoreError
 from tlsweep.results.location import RAY_SUBDIR
 from tlsweep.results.store import ResultsStore
@@ -78,6 +79,21 @@ def choose_trials(
     return chosen
 
 
+def _planned(row: dict[str, Any]) -> PlannedTrial:
+    """The plan of a recorded trial (its trials-table row)."""
+    recorded = json.loads(row["params_json"])
+    return PlannedTrial(
+        trial_id=row["trial_id"],
+        phase=row["phase"],
+        levels=recorded["levels"],
+        config_kind=row["config_kind"],
+        seed=int(row["seed"]),
+        params=recorded["tuned"],
+        tune_index=row["tune_index"],
+        replicate=row["replicate"],
+    )
+
+
 def export_best(
     results: str | Path, out: Path | None = None, *, cell: str | None = None, seed: int | None = None
 ) -> list[ExportedModel]:
@@ -99,8 +115,7 @@ def export_best(
     rows = store.read_trials().to_pylist()
     exported = []
     for arm, (row, how) in choose_trials(rows, mode=spec.objective.mode, cell=cell, seed=seed).items():
-        meta = {"phase": "confirm", "trial_id": row["trial_id"]}
-        state = previous_state(store.location.join(RAY_SUBDIR), "confirm", trial_dirname(meta))
+        state = previous_state(store.location.join(RAY_SUBDIR), "confirm", trial_dirname(_planned(row)))
         if state is None:
             raise StoreError(
                 f"trial {row['trial_id']} (arm {arm}, {row['cell_id']}, seed {row['seed']}) kept no checkpoint under "

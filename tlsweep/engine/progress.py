@@ -6,7 +6,6 @@ The same table is drawn live during ``tlsweep run`` and by ``tlsweep status DIR`
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from rich.live import Live
 from rich.table import Table
 
 from tlsweep.design import PlannedTrial, study_key
+from tlsweep.engine.status import StatusDocument
 
 
 @dataclass
@@ -160,16 +160,15 @@ class Progress:
         self._write_status_document(finished=True)
 
     def _write_status_document(self, *, finished: bool) -> None:
-        document = {
-            "pid": os.getpid(),
-            "updated_at": time.time(),
-            "phase": self.title,
-            "finished": finished,
-            "running": list(self._running.values()),
-        }
-        if self.efficiency is not None:
-            document.update({k: v if not isinstance(v, float) else round(v, 4) for k, v in self.efficiency.items()})
-        self._write_status(json.dumps(document, indent=1))
+        document = StatusDocument(
+            pid=os.getpid(),
+            updated_at=time.time(),
+            phase=self.title,
+            finished=finished,
+            running=tuple(self._running.values()),
+            figures=dict(self.efficiency or {}),
+        )
+        self._write_status(document.to_json())
 
     def started(self, planned: PlannedTrial) -> None:
         self.board.line(planned.phase, planned.cell_id, planned.arm).running.add(planned.trial_id)

@@ -25,7 +25,8 @@ from ray.tune import Callback
 from tlsweep.design import PlannedTrial
 from tlsweep.engine.checkpoints import delete_checkpoints
 from tlsweep.engine.node_loss import is_node_loss, trial_error
-from tlsweep.engine.trainable import trial_dirname
+from tlsweep.engine.trainable import planned_of, settings_of, trial_dirname
+from tlsweep.metrics import TEST_METRICS
 from tlsweep.results.location import RAY_SUBDIR
 from tlsweep.results.schema import EPOCHS_SCHEMA, TRIALS_SCHEMA
 from tlsweep.results.store import ResultsStore, rows_to_table
@@ -54,7 +55,6 @@ RESULT_KEYS = (
     "optimizer_steps",
     "wall_time_s",
 )
-TEST_KEYS = ("test_acc", "test_balanced_acc", "test_loss", "test_mae", "test_off_by_one")
 FLUSH_INTERVAL_S = 2.0  # finished trials reach the results at most this long after they finish (plus one Tune step)
 
 
@@ -99,6 +99,13 @@ class ResultsRecorder(Callback):
         self._requeues: dict[str, int] = {}  # planned trial id -> runs it was given after losing its node
         self._lost_attempts: dict[str, int] = {}  # planned trial id -> attempts lost with nodes
 
+    def connect(self, *, requeue: Callable[[PlannedTrial], None], pruned: set[str] | None) -> None:
+        """The run's collaborators: the searcher's ``requeue`` (a trial lost with its node runs again) and the
+        scheduler's set of stopped trials (recorded as pruned), shared with it."""
+        self.requeue = requeue
+        if pruned is not None:
+            self.pruned = pruned
+
     def __getstate__(self) -> dict[str, Any]:
         # Tuner pickles its callbacks for Tuner.restore; tlsweep resumes from trials.parquet instead, and the live
         # store/tracker/progress objects cannot travel. A restored copy records nothing.
@@ -110,10 +117,10 @@ class ResultsRecorder(Callback):
     # ---- helpers -----------------------------------------------------------------------------------------------
     @staticmethod
     def _planned(trial: Trial) -> PlannedTrial:
-        return PlannedTrial.from_meta(trial.config["meta"])
+        return planned_of(trial.config)
 
     def _base_row(self, trial: Trial, planned: PlannedTrial) -> dict[str, Any]:
-        config = trial.config["trial"]
+        config = settings_of(trial.config).to_dict()
         pretrained = planned.init != "scratch"
         return {
             "sweep": self.spec.name,
@@ -217,7 +224,7 @@ class ResultsRecorder(Callback):
         )  # the trial's own clock, as trials.parquet has it
         self.first_start = started if self.first_start is None else min(self.first_start, started)
         if not self.spec.checkpoints.keeps(row["phase"], row.get("config_kind")):
-            self._pending_deletes.append((row["phase"], trial_dirname(trial.config["meta"])))
+            self._pending_deletes.append((row["phase"], trial_dirname(planned_of(trial.config))))
         self._flush_if_due()
         self.recorded += 1
         if self.mirror is not None:
@@ -225,7 +232,7 @@ class ResultsRecorder(Callback):
         summary = {k: row.get(k) for k in ("objective", "best_val_acc", "test_acc", "status", "epochs_run")}
         self.tracker.trial_finished(tid, summary=summary, status=row["status"])
         if self.progress is not None:
-            self.progress.finished(PlannedTrial.from_meta(trial.config["meta"]), row)
+            self.progress.finished(planned_of(trial.config), row)
 
     # ---- Tune callback API -------------------------------------------------------------------------------------
     def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
@@ -237,7 +244,11 @@ class ResultsRecorder(Callback):
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         planned = self._planned(trial)
         self._started.setdefault(trial.trial_id, time.time())
-        flat = {**planned.meta(), **{f"param.{k}": v for k, v in planned.params.items()}, **trial.config["trial"]}
+        flat = {
+            **planned.meta(),
+            **{f"param.{k}": v for k, v in planned.params.items()},
+            **settings_of(trial.config).to_dict(),
+        }
         flat.pop("levels", None)
         flat.pop("params", None)
         flat.update({f"factor.{k}": v for k, v in planned.levels.items()})
@@ -282,7 +293,7 @@ class ResultsRecorder(Callback):
             row["resumed_from_epoch"] = final.get("resumed_from_epoch")
             row.update({k: _finite_or_none(final.get(k)) for k in RESULT_KEYS})
             if planned.phase == "confirm":
-                row.update({k: _finite_or_none(final.get(k)) for k in TEST_KEYS})
+                row.update({k: _finite_or_none(final.get(k)) for k in TEST_METRICS})
                 row.update(confusion_columns(final.get("test_confusion")))
             row.update(
                 status=final["status"],

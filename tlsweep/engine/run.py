@@ -11,47 +11,66 @@ resumes from the recorded trials: finished trials are replayed, never rerun.
 from __future__ import annotations
 
 import importlib.metadata as md
-import json
 import logging
 import os
 import platform
 import shutil
+import signal
 import tempfile
+import threading
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import pyarrow as pa
+import pyarrow.fs as pafs
+import ray
+from ray import tune
 from rich.console import Console
 
 from tlsweep import __version__
+from tlsweep.data.loading import load_dataset
+from tlsweep.data.types import DatasetTensors
 from tlsweep.design import (
     ConfirmStep,
     PlannedTrial,
     plan_confirm_step,
     studies,
     study_trial_counts,
+    trial_config,
     trial_counts,
     tune_complete_studies,
 )
+from tlsweep.engine import trainable
+from tlsweep.engine.asha import PerStudyASHA
+from tlsweep.engine.capacity import pending_trials_limit, planned_concurrency, preflight
 from tlsweep.engine.extend import extension_changes, extension_history, record_extension
-from tlsweep.engine.progress import StatusBoard
+from tlsweep.engine.progress import Progress, StatusBoard
+from tlsweep.engine.recorder import ResultsRecorder
+from tlsweep.engine.searchers import SweepSearcher
 from tlsweep.engine.settings import sweep_settings
-from tlsweep.errors import StoreError
+from tlsweep.engine.status import STATUS_FILE, StatusDocument
+from tlsweep.engine.worker_setup import worker_runtime_env
+from tlsweep.errors import StoreError, WeightsError
 from tlsweep.results.atomic import atomic_write_bytes
-from tlsweep.results.location import RAY_SUBDIR, Location, resolve_location
+from tlsweep.results.location import RAY_SUBDIR, Location, ray_storage_args, resolve_location
 from tlsweep.results.store import Provenance, ResultsStore
 from tlsweep.spec import RESULT_FIELDS, SweepSpec, diff_resolved
 from tlsweep.spec_paths import relative_result_hash
-from tlsweep.training.config import TrialConfig
-
-if TYPE_CHECKING:
-    from tlsweep.data.types import DatasetTensors
-    from tlsweep.tracking.tracker import SweepLink
+from tlsweep.tracking.optuna_mirror import StudyMirror, open_study_mirror
+from tlsweep.tracking.tracker import SweepLink, Tracker, make_tracker
+from tlsweep.tracking.wandb_sweep import read_sweep_record, sweep_config, write_sweep_record
+from tlsweep.training.config import TrialConfig, pretrain_config
+from tlsweep.training.device import check_gpu_fit, dataset_bytes, estimate_trial_bytes
+from tlsweep.training.references import check_spec_references
+from tlsweep.training.weights import check_spec_weights
 
 log = logging.getLogger(__name__)
-STATUS_FILE = "status.json"
 SWEEP_EXPERIMENT_PREFIX = "sweep-"  # Ray experiments of one run (both phases); "tune-"/"confirm-" before 0.2.0
 
 
@@ -153,11 +172,6 @@ def check_storage_writable(location: Location) -> None:
     Raises:
         StoreError: naming the location, the filesystem's reason and the fix.
     """
-    import uuid
-
-    import pyarrow as pa
-    import pyarrow.fs as pafs
-
     probe = location.join(f".tlsweep-write-check-{uuid.uuid4().hex}")
     report = location.join("report")
     try:
@@ -193,9 +207,6 @@ def sweep_provenance(spec: SweepSpec, *, source: str | None, extensions: tuple[d
 def wandb_sweep_link(spec: SweepSpec, store: ResultsStore) -> SweepLink:
     """The W&B Sweep of ``spec``'s trials: its config, the sweep recorded by an earlier run (reused), and how a new
     one is recorded (``wandb.json`` beside the results). An unreadable record is replaced, with a warning."""
-    from tlsweep.tracking.tracker import SweepLink
-    from tlsweep.tracking.wandb_sweep import read_sweep_record, sweep_config, write_sweep_record
-
     try:
         record = read_sweep_record(store)
     except StoreError as exc:
@@ -256,14 +267,10 @@ def _prepare_checkpoint(spec: SweepSpec, console: Console, num_threads: int) -> 
     if path.exists():
         return path
     if spec.model.pretrain is None:
-        from tlsweep.errors import WeightsError
-
         raise WeightsError(
             f"model.pretrained.checkpoint: {path} does not exist; create it with `tlsweep pretrain --out {path}` "
             "or add a model.pretrain block to the spec"
         )
-    import ray
-
     pre = spec.model.pretrain
     console.print(f"[bold]pretraining[/] {spec.model.backbone} on {pre.dataset.root} → {path}")
     config = pretrain_trial_config(spec, num_threads=num_threads)
@@ -280,8 +287,6 @@ def _prepare_checkpoint(spec: SweepSpec, console: Console, num_threads: int) -> 
 def pretrain_trial_config(spec: SweepSpec, *, num_threads: int = 0) -> TrialConfig:
     """The config that pretrains the sweep's backbone: the pretraining recipe with the spec's ``model.pretrain``
     values and the sweep's optimizer (``model.pretrain`` must be set)."""
-    from tlsweep.training.config import pretrain_config
-
     pre = spec.model.pretrain
     if pre is None:
         raise ValueError(f"sweep {spec.name!r} has no model.pretrain block")
@@ -302,8 +307,7 @@ def pretrain_trial_config(spec: SweepSpec, *, num_threads: int = 0) -> TrialConf
 
 
 def _pretrain_task(config: dict[str, Any], dataset_spec: Any, image_size: int) -> tuple[bytes, dict[str, Any]]:
-    from tlsweep.data.loading import load_dataset
-    from tlsweep.training.loop import pretrain
+    from tlsweep.training.loop import pretrain  # torch: in the Ray task only
 
     data = load_dataset(dataset_spec, image_size=image_size)
     with tempfile.TemporaryDirectory() as directory:
@@ -315,9 +319,6 @@ def _pretrain_task(config: dict[str, Any], dataset_spec: Any, image_size: int) -
 def gpu_trial_estimate(spec: SweepSpec, data: DatasetTensors) -> dict[str, float] | None:
     """The largest GPU memory estimate over the sweep's trials (``tlsweep.training.device``), with
     ``gpus_per_trial``; None when trials get no GPU. A tuned freeze depth counts as 0 (the most memory)."""
-    from tlsweep.design import trial_config
-    from tlsweep.training.device import dataset_bytes, estimate_trial_bytes
-
     if not spec.resources.gpus_per_trial:
         return None
     configs = [trial_config(spec, levels, {}, 0) for levels in studies(spec)]
@@ -333,9 +334,7 @@ def gpu_trial_estimate(spec: SweepSpec, data: DatasetTensors) -> dict[str, float
 def check_gpu_memory(spec: SweepSpec, data: DatasetTensors, *, source: str) -> None:
     """Before launch: raise SpecError when ``gpus_per_trial`` of this machine's GPU cannot hold one trial. (Without a
     GPU here, each trial checks its own GPU before it trains.)"""
-    import torch
-
-    from tlsweep.training.device import check_gpu_fit
+    import torch  # the driver's GPU: only when trials get one
 
     estimate = gpu_trial_estimate(spec, data)
     if estimate is None or not torch.cuda.is_available():
@@ -344,91 +343,50 @@ def check_gpu_memory(spec: SweepSpec, data: DatasetTensors, *, source: str) -> N
     check_gpu_fit(int(estimate["bytes"]), estimate["gpus_per_trial"], total, source=source)
 
 
-def _init_ray(address: str | None, num_cpus: int | None, object_store_memory: int | None) -> None:
-    import ray
-
-    from tlsweep.engine.worker_setup import worker_runtime_env
-
-    if ray.is_initialized():
-        return
-    common: dict[str, Any] = {
-        "log_to_driver": False,
-        "logging_level": logging.WARNING,
-        "runtime_env": worker_runtime_env(),
-    }
-    if address:
-        ray.init(address=address, **common)
-    else:
-        ray.init(
-            address="local",
-            num_cpus=num_cpus or os.cpu_count() or 1,
-            include_dashboard=False,
-            object_store_memory=object_store_memory,
-            **common,
-        )
-
-
 def _concurrency(spec: SweepSpec) -> int:
-    from tlsweep.engine.capacity import planned_concurrency
-
     return planned_concurrency(spec.resources)
 
 
 def _trial_dirname(trial: Any) -> str:
-    from tlsweep.engine.trainable import trial_dirname
-
-    return trial_dirname(trial.config["meta"])
+    return trainable.trial_dirname(trainable.planned_of(trial.config))
 
 
 def pending_trials(store: ResultsStore, phase: str, done_ids: set[str]) -> list[PlannedTrial]:
-    """Trials the last driver had started but not recorded (from its ``status.json``), to be run again as-is."""
+    """Trials the last driver had started but not recorded (from its ``status.json``), to be run again as-is; an
+    unreadable document or entry is ignored with a warning (those trials are planned again from scratch)."""
     try:
-        status = json.loads(store.read_text(STATUS_FILE) or "{}")
-    except ValueError:
+        status = StatusDocument.parse(store.read_text(STATUS_FILE), source=store.location.join(STATUS_FILE).uri)
+    except StoreError as exc:
+        log.warning("%s", exc)
         return []
-    running = status.get("running", []) if isinstance(status, dict) else []
     planned = []
-    for item in running if isinstance(running, list) else []:
-        meta = item.get("meta") if isinstance(item, dict) else None
+    for item in status.running:
+        meta = item.get("meta")
         if not isinstance(meta, dict) or meta.get("phase") != phase:
             continue
         try:
             planned.append(PlannedTrial.from_meta(meta))
-        except (KeyError, TypeError, ValueError):  # a garbled entry: that trial is planned again from scratch
+        except (KeyError, TypeError, ValueError):
             log.warning("%s: ignoring an unreadable running entry", STATUS_FILE)
     return [p for p in planned if p.trial_id not in done_ids]
 
 
 def _run_tuner(
-    spec: SweepSpec,
-    *,
-    searcher: Any,
-    payload_trainable: Any,
-    location: Location,
-    recorder: Any,
-    concurrency: int,
+    spec: SweepSpec, *, searcher: SweepSearcher, launched: Launch, location: Location, recorder: ResultsRecorder
 ) -> float:
     """One Tuner over the whole sweep (both phases, ``searcher`` decides what runs); returns its wall time in s."""
-    from ray import tune
-
-    from tlsweep.engine.capacity import pending_trials_limit
-    from tlsweep.results.location import ray_storage_args
-
     scheduler = None
     if spec.design.early_stopping is not None:
-        from tlsweep.engine.asha import PerStudyASHA
-
         scheduler = PerStudyASHA(spec.design.early_stopping, mode=spec.objective.mode)
-        recorder.pruned = scheduler.stopped
-    recorder.requeue = searcher.requeue
+    recorder.connect(requeue=searcher.requeue, pruned=scheduler.stopped if scheduler is not None else None)
     planned = sum(trial_counts(spec).values())
     tuner = tune.Tuner(
-        payload_trainable,
+        launched.trainable,
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             scheduler=scheduler,
             num_samples=planned * (1 + spec.failures.node_loss_requeues),  # the searcher says when it is done
-            max_concurrent_trials=concurrency,
+            max_concurrent_trials=launched.concurrency,
             reuse_actors=spec.resources.reuse_actors,
             trial_dirname_creator=_trial_dirname,
         ),
@@ -444,7 +402,7 @@ def _run_tuner(
     on_sigint = _SigintWatch()
     started = time.monotonic()
     try:
-        with on_sigint, pending_trials_limit(concurrency):
+        with on_sigint, pending_trials_limit(launched.concurrency):
             tuner.fit()
     finally:
         recorder.compact()  # the part files become trials.parquet / epochs.parquet again
@@ -471,9 +429,6 @@ class _SigintWatch:
         raise KeyboardInterrupt
 
     def __enter__(self) -> _SigintWatch:
-        import signal
-        import threading
-
         self._active = threading.current_thread() is threading.main_thread()
         if self._active:
             self._previous = signal.getsignal(signal.SIGINT)
@@ -481,8 +436,6 @@ class _SigintWatch:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        import signal
-
         if not self._active:
             return
         tune_catches = not int(os.getenv("TUNE_DISABLE_SIGINT_HANDLER", "0"))
@@ -499,20 +452,6 @@ def sweep_complete(spec: SweepSpec, rows: list[dict[str, Any]]) -> bool:
     step = plan_confirm_step(spec, rows)
     recorded = {r["trial_id"] for r in rows if r["phase"] == "confirm"}
     return not step.more and all(trial.trial_id in recorded for trial in step.trials)
-
-
-def finished_outcome(spec: SweepSpec, store: ResultsStore) -> SweepOutcome | None:
-    """The outcome of a sweep whose every planned trial is recorded in ``store`` (None when one is not)."""
-    rows = store.read_trials().to_pylist() if store.has_spec() else []
-    if not rows or not sweep_complete(spec, rows):
-        return None
-    return SweepOutcome(
-        location=store.location.uri,
-        trials_recorded=0,
-        counts=trial_counts(spec),
-        skipped=plan_confirm_step(spec, rows).skipped,
-        failures=failure_summary(rows),
-    )
 
 
 @sweep_settings()
@@ -556,68 +495,180 @@ def run_sweep(
     Raises:
         TlsweepError: bad data, unreachable storage, or results of a different spec in the same place.
     """
-    from ray import tune
-
-    from tlsweep.data.loading import load_dataset
-    from tlsweep.engine.capacity import preflight
-    from tlsweep.engine.progress import Progress
-    from tlsweep.engine.recorder import ResultsRecorder
-    from tlsweep.engine.searchers import SweepSearcher
-    from tlsweep.engine.trainable import make_payload, sweep_trainable
-    from tlsweep.tracking import make_tracker
-    from tlsweep.tracking.optuna_mirror import open_study_mirror
-    from tlsweep.training.references import check_spec_references
-    from tlsweep.training.weights import check_spec_weights
-
     console = console or Console(stderr=True)
     started = time.time()
+    prepared = prepare(spec, source=source, storage=storage, new=new, on_cluster=address is not None, console=console)
+    if (finished := finished_outcome(spec, prepared, source=source, console=console)) is not None:
+        return publish(finished, prepared, report=report, wandb_mode=wandb_mode, started=started)  # no data, no Ray
+    with RaySession(address=address, num_cpus=num_cpus, object_store_memory=object_store_memory):
+        preflight(spec.resources, source=source or f"sweep {spec.name!r}")  # before any data is decoded or trial runs
+        data = load_data(spec, prepared, source=source, console=console)
+        launched = launch(spec, data, location=prepared.location, source=source, console=console)
+        with open_sinks(spec, prepared, launched, wandb_mode=wandb_mode, live=live, console=console) as sinks:
+            outcome = execute(spec, prepared, launched, sinks)
+        outcome.wandb_sync, outcome.wandb_sweep_url = sinks.closed["wandb_sync"], sinks.closed["wandb_sweep_url"]
+    return publish(outcome, prepared, report=report, wandb_mode=wandb_mode, started=started)
+
+
+# ---- the stages of run_sweep ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Prepared:
+    """What ``prepare`` leaves for the later stages: where results go and the Parquet metadata."""
+
+    location: Location
+    store: ResultsStore
+    metadata: dict[str, str]
+
+
+def prepare(
+    spec: SweepSpec, *, source: str | None, storage: str | None, new: bool, on_cluster: bool, console: Console
+) -> Prepared:
+    """Before Ray: references and weights checked, storage writable, a changed spec refused (or moved aside)."""
     location = results_location(spec, storage)
     check_spec_references(spec, source=source or spec.name)
-    # on a cluster (address) the trials' nodes read their own weights caches: a miss here is only a warning
-    if (missing := check_spec_weights(spec, source=source or spec.name, warn_only=address is not None)) is not None:
+    # on a cluster the trials' nodes read their own weights caches: a miss here is only a warning
+    if (missing := check_spec_weights(spec, source=source or spec.name, warn_only=on_cluster)) is not None:
         console.print(f"warning: {missing}", style="yellow", markup=False, highlight=False)
     check_storage_writable(location)  # before any data is decoded or Ray started
     store = ResultsStore(location)
     check_resume(spec, store, new=new)
     console.print(f"[bold]{spec.name}[/]: results in {location.uri}")
-    if (finished := finished_outcome(spec, store)) is not None:  # a rerun of a finished sweep: no data, no Ray
-        console.print(f"every planned trial is recorded ({finished.counts}); nothing to run")
-        recorded = store.read_provenance()
-        if recorded is None or recorded.spec_hash == spec.result_hash():  # 0.1 results move to provenance.json
-            store.write_spec(spec, sweep_provenance(spec, source=source, extensions=extension_history(store)))
-        if report and not finished.failed:
-            from tlsweep.report.publish import publish_report
-
-            _, finished.report_path = publish_report(store, wandb_mode=wandb_mode)
-        finished.wall_time_s = time.time() - started
-        return finished
-    _init_ray(address, num_cpus, object_store_memory)
-    preflight(spec.resources, source=source or f"sweep {spec.name!r}")  # before any data is decoded or trial runs
-    data = load_dataset(spec.dataset, image_size=spec.model.image_size)
-    store.write_spec(spec, sweep_provenance(spec, source=source, extensions=extension_history(store)))
     metadata = {"spec_hash": spec.result_hash(), **{f"version.{k}": v for k, v in library_versions().items()}}
+    return Prepared(location, store, metadata)
+
+
+def finished_outcome(
+    spec: SweepSpec, prepared: Prepared, *, source: str | None, console: Console
+) -> SweepOutcome | None:
+    """A rerun of a sweep whose every planned trial is recorded: its outcome from the results alone (None when a
+    trial is missing). Its spec and provenance are rewritten (0.1 results move to ``provenance.json``) unless they
+    were recorded under the hash of un-anchored paths."""
+    store = prepared.store
+    rows = store.read_trials().to_pylist() if store.has_spec() else []
+    if not rows or not sweep_complete(spec, rows):
+        return None
+    console.print(f"every planned trial is recorded ({trial_counts(spec)}); nothing to run")
+    recorded = store.read_provenance()
+    if recorded is None or recorded.spec_hash == spec.result_hash():
+        store.write_spec(spec, sweep_provenance(spec, source=source, extensions=extension_history(store)))
+    return SweepOutcome(
+        location=store.location.uri,
+        trials_recorded=0,
+        counts=trial_counts(spec),
+        skipped=plan_confirm_step(spec, rows).skipped,
+        failures=failure_summary(rows),
+    )
+
+
+def load_data(spec: SweepSpec, prepared: Prepared, *, source: str | None, console: Console) -> DatasetTensors:
+    """The dataset decoded (once, cached), then the spec and its provenance written beside the results."""
+    data = load_dataset(spec.dataset, image_size=spec.model.image_size)
+    history = extension_history(prepared.store)
+    prepared.store.write_spec(spec, sweep_provenance(spec, source=source, extensions=history))
     console.print(
         f"data: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test images, "
         f"{data.num_classes} classes"
     )
+    return data
+
+
+class RaySession:
+    """Ray for one sweep: joins ``address``, or starts a private local instance, and shuts down only what it started.
+
+    When Ray is already running in this process (a test's, a notebook's), the sweep uses it as it is: ``address``,
+    ``num_cpus`` and ``object_store_memory`` cannot apply, and a warning names those given.
+    """
+
+    def __init__(self, *, address: str | None, num_cpus: int | None, object_store_memory: int | None) -> None:
+        self.address, self.num_cpus, self.object_store_memory = address, num_cpus, object_store_memory
+        self.started = False
+
+    def __enter__(self) -> RaySession:
+        if ray.is_initialized():
+            given = {
+                "address": self.address,
+                "num_cpus": self.num_cpus,
+                "object_store_memory": self.object_store_memory,
+            }
+            ignored = [f"{name}={value!r}" for name, value in given.items() if value is not None]
+            if ignored:
+                log.warning(
+                    "Ray is already running in this process: %s ignored (the sweep uses it as it is)",
+                    ", ".join(ignored),
+                )
+            return self
+        common: dict[str, Any] = {
+            "log_to_driver": False,
+            "logging_level": logging.WARNING,
+            "runtime_env": worker_runtime_env(),
+        }
+        if self.address:
+            ray.init(address=self.address, **common)
+        else:
+            ray.init(
+                address="local",
+                num_cpus=self.num_cpus or os.cpu_count() or 1,
+                include_dashboard=False,
+                object_store_memory=self.object_store_memory,
+                **common,
+            )
+        self.started = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.started:
+            ray.shutdown()
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Ray's trial function (resources, the payload in the object store) and how many trials run at once."""
+
+    trainable: Any
+    concurrency: int
+
+
+def launch(
+    spec: SweepSpec, data: DatasetTensors, *, location: Location, source: str | None, console: Console
+) -> Launch:
+    """The GPU fit checked, the backbone pretrained when it is missing, the payload put in Ray's object store.
+
+    The trial function is ``tlsweep.engine.trainable.sweep_trainable``, looked up here, at launch: the one seam
+    for running a sweep with another trial function (``tests/faults.py`` injects failures through it).
+    """
     check_gpu_memory(spec, data, source=source or f"sweep {spec.name!r}")
-    num_threads = max(1, int(spec.resources.cpus_per_trial))
-    checkpoint = _prepare_checkpoint(spec, console, num_threads)
-    concurrency = _concurrency(spec)
-    payload = make_payload(
+    checkpoint = _prepare_checkpoint(spec, console, max(1, int(spec.resources.cpus_per_trial)))
+    payload = trainable.TrialPayload.build(
         data,
         checkpoint,
         ray_location=location.join(RAY_SUBDIR),
-        checkpoints=spec.checkpoints.model_dump(),
+        checkpoints=spec.checkpoints,
         gpu_estimate=gpu_trial_estimate(spec, data),
         report_every_epoch=spec.design.early_stopping is not None,
     )
-    trainable = tune.with_resources(
-        tune.with_parameters(sweep_trainable, payload=payload),
-        {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial},
-    )
-    del payload  # it lives in the object store now
+    resources = {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial}
+    runnable = tune.with_resources(tune.with_parameters(trainable.sweep_trainable, payload=payload), resources)
+    return Launch(runnable, _concurrency(spec))
 
+
+@dataclass
+class Sinks:
+    """Where trials go once they report: W&B, the Optuna journal, the live board and ``status.json``, Parquet."""
+
+    tracker: Tracker
+    mirror: StudyMirror
+    progress: Progress
+    recorder: ResultsRecorder
+    closed: dict[str, Any] = field(default_factory=dict)  # what closing them said: wandb_sync, wandb_sweep_url
+
+
+@contextmanager
+def open_sinks(
+    spec: SweepSpec, prepared: Prepared, launched: Launch, *, wandb_mode: str | None, live: bool, console: Console
+) -> Iterator[Sinks]:
+    """The sinks of one run, closed on every way out (the interrupted run's W&B runs end as such: ``interrupted``
+    in ``closed`` says so)."""
+    store = prepared.store
     local_dir = store.local_dir()
     wandb_dir = local_dir if local_dir is not None else Path(tempfile.mkdtemp(prefix=f"tlsweep-{spec.name}-"))
     tracker = make_tracker(
@@ -632,71 +683,87 @@ def run_sweep(
     board = StatusBoard(study_trial_counts(spec), mode=spec.objective.mode)
     for row in store.read_trials().to_pylist():
         board.add_row(row)
-    outcome = SweepOutcome(location=location.uri, trials_recorded=0, counts=trial_counts(spec), slots=concurrency)
     progress = Progress(
         board,
         title=spec.name,
-        concurrency=concurrency,
+        concurrency=launched.concurrency,
         write_status=lambda text: store.write_text(STATUS_FILE, text),
         console=console,
         live=live,
     )
-    recorder = ResultsRecorder(spec, store, metadata=metadata, tracker=tracker, progress=progress, mirror=mirror)
-    tune_published = False
-
-    def planned_confirm(step: ConfirmStep, tune_done: bool) -> None:
-        nonlocal tune_published
-        outcome.skipped = step.skipped
-        if len(step.looks) > 1:
-            progress.title = f"{spec.name} · confirm look {step.look}/{len(step.looks)}"
-        if tune_done and not tune_published:
-            tune_published = True  # the tune phase is over: its parts are folded and the journal published once
-            recorder.compact()
-            mirror.publish()
-
+    recorder = ResultsRecorder(
+        spec, store, metadata=prepared.metadata, tracker=tracker, progress=progress, mirror=mirror
+    )
+    sinks = Sinks(tracker, mirror, progress, recorder)
     try:
         with progress:
-            done = recorder.trials.to_pylist()
-            searcher = SweepSearcher(
-                spec,
-                rows=lambda: recorder.trials.to_pylist(),
-                done=done,
-                pending=pending_trials(store, "tune", {row["trial_id"] for row in done}),
-                on_plan=planned_confirm,
-            )
-            if sweep_complete(spec, done):  # a rerun of a finished sweep: nothing to run
-                searcher.replan()
-            else:
-                wall = _run_tuner(
-                    spec,
-                    searcher=searcher,
-                    payload_trainable=trainable,
-                    location=location,
-                    recorder=recorder,
-                    concurrency=concurrency,
-                )
-                outcome.interrupted = not sweep_complete(spec, recorder.trials.to_pylist())
-                outcome.busy_s, outcome.trials_span_s, outcome.tuner_wall_s = (
-                    recorder.busy_s,
-                    recorder.trials_span_s,
-                    wall,
-                )
-                outcome.efficiency = recorder.slot_efficiency(concurrency)
-                progress.efficiency = outcome.efficiency_figures
-    except KeyboardInterrupt:
-        outcome.interrupted = True
+            yield sinks
     finally:
         mirror.publish()
-        tracker.close(complete=not outcome.interrupted)
-        outcome.wandb_sync = tracker.sync_command()
-        outcome.wandb_sweep_url = tracker.sweep_url()
-        # trials still listed as running were cut short: a rerun hands them out again (tlsweep.engine.run.pending_trials)
+        tracker.close(complete=not sinks.closed.get("interrupted", False))
+        sinks.closed.update(wandb_sync=tracker.sync_command(), wandb_sweep_url=tracker.sweep_url())
+        # trials still listed as running were cut short: a rerun hands them out again (pending_trials)
         progress.finish()
+
+
+def execute(spec: SweepSpec, prepared: Prepared, launched: Launch, sinks: Sinks) -> SweepOutcome:
+    """The searcher, the scheduler and one Tuner over both phases (nothing to run when every trial is recorded);
+    Ctrl-C ends it as interrupted."""
+    recorder, progress = sinks.recorder, sinks.progress
+    outcome = SweepOutcome(
+        location=prepared.location.uri, trials_recorded=0, counts=trial_counts(spec), slots=launched.concurrency
+    )
+    tune_over = TunePhaseEnd(spec, outcome, sinks)
+    try:
+        done = recorder.trials.to_pylist()
+        searcher = SweepSearcher(
+            spec,
+            rows=lambda: recorder.trials.to_pylist(),
+            done=done,
+            pending=pending_trials(prepared.store, "tune", {row["trial_id"] for row in done}),
+            on_plan=tune_over.planned,
+        )
+        if sweep_complete(spec, done):  # a rerun of a finished sweep: nothing to run
+            searcher.replan()
+        else:
+            wall = _run_tuner(spec, searcher=searcher, launched=launched, location=prepared.location, recorder=recorder)
+            outcome.interrupted = not sweep_complete(spec, recorder.trials.to_pylist())
+            outcome.busy_s, outcome.trials_span_s, outcome.tuner_wall_s = recorder.busy_s, recorder.trials_span_s, wall
+            outcome.efficiency = recorder.slot_efficiency(launched.concurrency)
+            progress.efficiency = outcome.efficiency_figures
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+    sinks.closed["interrupted"] = outcome.interrupted
     outcome.trials_recorded = recorder.recorded
     outcome.failures = failure_summary(recorder.trials.to_pylist())
-    if report and not outcome.interrupted and not outcome.failed:
-        from tlsweep.report.publish import publish_report
+    return outcome
 
-        _, outcome.report_path = publish_report(store, wandb_mode=wandb_mode)
+
+class TunePhaseEnd:
+    """The searcher's ``on_plan``: records the skipped studies and the confirm look in the title, and once the tune
+    phase is over folds its parts and publishes the Optuna journal (once)."""
+
+    def __init__(self, spec: SweepSpec, outcome: SweepOutcome, sinks: Sinks) -> None:
+        self.spec, self.outcome, self.sinks = spec, outcome, sinks
+        self.published = False
+
+    def planned(self, step: ConfirmStep, tune_done: bool) -> None:
+        self.outcome.skipped = step.skipped
+        if len(step.looks) > 1:
+            self.sinks.progress.title = f"{self.spec.name} · confirm look {step.look}/{len(step.looks)}"
+        if tune_done and not self.published:
+            self.published = True
+            self.sinks.recorder.compact()
+            self.sinks.mirror.publish()
+
+
+def publish(
+    outcome: SweepOutcome, prepared: Prepared, *, report: bool, wandb_mode: str | None, started: float
+) -> SweepOutcome:
+    """The report, when asked for and every trial ran (and not every trial of a phase failed); the wall time."""
+    if report and not outcome.interrupted and not outcome.failed:
+        from tlsweep.report.publish import publish_report  # the report's pandas and matplotlib: only when reporting
+
+        _, outcome.report_path = publish_report(prepared.store, wandb_mode=wandb_mode)
     outcome.wall_time_s = time.time() - started
     return outcome

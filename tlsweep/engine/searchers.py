@@ -4,7 +4,7 @@
 configs and it hands out, round-robin over the studies that still have budget (cell by cell, the arms side by
 side), a trial asked from that study's own Optuna study. Each study only ever sees its own trials, so one cell's
 results never steer another's, and every study gets exactly ``trials_per_cell`` trials. The recipe is enqueued as
-the first trial of every study. ``ConfirmSearcher`` hands out a fixed list of confirm trials. ``SweepSearcher`` runs
+the first trial of every study. ``SweepSearcher`` runs
 both phases through one Tuner: the tune trials first, and each study's confirm trials as soon as its own tune budget
 is recorded, so no slot waits for the slowest study of the tune phase; confirm trials go longest first (their
 study's median tune trial), so the short ones fill the slots at the end instead of one long trial running alone.
@@ -40,6 +40,7 @@ from tlsweep.design import (
     trial_config,
     tune_complete_studies,
 )
+from tlsweep.engine.trainable import trial_message
 from tlsweep.space import distributions_for, grid_points
 from tlsweep.spec import SweepSpec
 
@@ -114,7 +115,7 @@ class _Study:
 class PhaseSearcher(Searcher, abc.ABC):
     """What both phases share: hand out planned trials, one config each, and know when the phase is over.
 
-    A subclass says which trial comes next (``_next``), how many are left (``remaining``) and how a trial lost
+    A subclass says which trial comes next (``next_trial``), how many are left (``remaining``) and how a trial lost
     with its node is handed out again (``requeue``). While any handed-out trial still runs, an empty plan answers
     None (ask again later), not ``FINISHED``: a trial lost with its node may still come back through ``requeue``.
     """
@@ -136,11 +137,11 @@ class PhaseSearcher(Searcher, abc.ABC):
         """Hand this trial out again, next, with the same index, params and seed (so the same id): its node was lost."""
 
     @abc.abstractmethod
-    def _next(self, trial_id: str) -> PlannedTrial | None:
+    def next_trial(self, trial_id: str) -> PlannedTrial | None:
         """The trial to hand out to Ray trial ``trial_id``, or None when none is left."""
 
     def _last_chance(self, trial_id: str) -> PlannedTrial | None:
-        """Asked when nothing runs and ``_next`` has nothing: a last look for work before the searcher says FINISHED."""
+        """Asked when nothing runs and ``next_trial`` has nothing: a last look for work before the searcher says FINISHED."""
         return None
 
     # ---- Searcher API -------------------------------------------------------------------------------------------
@@ -148,14 +149,14 @@ class PhaseSearcher(Searcher, abc.ABC):
         return True
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        planned = self._next(trial_id)
+        planned = self.next_trial(trial_id)
         if planned is None and not self._live:
             planned = self._last_chance(trial_id)
         if planned is None:
             return None if self._live else Searcher.FINISHED
         self._live[trial_id] = planned
         config = trial_config(self.spec, planned.levels, planned.params, planned.seed, num_threads=self.num_threads)
-        return {"meta": planned.meta(), "trial": config.to_dict(), "objective_metric": self.spec.objective.metric}
+        return trial_message(planned, config, self.spec.objective.metric)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         self._live.pop(trial_id, None)
@@ -214,7 +215,19 @@ class TuneSearcher(PhaseSearcher):
     def requeue(self, planned: PlannedTrial) -> None:
         self._studies[planned.study_key].reissued.insert(0, planned)
 
-    def _next(self, trial_id: str) -> PlannedTrial | None:
+    def hand_out(self, trial_id: str) -> PlannedTrial | None:
+        """The next tune trial, for Ray trial ``trial_id``, followed until it completes (None: the budget is out)."""
+        planned = self.next_trial(trial_id)
+        if planned is not None:
+            self._live[trial_id] = planned
+        return planned
+
+    def budget_handed_out(self, key: str) -> bool:
+        """Every tune trial of study ``key`` was handed out."""
+        study = self._studies.get(key)
+        return study is not None and not study.budget_left
+
+    def next_trial(self, trial_id: str) -> PlannedTrial | None:
         for _ in range(len(self._order)):
             key = self._order[0]
             self._order.rotate(-1)
@@ -253,32 +266,6 @@ class TuneSearcher(PhaseSearcher):
         if value == value and step not in reported:  # a Ray retry from a checkpoint may report an epoch again
             reported.add(step)
             asked.report(float(value), step)
-
-
-class ConfirmSearcher(PhaseSearcher):
-    """The confirm phase: hands out a fixed list of planned trials (``planned``) in order.
-
-    Trials whose id is in ``done`` (rows of ``trials.parquet``) were recorded by an earlier run and are skipped.
-    """
-
-    phase = "confirm"
-
-    def __init__(
-        self, spec: SweepSpec, *, planned: list[PlannedTrial], done: list[dict[str, Any]] | None = None
-    ) -> None:
-        super().__init__(spec)
-        self.planned = list(planned)
-        done_ids = {row["trial_id"] for row in done or []}
-        self._queue: deque[PlannedTrial] = deque(t for t in self.planned if t.trial_id not in done_ids)
-
-    def remaining(self) -> int:
-        return len(self._queue)
-
-    def requeue(self, planned: PlannedTrial) -> None:
-        self._queue.appendleft(planned)
-
-    def _next(self, trial_id: str) -> PlannedTrial | None:
-        return self._queue.popleft() if self._queue else None
 
 
 class SweepSearcher(PhaseSearcher):
@@ -346,10 +333,9 @@ class SweepSearcher(PhaseSearcher):
         if self._on_plan is not None:
             self._on_plan(step, tune_done)
 
-    def _next(self, trial_id: str) -> PlannedTrial | None:
-        planned = self.tune._next(trial_id)
+    def next_trial(self, trial_id: str) -> PlannedTrial | None:
+        planned = self.tune.hand_out(trial_id)
         if planned is not None:
-            self.tune._live[trial_id] = planned
             return planned
         if self._requeued:
             return self._requeued.popleft()
@@ -359,7 +345,7 @@ class SweepSearcher(PhaseSearcher):
 
     def _last_chance(self, trial_id: str) -> PlannedTrial | None:
         self.replan()
-        return self._next(trial_id)
+        return self.next_trial(trial_id)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         planned = self._live.get(trial_id)
@@ -368,9 +354,8 @@ class SweepSearcher(PhaseSearcher):
             return
         if planned.phase == "tune":
             self.tune.on_trial_complete(trial_id, result, error)
-            study = self.tune._studies.get(planned.study_key)
             live = any(p.phase == "tune" and p.study_key == planned.study_key for p in self._live.values())
-            self._stale |= study is not None and not study.budget_left and not live
+            self._stale |= self.tune.budget_handed_out(planned.study_key) and not live
         else:  # the last confirm trial of a look: the next look (or the end) is decided on the recorded rows
             live = any(p.phase == "confirm" for p in self._live.values())
             self._stale |= not self._confirm and not self._requeued and not live

@@ -15,15 +15,17 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tlsweep.data.types import DatasetTensors, SplitTensors
+from tlsweep.design import PlannedTrial
 from tlsweep.results.atomic import atomic_write_bytes
 from tlsweep.results.location import Location
-from tlsweep.spec import OBJECTIVE_COLUMNS
+from tlsweep.spec import OBJECTIVE_COLUMNS, CheckpointEvery, CheckpointSpec
 from tlsweep.training.config import TrialConfig
 
 SPLITS = ("train", "val", "test")
@@ -31,58 +33,65 @@ LIVE_REPORT_INTERVAL_S = 1.0  # an epoch reaches the driver live at most this of
 _DATASETS: dict[str, DatasetTensors] = {}  # per worker process: reused actors skip even the zero-copy wrap
 
 
-def make_payload(
-    data: DatasetTensors,
-    checkpoint: Path | None,
-    *,
-    ray_location: Location | None = None,
-    checkpoints: dict[str, Any] | None = None,
-    gpu_estimate: dict[str, float] | None = None,
-    report_every_epoch: bool = False,
-) -> dict[str, Any]:
-    """What every trial needs besides its config, as plain numpy (zero-copy in Ray's object store).
+@dataclass(frozen=True)
+class TrialPayload:
+    """What every trial needs besides its config, put once in Ray's object store (the arrays zero-copy).
 
-    ``ray_location`` is where Ray Tune keeps this sweep's experiments: a trial that finds no checkpoint of its
-    own looks there for one an earlier (killed) driver's run of the same trial id left behind. ``checkpoints`` is
-    the spec's checkpoint policy (``SweepSpec.checkpoints.model_dump()``); None saves after every epoch.
-    ``gpu_estimate`` (``tlsweep.engine.run.gpu_trial_estimate``) is checked against the trial's own GPU first.
-    ``report_every_epoch``: tune trials report each epoch (early stopping decides on them); otherwise a report is
-    sent when ``LIVE_REPORT_INTERVAL_S`` passed since the last one or a checkpoint is due, with the epochs since the
-    last one (``epochs``), and the final report's history holds every epoch.
+    ``ray_location`` is where Ray Tune keeps this sweep's experiments: a trial that finds no checkpoint of its own
+    looks there for one an earlier (killed) driver's run of the same trial id left behind. ``checkpoints`` is the
+    spec's checkpoint policy. ``gpu_estimate`` (``tlsweep.engine.run.gpu_trial_estimate``) is checked against the
+    trial's own GPU first. ``report_every_epoch``: tune trials report each epoch (early stopping decides on them);
+    otherwise a report is sent when ``LIVE_REPORT_INTERVAL_S`` passed since the last one or a checkpoint is due,
+    with the epochs since the last one (``epochs``), and the final report's history holds every epoch.
     """
-    payload: dict[str, Any] = {
-        "class_names": list(data.class_names),
-        "ordinal": data.ordinal,
-        "name": data.name,
-        "ray_location": ray_location,
-        "checkpoints": checkpoints or {"every": {"epochs": 1}, "keep": "none"},
-        "gpu_estimate": gpu_estimate,
-        "report_every_epoch": report_every_epoch,
-    }
-    digest = hashlib.sha256()
-    for split in SPLITS:
-        part: SplitTensors = getattr(data, split)
-        images = np.ascontiguousarray(part.images.numpy())
-        labels = np.ascontiguousarray(part.labels.numpy())
-        payload[f"{split}_images"], payload[f"{split}_labels"] = images, labels
-        digest.update(f"{split}:{images.shape}:{len(part.files)}".encode())
-        digest.update(labels.tobytes())
-    payload["key"] = digest.hexdigest()[:16]
-    payload["checkpoint_bytes"] = checkpoint.read_bytes() if checkpoint is not None else None
-    return payload
+
+    class_names: list[str]
+    ordinal: bool
+    name: str
+    images: dict[str, np.ndarray]  # split -> uint8 N×3×H×W
+    labels: dict[str, np.ndarray]
+    key: str  # identifies the dataset: a reused worker process keeps its tensors
+    checkpoint_bytes: bytes | None  # the backbone file of init=checkpoint
+    checkpoints: CheckpointSpec = field(default_factory=lambda: CheckpointSpec(every=CheckpointEvery(epochs=1)))
+    ray_location: Location | None = None
+    gpu_estimate: dict[str, float] | None = None
+    report_every_epoch: bool = False
+
+    @classmethod
+    def build(cls, data: DatasetTensors, checkpoint: Path | None, **settings: Any) -> TrialPayload:
+        """The payload of ``data`` (as plain numpy) and the backbone file ``checkpoint``; ``settings`` are the other
+        fields."""
+        images, labels = {}, {}
+        digest = hashlib.sha256()
+        for split in SPLITS:
+            part: SplitTensors = getattr(data, split)
+            images[split] = np.ascontiguousarray(part.images.numpy())
+            labels[split] = np.ascontiguousarray(part.labels.numpy())
+            digest.update(f"{split}:{images[split].shape}:{len(part.files)}".encode())
+            digest.update(labels[split].tobytes())
+        return cls(
+            class_names=list(data.class_names),
+            ordinal=data.ordinal,
+            name=data.name,
+            images=images,
+            labels=labels,
+            key=digest.hexdigest()[:16],
+            checkpoint_bytes=checkpoint.read_bytes() if checkpoint is not None else None,
+            **settings,
+        )
 
 
-def _dataset(payload: dict[str, Any]) -> DatasetTensors:
+def _dataset(payload: TrialPayload) -> DatasetTensors:
     import torch
 
-    key = payload["key"]
+    key = payload.key
     if key not in _DATASETS:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # read-only shared arrays; training never writes to them
             splits = {
                 split: SplitTensors(
-                    images=torch.from_numpy(payload[f"{split}_images"]),
-                    labels=torch.from_numpy(payload[f"{split}_labels"]),
+                    images=torch.from_numpy(payload.images[split]),
+                    labels=torch.from_numpy(payload.labels[split]),
                     files=[],
                 )
                 for split in SPLITS
@@ -92,17 +101,17 @@ def _dataset(payload: dict[str, Any]) -> DatasetTensors:
             train=splits["train"],
             val=splits["val"],
             test=splits["test"],
-            class_names=payload["class_names"],
-            ordinal=payload["ordinal"],
-            name=payload["name"],
+            class_names=payload.class_names,
+            ordinal=payload.ordinal,
+            name=payload.name,
         )
     return _DATASETS[key]
 
 
-def _local_init(init: str, payload: dict[str, Any]) -> str:
+def _local_init(init: str, payload: TrialPayload) -> str:
     """``checkpoint:PATH`` → a node-local copy of the driver's file (same path on every node, so a trial's saved
     settings match wherever Ray retries it)."""
-    blob = payload.get("checkpoint_bytes")
+    blob = payload.checkpoint_bytes
     if not init.startswith("checkpoint:") or blob is None:
         return init
     path = Path(tempfile.gettempdir()) / f"tlsweep-backbone-{hashlib.sha256(blob).hexdigest()[:16]}.pt"
@@ -111,9 +120,25 @@ def _local_init(init: str, payload: dict[str, Any]) -> str:
     return f"checkpoint:{path}"
 
 
-def trial_dirname(meta: dict[str, Any]) -> str:
+def trial_message(planned: PlannedTrial, config: TrialConfig, objective_metric: str) -> dict[str, Any]:
+    """The config Ray Tune carries for one trial (Tune wants a dict): the planned trial, its settings and the
+    objective metric, as typed values; read them back with :func:`planned_of` and :func:`settings_of`."""
+    return {"meta": planned, "trial": config, "objective_metric": objective_metric}
+
+
+def planned_of(message: dict[str, Any]) -> PlannedTrial:
+    planned: PlannedTrial = message["meta"]
+    return planned
+
+
+def settings_of(message: dict[str, Any]) -> TrialConfig:
+    config: TrialConfig = message["trial"]
+    return config
+
+
+def trial_dirname(planned: PlannedTrial) -> str:
     """The trial's directory inside a Ray experiment: stable across drivers, so a rerun can find its checkpoints."""
-    return f"{meta['phase']}-{meta['trial_id']}"
+    return f"{planned.phase}-{planned.trial_id}"
 
 
 def previous_state(ray_location: Location | None, phase: str, dirname: str) -> dict[str, Any] | None:
@@ -158,8 +183,10 @@ def _check_gpu(estimate: dict[str, float] | None, trial: TrialConfig) -> None:
         check_gpu_fit(int(estimate["bytes"]), estimate["gpus_per_trial"], total, source="the sweep's trial")
 
 
-def sweep_trainable(config: dict[str, Any], payload: dict[str, Any]) -> None:
-    """One planned trial. An error no retry can fix (``TlsweepError``: missing weights, a setting the trial refuses)
+def sweep_trainable(config: dict[str, Any], payload: TrialPayload) -> None:
+    """One planned trial in a Ray worker: ``config`` is the searcher's (``trial_message``: the planned trial, its
+    TrialConfig, the objective metric); it reports each epoch (with checkpoints as the policy says) and the final row.
+    An error no retry can fix (``TlsweepError``: missing weights, a setting the trial refuses)
     is the trial's outcome, reported as ``status: failed`` with its message, not raised for Ray to retry."""
     from ray import tune
 
@@ -173,21 +200,21 @@ def sweep_trainable(config: dict[str, Any], payload: dict[str, Any]) -> None:
         tune.report(outcome)  # val_metric: Tune requires the searcher's metric in every result
 
 
-def _run_planned_trial(config: dict[str, Any], payload: dict[str, Any]) -> None:
+def _run_planned_trial(config: dict[str, Any], payload: TrialPayload) -> None:
     import time
 
     import ray
     import torch
     from ray import tune
 
-    from tlsweep.engine.checkpoints import checkpoint_due, keeps
+    from tlsweep.engine.checkpoints import checkpoint_due
     from tlsweep.training.loop import run_trial
 
-    meta = config["meta"]
-    trial = TrialConfig.from_dict(config["trial"])
+    meta = planned_of(config)
+    trial = settings_of(config)
     trial = trial.replace(init=_local_init(trial.init, payload))
     data = _dataset(payload)
-    _check_gpu(payload.get("gpu_estimate"), trial)
+    _check_gpu(payload.gpu_estimate, trial)
     metric = config["objective_metric"]  # objective.metric: a per-epoch validation metric (val_acc, val_loss)
     node_id = ray.get_runtime_context().get_node_id()
 
@@ -198,16 +225,16 @@ def _run_planned_trial(config: dict[str, Any], payload: dict[str, Any]) -> None:
         with checkpoint.as_directory() as directory:
             resume_state = torch.load(Path(directory) / "state.pt", map_location="cpu", weights_only=True)
     else:  # a trial that was running when an earlier driver died
-        resume_state = previous_state(payload.get("ray_location"), meta["phase"], trial_dirname(meta))
+        resume_state = previous_state(payload.ray_location, meta.phase, trial_dirname(meta))
     if resume_state is not None:
         resumed_from_epoch = int(resume_state["progress"]["epoch"])
-    policy = payload["checkpoints"]
-    keep = keeps(policy, meta["phase"], meta.get("config_kind"))
+    policy = payload.checkpoints
+    keep = policy.keeps(meta.phase, meta.config_kind)
     started = time.monotonic()
     resumed_s = float(resume_state["progress"]["elapsed_s"]) if resume_state is not None else 0.0
     last_checkpoint_s = resumed_s
-    image_size = int(payload["train_images"].shape[-1])
-    every_epoch = bool(payload.get("report_every_epoch")) and meta["phase"] == "tune"
+    image_size = int(payload.images["train"].shape[-1])
+    every_epoch = payload.report_every_epoch and meta.phase == "tune"
     last_report = time.monotonic()
     unreported: list[dict[str, float]] = []  # epochs since the last report: the next one carries them all
 

@@ -16,7 +16,6 @@ from tlsweep.report.health import CellHealth, EdgeOptimum, cell_health, edge_opt
 from tlsweep.report.load import Results, is_accuracy_like, load_results
 from tlsweep.report.render import (
     METHODS,
-    figure_block,
     figures_markdown,
     hypothesis_lines,
     markdown_table,
@@ -24,6 +23,7 @@ from tlsweep.report.render import (
     model_sentences,
 )
 from tlsweep.report.tables import (
+    arms_table,
     attrition_display,
     design_health_lines,
     family_display,
@@ -361,6 +361,14 @@ def _markdown(
                 f"**{verdict.label}**"
                 for cell_id, verdict in part.cell_verdicts.items()
             ] + [""]
+    lead: dict[str, Path] = {
+        name: figures[name] for name in ("accuracy_vs_fraction", "difference_heatmap") if name in figures
+    }
+    lead.update({part.heatmap.stem: part.heatmap for part in parts if several and part.heatmap is not None})
+    if lead:
+        lines += ["## The picture", "", figures_markdown(lead, out), ""]
+    if several:
+        lines += ["## All arms", "", markdown_table(arms_table(results)), ""]
     lines += ["## Hypothesis and design", "", *hypothesis_lines(results, family_size), ""]
     for part, section, view in zip(parts, analysis.comparisons, views, strict=True):
         title = f"{part.name}: " if several else ""
@@ -378,8 +386,6 @@ def _markdown(
             )
         if several:
             lines += [f"### {part.name}: the whole design", "", *_model_lines(section, view)]
-            if part.heatmap is not None:
-                lines += [figure_block(part.heatmap.stem, part.heatmap, out), ""]
     if not several:
         lines += ["## The whole design", "", *_model_lines(analysis.comparisons[0], results)]
     lines += ["## Design health", "", *design_health_lines(results, parts[0].health, edges), ""]
@@ -425,9 +431,7 @@ def _markdown(
         attrition,
         "",
     ]
-    shown = {
-        name: path for name, path in figures.items() if not (several and any(part.heatmap == path for part in parts))
-    }
+    shown = {name: path for name, path in figures.items() if path not in lead.values()}
     if shown:
         lines += ["## Figures", "", figures_markdown(shown, out), ""]
     lines += ["## Caveats and what could not be computed", ""]

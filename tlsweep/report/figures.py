@@ -321,7 +321,14 @@ def freeze_depth_figure(results: Results, path: Path) -> Path | None:
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
     _outside_legend(fig, axes)
-    source = "confirm runs" if as_factor else "tuning trials, freeze depth tuned"
+    tuned = results.spec is not None and "freeze_depth" in results.spec.design.tune
+    source = (
+        "confirm runs, freeze depth a factor"
+        if as_factor
+        else "tuning trials, freeze depth tuned"
+        if tuned
+        else "tuning trials, freeze depth fixed per arm"
+    )
     fig.suptitle(
         f"Accuracy vs freeze depth ({source}; dots = runs)\n"
         "freeze depth 0 = full fine-tuning, 1 = stem frozen, …, 5 = linear probe"

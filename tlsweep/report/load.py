@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from tlsweep.errors import StoreError
+from tlsweep.metrics import is_accuracy_like
 from tlsweep.report.screen import screen_trials
 from tlsweep.results.check import check_epochs, check_spec, check_trials
 from tlsweep.results.schema import EPOCHS_SCHEMA
@@ -107,10 +108,6 @@ class Results:
     @property
     def unit(self) -> str:
         return "points" if self.accuracy_like else self.hypothesis.metric
-
-
-def is_accuracy_like(metric: str) -> bool:
-    return metric.endswith("acc") or metric.endswith("off_by_one") or metric == "objective"
 
 
 def _read_table(store: ResultsStore, name: str, notes: list[str]) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from tlsweep.report.formatting import describe_cell, fmt_interval, fmt_num, fmt_
 from tlsweep.report.health import CellHealth, EdgeOptimum
 from tlsweep.report.load import Results, is_accuracy_like
 from tlsweep.report.verdicts import cell_verdict
-from tlsweep.stats import TrendModel, smallest_threshold
+from tlsweep.stats import TrendModel, mean_interval, smallest_threshold
 
 
 def family_table(family: Family, results: Results) -> pd.DataFrame:
@@ -118,6 +118,32 @@ def family_display(
             }
         )
     return pd.DataFrame(out)
+
+
+def arms_table(results: Results) -> pd.DataFrame:
+    """Every compared arm side by side per cell (confirm runs of the tuned configs): mean [95% t CI] in reported
+    units, and the arm with the highest mean."""
+    trials = results.trials
+    confirm = trials[(trials["phase"] == "confirm") & (trials["config_kind"] == "best") & trials["value"].notna()]
+    s = results.scale
+    rows = []
+    for cell, levels in cell_levels(results).items():
+        in_cell = confirm[confirm["cell_id"] == cell]
+        if in_cell.empty:
+            continue
+        row: dict[str, object] = {"cell": describe_cell(levels)}
+        means = {}
+        for arm in results.arms:
+            values = in_cell.loc[in_cell["arm"] == arm, "value"].to_numpy(float)
+            if values.size == 0:
+                row[arm] = "–"
+                continue
+            interval = mean_interval(values)
+            means[arm] = interval.estimate
+            row[arm] = fmt_interval(interval.estimate, interval.low, interval.high, scale=s)
+        row["highest mean"] = max(means, key=lambda a: means[a]) if means else "–"
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def design_health_lines(results: Results, health: dict[str, CellHealth], edges: list[EdgeOptimum]) -> list[str]:

@@ -30,6 +30,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
 
+from tlsweep.metrics import TEST_METRICS
 from tlsweep.results.store import OPTUNA_JOURNAL_FILE
 
 if TYPE_CHECKING:
@@ -44,7 +45,6 @@ _log = logging.getLogger("tlsweep.tracking")
 JOURNAL_FILE = OPTUNA_JOURNAL_FILE
 # user attributes of every mirrored trial (besides the test metrics of confirm trials)
 TRIAL_ATTRS = ("trial_id", "phase", "cell_id", "arm", "seed", "config_kind", "tune_index", "replicate", "status")
-_TEST_ATTRS = ("test_acc", "test_balanced_acc", "test_loss", "test_mae", "test_off_by_one")
 
 
 def study_name(phase: str, cell_id: str, arm: str) -> str:
@@ -175,7 +175,7 @@ class StudyMirror:
             else:  # outside the study's space (a recipe value, an old spec): kept, but not as a parameter
                 attrs[f"param.{name}"] = _plain(value)
         if row.get("phase") == "confirm":
-            attrs.update({k: _plain(row[k]) for k in _TEST_ATTRS if _finite(row.get(k))})
+            attrs.update({k: _plain(row[k]) for k in TEST_METRICS if _finite(row.get(k))})
         if row.get("error"):
             attrs["error"] = str(row["error"])[:500]
         metric = self.spec.objective.metric

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tlsweep.errors import DataError, SpecError, StoreError
+from tlsweep.training.config import STATE_FORMAT
 
 if TYPE_CHECKING:
     import torch
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from tlsweep.training.config import TrialConfig
 
 Report = Callable[[dict[str, float], Callable[[], dict[str, Any]]], None]
-STATE_FORMAT = 1
 # Settings that may differ between a run and its resumption (they do not change what is computed on CPU).
 RUNTIME_SETTINGS = frozenset({"device", "num_threads", "eval_batch_size", "amp", "feature_cache"})
 
@@ -217,104 +217,170 @@ def _run(
     report: Report | None,
     resume_state: dict[str, Any] | None,
 ) -> TrialResult:
-    import torch
-    from torch import nn
+    """The trial body as named steps: the subset, the training set-up, a resume, the epochs, the test."""
+    run = _TrialRun.start(config, data, device)
+    if resume_state is not None:
+        run.resume(resume_state)
+    run.prepare_frozen_features()
+    diverged = run.train_epochs(report)
+    return run.result(diverged)
 
-    from tlsweep.data.augment import TensorAugment
-    from tlsweep.data.batches import num_batches
-    from tlsweep.data.subsets import nested_subset, subset_hash
-    from tlsweep.training.backbones import create_model
-    from tlsweep.training.device import stage_dataset
-    from tlsweep.training.optim import build_optimizer, build_scheduler, schedule_for
 
-    started = time.perf_counter()
-    # 1) the training subset of this replicate, and the random streams
-    train_indices = nested_subset(data.train.labels, config.train_fraction, config.seed)
-    val_indices, test_indices = np.arange(len(data.val)), np.arange(len(data.test))
-    if len(train_indices) < 2 or len(val_indices) == 0:
-        raise DataError(
-            f"dataset {data.name!r}: a run needs at least 2 training images (got {len(train_indices)} with "
-            f"train_fraction={config.train_fraction}) and 1 validation image (got {len(val_indices)})"
+@dataclass
+class _Subsets:
+    """The rows of one replicate: its nested training subset (and that subset's hash), all of val and test."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    hashed: str
+
+    @classmethod
+    def of(cls, config: TrialConfig, data: DatasetTensors) -> _Subsets:
+        from tlsweep.data.subsets import nested_subset, subset_hash
+
+        train = nested_subset(data.train.labels, config.train_fraction, config.seed)
+        val, test = np.arange(len(data.val)), np.arange(len(data.test))
+        if len(train) < 2 or len(val) == 0:
+            raise DataError(
+                f"dataset {data.name!r}: a run needs at least 2 training images (got {len(train)} with "
+                f"train_fraction={config.train_fraction}) and 1 validation image (got {len(val)})"
+            )
+        return cls(train, val, test, subset_hash(train))
+
+
+@dataclass
+class _TrialRun:
+    """One run's moving parts: the data (staged on the device), the model and its optimizer, schedule, loss and
+    augmentation, the seeded generators, the progress; ``frozen`` holds the frozen layers' features once computed."""
+
+    config: TrialConfig
+    host_data: DatasetTensors
+    data: DatasetTensors
+    device: torch.device
+    subsets: _Subsets
+    model: nn.Module
+    amp: bool
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    criterion: nn.Module
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+    order_generator: torch.Generator
+    augment_generator: torch.Generator
+    started: float
+    progress: _Progress = field(default_factory=lambda: _Progress())
+    frozen: frozen_features.FrozenFeatures | None = None
+    test_confusion: list[list[int]] | None = None  # set by evaluating the test split
+
+    @property
+    def drop_last(self) -> bool:
+        return len(self.subsets.train) % self.config.batch_size == 1  # a batch of one breaks BatchNorm
+
+    @classmethod
+    def start(cls, config: TrialConfig, data: DatasetTensors, device: torch.device) -> _TrialRun:
+        """The subset and the random streams, then the model (init, freeze, new head), its optimizer and per-step
+        learning-rate schedule."""
+        import torch
+        from torch import nn
+
+        from tlsweep.data.augment import TensorAugment
+        from tlsweep.data.batches import num_batches
+        from tlsweep.training.backbones import create_model
+        from tlsweep.training.device import stage_dataset
+        from tlsweep.training.optim import build_optimizer, build_scheduler, schedule_for
+
+        started = time.perf_counter()
+        subsets = _Subsets.of(config, data)
+        staged = stage_dataset(data, device)  # CUDA: uint8 splits on the device once per worker process
+        streams = derive_streams(config.seed)
+        torch.manual_seed(streams.global_torch)
+        model = create_model(
+            config.backbone,
+            staged.num_classes,
+            init=config.init,
+            freeze_depth=config.freeze_depth,
+            seed=streams.model,
+            head=config.head,
+        ).to(device)
+        amp = use_amp(config, device)
+        if amp:
+            model = model.to(memory_format=torch.channels_last)
+        drop_last = len(subsets.train) % config.batch_size == 1
+        optimizer = build_optimizer(config, model)
+        steps_per_epoch = num_batches(len(subsets.train), config.batch_size, drop_last)
+        return cls(
+            config,
+            data,
+            staged,
+            device,
+            subsets,
+            model,
+            amp,
+            optimizer,
+            scheduler=build_scheduler(optimizer, schedule_for(config, steps_per_epoch)),
+            criterion=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
+            augment=TensorAugment(config.augmentation),
+            order_generator=torch.Generator().manual_seed(streams.order),
+            augment_generator=torch.Generator().manual_seed(streams.augment),
+            started=started,
         )
-    hashed = subset_hash(train_indices)
-    host_data = data
-    data = stage_dataset(data, device)  # CUDA: uint8 splits on the device once per worker process
-    streams = derive_streams(config.seed)
-    torch.manual_seed(streams.global_torch)
 
-    # 2) the model: init, freeze, new head
-    model = create_model(
-        config.backbone,
-        data.num_classes,
-        init=config.init,
-        freeze_depth=config.freeze_depth,
-        seed=streams.model,
-        head=config.head,
-    ).to(device)
-    amp = use_amp(config, device)
-    if amp:
-        model = model.to(memory_format=torch.channels_last)
+    def state(self) -> dict[str, Any]:
+        """The training state a ``resume`` continues from exactly (``torch.save``-able)."""
+        import torch
 
-    # 3) optimizer and per-step learning-rate schedule
-    drop_last = len(train_indices) % config.batch_size == 1  # a batch of one breaks BatchNorm
-    steps_per_epoch = num_batches(len(train_indices), config.batch_size, drop_last)
-    optimizer = build_optimizer(config, model)
-    scheduler = build_scheduler(optimizer, schedule_for(config, steps_per_epoch))
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    augment = TensorAugment(config.augmentation)
-    order_generator = torch.Generator().manual_seed(streams.order)
-    augment_generator = torch.Generator().manual_seed(streams.augment)
-    progress = _Progress()
-
-    def get_state() -> dict[str, Any]:
+        progress = self.progress
         return {
             "format": STATE_FORMAT,
-            "config": config.to_dict(),
-            "subset_hash": hashed,
+            "config": self.config.to_dict(),
+            "subset_hash": self.subsets.hashed,
             "progress": {
                 "epoch": progress.epoch,
                 "step": progress.step,
-                "elapsed_s": progress.elapsed_s + (time.perf_counter() - started),
+                "elapsed_s": progress.elapsed_s + (time.perf_counter() - self.started),
                 "best_val_acc": progress.best_val_acc,
                 "best_val_loss": progress.best_val_loss,
                 "best_epoch": progress.best_epoch,
                 "best_state": progress.best_state,  # already a private CPU copy, never mutated
                 "history": copy.deepcopy(progress.history),
             },
-            "model": _cpu_copy(model.state_dict()),
-            "optimizer": copy.deepcopy(optimizer.state_dict()),
-            "scheduler": copy.deepcopy(scheduler.state_dict()),
+            "model": _cpu_copy(self.model.state_dict()),
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "scheduler": copy.deepcopy(self.scheduler.state_dict()),
             "rng": {
-                "order": order_generator.get_state(),
-                "augment": augment_generator.get_state(),
+                "order": self.order_generator.get_state(),
+                "augment": self.augment_generator.get_state(),
                 "torch": torch.get_rng_state(),
-                "cuda": list(torch.cuda.get_rng_state_all()) if device.type == "cuda" else [],
+                "cuda": list(torch.cuda.get_rng_state_all()) if self.device.type == "cuda" else [],
             },
         }
 
-    if resume_state is not None:
-        _check_resumable(resume_state, config, hashed)
-        saved = resume_state["progress"]
-        progress = _Progress(**{**saved, "history": copy.deepcopy(saved["history"])})
-        started -= saved["elapsed_s"]
-        progress.elapsed_s = 0.0
-        model.load_state_dict(resume_state["model"])
-        optimizer.load_state_dict(resume_state["optimizer"])
-        scheduler.load_state_dict(resume_state["scheduler"])
-        order_generator.set_state(resume_state["rng"]["order"])
-        augment_generator.set_state(resume_state["rng"]["augment"])
-        torch.set_rng_state(resume_state["rng"]["torch"])
-        if device.type == "cuda" and resume_state["rng"]["cuda"]:
-            torch.cuda.set_rng_state_all(resume_state["rng"]["cuda"])
+    def resume(self, state: dict[str, Any]) -> None:
+        """Continue from a saved ``state`` of the same run (same settings and subset, else StoreError)."""
+        import torch
 
-    # frozen layers computed once per node and reused (None: this trial runs them every step, the reason logged)
-    from tlsweep.training import frozen_features
+        _check_resumable(state, self.config, self.subsets.hashed)
+        saved = state["progress"]
+        self.progress = _Progress(**{**saved, "history": copy.deepcopy(saved["history"])})
+        self.started -= saved["elapsed_s"]
+        self.progress.elapsed_s = 0.0
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.order_generator.set_state(state["rng"]["order"])
+        self.augment_generator.set_state(state["rng"]["augment"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if self.device.type == "cuda" and state["rng"]["cuda"]:
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
 
-    frozen = frozen_features.prepare(config, model, host_data, device, amp)
+    def prepare_frozen_features(self) -> None:
+        """Frozen layers computed once per node and reused (None: this trial runs them every step, the reason
+        logged)."""
+        from tlsweep.training import frozen_features
 
-    test_confusion: list[list[int]] | None = None
+        self.frozen = frozen_features.prepare(self.config, self.model, self.host_data, self.device, self.amp)
 
-    def evaluate(split_name: str, indices: np.ndarray) -> dict[str, float | None]:
+    def evaluate(self, split_name: str, indices: np.ndarray) -> dict[str, float | None]:
         from tlsweep.training.evaluate import (
             classification_metrics,
             confusion_matrix,
@@ -322,12 +388,10 @@ def _run(
             probabilities_of,
         )
 
-        nonlocal test_confusion
-
+        config, device, amp, frozen = self.config, self.device, self.amp, self.frozen
         if frozen is not None:
-            model.eval()
-            stored = getattr(frozen, split_name)
-            labels_of = getattr(data, split_name).labels
+            self.model.eval()
+            stored, labels_of = getattr(frozen, split_name), getattr(self.data, split_name).labels
             probabilities, labels, loss = probabilities_of(
                 frozen.remainder,
                 _stored_batches(stored, labels_of, indices, config.eval_batch_size, device, amp),
@@ -336,8 +400,8 @@ def _run(
             )
         else:
             probabilities, labels, loss = predict_probabilities(
-                model,
-                getattr(data, split_name),
+                self.model,
+                getattr(self.data, split_name),
                 indices,
                 batch_size=config.eval_batch_size,
                 device=device,
@@ -345,92 +409,104 @@ def _run(
                 channels_last=amp,
             )
         if split_name == "test":
-            test_confusion = confusion_matrix(probabilities, labels, data.num_classes)
-        return classification_metrics(probabilities, labels, ordinal=data.ordinal, loss=loss)
+            self.test_confusion = confusion_matrix(probabilities, labels, self.data.num_classes)
+        return classification_metrics(probabilities, labels, ordinal=self.data.ordinal, loss=loss)
 
-    # 4) epochs of train + validate
-    diverged = False
-    for epoch in range(progress.epoch + 1, config.epochs + 1):
-        epoch_started = time.perf_counter()
+    def train_epochs(self, report: Report | None) -> bool:
+        """Train and validate the remaining epochs, reporting each; True when a loss stopped being finite."""
+        for epoch in range(self.progress.epoch + 1, self.config.epochs + 1):
+            epoch_started = time.perf_counter()
+            train = self._train_one_epoch()
+            self.progress.step += int(train["steps"])
+            if not math.isfinite(train["loss"]):
+                return True
+            val = self.evaluate("val", self.subsets.val)
+            val_loss, val_acc = float(val["loss"]), float(val["acc"])  # type: ignore[arg-type]
+            if not math.isfinite(val_loss):
+                return True
+            row = {
+                "epoch": epoch,
+                "step": self.progress.step,
+                "train_loss": train["loss"],
+                "train_acc": train["acc"],
+                "val_loss": val_loss,
+                "val_acc": val_acc,
+                "lr": train["lr"],
+                "epoch_time_s": time.perf_counter() - epoch_started,
+            }
+            self.progress.epoch = epoch
+            self.progress.history.append(row)
+            if self.progress.improves(val_acc, val_loss):
+                self.progress.best_val_acc, self.progress.best_val_loss, self.progress.best_epoch = (
+                    val_acc,
+                    val_loss,
+                    epoch,
+                )
+                self.progress.best_state = _cpu_copy(self.model.state_dict())
+            if report is not None:
+                report(dict(row), self.state)
+        return False
+
+    def _train_one_epoch(self) -> dict[str, float]:
+
+        config, data, device, amp, frozen = self.config, self.data, self.device, self.amp, self.frozen
+        generators = (self.order_generator, self.augment_generator)
+        forward: nn.Module
         if frozen is not None:
-            forward: nn.Module = frozen.remainder
+            forward = frozen.remainder
             batches = _feature_batches(
-                frozen, data, train_indices, config, device, amp, drop_last, order_generator, augment_generator
+                frozen, data, self.subsets.train, config, device, amp, self.drop_last, *generators
             )
         else:
-            forward = model
+            forward = self.model
             batches = _image_batches(
-                data, train_indices, config, device, amp, drop_last, augment, order_generator, augment_generator
+                data, self.subsets.train, config, device, amp, self.drop_last, self.augment, *generators
             )
-        train = _train_epoch(
-            model,
+        return _train_epoch(
+            self.model,
             forward,
             batches,
             device,
             amp,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            criterion=criterion,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            criterion=self.criterion,
         )
-        progress.step += int(train["steps"])
-        if not math.isfinite(train["loss"]):
-            diverged = True
-            break
-        val = evaluate("val", val_indices)
-        val_loss, val_acc = float(val["loss"]), float(val["acc"])  # type: ignore[arg-type]
-        if not math.isfinite(val_loss):
-            diverged = True
-            break
-        row = {
-            "epoch": epoch,
-            "step": progress.step,
-            "train_loss": train["loss"],
-            "train_acc": train["acc"],
-            "val_loss": val_loss,
-            "val_acc": val_acc,
-            "lr": train["lr"],
-            "epoch_time_s": time.perf_counter() - epoch_started,
-        }
-        progress.epoch = epoch
-        progress.history.append(row)
-        if progress.improves(val_acc, val_loss):
-            progress.best_val_acc, progress.best_val_loss, progress.best_epoch = val_acc, val_loss, epoch
-            progress.best_state = _cpu_copy(model.state_dict())
-        if report is not None:
-            report(dict(row), get_state)
 
-    # 5) test the best-validation weights
-    base: dict[str, Any] = {
-        "chance": 1.0 / data.num_classes,
-        "num_classes": data.num_classes,
-        "n_train": len(train_indices),
-        "n_val": len(val_indices),
-        "n_test": len(test_indices),
-        "subset_hash": hashed,
-        "epochs_run": len(progress.history) + (1 if diverged else 0),
-        "optimizer_steps": progress.step,
-        "history": progress.history,
-    }
-    if diverged or progress.best_state is None:
-        return _diverged_result(base, data.ordinal, wall_time_s=time.perf_counter() - started)
-    model.load_state_dict(progress.best_state)
-    test = evaluate("test", test_indices)
-    return TrialResult(
-        status="ok",
-        best_val_acc=progress.best_val_acc,
-        best_val_loss=progress.best_val_loss,
-        best_epoch=progress.best_epoch,
-        final_val_acc=progress.history[-1]["val_acc"],
-        test_acc=float(test["acc"]),  # type: ignore[arg-type]
-        test_balanced_acc=float(test["balanced_acc"]),  # type: ignore[arg-type]
-        test_loss=float(test["loss"]),  # type: ignore[arg-type]
-        test_mae=test["mae"],
-        test_off_by_one=test["off_by_one"],
-        test_confusion=test_confusion,
-        wall_time_s=time.perf_counter() - started,
-        best_state=progress.best_state,
-        **base,
-    )
+    def result(self, diverged: bool) -> TrialResult:
+        """Test the best-validation weights (a diverged run: chance-level metrics)."""
+        progress, subsets, data = self.progress, self.subsets, self.data
+        base: dict[str, Any] = {
+            "chance": 1.0 / data.num_classes,
+            "num_classes": data.num_classes,
+            "n_train": len(subsets.train),
+            "n_val": len(subsets.val),
+            "n_test": len(subsets.test),
+            "subset_hash": subsets.hashed,
+            "epochs_run": len(progress.history) + (1 if diverged else 0),
+            "optimizer_steps": progress.step,
+            "history": progress.history,
+        }
+        if diverged or progress.best_state is None:
+            return _diverged_result(base, data.ordinal, wall_time_s=time.perf_counter() - self.started)
+        self.model.load_state_dict(progress.best_state)
+        test = self.evaluate("test", subsets.test)
+        return TrialResult(
+            status="ok",
+            best_val_acc=progress.best_val_acc,
+            best_val_loss=progress.best_val_loss,
+            best_epoch=progress.best_epoch,
+            final_val_acc=progress.history[-1]["val_acc"],
+            test_acc=float(test["acc"]),  # type: ignore[arg-type]
+            test_balanced_acc=float(test["balanced_acc"]),  # type: ignore[arg-type]
+            test_loss=float(test["loss"]),  # type: ignore[arg-type]
+            test_mae=test["mae"],
+            test_off_by_one=test["off_by_one"],
+            test_confusion=self.test_confusion,
+            wall_time_s=time.perf_counter() - self.started,
+            best_state=progress.best_state,
+            **base,
+        )
 
 
 def checks_each_step(device: torch.device) -> bool:
