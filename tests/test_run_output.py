@@ -40,7 +40,7 @@ def test_a_piped_status_table_keeps_every_column(tmp_path: Path) -> None:
     from tlsweep.results.schema import TRIALS_SCHEMA
     from tlsweep.results.store import SPEC_FILE, ResultsStore, rows_to_table
 
-    long_arm = "frozen_source_features_with_a_linear_head_trained_on_the_age_labels"
+    long_arm = "frozen_source_features_with_a_linear_head_on_the_age_labels"
     spec = demo_spec(
         design__factors={"train_fraction": [0.1], "epochs": [2], "augmentation": ["none", "flip_color"]},
         design__arms={long_arm: {"init": "checkpoint", "freeze_depth": 5}, "scratch": {"init": "scratch"}},
