@@ -190,7 +190,7 @@ def test_pretrain_saves_a_body_checkpoint_usable_as_init(data: DatasetTensors, t
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"epochs": 0}, "epochs must be an integer >= 1, got 0"),
+        ({"epochs": 0}, "epochs must be an integer in 1..100000, got 0"),
         ({"train_fraction": 1.5}, r"train_fraction must be in \(0, 1\], got 1.5"),
         ({"augmentation": "mixup"}, "augmentation must be one of none, flip, flip_color, trivial"),
         ({"warmup_epochs": 5.0}, r"warmup_epochs must be in \[0, epochs\], got 5.0"),

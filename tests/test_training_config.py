@@ -39,8 +39,8 @@ def test_every_rule_names_a_setting() -> None:
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
-        ("epochs", 0, "epochs must be an integer >= 1, got 0"),
-        ("epochs", 2.5, "epochs must be an integer >= 1, got 2.5"),
+        ("epochs", 0, "epochs must be an integer in 1..100000, got 0"),
+        ("epochs", 2.5, "epochs must be an integer in 1..100000, got 2.5"),
         ("lr", 0.0, "lr must be > 0, got 0.0"),
         ("momentum", 1.0, r"momentum must be in \[0, 1\), got 1.0"),
         ("optimizer", "adam", "optimizer must be one of sgd, adamw, got 'adam'"),
@@ -157,8 +157,8 @@ def test_spec_and_training_accept_and_refuse_the_same_values(
     ("factor", "levels", "message"),
     [
         ("train_fraction", [0.1, 0], r"train_fraction levels must be numbers in \(0, 1\], got 0"),
-        ("epochs", [2, 0], "epochs levels must be whole numbers >= 1, got 0"),
-        ("epochs", [2, 2.5], "epochs levels must be whole numbers >= 1, got 2.5"),
+        ("epochs", [2, 0], "epochs levels must be whole numbers in 1..100000, got 0"),
+        ("epochs", [2, 2.5], "epochs levels must be whole numbers in 1..100000, got 2.5"),
         ("augmentation", ["none", "mixup"], "augmentation levels must be one of none, flip, flip_color, trivial"),
     ],
 )

@@ -54,7 +54,7 @@ def test_training_file_settings_are_checked_and_typed(tmp_path: Path) -> None:
     [
         ("- lr: 0.1\n", "expected a mapping of settings, got list"),
         ("lr: [0.1\n", "cannot read the training YAML"),
-        ("epochs: 0\n", "epochs: must be an integer >= 1, got 0"),
+        ("epochs: 0\n", "epochs: must be an integer in 1..100000, got 0"),
         ("backbone_lr_mult: 0\n", "backbone_lr_mult: must be > 0"),
         ("augmentation: mixup\n", "augmentation: must be one of none, flip, flip_color, trivial, got 'mixup'"),
         ("dataset: /data\n", "dataset: expected a mapping (format, root, ...), got '/data'"),

@@ -16,8 +16,9 @@ The public API, imported lazily (``import tlsweep`` loads none of torch, Ray or 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tlsweep.lazy import lazy_exports
 
 __version__ = "0.2.0"
 
@@ -52,14 +53,4 @@ if TYPE_CHECKING:
     from tlsweep.training.loop import run_trial
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tlsweep' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals(), __all__)

@@ -21,7 +21,7 @@ from tlsweep.metrics import metric_value
 from tlsweep.space import grid_points
 from tlsweep.spec import ARM_KEY, FACTOR_NAMES, PRETRAINED_LEVELS, SweepSpec, tune_range_values
 from tlsweep.stats.sequential import SequentialDesign, SequentialOutcome, look_pvalues, sequential_decide
-from tlsweep.training.config import TrialConfig, check_trial_config
+from tlsweep.training.config import TrialConfig, check_trial_config, effective_settings
 
 
 def _fmt(value: Any) -> str:
@@ -486,29 +486,46 @@ def check_design(spec: SweepSpec) -> None:
         ValueError: naming the field and the fix (``tlsweep.spec_load.parse_spec`` reports it as a spec error).
     """
     _check_arms_differ(spec)
+    _check_when_applies(spec)
     _check_trial_configs(spec)
     if spec.design.budget.sampler == "grid":
         _check_grid(spec)
 
 
 def _check_arms_differ(spec: SweepSpec) -> None:
-    """Two arms that would train the same model with the same settings are one arm: an error."""
+    """Two arms that would train the same model with the same settings are one arm: an error (settings that
+    cannot change a run's numbers, ``training.config.effective_settings``, do not count)."""
     if spec.design.arms is None:
         return
     base = base_trial_config(spec).to_dict()
-    seen: dict[str, str] = {}
+    seen: dict[str, tuple[str, dict[str, Any]]] = {}
     for name in spec.design.arms:
         settings = {**base, **spec.arm_settings(name)}
-        if settings.get("init") == "scratch":
-            settings["freeze_depth"] = 0
-        key = json.dumps(settings, sort_keys=True, default=str)
+        key = json.dumps(effective_settings(settings), sort_keys=True, default=str)
         if key in seen:
-            raise ValueError(
-                f"design.arms.{seen[key]} and design.arms.{name} differ in nothing (same init and "
-                "settings once the model block and the recipe apply); change a setting of one arm "
-                "or drop it"
+            other, other_settings = seen[key]
+            differ = sorted(k for k in set(settings) | set(other_settings) if settings.get(k) != other_settings.get(k))
+            what = (
+                f"differ only in {', '.join(differ)}, which cannot change a run's numbers here"
+                if differ
+                else "differ in nothing"
             )
-        seen[key] = name
+            raise ValueError(
+                f"design.arms.{other} and design.arms.{name} {what} (same init and settings once the model block "
+                "and the recipe apply); change a setting of one arm or drop it"
+            )
+        seen[key] = (name, settings)
+
+
+def _check_when_applies(spec: SweepSpec) -> None:
+    """A tune entry whose ``when`` holds in no study is tuned nowhere: an error, not a silent no-op."""
+    every = studies(spec)
+    for name, entry in spec.design.tune.items():
+        if entry.when and not any(entry.applies_to(levels) for levels in every):
+            raise ValueError(
+                f"tune.{name}.when {entry.when} holds in no study (no arm and cell has all those levels together); "
+                "widen it or drop the entry"
+            )
 
 
 def _check_trial_configs(spec: SweepSpec) -> None:

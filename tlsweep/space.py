@@ -34,6 +34,13 @@ class ParamEntry(BaseModel):
                 raise ValueError("a categorical entry needs a non-empty `choices: [...]` list")
             if self.low is not None or self.high is not None or self.step is not None or self.log:
                 raise ValueError("a categorical entry takes only `choices` (and `when`), not low/high/step/log")
+            typed = [(type(choice), choice) for choice in self.choices]
+            repeated = [choice for i, (kind, choice) in enumerate(typed) if (kind, choice) in typed[:i]]
+            if repeated:
+                raise ValueError(
+                    f"`choices` lists {', '.join(map(repr, repeated))} more than once (the sampler would draw it "
+                    "more often); list each choice once"
+                )
         else:
             if self.low is None or self.high is None:
                 raise ValueError(f"a {self.type} entry needs both `low` and `high`")

@@ -107,6 +107,7 @@ def cache(root: Path, fmt: str, preset: str, task: str, image_size: int, cache_d
     """Decode ROOT's images once into the tensor cache; print counts per split and class."""
     from collections import Counter
 
+    from tlsweep.data.check import check_dataset, raise_errors
     from tlsweep.data.config import parse_dataset_spec
     from tlsweep.data.loading import load_dataset
 
@@ -116,6 +117,10 @@ def cache(root: Path, fmt: str, preset: str, task: str, image_size: int, cache_d
     if fmt == "synthetic":
         raw["task"] = task
     spec = parse_dataset_spec(raw, source="tlsweep data cache")
+    problems = check_dataset(spec)  # the checks `tlsweep validate` makes: errors stop, warnings are printed
+    raise_errors(problems, source=str(spec.root))
+    for problem in problems:
+        click.echo(f"warning: {problem.message}", err=True)
     ds = load_dataset(spec, image_size=image_size, cache_dir=cache_dir)
     click.echo(f"{ds.name}: {ds.num_classes} classes, images {image_size}x{image_size}")
     width = max(len(n) for n in ds.class_names)

@@ -24,7 +24,9 @@ def _formats(ctx: click.Context, param: click.Parameter, value: str) -> tuple[st
     default=None,
     help="Where to write the report (default: RESULTS_DIR/report).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every bootstrap and permutation.")
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of every bootstrap and permutation."
+)
 @click.option(
     "--format",
     "formats",

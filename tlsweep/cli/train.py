@@ -355,6 +355,7 @@ def predict(
 )
 @click.option(
     "--limit",
+    type=click.IntRange(min=1),
     default=30,
     show_default=True,
     help="At most this many timm models (each is built on the meta device to count its parameters and freeze levels).",

@@ -93,6 +93,7 @@ def _csv_field_limit(limit: int) -> Iterator[None]:
 
 
 _CSV_FIELD_LIMIT = 16 * 1024 * 1024
+_MAX_PATH_BYTES, _MAX_NAME_BYTES = 4096, 255  # Linux's PATH_MAX and NAME_MAX
 
 
 def csv_entries(spec: CsvDatasetSpec) -> dict[str, list[ImageEntry]]:
@@ -159,6 +160,14 @@ def csv_entries(spec: CsvDatasetSpec) -> dict[str, list[ImageEntry]]:
 def _resolve_image(root: Path, image_dir: Path, raw: str, outside_ok: bool) -> tuple[Path | None, str]:
     """A bare name relative to the split's image dir, or a path relative to root, and why not when None: the path
     leaves root (by name, or through a symlink unless ``outside_ok``), or it is a dangling symlink or a loop."""
+    if "\x00" in raw:
+        return None, "contains a NUL byte; fix the CSV"
+    longest = max((len(part.encode()) for part in Path(raw).parts), default=0)
+    if len(raw.encode()) > _MAX_PATH_BYTES or longest > _MAX_NAME_BYTES:
+        return None, (
+            f"is {len(raw.encode())} bytes long with a {longest}-byte name (a path holds at most {_MAX_PATH_BYTES} "
+            f"bytes, a name {_MAX_NAME_BYTES}); fix the CSV"
+        )
     candidates = [Path(os.path.normpath(c)) for c in (image_dir / raw, root / raw)]
     inside = [c for c in candidates if _inside(root, c)]
     if not inside:
@@ -314,6 +323,13 @@ def imagefolder_listing(spec: ImageFolderDatasetSpec) -> tuple[dict[str, list[Im
     if "train" in present:
         class_names = [d.name for d in listing.class_dirs(split_dirs["train"])]
         scan_roots = {s: split_dirs[s] for s in present}
+    elif present:
+        named = " and ".join(f"{spec.split_dirs[s]}/" for s in sorted(present, reverse=True))
+        raise DataError(
+            f"{root}: has {named} but no {spec.split_dirs['train']}/ (its class folders would be read as classes "
+            f"named {', '.join(sorted(spec.split_dirs[s] for s in present))}); add {split_dirs['train']}/<class>/"
+            f"<images>, or put the class folders directly under {root} to let tlsweep split them"
+        )
     else:
         class_names = [d.name for d in listing.class_dirs(root)]
         scan_roots = {"all": root}

@@ -8,8 +8,9 @@ use ``tlsweep.tracking.settings`` without loading the tracker (and what the trac
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tlsweep.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "NullTracker": "tlsweep.tracking.tracker",
@@ -41,14 +42,4 @@ if TYPE_CHECKING:
     from tlsweep.tracking.tracker import NullTracker, Tracker, WandbTracker, flatten_config, make_tracker
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tlsweep.tracking' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals(), __all__)

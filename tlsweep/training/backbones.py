@@ -582,15 +582,21 @@ def _describe_mismatch(loaded: dict[str, torch.Tensor], expected: dict[str, torc
     return "; ".join(parts)
 
 
-def load_body(model: nn.Module, state_dict: dict[str, torch.Tensor], *, source: str) -> None:
-    """Copy a body state dict into ``model`` (head entries in ``state_dict`` are ignored); strict otherwise."""
+def body_mismatch(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> str:
+    """How a body state dict does not fit ``model``'s body (head entries ignored); empty when it fits."""
     prefix = _head_name(_family_of(model)) + "."
     state_dict = {k: v for k, v in state_dict.items() if not k.startswith(prefix)}
     expected = {k: v for k, v in model.state_dict().items() if not k.startswith(prefix)}
-    problems = _describe_mismatch(state_dict, expected)
+    return _describe_mismatch(state_dict, expected)
+
+
+def load_body(model: nn.Module, state_dict: dict[str, torch.Tensor], *, source: str) -> None:
+    """Copy a body state dict into ``model`` (head entries in ``state_dict`` are ignored); strict otherwise."""
+    problems = body_mismatch(model, state_dict)
     if problems:
         raise WeightsError(f"{source} does not fit {type(model).__name__}: {problems}")
-    model.load_state_dict(state_dict, strict=False)
+    prefix = _head_name(_family_of(model)) + "."
+    model.load_state_dict({k: v for k, v in state_dict.items() if not k.startswith(prefix)}, strict=False)
 
 
 _LAST_CHECKPOINT: dict[tuple[str, int, int], dict[str, torch.Tensor]] = {}  # per process: the last file read

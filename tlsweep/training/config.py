@@ -32,6 +32,8 @@ MLP_HIDDEN = 32  # width of head: mlp (dense(32) + BatchNorm + ReLU + dense), th
 # freeze levels of the torchvision ResNets, VGG-16-BN and resnet_tiny; other backbones have their own number:
 # tlsweep.training.backbones.freeze_levels(backbone) (small_cnn 4, a timm model its parameter groups)
 MAX_FREEZE_DEPTH = 5
+STATE_FORMAT = 1  # the layout of a training state (``state.pt``) that this tlsweep reads and writes
+MAX_EPOCHS = 100_000  # more is a typo (10**12 epochs would never end), not a budget
 DEVICE_NAME = re.compile(
     r"auto|cpu|cuda(:\d+)?"
 )  # what TrialConfig.device may be (tlsweep.training.loop.resolve_device)
@@ -129,7 +131,7 @@ SETTING_RULES: dict[str, SettingRule] = {
         "for the ResNets and VGG, in 0..L for a backbone with L freeze levels (`tlsweep models`)",
     ),
     "head": _one_of(HEADS),
-    "epochs": SettingRule(lambda value: value >= 1, ">= 1"),
+    "epochs": SettingRule(lambda value: 1 <= value <= MAX_EPOCHS, f"in 1..{MAX_EPOCHS}"),
     "train_fraction": SettingRule(lambda value: 0 < value <= 1, "in (0, 1]"),
     "batch_size": SettingRule(lambda value: value >= 1, ">= 1"),
     "optimizer": _one_of(OPTIMIZERS),
@@ -194,12 +196,29 @@ def rule_problem(name: str, value: Any) -> str | None:
     return f"must be {requirement(name)}, got {value!r}"
 
 
+NO_EFFECT_SETTINGS = ("device", "num_threads", "eval_batch_size", "amp", "feature_cache")  # how, not what, it computes
+
+
+def effective_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``settings`` without those that cannot change a run's numbers: how it computes (``NO_EFFECT_SETTINGS``),
+    ``momentum`` for an optimizer without it, ``backbone_lr_mult`` with the whole body frozen and ``freeze_depth``
+    from scratch (a scratch run trains every layer)."""
+    out = {k: v for k, v in settings.items() if k not in NO_EFFECT_SETTINGS}
+    if out.get("optimizer", "sgd") != "sgd":
+        out.pop("momentum", None)
+    if str(out.get("init", "")).startswith("scratch"):
+        out.pop("freeze_depth", None)
+    if out.get("freeze_depth", 0) >= MAX_FREEZE_DEPTH:
+        out.pop("backbone_lr_mult", None)
+    return out
+
+
 def check_setting(name: str, value: Any, *, source: str | None = None) -> Any:
     """``value`` as setting ``name`` (a whole number becomes a float where the setting is one).
 
     Raises:
         SpecError: naming ``source`` (a file) when given, the setting and what it must be:
-            ``"train.yaml: epochs: expected int, got 'two'"``, ``"epochs must be an integer >= 1, got 0"``.
+            ``"train.yaml: epochs: expected int, got 'two'"``, ``"epochs must be an integer in 1..100000, got 0"``.
     """
     if name not in SETTING_TYPES:
         raise SpecError(f"{source + ': ' if source else ''}unknown setting {name!r}; known: {', '.join(SETTINGS)}")

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tlsweep.errors import DataError, SpecError, StoreError
+from tlsweep.training.config import STATE_FORMAT
 
 if TYPE_CHECKING:
     import torch
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from tlsweep.training.config import TrialConfig
 
 Report = Callable[[dict[str, float], Callable[[], dict[str, Any]]], None]
-STATE_FORMAT = 1
 # Settings that may differ between a run and its resumption (they do not change what is computed on CPU).
 RUNTIME_SETTINGS = frozenset({"device", "num_threads", "eval_batch_size", "amp", "feature_cache"})
 

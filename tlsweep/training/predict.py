@@ -112,6 +112,13 @@ def load_trained_model(path: str | Path) -> TrainedModel:
     except Exception as exc:
         raise WeightsError(f"model file {path} cannot be read with torch.load(weights_only=True): {exc}") from exc
     if isinstance(content, dict) and "progress" in content and "format" in content:
+        from tlsweep.training.config import STATE_FORMAT
+
+        if content["format"] != STATE_FORMAT:
+            raise WeightsError(
+                f"{path}: a sweep checkpoint of format {content['format']!r}; this tlsweep reads format "
+                f"{STATE_FORMAT}: predict with the tlsweep version that wrote it, or train the model again"
+            )
         content = _from_sweep_checkpoint(content, path)
     missing = [key for key in REQUIRED_KEYS if not isinstance(content, dict) or key not in content]
     if missing:
@@ -120,6 +127,7 @@ def load_trained_model(path: str | Path) -> TrainedModel:
             "checkpoint from `tlsweep pretrain` is used as `--init checkpoint:PATH`, not for prediction"
         )
     _check_metadata(content, path)
+    _check_finite(content["state_dict"], path)
     try:
         head = head_of_state_dict(content["state_dict"], content["arch"])
         model = create_model(content["arch"], int(content["num_classes"]), head=head)
@@ -153,6 +161,25 @@ def _check_metadata(content: dict[str, Any], path: Path) -> None:
         )
     if isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= MAX_IMAGE_SIZE:
         raise WeightsError(f"{path}: image_size must be an integer in 8..{MAX_IMAGE_SIZE}, got {size!r}; {fix}")
+
+
+def _check_finite(state_dict: object, path: Path) -> None:
+    """Every weight of ``state_dict`` is a finite number (a NaN head predicts class 0 for every image)."""
+    import torch
+
+    if not isinstance(state_dict, dict):
+        raise WeightsError(f"{path}: state_dict must be a mapping of tensors, got {type(state_dict).__name__}")
+    bad = [
+        name
+        for name, value in state_dict.items()
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())
+    ]
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise WeightsError(
+            f"{path}: non-finite weights (NaN or inf) in {', '.join(bad[:3])}{more}: the training diverged; "
+            "predict with a model whose training did not (a lower lr, or the best-validation weights)"
+        )
 
 
 def predict_images(

@@ -28,6 +28,7 @@ def check_spec_references(spec: SweepSpec, *, source: str) -> None:
         SpecError: an unknown backbone or weights name, naming ``source``, the field and the known names; or a
             freeze depth beyond a backbone's levels, naming ``source`` and the levels.
     """
+    from tlsweep.training.arm_models import check_arm_models
     from tlsweep.training.backbones import check_backbone_settings, get_backbone, imagenet_weights
     from tlsweep.training.frozen_features import cache_settings
 
@@ -50,6 +51,7 @@ def check_spec_references(spec: SweepSpec, *, source: str) -> None:
     for backbone, depths in spec_freeze_depths(spec).items():
         check_backbone_settings(backbone, depths, source=source)
     cache_settings()  # the frozen-feature cache's environment, checked before any trial reads it
+    check_arm_models(spec, source=source)
 
 
 def spec_freeze_depths(spec: SweepSpec) -> dict[str, list[Any]]:

@@ -101,6 +101,13 @@ def resolve_run_settings(
     settings = {**training_file.settings, **{name: value for name, value in flags.items() if value is not None}}
     config = make_config(settings)
     check_config(config)
+    if config.freeze_depth > 0 and config.init == "scratch":
+        where = f"{config_file}: " if config_file is not None and "freeze_depth" in training_file.settings else ""
+        raise SpecError(
+            f"{where}freeze_depth {config.freeze_depth} with init scratch freezes a randomly initialized body (only "
+            "the head would learn, on random features); use freeze_depth 0, or a pretrained init (imagenet, "
+            "checkpoint:PATH)"
+        )
     if dataset_root is not None and synthetic is not None:
         raise InputChoiceError("use just one of --dataset-root and --synthetic")
     spec: DatasetSpec
