@@ -71,7 +71,7 @@ TUNABLE = (
 OBJECTIVE_COLUMNS = {"val_acc": "best_val_acc", "val_loss": "best_val_loss"}
 # Fields whose change makes existing results incomparable (resume is refused unless --new).
 RESULT_FIELDS = ("dataset", "model", "design", "confirm", "objective")
-# The block tlsweep <= 0.1.0 appended to spec.resolved.yaml (provenance); it lives in its own file now.
+# The provenance block that results of tlsweep <= 0.1.0 hold in spec.resolved.yaml (read when they resume).
 LEGACY_PROVENANCE_KEY = "tlsweep"
 # Bounds on integers: what the results' int64 columns store (seeds) and what one machine can do (the rest).
 MAX_SEED = 2**62  # confirm seeds are seed_base + r and must stay int64 (trials.seed, epochs.seed)

@@ -570,7 +570,7 @@ def weights_fingerprint(prefix: nn.Module) -> str:
 def storage_dtype(freeze_depth: int) -> np.dtype[np.floating]:
     """``$TLSWEEP_FEATURE_CACHE_DTYPE``: ``float16``, ``float32`` or ``auto`` (the default): float16 for a full-body
     freeze (feature vectors; a head trained on them ends where it ends with float32 ones), float32 for a partial one
-    (training several layers on float16-rounded inputs drifted by 2 of 90 test images in bench/frozen_features.py)."""
+    (layers that still train on float16-rounded inputs drift from an uncached run)."""
     from tlsweep.training.config import MAX_FREEZE_DEPTH
 
     name = cache_settings().dtype
