@@ -59,7 +59,7 @@ from tlsweep.errors import StoreError, WeightsError
 from tlsweep.results.atomic import atomic_write_bytes
 from tlsweep.results.location import RAY_SUBDIR, Location, ray_storage_args, resolve_location
 from tlsweep.results.store import Provenance, ResultsStore
-from tlsweep.spec import RESULT_FIELDS, SweepSpec, diff_resolved
+from tlsweep.spec import SweepSpec, diff_resolved
 from tlsweep.tracking.optuna_mirror import StudyMirror, open_study_mirror
 from tlsweep.tracking.tracker import SweepLink, Tracker, make_tracker
 from tlsweep.tracking.wandb_sweep import read_sweep_record, sweep_config, write_sweep_record
@@ -229,8 +229,7 @@ def check_resume(spec: SweepSpec, store: ResultsStore, *, new: bool) -> None:
     if old is not None:
         if provenance is None and old.result_hash() == spec.result_hash():
             return
-        old_fields, new_fields = old.resolved(), spec.resolved()
-        changes = diff_resolved({k: old_fields[k] for k in RESULT_FIELDS}, {k: new_fields[k] for k in RESULT_FIELDS})
+        changes = diff_resolved(old.result_fields(), spec.result_fields())
     if not new:
         listed = "\n  ".join(changes[:20]) or "(spec hash differs)"
         raise StoreError(
