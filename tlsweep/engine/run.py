@@ -53,6 +53,7 @@ from tlsweep.engine.progress import Progress, StatusBoard
 from tlsweep.engine.recorder import ResultsRecorder
 from tlsweep.engine.searchers import SweepSearcher
 from tlsweep.engine.settings import sweep_settings
+from tlsweep.engine.signals import SigtermAsSigint
 from tlsweep.engine.status import STATUS_FILE, StatusDocument
 from tlsweep.engine.worker_setup import worker_runtime_env
 from tlsweep.errors import StoreError, WeightsError
@@ -546,6 +547,7 @@ class RaySession:
     def __init__(self, *, address: str | None, num_cpus: int | None, object_store_memory: int | None) -> None:
         self.address, self.num_cpus, self.object_store_memory = address, num_cpus, object_store_memory
         self.started = False
+        self._sigterm = SigtermAsSigint()
 
     def __enter__(self) -> RaySession:
         if ray.is_initialized():
@@ -577,10 +579,12 @@ class RaySession:
                 **common,
             )
         self.started = True
+        self._sigterm.__enter__()  # after ray.init, whose handlers would end the driver without a resume line
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.started:
+            self._sigterm.__exit__(*exc)
             ray.shutdown()
 
 
