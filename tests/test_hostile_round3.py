@@ -40,6 +40,16 @@ def _changed(path: str, value: Any) -> dict[str, Any]:
     return spec
 
 
+def _without_factor(spec: dict[str, Any], factor: str) -> dict[str, Any]:
+    del spec["design"]["factors"][factor]
+    return spec
+
+
+def _tuned_when(spec: dict[str, Any], when: dict[str, list[str]]) -> dict[str, Any]:
+    spec["design"]["tune"]["augmentation"]["when"] = when
+    return spec
+
+
 SCRATCH = {"init": "scratch"}
 REFUSED: dict[str, tuple[dict[str, Any], str]] = {
     "epochs 10**12": (
@@ -80,6 +90,20 @@ REFUSED: dict[str, tuple[dict[str, Any], str]] = {
             }
         ),
         "differ only in backbone_lr_mult",
+    ),
+    "a single scratch level": (
+        _changed("design.factors.init", ["scratch"]),
+        "factors.init: ['scratch'] is one arm: nothing to compare it with",
+    ),
+    "an arm fixing train_fraction": (
+        _without_factor(
+            _with_arms({"a": {"init": "checkpoint", "train_fraction": 0.5}, "scratch": SCRATCH}), "train_fraction"
+        ),
+        "arms.a.train_fraction: an arm cannot fix train_fraction",
+    ),
+    "a when that holds in no study": (
+        _tuned_when(_with_arms({"a": {"init": "checkpoint"}, "scratch": SCRATCH}), {"arm": ["a"], "init": ["scratch"]}),
+        "tune.augmentation.when {'arm': ['a'], 'init': ['scratch']} holds in no study",
     ),
     "a backbone whose stride exceeds the image": (
         _with_arms({"a": {"init": "scratch", "backbone": "timm:convnext_atto"}, "scratch": SCRATCH}),

@@ -53,6 +53,7 @@ ARM_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 MAX_ARM_NAME = 64
 # TrialConfig settings an arm cannot fix: the design sets the seed, the run places the trial
 ARM_FIXED = ("seed", "device", "num_threads", "amp")
+ARM_UNPAIRED = ("train_fraction",)  # an arm of its own would draw another training subset per seed
 DIRECTIONS = ("greater", "less", "two-sided")
 CELL_FACTOR_NAMES = tuple(name for name in FACTOR_NAMES if name != ARM_FACTOR)
 # TrialConfig fields a sweep may tune or fix in its recipe (everything else comes from `model:` or the design)
@@ -204,6 +205,11 @@ class DesignSpec(_Model):
                     f"scratch]; levels: {list(INIT_LEVELS)}) or by name (arms: {{finetune: {{init: "
                     "imagenet}, scratch: {init: scratch}})"
                 )
+            if len(set(map(str, self.factors["init"]))) < 2:
+                raise ValueError(
+                    f"factors.init: {self.factors['init']} is one arm: nothing to compare it with; list two init "
+                    f"levels (e.g. [checkpoint, scratch]; levels: {list(INIT_LEVELS)})"
+                )
             if "freeze_depth" in self.factors and "scratch" in self.factors["init"]:
                 raise ValueError(
                     "freeze_depth cannot be a factor together with init level `scratch` (a frozen random body is not "
@@ -246,6 +252,12 @@ class DesignSpec(_Model):
                     raise ValueError(
                         f"{where}.{setting}: {setting!r} is a factor (design.factors.{setting}), "
                         "crossed with every arm; drop it from the arm or from the factors"
+                    )
+                if setting in ARM_UNPAIRED:
+                    raise ValueError(
+                        f"{where}.{setting}: an arm cannot fix {setting} (its trials would train on other images "
+                        "than the other arms' with the same seed, so the comparison would not be paired); make it a "
+                        f"factor (design.factors.{setting}) or set it for every arm in design.recipe"
                     )
                 problem = _setting_problem(setting, value)
                 if problem is not None:
