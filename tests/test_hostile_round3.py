@@ -284,3 +284,45 @@ def test_a_frozen_random_body_is_refused(
     config.write_text("freeze_depth: 3\ninit: scratch\n")
     code, _, err = run_tlsweep([command, "--config", config, "--out", tmp_path / "out"], capsys, monkeypatch)
     assert code == 2 and f"{config}: freeze_depth 3 with init scratch" in err
+
+
+# ---------------------------------------------------------------------------------------------- resume
+
+
+def _confirm_spec(adaptive: dict[str, Any] | None, **hypothesis: Any) -> Any:
+    from tlsweep.spec_load import parse_spec
+
+    data = copy.deepcopy(DEMO)
+    data["confirm"] = {"seeds": 4, "configs": ["best"], "seed_base": 1000, "adaptive": adaptive}
+    data["hypothesis"].update(hypothesis)
+    return parse_spec(data)
+
+
+ADAPTIVE = {"max_seeds": 12, "batch": 4}
+
+
+@pytest.mark.parametrize(
+    ("change", "listed"),
+    [
+        ({"alpha": 0.45}, "hypothesis.alpha: 0.05 -> 0.45"),
+        ({"equivalence_margin": 0.5}, "hypothesis.equivalence_margin: 0.03 -> 0.5"),
+        ({"direction": "two-sided"}, "hypothesis.direction"),
+    ],
+)
+def test_resuming_an_adaptive_sweep_with_a_plan_steering_hypothesis_change_is_refused(
+    change: dict[str, Any], listed: str, tmp_path: Path
+) -> None:
+    from tlsweep.engine.run import check_resume, sweep_provenance
+    from tlsweep.errors import StoreError
+    from tlsweep.results.store import ResultsStore
+
+    store = ResultsStore(tmp_path / "demo")
+    started = _confirm_spec(ADAPTIVE)
+    store.write_spec(started, sweep_provenance(started, source=None))
+    check_resume(_confirm_spec(ADAPTIVE), store, new=False)  # the same spec resumes
+    with pytest.raises(StoreError, match="holds results of a different spec") as caught:
+        check_resume(_confirm_spec(ADAPTIVE, **change), store, new=False)
+    assert listed.split(":")[0] in str(caught.value)
+    fixed = _confirm_spec(None)  # a fixed design: the hypothesis is the report's, not the plan's
+    assert fixed.result_hash() == _confirm_spec(None, **change).result_hash()
+    assert "hypothesis" not in fixed.result_fields()

@@ -72,6 +72,8 @@ TUNABLE = (
 OBJECTIVE_COLUMNS = {"val_acc": "best_val_acc", "val_loss": "best_val_loss"}
 # Fields whose change makes existing results incomparable (resume is refused unless --new).
 RESULT_FIELDS = ("dataset", "model", "design", "confirm", "objective")
+# The hypothesis settings an adaptive confirm phase steers by (tlsweep.design.sequential_design): a resume must match
+ADAPTIVE_PLAN_FIELDS = ("metric", "compare", "direction", "alpha", "correction", "equivalence_margin")
 # The block tlsweep <= 0.1.0 appended to spec.resolved.yaml (provenance); it lives in its own file now.
 LEGACY_PROVENANCE_KEY = "tlsweep"
 # Bounds on integers: what the results' int64 columns store (seeds) and what one machine can do (the rest).
@@ -740,10 +742,18 @@ class SweepSpec(_Model):
             dumped["model"].pop("feature_cache_dtype", None)
         return dumped
 
-    def result_hash(self) -> str:
-        """Hash of the fields that decide results (not resources, storage, tracking or the report's settings)."""
+    def result_fields(self) -> dict[str, Any]:
+        """The resolved fields that decide results (not resources, storage, tracking or the report's settings); with
+        ``confirm.adaptive``, also the hypothesis settings that decide which confirm trials run."""
         resolved = self.resolved()
-        payload = json.dumps({k: resolved[k] for k in RESULT_FIELDS}, sort_keys=True)
+        fields = {k: resolved[k] for k in RESULT_FIELDS}
+        if self.confirm.adaptive is not None:
+            fields["hypothesis"] = {k: v for k, v in resolved["hypothesis"].items() if k in ADAPTIVE_PLAN_FIELDS}
+        return fields
+
+    def result_hash(self) -> str:
+        """Hash of :meth:`result_fields` (a spec without ``confirm.adaptive`` hashes as before it existed)."""
+        payload = json.dumps(self.result_fields(), sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
