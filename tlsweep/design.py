@@ -106,6 +106,7 @@ def base_trial_config(spec: SweepSpec) -> TrialConfig:
         step_gamma=m.schedule.gamma,
         label_smoothing=m.label_smoothing,
         backbone_lr_mult=m.backbone_lr_mult,
+        feature_cache_dtype=m.feature_cache_dtype,
     ).replace(**{k: v for k, v in spec.design.recipe.items() if v is not None})
 
 

@@ -34,6 +34,7 @@ from tlsweep.training.config import (
     PRETRAIN_DEFAULTS,
     SETTING_RULES,
     SETTINGS,
+    FeatureCacheDtype,
     OptimizerName,
     ScheduleName,
     TrialConfig,
@@ -148,6 +149,8 @@ class ModelSpec(_Model):
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     label_smoothing: Annotated[float, _rule("label_smoothing")] = 0.0
     backbone_lr_mult: Annotated[float, _rule("backbone_lr_mult")] = 1.0
+    # how the frozen layers' stored activations are kept (tlsweep.training.frozen_features); rounding changes results
+    feature_cache_dtype: FeatureCacheDtype = "auto"
     pretrained: PretrainedSpec = Field(default_factory=PretrainedSpec)
     pretrain: PretrainSpec | None = None
 
@@ -735,6 +738,8 @@ class SweepSpec(_Model):
             dumped["design"].pop("arms", None)
         if dumped["confirm"].get("adaptive") is None:  # absent as before it existed: older results keep their hash
             dumped["confirm"].pop("adaptive", None)
+        if dumped["model"].get("feature_cache_dtype") == "auto":  # the same: absent as before it was a spec field
+            dumped["model"].pop("feature_cache_dtype", None)
         return dumped
 
     def result_fields(self) -> dict[str, Any]:
