@@ -16,7 +16,6 @@ of a sweep with that prefix, any seed, lr or epochs). "sweep" is the mean per tr
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -41,7 +40,6 @@ def main() -> None:
         "--only", default="", help="run the cases whose name contains this (e.g. 'resnet18 64px depth 4')"
     )
     args = parser.parse_args()
-    os.environ["TLSWEEP_FEATURE_CACHE_DTYPE"] = args.dtype
 
     from tlsweep.data.config import parse_dataset_spec
     from tlsweep.data.loading import load_dataset
@@ -98,6 +96,7 @@ def main() -> None:
                 seed=0,
                 num_threads=args.threads,
                 device="cpu",
+                feature_cache_dtype=args.dtype,
             )
             seen = len(data.train) * args.epochs
             rows = {}

@@ -6,8 +6,11 @@ How to keep the suite fast (``make test`` runs ruff format, ruff and mypy before
   Never call ``ray.init``/``ray.shutdown`` in a test. A module that needs a Ray of its own (a ``Cluster``) asks for
   ``ray_stopped`` first; the next ``ray_local`` starts the shared one again.
 - Sweeps: a sweep is the expensive thing here. Tests that only read results share one sweep through a module- or
-  session-scoped fixture (``finished_sweep`` in test_sweep.py); add assertions
-  to a test over an existing sweep rather than running another. Use ``tiny_spec_dict`` (resnet_tiny, 16 px).
+  session-scoped fixture (``finished_sweep`` in test_sweep.py, ``mirrored`` in test_sweep_wandb.py); add assertions
+  to a test over an existing sweep rather than running another. Start from ``smallest_spec_dict`` (4 trials) or
+  ``tiny_spec_dict`` (resnet_tiny, 16 px) in sweep_fixtures.py.
+- Models: real arithmetic on the smallest backbone of a family; a larger one's shapes, gradient flow or parameter
+  layout on the meta device (``with torch.device("meta"):``), as in test_models.py.
 - Prefer an in-process call (``CliRunner``, ``run_sweep``) to a ``tlsweep``/Python subprocess unless the test is
   about the process itself (a killed driver, an import-time effect).
 """

@@ -69,7 +69,7 @@ def shipped_request() -> ResourcesSpec:
 
 
 @pytest.fixture(scope="module", params=_distinct_clusters())
-def cluster(request):
+def cluster(request, ray_stopped):
     import ray
 
     name = request.param

@@ -166,19 +166,16 @@ def test_tunes_pending_trials_follow_the_concurrency_unless_the_user_set_them(mo
 
 
 @pytest.mark.ray
-def test_tlsweep_run_refuses_a_trial_larger_than_the_machine_in_seconds(tiny_assets, tmp_path, capsys, monkeypatch):
-    import ray
-
+def test_tlsweep_run_refuses_a_trial_larger_than_the_machine_in_seconds(
+    ray_local, tiny_assets, tmp_path, capsys, monkeypatch
+):
     monkeypatch.delenv(CLUSTER_CONFIG_ENV, raising=False)
     spec = tiny_spec_dict(tiny_assets, tmp_path / "runs", resources={"cpus_per_trial": 4})
     path = tmp_path / "big.yaml"
     path.write_text(yaml.safe_dump(spec))
     started = time.monotonic()
-    try:
-        code, _, err = run_tlsweep(["run", path, "--num-cpus", "2", "--no-report"], capsys, monkeypatch)
-        elapsed = time.monotonic() - started
-    finally:
-        ray.shutdown()
+    code, _, err = run_tlsweep(["run", path, "--no-report"], capsys, monkeypatch)  # on the session's 2-CPU Ray
+    elapsed = time.monotonic() - started
     message = " ".join(err.split())
     assert code == 2, err
     assert f"{path}: resources.cpus_per_trial: 4, resources.gpus_per_trial: 0" in message
@@ -189,7 +186,7 @@ def test_tlsweep_run_refuses_a_trial_larger_than_the_machine_in_seconds(tiny_ass
 
 
 @pytest.mark.ray
-def test_a_named_cluster_config_gives_the_worker_types_and_the_running_head(monkeypatch) -> None:
+def test_a_named_cluster_config_gives_the_worker_types_and_the_running_head(ray_stopped, monkeypatch) -> None:
     import ray
 
     from tlsweep.engine.capacity import cluster_shape

@@ -103,6 +103,20 @@ def test_delete_checkpoints_finds_the_trial_in_one_tuner_experiments_of_both_pha
     assert not any(p.exists() for p in mine) and other.exists()
 
 
+def test_a_kept_trial_keeps_only_its_final_checkpoint_not_a_killed_run_s_partial_ones(tmp_path: Path) -> None:
+    partial = [
+        _checkpoint(tmp_path, "sweep-20260101T000000", "confirm-abc"),  # the killed driver's run, epoch 1
+        _checkpoint(tmp_path, "sweep-20260301T000000", "confirm-abc", 0),  # the resumed run's earlier save
+    ]
+    final = _checkpoint(tmp_path, "sweep-20260301T000000", "confirm-abc", 1)
+    other = _checkpoint(tmp_path, "sweep-20260101T000000", "confirm-def")
+    ray = resolve_location(tmp_path / "ray")
+    assert delete_checkpoints(ray, "confirm", "confirm-abc", keep_final=True) == 2
+    assert not any(p.exists() for p in partial) and final.exists() and other.exists()
+    assert delete_checkpoints(ray, "confirm", "confirm-abc", keep_final=True) == 0
+    assert sorted(tmp_path.glob("ray/sweep-*/confirm-abc/checkpoint_*/state.pt")) == [final / "state.pt"]
+
+
 def test_previous_state_reads_the_newest_checkpoint_of_any_driver_s_experiment(tmp_path: Path) -> None:
     import torch
 

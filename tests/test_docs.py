@@ -67,12 +67,12 @@ def test_every_spec_field_is_in_the_readme_reference() -> None:
 @pytest.mark.slow
 def test_the_from_python_example_runs(ray_local, tiny_assets, tmp_path, capsys) -> None:
     import yaml
-    from sweep_fixtures import tiny_spec_dict
+    from sweep_fixtures import smallest_spec_dict
 
     block = README.split("## From Python", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     assert 'tlsweep.load_spec("sweeps/demo.yaml"' in block
     spec_path = tmp_path / "tiny.yaml"
-    spec_path.write_text(yaml.safe_dump(tiny_spec_dict(tiny_assets, tmp_path / "runs")))
+    spec_path.write_text(yaml.safe_dump(smallest_spec_dict(tiny_assets, tmp_path / "runs")))  # one cell
     exec(compile(block.replace("sweeps/demo.yaml", str(spec_path)), "README.md", "exec"), {})
     printed = capsys.readouterr().out
     assert "compares ('checkpoint', 'scratch')" in printed

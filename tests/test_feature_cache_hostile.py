@@ -391,7 +391,7 @@ def test_good_size_bounds_and_defaults() -> None:
     assert cache_settings({frozen_features.CACHE_GB_ENV: " 2 "}).max_bytes == 2**31
     assert cache_settings({frozen_features.CACHE_GB_ENV: "0"}).max_bytes == 0
     default = cache_settings({})
-    assert 0 < default.max_bytes <= 16 * 2**30 and default.dtype == "auto"
+    assert 0 < default.max_bytes <= 16 * 2**30 and TrialConfig().feature_cache_dtype == "auto"
     assert default.directory.name == "tlsweep-features"
     assert cache_settings({frozen_features.CACHE_DIR_ENV: "/x/y"}).directory == Path("/x/y")
 

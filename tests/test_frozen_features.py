@@ -129,9 +129,8 @@ def test_other_architectures_full_freeze_only_and_never_with_a_stochastic_body(
 def test_stored_features_equal_recomputed_ones(
     data: DatasetTensors, cache: FeatureCache, monkeypatch: pytest.MonkeyPatch, dtype: str, relative: float
 ) -> None:
-    monkeypatch.setenv(frozen_features.CACHE_DTYPE_ENV, dtype)
     for depth, augmentation in ((5, "flip"), (2, "none")):
-        config = PROBE.replace(freeze_depth=depth, augmentation=augmentation)
+        config = PROBE.replace(freeze_depth=depth, augmentation=augmentation, feature_cache_dtype=dtype)
         model = create_model("resnet_tiny", 3, freeze_depth=depth, seed=1)
         stored = prepare(config, model, data, torch.device("cpu"), False)
         assert stored is not None
@@ -189,8 +188,9 @@ def test_cached_trials_match_the_uncached_path(
     depth: int,
     augmentation: str,
 ) -> None:
-    monkeypatch.setenv(frozen_features.CACHE_DTYPE_ENV, dtype)
-    config = PROBE.replace(freeze_depth=depth, augmentation=augmentation, epochs=4 if depth == 5 else 2)
+    config = PROBE.replace(
+        freeze_depth=depth, augmentation=augmentation, epochs=4 if depth == 5 else 2, feature_cache_dtype=dtype
+    )
     cached = run_trial(config, data)
     plain = run_trial(config.replace(feature_cache=False), data)
     assert cache.computed >= 3
@@ -304,15 +304,18 @@ def test_feature_vectors_are_stored_as_float16_and_feature_maps_as_float32_by_de
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from tlsweep.errors import SpecError
+    from tlsweep.training.config import check_trial_config
 
-    monkeypatch.delenv(frozen_features.CACHE_DTYPE_ENV, raising=False)
     assert frozen_features.storage_dtype(5) == np.float16
     assert [frozen_features.storage_dtype(depth) for depth in (1, 3, 4)] == [np.float32] * 3
-    monkeypatch.setenv(frozen_features.CACHE_DTYPE_ENV, "float16")
-    assert frozen_features.storage_dtype(3) == np.float16
-    monkeypatch.setenv(frozen_features.CACHE_DTYPE_ENV, "bfloat16")
-    with pytest.raises(SpecError, match="TLSWEEP_FEATURE_CACHE_DTYPE='bfloat16': use auto, float16 or float32"):
-        frozen_features.storage_dtype(5)
+    assert frozen_features.storage_dtype(3, "float16") == np.float16
+    with pytest.raises(SpecError, match=r"feature_cache_dtype.*one of auto, float16, float32"):
+        check_trial_config(PROBE.replace(feature_cache_dtype="bfloat16"))  # type: ignore[arg-type]
+    # the variable that chose it before it was a setting is refused, not silently ignored
+    with pytest.raises(
+        SpecError, match=r"TLSWEEP_FEATURE_CACHE_DTYPE=.float16. is no longer read.*feature_cache_dtype"
+    ):
+        frozen_features.cache_settings({frozen_features.CACHE_DTYPE_ENV: "float16"})
 
 
 def test_float16_overflow_is_stored_as_float32(data: DatasetTensors) -> None:

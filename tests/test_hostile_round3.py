@@ -40,6 +40,16 @@ def _changed(path: str, value: Any) -> dict[str, Any]:
     return spec
 
 
+def _without_factor(spec: dict[str, Any], factor: str) -> dict[str, Any]:
+    del spec["design"]["factors"][factor]
+    return spec
+
+
+def _tuned_when(spec: dict[str, Any], when: dict[str, list[str]]) -> dict[str, Any]:
+    spec["design"]["tune"]["augmentation"]["when"] = when
+    return spec
+
+
 SCRATCH = {"init": "scratch"}
 REFUSED: dict[str, tuple[dict[str, Any], str]] = {
     "epochs 10**12": (
@@ -80,6 +90,20 @@ REFUSED: dict[str, tuple[dict[str, Any], str]] = {
             }
         ),
         "differ only in backbone_lr_mult",
+    ),
+    "a single scratch level": (
+        _changed("design.factors.init", ["scratch"]),
+        "factors.init: ['scratch'] is one arm: nothing to compare it with",
+    ),
+    "an arm fixing train_fraction": (
+        _without_factor(
+            _with_arms({"a": {"init": "checkpoint", "train_fraction": 0.5}, "scratch": SCRATCH}), "train_fraction"
+        ),
+        "arms.a.train_fraction: an arm cannot fix train_fraction",
+    ),
+    "a when that holds in no study": (
+        _tuned_when(_with_arms({"a": {"init": "checkpoint"}, "scratch": SCRATCH}), {"arm": ["a"], "init": ["scratch"]}),
+        "tune.augmentation.when {'arm': ['a'], 'init': ['scratch']} holds in no study",
     ),
     "a backbone whose stride exceeds the image": (
         _with_arms({"a": {"init": "scratch", "backbone": "timm:convnext_atto"}, "scratch": SCRATCH}),
@@ -260,3 +284,45 @@ def test_a_frozen_random_body_is_refused(
     config.write_text("freeze_depth: 3\ninit: scratch\n")
     code, _, err = run_tlsweep([command, "--config", config, "--out", tmp_path / "out"], capsys, monkeypatch)
     assert code == 2 and f"{config}: freeze_depth 3 with init scratch" in err
+
+
+# ---------------------------------------------------------------------------------------------- resume
+
+
+def _confirm_spec(adaptive: dict[str, Any] | None, **hypothesis: Any) -> Any:
+    from tlsweep.spec_load import parse_spec
+
+    data = copy.deepcopy(DEMO)
+    data["confirm"] = {"seeds": 4, "configs": ["best"], "seed_base": 1000, "adaptive": adaptive}
+    data["hypothesis"].update(hypothesis)
+    return parse_spec(data)
+
+
+ADAPTIVE = {"max_seeds": 12, "batch": 4}
+
+
+@pytest.mark.parametrize(
+    ("change", "listed"),
+    [
+        ({"alpha": 0.45}, "hypothesis.alpha: 0.05 -> 0.45"),
+        ({"equivalence_margin": 0.5}, "hypothesis.equivalence_margin: 0.03 -> 0.5"),
+        ({"direction": "two-sided"}, "hypothesis.direction"),
+    ],
+)
+def test_resuming_an_adaptive_sweep_with_a_plan_steering_hypothesis_change_is_refused(
+    change: dict[str, Any], listed: str, tmp_path: Path
+) -> None:
+    from tlsweep.engine.run import check_resume, sweep_provenance
+    from tlsweep.errors import StoreError
+    from tlsweep.results.store import ResultsStore
+
+    store = ResultsStore(tmp_path / "demo")
+    started = _confirm_spec(ADAPTIVE)
+    store.write_spec(started, sweep_provenance(started, source=None))
+    check_resume(_confirm_spec(ADAPTIVE), store, new=False)  # the same spec resumes
+    with pytest.raises(StoreError, match="holds results of a different spec") as caught:
+        check_resume(_confirm_spec(ADAPTIVE, **change), store, new=False)
+    assert listed.split(":")[0] in str(caught.value)
+    fixed = _confirm_spec(None)  # a fixed design: the hypothesis is the report's, not the plan's
+    assert fixed.result_hash() == _confirm_spec(None, **change).result_hash()
+    assert "hypothesis" not in fixed.result_fields()

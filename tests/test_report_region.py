@@ -259,7 +259,12 @@ def test_validate_prints_steps_per_cell_and_warns_below_the_minimum(tmp_path: Pa
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     (tmp_path / "backbone.pt").touch()  # the checkpoint arm's file: validate checks that it is on this machine
     spec = parse_spec(data)
-    (tmp_path / "backbone.pt").write_bytes(b"")  # validate checks that the arm's weights are on this machine
+    import torch
+
+    from tlsweep.training.backbones import create_model
+
+    # validate checks that the arm's weights are on this machine and fit its backbone
+    torch.save(create_model(spec.model.backbone, 2).state_dict(), tmp_path / "backbone.pt")
     steps = {(c.levels["train_fraction"], c.levels["epochs"]): c.steps for c in cell_steps(spec, 700)}
     assert steps == {(0.01, 2): 2, (0.01, 6): 6, (1.0, 2): 44, (1.0, 6): 132}
     out = CliRunner().invoke(cli, ["validate", str(path)])

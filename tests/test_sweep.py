@@ -262,7 +262,15 @@ def test_a_changed_spec_is_refused_and_new_keeps_the_old_results(finished_sweep,
     assert not copy.exists() and len(list(tmp_path.glob("tiny.replaced-*"))) == 1
 
 
-def test_a_driver_killed_with_sigkill_resumes_to_exactly_the_planned_trials(tiny_assets, tmp_path) -> None:
+def _resume_in_this_process(path) -> None:
+    """``tlsweep run PATH --no-report`` after a driver's death, on the session's Ray (a new driver, as after a crash)."""
+    from tlsweep.cli import cli
+
+    done = CliRunner().invoke(cli, ["run", str(path), "--no-report"])
+    assert done.exit_code == 0, (done.output[-3000:], done.exception)
+
+
+def test_a_driver_killed_with_sigkill_resumes_to_exactly_the_planned_trials(ray_local, tiny_assets, tmp_path) -> None:
     spec_dict = tiny_spec_dict(tiny_assets, tmp_path / "runs", name="killed")
     spec_dict["design"]["factors"]["epochs"] = [2]
     spec_dict["design"]["early_stopping"] = {"type": "asha", "grace_period": 1, "reduction_factor": 2}
@@ -303,8 +311,7 @@ def test_a_driver_killed_with_sigkill_resumes_to_exactly_the_planned_trials(tiny
     proc.wait()
     killed_rows = ResultsStore(trials_file.parent).read_trials().num_rows  # the killed phase's rows are parts
     assert planned_total == 24 and len(interrupted) + 2 <= killed_rows < planned_total
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
-    assert done.returncode == 0, done.stderr[-3000:]
+    _resume_in_this_process(path)
     rows = pq.read_table(trials_file).to_pylist()
     spec = parse_spec(spec_dict)
     tune = [r for r in rows if r["phase"] == "tune"]
@@ -319,7 +326,7 @@ def test_a_driver_killed_with_sigkill_resumes_to_exactly_the_planned_trials(tiny
     _assert_journal_matches_parquet(trials_file.parent)  # after Ctrl-C, kill -9 and resume: each trial once
 
 
-def test_a_trial_running_when_the_driver_died_continues_from_its_checkpoint(tiny_assets, tmp_path) -> None:
+def test_a_trial_running_when_the_driver_died_continues_from_its_checkpoint(ray_local, tiny_assets, tmp_path) -> None:
     from tlsweep.data.loading import load_dataset
     from tlsweep.training.config import TrialConfig
     from tlsweep.training.loop import run_trial
@@ -331,7 +338,6 @@ def test_a_trial_running_when_the_driver_died_continues_from_its_checkpoint(tiny
     path.write_text(yaml.safe_dump(spec_dict))
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
     run_args = [str(path), "--num-cpus", "2", "--no-report"]
-    command = [sys.executable, "-m", "tlsweep", "run", *run_args]
     # the driver SIGKILLs itself once tune trial 1 of the scratch study has checkpointed epoch 1
     dying = kill_driver_command({"phase": "tune", "tune_index": 1, "arm": "scratch"}, after_epoch=1, run_args=run_args)
     proc = subprocess.Popen(
@@ -344,8 +350,7 @@ def test_a_trial_running_when_the_driver_died_continues_from_its_checkpoint(tiny
             os.killpg(proc.pid, signal.SIGKILL)  # the dead driver's Ray processes
         except ProcessLookupError:
             pass
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
-    assert done.returncode == 0, done.stderr[-3000:]
+    _resume_in_this_process(path)
     results = tmp_path / "runs" / "reborn"
     rows = pq.read_table(results / "trials.parquet").to_pylist()
     reborn = [r for r in rows if r["resumed_from_epoch"] is not None]  # every trial running at the death

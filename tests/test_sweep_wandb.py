@@ -25,14 +25,22 @@ def _small(assets, storage, name):
     return parse_spec(data)
 
 
-def test_offline_sweep_mirrors_every_trial_without_leaking_the_key(ray_local, tiny_assets, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def mirrored(ray_local, tiny_assets, tmp_path_factory):
+    """One offline-mirrored sweep with a planted API key, read by the mirror test and the report test."""
     from tlsweep.engine.run import run_sweep
 
-    monkeypatch.setenv("WANDB_API_KEY", PLANTED_KEY)
-    monkeypatch.delenv("WANDB_MODE", raising=False)
-    spec = _small(tiny_assets, tmp_path, "mirrored")
-    outcome = run_sweep(spec, live=False, report=True, wandb_mode="offline")
-    results = tmp_path / "mirrored"
+    storage = tmp_path_factory.mktemp("runs")
+    spec = _small(tiny_assets, storage, "mirrored")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WANDB_API_KEY", PLANTED_KEY)
+        patch.delenv("WANDB_MODE", raising=False)
+        outcome = run_sweep(spec, live=False, report=True, wandb_mode="offline")
+    return spec, storage / "mirrored", outcome
+
+
+def test_offline_sweep_mirrors_every_trial_without_leaking_the_key(mirrored):
+    _, results, outcome = mirrored
     trial_ids = set(pq.read_table(results / "trials.parquet")["trial_id"].to_pylist())
     run_dirs = sorted((results / "wandb").glob("offline-run-*"))
     report_run = report_run_id("mirrored")
@@ -66,16 +74,14 @@ def test_a_broken_mirror_never_costs_results(ray_local, tiny_assets, tmp_path, m
     assert not outcome.interrupted and rows == sum(trial_counts(spec).values())
 
 
-def test_the_report_of_a_real_sweep_matches_its_parquet(ray_local, tiny_assets, tmp_path):
+def test_the_report_of_a_real_sweep_matches_its_parquet(mirrored, tmp_path):
     import scipy.stats
 
-    from tlsweep.engine.run import run_sweep
     from tlsweep.report import build_report
 
-    spec = _small(tiny_assets, tmp_path, "reported")
-    run_sweep(spec, live=False, report=False, wandb_mode="disabled")
-    result = build_report(tmp_path / "reported")
-    trials = pq.read_table(tmp_path / "reported" / "trials.parquet").to_pandas()
+    spec, results, _ = mirrored
+    result = build_report(results, out_dir=tmp_path / "report")  # the sweep's own report/ stays as it wrote it
+    trials = pq.read_table(results / "trials.parquet").to_pandas()
     confirm = trials[trials["phase"] == "confirm"]
     a = confirm[confirm["arm"] == "checkpoint"].set_index("seed")["test_acc"].sort_index()
     b = confirm[confirm["arm"] == "scratch"].set_index("seed")["test_acc"].sort_index()
@@ -84,4 +90,5 @@ def test_the_report_of_a_real_sweep_matches_its_parquet(ray_local, tiny_assets, 
     assert row["difference"] == pytest.approx((a - b).mean())
     if (a - b).std() > 0:
         assert row["p_value"] == pytest.approx(scipy.stats.ttest_rel(a, b, alternative="greater").pvalue)
-    assert "insufficient replicates" in result.markdown_path.read_text()  # 2 seeds cannot reach alpha
+    # 2 seeds cannot reach alpha with the exact test (its floor is 1/2²); the report says how many would
+    assert row["exact_floor"] == pytest.approx(0.25) and not row["robust_reachable"] and row["needed_replicates"] > 2

@@ -58,7 +58,7 @@ def test_spec_fields_are_read_from_the_resolved_spec(results_dir: Path) -> None:
 
 
 def test_spec_missing_field_names_it(results_dir: Path) -> None:
-    (results_dir / "spec.resolved.yaml").write_text("name: x\ndesign: {factors: {init: [scratch]}}\n")
+    (results_dir / "spec.resolved.yaml").write_text("name: x\ndesign: {factors: {init: [imagenet, scratch]}}\n")
     with pytest.raises(
         StoreError,
         match=r"spec.resolved.yaml: invalid sweep spec .*\n  dataset: required field is "

@@ -106,6 +106,7 @@ def base_trial_config(spec: SweepSpec) -> TrialConfig:
         step_gamma=m.schedule.gamma,
         label_smoothing=m.label_smoothing,
         backbone_lr_mult=m.backbone_lr_mult,
+        feature_cache_dtype=m.feature_cache_dtype,
     ).replace(**{k: v for k, v in spec.design.recipe.items() if v is not None})
 
 
@@ -486,6 +487,7 @@ def check_design(spec: SweepSpec) -> None:
         ValueError: naming the field and the fix (``tlsweep.spec_load.parse_spec`` reports it as a spec error).
     """
     _check_arms_differ(spec)
+    _check_when_applies(spec)
     _check_trial_configs(spec)
     if spec.design.budget.sampler == "grid":
         _check_grid(spec)
@@ -514,6 +516,17 @@ def _check_arms_differ(spec: SweepSpec) -> None:
                 "and the recipe apply); change a setting of one arm or drop it"
             )
         seen[key] = (name, settings)
+
+
+def _check_when_applies(spec: SweepSpec) -> None:
+    """A tune entry whose ``when`` holds in no study is tuned nowhere: an error, not a silent no-op."""
+    every = studies(spec)
+    for name, entry in spec.design.tune.items():
+        if entry.when and not any(entry.applies_to(levels) for levels in every):
+            raise ValueError(
+                f"tune.{name}.when {entry.when} holds in no study (no arm and cell has all those levels together); "
+                "widen it or drop the entry"
+            )
 
 
 def _check_trial_configs(spec: SweepSpec) -> None:

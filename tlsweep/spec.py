@@ -34,6 +34,7 @@ from tlsweep.training.config import (
     PRETRAIN_DEFAULTS,
     SETTING_RULES,
     SETTINGS,
+    FeatureCacheDtype,
     OptimizerName,
     ScheduleName,
     TrialConfig,
@@ -52,6 +53,7 @@ ARM_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 MAX_ARM_NAME = 64
 # TrialConfig settings an arm cannot fix: the design sets the seed, the run places the trial
 ARM_FIXED = ("seed", "device", "num_threads", "amp")
+ARM_UNPAIRED = ("train_fraction",)  # an arm of its own would draw another training subset per seed
 DIRECTIONS = ("greater", "less", "two-sided")
 CELL_FACTOR_NAMES = tuple(name for name in FACTOR_NAMES if name != ARM_FACTOR)
 # TrialConfig fields a sweep may tune or fix in its recipe (everything else comes from `model:` or the design)
@@ -70,7 +72,9 @@ TUNABLE = (
 OBJECTIVE_COLUMNS = {"val_acc": "best_val_acc", "val_loss": "best_val_loss"}
 # Fields whose change makes existing results incomparable (resume is refused unless --new).
 RESULT_FIELDS = ("dataset", "model", "design", "confirm", "objective")
-# The block tlsweep <= 0.1.0 appended to spec.resolved.yaml (provenance); it lives in its own file now.
+# The hypothesis settings an adaptive confirm phase steers by (tlsweep.design.sequential_design): a resume must match
+ADAPTIVE_PLAN_FIELDS = ("metric", "compare", "direction", "alpha", "correction", "equivalence_margin")
+# The provenance block that results of tlsweep <= 0.1.0 hold in spec.resolved.yaml (read when they resume).
 LEGACY_PROVENANCE_KEY = "tlsweep"
 # Bounds on integers: what the results' int64 columns store (seeds) and what one machine can do (the rest).
 MAX_SEED = 2**62  # confirm seeds are seed_base + r and must stay int64 (trials.seed, epochs.seed)
@@ -145,6 +149,8 @@ class ModelSpec(_Model):
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     label_smoothing: Annotated[float, _rule("label_smoothing")] = 0.0
     backbone_lr_mult: Annotated[float, _rule("backbone_lr_mult")] = 1.0
+    # how the frozen layers' stored activations are kept (tlsweep.training.frozen_features); rounding changes results
+    feature_cache_dtype: FeatureCacheDtype = "auto"
     pretrained: PretrainedSpec = Field(default_factory=PretrainedSpec)
     pretrain: PretrainSpec | None = None
 
@@ -201,6 +207,11 @@ class DesignSpec(_Model):
                     f"scratch]; levels: {list(INIT_LEVELS)}) or by name (arms: {{finetune: {{init: "
                     "imagenet}, scratch: {init: scratch}})"
                 )
+            if len(set(map(str, self.factors["init"]))) < 2:
+                raise ValueError(
+                    f"factors.init: {self.factors['init']} is one arm: nothing to compare it with; list two init "
+                    f"levels (e.g. [checkpoint, scratch]; levels: {list(INIT_LEVELS)})"
+                )
             if "freeze_depth" in self.factors and "scratch" in self.factors["init"]:
                 raise ValueError(
                     "freeze_depth cannot be a factor together with init level `scratch` (a frozen random body is not "
@@ -243,6 +254,12 @@ class DesignSpec(_Model):
                     raise ValueError(
                         f"{where}.{setting}: {setting!r} is a factor (design.factors.{setting}), "
                         "crossed with every arm; drop it from the arm or from the factors"
+                    )
+                if setting in ARM_UNPAIRED:
+                    raise ValueError(
+                        f"{where}.{setting}: an arm cannot fix {setting} (its trials would train on other images "
+                        "than the other arms' with the same seed, so the comparison would not be paired); make it a "
+                        f"factor (design.factors.{setting}) or set it for every arm in design.recipe"
                     )
                 problem = _setting_problem(setting, value)
                 if problem is not None:
@@ -725,16 +742,27 @@ class SweepSpec(_Model):
             dumped["design"].pop("arms", None)
         if dumped["confirm"].get("adaptive") is None:  # absent as before it existed: older results keep their hash
             dumped["confirm"].pop("adaptive", None)
+        if dumped["model"].get("feature_cache_dtype") == "auto":  # the same: absent as before it was a spec field
+            dumped["model"].pop("feature_cache_dtype", None)
         return dumped
 
+    def result_fields(self) -> dict[str, Any]:
+        """The resolved fields that decide results (not resources, storage, tracking or the report's settings); with
+        ``confirm.adaptive``, also the hypothesis settings that decide which confirm trials run."""
+        resolved = self.resolved()
+        fields = {k: resolved[k] for k in RESULT_FIELDS}
+        if self.confirm.adaptive is not None:
+            fields["hypothesis"] = {k: v for k, v in resolved["hypothesis"].items() if k in ADAPTIVE_PLAN_FIELDS}
+        return fields
+
     def result_hash(self) -> str:
-        """Hash of the fields that decide results (not resources, storage, tracking or the report's settings)."""
-        return result_fields_hash(self.resolved())
+        """Hash of :meth:`result_fields` (a spec without ``confirm.adaptive`` hashes as before it existed)."""
+        return result_fields_hash(self.result_fields())
 
 
-def result_fields_hash(resolved: dict[str, Any]) -> str:
-    """:meth:`SweepSpec.result_hash` of a resolved spec mapping."""
-    payload = json.dumps({k: resolved[k] for k in RESULT_FIELDS}, sort_keys=True)
+def result_fields_hash(fields: dict[str, Any]) -> str:
+    """:meth:`SweepSpec.result_hash` of result fields."""
+    payload = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 

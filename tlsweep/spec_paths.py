@@ -60,7 +60,7 @@ def relative_result_hash(spec: SweepSpec, folder: Path) -> str:
     recorded then resume), and it pins the hashes of older specs."""
     from tlsweep.spec import result_fields_hash
 
-    resolved = spec.resolved()
+    resolved = spec.result_fields()
     for keys in PATH_FIELDS:
         node: Any = resolved
         for key in keys[:-1]:

@@ -204,20 +204,24 @@ def run(
 
     spec = load_spec(spec_path, list(overrides))
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
-    outcome = run_sweep(
-        spec,
-        source=str(spec_path),
-        storage=storage,
-        address=address,
-        new=new,
-        wandb_mode=wandb_mode,
-        num_cpus=num_cpus,
-        report=not no_report,
-        console=console,
-    )
     rerun = f"tlsweep run {spec_path}" + "".join(f" --set {o}" for o in overrides)
     if storage:
         rerun += f" --storage {storage}"
+    try:
+        outcome = run_sweep(
+            spec,
+            source=str(spec_path),
+            storage=storage,
+            address=address,
+            new=new,
+            wandb_mode=wandb_mode,
+            num_cpus=num_cpus,
+            report=not no_report,
+            console=console,
+        )
+    except KeyboardInterrupt:  # a second Ctrl-C while the first one stops the sweep: the rows written stay
+        console.print(f"\n[yellow]stopped before the end.[/] Resume with:\n  {rerun}")
+        raise SystemExit(130) from None
     console.print()
     console.print(
         f"recorded {outcome.trials_recorded} trials in {outcome.wall_time_s / 60:.1f} min → {outcome.location}"

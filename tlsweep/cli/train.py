@@ -43,6 +43,7 @@ SETTING_HELP: dict[str, str] = {
     "amp": "bf16 autocast + channels_last (CUDA only).",
     "num_threads": "Torch CPU threads (0: torch's default).",
     "feature_cache": "Compute frozen layers once per node and reuse them (augmentation none/flip).",
+    "feature_cache_dtype": "Storage dtype of the reused frozen-layer activations: auto, float16 or float32.",
 }
 _DEFAULTS = TrialConfig()
 

@@ -52,10 +52,11 @@ def checkpoint_due(
     return elapsed_s - last_checkpoint_s >= float(every.seconds or 0.0)
 
 
-def delete_checkpoints(ray_location: Location, phase: str, dirname: str) -> int:
+def delete_checkpoints(ray_location: Location, phase: str, dirname: str, *, keep_final: bool = False) -> int:
     """Delete the ``checkpoint_*`` directories of trial directory ``dirname`` in every experiment of the sweep under
     ``ray_location`` (``sweep-*``, and ``<phase>-*`` of drivers before 0.2.0: this driver's and those of earlier,
-    interrupted drivers); returns how many.
+    interrupted drivers); returns how many. With ``keep_final``, the trial's final checkpoint stays: the newest one of
+    the newest experiment (a killed run's partial checkpoints never outlive the run that finished it).
 
     Failures are logged, never raised: a checkpoint left behind costs storage, not results.
     """
@@ -64,15 +65,20 @@ def delete_checkpoints(ray_location: Location, phase: str, dirname: str) -> int:
     fs = ray_location.filesystem
     deleted = 0
     try:
+        found = []
         experiments = fs.get_file_info(FileSelector(ray_location.path, allow_not_found=True))
         for experiment in experiments:
             if experiment.type != FileType.Directory or not experiment.base_name.startswith(("sweep-", f"{phase}-")):
                 continue
             entries = fs.get_file_info(FileSelector(f"{experiment.path}/{dirname}", allow_not_found=True))
-            for entry in entries:
-                if entry.type == FileType.Directory and entry.base_name.startswith("checkpoint_"):
-                    fs.delete_dir(entry.path)
-                    deleted += 1
+            found += [
+                (experiment.base_name.partition("-")[2], entry.base_name, entry.path)
+                for entry in entries
+                if entry.type == FileType.Directory and entry.base_name.startswith("checkpoint_")
+            ]
+        for *_, path in sorted(found)[:-1] if keep_final else found:
+            fs.delete_dir(path)
+            deleted += 1
     except OSError as exc:
         log.warning("could not delete the checkpoints of trial %s under %s: %s", dirname, ray_location.uri, exc)
     return deleted

@@ -85,7 +85,8 @@ class ResultsRecorder(Callback):
         self.flush_interval_s = flush_interval_s
         self._pending_trials: list[dict[str, Any]] = []  # recorded rows not yet in a part file
         self._pending_epochs: list[dict[str, Any]] = []
-        self._pending_deletes: list[tuple[str, str]] = []  # (phase, trial dir) whose checkpoints go once flushed
+        # (phase, trial dir, keep its final checkpoint) whose (other) checkpoints go once flushed
+        self._pending_deletes: list[tuple[str, str, bool]] = []
         self._last_flush = time.monotonic()
         self._epochs_buffer: dict[str, dict[int, dict[str, Any]]] = {}
         self._final: dict[str, dict[str, Any]] = {}
@@ -187,10 +188,10 @@ class ResultsRecorder(Callback):
         self.store.append_trials(rows_to_table(trials, TRIALS_SCHEMA), metadata=self.metadata)
         self._pending_trials, self._pending_epochs = [], []
         deletes, self._pending_deletes = self._pending_deletes, []
-        if deletes:  # recorded now: their checkpoints are no longer needed unless the policy keeps them
+        if deletes:  # recorded now: their checkpoints are no longer needed, but for the final one of a kept trial
             ray_location = self.store.location.join(RAY_SUBDIR)
-            for phase, dirname in deletes:
-                delete_checkpoints(ray_location, phase, dirname)
+            for phase, dirname, keep_final in deletes:
+                delete_checkpoints(ray_location, phase, dirname, keep_final=keep_final)
 
     def compact(self) -> None:
         """Flush, then fold every part file into ``trials.parquet`` and ``epochs.parquet``."""
@@ -223,8 +224,8 @@ class ResultsRecorder(Callback):
             row.get("wall_time_s") or 0.0
         )  # the trial's own clock, as trials.parquet has it
         self.first_start = started if self.first_start is None else min(self.first_start, started)
-        if not self.spec.checkpoints.keeps(row["phase"], row.get("config_kind")):
-            self._pending_deletes.append((row["phase"], trial_dirname(planned_of(trial.config))))
+        kept = self.spec.checkpoints.keeps(row["phase"], row.get("config_kind"))  # kept: only the final one
+        self._pending_deletes.append((row["phase"], trial_dirname(planned_of(trial.config)), kept))
         self._flush_if_due()
         self.recorded += 1
         if self.mirror is not None:

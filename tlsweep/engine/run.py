@@ -54,13 +54,14 @@ from tlsweep.engine.progress import Progress, StatusBoard
 from tlsweep.engine.recorder import ResultsRecorder
 from tlsweep.engine.searchers import SweepSearcher
 from tlsweep.engine.settings import sweep_settings
+from tlsweep.engine.signals import SigtermAsSigint
 from tlsweep.engine.status import STATUS_FILE, StatusDocument
 from tlsweep.engine.worker_setup import worker_runtime_env
 from tlsweep.errors import StoreError, WeightsError
 from tlsweep.results.atomic import atomic_write_bytes
 from tlsweep.results.location import RAY_SUBDIR, Location, ray_storage_args, resolve_location
 from tlsweep.results.store import Provenance, ResultsStore
-from tlsweep.spec import RESULT_FIELDS, SweepSpec, diff_resolved
+from tlsweep.spec import SweepSpec, diff_resolved
 from tlsweep.spec_paths import relative_result_hash
 from tlsweep.tracking.optuna_mirror import StudyMirror, open_study_mirror
 from tlsweep.tracking.tracker import SweepLink, Tracker, make_tracker
@@ -238,8 +239,7 @@ def check_resume(spec: SweepSpec, store: ResultsStore, *, new: bool) -> None:
             record_extension(store, provenance.spec_hash if provenance else old.result_hash(), spec, added)
             log.warning("extending %s: %s", store.location.uri, "; ".join(added))
             return
-        old_fields, new_fields = old.resolved(), spec.resolved()
-        changes = diff_resolved({k: old_fields[k] for k in RESULT_FIELDS}, {k: new_fields[k] for k in RESULT_FIELDS})
+        changes = diff_resolved(old.result_fields(), spec.result_fields())
     if not new:
         listed = "\n  ".join(changes[:20]) or "(spec hash differs)"
         raise StoreError(
@@ -582,6 +582,7 @@ class RaySession:
     def __init__(self, *, address: str | None, num_cpus: int | None, object_store_memory: int | None) -> None:
         self.address, self.num_cpus, self.object_store_memory = address, num_cpus, object_store_memory
         self.started = False
+        self._sigterm = SigtermAsSigint()
 
     def __enter__(self) -> RaySession:
         if ray.is_initialized():
@@ -613,10 +614,12 @@ class RaySession:
                 **common,
             )
         self.started = True
+        self._sigterm.__enter__()  # after ray.init, whose handlers would end the driver without a resume line
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.started:
+            self._sigterm.__exit__(*exc)
             ray.shutdown()
 
 

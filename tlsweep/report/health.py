@@ -140,16 +140,3 @@ def _position(value: float, low: float, high: float, *, log: bool) -> float | No
             return None
         return (math.log(value) - math.log(low)) / (math.log(high) - math.log(low))
     return (value - low) / (high - low)
-
-
-def steps_summary(health: dict[str, CellHealth]) -> list[str]:
-    """ "train fraction 0.1, 2 epochs: 4 steps" per cell, fewest first marked."""
-    steps = [h.steps for h in health.values() if h.steps is not None]
-    if not steps:
-        return []
-    fewest = int(np.min(steps))
-    return [
-        f"{describe_cell(h.levels)}: {h.steps} optimizer steps per run" + (" (fewest)" if h.steps == fewest else "")
-        for h in health.values()
-        if h.steps is not None
-    ]

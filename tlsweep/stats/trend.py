@@ -4,7 +4,7 @@ The question is how the per-cell advantage Δ_c (the mean paired difference trea
 over the cells, so the cells are the replicates: ordinary least squares of Δ_c on the centred log2 train fraction,
 the centred epochs and any other factor, with df = cells − parameters. Seeds only sharpen each Δ_c; a cell-level
 deviation of the advantage lands in the residual, where it belongs, instead of passing for a trend (a model with
-the seed as the unit claimed a trend in 15 % of null sweeps with such deviations). Everything is on the metric's own
+the seed as the unit lets them pass). Everything is on the metric's own
 scale (points for accuracies), so a constant advantage near a ceiling is no trend; the slopes are the average
 change of the advantage per doubling of the data and per epoch.
 

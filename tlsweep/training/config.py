@@ -28,6 +28,8 @@ OPTIMIZERS: tuple[str, ...] = typing.get_args(OptimizerName)
 SCHEDULES: tuple[str, ...] = typing.get_args(ScheduleName)
 HeadName = Literal["linear", "mlp"]
 HEADS: tuple[str, ...] = typing.get_args(HeadName)
+FeatureCacheDtype = Literal["auto", "float16", "float32"]
+FEATURE_CACHE_DTYPES: tuple[str, ...] = typing.get_args(FeatureCacheDtype)
 MLP_HIDDEN = 32  # width of head: mlp (dense(32) + BatchNorm + ReLU + dense), the flowers study's ResNet50V2 head
 # freeze levels of the torchvision ResNets, VGG-16-BN and resnet_tiny; other backbones have their own number:
 # tlsweep.training.backbones.freeze_levels(backbone) (small_cnn 4, a timm model its parameter groups)
@@ -57,6 +59,8 @@ class TrialConfig:
         seed: replicate seed (subset, data order, augmentation, head init, and body init for scratch).
         eval_batch_size, device, amp, num_threads: where and how it runs.
         feature_cache: reuse the frozen layers' stored activations (same results, see ``frozen_features``).
+        feature_cache_dtype: how stored activations are kept: ``auto`` (float16 feature vectors of a whole frozen
+            body, float32 feature maps), ``float16`` or ``float32``; it changes results (rounding), so it is a setting.
     """
 
     backbone: str = "resnet_tiny"
@@ -83,6 +87,7 @@ class TrialConfig:
     amp: bool = True  # bf16 autocast + channels_last on CUDA only
     num_threads: int = 0  # torch intra-op threads on CPU; 0 keeps torch's default
     feature_cache: bool = True  # frozen layers computed once per node and reused (tlsweep.training.frozen_features)
+    feature_cache_dtype: FeatureCacheDtype = "auto"  # the stored activations' dtype (frozen_features.storage_dtype)
 
     def replace(self, **changes: Any) -> TrialConfig:
         return dataclasses.replace(self, **changes)
@@ -149,6 +154,7 @@ SETTING_RULES: dict[str, SettingRule] = {
     "augmentation": _one_of(POLICIES),
     "eval_batch_size": SettingRule(lambda value: value >= 1, ">= 1"),
     "num_threads": SettingRule(lambda value: value >= 0, ">= 0 (0: torch's default)"),
+    "feature_cache_dtype": _one_of(FEATURE_CACHE_DTYPES),
 }
 
 

@@ -56,6 +56,7 @@ import torch
 from torch import nn
 
 from tlsweep.errors import SpecError
+from tlsweep.training.config import FEATURE_CACHE_DTYPES
 
 if TYPE_CHECKING:
     from tlsweep.data.types import DatasetTensors, SplitTensors
@@ -64,7 +65,7 @@ if TYPE_CHECKING:
 LOG = logging.getLogger(__name__)
 CACHE_DIR_ENV = "TLSWEEP_FEATURE_CACHE_DIR"
 CACHE_GB_ENV = "TLSWEEP_FEATURE_CACHE_GB"
-CACHE_DTYPE_ENV = "TLSWEEP_FEATURE_CACHE_DTYPE"  # auto (default) | float16 | float32
+CACHE_DTYPE_ENV = "TLSWEEP_FEATURE_CACHE_DTYPE"  # no longer read: the setting feature_cache_dtype (results change)
 CACHEABLE_AUGMENTATIONS = ("none", "flip")
 FLOAT16_MAX_STORED = 6.0e4  # larger activations are stored as float32 (float16 ends at 65504)
 STALE_TEMPORARY_S = 60.0  # a temporary of a dead process untouched this long is removed
@@ -219,11 +220,10 @@ def _verify(model: nn.Module, prefix: nn.Module, remainder: nn.Module, image_sha
 
 @dataclass(frozen=True)
 class CacheSettings:
-    """Where the cache lives, its bound in bytes and its storage dtype (``auto``, ``float16`` or ``float32``)."""
+    """Where the cache lives and its bound in bytes."""
 
     directory: Path
     max_bytes: int
-    dtype: str
 
 
 def _memory_quarter() -> int:
@@ -247,20 +247,25 @@ def _parse_gigabytes(text: str) -> int:
 
 
 def cache_settings(environ: Mapping[str, str] | None = None) -> CacheSettings:
-    """The cache's settings from ``$TLSWEEP_FEATURE_CACHE_DIR``, ``_GB`` and ``_DTYPE`` (the one place that reads
-    them), each checked.
+    """The cache's settings from ``$TLSWEEP_FEATURE_CACHE_DIR`` and ``_GB`` (the one place that reads them), each
+    checked; ``_DTYPE`` is refused: the storage dtype changes results, so it is the trial setting
+    ``feature_cache_dtype`` (recorded with the results).
 
     Raises:
-        SpecError: a bound that is not a finite number >= 0, or an unknown dtype, naming the variable and the fix.
+        SpecError: a bound that is not a finite number >= 0, or ``_DTYPE`` set, naming the variable and the fix.
     """
     environ = os.environ if environ is None else environ
     directory = Path(environ.get(CACHE_DIR_ENV) or Path(tempfile.gettempdir()) / "tlsweep-features")
     gigabytes = environ.get(CACHE_GB_ENV, "").strip()
     max_bytes = _parse_gigabytes(gigabytes) if gigabytes else _memory_quarter()
-    dtype = environ.get(CACHE_DTYPE_ENV, "").strip() or "auto"
-    if dtype not in ("float16", "float32", "auto"):
-        raise SpecError(f"environment variable {CACHE_DTYPE_ENV}={dtype!r}: use auto, float16 or float32")
-    return CacheSettings(directory, max_bytes, dtype)
+    dtype = environ.get(CACHE_DTYPE_ENV, "").strip()
+    if dtype:
+        raise SpecError(
+            f"environment variable {CACHE_DTYPE_ENV}={dtype!r} is no longer read: the storage dtype changes results, "
+            "so it is a setting recorded with them: unset the variable and give model.feature_cache_dtype in the "
+            f"spec (or --feature-cache-dtype to tlsweep train): {', '.join(FEATURE_CACHE_DTYPES)}"
+        )
+    return CacheSettings(directory, max_bytes)
 
 
 class EntryBusy(Exception):
@@ -567,13 +572,12 @@ def weights_fingerprint(prefix: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def storage_dtype(freeze_depth: int) -> np.dtype[np.floating]:
-    """``$TLSWEEP_FEATURE_CACHE_DTYPE``: ``float16``, ``float32`` or ``auto`` (the default): float16 for a full-body
+def storage_dtype(freeze_depth: int, name: str = "auto") -> np.dtype[np.floating]:
+    """The setting ``feature_cache_dtype``: ``float16``, ``float32`` or ``auto`` (the default): float16 for a full-body
     freeze (feature vectors; a head trained on them ends where it ends with float32 ones), float32 for a partial one
-    (training several layers on float16-rounded inputs drifted by 2 of 90 test images in bench/frozen_features.py)."""
+    (layers that still train on float16-rounded inputs drift from an uncached run)."""
     from tlsweep.training.config import MAX_FREEZE_DEPTH
 
-    name = cache_settings().dtype
     if name == "auto":
         name = "float16" if freeze_depth >= MAX_FREEZE_DEPTH else "float32"
     return np.dtype(name)
@@ -654,7 +658,7 @@ def prepare(
         log_once(split)
         return None
     prefix, remainder = split
-    dtype = storage_dtype(config.freeze_depth)
+    dtype = storage_dtype(config.freeze_depth, config.feature_cache_dtype)
     base = "|".join(
         [
             type(model).__qualname__,
