@@ -51,6 +51,9 @@ def family_table(family: Family, results: Results) -> pd.DataFrame:
                 "p_value": float(c.test.pvalue),
                 "robust_test": c.robustness.name,
                 "robust_p_value": float(c.robustness.pvalue),
+                "robust_opposite_p_value": {"greater": c.robust_less, "less": c.robust_greater}.get(
+                    c.alternative, float("nan")
+                ),
                 "p_adjusted": d.p_adjusted,
                 "opposite_p_adjusted": d.opposite_adjusted,
                 "robust_p_adjusted": d.robust_adjusted,
@@ -88,6 +91,7 @@ def family_display(
             verdict = "uninformative (at chance)"
         levels = {name: row[name] for name in results.cell_factors if name in row}
         computable = not str(row["design"]).startswith("not computed")
+        reversed_ = row["verdict"] == "not supported"
         n = row["n_pairs"] if row["design"] == "paired" else f"{row['n_treated']}+{row['n_baseline']}"
         dropped = int(row.get("dropped_runs") or 0)
         out.append(
@@ -111,8 +115,16 @@ def family_display(
                 "d_z": fmt_num(row["d_z"], 2),
                 "P(improve)": fmt_num(row["p_improvement"], 2),
                 "p (t)": fmt_p(row["p_value"]),
-                ("p at deciding look (nominal)" if sequential else "p adjusted"): fmt_p(row["p_adjusted"]),
-                "p (exact, robustness)": fmt_p(row["robust_p_value"]) if computable else "–",
+                ("p at deciding look (nominal)" if sequential else "p adjusted"): (
+                    f"{fmt_p(row['opposite_p_adjusted'])} (other direction)" if reversed_ else fmt_p(row["p_adjusted"])
+                ),
+                "p (exact, robustness)": (
+                    "–"
+                    if not computable
+                    else f"{fmt_p(row['robust_opposite_p_value'])} (other direction)"
+                    if reversed_
+                    else fmt_p(row["robust_p_value"])
+                ),
                 "TOST p adjusted": fmt_p(row["tost_p_adjusted"]),
                 "steps": "–" if cell_health is None or cell_health.steps is None else str(cell_health.steps),
             }
