@@ -380,7 +380,7 @@ def models(pattern: str, timm_pattern: str | None, limit: int) -> None:
         ("cached", "left"),
         ("description", "left"),
     ):
-        table.add_column(column, justify=justify, no_wrap=column == "name")  # type: ignore[arg-type]
+        table.add_column(column, justify=justify, no_wrap=column in ("name", "parameters"))  # type: ignore[arg-type]
     where: list[str] = []
     for name in names[:limit] if timm_pattern is not None else names:
         info = backbone_info(name)
