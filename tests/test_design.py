@@ -70,7 +70,8 @@ def test_trial_config_layers_model_recipe_factors_and_tuned_values() -> None:
         0.1,
         5,
     )
-    assert config.init == "checkpoint:data/resnet_tiny-source-16px.pt" and config.batch_size == 16
+    # parse_spec keeps the path as the shipped spec writes it (load_spec resolves it beside the spec file)
+    assert config.init == "checkpoint:../data/resnet_tiny-source-16px.pt" and config.batch_size == 16
     scratch = trial_config(spec, {**levels, "init": "scratch"}, {"lr": 0.2, "freeze_depth": 3}, seed=5)
     assert scratch.init == "scratch" and scratch.freeze_depth == 0
 

@@ -275,7 +275,8 @@ def test_a_driver_killed_with_sigkill_resumes_to_exactly_the_planned_trials(ray_
     spec_dict["design"]["factors"]["epochs"] = [2]
     spec_dict["design"]["early_stopping"] = {"type": "asha", "grace_period": 1, "reduction_factor": 2}
     # enough confirm trials that the kill below lands mid-sweep although finished rows reach the disk in batches
-    spec_dict["confirm"]["seeds"] = 4
+    # (with 4 seeds an idle machine recorded all 24 trials before the kill)
+    spec_dict["confirm"]["seeds"] = 8
     planned_total = sum(trial_counts(parse_spec(spec_dict)).values())
     path = tmp_path / "killed.yaml"
     path.write_text(yaml.safe_dump(spec_dict))
@@ -310,7 +311,7 @@ def test_a_driver_killed_with_sigkill_resumes_to_exactly_the_planned_trials(ray_
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     killed_rows = ResultsStore(trials_file.parent).read_trials().num_rows  # the killed phase's rows are parts
-    assert planned_total == 24 and len(interrupted) + 2 <= killed_rows < planned_total
+    assert planned_total == 40 and len(interrupted) + 2 <= killed_rows < planned_total
     _resume_in_this_process(path)
     rows = pq.read_table(trials_file).to_pylist()
     spec = parse_spec(spec_dict)
