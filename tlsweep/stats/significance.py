@@ -8,6 +8,7 @@ at once through the same code the report uses. Unpaired fallbacks: Welch's t, Ma
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.stats
@@ -102,9 +103,13 @@ def sign_flip_test(
     Exact (all 2**n sign patterns) up to ``EXACT_SIGN_FLIP_MAX_PAIRS`` pairs, Monte Carlo with ``rng`` beyond.
     """
     alternative = check_alternative(alternative)
-    d = as_batch(differences, "differences", min_size=1)
-    n = d.shape[-1]
-    exact = n <= EXACT_SIGN_FLIP_MAX_PAIRS
+    result, name = _permute_signs(as_batch(differences, "differences", min_size=1), alternative, rng, n_resamples)
+    return TestResult(name, _scalar(result.statistic), _scalar(result.pvalue))
+
+
+def _permute_signs(d: np.ndarray, alternative: str, rng: np.random.Generator, n_resamples: int) -> tuple[Any, str]:
+    """``scipy.stats.permutation_test`` of mean(d) over sign flips on the last axis, and the test's name."""
+    exact = d.shape[-1] <= EXACT_SIGN_FLIP_MAX_PAIRS
     result = scipy.stats.permutation_test(
         (d,),
         lambda x, axis: np.mean(x, axis=axis),
@@ -115,8 +120,7 @@ def sign_flip_test(
         axis=-1,
         rng=rng,
     )
-    name = "exact sign-flip" if exact else f"sign-flip ({n_resamples} random flips)"
-    return TestResult(name, _scalar(result.statistic), _scalar(result.pvalue))
+    return result, "exact sign-flip" if exact else f"sign-flip ({n_resamples} random flips)"
 
 
 def sign_flip_pvalues(
@@ -126,22 +130,13 @@ def sign_flip_pvalues(
     p-values as three calls, at a third of the cost."""
     d = as_sample(differences, "differences")
     exact = d.size <= EXACT_SIGN_FLIP_MAX_PAIRS
-    result = scipy.stats.permutation_test(
-        (d,),
-        lambda x, axis: np.mean(x, axis=axis),
-        permutation_type="samples",
-        vectorized=True,
-        n_resamples=np.inf if exact else n_resamples,
-        alternative="greater",
-        rng=rng,
-    )
+    result, name = _permute_signs(d, "greater", rng, n_resamples)
     null = np.asarray(result.null_distribution)
     observed = float(result.statistic)
     gamma = abs(np.finfo(float).eps * 100 * observed)  # scipy's tolerance for ties
     adjustment = 0 if exact else 1
     greater = (np.count_nonzero(null >= observed - gamma) + adjustment) / (null.size + adjustment)
     less = (np.count_nonzero(null <= observed + gamma) + adjustment) / (null.size + adjustment)
-    name = "exact sign-flip" if exact else f"sign-flip ({n_resamples} random flips)"
     return {
         "greater": TestResult(name, observed, float(greater)),
         "less": TestResult(name, observed, float(less)),
