@@ -11,6 +11,10 @@ How to keep the suite fast (``make test`` runs ruff format, ruff and mypy before
   ``tiny_spec_dict`` (resnet_tiny, 16 px) in sweep_fixtures.py.
 - Models: real arithmetic on the smallest backbone of a family; a larger one's shapes, gradient flow or parameter
   layout on the meta device (``with torch.device("meta"):``), as in test_models.py.
+- Parallel: ``make test`` runs ``pytest -n 2 --dist loadfile --no-loadscope-reorder``: each worker process takes whole
+  modules (module fixtures run once) and has its own ``ray_local``. Modules holding a test marked ``slow`` (over
+  ~20 s) are handed out first, so that no long module starts last; mark a new slow test, and put a second slow
+  test that needs no fixture of its module into a module of its own, so the two workers can take them side by side.
 - Prefer an in-process call (``CliRunner``, ``run_sweep``) to a ``tlsweep``/Python subprocess unless the test is
   about the process itself (a killed driver, an import-time effect).
 """
@@ -21,6 +25,8 @@ import atexit
 import os
 import shutil
 import tempfile
+
+import pytest
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -36,3 +42,9 @@ if "TLSWEEP_FEATURE_CACHE_DIR" not in os.environ:
 
 # Fixture modules (their helpers are imported by name where a test needs them).
 pytest_plugins = ("sweep_fixtures", "moto_server")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with a slow test first (stable: the modules' own order and each module's tests stay as they were)."""
+    slow_modules = {item.module for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.module not in slow_modules)

@@ -55,7 +55,7 @@ def tiny_spec_dict(assets: dict[str, Path], storage: Path | str, **changes: Any)
             "budget": {"trials_per_cell": 2, "sampler": "tpe"},
         },
         "confirm": {"seeds": 2, "configs": ["best"]},
-        "resources": {"cpus_per_trial": 1, "max_concurrent_trials": 2},
+        "resources": {"cpus_per_trial": 1, "max_concurrent_trials": 1},
         "failures": {"max_retries": 1},
         "storage": str(storage),
         "tracking": {"wandb": {"mode": "disabled"}},
@@ -121,3 +121,29 @@ def ray_stopped() -> None:
 
     if ray.is_initialized():
         ray.shutdown()
+
+
+def assert_journal_matches_parquet(results: Path) -> None:
+    """optuna.journal holds every recorded trial once, in its phase × cell × arm study, in the right state."""
+    import optuna
+    import pyarrow.parquet as pq
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from tlsweep.tracking.optuna_mirror import study_name
+
+    rows = pq.read_table(results / "trials.parquet").to_pylist()
+    storage = JournalStorage(JournalFileBackend(str(results / "optuna.journal")))
+    mirrored = {}
+    for summary in optuna.get_all_study_summaries(storage):
+        for trial in optuna.load_study(study_name=summary.study_name, storage=storage).trials:
+            assert trial.user_attrs["trial_id"] not in mirrored, "a trial mirrored twice"
+            mirrored[trial.user_attrs["trial_id"]] = (summary.study_name, trial)
+    assert set(mirrored) == {r["trial_id"] for r in rows}
+    states = {"ok": "COMPLETE", "diverged": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL"}
+    for row in rows:
+        name, trial = mirrored[row["trial_id"]]
+        assert name == study_name(row["phase"], row["cell_id"], row["arm"]) and trial.user_attrs["seed"] == row["seed"]
+        assert trial.state.name == states[row["status"]]
+        if trial.state.name == "COMPLETE":
+            assert trial.value == pytest.approx(row["objective"])

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from cli_exit import run_tlsweep
+from data_fixtures import write_csv_dataset, write_image, write_imagefolder
 from PIL import Image
 
-from tests.cli_exit import run_tlsweep
-from tests.data_fixtures import write_csv_dataset, write_image, write_imagefolder
 from tlsweep.data.cache import decode_image
 from tlsweep.data.check import check_dataset
 from tlsweep.data.config import CsvDatasetSpec, ImageFolderDatasetSpec, parse_dataset_spec

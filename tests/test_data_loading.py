@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from data_fixtures import write_csv_dataset, write_image, write_imagefolder
 
-from tests.data_fixtures import write_csv_dataset, write_image, write_imagefolder
 from tlsweep.data import cache as cache_module
 from tlsweep.data.config import CsvDatasetSpec, ImageFolderDatasetSpec, parse_dataset_spec
 from tlsweep.data.loading import load_dataset

@@ -59,6 +59,7 @@ def test_more_seeds_trials_or_levels_extend_a_sweep_and_anything_else_is_refused
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_adding_two_seeds_to_a_finished_sweep_runs_two_per_cell_and_arm(ray_local, tiny_assets, tmp_path: Path) -> None:
     from sweep_fixtures import smallest_spec_dict
 

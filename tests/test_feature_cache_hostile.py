@@ -399,7 +399,7 @@ def test_good_size_bounds_and_defaults() -> None:
 def test_validate_reports_a_bad_cache_setting_in_one_line(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.cli_exit import run_tlsweep
+    from cli_exit import run_tlsweep
 
     repo = Path(__file__).resolve().parents[1]
     monkeypatch.setenv(frozen_features.CACHE_GB_ENV, "1e400")

@@ -46,6 +46,7 @@ def _trial(cache_dir: str, seed: int, lr: float) -> dict[str, Any]:
     return {"computed": frozen_features._CACHE.computed, "status": result.status, "pid": os.getpid()}
 
 
+@pytest.mark.slow
 def test_trials_in_different_worker_processes_compute_the_features_once(ray_local: None, tmp_path: Path) -> None:
     import ray
     import torch

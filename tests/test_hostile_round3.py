@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import torch
 import yaml
+from cli_exit import run_tlsweep
 
-from tests.cli_exit import run_tlsweep
 from tlsweep.errors import WeightsError
 from tlsweep.training.backbones import create_model
 from tlsweep.training.predict import load_trained_model, save_trained_model

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cli_exit import run_tlsweep
 from report_fixtures import simulate_results
 
-from tests.cli_exit import run_tlsweep
 from tlsweep.results.store import ResultsStore
 from tlsweep.tracking.optuna_mirror import JOURNAL_FILE, open_study_mirror, read_journal
 from tlsweep.tracking.study_dashboard import StudyDashboardError, _storage, expected_studies, prepare_journal

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import torch
 from click.testing import CliRunner, Result
+from data_fixtures import write_image
 
-from tests.data_fixtures import write_image
 from tlsweep.cli import cli
 from tlsweep.engine.run import check_storage_writable
 from tlsweep.errors import OutputError, StoreError

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from data_fixtures import write_image
 
-from tests.data_fixtures import write_image
 from tlsweep.errors import DataError, InputChoiceError
 from tlsweep.training.predict import (
     PredictionInput,

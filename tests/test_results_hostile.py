@@ -13,9 +13,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from cli_exit import run_tlsweep
+from report_fixtures import simulate_results
 
-from tests.cli_exit import run_tlsweep
-from tests.report_fixtures import simulate_results
 from tlsweep.errors import StoreError
 from tlsweep.report.load import load_results
 from tlsweep.results.check import check_epochs, check_trials

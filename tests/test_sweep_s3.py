@@ -12,7 +12,7 @@ from tlsweep.design import trial_counts
 from tlsweep.results.store import ResultsStore
 from tlsweep.spec_load import parse_spec
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
 def test_sweep_on_s3_resumes_from_storage_alone(ray_local, s3_env, tiny_assets, tmp_path, monkeypatch) -> None:

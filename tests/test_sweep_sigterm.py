@@ -61,6 +61,7 @@ def _stopped(
 
 
 @pytest.mark.timeout(600)
+@pytest.mark.slow
 def test_sigterm_and_a_double_sigint_stop_the_driver_cleanly_with_the_resume_line(tiny_assets, tmp_path) -> None:
     spec_dict = tiny_spec_dict(tiny_assets, tmp_path / "runs", name="termed")
     spec_dict["design"]["factors"]["epochs"] = [2]

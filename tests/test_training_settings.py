@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from data_fixtures import write_csv_dataset, write_imagefolder
 
-from tests.data_fixtures import write_csv_dataset, write_imagefolder
 from tlsweep.data.config import (
     CsvDatasetSpec,
     ImageFolderDatasetSpec,

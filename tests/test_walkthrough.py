@@ -23,7 +23,7 @@ SHORT = [
     "design.factors.train_fraction=[1.0]",
 ]
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
 def _section_blocks() -> dict[str, str]:

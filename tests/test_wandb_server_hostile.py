@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_exit import run_tlsweep
+from test_tracking_dashboard import SPEC
 from wandb.sdk import wandb_setup
 
-from tests.cli_exit import run_tlsweep
-from tests.test_tracking_dashboard import SPEC
 from tlsweep.tracking import wandb_sweep, wandb_sync
 
 pytestmark = pytest.mark.timeout(120)
