@@ -10,7 +10,8 @@ status as user attributes.
 Trials are added by trial id, once: a resumed sweep (which replays finished trials) or a second sync from the
 Parquet files adds nothing twice. Remote results (s3://, gs://) are mirrored into a local staging copy, seeded from
 the remote one, and uploaded with ``publish`` (at the end of each phase). The mirror never raises into a sweep:
-failures are logged once and the mirror turns itself off; Parquet stays the source of truth.
+failures are logged once and the mirror turns itself off; Parquet stays the source of truth. ``tlsweep dashboard``
+adds cross-arm studies to the same journal (``tlsweep.tracking.arm_views``); ``read_journal`` leaves them out.
 
 optuna is imported only when a mirror is opened.
 """
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 
 from tlsweep.metrics import TEST_METRICS
 from tlsweep.results.store import OPTUNA_JOURNAL_FILE
+from tlsweep.tracking.arm_views import is_view
 
 if TYPE_CHECKING:
     import optuna
@@ -261,10 +263,12 @@ class JournalContents:
 
 
 def read_journal(storage: Any) -> JournalContents:
-    """The studies and trial ids of an opened ``JournalStorage``."""
+    """The mirrored studies and their trial ids of an opened ``JournalStorage`` (cross-arm views left out)."""
     trials: dict[str, list[str]] = {}
     sweeps: dict[str, str | None] = {}
     for study in storage.get_all_studies():
+        if is_view(study.user_attrs):
+            continue
         sweep = study.user_attrs.get("sweep")
         sweeps[study.study_name] = None if sweep is None else str(sweep)
         trials[study.study_name] = [

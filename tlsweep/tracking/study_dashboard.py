@@ -2,8 +2,9 @@
 
 The journal (``DIR/optuna.journal``, written by the sweep driver: ``tlsweep.tracking.optuna_mirror``) is served as
 it is, live while a sweep writes it. Results without one (written before tlsweep 0.2.0) get it built from
-``trials.parquet``; remote results (s3://, gs://) are read into a local temporary copy. optuna-dashboard is the
-optional package ``optuna-dashboard`` (``pip install 'tlsweep[dashboards]'``).
+``trials.parquet``; remote results (s3://, gs://) are read into a local temporary copy. The dashboard adds one
+cross-arm study per phase × cell (``tlsweep.tracking.arm_views``) and keeps it current while it serves.
+optuna-dashboard is the optional package ``optuna-dashboard`` (``pip install 'tlsweep[dashboards]'``).
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import threading
 import wsgiref.simple_server
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from tlsweep.errors import TlsweepError
 from tlsweep.results.location import resolve_location
 from tlsweep.results.store import ResultsStore
+from tlsweep.tracking.arm_views import ArmView, sync_arm_views
 from tlsweep.tracking.optuna_mirror import (
     JOURNAL_FILE,
     StudyMirror,
@@ -50,6 +54,7 @@ class Journal:
     trials: int
     built: bool  # True when it was (re)built from trials.parquet just now
     lacks: str | None = None  # what of trials.parquet it has not mirrored (yet: a sweep may be writing it)
+    arms: list[str] = field(default_factory=list)  # the spec's arms, in order
 
 
 def prepare_journal(results: str | Path, *, rebuild: bool = False, workdir: Path | None = None) -> Journal:
@@ -110,7 +115,19 @@ def prepare_journal(results: str | Path, *, rebuild: bool = False, workdir: Path
                 f"{path}: the Optuna journal does not match this sweep's trials.parquet: {'; '.join(problems)}; {fix}"
             )
     trials = sum(len(ids) for ids in contents.trials.values())
-    return Journal(path=path, studies=len(contents.trials), trials=trials, built=built, lacks=lacks)
+    return Journal(
+        path=path,
+        studies=len(contents.trials),
+        trials=trials,
+        built=built,
+        lacks=lacks,
+        arms=spec.design.arm_names(),
+    )
+
+
+def add_arm_views(journal: Journal) -> list[ArmView]:
+    """Add the cross-arm studies to a checked ``journal`` (from ``prepare_journal``), or bring them up to date."""
+    return sync_arm_views(_storage(journal.path), journal.arms)
 
 
 def expected_studies(trials: pa.Table) -> dict[str, set[str]]:
@@ -128,6 +145,39 @@ def _storage(path: Path) -> Any:
     from optuna.storages.journal import JournalFileBackend
 
     return JournalStorage(JournalFileBackend(str(path)))
+
+
+def keep_views_current(journal: Path, arms: Sequence[str], *, every_s: float = 30.0) -> threading.Event:
+    """Sync the cross-arm studies of ``journal`` every ``every_s`` seconds in a daemon thread (a sweep may be
+    adding trials); set the returned event to stop it. A failure is logged once and ends the syncing."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        storage = _storage(journal)
+        while not stop.wait(every_s):
+            try:
+                sync_arm_views(storage, arms)
+            except Exception as exc:  # noqa: BLE001 - the arm studies are served on, only the views go stale
+                _log.warning(
+                    "the cross-arm studies of %s stopped updating (%s: %s); restart the dashboard to update them",
+                    journal,
+                    type(exc).__name__,
+                    exc,
+                )
+                return
+
+    threading.Thread(target=loop, name="tlsweep-arm-views", daemon=True).start()
+    return stop
+
+
+def compare_url(server: wsgiref.simple_server.WSGIServer, study_ids: Sequence[int]) -> str:
+    """optuna-dashboard's Compare Studies page over ``study_ids`` (history and EDF plots side by side)."""
+    return f"{server_url(server)}/compare-studies?ids={','.join(map(str, study_ids))}"
+
+
+def study_url(server: wsgiref.simple_server.WSGIServer, study_id: int) -> str:
+    """The dashboard's page of one study."""
+    return f"{server_url(server)}/studies/{study_id}"
 
 
 class _QuietHandler(wsgiref.simple_server.WSGIRequestHandler):
