@@ -39,6 +39,8 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 if "TLSWEEP_FEATURE_CACHE_DIR" not in os.environ:
     os.environ["TLSWEEP_FEATURE_CACHE_DIR"] = tempfile.mkdtemp(prefix="tlsweep-test-features-")
     atexit.register(shutil.rmtree, os.environ["TLSWEEP_FEATURE_CACHE_DIR"], ignore_errors=True)
+if worker := os.environ.get("PYTEST_XDIST_WORKER"):  # each pytest worker its own (removed with the controller's)
+    os.environ["TLSWEEP_FEATURE_CACHE_DIR"] = os.path.join(os.environ["TLSWEEP_FEATURE_CACHE_DIR"], worker)
 
 # Fixture modules (their helpers are imported by name where a test needs them).
 pytest_plugins = ("sweep_fixtures", "moto_server")

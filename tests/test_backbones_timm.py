@@ -213,6 +213,31 @@ def test_trained_model_files_keep_their_head(tmp_path: Path) -> None:
         assert all(torch.equal(fresh.state_dict()[k], v) for k, v in backbone_state_dict(model).items())
 
 
+def test_a_linear_classifier_loads_into_the_library_s_own_model() -> None:
+    """What ``tlsweep export`` writes as weights.pt: plain timm / torchvision load it strictly and compute the same."""
+    import timm
+    import torchvision
+
+    from tlsweep.training.backbones import library_model
+
+    images = torch.randn(2, 3, 32, 32)
+    for name in ("timm:test_resnet", "timm:test_convnext", "timm:test_efficientnet", "resnet18"):
+        model = create_model(name, 3, seed=5).eval()
+        call, weights = library_model(name, model.state_dict())
+        if name.startswith("timm:"):
+            assert call == f"timm.create_model({name[5:]!r}, num_classes=3)"
+            plain = timm.create_model(name[5:], num_classes=3)
+        else:
+            assert call == "torchvision.models.resnet18(num_classes=3)"
+            plain = torchvision.models.resnet18(num_classes=3)
+        plain.load_state_dict(weights)  # strict
+        with torch.no_grad():
+            assert torch.allclose(plain.eval()(images), model(images)), name
+    # no library model has tlsweep's MLP head or tlsweep's own backbones
+    assert library_model("timm:test_resnet", create_model("timm:test_resnet", 3, head="mlp").state_dict()) is None
+    assert library_model("resnet_tiny", create_model("resnet_tiny", 3).state_dict()) is None
+
+
 def test_run_trial_with_a_timm_backbone_and_mlp_head() -> None:
     from tlsweep.data.types import DatasetTensors, SplitTensors
     from tlsweep.training.config import TrialConfig

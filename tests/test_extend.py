@@ -51,6 +51,7 @@ def test_more_seeds_trials_or_levels_extend_a_sweep_and_anything_else_is_refused
         assert extension_changes(spec, refused) is None
     old_hash = spec.result_hash()
     check_resume(more, store, new=False)  # accepted: recorded in the provenance
+    check_resume(more, store, new=False)  # again, as after a driver that died before writing the new spec: once
     (extension,) = json.loads((root / PROVENANCE_FILE).read_text())["extensions"]
     assert extension["from"] == old_hash and extension["to"] == more.result_hash()
     assert extension["changes"][0] == "confirm.seeds: 2 → 4"

@@ -104,5 +104,11 @@ def test_the_own_images_walkthrough_runs_from_the_folder_that_holds_the_study(tm
     plain = torchvision.models.resnet18(num_classes=3)
     plain.load_state_dict(saved["state_dict"])  # plain PyTorch, no tlsweep
     assert saved["class_names"] == ["blue", "green", "red"]
+    for arm in ("finetune", "linear_probe", "scratch"):  # weights.pt: the library's own model, as export prints
+        weights = results / "export" / arm / "weights.pt"
+        assert f"  plain weights: {weights} (load into torchvision.models.resnet18(num_classes=3))" in exported.stdout
+        torchvision.models.resnet18(num_classes=3).load_state_dict(torch.load(weights, weights_only=True))
+        info = json.loads((results / "export" / arm / "config.json").read_text())
+        assert info["weights"] == {"file": "weights.pt", "load_into": "torchvision.models.resnet18(num_classes=3)"}
     kept = {p.parent.parent.name.split("-", 1)[0] for p in (results / "ray").glob("sweep-*/*/checkpoint_*/state.pt")}
     assert kept == {"confirm"}  # keep: best: the tune trials' checkpoints are gone

@@ -21,3 +21,5 @@ def export(results: str, best: bool, cell: str | None, seed: int | None, out: Pa
         raise click.UsageError("say which models: --best (one per arm, the selected config)")
     for model in export_best(results, out, cell=cell, seed=seed):
         click.echo(f"{model.arm}: {model.path / 'model.pt'} ({model.cell_id}, seed {model.seed}, {model.how})")
+        if model.load_into is not None:
+            click.echo(f"  plain weights: {model.path / 'weights.pt'} (load into {model.load_into})")

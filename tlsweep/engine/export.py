@@ -4,8 +4,10 @@ Per arm, the confirm trials of the selected (``best``) config in one cell (by de
 fraction, then the most epochs: the most data the sweep trained on) are ranked by the objective (validation, never
 test); the median one's kept checkpoint (or the chosen seed's) becomes ``<out>/<arm>/model.pt``: the best-validation
 weights of a whole classifier with its class names, image size, config and metrics, the format ``tlsweep train``
-writes (``tlsweep predict --checkpoint`` reads it; its ``state_dict`` loads into the backbone's model, e.g.
-``torchvision.models.resnet18(num_classes=K)`` for a linear head). ``config.json`` and ``metrics.json`` lie beside it.
+writes (``tlsweep predict --checkpoint`` reads it). ``config.json`` and ``metrics.json`` lie beside it, and for a
+torchvision or timm backbone with a linear head ``weights.pt``: a plain state dict that loads strictly into the
+library's own model (``torchvision.models.resnet18(num_classes=K)``, ``timm.create_model('resnet50',
+num_classes=K)``; ``config.json`` says which under ``weights.load_into``).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class ExportedModel:
     seed: int
     path: Path
     how: str  # "median of N seeds by <objective>" or "seed S"
+    load_into: str | None = None  # the library call whose model loads <path>/weights.pt; None: no weights.pt
 
 
 def _default_cell(rows: list[dict[str, Any]]) -> str:
@@ -103,7 +106,7 @@ def export_best(
         StoreError: nothing to export, or a chosen trial kept no checkpoint (the spec's ``checkpoints.keep``).
     """
     from tlsweep.engine.trainable import previous_state, trial_dirname
-    from tlsweep.training.predict import save_trained_model, sweep_checkpoint_model
+    from tlsweep.training.predict import save_library_weights, save_trained_model, sweep_checkpoint_model
 
     store = ResultsStore(results)
     spec = store.read_spec()
@@ -135,7 +138,12 @@ def export_best(
             init=model["init"],
             extra={"config": model["config"], "metrics": metrics, "trial": info},
         )
+        plain = save_library_weights(target / "weights.pt", arch=model["arch"], state_dict=model["state_dict"])
+        if plain is not None:
+            info["weights"] = {"file": "weights.pt", "load_into": plain}
         (target / "config.json").write_text(json.dumps({**info, "config": model["config"]}, indent=2) + "\n")
         (target / "metrics.json").write_text(json.dumps({**info, **metrics}, indent=2, default=str) + "\n")
-        exported.append(ExportedModel(arm, str(row["cell_id"]), str(row["trial_id"]), int(row["seed"]), target, how))
+        exported.append(
+            ExportedModel(arm, str(row["cell_id"]), str(row["trial_id"]), int(row["seed"]), target, how, plain)
+        )
     return exported

@@ -53,8 +53,11 @@ def extension_changes(old: SweepSpec, new: SweepSpec) -> list[str] | None:
 
 
 def record_extension(store: ResultsStore, old_hash: str, new: SweepSpec, changes: list[str]) -> None:
-    """Append the extension to the results' ``provenance.json`` (the run then writes the new spec and hash)."""
+    """Append the extension to the results' ``provenance.json`` (the run then writes the new spec and hash), once:
+    a run that stopped before writing them records the same extension when it is started again."""
     provenance = store.read_provenance() or Provenance(spec_hash=old_hash)
+    if any(e.get("from") == old_hash and e.get("to") == new.result_hash() for e in provenance.extensions):
+        return
     extension = {"from": old_hash, "to": new.result_hash(), "changes": changes, "at": _now()}
     extended = replace(provenance, extensions=(*provenance.extensions, extension))
     store.write_text(PROVENANCE_FILE, json.dumps(extended.to_dict(), indent=2) + "\n")

@@ -10,11 +10,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from tlsweep.errors import StoreError
-from tlsweep.metrics import is_accuracy_like
+from tlsweep.metrics import is_accuracy_like, metric_value
 from tlsweep.report.screen import screen_trials
 from tlsweep.results.check import check_epochs, check_spec, check_trials
 from tlsweep.results.schema import EPOCHS_SCHEMA
@@ -221,15 +220,18 @@ def load_results(results_dir: Path) -> Results:
 
 
 def _metric_values(trials: pd.DataFrame, metric: str, notes: list[str]) -> pd.Series:
-    """The hypothesis metric per row: failed rows NaN; diverged rows without a value get chance (accuracies)."""
-    values = pd.to_numeric(trials[metric], errors="coerce").astype(float)
+    """The hypothesis metric per row by the metric table's rule (``tlsweep.metrics.metric_value``), with a note for
+    each kind of row it leaves without a value."""
+    readable = trials[[c for c in ("status", "chance") if c in trials.columns]].assign(
+        **{metric: pd.to_numeric(trials[metric], errors="coerce")}
+    )
+    values = pd.Series(
+        [metric_value(row, metric) for row in readable.to_dict("records")], index=trials.index, dtype=float
+    )
     status = trials["status"]
-    values[status == "failed"] = np.nan
-    diverged_missing = (status == "diverged") & values.isna()
+    diverged_missing = (status == "diverged") & readable[metric].isna()
     if diverged_missing.any():
-        if is_accuracy_like(metric):
-            values[diverged_missing] = trials.loc[diverged_missing, "chance"].astype(float)
-        else:
+        if not is_accuracy_like(metric):
             notes.append(
                 f"{int(diverged_missing.sum())} diverged run(s) have no {metric} and no chance level for it;"
                 " they are left out of the tests"

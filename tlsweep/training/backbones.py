@@ -404,6 +404,34 @@ def head_of_state_dict(state_dict: dict[str, Any], backbone: str) -> str:
     return "mlp" if f"{prefix}3.weight" in state_dict else "linear"
 
 
+def library_model(backbone: str, state_dict: dict[str, torch.Tensor]) -> tuple[str, dict[str, torch.Tensor]] | None:
+    """The whole-classifier ``state_dict`` of ``backbone`` as its library's own model names its weights, and the call
+    that builds that model (``torchvision.models.resnet18(num_classes=3)``, ``timm.create_model('resnet50',
+    num_classes=3)``); it loads strictly. None for tlsweep's own backbones and for an MLP head (no library model has
+    one)."""
+    entry = get_backbone(backbone)
+    if head_of_state_dict(state_dict, backbone) != "linear" or entry.family not in ("resnet", "vgg", "timm"):
+        return None
+    num_classes = int(state_dict[head_prefix(backbone) + "weight"].shape[0])
+    if entry.timm_name is None:
+        if entry.torchvision_name is None:
+            return None
+        return f"torchvision.models.{entry.torchvision_name}(num_classes={num_classes})", dict(state_dict)
+    timm = _import_timm(f"backbone {backbone}")
+    arch = entry.timm_name.partition(".")[0]
+    with torch.device("meta"):
+        plain = timm.create_model(arch, pretrained=False, num_classes=num_classes)
+    classifier = next(name for name, module in plain.named_modules() if module is plain.get_classifier())
+    renamed = {
+        key.removeprefix("body.") if key.startswith("body.") else classifier + key.removeprefix("head"): value
+        for key, value in state_dict.items()
+    }
+    expected = plain.state_dict()
+    if set(renamed) != set(expected) or any(renamed[k].shape != expected[k].shape for k in expected):
+        return None
+    return f"timm.create_model({arch!r}, num_classes={num_classes})", renamed
+
+
 def backbone_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The body's parameters and buffers (everything but the head), detached, on CPU."""
     prefix = _head_name(_family_of(model)) + "."

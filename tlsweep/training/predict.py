@@ -60,6 +60,20 @@ def save_trained_model(
     )
 
 
+def save_library_weights(path: Path, *, arch: str, state_dict: dict[str, Any]) -> str | None:
+    """Write the classifier's weights as its library's own model names them (a plain state dict at ``path``) and
+    return the call that builds that model, e.g. ``timm.create_model('resnet50', num_classes=3)``; write nothing
+    and return None where no library model matches (tlsweep's own backbones, an MLP head)."""
+    from tlsweep.training.backbones import library_model
+
+    found = library_model(arch, state_dict)
+    if found is None:
+        return None
+    call, weights = found
+    atomic_torch_save(weights, path)
+    return call
+
+
 def _head_prefix(arch: str) -> str:
     from tlsweep.training.backbones import head_prefix
 
