@@ -67,6 +67,7 @@ def simulate_results(
     best_lr: float | None = None,
     region: dict[str, list[Any]] | None = None,
     arm_effects: dict[str, float] | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> Path:
     """Write trials.parquet, epochs.parquet, spec.resolved.yaml and provenance.json under ``path``; return ``path``.
 
@@ -74,6 +75,7 @@ def simulate_results(
     replace the corresponding arguments; the simulated advantage goes to the treated arm (the first arm
     without ``spec``). ``baseline(fraction, epochs)`` replaces the baseline arm's accuracy (``chance`` puts a cell at
     chance), ``best_lr`` is the lr every confirmed ``best`` config selected, ``region`` the spec's hypothesis.region.
+    ``class_names`` go to provenance.json (the per-class columns stay null; ``set_confusions`` writes them).
     """
     if spec is not None:
         unsupported = sorted(set(spec.cell_factors()) - {"train_fraction", "epochs", "augmentation"})
@@ -210,6 +212,7 @@ def simulate_results(
             versions={"tlsweep": "0.1.0"},
             trial_counts=trial_counts(spec),
             compared_arms=tuple(c.pair for c in spec.compared_arms),
+            class_names=tuple(class_names) if class_names is not None else None,
         )
         ResultsStore(path).write_spec(spec, provenance)
     return path
@@ -370,3 +373,16 @@ def filter_trials(path: Path, keep: Callable[[Any], Any]) -> None:
     frame = table.to_pandas()
     kept = frame[keep(frame)]
     pq.write_table(pa.Table.from_pandas(kept, schema=TRIALS_SCHEMA, preserve_index=False), path / "trials.parquet")
+
+
+def set_confusions(path: Path, confusion_of: Callable[[dict[str, Any]], list[list[int]] | None]) -> None:
+    """Rewrite ``path/trials.parquet`` with each row's ``test_confusion`` = ``confusion_of(row)`` and its
+    ``test_class_acc`` computed from it as the recorder does (row i's diagonal share; None for an empty row)."""
+    rows = pq.read_table(path / "trials.parquet").to_pylist()
+    for row in rows:
+        confusion = confusion_of(row)
+        row["test_confusion"] = json.dumps(confusion) if confusion else None
+        row["test_class_acc"] = (
+            json.dumps([r[i] / sum(r) if sum(r) else None for i, r in enumerate(confusion)]) if confusion else None
+        )
+    pq.write_table(pa.Table.from_pylist(rows, schema=TRIALS_SCHEMA), path / "trials.parquet")

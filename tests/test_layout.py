@@ -40,13 +40,14 @@ def test_spec_design_results_report_and_stats_work_with_torch_and_ray_unimportab
             module = importlib.import_module(f"tlsweep.{{package}}")
             for info in pkgutil.walk_packages(module.__path__, f"tlsweep.{{package}}."):
                 importlib.import_module(info.name)
-        import tlsweep.design, tlsweep.errors, tlsweep.space, tlsweep.spec
+        import tlsweep.design, tlsweep.errors, tlsweep.plan, tlsweep.space, tlsweep.spec
 
         from report_fixtures import simulate_results
         root = simulate_results(__import__("pathlib").Path({str(tmp_path)!r}) / "r", seeds=4, trials_per_cell=2)
         report = tlsweep.build_report(root, formats=("md",), n_resamples=199)
         spec = tlsweep.load_spec("sweeps/demo.yaml")
         assert report.markdown_path.exists() and spec.compared_arms
+        assert tlsweep.plan.detectable(spec).d_z > 0 and tlsweep.plan.sweep_work(spec)
         print(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "ray")))
     """)
     assert proc.returncode == 0, proc.stderr[-3000:]

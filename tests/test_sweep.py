@@ -15,6 +15,7 @@ from confirm_plans import plan_confirm
 from faults import INJECTED, TrialFault, injected
 from sweep_fixtures import assert_journal_matches_parquet, tiny_spec_dict
 
+from tlsweep.data.loading import load_dataset
 from tlsweep.design import trial_counts
 from tlsweep.engine.settings import RESULT_FILES_LOGGER, sweep_settings
 from tlsweep.errors import StoreError
@@ -97,6 +98,7 @@ def test_parquet_files_have_the_declared_schema_and_metadata(finished_sweep) -> 
     assert provenance["compared_arms"] == [list(c.pair) for c in spec.compared_arms] and provenance[
         "trial_counts"
     ] == trial_counts(spec)
+    assert provenance["class_names"] == load_dataset(spec.dataset, image_size=spec.model.image_size).class_names
     ok = [r for r in trials.to_pylist() if r["status"] == "ok"]
     rows_per_trial = Counter(r["trial_id"] for r in epochs.to_pylist())
     assert all(rows_per_trial[r["trial_id"]] == r["epochs_run"] for r in ok)

@@ -14,6 +14,7 @@ from tlsweep import __version__
 from tlsweep.cli.dashboard import dashboard
 from tlsweep.cli.data import data
 from tlsweep.cli.export import export
+from tlsweep.cli.plan import plan
 from tlsweep.cli.report import report
 from tlsweep.cli.sweep import run, status, validate
 from tlsweep.cli.train import models, predict, pretrain, train, weights
@@ -57,6 +58,7 @@ for _command in (
     weights,
     run,
     validate,
+    plan,
     status,
     report,
     export,

@@ -42,13 +42,29 @@ def _formats(ctx: click.Context, param: click.Parameter, value: str) -> tuple[st
     default=None,
     help="Mirror the report to the sweep's W&B summary run (default: the spec's tracking settings).",
 )
-def report(results: str, out_dir: Path | None, seed: int, formats: tuple[str, ...], wandb_mode: str | None) -> None:
+@click.option(
+    "--confusion-cell",
+    default=None,
+    metavar="CELL_ID",
+    help="The cell whose confusion matrices are drawn, e.g. 'train_fraction=0.1|epochs=2' (default: the cell with "
+    "the most training data); the report's per-class section names each cell's id.",
+)
+def report(
+    results: str,
+    out_dir: Path | None,
+    seed: int,
+    formats: tuple[str, ...],
+    wandb_mode: str | None,
+    confusion_cell: str | None,
+) -> None:
     """Write report.md, report.html and figures/ for RESULTS (a results directory, or s3://... / gs://...)."""
     from tlsweep.report.publish import publish_report
     from tlsweep.results.store import ResultsStore
 
     store = ResultsStore(results)  # the report's folder is checked before any statistics (report.build)
-    result, where = publish_report(store, wandb_mode=wandb_mode, seed=seed, out_dir=out_dir, formats=formats)
+    result, where = publish_report(
+        store, wandb_mode=wandb_mode, seed=seed, out_dir=out_dir, formats=formats, confusion_cell=confusion_cell
+    )
     for path in (result.markdown_path, result.html_path):
         if path is not None:
             click.echo(f"wrote {path}")

@@ -119,6 +119,13 @@ def shape_from_nodes(nodes: Iterable[Mapping[str, Any]], *, source: str) -> Clus
     return ClusterShape(tuple(node_types), sum(not t.head for t in node_types), source, autoscaling=False)
 
 
+def local_shape(num_cpus: int, num_gpus: int = 0) -> ClusterShape:
+    """This machine alone, as the local Ray instance ``tlsweep run`` starts sees it (``--num-cpus``, its GPUs)."""
+    resources = {"CPU": float(num_cpus), **({"GPU": float(num_gpus)} if num_gpus else {})}
+    head = NodeType("this machine", resources, 1, head=True)
+    return ClusterShape((head,), 0, f"this machine ({num_cpus} CPUs, {num_gpus} GPUs)", autoscaling=False)
+
+
 def monitor_autoscaling_config(gcs_address: str, cmdlines: Iterable[list[str]]) -> str | None:
     """The ``--autoscaling-config`` of the Ray autoscaler (``monitor.py``) serving ``gcs_address``, from the command
     lines of this machine's processes; None when no such autoscaler runs here or it has no config."""

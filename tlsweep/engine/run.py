@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -191,9 +191,15 @@ def check_storage_writable(location: Location) -> None:
         ) from None
 
 
-def sweep_provenance(spec: SweepSpec, *, source: str | None, extensions: tuple[dict[str, Any], ...] = ()) -> Provenance:
-    """What ``provenance.json`` records about a run of ``spec`` started from the file ``source`` (and the extensions
-    of the sweep so far, ``tlsweep.engine.extend``)."""
+def sweep_provenance(
+    spec: SweepSpec,
+    *,
+    source: str | None,
+    extensions: tuple[dict[str, Any], ...] = (),
+    class_names: Sequence[str] | None = None,
+) -> Provenance:
+    """What ``provenance.json`` records about a run of ``spec`` started from the file ``source`` (the extensions of
+    the sweep so far, ``tlsweep.engine.extend``, and the dataset's class names in label order)."""
     return Provenance(
         spec_hash=spec.result_hash(),
         tlsweep_version=__version__,
@@ -202,6 +208,7 @@ def sweep_provenance(spec: SweepSpec, *, source: str | None, extensions: tuple[d
         trial_counts=trial_counts(spec),
         compared_arms=tuple(c.pair for c in spec.compared_arms),
         extensions=extensions,
+        class_names=tuple(class_names) if class_names is not None else None,
     )
 
 
@@ -550,7 +557,9 @@ def finished_outcome(
     console.print(f"every planned trial is recorded ({trial_counts(spec)}); nothing to run")
     recorded = store.read_provenance()
     if recorded is None or recorded.spec_hash == spec.result_hash():
-        store.write_spec(spec, sweep_provenance(spec, source=source, extensions=extension_history(store)))
+        names = recorded.class_names if recorded is not None else None
+        history = extension_history(store)
+        store.write_spec(spec, sweep_provenance(spec, source=source, extensions=history, class_names=names))
     return SweepOutcome(
         location=store.location.uri,
         trials_recorded=0,
@@ -564,7 +573,8 @@ def load_data(spec: SweepSpec, prepared: Prepared, *, source: str | None, consol
     """The dataset decoded (once, cached), then the spec and its provenance written beside the results."""
     data = load_dataset(spec.dataset, image_size=spec.model.image_size)
     history = extension_history(prepared.store)
-    prepared.store.write_spec(spec, sweep_provenance(spec, source=source, extensions=history))
+    provenance = sweep_provenance(spec, source=source, extensions=history, class_names=data.class_names)
+    prepared.store.write_spec(spec, provenance)
     console.print(
         f"data: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test images, "
         f"{data.num_classes} classes"

@@ -10,12 +10,14 @@ import numpy as np
 import pandas as pd
 
 from tlsweep.errors import StoreError, TlsweepError
-from tlsweep.report.analysis import Analysis, ComparisonAnalysis, Family, analyse
+from tlsweep.report.analysis import Analysis, ComparisonAnalysis, Family, analyse, cell_levels
+from tlsweep.report.classes import ClassView, class_view, pick_confusion_cell, summed_confusion
 from tlsweep.report.formatting import CORRECTION_NAMES, describe_cell
 from tlsweep.report.health import CellHealth, EdgeOptimum, cell_health, edge_optima
 from tlsweep.report.load import Results, is_accuracy_like, load_results
 from tlsweep.report.render import (
     METHODS,
+    figure_block,
     figures_markdown,
     hypothesis_lines,
     markdown_table,
@@ -25,6 +27,7 @@ from tlsweep.report.render import (
 from tlsweep.report.tables import (
     arms_table,
     attrition_display,
+    class_display,
     design_health_lines,
     family_display,
     family_table,
@@ -94,6 +97,8 @@ class ReportResult:
     health: dict[str, CellHealth] = field(default_factory=dict)  # cell_id → steps, arms at chance
     edge_optima: list[EdgeOptimum] = field(default_factory=list)  # selected values at an end of their range
     comparisons: list[ComparisonReport] = field(default_factory=list)  # every comparison; the fields above: the first
+    classes: ClassView | None = None  # per-class test accuracy per cell × arm (descriptive)
+    confusion_cell: str | None = None  # the cell whose confusion matrices are drawn (figures ``confusion_<arm>``)
 
     @property
     def verdict_text(self) -> str:
@@ -109,6 +114,7 @@ def build_report(
     seed: int = 0,
     formats: Sequence[str] = FORMATS,
     n_resamples: int = 9999,
+    confusion_cell: str | None = None,
 ) -> ReportResult:
     """Write the statistical report of a results directory from its Parquet files alone.
 
@@ -118,6 +124,8 @@ def build_report(
         seed: drives every bootstrap and permutation resample, so the same results give the same report.
         formats: any of ``"md"``, ``"html"``, ``"png"``.
         n_resamples: bootstrap and permutation resamples per test.
+        confusion_cell: the cell (its id) whose confusion matrices are drawn; default the cell with the most
+            training data.
 
     Returns:
         ``ReportResult``: the paths written (``markdown_path``, ``html_path``, ``figures``) and the content as data:
@@ -126,11 +134,13 @@ def build_report(
 
     Raises:
         StoreError: when the directory holds no results (run ``tlsweep run SPEC`` first).
+        TlsweepError: ``confusion_cell`` names no cell of the results.
     """
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise TlsweepError(f"unknown report format(s) {unknown}; choose from {list(FORMATS)}")
     results = load_results(Path(results_dir))
+    confusion_at = pick_confusion_cell(results, confusion_cell)
     out = Path(out_dir) if out_dir is not None else results.root / "report"
     _make_out_dir(out, default=out_dir is None)
     rng = np.random.default_rng(seed)
@@ -138,7 +148,15 @@ def build_report(
     from tlsweep.report.figures import write_figures
 
     figures = write_figures(results, analysis, out / "figures", rng=rng)
-    from tlsweep.report.figures import heatmap_name
+    from tlsweep.report.figures import heatmap_name, write_confusion_figures
+
+    classes = class_view(results)
+    confusions = {}
+    if confusion_at is not None and not classes.empty:
+        cell_text = describe_cell(cell_levels(results)[confusion_at])
+        drawn = summed_confusion(results, confusion_at, len(classes.class_names))
+        confusions = write_confusion_figures(drawn, classes.class_names, cell_text, out / "figures")
+    figures.update(confusions)
 
     tuning = tuning_table(analysis.tuning, results)
     edges = edge_optima(results)
@@ -150,7 +168,8 @@ def build_report(
     ]
     first = parts[0]
     notes = _could_not_compute(results, analysis)
-    markdown = _markdown(results, analysis, out, figures, parts, tuning, notes, edges)
+    class_lines = _class_section(results, classes, confusion_at, confusions, out)
+    markdown = _markdown(results, analysis, out, figures, parts, tuning, notes, edges, class_lines)
     md_path = html_path = None
     if "md" in formats:
         md_path = out / "report.md"
@@ -179,6 +198,8 @@ def build_report(
         first.health,
         edges,
         parts,
+        classes,
+        confusion_at if confusions else None,
     )
 
 
@@ -330,6 +351,7 @@ def _markdown(
     tuning: pd.DataFrame,
     notes: list[str],
     edges: list[EdgeOptimum],
+    class_lines: list[str],
 ) -> str:
     hyp = results.hypothesis
     trials, epochs = results.trials, results.epochs
@@ -369,6 +391,7 @@ def _markdown(
         lines += ["## The picture", "", figures_markdown(lead, out), ""]
     if several:
         lines += ["## All arms", "", markdown_table(arms_table(results)), ""]
+    lines += class_lines
     lines += ["## Hypothesis and design", "", *hypothesis_lines(results, family_size), ""]
     for part, section, view in zip(parts, analysis.comparisons, views, strict=True):
         title = f"{part.name}: " if several else ""
@@ -431,7 +454,8 @@ def _markdown(
         attrition,
         "",
     ]
-    shown = {name: path for name, path in figures.items() if path not in lead.values()}
+    placed = {*lead.values(), *(path for name, path in figures.items() if name.startswith("confusion_"))}
+    shown = {name: path for name, path in figures.items() if path not in placed}
     if shown:
         lines += ["## Figures", "", figures_markdown(shown, out), ""]
     lines += ["## Caveats and what could not be computed", ""]
@@ -439,6 +463,53 @@ def _markdown(
     treated, baseline = ("treated", "baseline") if several else (hyp.treated, hyp.baseline)
     lines += ["", "## Methods", "", METHODS.format(treated=treated, baseline=baseline, unit=results.unit), ""]
     return "\n".join(lines)
+
+
+def _class_section(
+    results: Results, view: ClassView, cell: str | None, confusions: dict[str, Path], out: Path
+) -> list[str]:
+    """ "Per-class accuracy": a table per cell (each arm's mean over its confirm seeds, the paired difference per
+    comparison) and the confusion matrix of each arm in one cell. Descriptive: no test, no claim."""
+    lines = ["## Per-class accuracy", ""]
+    if view.empty:
+        return [*lines, *(f"{m[0].upper()}{m[1:]}." for m in view.missing), ""]
+    several = len(results.comparisons) > 1
+    lines += [
+        "Descriptive only: no test is made on these numbers and no claim rests on them; the verdict above is the "
+        "test. Each arm's mean per-class test accuracy (recall: the share of a class's test images predicted as "
+        "that class), in points, over its confirm seeds of the selected config (n = seeds with per-class results; "
+        f"– = no test images of the class). Δ = the mean over paired seeds of {'treated − baseline' if several else results.hypothesis.name.replace(' vs ', ' − ')}.",
+        "",
+    ]
+    levels = cell_levels(results)
+    for cell_id in levels:
+        if cell_id not in set(view.accuracy["cell_id"]):
+            continue
+        lines += [
+            f"### {describe_cell(levels[cell_id])} (`{cell_id}`)",
+            "",
+            markdown_table(class_display(view, cell_id)),
+        ]
+    if cell is not None and confusions:
+        lines += [
+            f"Confusion matrices in {describe_cell(levels[cell])} (`{cell}`): by default the cell with the most "
+            "training data; `tlsweep report --confusion-cell CELL_ID` draws another.",
+            "",
+        ]
+        for name, path in confusions.items():
+            caption = (
+                f"Test confusion of {name.removeprefix('confusion_')} in {describe_cell(levels[cell])}, summed over "
+                "its confirm seeds, each row normalised to its true class (diagonal = each class's accuracy over "
+                "the pooled seeds)."
+            )
+            lines.append(figure_block(name, path, out, caption=caption))
+    elif cell is not None:
+        lines += [f"No confusion matrices: no confirm run in `{cell}` records test_confusion.", ""]
+    else:
+        lines += ["No confusion matrices: no confirm run records test_confusion.", ""]
+    if view.missing:
+        lines += ["Missing:", "", *(f"- {m}" for m in view.missing), ""]
+    return lines
 
 
 def _make_out_dir(out: Path, *, default: bool) -> None:

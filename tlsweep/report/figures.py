@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from tlsweep.report.analysis import Analysis, Family, cell_levels, extra_factors
+from tlsweep.report.classes import Confusion, row_normalised
 from tlsweep.report.formatting import CORRECTION_NAMES, describe_cell_short, fmt_level, fmt_num
 from tlsweep.report.load import Hypothesis, Results, is_accuracy_like
 from tlsweep.stats import mean_interval
@@ -416,6 +417,64 @@ def write_figures(
     with matplotlib.rc_context(_STYLE):
         made = _draw_all(results, analysis, directory, rng=rng)
     return {name: path for name, path in made.items() if path is not None}
+
+
+def confusion_name(arm: str) -> str:
+    return f"confusion_{arm}"
+
+
+def write_confusion_figures(
+    confusions: list[Confusion], class_names: list[str], cell_text: str, directory: Path
+) -> dict[str, Path]:
+    """One row-normalised confusion-matrix figure per arm (``confusion_<arm>.png``); returns name → path."""
+    import matplotlib
+
+    directory.mkdir(parents=True, exist_ok=True)
+    with matplotlib.rc_context(_STYLE):
+        return {
+            confusion_name(c.arm): confusion_figure(
+                c, class_names, cell_text, directory / f"{confusion_name(c.arm)}.png"
+            )
+            for c in confusions
+        }
+
+
+def confusion_figure(confusion: Confusion, class_names: list[str], cell_text: str, path: Path) -> Path:
+    """Share of each true class (row) predicted as each class (column), summed over seeds; the diagonal is the
+    per-class accuracy. Shares are written in the squares up to 20 classes."""
+    shares = row_normalised(confusion.counts) * 100
+    size = len(class_names)
+    side = min(11.0, max(3.6, 0.42 * size + 2.2))
+    fig, axes = _subplots(1, 1, figsize=(side + 1.0, side), squeeze=False)
+    ax = axes[0][0]
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=100, aspect="equal")
+    if size <= 20:
+        for (r, c), value in np.ndenumerate(shares):
+            if math.isfinite(value):
+                ax.text(
+                    c,
+                    r,
+                    f"{value:.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7.5,
+                    color="white" if value > 60 else "black",
+                )
+    for r in np.flatnonzero(~np.isfinite(shares).all(axis=1)):
+        ax.text((size - 1) / 2, r, "no test images", ha="center", va="center", fontsize=7.5, color="#777")
+    ticks = range(size)
+    labels = [name if len(name) <= 14 else name[:13] + "…" for name in class_names]
+    ax.set_xticks(ticks, labels, rotation=90 if size > 4 else 0)
+    ax.set_yticks(ticks, labels)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    bar = fig.colorbar(image, ax=ax, shrink=0.85)
+    bar.set_label("% of the true class's test images")
+    ax.set_title(
+        f"{confusion.arm}: test confusion, row-normalised\n{cell_text}, {confusion.seeds} confirm seed(s) summed"
+    )
+    fig.savefig(path, dpi=110)
+    return path
 
 
 def heatmap_name(results: Results, comparison: Hypothesis) -> str:

@@ -78,6 +78,8 @@ class Results:
     trials_per_cell: int | None
     notes: list[str] = field(default_factory=list)
     comparisons: list[Hypothesis] = field(default_factory=list)  # every comparison; one family of cells × these
+    # the dataset's class names in label order (provenance.json, else the spec's csv class_names); None: not recorded
+    class_names: list[str] | None = None
 
     def for_comparison(self, hypothesis: Hypothesis) -> Results:
         """The same results, reporting on ``hypothesis`` (one of ``comparisons``)."""
@@ -216,7 +218,17 @@ def load_results(results_dir: Path) -> Results:
         trials_per_cell=spec.design.budget.trials_per_cell if spec is not None else None,
         notes=notes,
         comparisons=hypotheses,
+        class_names=_class_names(store, spec),
     )
+
+
+def _class_names(store: ResultsStore, spec: SweepSpec | None) -> list[str] | None:
+    """The class names the sweep recorded in ``provenance.json``, else those its spec declares (a csv dataset)."""
+    provenance = store.read_provenance() if spec is not None else None
+    if provenance is not None and provenance.class_names:
+        return list(provenance.class_names)
+    declared = getattr(spec.dataset, "class_names", None) if spec is not None else None
+    return [str(name) for name in declared] if declared else None
 
 
 def _metric_values(trials: pd.DataFrame, metric: str, notes: list[str]) -> pd.Series:

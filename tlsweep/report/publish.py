@@ -29,13 +29,14 @@ def publish_report(
     seed: int = 0,
     out_dir: Path | None = None,
     formats: Sequence[str] = ("md", "html"),
+    confusion_cell: str | None = None,
 ) -> tuple[ReportResult, str]:
     """Build the report of ``store``'s results; returns it and where report.md is (a path or a URI)."""
     from tlsweep.report import build_report
 
     local = store.local_dir()
     staging = local if local is not None else store.download(Path(tempfile.mkdtemp(prefix="tlsweep-report-")))
-    result = build_report(staging, out_dir=out_dir, seed=seed, formats=formats)
+    result = build_report(staging, out_dir=out_dir, seed=seed, formats=formats, confusion_cell=confusion_cell)
     if local is None and out_dir is None:
         store.upload_dir(staging / "report", "report")
         where = f"{store.location.uri}/report/report.md"
@@ -57,6 +58,8 @@ def _mirror_to_wandb(staging: Path, result: ReportResult, wandb_mode: str | None
         "tuning": result.tuning,
         "design_model": result.model,
     }
+    if result.classes is not None:
+        tables["class_accuracy"] = result.classes.accuracy
     if len(result.comparisons) > 1:  # each comparison's tables under its own names (the ones above: the first)
         for part in result.comparisons:
             key = f"{part.treated}_vs_{part.baseline}"

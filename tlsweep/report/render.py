@@ -87,9 +87,9 @@ def figure_caption(name: str) -> str:
     return FIGURE_CAPTIONS.get(name, name)
 
 
-def figure_block(name: str, path: Path, out_dir: Path) -> str:
+def figure_block(name: str, path: Path, out_dir: Path, *, caption: str | None = None) -> str:
     rel = path.relative_to(out_dir).as_posix()
-    return f"![{name}]({rel})\n\n*{figure_caption(name)}*\n"
+    return f"![{name}]({rel})\n\n*{caption or figure_caption(name)}*\n"
 
 
 def figures_markdown(figures: dict[str, Path], out_dir: Path) -> str:

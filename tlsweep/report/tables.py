@@ -9,6 +9,7 @@ import pandas as pd
 
 from tlsweep.design import MIN_OPTIMIZER_STEPS
 from tlsweep.report.analysis import Family, TuningCell, cell_levels
+from tlsweep.report.classes import ClassView
 from tlsweep.report.formatting import describe_cell, fmt_interval, fmt_num, fmt_p
 from tlsweep.report.health import CellHealth, EdgeOptimum
 from tlsweep.report.load import Results, is_accuracy_like
@@ -300,3 +301,19 @@ def attrition_display(table: pd.DataFrame, results: Results) -> pd.DataFrame:
     shown = table.copy()
     shown["cell_id"] = [describe_cell(levels[c]) if c in levels else c for c in shown["cell_id"]]
     return shown.rename(columns={"cell_id": "cell"})
+
+
+def class_display(view: ClassView, cell: str) -> pd.DataFrame:
+    """One cell's per-class table: a row per class; each arm's mean test accuracy (points) over its seeds (n in the
+    header), then per comparison the mean paired difference treated − baseline (pairs in the header)."""
+    accuracy = view.accuracy[view.accuracy["cell_id"] == cell]
+    differences = view.differences[view.differences["cell_id"] == cell]
+    shown = pd.DataFrame({"class": view.class_names})
+    for arm, rows in accuracy.groupby("arm", sort=False):
+        rows = rows.sort_values("class_index")
+        shown[f"{arm} (n={int(rows['seeds'].max())})"] = [fmt_num(v * 100, 1) for v in rows["mean"]]
+    for (treated, baseline), rows in differences.groupby(["treated", "baseline"], sort=False):
+        rows = rows.sort_values("class_index")
+        header = f"Δ {treated} − {baseline} ({int(rows['pairs'].max())} pairs)"
+        shown[header] = [fmt_num(v * 100, 1, signed=True) for v in rows["difference"]]
+    return shown

@@ -95,6 +95,9 @@ class Provenance:
     # each time a finished or interrupted sweep was extended (more seeds, cells or tune trials; its recorded trials
     # reused): {"from": old hash, "to": new hash, "changes": [...], "at": ISO time}, oldest first
     extensions: tuple[dict[str, Any], ...] = ()
+    # the dataset's class names in label-index order (the order of the trials' test_class_acc and test_confusion);
+    # None in older results (the report then shows class indices)
+    class_names: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -106,6 +109,7 @@ class Provenance:
             "compared_arms": [list(pair) for pair in self.compared_arms] if self.compared_arms else None,
             "hypothesis": self.hypothesis,
             "extensions": [dict(extension) for extension in self.extensions],
+            "class_names": list(self.class_names) if self.class_names is not None else None,
         }
 
     @classmethod
@@ -138,6 +142,9 @@ class Provenance:
             raise StoreError(
                 f"{source}: `trial_counts` must map phases to whole numbers, got {counts!r}; {fix}"
             ) from None
+        names = data.get("class_names")
+        if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            raise StoreError(f"{source}: `class_names` must be a list of strings, got {names!r}; {fix}")
         version = data.get("tlsweep_version", versions.get("tlsweep"))
         return cls(
             spec_hash=data["spec_hash"],
@@ -148,6 +155,7 @@ class Provenance:
             compared_arms=tuple((str(pair[0]), str(pair[1])) for pair in arms) if arms else None,
             hypothesis=hypothesis,
             extensions=tuple(e for e in data.get("extensions") or [] if isinstance(e, dict)),
+            class_names=tuple(names) if names is not None else None,
         )
 
 

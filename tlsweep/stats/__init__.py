@@ -29,7 +29,14 @@ from tlsweep.stats.family import (
     smallest_threshold,
 )
 from tlsweep.stats.multiplicity import adjust_pvalues
-from tlsweep.stats.power import exact_test_floor, min_replicates, seeds_for_power
+from tlsweep.stats.power import (
+    detectable_difference,
+    detectable_effect,
+    exact_test_floor,
+    min_replicates,
+    paired_t_power,
+    seeds_for_power,
+)
 from tlsweep.stats.significance import (
     PairedT,
     TestResult,
@@ -63,6 +70,8 @@ __all__ = [
     "compare_arms",
     "decide_arrays",
     "decide_family",
+    "detectable_difference",
+    "detectable_effect",
     "exact_test_floor",
     "expected_best_curve",
     "family_facts",
@@ -73,6 +82,7 @@ __all__ = [
     "mean_interval",
     "min_replicates",
     "paired_t",
+    "paired_t_power",
     "paired_t_test",
     "probability_of_improvement",
     "ratio_of_means",

@@ -26,7 +26,7 @@ import numpy as np
 from tlsweep.stats._checks import StatsInputError, check_alternative
 from tlsweep.stats.contrast import Contrast
 from tlsweep.stats.multiplicity import CORRECTIONS, adjust_pvalues
-from tlsweep.stats.power import min_replicates
+from tlsweep.stats.power import detectable_effect, min_replicates
 
 Label = Literal["supported", "not supported", "equivalent", "inconclusive"]
 
@@ -208,13 +208,7 @@ class FamilyFacts:
 
 def family_facts(*, tests: int, alpha: float, correction: str, seeds: int, power: float = 0.8) -> FamilyFacts:
     """The family's size, smallest threshold, the seeds its robustness test needs and the effect the t-test detects."""
-    from statsmodels.stats.power import TTestPower
-
     threshold = smallest_threshold(alpha, correction, tests)
     needs = min_replicates(threshold, paired=True, alternative="greater")
-    detectable = (
-        float(TTestPower().solve_power(nobs=seeds, alpha=threshold, power=power, alternative="larger"))
-        if seeds >= 2
-        else float("inf")
-    )
+    detectable = detectable_effect(seeds, alpha=threshold, power=power)
     return FamilyFacts(tests, threshold, seeds, needs, detectable, power)

@@ -78,3 +78,42 @@ def seeds_for_power(
         else:
             low = mid
     return high
+
+
+def paired_t_power(effect_size: float, n: int, *, alpha: float) -> float:
+    """Power of the one-sided paired t-test (H1: mean difference > 0) with ``n`` pairs at level ``alpha`` when the
+    true standardized difference is ``effect_size`` (d_z = mean/SD of the paired differences): the noncentral t
+    tail ``P(T' > t_{1-alpha, n-1})`` with noncentrality ``d_z·√n``."""
+    import scipy.stats
+
+    if n < 2:
+        return float("nan")
+    df = n - 1
+    critical = scipy.stats.t.ppf(1 - alpha, df)
+    return float(scipy.stats.nct.sf(critical, df, effect_size * math.sqrt(n)))
+
+
+def detectable_effect(n: int, *, alpha: float, power: float = 0.8) -> float:
+    """The smallest d_z (mean / SD of the paired differences) the one-sided paired t-test with ``n`` pairs detects
+    with probability ``power`` at level ``alpha`` (the inverse of :func:`paired_t_power` in the effect); inf when
+    ``n < 2`` (no t-test)."""
+    import scipy.optimize
+
+    if not 0 < alpha < 1:
+        raise StatsInputError(f"alpha must lie in (0, 1), but got {alpha}")
+    if not alpha < power < 1:
+        raise StatsInputError(f"power must lie in (alpha, 1), but got {power} (alpha {alpha})")
+    if n < 2:
+        return float("inf")
+    high = 1.0
+    while paired_t_power(high, n, alpha=alpha) < power:
+        high *= 2
+    return float(scipy.optimize.brentq(lambda d: paired_t_power(d, n, alpha=alpha) - power, 0.0, high, xtol=1e-10))
+
+
+def detectable_difference(sd: float, n: int, *, alpha: float, power: float = 0.8) -> float:
+    """The smallest paired mean difference, in the units of ``sd`` (the SD of the paired differences), that the
+    one-sided paired t-test with ``n`` pairs detects with ``power`` at ``alpha``: ``detectable_effect · sd``."""
+    if not np.isfinite(sd) or sd < 0:
+        raise StatsInputError(f"the SD of the paired differences must be finite and ≥ 0, but got {sd}")
+    return detectable_effect(n, alpha=alpha, power=power) * float(sd)
