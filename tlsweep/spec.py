@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from tlsweep.data.config import DatasetSpec
+from tlsweep.data.dataset_spec import DatasetSpec
 from tlsweep.metrics import BOUNDED_METRICS
 from tlsweep.space import ParamEntry, ParamValue
 from tlsweep.tracking.settings import WandbSettings
