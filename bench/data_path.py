@@ -76,7 +76,7 @@ def main() -> None:
 
     from tlsweep.data.augment import TensorAugment
     from tlsweep.data.batches import iterate_batches
-    from tlsweep.data.config import CsvDatasetSpec
+    from tlsweep.data.dataset_spec import CsvDatasetSpec
     from tlsweep.data.loading import load_dataset
     from tlsweep.data.synth import generate_dataset
 

@@ -41,7 +41,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from tlsweep.data.config import parse_dataset_spec
+    from tlsweep.data.dataset_spec import parse_dataset_spec
     from tlsweep.data.loading import load_dataset
     from tlsweep.training import frozen_features
     from tlsweep.training.backbones import backbone_state_dict, create_model

@@ -25,7 +25,7 @@ def tiny_assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A generated 16 px age dataset and a backbone checkpoint of resnet_tiny (random weights: fast, valid)."""
     import torch
 
-    from tlsweep.data.config import parse_dataset_spec
+    from tlsweep.data.dataset_spec import parse_dataset_spec
     from tlsweep.data.loading import load_dataset
     from tlsweep.training.backbones import backbone_state_dict, create_model
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from tlsweep.data.config import (
+from tlsweep.data.dataset_spec import (
     CsvDatasetSpec,
     ImageFolderDatasetSpec,
     SyntheticDatasetSpec,

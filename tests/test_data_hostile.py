@@ -18,8 +18,8 @@ from data_fixtures import write_csv_dataset, write_image, write_imagefolder
 from PIL import Image
 
 from tlsweep.data.cache import decode_image
-from tlsweep.data.check import check_dataset
-from tlsweep.data.config import CsvDatasetSpec, ImageFolderDatasetSpec, parse_dataset_spec
+from tlsweep.data.dataset_check import check_dataset
+from tlsweep.data.dataset_spec import CsvDatasetSpec, ImageFolderDatasetSpec, parse_dataset_spec
 from tlsweep.data.loading import load_dataset
 from tlsweep.errors import DataError, SpecError
 

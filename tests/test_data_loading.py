@@ -10,7 +10,7 @@ import torch
 from data_fixtures import write_csv_dataset, write_image, write_imagefolder
 
 from tlsweep.data import cache as cache_module
-from tlsweep.data.config import CsvDatasetSpec, ImageFolderDatasetSpec, parse_dataset_spec
+from tlsweep.data.dataset_spec import CsvDatasetSpec, ImageFolderDatasetSpec, parse_dataset_spec
 from tlsweep.data.loading import load_dataset
 from tlsweep.errors import DataError
 from tlsweep.results.atomic import TMP_PREFIX

@@ -9,7 +9,7 @@ import torch
 from click.testing import CliRunner
 
 from tlsweep.cli import cli
-from tlsweep.data.config import SyntheticDatasetSpec
+from tlsweep.data.dataset_spec import SyntheticDatasetSpec
 from tlsweep.data.loading import load_dataset
 from tlsweep.data.synth import MANIFEST_NAME, generate_dataset
 from tlsweep.errors import DataError

@@ -385,3 +385,22 @@ def test_batches_reach_the_model_as_float32_and_channels_last_under_amp(data: Da
             assert x.dtype == torch.float32 and x.device == cpu
             layout = torch.channels_last if amp and x.dim() == 4 else torch.contiguous_format  # a vector as it is
             assert x.is_contiguous(memory_format=layout)
+
+
+def test_a_freeze_depth_short_of_a_deep_timm_body_is_no_whole_body_freeze(
+    data: DatasetTensors, cache: FeatureCache, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """timm:test_vit has 7 freeze levels: depth 5 leaves blocks training, so its features cannot be stored (only
+    the head would train); depth 7 freezes the whole body and is stored."""
+    monkeypatch.setattr(frozen_features, "_LOGGED", set())
+    config = PROBE.replace(backbone="timm:test_vit", freeze_depth=5)
+    model = create_model("timm:test_vit", 3, freeze_depth=5, seed=0)
+    assert any(p.requires_grad for n, p in model.named_parameters() if not n.startswith("head"))
+    with caplog.at_level(logging.INFO, logger=frozen_features.LOG.name):
+        assert prepare(config, model, data, torch.device("cpu"), False) is None
+    assert any(
+        "freeze_depth 5 leaves layers of timm:test_vit's body training" in r.getMessage() for r in caplog.records
+    )
+    assert cache.computed == 0
+    whole = create_model("timm:test_vit", 3, freeze_depth=7, seed=0)
+    assert prepare(config.replace(freeze_depth=7), whole, data, torch.device("cpu"), False) is not None

@@ -50,6 +50,19 @@ def _tuned_when(spec: dict[str, Any], when: dict[str, list[str]]) -> dict[str, A
     return spec
 
 
+def _validate(
+    spec: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    *args: str,
+) -> tuple[Path, int, str, str]:
+    """``tlsweep validate`` of ``spec`` written to a file: (the file, exit code, stdout, stderr)."""
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return (path, *run_tlsweep(["validate", path, *args], capsys, monkeypatch))
+
+
 SCRATCH = {"init": "scratch"}
 REFUSED: dict[str, tuple[dict[str, Any], str]] = {
     "epochs 10**12": (
@@ -117,9 +130,7 @@ def test_validate_refuses(
     case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spec, says = REFUSED[case]
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    code, _, err = run_tlsweep(["validate", path], capsys, monkeypatch)
+    path, code, _, err = _validate(spec, tmp_path, capsys, monkeypatch)
     assert code == 2 and str(path) in err and says in err, err
 
 
@@ -133,9 +144,7 @@ def test_arms_differing_in_a_setting_that_matters_are_accepted(
             "scratch": SCRATCH,
         }
     )
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    code, _, err = run_tlsweep(["validate", path], capsys, monkeypatch)
+    _, code, _, err = _validate(spec, tmp_path, capsys, monkeypatch)
     assert code == 0, err
 
 
@@ -149,6 +158,170 @@ def test_a_checkpoint_for_another_backbone_is_refused_under_the_user_s_file_name
     code, _, err = run_tlsweep(["validate", path], capsys, monkeypatch)
     assert code == 2
     assert f"model.pretrained.checkpoint: {checkpoint} does not fit resnet_tiny" in err and "missing (" in err
+
+
+# arms that are one arm once the backbone is known (`feature_cache_dtype` where the frozen-feature cache is not used
+# or `auto` stores that dtype anyway; a whole body frozen on a backbone of fewer than 5 levels), and a `when` that
+# names no remaining arm: (spec, --set items, what the error names)
+CHECKPOINT = {"init": "checkpoint"}
+EVIT = "timm:efficientvit_m0"  # 4 freeze levels: freeze_depth 4 is its whole body
+ONE_ARM: dict[str, tuple[dict[str, Any], list[str], list[str]]] = {
+    "feature_cache_dtype with nothing frozen": (
+        _with_arms({"a": CHECKPOINT, "b": {**CHECKPOINT, "feature_cache_dtype": "float16"}, "scratch": SCRATCH}),
+        [],
+        ["design.arms.a and design.arms.b differ only in feature_cache_dtype", "the frozen-feature cache is not used"],
+    ),
+    "feature_cache_dtype with the cache off": (
+        _with_arms(
+            {
+                "a": {**CHECKPOINT, "freeze_depth": 5, "feature_cache": False},
+                "b": {**CHECKPOINT, "freeze_depth": 5, "feature_cache": False, "feature_cache_dtype": "float32"},
+                "scratch": SCRATCH,
+            }
+        ),
+        [],
+        ["design.arms.a and design.arms.b differ only in feature_cache_dtype, which cannot change"],
+    ),
+    "feature_cache_dtype auto vs the dtype auto picks": (
+        _with_arms(
+            {
+                "a": {**CHECKPOINT, "freeze_depth": 5},
+                "b": {**CHECKPOINT, "freeze_depth": 5, "feature_cache_dtype": "float16"},
+                "scratch": SCRATCH,
+            }
+        ),
+        [],
+        ["differ only in feature_cache_dtype", "auto stores that dtype"],
+    ),
+    "feature_cache_dtype on a whole frozen timm body of 4 levels": (
+        _with_arms(
+            {
+                "a": {**CHECKPOINT, "backbone": EVIT, "freeze_depth": 4},
+                "b": {**CHECKPOINT, "backbone": EVIT, "freeze_depth": 4, "feature_cache_dtype": "float16"},
+                "scratch": SCRATCH,
+            }
+        ),
+        [],
+        ["design.arms.a and design.arms.b differ only in feature_cache_dtype"],
+    ),
+    "backbone_lr_mult on a whole frozen timm body of 4 levels": (
+        _with_arms(
+            {
+                "a": {**CHECKPOINT, "backbone": EVIT, "freeze_depth": 4},
+                "b": {**CHECKPOINT, "backbone": EVIT, "freeze_depth": 4, "backbone_lr_mult": 0.1},
+                "scratch": SCRATCH,
+            }
+        ),
+        [],
+        ["design.arms.a and design.arms.b differ only in backbone_lr_mult", "the whole body is frozen"],
+    ),
+    "backbone_lr_mult on a whole frozen small_cnn (4 levels)": (
+        _with_arms(
+            {
+                "a": {**CHECKPOINT, "backbone": "small_cnn", "freeze_depth": 4},
+                "b": {**CHECKPOINT, "backbone": "small_cnn", "freeze_depth": 4, "backbone_lr_mult": 0.1},
+                "scratch": SCRATCH,
+            }
+        ),
+        [],
+        ["design.arms.a and design.arms.b differ only in backbone_lr_mult"],
+    ),
+    "a when naming only a dropped arm": (
+        _tuned_when(_with_arms({"a": CHECKPOINT, "scratch": SCRATCH}), {"arm": ["probe"]}),
+        [],
+        ["tune.augmentation.when.arm: ['probe'] are not arms of this design", "the arms: ['a', 'scratch']"],
+    ),
+    "a when naming only an arm --set renamed": (
+        _tuned_when(_with_arms({"probe": CHECKPOINT, "scratch": SCRATCH}), {"arm": ["probe"]}),
+        ["design.arms={linear: {init: checkpoint}, scratch: {init: scratch}}"],
+        ["tune.augmentation.when.arm: ['probe'] are not arms", "the arms: ['linear', 'scratch']"],
+    ),
+    "a when --set to no arm": (
+        _tuned_when(_with_arms({"probe": CHECKPOINT, "scratch": SCRATCH}), {"arm": ["probe"]}),
+        ["design.tune.augmentation.when.arm=[]"],
+        ["tune.augmentation.when.arm: lists no arm", "the arms: ['probe', 'scratch']"],
+    ),
+    "a when whose arm lacks its init level": (
+        _tuned_when(_with_arms({"a": CHECKPOINT, "scratch": SCRATCH}), {"arm": ["a"], "init": ["scratch"]}),
+        [],
+        ["design.tune.augmentation.when", "holds in no study", "the arms: a (init checkpoint), scratch (init scratch)"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(ONE_ARM))
+def test_validate_refuses_arms_that_are_one_and_a_when_without_arms(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec, overrides, says = ONE_ARM[case]
+    sets = [part for item in overrides for part in ("--set", item)]
+    path, code, out, err = _validate(spec, tmp_path, capsys, monkeypatch, "--no-data-check", *sets)
+    message = " ".join(err.split())
+    assert code == 2 and out == "" and err.startswith(f"Error: {path}"), err
+    assert all(part in message for part in says), err
+    fix = "change a setting of one arm or drop it" if "differ" in says[0] else "widen it|list one or more of them"
+    assert any(option in message for option in fix.split("|")), err
+
+
+# close to each refused case, and valid: the setting changes the run (or the `when` names an arm there is)
+STILL_VALID: dict[str, tuple[dict[str, Any], list[str]]] = {
+    "feature_cache_dtype of a cached partial freeze": (
+        _with_arms(
+            {
+                "a": {**CHECKPOINT, "freeze_depth": 3},
+                "b": {**CHECKPOINT, "freeze_depth": 3, "feature_cache_dtype": "float16"},  # auto: float32 here
+                "scratch": SCRATCH,
+            }
+        ),
+        [],
+    ),
+    "feature_cache_dtype other than auto picks": (
+        _with_arms(
+            {
+                "a": {**CHECKPOINT, "freeze_depth": 5},
+                "b": {**CHECKPOINT, "freeze_depth": 5, "feature_cache_dtype": "float32"},
+                "scratch": SCRATCH,
+            }
+        ),
+        [],
+    ),
+    "backbone_lr_mult on a partly frozen timm body of 4 levels": (
+        _with_arms(
+            {
+                "a": {**CHECKPOINT, "backbone": EVIT, "freeze_depth": 3},
+                "b": {**CHECKPOINT, "backbone": EVIT, "freeze_depth": 3, "backbone_lr_mult": 0.1},
+                "scratch": SCRATCH,
+            }
+        ),
+        [],
+    ),
+    "backbone_lr_mult at depth 5 of a timm body of 7 levels": (
+        _with_arms(
+            {
+                "a": {**CHECKPOINT, "backbone": "timm:test_vit", "freeze_depth": 5},
+                "b": {**CHECKPOINT, "backbone": "timm:test_vit", "freeze_depth": 5, "backbone_lr_mult": 0.1},
+                "scratch": SCRATCH,
+            }
+        ),
+        [],
+    ),
+    "a when naming an arm there is": (
+        _tuned_when(_with_arms({"probe": CHECKPOINT, "scratch": SCRATCH}), {"arm": ["probe"]}),
+        [
+            "design.arms={probe: {init: checkpoint}, linear: {init: checkpoint, freeze_depth: 5}, scratch: {init: scratch}}"
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(STILL_VALID))
+def test_validate_accepts_arms_close_to_the_refused_ones(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec, overrides = STILL_VALID[case]
+    sets = [part for item in overrides for part in ("--set", item)]
+    _, code, out, err = _validate(spec, tmp_path, capsys, monkeypatch, "--no-data-check", *sets)
+    assert code == 0 and "is valid" in out, err
 
 
 # ---------------------------------------------------------------------------------------------- the CLI

@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 
 import tlsweep
-from tlsweep.engine.settings import RESULT_FILES_LOGGER, SWEEP_ENVIRONMENT, sweep_settings
+from tlsweep.engine.sweep_environment import RESULT_FILES_LOGGER, SWEEP_ENVIRONMENT, sweep_settings
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent

@@ -18,7 +18,7 @@ from report_fixtures import simulate_results
 
 from tlsweep.errors import StoreError
 from tlsweep.report.load import load_results
-from tlsweep.results.check import check_epochs, check_trials
+from tlsweep.results.integrity import check_epochs, check_trials
 from tlsweep.results.schema import EPOCHS_SCHEMA, TRIALS_SCHEMA
 from tlsweep.results.store import PROVENANCE_FILE, SPEC_FILE, TRIALS_FILE, ResultsStore
 

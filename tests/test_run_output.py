@@ -14,7 +14,7 @@ from rich.console import Console
 
 from tlsweep.design import study_trial_counts
 from tlsweep.engine.progress import PROGRESS_LINES, Progress, StatusBoard
-from tlsweep.engine.settings import TOKEN_AUTH_LOGGER, sweep_settings
+from tlsweep.engine.sweep_environment import TOKEN_AUTH_LOGGER, sweep_settings
 
 
 def test_a_run_logged_to_a_file_prints_a_progress_line_every_few_trials() -> None:

@@ -17,7 +17,7 @@ from sweep_fixtures import assert_journal_matches_parquet, tiny_spec_dict
 
 from tlsweep.data.loading import load_dataset
 from tlsweep.design import trial_counts
-from tlsweep.engine.settings import RESULT_FILES_LOGGER, sweep_settings
+from tlsweep.engine.sweep_environment import RESULT_FILES_LOGGER, sweep_settings
 from tlsweep.errors import StoreError
 from tlsweep.results.schema import EPOCHS_SCHEMA, TRIALS_SCHEMA
 from tlsweep.results.store import ResultsStore

@@ -1,4 +1,4 @@
-"""Settings of a single training run (``tlsweep.training.settings``) and dataset detection from a directory."""
+"""Settings of a single training run (``tlsweep.training.train_settings``) and dataset detection from a directory."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from data_fixtures import write_csv_dataset, write_imagefolder
 
-from tlsweep.data.config import (
+from tlsweep.data.dataset_spec import (
     CsvDatasetSpec,
     ImageFolderDatasetSpec,
     SyntheticDatasetSpec,
@@ -16,7 +16,7 @@ from tlsweep.data.config import (
 from tlsweep.data.synth import generate_dataset
 from tlsweep.errors import DataError, InputChoiceError, SpecError, UnknownNameError
 from tlsweep.training.config import pretrain_config
-from tlsweep.training.settings import TrainingFile, read_training_file, resolve_run_settings
+from tlsweep.training.train_settings import TrainingFile, read_training_file, resolve_run_settings
 
 
 def _yaml(tmp_path: Path, text: str) -> Path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,13 @@ from tlsweep.metrics import metric_value
 from tlsweep.space import grid_points
 from tlsweep.spec import ARM_KEY, FACTOR_NAMES, PRETRAINED_LEVELS, SweepSpec, tune_range_values
 from tlsweep.stats.sequential import SequentialDesign, SequentialOutcome, look_pvalues, sequential_decide
-from tlsweep.training.config import TrialConfig, check_trial_config, effective_settings
+from tlsweep.training.config import (
+    MAX_FREEZE_DEPTH,
+    BodyFacts,
+    TrialConfig,
+    check_trial_config,
+    effective_settings,
+)
 
 
 def _fmt(value: Any) -> str:
@@ -486,46 +493,77 @@ def check_design(spec: SweepSpec) -> None:
     Raises:
         ValueError: naming the field and the fix (``tlsweep.spec_load.parse_spec`` reports it as a spec error).
     """
-    _check_arms_differ(spec)
+    check_arms_differ(spec)
     _check_when_applies(spec)
     _check_trial_configs(spec)
     if spec.design.budget.sampler == "grid":
         _check_grid(spec)
 
 
-def _check_arms_differ(spec: SweepSpec) -> None:
-    """Two arms that would train the same model with the same settings are one arm: an error (settings that
-    cannot change a run's numbers, ``training.config.effective_settings``, do not count)."""
+HOW_IT_COMPUTES = "how it computes, not what"
+NO_EFFECT_WHY = {  # why a setting two arms differ in cannot matter (training.config.effective_settings)
+    "momentum": "the optimizer has none",
+    "freeze_depth": "scratch trains every layer",
+    "backbone_lr_mult": "the whole body is frozen",
+    "feature_cache_dtype": "the frozen-feature cache is not used, or auto stores that dtype",
+}
+
+
+def parse_time_body(backbone: str) -> BodyFacts:
+    """What is known of a backbone without torch: the registered ones have at most ``MAX_FREEZE_DEPTH`` levels (a
+    depth of 5 is their whole body); a timm model's levels are its own."""
+    return BodyFacts(freeze_levels=None if backbone.startswith("timm:") else MAX_FREEZE_DEPTH)
+
+
+def check_arms_differ(spec: SweepSpec, body: Callable[[str], BodyFacts] = parse_time_body) -> None:
+    """Two arms that would train the same model with the same settings in every cell are one arm: an error. Settings
+    that cannot change a run's numbers (``training.config.effective_settings``, told what ``body`` knows of each
+    backbone and what each study tunes) do not count.
+
+    Raises:
+        ValueError: naming both arms, the settings in which they differ and the fix.
+    """
     if spec.design.arms is None:
         return
     base = base_trial_config(spec).to_dict()
-    seen: dict[str, tuple[str, dict[str, Any]]] = {}
-    for name in spec.design.arms:
-        settings = {**base, **spec.arm_settings(name)}
-        key = json.dumps(effective_settings(settings), sort_keys=True, default=str)
-        if key in seen:
-            other, other_settings = seen[key]
-            differ = sorted(k for k in set(settings) | set(other_settings) if settings.get(k) != other_settings.get(k))
-            what = (
-                f"differ only in {', '.join(differ)}, which cannot change a run's numbers here"
-                if differ
-                else "differ in nothing"
-            )
-            raise ValueError(
-                f"design.arms.{other} and design.arms.{name} {what} (same init and settings once the model block "
-                "and the recipe apply); change a setting of one arm or drop it"
-            )
-        seen[key] = (name, settings)
+    keys: dict[str, list[str]] = {}
+    for levels in studies(spec):
+        arm = str(levels[ARM_KEY])
+        settings = {**base, **spec.arm_settings(arm), **{k: v for k, v in levels.items() if k != ARM_KEY}}
+        tuned = sorted(name for name, entry in spec.design.tune.items() if entry.applies_to(levels))
+        effective = effective_settings(settings, varying=tuned, body=body(str(settings["backbone"])))
+        keys.setdefault(arm, []).append(json.dumps(effective, sort_keys=True, default=str))
+    seen: dict[str, str] = {}
+    for name, key in keys.items():
+        other = seen.setdefault(json.dumps(key), name)
+        if other == name:
+            continue
+        mine, theirs = ({**base, **spec.arm_settings(arm)} for arm in (name, other))
+        differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        what = (
+            f"differ only in {', '.join(differ)}, which cannot change a run's numbers here ("
+            + "; ".join(f"{k}: {NO_EFFECT_WHY.get(k, HOW_IT_COMPUTES)}" for k in differ)
+            + ")"
+            if differ
+            else "differ in nothing"
+        )
+        raise ValueError(
+            f"design.arms.{other} and design.arms.{name} {what}: the same init and settings once the model block "
+            "and the recipe apply; change a setting of one arm or drop it"
+        )
 
 
 def _check_when_applies(spec: SweepSpec) -> None:
     """A tune entry whose ``when`` holds in no study is tuned nowhere: an error, not a silent no-op."""
     every = studies(spec)
+    arms = ", ".join(
+        f"{levels.get(ARM_KEY, levels['init'])} (init {levels['init']})" for levels in spec.design.arm_levels()
+    )
     for name, entry in spec.design.tune.items():
         if entry.when and not any(entry.applies_to(levels) for levels in every):
             raise ValueError(
-                f"tune.{name}.when {entry.when} holds in no study (no arm and cell has all those levels together); "
-                "widen it or drop the entry"
+                f"design.tune.{name}.when {entry.when} holds in no study (no arm and cell has all those levels "
+                f"together; the arms: {arms}); widen it to an arm that has them or drop the entry"
             )
 
 

@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from tlsweep.data.config import DatasetSpec
+from tlsweep.data.dataset_spec import DatasetSpec
 from tlsweep.metrics import BOUNDED_METRICS
 from tlsweep.space import ParamEntry, ParamValue
 from tlsweep.tracking.settings import WandbSettings
@@ -299,9 +299,10 @@ class DesignSpec(_Model):
                 if cond == ARM_KEY:
                     unknown = [arm for arm in allowed if arm not in arms]
                     if unknown or not allowed:
+                        what = f"{unknown} are not arms of this design" if unknown else "lists no arm"
                         raise ValueError(
-                            f"tune.{name}.when.arm: {unknown or allowed} are not arms of this design; "
-                            f"list one or more of {arms}"
+                            f"tune.{name}.when.arm: {what} (a dropped or renamed arm?); the arms: {arms}; list one "
+                            f"or more of them, or drop the `when` to tune {name} in every arm"
                         )
                 elif cond == "init":
                     unknown = [level for level in allowed if level not in self.init_levels()]

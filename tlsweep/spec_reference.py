@@ -58,7 +58,7 @@ MEANINGS: dict[str, str] = {
     "model.schedule.gamma": "step schedule: decay factor",
     "model.label_smoothing": "label smoothing of the cross-entropy loss",
     "model.backbone_lr_mult": "lr of unfrozen body parameters relative to the head",
-    "model.feature_cache_dtype": "how frozen-layer features are stored for reuse (auto: chosen per device)",
+    "model.feature_cache_dtype": "how frozen-layer features are stored for reuse (auto: float16 for a whole frozen body, float32 below)",
     "model.pretrained.imagenet": "what `init: imagenet` loads: torchvision weights name, timm tag or weights file "
     "(null: the default)",
     "model.pretrained.checkpoint": "the backbone file `init: checkpoint` loads",

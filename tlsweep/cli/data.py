@@ -115,8 +115,8 @@ def cache(
     """Decode ROOT's images once into the tensor cache; print counts per split and class."""
     from collections import Counter
 
-    from tlsweep.data.check import check_dataset, raise_errors
-    from tlsweep.data.config import (
+    from tlsweep.data.dataset_check import check_dataset, raise_errors
+    from tlsweep.data.dataset_spec import (
         CsvDatasetSpec,
         DatasetSpec,
         ImageFolderDatasetSpec,

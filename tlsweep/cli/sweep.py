@@ -112,9 +112,9 @@ def _print_families(console: Console, spec: SweepSpec) -> None:
 
 
 def _check_data(spec: SweepSpec, *, full_decode: bool = False) -> None:
-    """Print the dataset's warnings; raise one DataError listing its errors (``tlsweep.data.check``, and images that
+    """Print the dataset's warnings; raise one DataError listing its errors (``tlsweep.data.dataset_check``, and images that
     do not open: ``tlsweep.data.decodable``)."""
-    from tlsweep.data.check import check_dataset, raise_errors
+    from tlsweep.data.dataset_check import check_dataset, raise_errors
     from tlsweep.data.decodable import undecodable_images
     from tlsweep.errors import DataError
 
@@ -265,7 +265,7 @@ def status(results: str) -> None:
     from tlsweep.design import split_study_key, study_trial_counts
     from tlsweep.engine.progress import StatusBoard, efficiency_line
     from tlsweep.engine.status import STATUS_FILE, StatusDocument
-    from tlsweep.results.check import check_spec, check_trials
+    from tlsweep.results.integrity import check_spec, check_trials
     from tlsweep.results.store import TRIALS_FILE, ResultsStore
 
     store = ResultsStore(results)

@@ -1,7 +1,7 @@
 """``tlsweep train``, ``predict``, ``pretrain``, ``models`` and ``weights download``: single runs without Ray.
 
 Settings come from (lowest to highest priority) ``TrialConfig``'s defaults (the pretraining recipe's for
-``pretrain``), a ``--config`` YAML file and flags; ``tlsweep.training.settings`` resolves and checks them.
+``pretrain``), a ``--config`` YAML file and flags; ``tlsweep.training.train_settings`` resolves and checks them.
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ def train(
     from tlsweep.output_paths import check_output_dir, keep_elsewhere
     from tlsweep.training.loop import run_trial
     from tlsweep.training.outputs import write_train_outputs
-    from tlsweep.training.settings import resolve_run_settings
+    from tlsweep.training.train_settings import resolve_run_settings
 
     console = Console(stderr=True)
     check_output_dir(out)  # before any work: a finished run is never lost to an unwritable --out
@@ -232,7 +232,7 @@ def pretrain(
     from tlsweep.output_paths import check_output_file
     from tlsweep.training import loop as training
     from tlsweep.training.config import pretrain_config
-    from tlsweep.training.settings import resolve_run_settings
+    from tlsweep.training.train_settings import resolve_run_settings
 
     console = Console(stderr=True)
     if dataset_root is None and synthetic is None and config_file is None:

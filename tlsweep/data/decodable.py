@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from tlsweep.data.cache import ImageEntry, decode_image, default_workers
-from tlsweep.data.check import DatasetProblem
-from tlsweep.data.config import CsvDatasetSpec, DatasetSpec, ImageFolderDatasetSpec
+from tlsweep.data.dataset_check import DatasetProblem
+from tlsweep.data.dataset_spec import CsvDatasetSpec, DatasetSpec, ImageFolderDatasetSpec
 from tlsweep.data.presets import SPLITS
 from tlsweep.errors import DataError
 
@@ -42,7 +42,7 @@ def decode_problem(entry: ImageEntry) -> str | None:
 def undecodable_images(spec: DatasetSpec, *, full: bool = False, workers: int | None = None) -> list[DatasetProblem]:
     """One error listing the images of ``spec`` that do not open (``full``: do not decode); [] when all do.
 
-    A dataset that cannot be listed (``tlsweep.data.check.check_dataset`` reports why) or a synthetic one (generated
+    A dataset that cannot be listed (``tlsweep.data.dataset_check.check_dataset`` reports why) or a synthetic one (generated
     by tlsweep) has nothing to check here.
     """
     from tlsweep.data.listing import csv_entries, imagefolder_entries

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from tlsweep.data.cache import ImageEntry
-from tlsweep.data.config import CsvDatasetSpec, DatasetSpec, ImageFolderDatasetSpec
+from tlsweep.data.dataset_spec import CsvDatasetSpec, DatasetSpec, ImageFolderDatasetSpec
 from tlsweep.data.presets import PRESETS, SPLITS
 from tlsweep.errors import DataError
 

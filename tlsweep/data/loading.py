@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tlsweep.data.cache import CacheNotWritableError, load_or_build_split
-from tlsweep.data.check import label_problems, raise_errors
-from tlsweep.data.config import CsvDatasetSpec, DatasetSpec, SyntheticDatasetSpec
+from tlsweep.data.dataset_check import label_problems, raise_errors
+from tlsweep.data.dataset_spec import CsvDatasetSpec, DatasetSpec, SyntheticDatasetSpec
 from tlsweep.data.listing import csv_entries, display_name, imagefolder_listing, listing_notes, missing_root_message
 from tlsweep.data.presets import SPLITS
 from tlsweep.errors import DataError
@@ -28,7 +28,7 @@ def load_dataset(
     """Decode (once) and memory-map the three splits of a dataset as uint8 N×3×image_size×image_size tensors.
 
     Args:
-        spec: the dataset (``SweepSpec.dataset``, or ``tlsweep.data.config.parse_dataset_spec({...})``); a
+        spec: the dataset (``SweepSpec.dataset``, or ``tlsweep.data.dataset_spec.parse_dataset_spec({...})``); a
             synthetic dataset is generated first when missing.
         image_size: images are resized to this square size.
         cache_dir: where the decoded tensors are cached (default ``<root>/.tlsweep-cache``).

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tlsweep.data.config import CsvDatasetSpec, DatasetSpec, ImageFolderDatasetSpec, SyntheticDatasetSpec
+from tlsweep.data.dataset_spec import CsvDatasetSpec, DatasetSpec, ImageFolderDatasetSpec, SyntheticDatasetSpec
 from tlsweep.errors import DataError
 
 

@@ -53,9 +53,9 @@ from tlsweep.engine.extend import extension_changes, extension_history, record_e
 from tlsweep.engine.progress import Progress, StatusBoard
 from tlsweep.engine.recorder import ResultsRecorder
 from tlsweep.engine.searchers import SweepSearcher
-from tlsweep.engine.settings import sweep_settings
 from tlsweep.engine.signals import SigtermAsSigint
 from tlsweep.engine.status import STATUS_FILE, StatusDocument
+from tlsweep.engine.sweep_environment import sweep_settings
 from tlsweep.engine.worker_setup import worker_runtime_env
 from tlsweep.errors import StoreError, WeightsError
 from tlsweep.results.atomic import atomic_write_bytes

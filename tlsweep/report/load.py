@@ -15,7 +15,7 @@ import pandas as pd
 from tlsweep.errors import StoreError
 from tlsweep.metrics import is_accuracy_like, metric_value
 from tlsweep.report.screen import screen_trials
-from tlsweep.results.check import check_epochs, check_spec, check_trials
+from tlsweep.results.integrity import check_epochs, check_spec, check_trials
 from tlsweep.results.schema import EPOCHS_SCHEMA
 from tlsweep.results.store import EPOCHS_FILE, SPEC_FILE, TRIALS_FILE, ResultsStore
 from tlsweep.spec import (
@@ -113,7 +113,7 @@ class Results:
 
 def _read_table(store: ResultsStore, name: str, notes: list[str]) -> pd.DataFrame:
     """One results table as pandas: the compacted file upserted with any parts (a running or killed sweep), or the
-    single file of a finished sweep or of tlsweep 0.1; its values checked (``tlsweep.results.check``)."""
+    single file of a finished sweep or of tlsweep 0.1; its values checked (``tlsweep.results.integrity``)."""
     source = store.location.join(name).uri
     if name == TRIALS_FILE:
         table = store.read_trials()

@@ -90,7 +90,7 @@ class Provenance:
     trial_counts: dict[str, int] = field(default_factory=dict)  # planned trials per phase
     compared_arms: tuple[tuple[str, str], ...] | None = None  # the comparisons: (treated, baseline) each
     # the resolved hypothesis block the sweep last ran with (a hand edit of spec.resolved.yaml is refused by the
-    # report; tlsweep.results.check.check_spec); None in results written before 0.2.0
+    # report; tlsweep.results.integrity.check_spec); None in results written before 0.2.0
     hypothesis: dict[str, Any] | None = None
     # each time a finished or interrupted sweep was extended (more seeds, cells or tune trials; its recorded trials
     # reused): {"from": old hash, "to": new hash, "changes": [...], "at": ISO time}, oldest first

@@ -14,7 +14,7 @@ import dataclasses
 import numbers
 import re
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -203,20 +203,68 @@ def rule_problem(name: str, value: Any) -> str | None:
 
 
 NO_EFFECT_SETTINGS = ("device", "num_threads", "eval_batch_size", "amp", "feature_cache")  # how, not what, it computes
+CACHEABLE_AUGMENTATIONS = ("none", "flip")  # the frozen-feature cache stores these views of an image only
 
 
-def effective_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+def cache_dtype_name(freeze_depth: int, name: str) -> str:
+    """The setting ``feature_cache_dtype`` resolved: ``auto`` is float16 from depth ``MAX_FREEZE_DEPTH`` on (feature
+    vectors of a whole body), float32 below (feature maps that still train)."""
+    if name == "auto":
+        return "float16" if freeze_depth >= MAX_FREEZE_DEPTH else "float32"
+    return name
+
+
+@dataclass(frozen=True)
+class BodyFacts:
+    """What :func:`effective_settings` knows of a backbone (None: not known, as without torch)."""
+
+    freeze_levels: int | None = None  # backbones.freeze_levels: a depth at or beyond it freezes the whole body
+    partial_cache: bool | None = None  # the frozen-feature cache splits it below the whole body (frozen_prefix)
+
+
+def effective_settings(
+    settings: Mapping[str, Any], *, varying: Collection[str] = (), body: BodyFacts = BodyFacts()
+) -> dict[str, Any]:
     """``settings`` without those that cannot change a run's numbers: how it computes (``NO_EFFECT_SETTINGS``),
-    ``momentum`` for an optimizer without it, ``backbone_lr_mult`` with the whole body frozen and ``freeze_depth``
-    from scratch (a scratch run trains every layer)."""
+    ``momentum`` for an optimizer without it, ``freeze_depth`` from scratch (a scratch run trains every layer),
+    ``backbone_lr_mult`` with the whole body frozen (a depth at or beyond ``body.freeze_levels``), and
+    ``feature_cache_dtype`` where the frozen-feature cache is not used (else the dtype ``auto`` resolves to).
+
+    A rule that reads a setting of ``varying`` (tuned, or a factor) does not apply: its value changes between trials.
+    What ``body`` does not know keeps the setting (no arm is called a copy of another on a guess).
+    """
     out = {k: v for k, v in settings.items() if k not in NO_EFFECT_SETTINGS}
-    if out.get("optimizer", "sgd") != "sgd":
+    if "optimizer" not in varying and out.get("optimizer", "sgd") != "sgd":
         out.pop("momentum", None)
+    depth: int | None = None if "freeze_depth" in varying else int(out.get("freeze_depth", 0))
     if str(out.get("init", "")).startswith("scratch"):
         out.pop("freeze_depth", None)
-    if out.get("freeze_depth", 0) >= MAX_FREEZE_DEPTH:
+        depth = 0
+    whole = depth is not None and body.freeze_levels is not None and depth >= body.freeze_levels > 0
+    if whole:
         out.pop("backbone_lr_mult", None)
+    if "feature_cache_dtype" in out:
+        used = _cache_used(settings, varying, depth, whole, body)
+        if used is False:
+            out.pop("feature_cache_dtype")
+        elif depth is not None:
+            out["feature_cache_dtype"] = cache_dtype_name(depth, str(out["feature_cache_dtype"]))
     return out
+
+
+def _cache_used(
+    settings: Mapping[str, Any], varying: Collection[str], depth: int | None, whole: bool, body: BodyFacts
+) -> bool | None:
+    """False when the frozen-feature cache (``frozen_features.prepare``) is certainly not used, else None (maybe)."""
+    if settings.get("feature_cache") is False or depth == 0:
+        return False
+    if "augmentation" not in varying and settings.get("augmentation", "none") not in CACHEABLE_AUGMENTATIONS:
+        return False
+    if depth is None:
+        return None
+    if depth < MAX_FREEZE_DEPTH:  # a partial freeze: split only where the cache knows the backbone's stages
+        return None if body.partial_cache is not False else False
+    return None if whole or body.freeze_levels is None else False  # depth 5 of a deeper body is no whole body
 
 
 def check_setting(name: str, value: Any, *, source: str | None = None) -> Any:

@@ -28,8 +28,9 @@ than the bound is not stored: that trial falls back.
 
 Fallbacks (logged once per process and reason, at INFO on ``tlsweep.training.frozen_features``): no frozen layer,
 augmentation that changes pixels beyond a flip, an architecture whose prefix is not known (partial freezes of
-anything but torchvision ResNet/VGG and ``resnet_tiny``; full-body freezes of models with dropout in the body or
-whose head is not their last operation), ``feature_cache: false``, or an entry over the cache's bound.
+anything but torchvision ResNet/VGG and ``resnet_tiny``, including depth 5 of a body with more levels; full-body
+freezes of models with dropout in the body or whose head is not their last operation), ``feature_cache: false``,
+or an entry over the cache's bound.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ import torch
 from torch import nn
 
 from tlsweep.errors import SpecError
-from tlsweep.training.config import FEATURE_CACHE_DTYPES
+from tlsweep.training.config import CACHEABLE_AUGMENTATIONS, FEATURE_CACHE_DTYPES, BodyFacts, cache_dtype_name
 
 if TYPE_CHECKING:
     from tlsweep.data.types import DatasetTensors, SplitTensors
@@ -66,7 +67,6 @@ LOG = logging.getLogger(__name__)
 CACHE_DIR_ENV = "TLSWEEP_FEATURE_CACHE_DIR"
 CACHE_GB_ENV = "TLSWEEP_FEATURE_CACHE_GB"
 CACHE_DTYPE_ENV = "TLSWEEP_FEATURE_CACHE_DTYPE"  # no longer read: the setting feature_cache_dtype (results change)
-CACHEABLE_AUGMENTATIONS = ("none", "flip")
 FLOAT16_MAX_STORED = 6.0e4  # larger activations are stored as float32 (float16 ends at 65504)
 STALE_TEMPORARY_S = 60.0  # a temporary of a dead process untouched this long is removed
 _LOGGED: set[str] = set()
@@ -193,6 +193,14 @@ def frozen_prefix(model: nn.Module, freeze_depth: int) -> tuple[nn.Module, nn.Mo
             f"{type(model).__name__}'s body draws random numbers in training ({', '.join(stochastic) or 'drop_rate'})"
         )
     return _Headless(model, name), head
+
+
+def body_facts(backbone: str) -> BodyFacts:
+    """``backbone``'s freeze levels and whether :func:`frozen_prefix` splits it below its whole body (the torchvision
+    ResNets and VGG, ``resnet_tiny``): what ``training.config.effective_settings`` needs to know of it."""
+    from tlsweep.training.backbones import freeze_levels, get_backbone
+
+    return BodyFacts(freeze_levels(backbone), get_backbone(backbone).family in ("resnet", "vgg"))
 
 
 def _verify(model: nn.Module, prefix: nn.Module, remainder: nn.Module, image_shape: tuple[int, ...]) -> str | int:
@@ -576,11 +584,7 @@ def storage_dtype(freeze_depth: int, name: str = "auto") -> np.dtype[np.floating
     """The setting ``feature_cache_dtype``: ``float16``, ``float32`` or ``auto`` (the default): float16 for a full-body
     freeze (feature vectors; a head trained on them ends where it ends with float32 ones), float32 for a partial one
     (layers that still train on float16-rounded inputs drift from an uncached run)."""
-    from tlsweep.training.config import MAX_FREEZE_DEPTH
-
-    if name == "auto":
-        name = "float16" if freeze_depth >= MAX_FREEZE_DEPTH else "float32"
-    return np.dtype(name)
+    return np.dtype(cache_dtype_name(freeze_depth, name))
 
 
 def compute_features(
@@ -658,6 +662,9 @@ def prepare(
         log_once(split)
         return None
     prefix, remainder = split
+    if any(parameter.requires_grad for parameter in prefix.parameters()):  # depth 5 of a body with more levels
+        log_once(f"freeze_depth {config.freeze_depth} leaves layers of {config.backbone}'s body training")
+        return None
     dtype = storage_dtype(config.freeze_depth, config.feature_cache_dtype)
     base = "|".join(
         [

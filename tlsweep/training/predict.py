@@ -244,7 +244,7 @@ class PredictionSummary:
 
 def images_in(folder: Path) -> list[Path]:
     """Every image file (common extensions, any case) under ``folder``, recursively, sorted."""
-    from tlsweep.data.config import DEFAULT_EXTENSIONS
+    from tlsweep.data.dataset_spec import DEFAULT_EXTENSIONS
 
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in DEFAULT_EXTENSIONS)
 

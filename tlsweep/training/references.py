@@ -19,18 +19,20 @@ if TYPE_CHECKING:
 def check_spec_references(spec: SweepSpec, *, source: str) -> None:
     """Every backbone of the sweep (``model.backbone`` and each arm's) is registered or a model timm knows,
     ``model.pretrained.imagenet`` names weights each torchvision backbone has where an arm uses init ``imagenet``,
-    and every freeze depth the sweep can train (:func:`spec_freeze_depths`) fits its backbone's levels.
+    every freeze depth the sweep can train (:func:`spec_freeze_depths`) fits its backbone's levels, and no two arms
+    differ only in settings that cannot change a run's numbers on their backbones (``design.check_arms_differ``).
 
     The names come first (each backbone, then its weights), the freeze depths after, so the first error found is
     the same wherever the spec is checked.
 
     Raises:
-        SpecError: an unknown backbone or weights name, naming ``source``, the field and the known names; or a
-            freeze depth beyond a backbone's levels, naming ``source`` and the levels.
+        SpecError: an unknown backbone or weights name, naming ``source``, the field and the known names; a
+            freeze depth beyond a backbone's levels, naming ``source`` and the levels; two arms that are one.
     """
+    from tlsweep.design import check_arms_differ
     from tlsweep.training.arm_models import check_arm_models
     from tlsweep.training.backbones import check_backbone_settings, get_backbone, imagenet_weights
-    from tlsweep.training.frozen_features import cache_settings
+    from tlsweep.training.frozen_features import body_facts, cache_settings
 
     arms = spec.design.arms or {}
     uses: list[tuple[str, str, str]] = [("model.backbone", spec.model.backbone, "")]  # (field, backbone, init)
@@ -50,6 +52,10 @@ def check_spec_references(spec: SweepSpec, *, source: str) -> None:
                 raise SpecError(f"{source}: model.pretrained.imagenet ({field} {backbone}): {exc}") from None
     for backbone, depths in spec_freeze_depths(spec).items():
         check_backbone_settings(backbone, depths, source=source)
+    try:
+        check_arms_differ(spec, body_facts)  # again, now that each backbone's levels are known
+    except ValueError as exc:
+        raise SpecError(f"{source}: {exc}") from None
     cache_settings()  # the frozen-feature cache's environment, checked before any trial reads it
     check_arm_models(spec, source=source)
 

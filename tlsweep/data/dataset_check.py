@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from tlsweep.data.cache import ImageEntry
-from tlsweep.data.config import CsvDatasetSpec, DatasetSpec, ImageFolderDatasetSpec, SyntheticDatasetSpec
+from tlsweep.data.dataset_spec import CsvDatasetSpec, DatasetSpec, ImageFolderDatasetSpec, SyntheticDatasetSpec
 from tlsweep.data.listing import csv_entries, imagefolder_listing, listing_notes, missing_root_message
 from tlsweep.data.presets import SPLITS
 from tlsweep.errors import DataError

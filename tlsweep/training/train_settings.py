@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tlsweep.data.config import DatasetSpec
+from tlsweep.data.dataset_spec import DatasetSpec
 from tlsweep.errors import InputChoiceError, SpecError
 from tlsweep.training.config import SETTINGS, TrialConfig, check_setting
 
@@ -94,7 +94,7 @@ def resolve_run_settings(
         InputChoiceError: no dataset, both ``dataset_root`` and ``synthetic``, or no image size.
         DataError: ``dataset_root`` is not a directory.
     """
-    from tlsweep.data.config import SyntheticDatasetSpec, dataset_spec_for_directory, parse_dataset_spec
+    from tlsweep.data.dataset_spec import SyntheticDatasetSpec, dataset_spec_for_directory, parse_dataset_spec
     from tlsweep.training.loop import check_config
 
     training_file = read_training_file(config_file) if config_file is not None else TrainingFile()
