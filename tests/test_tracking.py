@@ -31,7 +31,7 @@ from tlsweep.tracking import (
     make_tracker,
     resolve_mode,
 )
-from tlsweep.tracking import settings as settings_module
+from tlsweep.tracking import wandb_settings as settings_module
 
 PLANTED_KEY = "tlsweepPlantedKey0123456789abcdefghijklmnopqrstuv"  # 48 chars, W&B's key format
 VENV_BIN = Path(sys.executable).parent
@@ -775,7 +775,7 @@ def test_wandb_sync_creates_the_sweep_with_the_offline_runs_as_prior_runs(
     from click.testing import CliRunner
 
     from tlsweep.cli import cli
-    from tlsweep.tracking import settings as settings_mod
+    from tlsweep.tracking import wandb_settings as settings_mod
     from tlsweep.tracking import wandb_sweep, wandb_sync
 
     results = _results_with_offline_runs(tmp_path)
@@ -814,7 +814,7 @@ def test_wandb_sync_creates_the_sweep_with_the_offline_runs_as_prior_runs(
 
 
 def test_wandb_sync_refuses_clearly_without_runs_or_a_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from tlsweep.tracking import settings as settings_mod
+    from tlsweep.tracking import wandb_settings as settings_mod
     from tlsweep.tracking.wandb_sync import WandbSyncError, sync_to_sweep
 
     results = _results_with_offline_runs(tmp_path)

@@ -44,7 +44,7 @@ def _warm(tmp_path_factory: pytest.TempPathFactory) -> None:
     import wandb_workspaces.workspaces  # noqa: F401
 
     from tlsweep.results.store import ResultsStore
-    from tlsweep.tracking.settings import api_key_configured
+    from tlsweep.tracking.wandb_settings import api_key_configured
 
     directory = tmp_path_factory.mktemp("warm")
     (directory / "spec.resolved.yaml").write_text(SPEC)

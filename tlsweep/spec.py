@@ -28,7 +28,7 @@ from pydantic import (
 from tlsweep.data.dataset_spec import DatasetSpec
 from tlsweep.metrics import BOUNDED_METRICS
 from tlsweep.space import ParamEntry, ParamValue
-from tlsweep.tracking.settings import WandbSettings
+from tlsweep.tracking.wandb_settings import WandbSettings
 from tlsweep.training.config import (
     MAX_IMAGE_SIZE,
     PRETRAIN_DEFAULTS,

@@ -18,7 +18,7 @@ from tlsweep.errors import TlsweepError
 from tlsweep.results.store import ResultsStore
 from tlsweep.spec import ARM_FACTOR, ARM_KEY
 from tlsweep.tracking import server_check
-from tlsweep.tracking.settings import api_key_configured
+from tlsweep.tracking.wandb_settings import api_key_configured
 
 if TYPE_CHECKING:
     import wandb_workspaces.workspaces as ws

@@ -9,8 +9,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tlsweep.tracking.settings import WandbSettings, resolve_mode
 from tlsweep.tracking.tracker import ModeState, _WarnOnce, init_run
+from tlsweep.tracking.wandb_settings import WandbSettings, resolve_mode
 
 if TYPE_CHECKING:
     import pandas

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from tlsweep.tracking.settings import WandbSettings, api_key_configured, resolve_mode
+from tlsweep.tracking.wandb_settings import WandbSettings, api_key_configured, resolve_mode
 
 if TYPE_CHECKING:
     from wandb.sdk.wandb_run import Run

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tlsweep.errors import TlsweepError
 from tlsweep.results.store import ResultsStore
-from tlsweep.tracking import server_check, settings, wandb_sweep
+from tlsweep.tracking import server_check, wandb_settings, wandb_sweep
 from tlsweep.tracking.summary import report_run_id
 from tlsweep.tracking.wandb_sweep import SweepRecord, read_sweep_record, sweep_config, write_sweep_record
 
@@ -66,14 +66,14 @@ def sync_to_sweep(results_dir: Path, *, timeout_s: float = 600.0, finish: bool =
             f"{results_dir / 'wandb'}: no offline W&B runs to upload (a sweep run with --wandb offline, or one "
             "whose W&B server was unreachable, writes them there)"
         )
-    if not settings.api_key_configured():
+    if not wandb_settings.api_key_configured():
         raise WandbSyncError("no W&B API key is configured; run `wandb login` or set WANDB_API_KEY, then rerun")
     base_url = server_check.check_server(WandbSyncError, min(timeout_s, 30.0))
-    wandb_settings = spec.tracking.wandb
+    wandb_block = spec.tracking.wandb
     try:
         api = wandb_sweep.public_api(
-            entity=record.entity if record else wandb_settings.entity,
-            project=record.project if record else wandb_settings.project,
+            entity=record.entity if record else wandb_block.entity,
+            project=record.project if record else wandb_block.project,
             timeout_s=min(timeout_s, 60.0),
         )
         upload_offline_runs(run_dirs, timeout_s)
@@ -85,7 +85,7 @@ def sync_to_sweep(results_dir: Path, *, timeout_s: float = 600.0, finish: bool =
             wandb_sweep.add_runs(api, config, found, record, runs)
         else:
             record = wandb_sweep.create_sweep(
-                api, config, entity=wandb_settings.entity, project=wandb_settings.project, prior_runs=runs
+                api, config, entity=wandb_block.entity, project=wandb_block.project, prior_runs=runs
             )
             write_sweep_record(store, record)
         if finish:
