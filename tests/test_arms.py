@@ -142,8 +142,8 @@ def test_optimizer_steps_use_the_largest_batch_an_arm_fixes() -> None:
 
 def test_the_wandb_sweep_and_dashboard_know_the_named_arms(tmp_path: Path) -> None:
     from tlsweep.results.store import Provenance, ResultsStore
-    from tlsweep.tracking.dashboard import load_dashboard_spec
     from tlsweep.tracking.wandb_sweep import sweep_config
+    from tlsweep.tracking.wandb_workspace import load_dashboard_spec
 
     spec = parse_spec(three_arms())
     parameters = sweep_config(spec)["parameters"]

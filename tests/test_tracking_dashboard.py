@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from tlsweep.cli import cli
 from tlsweep.errors import StoreError
-from tlsweep.tracking import dashboard, tracker
+from tlsweep.tracking import tracker, wandb_workspace
 
 SPEC = """\
 name: age_hypothesis
@@ -45,8 +45,8 @@ def snapshot(directory: Path) -> dict[str, tuple[int, int]]:
 
 
 def test_spec_fields_are_read_from_the_resolved_spec(results_dir: Path) -> None:
-    spec = dashboard.load_dashboard_spec(results_dir)
-    assert spec == dashboard.DashboardSpec(
+    spec = wandb_workspace.load_dashboard_spec(results_dir)
+    assert spec == wandb_workspace.DashboardSpec(
         name="age_hypothesis",
         factors=("init", "train_fraction"),
         tuned=("lr", "weight_decay"),
@@ -64,15 +64,15 @@ def test_spec_missing_field_names_it(results_dir: Path) -> None:
         match=r"spec.resolved.yaml: invalid sweep spec .*\n  dataset: required field is "
         r"missing\n.*restore it, or rerun `tlsweep run SPEC`",
     ):
-        dashboard.load_dashboard_spec(results_dir)
+        wandb_workspace.load_dashboard_spec(results_dir)
 
 
 def test_workspace_has_the_sweep_panels_filtered_to_its_group(results_dir: Path) -> None:
     pytest.importorskip("wandb_workspaces")
     import wandb_workspaces.reports.v2 as wr
 
-    spec = dashboard.load_dashboard_spec(results_dir)
-    workspace = dashboard.build_workspace(spec, entity="lab")
+    spec = wandb_workspace.load_dashboard_spec(results_dir)
+    workspace = wandb_workspace.build_workspace(spec, entity="lab")
     assert (workspace.entity, workspace.project, workspace.name) == ("lab", "age", "tlsweep: age_hypothesis")
     panels = {type(panel).__name__: panel for section in workspace.sections for panel in section.panels}
     assert set(panels) == {"ParallelCoordinatesPlot", "ParameterImportancePlot", "LinePlot", "BarPlot", "RunComparer"}
@@ -89,7 +89,7 @@ def test_workspace_has_the_sweep_panels_filtered_to_its_group(results_dir: Path)
     assert panels["BarPlot"].metrics == ["test_acc"] and panels["BarPlot"].groupby == wr.Config("init")
 
     view = workspace._to_model()  # what save() would send, built without a server
-    assert view.name == dashboard.view_internal_name("age_hypothesis") == workspace._internal_name
+    assert view.name == wandb_workspace.view_internal_name("age_hypothesis") == workspace._internal_name
     runset = json.loads(view.spec.model_dump_json(by_alias=True, exclude_none=True))["section"]["runSets"][0]
     assert runset["filters"]["filters"] == [
         {"key": {"section": "run", "name": "group"}, "op": "=", "value": "age_hypothesis", "disabled": False}
@@ -106,8 +106,8 @@ def test_workspace_has_the_sweep_panels_filtered_to_its_group(results_dir: Path)
 
 
 def test_view_name_is_stable_per_sweep_and_valid() -> None:
-    name = dashboard.view_internal_name("age_hypothesis")
-    assert name == dashboard.view_internal_name("age_hypothesis") != dashboard.view_internal_name("other")
+    name = wandb_workspace.view_internal_name("age_hypothesis")
+    assert name == wandb_workspace.view_internal_name("age_hypothesis") != wandb_workspace.view_internal_name("other")
     assert name.startswith("nw-") and name.endswith("-v") and name.count("-v") == 1
 
 
@@ -117,15 +117,15 @@ def test_save_updates_an_existing_view(monkeypatch: pytest.MonkeyPatch, results_
     from wandb_workspaces.workspaces import internal
 
     saved: list[ws.Workspace] = []
-    monkeypatch.setattr(dashboard, "api_key_configured", lambda: True)
-    monkeypatch.setattr(dashboard, "check_server", lambda timeout_s: "https://wandb.test")
+    monkeypatch.setattr(wandb_workspace, "api_key_configured", lambda: True)
+    monkeypatch.setattr(wandb_workspace, "check_server", lambda timeout_s: "https://wandb.test")
     monkeypatch.setattr(internal, "get_view_dict", lambda entity, project, name: {"id": f"id-of-{name}"})
     monkeypatch.setattr(ws.Workspace, "save", lambda self: saved.append(self) or self)
     monkeypatch.setattr(ws.Workspace, "url", property(lambda self: f"https://wandb.test/{self._internal_name}"))
     before = snapshot(results_dir)
     result = CliRunner().invoke(cli, ["wandb", "dashboard", str(results_dir)])
     assert result.exit_code == 0, result.output
-    name = dashboard.view_internal_name("age_hypothesis")
+    name = wandb_workspace.view_internal_name("age_hypothesis")
     assert result.output == f"W&B workspace view: https://wandb.test/{name}\n"
     assert saved[0]._internal_id == f"id-of-{name}"
     assert snapshot(results_dir) == before
@@ -142,7 +142,7 @@ def test_missing_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch, re
 
 def test_no_api_key_says_so(monkeypatch: pytest.MonkeyPatch, results_dir: Path) -> None:
     pytest.importorskip("wandb_workspaces")
-    monkeypatch.setattr(dashboard, "api_key_configured", lambda: False)
+    monkeypatch.setattr(wandb_workspace, "api_key_configured", lambda: False)
     before = snapshot(results_dir)
     result = CliRunner().invoke(cli, ["wandb", "dashboard", str(results_dir)])
     assert result.exit_code != 0
@@ -152,7 +152,7 @@ def test_no_api_key_says_so(monkeypatch: pytest.MonkeyPatch, results_dir: Path) 
 
 def test_unreachable_server_says_so(monkeypatch: pytest.MonkeyPatch, results_dir: Path) -> None:
     pytest.importorskip("wandb_workspaces")
-    monkeypatch.setattr(dashboard, "api_key_configured", lambda: True)
+    monkeypatch.setattr(wandb_workspace, "api_key_configured", lambda: True)
     monkeypatch.setattr(tracker, "wandb_base_url", lambda: "http://127.0.0.1:9")
     before = snapshot(results_dir)
     result = CliRunner().invoke(cli, ["wandb", "dashboard", "--timeout", "2", str(results_dir)])

@@ -30,7 +30,7 @@ def dashboard(results_dir: Path, timeout_s: float) -> None:
     metric. Needs the optional package wandb-workspaces (pip install 'tlsweep[dashboards]'), a W&B API key
     and a reachable server; DIR is only read.
     """
-    from tlsweep.tracking.dashboard import save_dashboard
+    from tlsweep.tracking.wandb_workspace import save_dashboard
 
     url = save_dashboard(results_dir, timeout_s=timeout_s)
     click.echo(f"W&B workspace view: {url}")

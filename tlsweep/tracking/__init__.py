@@ -1,7 +1,7 @@
 """Weights & Biases mirror of a sweep: offline-safe, driver-side, never in a sweep's way.
 
 Parquet is the source of truth; W&B is a view of it. ``make_tracker`` gives the sweep driver a ``Tracker``;
-``log_report_summary`` logs the report; ``tlsweep.tracking.dashboard`` builds the saved workspace view.
+``log_report_summary`` logs the report; ``tlsweep.tracking.wandb_workspace`` builds the saved workspace view.
 wandb itself is imported only when a run is actually logged. The names below are imported lazily, so the spec can
 use ``tlsweep.tracking.wandb_settings`` without loading the tracker (and what the tracker imports).
 """
