@@ -64,8 +64,8 @@ def test_the_own_images_walkthrough_runs_from_the_folder_that_holds_the_study(tm
 
     commands = [shlex.split(line.split("#")[0]) for line in blocks["bash"].splitlines() if line.startswith("tlsweep ")]
     verbs = [c[:2] for c in commands]
-    assert verbs == [["tlsweep", x] for x in ("weights", "validate", "run", "export", "predict")]
-    validate, run, export, predict = (c[1:] for c in commands[1:])
+    assert verbs == [["tlsweep", x] for x in ("weights", "validate", "plan", "run", "export", "predict")]
+    validate, plan, run, export, predict = (c[1:] for c in commands[1:])
     expected = weights_cache_path(imagenet_weights("resnet18").url).relative_to(Path(torch.hub.get_dir()).parent)
     refused = tlsweep(*validate)  # before the download: the file expected and the command that fetches it
     assert refused.returncode == 2 and str(expected) in refused.stderr and "tlsweep weights download" in refused.stderr
@@ -78,6 +78,12 @@ def test_the_own_images_walkthrough_runs_from_the_folder_that_holds_the_study(tm
     assert checked.returncode == 0, checked.stderr
     assert "finetune" in checked.stdout and "linear_probe" in checked.stdout and "too few" not in checked.stdout
 
+    planned = tlsweep(*plan, *SHORT, "--json")  # the README's plan, with the short design run below
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    estimate = json.loads(planned.stdout)
+    arms = {a["arm"]: a["tune_trials"] + a["confirm_trials"] for a in estimate["estimate"]["arms"]}
+    assert arms == {"finetune": 2, "linear_probe": 2, "scratch": 2}  # what the run below records
+    assert {p["key"] for p in estimate["probes"]} == {f"arm={arm}" for arm in arms}
     done = tlsweep(*run, *SHORT, "--num-cpus", "2")
     assert done.returncode == 0, done.stderr[-3000:]
     results = home / "runs" / "own-study"
