@@ -17,6 +17,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ class TrialFault:
     ``first_attempt_only`` spares attempts that resume from a checkpoint (a retry, or a trial an earlier driver
     left running), so they continue from the failed epoch.
     ``unfixable`` raises a ``WeightsError`` (an error no retry can fix) instead of a ``RuntimeError``.
+    ``pause_until`` (a path) makes it a pause instead of a failure: the trial waits there until the path exists
+    (two minutes at most), so a test can act while every running trial holds still.
     """
 
     match: dict[str, Any]
@@ -48,10 +51,16 @@ class TrialFault:
     kill_worker: bool = False
     first_attempt_only: bool = False
     unfixable: bool = False
+    pause_until: str = ""
 
     def strike(self, meta: Any, *, epoch: int, resumed: bool) -> None:
         """Fail here if this is the epoch (and the attempt) the fault is for."""
         if epoch != self.after_epoch or (resumed and self.first_attempt_only):
+            return
+        if self.pause_until:
+            deadline = time.monotonic() + 120
+            while not Path(self.pause_until).exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
             return
         if self.kill_worker:
             os._exit(1)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 from confirm_plans import plan_confirm
 from faults import TrialFault, injected
+from ray._private import ray_constants
 from sweep_fixtures import tiny_spec_dict
 
 from tlsweep.design import trial_counts
@@ -51,6 +53,26 @@ def _spec(assets, storage, name, **changes):
     data["failures"] = {"max_retries": 2}
     data["checkpoints"] = {"every": {"epochs": 1}}  # these tests resume from an epoch's checkpoint
     return parse_spec(data)
+
+
+def _children(pid: int) -> list[int]:
+    return [
+        int(stat.parent.name) for stat in Path("/proc").glob("[0-9]*/stat") if _stat(stat.parent.name)[1] == str(pid)
+    ]
+
+
+def _alive(pid: int) -> bool:
+    """The process runs (a zombie, dead but not yet reaped, does not)."""
+    state = _stat(str(pid))
+    return bool(state) and state[0] != "Z"
+
+
+def _stat(pid: str) -> list[str]:
+    """State, parent id, ... of a process from /proc (empty once it is gone)."""
+    try:
+        return (Path("/proc") / pid / "stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return []
 
 
 def _max_overlap(rows) -> int:
@@ -105,29 +127,37 @@ def test_a_lost_worker_node_costs_retries_not_trials(cluster, tiny_assets, tmp_p
     from tlsweep.engine.run import run_sweep
 
     c, workers = cluster
-    # enough confirm trials that the sweep runs on for a while after the loss: with both phases in one Tuner and no
-    # gap between them, 2 seeds could all finish within seconds of the node going away
     spec = _spec(tiny_assets, tmp_path, "nodeloss", confirm__seeds=4)
     trials_file = tmp_path / "nodeloss" / "trials.parquet"
+    node_gone = tmp_path / "node-gone"
+    # every first attempt holds still after its epoch-1 checkpoint until the node is gone, so the loss comes early
+    # whatever the machine's speed (an idle one ran this whole sweep within seconds) and most trials run after it
+    hold = TrialFault({}, after_epoch=1, first_attempt_only=True, pause_until=str(node_gone))
 
     removed: dict[str, float] = {}
 
     def kill_a_worker() -> None:
         deadline = time.time() + 300
         while time.time() < deadline:
-            # once a trial has checkpointed an epoch: early enough that most trials are still to run (an idle
-            # machine ran this whole sweep within ~5 s of its first recorded rows, whose flush lags up to 2 s)
             if any((trials_file.parent / "ray").glob("sweep-*/*/checkpoint_*")):
                 removed["node_id"] = workers[1].node_id
+                raylet = workers[1].all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
+                doomed = _children(raylet)  # its Ray workers, the trials among them
                 removed["at"] = time.time()  # SIGKILL of the node's processes starts now
                 c.remove_node(workers[1], allow_graceful=False)
+                # the workers die with their raylet, a moment later: wait, so that none finishes a trial after the loss
+                while any(_alive(pid) for pid in doomed) and time.time() < deadline:
+                    time.sleep(0.05)
                 removed["took"] = time.time() - removed["at"]
+                node_gone.touch()
                 return
             time.sleep(0.2)
+        node_gone.touch()
 
     killer = threading.Thread(target=kill_a_worker, daemon=True)
     killer.start()
-    outcome = run_sweep(spec, live=False, report=False)
+    with injected(hold):
+        outcome = run_sweep(spec, live=False, report=False)
     killer.join(timeout=5)
     rows = pq.read_table(trials_file).to_pylist()
     assert not outcome.interrupted
@@ -139,7 +169,8 @@ def test_a_lost_worker_node_costs_retries_not_trials(cluster, tiny_assets, tmp_p
     assert len({r["trial_id"] for r in rows}) == len(rows)
     assert removed, "the worker was never removed"
     survivor = workers[0].node_id
-    late = [r for r in rows if r["finished_at"].timestamp() > removed["at"] + 5]
+    late = [r for r in rows if r["finished_at"].timestamp() > removed["at"]]
+    assert len(late) == len(rows)  # the hold worked: no trial finished before the loss
     assert late and {r["node_id"] for r in late} == {survivor}  # after the loss everything ran on the survivor
     # trials cut short on the lost node reran on the survivor; those that had checkpointed continued from it
     assert all(r["node_id"] == survivor for r in rows if r["resumed_from_epoch"] is not None)
