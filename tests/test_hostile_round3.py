@@ -40,6 +40,12 @@ def _changed(path: str, value: Any) -> dict[str, Any]:
     return spec
 
 
+def _tuning(spec: dict[str, Any], name: str, entry: dict[str, Any]) -> dict[str, Any]:
+    spec["design"]["tune"][name] = entry
+    spec["design"]["recipe"][name] = entry["high"]  # every tuned parameter's recipe value
+    return spec
+
+
 def _without_factor(spec: dict[str, Any], factor: str) -> dict[str, Any]:
     del spec["design"]["factors"][factor]
     return spec
@@ -117,6 +123,24 @@ REFUSED: dict[str, tuple[dict[str, Any], str]] = {
     "a when that holds in no study": (
         _tuned_when(_with_arms({"a": {"init": "checkpoint"}, "scratch": SCRATCH}), {"arm": ["a"], "init": ["scratch"]}),
         "tune.augmentation.when {'arm': ['a'], 'init': ['scratch']} holds in no study",
+    ),
+    "a tuned freeze_depth whose when selects only the scratch arm": (
+        _tuning(
+            _with_arms({"a": {"init": "checkpoint"}, "scratch": SCRATCH}),
+            "freeze_depth",
+            {"type": "int", "low": 0, "high": 5, "when": {"arm": ["scratch"]}},
+        ),
+        "design.tune.freeze_depth cannot change a run's numbers in any study its `when` selects (scratch trains",
+    ),
+    "momentum tuned where every arm uses adamw": (
+        _tuning(
+            _with_arms(
+                {"a": {"init": "checkpoint", "optimizer": "adamw"}, "scratch": {**SCRATCH, "optimizer": "adamw"}}
+            ),
+            "momentum",
+            {"type": "float", "low": 0.5, "high": 0.99},
+        ),
+        "design.tune.momentum cannot change a run's numbers in any study the design has (the optimizer has none)",
     ),
     "a backbone whose stride exceeds the image": (
         _with_arms({"a": {"init": "scratch", "backbone": "timm:convnext_atto"}, "scratch": SCRATCH}),
@@ -265,6 +289,14 @@ def test_validate_refuses_arms_that_are_one_and_a_when_without_arms(
 
 # close to each refused case, and valid: the setting changes the run (or the `when` names an arm there is)
 STILL_VALID: dict[str, tuple[dict[str, Any], list[str]]] = {
+    "momentum tuned where one arm uses sgd": (
+        _tuning(
+            _with_arms({"a": {**CHECKPOINT, "optimizer": "adamw"}, "scratch": {**SCRATCH, "optimizer": "sgd"}}),
+            "momentum",
+            {"type": "float", "low": 0.5, "high": 0.99},
+        ),
+        [],
+    ),
     "feature_cache_dtype of a cached partial freeze": (
         _with_arms(
             {

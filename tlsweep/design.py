@@ -495,6 +495,7 @@ def check_design(spec: SweepSpec) -> None:
     """
     check_arms_differ(spec)
     _check_when_applies(spec)
+    _check_tuned_somewhere(spec)
     _check_trial_configs(spec)
     if spec.design.budget.sampler == "grid":
         _check_grid(spec)
@@ -564,6 +565,37 @@ def _check_when_applies(spec: SweepSpec) -> None:
             raise ValueError(
                 f"design.tune.{name}.when {entry.when} holds in no study (no arm and cell has all those levels "
                 f"together; the arms: {arms}); widen it to an arm that has them or drop the entry"
+            )
+
+
+def _check_tuned_somewhere(spec: SweepSpec, body: Callable[[str], BodyFacts] = parse_time_body) -> None:
+    """A tune entry that cannot change a run's numbers in any study it applies to (``freeze_depth`` where only
+    scratch arms have it, ``momentum`` where every optimizer lacks one) spends the budget on nothing: an error."""
+    base = base_trial_config(spec).to_dict()
+    applies: dict[str, list[dict[str, Any]]] = {name: [] for name in spec.design.tune}
+    for levels in studies(spec):
+        for name, entry in spec.design.tune.items():
+            if entry.applies_to(levels):
+                applies[name].append(levels)
+    for name, every in applies.items():
+        if not every:
+            continue  # a `when` that holds nowhere: _check_when_applies
+        for levels in every:
+            arm = levels.get(ARM_KEY)
+            settings = {
+                **base,
+                **(spec.arm_settings(str(arm)) if arm is not None else {}),
+                **{k: v for k, v in levels.items() if k != ARM_KEY},
+            }
+            tuned = [other for other, entry in spec.design.tune.items() if entry.applies_to(levels)]
+            if name in effective_settings(settings, varying=tuned, body=body(str(settings["backbone"]))):
+                break
+        else:
+            where = "its `when` selects" if spec.design.tune[name].when else "the design has"
+            raise ValueError(
+                f"design.tune.{name} cannot change a run's numbers in any study {where} "
+                f"({NO_EFFECT_WHY.get(name, HOW_IT_COMPUTES)}): drop the entry, or let `when` select an arm where "
+                f"{name} matters"
             )
 
 
