@@ -151,10 +151,14 @@ def arm_params(spec: SweepSpec, levels: dict[str, Any], params: dict[str, Any]) 
     return out
 
 
+def tuned_in(spec: SweepSpec, levels: dict[str, Any]) -> list[str]:
+    """The parameters tuned in this study: the tune entries whose ``when`` holds for its levels."""
+    return [name for name, entry in spec.design.tune.items() if entry.applies_to(levels)]
+
+
 def recipe_params(spec: SweepSpec, levels: dict[str, Any]) -> dict[str, Any]:
     """The recipe's values of the parameters tuned in this study (what the recipe trial suggests)."""
-    tuned = [name for name, entry in spec.design.tune.items() if entry.applies_to(levels)]
-    return arm_params(spec, levels, {name: spec.design.recipe[name] for name in tuned})
+    return arm_params(spec, levels, {name: spec.design.recipe[name] for name in tuned_in(spec, levels)})
 
 
 def resolve_init(spec: SweepSpec, init: str) -> str:
@@ -529,11 +533,8 @@ def check_arms_differ(spec: SweepSpec, body: Callable[[str], BodyFacts] = parse_
     base = base_trial_config(spec).to_dict()
     keys: dict[str, list[str]] = {}
     for levels in studies(spec):
-        arm = str(levels[ARM_KEY])
-        settings = {**base, **spec.arm_settings(arm), **{k: v for k, v in levels.items() if k != ARM_KEY}}
-        tuned = sorted(name for name, entry in spec.design.tune.items() if entry.applies_to(levels))
-        effective = effective_settings(settings, varying=tuned, body=body(str(settings["backbone"])))
-        keys.setdefault(arm, []).append(json.dumps(effective, sort_keys=True, default=str))
+        effective = _effective_study_settings(spec, levels, base, body)
+        keys.setdefault(arm_of(levels), []).append(json.dumps(effective, sort_keys=True, default=str))
     seen: dict[str, str] = {}
     for name, key in keys.items():
         other = seen.setdefault(json.dumps(key), name)
@@ -568,35 +569,34 @@ def _check_when_applies(spec: SweepSpec) -> None:
             )
 
 
-def _check_tuned_somewhere(spec: SweepSpec, body: Callable[[str], BodyFacts] = parse_time_body) -> None:
+def _effective_study_settings(
+    spec: SweepSpec, levels: dict[str, Any], base: dict[str, Any], body: Callable[[str], BodyFacts]
+) -> dict[str, Any]:
+    """A study's settings (``base`` < its arm's < its levels) that can change a run's numbers, what it tunes counted
+    as varying (``training.config.effective_settings``)."""
+    settings = {**base, **spec.arm_settings(arm_of(levels)), **{k: v for k, v in levels.items() if k != ARM_KEY}}
+    return effective_settings(settings, varying=tuned_in(spec, levels), body=body(str(settings["backbone"])))
+
+
+def _check_tuned_somewhere(spec: SweepSpec) -> None:
     """A tune entry that cannot change a run's numbers in any study it applies to (``freeze_depth`` where only
     scratch arms have it, ``momentum`` where every optimizer lacks one) spends the budget on nothing: an error."""
     base = base_trial_config(spec).to_dict()
-    applies: dict[str, list[dict[str, Any]]] = {name: [] for name in spec.design.tune}
+    applied: set[str] = set()
+    mattered: set[str] = set()
     for levels in studies(spec):
-        for name, entry in spec.design.tune.items():
-            if entry.applies_to(levels):
-                applies[name].append(levels)
-    for name, every in applies.items():
-        if not every:
-            continue  # a `when` that holds nowhere: _check_when_applies
-        for levels in every:
-            arm = levels.get(ARM_KEY)
-            settings = {
-                **base,
-                **(spec.arm_settings(str(arm)) if arm is not None else {}),
-                **{k: v for k, v in levels.items() if k != ARM_KEY},
-            }
-            tuned = [other for other, entry in spec.design.tune.items() if entry.applies_to(levels)]
-            if name in effective_settings(settings, varying=tuned, body=body(str(settings["backbone"]))):
-                break
-        else:
-            where = "its `when` selects" if spec.design.tune[name].when else "the design has"
-            raise ValueError(
-                f"design.tune.{name} cannot change a run's numbers in any study {where} "
-                f"({NO_EFFECT_WHY.get(name, HOW_IT_COMPUTES)}): drop the entry, or let `when` select an arm where "
-                f"{name} matters"
-            )
+        tuned = set(tuned_in(spec, levels))
+        applied |= tuned
+        mattered |= tuned & set(_effective_study_settings(spec, levels, base, parse_time_body))
+    idle = [name for name in spec.design.tune if name in applied - mattered]  # a `when` holding nowhere: above
+    if idle:
+        name = idle[0]
+        where = "its `when` selects" if spec.design.tune[name].when else "the design has"
+        raise ValueError(
+            f"design.tune.{name} cannot change a run's numbers in any study {where} "
+            f"({NO_EFFECT_WHY.get(name, HOW_IT_COMPUTES)}): drop the entry, or let `when` select an arm where "
+            f"{name} matters"
+        )
 
 
 def _check_trial_configs(spec: SweepSpec) -> None:
